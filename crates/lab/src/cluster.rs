@@ -1,0 +1,152 @@
+//! The cluster the lab builds from a config: nodes, clients, scheduled pods, services with
+//! allocated ClusterIPs/NodePorts, EndpointSlices, the external load balancer and the plan.
+//!
+//! CONTRACT: these types are produced by `config` + `manifest` + `schedule` and consumed by
+//! the scenario runner (embedded and real mode). Add fields freely; do not rename.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+/// A NoSchedule/NoExecute/PreferNoSchedule taint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: Option<String>,
+    /// "NoSchedule", "PreferNoSchedule" or "NoExecute".
+    pub effect: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    /// eth0 address on the node network.
+    pub ip: Ipv4Addr,
+    /// Prefix length of the node network (e.g. 24).
+    pub prefix_len: u8,
+    /// This node's pod CIDR (cni0 = first host address, e.g. 10.244.1.1/24).
+    pub pod_cidr: Ipv4Net,
+    pub taints: Vec<Taint>,
+    /// Includes `kubernetes.io/hostname: <name>` (added automatically).
+    pub labels: BTreeMap<String, String>,
+    /// Lab what-if: masquerade disabled on this node (`no-masquerade` scenario).
+    pub masquerade: bool,
+}
+
+impl Node {
+    /// The cni0 bridge address: first host of the pod CIDR (10.244.N.1).
+    pub fn cni0_ip(&self) -> Ipv4Addr {
+        let n = u32::from(self.pod_cidr.network());
+        Ipv4Addr::from(n + 1)
+    }
+}
+
+/// Where a client sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAttach {
+    /// Outside the cluster, behind the router (e.g. a browser at 203.0.113.11). It may only
+    /// reach the listed nodes (and the load balancer, if any).
+    External { can_reach: Vec<String> },
+    /// A client pod on a node (gets an IP from that node's pod CIDR).
+    Pod { node: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub attach: ClientAttach,
+}
+
+/// A scheduled pod of a Deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    /// `<deploy>-<template-hash>-<5 chars>`.
+    pub name: String,
+    pub deployment: String,
+    pub node: String,
+    pub ip: Ipv4Addr,
+    pub labels: BTreeMap<String, String>,
+    /// (name, port, protocol) of the container ports.
+    pub container_ports: Vec<(String, u16, nodeport::Protocol)>,
+    pub ready: bool,
+}
+
+/// An external load balancer in front of the nodes (NLB-style: keeps the client IP and
+/// forwards to `nodeIP:nodePort`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBalancer {
+    pub name: String,
+    /// Frontend address clients connect to.
+    pub ip: Ipv4Addr,
+    /// Nodes in the target group, split evenly per node.
+    pub nodes: Vec<String>,
+    /// Health checking of healthCheckNodePort (issue 5); `None` = no health checks.
+    pub health_check: Option<HealthCheck>,
+    /// Weight nodes by X-Load-Balancing-Endpoint-Weight.
+    pub weighted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A node by name (`ydzs-master`), to the service's nodePort (or explicit port).
+    Node(String),
+    /// The external load balancer, to the service port (or explicit port).
+    LoadBalancer,
+    /// A raw address.
+    Address(Ipv4Addr),
+}
+
+/// One line of the traffic plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanStep {
+    pub client: String,
+    pub target: Target,
+    /// `namespace/name` of the service whose (node)port is used; `None` with explicit `port`.
+    pub service: Option<String>,
+    /// Explicit destination port (overrides the service's).
+    pub port: Option<u16>,
+    pub count: u32,
+    /// HTTP path.
+    pub path: String,
+    /// curl `--connect-timeout`; `None` = Linux's SYN retry span (~127 s).
+    pub connect_timeout: Option<Duration>,
+    /// curl `-m` overall limit; `None` = no limit.
+    pub max_time: Option<Duration>,
+}
+
+/// The whole built lab.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Scenario name (file stem) and the config file it came from.
+    pub scenario: String,
+    pub source: PathBuf,
+    /// The header comment of the config (the lesson).
+    pub description: String,
+    pub nodes: Vec<Node>,
+    /// Node network (e.g. 10.151.30.0/24) and its router address (e.g. 10.151.30.1).
+    pub node_network: Ipv4Net,
+    pub router_ip: Ipv4Addr,
+    /// kube-proxy's `clusterCIDR` (e.g. 10.244.0.0/16), the local-traffic detector.
+    pub cluster_cidr: Ipv4Net,
+    pub clients: Vec<Client>,
+    pub pods: Vec<Pod>,
+    /// Services after ClusterIP/NodePort allocation (includes `default/kubernetes`).
+    pub services: Vec<nodeport::Service>,
+    pub slices: Vec<nodeport::EndpointSlice>,
+    pub load_balancer: Option<LoadBalancer>,
+    pub plan: Vec<PlanStep>,
+    pub seed: u64,
+}

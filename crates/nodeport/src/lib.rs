@@ -1,0 +1,56 @@
+//! # nodeport — kube-proxy's NodePort datapath as a sans-IO library
+//!
+//! This crate owns the decisions kube-proxy (iptables mode) makes for Service traffic on
+//! one node, and the translations conntrack applies afterwards. It performs no I/O: packets
+//! are byte buffers owned by the caller, time is a [`Duration`] since an arbitrary epoch
+//! passed in by the caller, and randomness comes from an RNG the caller owns (seeded in tests).
+//!
+//! Layers (each a module):
+//! - [`model`]: Services, EndpointSlices and the per-node proxy configuration.
+//! - [`alloc`]: NodePort / healthCheckNodePort allocation (the apiserver's job, cluster-wide).
+//! - [`topology`]: endpoint categorisation (`CategorizeEndpoints`: cluster / local sets).
+//! - [`chains`]: kube-proxy's chain names (`KUBE-SVC-<hash>` …) and the chain walk record.
+//! - [`packet`]: parsing of the flow tuple and in-place rewrite with RFC 1624 checksums.
+//! - [`conntrack`]: the connection table (tuples, NAT, TCP state, timeouts, bounded size).
+//! - [`proxier`]: the per-node engine tying it together: [`Proxier::prerouting`],
+//!   [`Proxier::postrouting`], [`Proxier::output`].
+//! - [`healthcheck`]: the healthCheckNodePort answer and kube-proxy's `/healthz` `/livez`.
+//!
+//! The hook order the caller (a simulated node) must follow mirrors netfilter:
+//!
+//! ```text
+//! packet in ──► prerouting() ──► route lookup ──► local delivery ─► postrouting(egress=None)
+//!                  │ (conntrack + nat PREROUTING)    or forward    ─► postrouting(egress=Some(ip))
+//!                  └─ Drop / Reject (caller sends the ICMP error we built)
+//! locally generated ──► output() ──► route ──► postrouting(egress=Some(ip))
+//! ```
+//!
+//! `postrouting` performs MASQUERADE (for flows marked by KUBE-MARK-MASQ) using the address
+//! the caller says the egress interface has, and confirms the conntrack entry.
+
+use std::time::Duration;
+
+pub mod alloc;
+pub mod chains;
+pub mod conntrack;
+pub mod healthcheck;
+pub mod model;
+pub mod packet;
+pub mod proxier;
+pub mod topology;
+
+pub use alloc::{AllocError, NodePortAllocator, PortRange};
+pub use chains::{ChainStep, ChainWalk};
+pub use conntrack::{ConnEntry, Conntrack, TcpState, Tuple};
+pub use healthcheck::HealthResponse;
+pub use model::{
+    Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort,
+    ServiceRef, ServiceType, SessionAffinity, TrafficPolicy,
+};
+pub use packet::PacketError;
+pub use proxier::{
+    DropReason, Hook, NatPending, Postrouting, Prerouting, Proxier, Rewrite, Verdict,
+};
+
+/// Time as seen by the engine: a monotonic offset from an epoch chosen by the caller.
+pub type Now = Duration;

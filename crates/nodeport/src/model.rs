@@ -1,0 +1,215 @@
+//! The inputs kube-proxy works from: Services, EndpointSlices and its own per-node config.
+//!
+//! These are plain data (no Kubernetes client types): the `lab` crate converts real
+//! `v1 Service` manifests into them. Semantics follow `kube-proxy-semantics.md` §1.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// L4 protocol of a service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// Lower-case name as used in kube-proxy's chain hash input ("tcp", "udp").
+    pub fn as_lower(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        })
+    }
+}
+
+/// `spec.type` of a Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ServiceType {
+    ClusterIp,
+    NodePort,
+    LoadBalancer,
+}
+
+/// `externalTrafficPolicy` / `internalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum TrafficPolicy {
+    #[default]
+    Cluster,
+    Local,
+}
+
+/// `sessionAffinity` (+ `sessionAffinityConfig.clientIP.timeoutSeconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SessionAffinity {
+    #[default]
+    None,
+    ClientIp { timeout: Duration },
+}
+
+impl SessionAffinity {
+    /// The API default timeout for ClientIP affinity: 10800 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10800);
+}
+
+/// `namespace/name` of a Service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ServiceRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One entry of `spec.ports`. `target_port` is already resolved to a number by the caller
+/// (named target ports are resolved against the pods' container ports when building
+/// EndpointSlices; the DNAT port actually comes from the EndpointSlice port of the same name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePort {
+    /// Port name ("" when the service has a single unnamed port).
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub target_port: u16,
+    /// Set for NodePort/LoadBalancer services (after allocation).
+    pub node_port: Option<u16>,
+}
+
+/// A Service as kube-proxy sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    pub type_: ServiceType,
+    /// `None` for headless services (kube-proxy ignores those).
+    pub cluster_ip: Option<Ipv4Addr>,
+    pub ports: Vec<ServicePort>,
+    pub external_traffic_policy: TrafficPolicy,
+    pub internal_traffic_policy: TrafficPolicy,
+    pub session_affinity: SessionAffinity,
+    /// Only for LoadBalancer + externalTrafficPolicy Local (after allocation).
+    pub health_check_node_port: Option<u16>,
+    pub external_ips: Vec<Ipv4Addr>,
+    /// `status.loadBalancer.ingress[].ip` in VIP mode.
+    pub load_balancer_ips: Vec<Ipv4Addr>,
+}
+
+impl Service {
+    pub fn service_ref(&self) -> ServiceRef {
+        ServiceRef::new(self.namespace.clone(), self.name.clone())
+    }
+    /// `ExternallyAccessible()`: NodePort/LoadBalancer, or any service with externalIPs.
+    pub fn externally_accessible(&self) -> bool {
+        matches!(self.type_, ServiceType::NodePort | ServiceType::LoadBalancer)
+            || !self.external_ips.is_empty()
+    }
+    /// `ExternalPolicyLocal()`.
+    pub fn external_policy_local(&self) -> bool {
+        self.externally_accessible() && self.external_traffic_policy == TrafficPolicy::Local
+    }
+    /// `NeedsHealthCheck()`: LoadBalancer + ETP Local.
+    pub fn needs_health_check(&self) -> bool {
+        self.type_ == ServiceType::LoadBalancer
+            && self.external_traffic_policy == TrafficPolicy::Local
+    }
+}
+
+/// One address of an EndpointSlice, with the conditions kube-proxy reads.
+/// (Missing `ready`/`serving` in the API mean true, missing `terminating` means false; the
+/// caller applies those defaults when converting.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub ip: Ipv4Addr,
+    pub node_name: Option<String>,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+/// One port of an EndpointSlice; `name` matches a [`ServicePort::name`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointPort {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// An EndpointSlice of a service (`kubernetes.io/service-name` label = `service.name`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSlice {
+    pub service: ServiceRef,
+    pub ports: Vec<EndpointPort>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// kube-proxy's configuration on one node, plus lab "what-if" switches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyConfig {
+    /// kube-proxy's `--hostname-override` / node name; an endpoint is local iff its
+    /// `node_name` equals this.
+    pub node_name: String,
+    /// Every address of the node (eth0, cni0, …): `--dst-type LOCAL` / `--src-type LOCAL`.
+    pub node_addresses: Vec<Ipv4Addr>,
+    /// `clusterCIDR` for the ClusterCIDR local-traffic detector; `None` = no-op detector.
+    pub cluster_cidr: Option<Ipv4Net>,
+    /// `iptables.masqueradeAll`.
+    pub masquerade_all: bool,
+    /// `nodePortAddresses`: empty = every local address.
+    pub node_port_addresses: Vec<Ipv4Net>,
+    /// nf_conntrack_max for this node.
+    pub conntrack_max: usize,
+    /// `MASQUERADE --random-fully` (kube-proxy uses it when iptables supports it).
+    pub masquerade_random_fully: bool,
+    /// Lab what-if: when false, KUBE-POSTROUTING never masquerades (breaks Cluster traffic
+    /// to remote endpoints, which is the lesson of the `no-masquerade` scenario).
+    pub masquerade_enabled: bool,
+}
+
+impl ProxyConfig {
+    /// kube-proxy's defaults for a node with the given name and addresses.
+    pub fn new(node_name: impl Into<String>, node_addresses: Vec<Ipv4Addr>) -> Self {
+        ProxyConfig {
+            node_name: node_name.into(),
+            node_addresses,
+            cluster_cidr: None,
+            masquerade_all: false,
+            node_port_addresses: Vec::new(),
+            conntrack_max: 131_072,
+            masquerade_random_fully: false,
+            masquerade_enabled: true,
+        }
+    }
+}

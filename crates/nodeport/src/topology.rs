@@ -1,0 +1,1 @@
+//! Endpoint categorisation (`CategorizeEndpoints`, spec §3.1, §5.4).
