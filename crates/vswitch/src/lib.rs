@@ -3,8 +3,37 @@
 //! CONTRACT: [`Port`] is how anything attaches to the fabric: embedded smoltcp hosts, node
 //! interfaces, and (in real mode) TUN devices. Wrappers (tracer, pcap, impairment) are ports
 //! that wrap ports, smoltcp `phy` style.
+//!
+//! Modules (each owns one thing; none does I/O, none reads a clock or an OS RNG):
+//! - [`packet`]: parsing a raw IPv4 datagram into a [`packet::Summary`] (5-tuple, TCP flags,
+//!   TTL, the embedded tuple of ICMP errors), address/port rewrite with fresh checksums, and
+//!   the ICMP errors the fabric generates (time exceeded). Built on etherparse.
+//! - [`segment`]: an L3 broadcast domain; delivery by next-hop address ("ARP": which
+//!   attachment owns this address).
+//! - [`router`]: the router between the node network and the client networks: longest-prefix
+//!   forwarding, TTL, client reachability, and the external load balancer ([`router::LoadBalancer`]).
+//! - [`mem`]: an in-memory [`Port`] (queues on both sides) for tests and glue.
+//! - [`tracer`]: the [`tracer::Tracer`] wrapper and its shared [`tracer::TraceSink`].
+//! - `tun` (feature `tun`): the real-mode TUN port.
+//!
+//! Not here: anything node-specific (netfilter, kube-proxy) — that is `nodestack`/`nodeport`;
+//! the event loop and clock — that is `sim`.
 
 use std::time::Duration;
+
+pub mod mem;
+pub mod packet;
+pub mod router;
+pub mod segment;
+pub mod tracer;
+#[cfg(feature = "tun")]
+pub mod tun;
+
+pub use mem::MemPort;
+pub use packet::{FlowTuple, PacketError, Summary};
+pub use router::{IfaceKind, LbTarget, LoadBalancer, Router, RouterEvent, RouterOutput};
+pub use segment::Segment;
+pub use tracer::{Direction, LinkEvent, TraceSink, Tracer};
 
 /// A link endpoint: the fabric delivers packets into it (`send`) and collects the packets the
 /// thing behind it transmitted (`recv`). Packets are raw IPv4 datagrams (no L2 header).
@@ -13,10 +42,27 @@ pub trait Port {
     fn name(&self) -> &str;
     /// Fabric → device.
     fn send(&mut self, now: Duration, pkt: &[u8]);
-    /// Device → fabric: the next packet the device transmitted, if any.
+    /// Device → fabric: the next packet the device transmitted, if any. Devices with timers
+    /// (smoltcp hosts) advance them here, so polling `recv` at `poll_at()` is enough to drive
+    /// them.
     fn recv(&mut self, now: Duration) -> Option<Vec<u8>>;
     /// Earliest time this port wants to be polled again (timers, delayed packets).
     fn poll_at(&self) -> Option<Duration> {
         None
+    }
+}
+
+impl<P: Port + ?Sized> Port for Box<P> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn send(&mut self, now: Duration, pkt: &[u8]) {
+        (**self).send(now, pkt)
+    }
+    fn recv(&mut self, now: Duration) -> Option<Vec<u8>> {
+        (**self).recv(now)
+    }
+    fn poll_at(&self) -> Option<Duration> {
+        (**self).poll_at()
     }
 }

@@ -1,0 +1,720 @@
+//! The router joining the node network and the client networks ("the internet").
+//!
+//! Owns: longest-prefix forwarding between its interfaces, TTL decrement / ICMP time
+//! exceeded, client reachability (a client may reach only the addresses it is allowed to —
+//! everything else is dropped silently, as if unroutable) and the external
+//! [`LoadBalancer`]s whose frontends live on it. It does not know what a node or a pod is.
+//!
+//! Sans-IO: [`Router::receive`] takes `(now, ingress interface, datagram, rng)` and returns
+//! the datagrams to transmit with their egress interface and next hop.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use rand::{Rng, RngCore};
+
+use crate::packet::{self, FlowTuple, Summary};
+
+/// What an interface faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfaceKind {
+    /// The node network: traffic from here is trusted.
+    Cluster,
+    /// A client network: sources here are subject to reachability rules.
+    Clients,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouterIface {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub net: Ipv4Net,
+    pub kind: IfaceKind,
+}
+
+#[derive(Debug, Clone)]
+struct Route {
+    dest: Ipv4Net,
+    via: Option<Ipv4Addr>,
+    iface: usize,
+}
+
+/// A datagram the router transmits.
+#[derive(Debug, Clone)]
+pub struct RouterOutput {
+    pub iface: usize,
+    pub next_hop: Ipv4Addr,
+    pub pkt: Vec<u8>,
+}
+
+/// One decision of the router, for traces.
+#[derive(Debug, Clone)]
+pub struct RouterEvent {
+    pub at: Duration,
+    pub router: String,
+    pub in_iface: String,
+    pub out_iface: Option<String>,
+    pub before: Option<Summary>,
+    pub after: Option<Summary>,
+    /// "forward", "LB DNAT …", "drop: …", "ttl exceeded" …
+    pub action: String,
+}
+
+/// Drop/forward counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterCounters {
+    pub forwarded: u64,
+    pub malformed: u64,
+    pub unroutable: u64,
+    pub filtered: u64,
+    pub ttl_exceeded: u64,
+    pub to_router: u64,
+    pub lb_no_target: u64,
+}
+
+/// A backend of the load balancer: a node, reached at `ip:node_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbTarget {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    /// Relative weight (1 = plain even split per node). 0 = receives no new flows.
+    pub weight: u32,
+    /// Health as decided by whoever probes (none by default: always healthy).
+    pub healthy: bool,
+}
+
+/// A listener: `proto frontend:port → target:node_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub proto: u8,
+    pub port: u16,
+    pub node_port: u16,
+}
+
+#[derive(Debug, Clone)]
+struct LbFlow {
+    target: SocketAddrV4,
+    last_seen: Duration,
+}
+
+/// An NLB-style external load balancer: per new flow it picks a node (weighted by
+/// [`LbTarget::weight`] among healthy targets, uniform by default, with the caller's RNG),
+/// DNATs `frontend:port → nodeIP:nodePort` keeping the client's source address, and reverses
+/// the translation on replies.
+///
+/// Hook for health checks: whoever probes `healthCheckNodePort` calls
+/// [`LoadBalancer::set_healthy`] / [`LoadBalancer::set_weight`]; existing flows keep their
+/// target.
+#[derive(Debug, Clone)]
+pub struct LoadBalancer {
+    pub name: String,
+    pub frontend: Ipv4Addr,
+    pub listeners: Vec<Listener>,
+    pub targets: Vec<LbTarget>,
+    /// Idle flows are forgotten after this long (AWS NLB: 350 s for TCP).
+    pub idle_timeout: Duration,
+    flows: HashMap<FlowTuple, LbFlow>,
+    /// reply tuple (target → client) → original tuple (client → frontend)
+    replies: HashMap<FlowTuple, FlowTuple>,
+    /// New flows per target name.
+    pub picks: BTreeMap<String, u64>,
+}
+
+impl LoadBalancer {
+    pub fn new(name: impl Into<String>, frontend: Ipv4Addr) -> Self {
+        LoadBalancer {
+            name: name.into(),
+            frontend,
+            listeners: Vec::new(),
+            targets: Vec::new(),
+            idle_timeout: Duration::from_secs(350),
+            flows: HashMap::new(),
+            replies: HashMap::new(),
+            picks: BTreeMap::new(),
+        }
+    }
+    pub fn listen(&mut self, proto: u8, port: u16, node_port: u16) {
+        self.listeners
+            .retain(|l| !(l.proto == proto && l.port == port));
+        self.listeners.push(Listener {
+            proto,
+            port,
+            node_port,
+        });
+    }
+    pub fn add_target(&mut self, name: impl Into<String>, ip: Ipv4Addr) {
+        self.targets.push(LbTarget {
+            name: name.into(),
+            ip,
+            weight: 1,
+            healthy: true,
+        });
+    }
+    pub fn set_healthy(&mut self, name: &str, healthy: bool) {
+        for t in self.targets.iter_mut().filter(|t| t.name == name) {
+            t.healthy = healthy;
+        }
+    }
+    pub fn set_weight(&mut self, name: &str, weight: u32) {
+        for t in self.targets.iter_mut().filter(|t| t.name == name) {
+            t.weight = weight;
+        }
+    }
+    /// The target a new flow goes to: weighted pick among healthy targets.
+    pub fn pick(&self, rng: &mut dyn RngCore) -> Option<&LbTarget> {
+        let eligible: Vec<&LbTarget> = self
+            .targets
+            .iter()
+            .filter(|t| t.healthy && t.weight > 0)
+            .collect();
+        let total: u64 = eligible.iter().map(|t| u64::from(t.weight)).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = rng.random_range(0..total);
+        for t in eligible {
+            if r < u64::from(t.weight) {
+                return Some(t);
+            }
+            r -= u64::from(t.weight);
+        }
+        None
+    }
+    pub fn active_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    fn expire(&mut self, now: Duration) {
+        let idle = self.idle_timeout;
+        let before = self.flows.len();
+        self.flows
+            .retain(|_, f| now.saturating_sub(f.last_seen) < idle);
+        if self.flows.len() != before {
+            let flows = &self.flows;
+            self.replies.retain(|_, orig| flows.contains_key(orig));
+        }
+    }
+}
+
+/// Result of the LB stage for one datagram.
+enum LbAction {
+    NotOurs,
+    Translated(Vec<u8>, String),
+    Drop(String),
+}
+
+/// The router.
+#[derive(Debug, Clone)]
+pub struct Router {
+    name: String,
+    ifaces: Vec<RouterIface>,
+    routes: Vec<Route>,
+    /// client address → addresses it may reach (LB frontends are always reachable).
+    reach: HashMap<Ipv4Addr, BTreeSet<Ipv4Addr>>,
+    lbs: Vec<LoadBalancer>,
+    events: Vec<RouterEvent>,
+    pub counters: RouterCounters,
+    pub tracing: bool,
+}
+
+impl Router {
+    pub fn new(name: impl Into<String>) -> Self {
+        Router {
+            name: name.into(),
+            ifaces: Vec::new(),
+            routes: Vec::new(),
+            reach: HashMap::new(),
+            lbs: Vec::new(),
+            events: Vec::new(),
+            counters: RouterCounters::default(),
+            tracing: true,
+        }
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Add an interface with address `addr` on `net` (a connected route is added). Returns
+    /// its index.
+    pub fn add_iface(
+        &mut self,
+        name: impl Into<String>,
+        addr: Ipv4Addr,
+        net: Ipv4Net,
+        kind: IfaceKind,
+    ) -> usize {
+        self.ifaces.push(RouterIface {
+            name: name.into(),
+            addr,
+            net: net.trunc(),
+            kind,
+        });
+        let i = self.ifaces.len() - 1;
+        self.routes.push(Route {
+            dest: net.trunc(),
+            via: None,
+            iface: i,
+        });
+        i
+    }
+    pub fn ifaces(&self) -> &[RouterIface] {
+        &self.ifaces
+    }
+    /// A static route `dest via gateway` out of `iface`.
+    pub fn add_route(&mut self, dest: Ipv4Net, via: Ipv4Addr, iface: usize) {
+        self.routes.push(Route {
+            dest: dest.trunc(),
+            via: Some(via),
+            iface,
+        });
+    }
+    /// Allow `client` to reach `dst`. A client with no entry reaches nothing but LB frontends.
+    pub fn allow(&mut self, client: Ipv4Addr, dst: Ipv4Addr) {
+        self.reach.entry(client).or_default().insert(dst);
+    }
+    pub fn add_load_balancer(&mut self, lb: LoadBalancer) {
+        self.lbs.push(lb);
+    }
+    pub fn load_balancers(&self) -> &[LoadBalancer] {
+        &self.lbs
+    }
+    pub fn load_balancer_mut(&mut self, name: &str) -> Option<&mut LoadBalancer> {
+        self.lbs.iter_mut().find(|l| l.name == name)
+    }
+    /// Take the trace events recorded so far.
+    pub fn drain_events(&mut self) -> Vec<RouterEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Longest-prefix match: (egress iface, next hop).
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<(usize, Ipv4Addr)> {
+        self.routes
+            .iter()
+            .filter(|r| r.dest.contains(&dst))
+            .max_by_key(|r| r.dest.prefix_len())
+            .map(|r| (r.iface, r.via.unwrap_or(dst)))
+    }
+
+    fn note(
+        &mut self,
+        now: Duration,
+        in_iface: usize,
+        out_iface: Option<usize>,
+        before: Option<Summary>,
+        after: &[u8],
+        action: String,
+    ) {
+        if !self.tracing {
+            return;
+        }
+        let ev = RouterEvent {
+            at: now,
+            router: self.name.clone(),
+            in_iface: self
+                .ifaces
+                .get(in_iface)
+                .map(|i| i.name.clone())
+                .unwrap_or_default(),
+            out_iface: out_iface.and_then(|o| self.ifaces.get(o).map(|i| i.name.clone())),
+            before,
+            after: packet::summarize(after).ok(),
+            action,
+        };
+        self.events.push(ev);
+    }
+
+    fn lb_stage(
+        &mut self,
+        now: Duration,
+        s: &Summary,
+        pkt: &[u8],
+        rng: &mut dyn RngCore,
+    ) -> LbAction {
+        let t = s.tuple;
+        for lb in &mut self.lbs {
+            lb.expire(now);
+            // Original direction: client → frontend.
+            if t.dst == lb.frontend {
+                let target = if let Some(f) = lb.flows.get_mut(&t) {
+                    f.last_seen = now;
+                    f.target
+                } else {
+                    let Some(l) = lb
+                        .listeners
+                        .iter()
+                        .find(|l| l.proto == t.proto && l.port == t.dport)
+                        .copied()
+                    else {
+                        return LbAction::Drop(format!(
+                            "LB {}: no listener on {}",
+                            lb.name, t.dport
+                        ));
+                    };
+                    let Some(target) = lb.pick(rng).cloned() else {
+                        self.counters.lb_no_target += 1;
+                        return LbAction::Drop(format!("LB {}: no healthy target", lb.name));
+                    };
+                    *lb.picks.entry(target.name.clone()).or_default() += 1;
+                    let to = SocketAddrV4::new(target.ip, l.node_port);
+                    lb.flows.insert(
+                        t,
+                        LbFlow {
+                            target: to,
+                            last_seen: now,
+                        },
+                    );
+                    let reply = FlowTuple {
+                        proto: t.proto,
+                        src: target.ip,
+                        sport: l.node_port,
+                        dst: t.src,
+                        dport: t.sport,
+                    };
+                    lb.replies.insert(reply, t);
+                    to
+                };
+                return match packet::rewrite(pkt, None, Some(target)) {
+                    Ok(p) => LbAction::Translated(
+                        p,
+                        format!("LB {} DNAT {} → {}", lb.name, t.dst_addr(), target),
+                    ),
+                    Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
+                };
+            }
+            // Reply direction: target → client.
+            if let Some(orig) = lb.replies.get(&t).copied() {
+                if let Some(f) = lb.flows.get_mut(&orig) {
+                    f.last_seen = now;
+                }
+                let from = SocketAddrV4::new(lb.frontend, orig.dport);
+                return match packet::rewrite(pkt, Some(from), None) {
+                    Ok(p) => LbAction::Translated(
+                        p,
+                        format!("LB {} un-DNAT {} → {}", lb.name, t.src_addr(), from),
+                    ),
+                    Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
+                };
+            }
+        }
+        LbAction::NotOurs
+    }
+
+    /// A datagram arrives on interface `in_iface`.
+    pub fn receive(
+        &mut self,
+        now: Duration,
+        in_iface: usize,
+        pkt: &[u8],
+        rng: &mut dyn RngCore,
+    ) -> Vec<RouterOutput> {
+        let s = match packet::summarize(pkt) {
+            Ok(s) => s,
+            Err(e) => {
+                self.counters.malformed += 1;
+                self.note(
+                    now,
+                    in_iface,
+                    None,
+                    None,
+                    pkt,
+                    format!("drop: malformed ({e})"),
+                );
+                return Vec::new();
+            }
+        };
+        let Some(iface) = self.ifaces.get(in_iface).cloned() else {
+            self.counters.malformed += 1;
+            return Vec::new();
+        };
+        // Reachability: clients reach only what they are allowed to (and LB frontends).
+        if iface.kind == IfaceKind::Clients {
+            let dst = s.tuple.dst;
+            let is_lb = self.lbs.iter().any(|l| l.frontend == dst);
+            let allowed = self
+                .reach
+                .get(&s.tuple.src)
+                .is_some_and(|set| set.contains(&dst));
+            if !is_lb && !allowed {
+                self.counters.filtered += 1;
+                self.note(
+                    now,
+                    in_iface,
+                    None,
+                    Some(s.clone()),
+                    pkt,
+                    format!("drop: {} is unreachable from {}", dst, s.tuple.src),
+                );
+                return Vec::new();
+            }
+        }
+        if self.ifaces.iter().any(|i| i.addr == s.tuple.dst) {
+            self.counters.to_router += 1;
+            self.note(
+                now,
+                in_iface,
+                None,
+                Some(s.clone()),
+                pkt,
+                "drop: addressed to the router".into(),
+            );
+            return Vec::new();
+        }
+        let (mut pkt, mut action) = match self.lb_stage(now, &s, pkt, rng) {
+            LbAction::NotOurs => (pkt.to_vec(), "forward".to_string()),
+            LbAction::Translated(p, a) => (p, a),
+            LbAction::Drop(reason) => {
+                self.note(
+                    now,
+                    in_iface,
+                    None,
+                    Some(s.clone()),
+                    pkt,
+                    format!("drop: {reason}"),
+                );
+                return Vec::new();
+            }
+        };
+        let dst = match packet::summarize(&pkt) {
+            Ok(s2) => s2.tuple.dst,
+            Err(_) => s.tuple.dst,
+        };
+        let Some((out, next_hop)) = self.lookup(dst) else {
+            self.counters.unroutable += 1;
+            self.note(
+                now,
+                in_iface,
+                None,
+                Some(s),
+                &pkt,
+                format!("drop: no route to {dst}"),
+            );
+            return Vec::new();
+        };
+        match packet::decrement_ttl(&mut pkt) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                self.counters.ttl_exceeded += 1;
+                let mut outs = Vec::new();
+                if let Ok(icmp) = packet::time_exceeded(iface.addr, &pkt) {
+                    if let Some((o, nh)) = self.lookup(s.tuple.src) {
+                        outs.push(RouterOutput {
+                            iface: o,
+                            next_hop: nh,
+                            pkt: icmp,
+                        });
+                    }
+                }
+                self.note(
+                    now,
+                    in_iface,
+                    None,
+                    Some(s),
+                    &pkt,
+                    "ttl exceeded: ICMP time exceeded sent".into(),
+                );
+                return outs;
+            }
+            Err(e) => {
+                self.counters.malformed += 1;
+                self.note(now, in_iface, None, Some(s), &pkt, format!("drop: {e}"));
+                return Vec::new();
+            }
+        }
+        if out == in_iface && action == "forward" {
+            action = "forward (same interface)".into();
+        }
+        self.counters.forwarded += 1;
+        self.note(now, in_iface, Some(out), Some(s), &pkt, action);
+        vec![RouterOutput {
+            iface: out,
+            next_hop,
+            pkt,
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{summarize, tcp_packet};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+    fn sa(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    fn router() -> Router {
+        let mut r = Router::new("router");
+        r.add_iface(
+            "nodes",
+            ip("10.151.30.1"),
+            "10.151.30.0/24".parse().unwrap(),
+            IfaceKind::Cluster,
+        );
+        r.add_iface(
+            "clients-a",
+            ip("203.0.113.1"),
+            "203.0.113.0/24".parse().unwrap(),
+            IfaceKind::Clients,
+        );
+        r.add_iface(
+            "clients-b",
+            ip("198.51.100.1"),
+            "198.51.100.0/24".parse().unwrap(),
+            IfaceKind::Clients,
+        );
+        r.allow(ip("203.0.113.11"), ip("10.151.30.11"));
+        r
+    }
+
+    #[test]
+    fn client_reaches_only_listed_nodes() {
+        let mut r = router();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let ok = tcp_packet(
+            sa("203.0.113.11:40000"),
+            sa("10.151.30.11:32761"),
+            64,
+            "S",
+            b"",
+        );
+        let out = r.receive(Duration::ZERO, 1, &ok, &mut rng);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].iface, 0);
+        assert_eq!(out[0].next_hop, ip("10.151.30.11"));
+        assert_eq!(summarize(&out[0].pkt).unwrap().ttl, 63);
+        let no = tcp_packet(
+            sa("203.0.113.11:40000"),
+            sa("10.151.30.12:32761"),
+            64,
+            "S",
+            b"",
+        );
+        assert!(r.receive(Duration::ZERO, 1, &no, &mut rng).is_empty());
+        assert_eq!(r.counters.filtered, 1);
+        // replies from nodes to clients are routed
+        let back = tcp_packet(
+            sa("10.151.30.11:32761"),
+            sa("203.0.113.11:40000"),
+            64,
+            "SA",
+            b"",
+        );
+        let out = r.receive(Duration::ZERO, 0, &back, &mut rng);
+        assert_eq!(out[0].iface, 1);
+        // other client networks are routed too
+        let other = tcp_packet(
+            sa("10.151.30.11:32761"),
+            sa("198.51.100.7:1"),
+            64,
+            "SA",
+            b"",
+        );
+        assert_eq!(r.receive(Duration::ZERO, 0, &other, &mut rng)[0].iface, 2);
+        // no route
+        let lost = tcp_packet(sa("10.151.30.11:32761"), sa("192.0.2.1:1"), 64, "SA", b"");
+        assert!(r.receive(Duration::ZERO, 0, &lost, &mut rng).is_empty());
+        assert_eq!(r.counters.unroutable, 1);
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let mut r = router();
+        r.add_route("10.244.0.0/16".parse().unwrap(), ip("10.151.30.11"), 0);
+        r.add_route("10.244.2.0/24".parse().unwrap(), ip("10.151.30.13"), 0);
+        assert_eq!(r.lookup(ip("10.244.2.9")), Some((0, ip("10.151.30.13"))));
+        assert_eq!(r.lookup(ip("10.244.3.9")), Some((0, ip("10.151.30.11"))));
+        assert_eq!(r.lookup(ip("10.151.30.14")), Some((0, ip("10.151.30.14"))));
+    }
+
+    #[test]
+    fn ttl_exceeded_answers_with_icmp() {
+        let mut r = router();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let p = tcp_packet(
+            sa("203.0.113.11:40000"),
+            sa("10.151.30.11:32761"),
+            1,
+            "S",
+            b"",
+        );
+        let out = r.receive(Duration::ZERO, 1, &p, &mut rng);
+        assert_eq!(out.len(), 1);
+        let s = summarize(&out[0].pkt).unwrap();
+        assert_eq!(s.icmp, Some((11, 0)));
+        assert_eq!(s.tuple.src, ip("203.0.113.1"));
+        assert_eq!(s.tuple.dst, ip("203.0.113.11"));
+        assert_eq!(out[0].iface, 1);
+        assert_eq!(r.counters.ttl_exceeded, 1);
+    }
+
+    #[test]
+    fn malformed_is_counted_not_panicking() {
+        let mut r = router();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert!(r
+            .receive(Duration::ZERO, 1, &[0x45, 1, 2], &mut rng)
+            .is_empty());
+        assert!(r.receive(Duration::ZERO, 9, &[], &mut rng).is_empty());
+        assert_eq!(r.counters.malformed, 2);
+    }
+
+    #[test]
+    fn load_balancer_splits_per_node_and_reverses() {
+        let mut r = router();
+        let mut lb = LoadBalancer::new("lb", ip("198.51.100.100"));
+        lb.listen(6, 80, 32761);
+        lb.add_target("node1", ip("10.151.30.12"));
+        lb.add_target("node2", ip("10.151.30.13"));
+        r.add_load_balancer(lb);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut per = HashMap::new();
+        for port in 0..1000u16 {
+            let p = tcp_packet(
+                SocketAddrV4::new(ip("203.0.113.50"), 30000 + port),
+                sa("198.51.100.100:80"),
+                64,
+                "S",
+                b"",
+            );
+            let out = r.receive(Duration::ZERO, 1, &p, &mut rng);
+            let s = summarize(&out[0].pkt).unwrap();
+            assert_eq!(s.tuple.src, ip("203.0.113.50"), "client IP kept");
+            assert_eq!(s.tuple.dport, 32761);
+            *per.entry(s.tuple.dst).or_insert(0) += 1;
+            // same flow sticks
+            let again = r.receive(Duration::ZERO, 1, &p, &mut rng);
+            assert_eq!(summarize(&again[0].pkt).unwrap().tuple.dst, s.tuple.dst);
+            // reply is un-DNATed
+            let reply = tcp_packet(
+                SocketAddrV4::new(s.tuple.dst, 32761),
+                SocketAddrV4::new(ip("203.0.113.50"), 30000 + port),
+                64,
+                "SA",
+                b"",
+            );
+            let back = r.receive(Duration::ZERO, 0, &reply, &mut rng);
+            assert_eq!(
+                summarize(&back[0].pkt).unwrap().tuple.src_addr(),
+                sa("198.51.100.100:80")
+            );
+        }
+        let a = per[&ip("10.151.30.12")];
+        assert!((430..=570).contains(&a), "split {a}/1000");
+        // weights / health hook
+        let lb = r.load_balancer_mut("lb").unwrap();
+        lb.set_healthy("node1", false);
+        for _ in 0..10 {
+            assert_eq!(lb.pick(&mut rng).unwrap().name, "node2");
+        }
+        lb.set_healthy("node1", true);
+        lb.set_weight("node2", 0);
+        assert_eq!(lb.pick(&mut rng).unwrap().name, "node1");
+    }
+}

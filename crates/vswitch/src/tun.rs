@@ -1,0 +1,588 @@
+//! TUN adapter: a TUN device inside a network namespace as a [`crate::Port`].
+//!
+//! Real mode puts every pod and every client in its own network namespace whose only
+//! interface is a TUN device owned by the lab process; [`TunPort`] is that device seen from
+//! the fabric. Packets are raw IPv4 datagrams (`tun` 0.8 always sets `IFF_NO_PI`).
+//!
+//! Creation follows the measured recipe (`shared/design/tun-and-smoltcp-notes.md`): on a
+//! short-lived helper thread, remember `/proc/thread-self/ns/net`, `setns` into
+//! `/run/netns/<ns>`, disable IPv6 for links created from now on (no `fe80::`, no router
+//! solicitations), create the TUN with address/netmask/MTU/up, set its txqueuelen (default
+//! 5000: the default 500 dropped on TX under load), add the default route via the gateway,
+//! and `setns` back. The calling thread never changes namespace, so this is safe to call from
+//! any thread, including one that runs an async runtime.
+//!
+//! The device fd is non-blocking: [`Port::recv`] returns `None` when nothing is queued, so a
+//! driver polls [`TunPort::raw_fd`] with poll(2) and then drains every ready port. If the
+//! namespace is deleted under the port the kernel destroys the device and the fd answers
+//! `EBADFD` (os error 77) forever: the port is then marked dead ([`TunPort::dead_reason`]),
+//! drops everything, and never panics.
+//!
+//! Linux only; needs `CAP_NET_ADMIN` and `CAP_SYS_ADMIN` (root).
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
+
+use crate::Port;
+
+/// Where network namespaces created by `ip netns add` (and by the lab) are bind-mounted.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// Errors from [`TunPort::create`].
+#[derive(Debug)]
+pub struct TunError {
+    /// Which step failed (e.g. "setns into /run/netns/nplab-pod-x").
+    pub step: String,
+    /// The underlying error.
+    pub source: io::Error,
+}
+
+impl fmt::Display for TunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TUN setup failed: {}: {}", self.step, self.source)
+    }
+}
+
+impl std::error::Error for TunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn step_err(step: impl Into<String>) -> impl FnOnce(io::Error) -> TunError {
+    let step = step.into();
+    move |source| TunError { step, source }
+}
+
+/// How to build one TUN port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunConfig {
+    /// Name of the network namespace (a file under [`NETNS_RUN_DIR`]), e.g. `nplab-pod-x`.
+    pub netns: String,
+    /// Interface name inside the namespace (default `eth0`; at most 15 bytes).
+    pub ifname: String,
+    /// The namespace's address on this interface.
+    pub address: Ipv4Addr,
+    /// Prefix length of the connected subnet (e.g. 24).
+    pub prefix_len: u8,
+    /// Default gateway (`default via <gw> dev <ifname>`); `None` = no default route.
+    pub gateway: Option<Ipv4Addr>,
+    /// Link MTU (default 1500; larger values are fine for benchmarks, up to 65535).
+    pub mtu: u16,
+    /// Transmit queue length (default 5000).
+    pub txqueuelen: u32,
+    /// [`Port::name`] of the port (default `<netns>/<ifname>`).
+    pub port_name: Option<String>,
+}
+
+impl TunConfig {
+    /// A config with the defaults: `eth0`, MTU 1500, txqueuelen 5000, no gateway.
+    pub fn new(netns: impl Into<String>, address: Ipv4Addr, prefix_len: u8) -> Self {
+        TunConfig {
+            netns: netns.into(),
+            ifname: "eth0".into(),
+            address,
+            prefix_len,
+            gateway: None,
+            mtu: 1500,
+            txqueuelen: 5000,
+            port_name: None,
+        }
+    }
+    /// Sets the default gateway.
+    pub fn gateway(mut self, gw: Ipv4Addr) -> Self {
+        self.gateway = Some(gw);
+        self
+    }
+    /// Sets the MTU.
+    pub fn mtu(mut self, mtu: u16) -> Self {
+        self.mtu = mtu;
+        self
+    }
+    /// Sets the interface name inside the namespace.
+    pub fn ifname(mut self, name: impl Into<String>) -> Self {
+        self.ifname = name.into();
+        self
+    }
+    /// Sets the transmit queue length.
+    pub fn txqueuelen(mut self, len: u32) -> Self {
+        self.txqueuelen = len;
+        self
+    }
+    /// Sets the [`Port::name`].
+    pub fn port_name(mut self, name: impl Into<String>) -> Self {
+        self.port_name = Some(name.into());
+        self
+    }
+    fn netmask(&self) -> Ipv4Addr {
+        let bits = u32::from(self.prefix_len.min(32));
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
+        Ipv4Addr::from(mask)
+    }
+}
+
+/// Counters of one TUN port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunStats {
+    /// IPv4 packets read from the device (handed to the fabric).
+    pub rx_packets: u64,
+    /// Bytes of those packets.
+    pub rx_bytes: u64,
+    /// Packets read but dropped because they were not IPv4 (version nibble != 4).
+    pub rx_dropped_not_ipv4: u64,
+    /// Packets read but dropped because the IPv4 header was malformed or truncated.
+    pub rx_dropped_malformed: u64,
+    /// Read errors other than "nothing queued" (EAGAIN).
+    pub rx_errors: u64,
+    /// Packets written to the device.
+    pub tx_packets: u64,
+    /// Bytes of those packets.
+    pub tx_bytes: u64,
+    /// Packets the fabric delivered that could not be written (device busy, error, dead port).
+    pub tx_dropped: u64,
+}
+
+/// A TUN device in a network namespace, as a fabric [`Port`].
+pub struct TunPort {
+    dev: tun::Device,
+    name: String,
+    netns: String,
+    ifname: String,
+    address: Ipv4Addr,
+    mtu: u16,
+    buf: Vec<u8>,
+    stats: TunStats,
+    dead: Option<String>,
+}
+
+impl fmt::Debug for TunPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunPort")
+            .field("name", &self.name)
+            .field("fd", &self.dev.as_raw_fd())
+            .field("address", &self.address)
+            .field("mtu", &self.mtu)
+            .field("dead", &self.dead)
+            .finish()
+    }
+}
+
+/// What [`TunPort::recv_into`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvOutcome {
+    /// An IPv4 packet of this many bytes is at the start of the buffer.
+    Packet(usize),
+    /// Nothing queued (EAGAIN), or the port is dead.
+    Empty,
+    /// A packet was read and dropped (not IPv4 / malformed / read error); call again.
+    Dropped,
+}
+
+impl TunPort {
+    /// Creates the TUN device inside `cfg.netns` (which must exist under [`NETNS_RUN_DIR`])
+    /// and configures address, netmask, MTU, up, txqueuelen and the default route.
+    ///
+    /// Runs the namespace dance on a helper thread; the caller's thread is untouched.
+    pub fn create(cfg: &TunConfig) -> Result<TunPort, TunError> {
+        if cfg.ifname.is_empty() || cfg.ifname.len() > 15 {
+            return Err(TunError {
+                step: format!("interface name {:?}", cfg.ifname),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "must be 1..=15 bytes"),
+            });
+        }
+        if cfg.netns.is_empty() || cfg.netns.contains('/') || cfg.netns.starts_with('.') {
+            return Err(TunError {
+                step: format!("namespace name {:?}", cfg.netns),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not a plain file name"),
+            });
+        }
+        let cfg2 = cfg.clone();
+        let dev = std::thread::Builder::new()
+            .name("nplab-tun-setup".into())
+            .spawn(move || create_in_netns(&cfg2))
+            .map_err(step_err("spawn setup thread"))?
+            .join()
+            .map_err(|_| TunError {
+                step: "setup thread".into(),
+                source: io::Error::other("panicked"),
+            })??;
+        dev.set_nonblock().map_err(step_err("set O_NONBLOCK"))?;
+        let name = cfg
+            .port_name
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}", cfg.netns, cfg.ifname));
+        Ok(TunPort {
+            dev,
+            name,
+            netns: cfg.netns.clone(),
+            ifname: cfg.ifname.clone(),
+            address: cfg.address,
+            mtu: cfg.mtu,
+            // Room for one maximum-size packet plus slack so oversize reads are detectable.
+            buf: vec![0u8; usize::from(cfg.mtu).max(576) + 64],
+            stats: TunStats::default(),
+            dead: None,
+        })
+    }
+
+    /// The device fd, for poll(2)/epoll (readable = at least one packet queued).
+    pub fn raw_fd(&self) -> RawFd {
+        self.dev.as_raw_fd()
+    }
+    /// The namespace this port lives in.
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+    /// The interface name inside the namespace.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+    /// The namespace's address on this link.
+    pub fn address(&self) -> Ipv4Addr {
+        self.address
+    }
+    /// The link MTU.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+    /// Counters.
+    pub fn stats(&self) -> &TunStats {
+        &self.stats
+    }
+    /// `true` once the device is gone (namespace deleted: EBADFD). Fatal for this port only.
+    pub fn is_dead(&self) -> bool {
+        self.dead.is_some()
+    }
+    /// Why the port died, if it did.
+    pub fn dead_reason(&self) -> Option<&str> {
+        self.dead.as_deref()
+    }
+
+    fn mark_dead(&mut self, what: &str, e: &io::Error) {
+        if self.dead.is_none() {
+            self.dead = Some(format!(
+                "{}: {what} failed: {e} (device or namespace {} is gone)",
+                self.name, self.netns
+            ));
+        }
+    }
+
+    /// Reads one packet into `buf` (which should hold at least MTU bytes). Non-blocking.
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> RecvOutcome {
+        if self.dead.is_some() {
+            return RecvOutcome::Empty;
+        }
+        match self.dev.recv(buf) {
+            Ok(0) => RecvOutcome::Empty,
+            Ok(n) => match check_ipv4(&buf[..n]) {
+                Ok(len) => {
+                    self.stats.rx_packets += 1;
+                    self.stats.rx_bytes += len as u64;
+                    RecvOutcome::Packet(len)
+                }
+                Err(Invalid::NotIpv4) => {
+                    self.stats.rx_dropped_not_ipv4 += 1;
+                    RecvOutcome::Dropped
+                }
+                Err(Invalid::Malformed) => {
+                    self.stats.rx_dropped_malformed += 1;
+                    RecvOutcome::Dropped
+                }
+            },
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => RecvOutcome::Empty,
+                Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::EBADF) => {
+                    self.mark_dead("read", &e);
+                    RecvOutcome::Empty
+                }
+                _ => {
+                    self.stats.rx_errors += 1;
+                    RecvOutcome::Dropped
+                }
+            },
+        }
+    }
+
+    /// Writes one packet to the device (towards the namespace). Returns `false` if it was
+    /// dropped (and counted).
+    pub fn send_packet(&mut self, pkt: &[u8]) -> bool {
+        if self.dead.is_some() {
+            self.stats.tx_dropped += 1;
+            return false;
+        }
+        match self.dev.send(pkt) {
+            Ok(_) => {
+                self.stats.tx_packets += 1;
+                self.stats.tx_bytes += pkt.len() as u64;
+                true
+            }
+            Err(e) => {
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::EBADF)
+                ) {
+                    self.mark_dead("write", &e);
+                }
+                self.stats.tx_dropped += 1;
+                false
+            }
+        }
+    }
+}
+
+enum Invalid {
+    NotIpv4,
+    Malformed,
+}
+
+/// Validates an IPv4 header; returns the datagram length (the IPv4 total length).
+fn check_ipv4(pkt: &[u8]) -> Result<usize, Invalid> {
+    let first = *pkt.first().ok_or(Invalid::Malformed)?;
+    if first >> 4 != 4 {
+        return Err(Invalid::NotIpv4);
+    }
+    let ihl = usize::from(first & 0x0f) * 4;
+    if ihl < 20 || pkt.len() < ihl {
+        return Err(Invalid::Malformed);
+    }
+    let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+    if total < ihl || total > pkt.len() {
+        return Err(Invalid::Malformed);
+    }
+    Ok(total)
+}
+
+impl AsRawFd for TunPort {
+    fn as_raw_fd(&self) -> RawFd {
+        self.dev.as_raw_fd()
+    }
+}
+
+impl AsFd for TunPort {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the fd is owned by `self.dev` and stays open as long as `self` is borrowed.
+        unsafe { BorrowedFd::borrow_raw(self.dev.as_raw_fd()) }
+    }
+}
+
+impl Port for TunPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn send(&mut self, _now: Duration, pkt: &[u8]) {
+        self.send_packet(pkt);
+    }
+
+    fn recv(&mut self, _now: Duration) -> Option<Vec<u8>> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let out = loop {
+            match self.recv_into(&mut buf) {
+                RecvOutcome::Packet(n) => break Some(buf[..n].to_vec()),
+                RecvOutcome::Empty => break None,
+                RecvOutcome::Dropped => continue,
+            }
+        };
+        self.buf = buf;
+        out
+    }
+}
+
+// ------------------------------------------------------------------ namespace dance
+
+fn setns_file(f: &File) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Runs on the helper thread.
+fn create_in_netns(cfg: &TunConfig) -> Result<tun::Device, TunError> {
+    let home = File::open("/proc/thread-self/ns/net").map_err(step_err("open own netns"))?;
+    let target_path = format!("{NETNS_RUN_DIR}/{}", cfg.netns);
+    let target = File::open(&target_path).map_err(step_err(format!("open {target_path}")))?;
+    setns_file(&target).map_err(step_err(format!("setns into {target_path}")))?;
+    let res = configure_inside(cfg);
+    // Always go back, even on error (the thread ends anyway, but keep it clean).
+    let back = setns_file(&home).map_err(step_err("setns back to the original namespace"));
+    let dev = res?;
+    back?;
+    Ok(dev)
+}
+
+fn configure_inside(cfg: &TunConfig) -> Result<tun::Device, TunError> {
+    // Before the link exists: no IPv6 on it (no fe80::, no router solicitations).
+    match std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", b"1") {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {} // kernel without IPv6
+        Err(e) => return Err(step_err("disable IPv6 (conf/default/disable_ipv6)")(e)),
+    }
+    let mut tc = tun::Configuration::default();
+    tc.tun_name(&cfg.ifname)
+        .address(cfg.address)
+        .netmask(cfg.netmask())
+        .mtu(cfg.mtu)
+        .up();
+    let dev = tun::create(&tc).map_err(|e| TunError {
+        step: format!("create TUN {} in {}", cfg.ifname, cfg.netns),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let ctl = ctl_socket().map_err(step_err("control socket"))?;
+    set_txqueuelen(&ctl, &cfg.ifname, cfg.txqueuelen)
+        .map_err(step_err(format!("set txqueuelen {}", cfg.txqueuelen)))?;
+    if let Some(gw) = cfg.gateway {
+        add_default_route(&ctl, &cfg.ifname, gw).map_err(step_err(format!(
+            "add default route via {gw} dev {}",
+            cfg.ifname
+        )))?;
+    }
+    Ok(dev)
+}
+
+fn ctl_socket() -> io::Result<File> {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: we own the fresh fd; File closes it on drop.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+fn ifreq_for(ifname: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(ifname.bytes().take(15)) {
+        *dst = src as libc::c_char;
+    }
+    req
+}
+
+fn set_txqueuelen(ctl: &File, ifname: &str, len: u32) -> io::Result<()> {
+    let mut req = ifreq_for(ifname);
+    req.ifr_ifru.ifru_metric = len.min(i32::MAX as u32) as libc::c_int; // ifr_qlen
+                                                                        // SAFETY: valid fd and a properly initialised ifreq.
+    let rc = unsafe { libc::ioctl(ctl.as_raw_fd(), libc::SIOCSIFTXQLEN as _, &mut req) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `struct rtentry` from <net/route.h> (Linux).
+#[repr(C)]
+struct RtEntry {
+    rt_pad1: libc::c_ulong,
+    rt_dst: libc::sockaddr,
+    rt_gateway: libc::sockaddr,
+    rt_genmask: libc::sockaddr,
+    rt_flags: libc::c_ushort,
+    rt_pad2: libc::c_short,
+    rt_pad3: libc::c_ulong,
+    rt_pad4: *mut libc::c_void,
+    rt_metric: libc::c_short,
+    rt_dev: *mut libc::c_char,
+    rt_mtu: libc::c_ulong,
+    rt_window: libc::c_ulong,
+    rt_irtt: libc::c_ushort,
+}
+
+const RTF_UP: libc::c_ushort = 0x0001;
+const RTF_GATEWAY: libc::c_ushort = 0x0002;
+
+fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr have the same size (16 bytes) on Linux.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+/// `ip route add default via <gw> dev <ifname>` through the SIOCADDRT ioctl (no netlink
+/// crate, no async runtime, no subprocess).
+fn add_default_route(ctl: &File, ifname: &str, gw: Ipv4Addr) -> io::Result<()> {
+    let mut dev = std::ffi::CString::new(ifname)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?
+        .into_bytes_with_nul();
+    let mut rt = RtEntry {
+        rt_pad1: 0,
+        rt_dst: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        rt_gateway: sockaddr_v4(gw),
+        rt_genmask: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        rt_flags: RTF_UP | RTF_GATEWAY,
+        rt_pad2: 0,
+        rt_pad3: 0,
+        rt_pad4: std::ptr::null_mut(),
+        rt_metric: 0,
+        rt_dev: dev.as_mut_ptr() as *mut libc::c_char,
+        rt_mtu: 0,
+        rt_window: 0,
+        rt_irtt: 0,
+    };
+    // SAFETY: valid fd; `rt` is a properly laid out rtentry and `dev` outlives the call.
+    let rc = unsafe { libc::ioctl(ctl.as_raw_fd(), libc::SIOCADDRT as _, &mut rt) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EEXIST) {
+            return Ok(());
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netmask_from_prefix() {
+        let c = TunConfig::new("x", Ipv4Addr::new(10, 244, 1, 16), 24);
+        assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(
+            TunConfig::new("x", Ipv4Addr::LOCALHOST, 0).netmask(),
+            Ipv4Addr::UNSPECIFIED
+        );
+        assert_eq!(
+            TunConfig::new("x", Ipv4Addr::LOCALHOST, 32).netmask(),
+            Ipv4Addr::BROADCAST
+        );
+    }
+
+    #[test]
+    fn ipv4_filter() {
+        let mut p = [0u8; 28];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&28u16.to_be_bytes());
+        assert!(matches!(check_ipv4(&p), Ok(28)));
+        // trailing bytes beyond total length are ignored
+        p[2..4].copy_from_slice(&20u16.to_be_bytes());
+        assert!(matches!(check_ipv4(&p), Ok(20)));
+        p[0] = 0x60;
+        assert!(matches!(check_ipv4(&p), Err(Invalid::NotIpv4)));
+        p[0] = 0x44;
+        assert!(matches!(check_ipv4(&p), Err(Invalid::Malformed)));
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&60u16.to_be_bytes());
+        assert!(matches!(check_ipv4(&p), Err(Invalid::Malformed)));
+        assert!(matches!(check_ipv4(&[]), Err(Invalid::Malformed)));
+    }
+}
