@@ -1,5 +1,23 @@
 //! The connection tracking table (nf_conntrack semantics, spec §6).
+//!
+//! Owns flow state: each [`ConnEntry`] holds the *original* tuple (as the first packet was
+//! seen) and the *reply* tuple (what a reply looks like after DNAT/SNAT), the TCP state, the
+//! ASSURED/SEEN_REPLY status bits and an absolute expiry time. Both tuples index the entry, so
+//! a packet in either direction finds it. NAT decisions are *not* made here: the
+//! [`crate::proxier`] decides and inserts; this module stores, times out and bounds.
+//!
+//! Layout (memory target ≤ 128 B/entry): entries live densely in a `Vec<ConnEntry>` (40 B
+//! each); a `hashbrown::HashTable<u32>` maps both tuples to `index << 1 | direction` (two
+//! 4-byte slots + control bytes per entry). Removal is `swap_remove` with the moved entry's
+//! two index slots patched.
+
 use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use hashbrown::HashTable;
+
+use crate::packet::{tcp_flags, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::Now;
 
 /// A flow's 5-tuple (for ICMP echo, both ports are the echo identifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -11,7 +29,35 @@ pub struct Tuple {
     pub dport: u16,
 }
 
+impl Tuple {
+    /// The tuple of a packet going the other way.
+    #[inline]
+    pub fn invert(&self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            src: self.dst,
+            sport: self.dport,
+            dst: self.src,
+            dport: self.sport,
+        }
+    }
+
+    #[inline]
+    fn hash64(&self) -> u64 {
+        let a = (u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst));
+        let b =
+            (u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto);
+        let m = u128::from(a ^ 0x243f_6a88_85a3_08d3) * u128::from(b ^ 0x1319_8a2e_0370_7344);
+        let h = (m as u64) ^ ((m >> 64) as u64);
+        // Second round so both low (bucket) and high (tag) bits are well mixed.
+        let m2 = u128::from(h ^ a.rotate_left(17)) * 0x9e37_79b9_7f4a_7c15;
+        (m2 as u64) ^ ((m2 >> 64) as u64)
+    }
+}
+
+/// nf_conntrack's TCP states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum TcpState {
     SynSent,
     SynRecv,
@@ -23,29 +69,515 @@ pub enum TcpState {
     Close,
 }
 
+impl TcpState {
+    /// `conntrack -L` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+        }
+    }
+
+    /// Timeout for the state (§6.3; established/close_wait as kube-proxy sets them).
+    pub fn timeout(self) -> Duration {
+        Duration::from_secs(match self {
+            TcpState::SynSent => 120,
+            TcpState::SynRecv => 60,
+            TcpState::Established => 86_400,
+            TcpState::FinWait => 120,
+            TcpState::CloseWait => 3_600,
+            TcpState::LastAck => 30,
+            TcpState::TimeWait => 120,
+            TcpState::Close => 10,
+        })
+    }
+
+    fn from_u8(v: u8) -> Option<TcpState> {
+        Some(match v {
+            0 => TcpState::SynSent,
+            1 => TcpState::SynRecv,
+            2 => TcpState::Established,
+            3 => TcpState::FinWait,
+            4 => TcpState::CloseWait,
+            5 => TcpState::LastAck,
+            6 => TcpState::TimeWait,
+            7 => TcpState::Close,
+            _ => return None,
+        })
+    }
+}
+
+/// UDP timeout before a reply is seen (`nf_conntrack_udp_timeout`).
+pub const UDP_TIMEOUT: Duration = Duration::from_secs(30);
+/// UDP timeout once replies are seen (`nf_conntrack_udp_timeout_stream`, Linux ≥ 5.0).
+pub const UDP_STREAM_TIMEOUT: Duration = Duration::from_secs(120);
+/// ICMP echo timeout (`nf_conntrack_icmp_timeout`).
+pub const ICMP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Direction of a packet relative to its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Same direction as the first packet.
+    Original,
+    /// The other way.
+    Reply,
+}
+
+const NO_TCP: u8 = 0xff;
+const F_SEEN_REPLY: u8 = 1;
+const F_ASSURED: u8 = 2;
+const F_FIN_ORIG: u8 = 4;
+const F_FIN_REPLY: u8 = 8;
+
 /// One conntrack entry.
 #[derive(Debug, Clone)]
 pub struct ConnEntry {
     pub original: Tuple,
     pub reply: Tuple,
+    /// Absolute expiry in milliseconds of [`Now`].
+    expires_ms: u64,
+    tcp: u8,
+    flags: u8,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+impl ConnEntry {
+    /// A fresh entry for a first packet (TCP: `SYN_SENT`, or `ESTABLISHED` for a mid-stream
+    /// pickup), expiring per its protocol's timeout.
+    pub fn new(original: Tuple, reply: Tuple, tcp_flags_first: u8, now: Now) -> ConnEntry {
+        let mut e = ConnEntry {
+            original,
+            reply,
+            expires_ms: 0,
+            tcp: NO_TCP,
+            flags: 0,
+        };
+        if original.proto == PROTO_TCP {
+            e.tcp = if tcp_flags_first & tcp_flags::SYN != 0 {
+                TcpState::SynSent as u8
+            } else {
+                TcpState::Established as u8
+            };
+        }
+        e.expires_ms = ms(now + e.timeout());
+        e
+    }
+
+    /// TCP state (None for UDP/ICMP).
+    pub fn tcp_state(&self) -> Option<TcpState> {
+        TcpState::from_u8(self.tcp)
+    }
+    /// A reply was seen.
+    pub fn seen_reply(&self) -> bool {
+        self.flags & F_SEEN_REPLY != 0
+    }
+    /// `[ASSURED]`: will not be early-dropped.
+    pub fn assured(&self) -> bool {
+        self.flags & F_ASSURED != 0
+    }
+    /// Absolute expiry time.
+    pub fn expires(&self) -> Now {
+        Duration::from_millis(self.expires_ms)
+    }
+    /// Whether the entry has expired at `now`.
+    pub fn is_expired(&self, now: Now) -> bool {
+        ms(now) >= self.expires_ms
+    }
+    /// Destination NAT happened (reply source ≠ original destination).
+    pub fn is_dnat(&self) -> bool {
+        self.reply.src != self.original.dst || self.reply.sport != self.original.dport
+    }
+    /// Source NAT happened (reply destination ≠ original source).
+    pub fn is_snat(&self) -> bool {
+        self.reply.dst != self.original.src || self.reply.dport != self.original.sport
+    }
+    /// The tuple of direction `d`.
+    pub fn tuple(&self, d: Dir) -> &Tuple {
+        match d {
+            Dir::Original => &self.original,
+            Dir::Reply => &self.reply,
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        match self.original.proto {
+            PROTO_TCP => self.tcp_state().map_or(UDP_TIMEOUT, TcpState::timeout),
+            PROTO_UDP if self.seen_reply() => UDP_STREAM_TIMEOUT,
+            PROTO_UDP => UDP_TIMEOUT,
+            _ => ICMP_TIMEOUT,
+        }
+    }
+
+    /// Account a packet of this flow seen at `now` in direction `dir` (TCP flags for TCP):
+    /// state machine, SEEN_REPLY/ASSURED bits and the timer refresh.
+    pub fn on_packet(&mut self, dir: Dir, flags: u8, now: Now) {
+        if dir == Dir::Reply {
+            if self.flags & F_SEEN_REPLY == 0 && self.original.proto != PROTO_TCP {
+                // UDP/ICMP: assured once traffic went both ways.
+                self.flags |= F_ASSURED;
+            }
+            self.flags |= F_SEEN_REPLY;
+        }
+        if let Some(st) = self.tcp_state() {
+            use tcp_flags::*;
+            let (my_fin, other_fin) = match dir {
+                Dir::Original => (F_FIN_ORIG, F_FIN_REPLY),
+                Dir::Reply => (F_FIN_REPLY, F_FIN_ORIG),
+            };
+            let next = if flags & RST != 0 {
+                TcpState::Close
+            } else if flags & FIN != 0 {
+                let already_other = self.flags & other_fin != 0;
+                self.flags |= my_fin;
+                match st {
+                    TcpState::SynSent | TcpState::SynRecv | TcpState::Established => {
+                        TcpState::FinWait
+                    }
+                    TcpState::FinWait | TcpState::CloseWait if already_other => TcpState::LastAck,
+                    s => s,
+                }
+            } else if flags & SYN != 0 && flags & ACK != 0 {
+                if dir == Dir::Reply && st == TcpState::SynSent {
+                    TcpState::SynRecv
+                } else {
+                    st
+                }
+            } else if flags & ACK != 0 {
+                match st {
+                    TcpState::SynRecv if dir == Dir::Original => {
+                        self.flags |= F_ASSURED;
+                        TcpState::Established
+                    }
+                    TcpState::Established if dir == Dir::Reply => {
+                        // Picked-up flow saw the other side: assured.
+                        self.flags |= F_ASSURED;
+                        st
+                    }
+                    // The side that did not send the first FIN acknowledges it.
+                    TcpState::FinWait if self.flags & my_fin == 0 => TcpState::CloseWait,
+                    TcpState::LastAck => TcpState::TimeWait,
+                    s => s,
+                }
+            } else {
+                st
+            };
+            self.tcp = next as u8;
+        }
+        self.expires_ms = ms(now + self.timeout());
+    }
+
+    /// `conntrack -L` line, e.g.
+    /// `tcp      6 86399 ESTABLISHED src=… dst=… sport=… dport=… src=… … [ASSURED] mark=0 use=1`.
+    pub fn format(&self, now: Now) -> String {
+        let left = self.expires_ms.saturating_sub(ms(now)) / 1000;
+        let (name, num) = match self.original.proto {
+            PROTO_TCP => ("tcp", 6),
+            PROTO_UDP => ("udp", 17),
+            PROTO_ICMP => ("icmp", 1),
+            p => ("unknown", p),
+        };
+        let mut s = format!("{name:<8} {num} {left} ");
+        if let Some(st) = self.tcp_state() {
+            s.push_str(st.name());
+            s.push(' ');
+        }
+        let tuple = |t: &Tuple, request: bool| -> String {
+            if t.proto == PROTO_ICMP {
+                let ty = if request { 8 } else { 0 };
+                format!(
+                    "src={} dst={} type={ty} code=0 id={}",
+                    t.src, t.dst, t.sport
+                )
+            } else {
+                format!(
+                    "src={} dst={} sport={} dport={}",
+                    t.src, t.dst, t.sport, t.dport
+                )
+            }
+        };
+        s.push_str(&tuple(&self.original, true));
+        if !self.seen_reply() {
+            s.push_str(" [UNREPLIED]");
+        }
+        s.push(' ');
+        s.push_str(&tuple(&self.reply, false));
+        if self.assured() {
+            s.push_str(" [ASSURED]");
+        }
+        s.push_str(" mark=0 use=1");
+        s
+    }
 }
 
 /// State between prerouting and postrouting of a flow's first packet.
 #[derive(Debug, Clone)]
 pub struct PendingFlow {
     pub original: Tuple,
+    /// The reply tuple so far (after DNAT; SNAT is filled in by postrouting).
+    pub reply: Tuple,
+    /// TCP flags of the first packet.
+    pub tcp_flags: u8,
 }
 
+/// Why an insert failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    #[error("nf_conntrack: table full, dropping packet")]
+    Full,
+    #[error("tuple already in use")]
+    Clash,
+}
+
+/// Counters (like `conntrack -S`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConntrackStats {
+    pub inserted: u64,
+    /// New flows dropped because the table was full.
+    pub drop_full: u64,
+    /// Inserts refused because a tuple was already taken.
+    pub insert_failed: u64,
+    pub expired: u64,
+}
+
+/// The table.
 #[derive(Debug)]
 pub struct Conntrack {
     max: usize,
+    entries: Vec<ConnEntry>,
+    index: HashTable<u32>,
+    stats: ConntrackStats,
+}
+
+#[inline]
+fn slot(idx: usize, dir: Dir) -> u32 {
+    ((idx as u32) << 1) | u32::from(dir == Dir::Reply)
 }
 
 impl Conntrack {
     pub fn new(max: usize) -> Self {
-        Conntrack { max }
+        Conntrack {
+            max,
+            entries: Vec::new(),
+            index: HashTable::new(),
+            stats: ConntrackStats::default(),
+        }
     }
     pub fn max(&self) -> usize {
         self.max
+    }
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    /// `nf_conntrack_count >= nf_conntrack_max`.
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= self.max
+    }
+    pub fn stats(&self) -> ConntrackStats {
+        self.stats
+    }
+    pub(crate) fn count_drop_full(&mut self) {
+        self.stats.drop_full += 1;
+    }
+    /// Reserve room for `n` more entries (avoids rehash latency in benchmarks).
+    pub fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+        let entries = &self.entries;
+        self.index.reserve(2 * n, |&s| {
+            entries[(s >> 1) as usize].tuple(dir_of(s)).hash64()
+        });
+    }
+    /// Heap bytes held (entries + index), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<ConnEntry>() + self.index.allocation_size()
+    }
+    /// All entries, `conntrack -L` order (unspecified).
+    pub fn entries(&self) -> impl Iterator<Item = &ConnEntry> {
+        self.entries.iter()
+    }
+    /// Entry by index.
+    pub fn get(&self, idx: usize) -> &ConnEntry {
+        &self.entries[idx]
+    }
+    pub(crate) fn get_mut(&mut self, idx: usize) -> &mut ConnEntry {
+        &mut self.entries[idx]
+    }
+
+    /// Find the entry a packet with tuple `t` belongs to, and its direction.
+    #[inline]
+    pub fn lookup(&self, t: &Tuple) -> Option<(usize, Dir)> {
+        let entries = &self.entries;
+        self.index
+            .find(t.hash64(), |&s| {
+                entries[(s >> 1) as usize].tuple(dir_of(s)) == t
+            })
+            .map(|&s| ((s >> 1) as usize, dir_of(s)))
+    }
+
+    /// Whether no entry uses `t` in either direction.
+    pub fn is_free(&self, t: &Tuple) -> bool {
+        self.lookup(t).is_none()
+    }
+
+    /// Confirm a new entry.
+    pub fn insert(&mut self, e: ConnEntry) -> Result<usize, InsertError> {
+        if self.is_full() {
+            self.stats.drop_full += 1;
+            return Err(InsertError::Full);
+        }
+        if !self.is_free(&e.original) || !self.is_free(&e.reply) {
+            self.stats.insert_failed += 1;
+            return Err(InsertError::Clash);
+        }
+        let idx = self.entries.len();
+        let (ho, hr) = (e.original.hash64(), e.reply.hash64());
+        self.entries.push(e);
+        let entries = &self.entries;
+        let hasher = |&s: &u32| entries[(s >> 1) as usize].tuple(dir_of(s)).hash64();
+        self.index
+            .insert_unique(ho, slot(idx, Dir::Original), hasher);
+        self.index.insert_unique(hr, slot(idx, Dir::Reply), hasher);
+        self.stats.inserted += 1;
+        Ok(idx)
+    }
+
+    fn unindex(&mut self, idx: usize) {
+        for d in [Dir::Original, Dir::Reply] {
+            let t = *self.entries[idx].tuple(d);
+            let s = slot(idx, d);
+            if let Ok(e) = self.index.find_entry(t.hash64(), |&x| x == s) {
+                e.remove();
+            }
+        }
+    }
+
+    /// Remove entry `idx` (the last entry moves into its place).
+    pub fn remove(&mut self, idx: usize) -> ConnEntry {
+        self.unindex(idx);
+        let last = self.entries.len() - 1;
+        if idx != last {
+            for d in [Dir::Original, Dir::Reply] {
+                let t = *self.entries[last].tuple(d);
+                let old = slot(last, d);
+                if let Some(s) = self.index.find_mut(t.hash64(), |&x| x == old) {
+                    *s = slot(idx, d);
+                }
+            }
+        }
+        self.entries.swap_remove(idx)
+    }
+
+    /// Remove every entry expired at `now`; returns how many.
+    pub fn expire(&mut self, now: Now) -> usize {
+        let now_ms = ms(now);
+        let mut n = 0;
+        let mut i = self.entries.len();
+        while i > 0 {
+            i -= 1;
+            if now_ms >= self.entries[i].expires_ms {
+                self.remove(i);
+                n += 1;
+            }
+        }
+        self.stats.expired += n as u64;
+        n
+    }
+
+    /// Remove entries matching `pred` (e.g. `conntrack -D` for stale UDP flows, §6.4).
+    pub fn remove_where(&mut self, mut pred: impl FnMut(&ConnEntry) -> bool) -> usize {
+        let mut n = 0;
+        let mut i = self.entries.len();
+        while i > 0 {
+            i -= 1;
+            if pred(&self.entries[i]) {
+                self.remove(i);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[inline]
+fn dir_of(s: u32) -> Dir {
+    if s & 1 == 0 {
+        Dir::Original
+    } else {
+        Dir::Reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(a: u8, sp: u16, b: u8, dp: u16) -> Tuple {
+        Tuple {
+            proto: PROTO_TCP,
+            src: Ipv4Addr::new(10, 0, 0, a),
+            sport: sp,
+            dst: Ipv4Addr::new(10, 0, 1, b),
+            dport: dp,
+        }
+    }
+
+    #[test]
+    fn entry_is_compact() {
+        assert!(std::mem::size_of::<ConnEntry>() <= 40);
+    }
+
+    #[test]
+    fn insert_lookup_remove_both_directions() {
+        let mut ct = Conntrack::new(10);
+        let now = Duration::ZERO;
+        for i in 0..5u8 {
+            let o = t(i, 1000 + u16::from(i), 1, 80);
+            let r = t(9, 80, i, 2000 + u16::from(i));
+            ct.insert(ConnEntry::new(o, r, tcp_flags::SYN, now))
+                .unwrap();
+        }
+        assert_eq!(ct.lookup(&t(3, 1003, 1, 80)), Some((3, Dir::Original)));
+        assert_eq!(ct.lookup(&t(9, 80, 3, 2003)), Some((3, Dir::Reply)));
+        ct.remove(1);
+        assert!(ct.lookup(&t(1, 1001, 1, 80)).is_none());
+        // the last entry moved into slot 1 and is still found both ways
+        assert_eq!(ct.lookup(&t(4, 1004, 1, 80)), Some((1, Dir::Original)));
+        assert_eq!(ct.lookup(&t(9, 80, 4, 2004)), Some((1, Dir::Reply)));
+        assert_eq!(ct.len(), 4);
+    }
+
+    #[test]
+    fn tcp_handshake_and_close() {
+        use tcp_flags::*;
+        let o = t(1, 1000, 1, 80);
+        let mut e = ConnEntry::new(o, o.invert(), SYN, Duration::ZERO);
+        assert_eq!(e.tcp_state(), Some(TcpState::SynSent));
+        e.on_packet(Dir::Reply, SYN | ACK, Duration::ZERO);
+        assert_eq!(e.tcp_state(), Some(TcpState::SynRecv));
+        e.on_packet(Dir::Original, ACK, Duration::ZERO);
+        assert_eq!(e.tcp_state(), Some(TcpState::Established));
+        assert!(e.assured());
+        assert_eq!(e.expires(), Duration::from_secs(86_400));
+        e.on_packet(Dir::Original, FIN | ACK, Duration::ZERO);
+        assert_eq!(e.tcp_state(), Some(TcpState::FinWait));
+        e.on_packet(Dir::Reply, ACK, Duration::ZERO);
+        assert_eq!(e.tcp_state(), Some(TcpState::CloseWait));
+        e.on_packet(Dir::Reply, FIN | ACK, Duration::ZERO);
+        assert_eq!(e.tcp_state(), Some(TcpState::LastAck));
+        e.on_packet(Dir::Original, ACK, Duration::ZERO);
+        assert_eq!(e.tcp_state(), Some(TcpState::TimeWait));
+        assert_eq!(e.expires(), Duration::from_secs(120));
     }
 }

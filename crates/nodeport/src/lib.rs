@@ -44,12 +44,12 @@ pub use chains::{ChainStep, ChainWalk};
 pub use conntrack::{ConnEntry, Conntrack, TcpState, Tuple};
 pub use healthcheck::HealthResponse;
 pub use model::{
-    Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort,
-    ServiceRef, ServiceType, SessionAffinity, TrafficPolicy,
+    Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort, ServiceRef,
+    ServiceType, SessionAffinity, TrafficPolicy,
 };
 pub use packet::PacketError;
 pub use proxier::{
-    DropReason, Hook, NatPending, Postrouting, Prerouting, Proxier, Rewrite, Verdict,
+    DropReason, FrontendKind, Hook, NatPending, Postrouting, Prerouting, Proxier, Rewrite, Verdict,
 };
 
 /// Time as seen by the engine: a monotonic offset from an epoch chosen by the caller.

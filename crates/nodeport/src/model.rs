@@ -64,7 +64,9 @@ pub enum TrafficPolicy {
 pub enum SessionAffinity {
     #[default]
     None,
-    ClientIp { timeout: Duration },
+    ClientIp {
+        timeout: Duration,
+    },
 }
 
 impl SessionAffinity {
@@ -133,8 +135,10 @@ impl Service {
     }
     /// `ExternallyAccessible()`: NodePort/LoadBalancer, or any service with externalIPs.
     pub fn externally_accessible(&self) -> bool {
-        matches!(self.type_, ServiceType::NodePort | ServiceType::LoadBalancer)
-            || !self.external_ips.is_empty()
+        matches!(
+            self.type_,
+            ServiceType::NodePort | ServiceType::LoadBalancer
+        ) || !self.external_ips.is_empty()
     }
     /// `ExternalPolicyLocal()`.
     pub fn external_policy_local(&self) -> bool {

@@ -1,17 +1,33 @@
 //! The per-node engine: kube-proxy's rules plus the node's conntrack table.
 //!
+//! Owns the per-node rule view built by [`Proxier::update`] (frontends, KUBE-SVC/SVL/EXT/SEP
+//! chains per service port, categorised endpoints), the new-flow decision of spec §3.6/§10,
+//! MASQUERADE, ClientIP affinity state and the health answers. Packet bytes are handled by
+//! [`crate::packet`], flow state by [`crate::conntrack`].
+//!
 //! CONTRACT (used by `nodestack`): the public types and method signatures in this file are
 //! what the node stack codes against. Bodies are the engine's business.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
 
-use rand::RngCore;
+use rand::{Rng, RngCore};
 
-use crate::chains::ChainWalk;
-use crate::conntrack::Conntrack;
-use crate::healthcheck::HealthResponse;
-use crate::model::{EndpointSlice, ProxyConfig, Service, ServiceRef};
-use crate::packet::PacketError;
+use crate::chains::{
+    endpoint_chain_name, port_proto_hash, service_port_name, ChainWalk, KUBE_EXTERNAL_SERVICES,
+    KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_SERVICES, MASQ_MARK,
+};
+use crate::conntrack::{ConnEntry, Conntrack, Dir, InsertError, PendingFlow, TcpState, Tuple};
+use crate::healthcheck::{self, HealthResponse};
+use crate::model::{
+    Endpoint, EndpointSlice, Protocol, ProxyConfig, Service, ServiceRef, ServiceType,
+    SessionAffinity, TrafficPolicy,
+};
+use crate::packet::{
+    self, tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+};
+use crate::topology;
 use crate::Now;
 
 /// Which netfilter hook a packet entered by.
@@ -50,7 +66,10 @@ pub enum RewriteKind {
 pub enum DropReason {
     /// ETP=Local (or ITP=Local) and this node has no local endpoint: filter-table DROP
     /// ("<svc> has no local endpoints").
-    NoLocalEndpoints { service: ServiceRef, port_name: String },
+    NoLocalEndpoints {
+        service: ServiceRef,
+        port_name: String,
+    },
     /// nf_conntrack table full: new flow dropped ("table full, dropping packet").
     ConntrackFull,
     /// No free source port for MASQUERADE.
@@ -113,39 +132,864 @@ pub struct Postrouting {
     pub rewrites: Vec<Rewrite>,
 }
 
+/// How a new flow's destination matched a Service frontend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontendKind {
+    ClusterIp,
+    ExternalIp,
+    LoadBalancer,
+    NodePort,
+}
+
+/// One endpoint of a service port, as the rules see it.
+#[derive(Debug, Clone)]
+struct EpInfo {
+    addr: SocketAddrV4,
+    ip: Ipv4Addr,
+    serving: bool,
+    /// `KUBE-SEP-<hash>`.
+    sep: String,
+}
+
+/// One service port with its chains and categorised endpoints (what `syncProxyRules`
+/// writes for it).
+#[derive(Debug, Clone)]
+struct SvcPort {
+    svc: ServiceRef,
+    port_name: String,
+    /// `ns/svc:port`.
+    spn: String,
+    proto: Protocol,
+    etp_local: bool,
+    itp_local: bool,
+    affinity: Option<Duration>,
+    svc_chain: String,
+    svl_chain: String,
+    ext_chain: String,
+    /// Key of this port's ClientIP-affinity lists.
+    affinity_key: u64,
+    eps: Vec<EpInfo>,
+    cluster: Vec<usize>,
+    local: Vec<usize>,
+    has_any: bool,
+}
+
+/// Small recorder so that walks cost nothing when tracing is off.
+struct Rec {
+    on: bool,
+    walk: ChainWalk,
+}
+
+impl Rec {
+    fn push(
+        &mut self,
+        table: &'static str,
+        chain: &str,
+        rule: impl FnOnce() -> String,
+        target: impl FnOnce() -> String,
+    ) {
+        if self.on {
+            self.walk.push(table, chain, rule(), target());
+        }
+    }
+    fn mark_masq(&mut self) {
+        self.push("nat", KUBE_MARK_MASQ, String::new, || {
+            format!("MARK --or-mark {MASQ_MARK:#x}")
+        });
+    }
+}
+
 /// kube-proxy + conntrack for one node.
 #[derive(Debug)]
 pub struct Proxier {
     config: ProxyConfig,
     conntrack: Conntrack,
+    ports: Vec<SvcPort>,
+    /// (proto, ip, port) of ClusterIP / externalIP / LB IP frontends.
+    frontends: HashMap<(u8, Ipv4Addr, u16), (usize, FrontendKind)>,
+    /// (proto, nodePort).
+    nodeports: HashMap<(u8, u16), usize>,
+    health_ports: HashMap<u16, ServiceRef>,
+    local_ready: HashMap<ServiceRef, usize>,
+    /// ClientIP affinity (`xt_recent` lists): (port key, client IP) → (endpoint, last seen,
+    /// timeout).
+    affinity: HashMap<(u64, Ipv4Addr), (SocketAddrV4, Now, Duration)>,
+    last_update: Option<Now>,
+    latest_now: Now,
+    last_full_expire: Option<Now>,
+    record_walks: bool,
+}
+
+fn proto_of(n: u8) -> Option<Protocol> {
+    match n {
+        PROTO_TCP => Some(Protocol::Tcp),
+        PROTO_UDP => Some(Protocol::Udp),
+        _ => None,
+    }
+}
+
+fn sock(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(ip, port)
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Proxier {
     pub fn new(config: ProxyConfig) -> Self {
         let conntrack = Conntrack::new(config.conntrack_max);
-        Proxier { config, conntrack }
+        Proxier {
+            config,
+            conntrack,
+            ports: Vec::new(),
+            frontends: HashMap::new(),
+            nodeports: HashMap::new(),
+            health_ports: HashMap::new(),
+            local_ready: HashMap::new(),
+            affinity: HashMap::new(),
+            last_update: None,
+            latest_now: Duration::ZERO,
+            last_full_expire: None,
+            record_walks: true,
+        }
     }
 
     pub fn config(&self) -> &ProxyConfig {
         &self.config
     }
 
-    /// A sync: replace the service and endpoint view (like `syncProxyRules`).
+    /// Record chain walks for new flows (default on). Turning it off saves the string
+    /// formatting on the new-flow path (benchmarks, large simulations).
+    pub fn set_record_walks(&mut self, on: bool) {
+        self.record_walks = on;
+    }
+
+    /// A sync: replace the service and endpoint view (like `syncProxyRules`). The sync time
+    /// is the latest `now` this proxier has seen (see [`Proxier::update_at`]).
     pub fn update(&mut self, services: &[Service], slices: &[EndpointSlice]) {
-        let _ = (services, slices);
-        todo!()
+        let now = self.latest_now;
+        self.update_at(now, services, slices);
+    }
+
+    /// [`Proxier::update`] at a known time (reported as `lastUpdated` by `/healthz`).
+    pub fn update_at(&mut self, now: Now, services: &[Service], slices: &[EndpointSlice]) {
+        self.latest_now = self.latest_now.max(now);
+        self.ports.clear();
+        self.frontends.clear();
+        self.nodeports.clear();
+        self.health_ports.clear();
+        self.local_ready.clear();
+        let node = self.config.node_name.clone();
+        for svc in services {
+            // Headless services get no rules.
+            let Some(cluster_ip) = svc.cluster_ip else {
+                continue;
+            };
+            let sref = svc.service_ref();
+            let my_slices: Vec<&EndpointSlice> =
+                slices.iter().filter(|s| s.service == sref).collect();
+            let ready_ips =
+                topology::local_ready_ips(my_slices.iter().flat_map(|s| s.endpoints.iter()), &node);
+            if svc.needs_health_check() {
+                if let Some(hc) = svc.health_check_node_port {
+                    self.health_ports.insert(hc, sref.clone());
+                }
+            }
+            self.local_ready.insert(sref.clone(), ready_ips.len());
+            for sp in &svc.ports {
+                let spn = service_port_name(&svc.namespace, &svc.name, &sp.name);
+                let proto = sp.protocol.as_lower();
+                let hash = port_proto_hash(&spn, proto);
+                // Endpoints of this port: slice port with the same name and protocol.
+                let mut eps: Vec<(Endpoint, SocketAddrV4)> = Vec::new();
+                for s in &my_slices {
+                    let Some(port) = s
+                        .ports
+                        .iter()
+                        .find(|p| p.name == sp.name && p.protocol == sp.protocol)
+                    else {
+                        continue;
+                    };
+                    for e in &s.endpoints {
+                        let a = sock(e.ip, port.port);
+                        if !eps.iter().any(|(_, x)| *x == a) {
+                            eps.push((e.clone(), a));
+                        }
+                    }
+                }
+                // kube-proxy orders endpoints by their "ip:port" string.
+                eps.sort_by_key(|(_, a)| a.to_string());
+                let endpoints: Vec<Endpoint> = eps.iter().map(|(e, _)| e.clone()).collect();
+                let cat = topology::categorize(&endpoints, &node);
+                let infos = eps
+                    .iter()
+                    .map(|(e, a)| EpInfo {
+                        addr: *a,
+                        ip: e.ip,
+                        serving: e.serving,
+                        sep: endpoint_chain_name(&spn, proto, &a.to_string()),
+                    })
+                    .collect();
+                let idx = self.ports.len();
+                self.ports.push(SvcPort {
+                    svc: sref.clone(),
+                    port_name: sp.name.clone(),
+                    proto: sp.protocol,
+                    etp_local: svc.external_policy_local(),
+                    itp_local: svc.internal_traffic_policy == TrafficPolicy::Local,
+                    affinity: match svc.session_affinity {
+                        SessionAffinity::None => None,
+                        SessionAffinity::ClientIp { timeout } => Some(timeout),
+                    },
+                    svc_chain: format!("KUBE-SVC-{hash}"),
+                    svl_chain: format!("KUBE-SVL-{hash}"),
+                    ext_chain: format!("KUBE-EXT-{hash}"),
+                    affinity_key: fnv(&hash),
+                    eps: infos,
+                    cluster: cat.cluster,
+                    local: cat.local,
+                    has_any: cat.has_any,
+                    spn,
+                });
+                let pn = sp.protocol.number();
+                self.frontends
+                    .insert((pn, cluster_ip, sp.port), (idx, FrontendKind::ClusterIp));
+                for ip in &svc.external_ips {
+                    self.frontends
+                        .insert((pn, *ip, sp.port), (idx, FrontendKind::ExternalIp));
+                }
+                for ip in &svc.load_balancer_ips {
+                    self.frontends
+                        .insert((pn, *ip, sp.port), (idx, FrontendKind::LoadBalancer));
+                }
+                if matches!(svc.type_, ServiceType::NodePort | ServiceType::LoadBalancer) {
+                    if let Some(np) = sp.node_port {
+                        self.nodeports.insert((pn, np), idx);
+                    }
+                }
+            }
+        }
+        // Forget affinity of ports that no longer exist.
+        let keys: std::collections::HashSet<u64> =
+            self.ports.iter().map(|p| p.affinity_key).collect();
+        self.affinity.retain(|(k, _), _| keys.contains(k));
+        self.clear_stale_udp();
+        self.last_update = Some(now);
+    }
+
+    /// §6.4 (≥ 1.32 reconciler): delete UDP entries whose original destination is a service
+    /// frontend but whose reply source is not one of that port's serving endpoints.
+    fn clear_stale_udp(&mut self) {
+        let ports = &self.ports;
+        let frontends = &self.frontends;
+        let nodeports = &self.nodeports;
+        let config = &self.config;
+        self.conntrack.remove_where(|e| {
+            if e.original.proto != PROTO_UDP {
+                return false;
+            }
+            let o = &e.original;
+            let idx = frontends
+                .get(&(PROTO_UDP, o.dst, o.dport))
+                .map(|(i, _)| *i)
+                .or_else(|| {
+                    if is_nodeport_addr(config, o.dst) {
+                        nodeports.get(&(PROTO_UDP, o.dport)).copied()
+                    } else {
+                        None
+                    }
+                });
+            let Some(i) = idx else {
+                return false;
+            };
+            let from = sock(e.reply.src, e.reply.sport);
+            !ports[i].eps.iter().any(|ep| ep.serving && ep.addr == from)
+        });
     }
 
     /// Packet arriving on an interface. Rewrites `pkt` in place.
     pub fn prerouting(&mut self, now: Now, pkt: &mut [u8], rng: &mut dyn RngCore) -> Prerouting {
-        let _ = (now, pkt, rng);
-        todo!()
+        self.hook(now, pkt, rng, Hook::Prerouting)
     }
 
     /// Packet generated by the node itself (source class HOST).
     pub fn output(&mut self, now: Now, pkt: &mut [u8], rng: &mut dyn RngCore) -> Prerouting {
-        let _ = (now, pkt, rng);
-        todo!()
+        self.hook(now, pkt, rng, Hook::Output)
+    }
+
+    fn hook(&mut self, now: Now, pkt: &mut [u8], rng: &mut dyn RngCore, hook: Hook) -> Prerouting {
+        if now > self.latest_now {
+            self.latest_now = now;
+        }
+        let p = match packet::parse(pkt) {
+            Ok(p) => p,
+            Err(e) => return Self::early(Verdict::Drop(DropReason::Invalid(e)), "INVALID"),
+        };
+        if let L4Kind::IcmpError { inner, .. } = p.kind {
+            return self.related(pkt, &p, &inner);
+        }
+        let flags = match p.kind {
+            L4Kind::Tcp { flags } => flags,
+            _ => 0,
+        };
+        if let Some((idx, dir)) = self.conntrack.lookup(&p.tuple) {
+            let e = self.conntrack.get(idx);
+            let reopen = dir == Dir::Original
+                && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+                && matches!(e.tcp_state(), Some(TcpState::TimeWait | TcpState::Close));
+            if e.is_expired(now) || reopen {
+                self.conntrack.remove(idx);
+            } else {
+                return self.established(now, pkt, &p, idx, dir, flags);
+            }
+        }
+        // No entry: a new flow. TCP packets that cannot start a connection are INVALID.
+        if p.tuple.proto == PROTO_TCP
+            && (flags & (tcp_flags::RST | tcp_flags::FIN) != 0
+                || flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK)
+        {
+            return Self::early(Verdict::Accept(Self::untracked()), "INVALID");
+        }
+        if let L4Kind::IcmpEcho { request: false } = p.kind {
+            // An echo reply without a request is not a new connection.
+            return Self::early(Verdict::Accept(Self::untracked()), "INVALID");
+        }
+        if self.conntrack.is_full() {
+            let due = self
+                .last_full_expire
+                .is_none_or(|t| now >= t + Duration::from_secs(1));
+            if due {
+                self.last_full_expire = Some(now);
+                self.expire(now);
+            }
+            if self.conntrack.is_full() {
+                self.conntrack.count_drop_full();
+                return Self::early(Verdict::Drop(DropReason::ConntrackFull), "NEW");
+            }
+        }
+        self.new_flow(now, pkt, &p, flags, hook, rng)
+    }
+
+    fn untracked() -> NatPending {
+        NatPending {
+            masquerade: false,
+            inner: PendingInner::Untracked,
+        }
+    }
+
+    fn early(verdict: Verdict, ct_state: &'static str) -> Prerouting {
+        Prerouting {
+            verdict,
+            walk: ChainWalk::default(),
+            rewrites: Vec::new(),
+            ct_state,
+        }
+    }
+
+    /// A packet of a confirmed flow: translate from the entry, both directions.
+    fn established(
+        &mut self,
+        now: Now,
+        pkt: &mut [u8],
+        p: &Parsed,
+        idx: usize,
+        dir: Dir,
+        flags: u8,
+    ) -> Prerouting {
+        let e = self.conntrack.get_mut(idx);
+        e.on_packet(dir, flags, now);
+        let (new, ct_state) = match dir {
+            Dir::Original => (
+                e.reply.invert(),
+                if e.seen_reply() { "ESTABLISHED" } else { "NEW" },
+            ),
+            Dir::Reply => (e.original.invert(), "REPLY"),
+        };
+        let t = p.tuple;
+        let mut rewrites = Vec::new();
+        if new != t {
+            packet::rewrite(pkt, p, &new);
+            let (dk, sk) = match dir {
+                Dir::Original => (RewriteKind::Dnat, RewriteKind::Snat),
+                Dir::Reply => (RewriteKind::UnSnat, RewriteKind::UnDnat),
+            };
+            if (new.dst, new.dport) != (t.dst, t.dport) {
+                rewrites.push(Rewrite {
+                    kind: dk,
+                    before: sock(t.dst, t.dport),
+                    after: sock(new.dst, new.dport),
+                });
+            }
+            if (new.src, new.sport) != (t.src, t.sport) {
+                rewrites.push(Rewrite {
+                    kind: sk,
+                    before: sock(t.src, t.sport),
+                    after: sock(new.src, new.sport),
+                });
+            }
+        }
+        Prerouting {
+            verdict: Verdict::Accept(NatPending {
+                masquerade: false,
+                inner: PendingInner::Established,
+            }),
+            walk: ChainWalk::default(),
+            rewrites,
+            ct_state,
+        }
+    }
+
+    /// ICMP error quoting a packet of a tracked flow: RELATED, translated outer and inner.
+    fn related(&mut self, pkt: &mut [u8], p: &Parsed, inner: &Tuple) -> Prerouting {
+        let Some((idx, d)) = self.conntrack.lookup(&inner.invert()) else {
+            return Self::early(Verdict::Accept(Self::untracked()), "INVALID");
+        };
+        let e = self.conntrack.get(idx);
+        let other = match d {
+            Dir::Original => e.reply,
+            Dir::Reply => e.original,
+        };
+        let (src_nat, dst_nat) = match d {
+            Dir::Reply => (e.is_dnat(), e.is_snat()),
+            Dir::Original => (e.is_snat(), e.is_dnat()),
+        };
+        let outer_src = if src_nat { other.dst } else { p.tuple.src };
+        let outer_dst = if dst_nat { other.src } else { p.tuple.dst };
+        let mut rewrites = Vec::new();
+        if other != *inner || outer_src != p.tuple.src || outer_dst != p.tuple.dst {
+            packet::rewrite_icmp_error(pkt, p, outer_src, outer_dst, &other);
+            rewrites.push(Rewrite {
+                kind: RewriteKind::IcmpInner,
+                before: sock(inner.dst, inner.dport),
+                after: sock(other.dst, other.dport),
+            });
+            if outer_dst != p.tuple.dst {
+                rewrites.push(Rewrite {
+                    kind: if d == Dir::Reply {
+                        RewriteKind::UnSnat
+                    } else {
+                        RewriteKind::Dnat
+                    },
+                    before: sock(p.tuple.dst, 0),
+                    after: sock(outer_dst, 0),
+                });
+            }
+            if outer_src != p.tuple.src {
+                rewrites.push(Rewrite {
+                    kind: if d == Dir::Reply {
+                        RewriteKind::UnDnat
+                    } else {
+                        RewriteKind::Snat
+                    },
+                    before: sock(p.tuple.src, 0),
+                    after: sock(outer_src, 0),
+                });
+            }
+        }
+        Prerouting {
+            verdict: Verdict::Accept(NatPending {
+                masquerade: false,
+                inner: PendingInner::Established,
+            }),
+            walk: ChainWalk::default(),
+            rewrites,
+            ct_state: "RELATED",
+        }
+    }
+
+    fn is_local_addr(&self, ip: Ipv4Addr) -> bool {
+        ip.is_loopback() || self.config.node_addresses.contains(&ip)
+    }
+
+    fn is_pod(&self, ip: Ipv4Addr) -> bool {
+        self.config.cluster_cidr.is_some_and(|c| c.contains(&ip))
+    }
+
+    /// Which frontend (if any) a new flow's destination hits (KUBE-SERVICES order: exact
+    /// IP matches first, KUBE-NODEPORTS last).
+    pub fn match_frontend(
+        &self,
+        proto: Protocol,
+        dst: Ipv4Addr,
+        dport: u16,
+    ) -> Option<(ServiceRef, String, FrontendKind)> {
+        self.frontend_index(proto.number(), dst, dport)
+            .map(|(i, k)| {
+                (
+                    self.ports[i].svc.clone(),
+                    self.ports[i].port_name.clone(),
+                    k,
+                )
+            })
+    }
+
+    fn frontend_index(
+        &self,
+        proto: u8,
+        dst: Ipv4Addr,
+        dport: u16,
+    ) -> Option<(usize, FrontendKind)> {
+        if let Some(&f) = self.frontends.get(&(proto, dst, dport)) {
+            return Some(f);
+        }
+        if is_nodeport_addr(&self.config, dst) {
+            if let Some(&i) = self.nodeports.get(&(proto, dport)) {
+                return Some((i, FrontendKind::NodePort));
+            }
+        }
+        None
+    }
+
+    /// The nat-table decision for a flow's first packet (spec §3.6 / §10).
+    fn new_flow(
+        &mut self,
+        now: Now,
+        pkt: &mut [u8],
+        p: &Parsed,
+        flags: u8,
+        hook: Hook,
+        rng: &mut dyn RngCore,
+    ) -> Prerouting {
+        let t = p.tuple;
+        let mut rec = Rec {
+            on: self.record_walks,
+            walk: ChainWalk::default(),
+        };
+        let found = proto_of(t.proto).and_then(|_| self.frontend_index(t.proto, t.dst, t.dport));
+        let Some((si, kind)) = found else {
+            return self.accept_new(t, t.invert(), flags, false, rec.walk, Vec::new());
+        };
+        let sp = &self.ports[si];
+        let proto = sp.proto.as_lower();
+        let spn = sp.spn.as_str();
+        let is_pod = self.is_pod(t.src);
+        let is_host = hook == Hook::Output || self.is_local_addr(t.src);
+
+        // A = false: REJECT (no nat rules exist for the port at all).
+        if !sp.has_any {
+            let lb_via_output = hook == Hook::Output
+                && matches!(kind, FrontendKind::LoadBalancer | FrontendKind::ExternalIp)
+                && !self.is_local_addr(t.dst);
+            if lb_via_output {
+                return self.accept_new(t, t.invert(), flags, false, rec.walk, Vec::new());
+            }
+            let (chain, rule) = match kind {
+                FrontendKind::ClusterIp => (
+                    KUBE_SERVICES,
+                    format!("-d {}/32 -p {proto} --dport {} \"{spn} has no endpoints\"", t.dst, t.dport),
+                ),
+                FrontendKind::NodePort => (
+                    KUBE_EXTERNAL_SERVICES,
+                    format!("-m addrtype --dst-type LOCAL -p {proto} --dport {} \"{spn} has no endpoints\"", t.dport),
+                ),
+                _ => (
+                    KUBE_EXTERNAL_SERVICES,
+                    format!("-d {}/32 -p {proto} --dport {} \"{spn} has no endpoints\"", t.dst, t.dport),
+                ),
+            };
+            rec.push(
+                "filter",
+                chain,
+                || rule,
+                || "REJECT --reject-with icmp-port-unreachable".into(),
+            );
+            let icmp = packet::icmp_port_unreachable(pkt, p);
+            return Prerouting {
+                verdict: Verdict::Reject { icmp },
+                walk: rec.walk,
+                rewrites: Vec::new(),
+                ct_state: "NEW",
+            };
+        }
+
+        let mut mark = false;
+        let use_local;
+        let chain: &str;
+        match kind {
+            FrontendKind::ClusterIp => {
+                chain = if sp.itp_local {
+                    &sp.svl_chain
+                } else {
+                    &sp.svc_chain
+                };
+                rec.push(
+                    "nat",
+                    KUBE_SERVICES,
+                    || {
+                        format!(
+                            "-d {}/32 -p {proto} --dport {} \"{spn} cluster IP\"",
+                            t.dst, t.dport
+                        )
+                    },
+                    || chain.to_string(),
+                );
+                if sp.itp_local && sp.local.is_empty() {
+                    rec.walk.steps.clear();
+                    rec.push(
+                        "filter",
+                        KUBE_SERVICES,
+                        || {
+                            format!(
+                                "-d {}/32 -p {proto} --dport {} \"{spn} has no local endpoints\"",
+                                t.dst, t.dport
+                            )
+                        },
+                        || "DROP".into(),
+                    );
+                    return self.drop_no_local(si, rec.walk);
+                }
+                use_local = sp.itp_local;
+                let detector = self.config.cluster_cidr.is_some();
+                if self.config.masquerade_all || (detector && !is_pod) {
+                    mark = true;
+                    let not_src = match (self.config.masquerade_all, self.config.cluster_cidr) {
+                        (false, Some(c)) => format!(" ! -s {c}"),
+                        _ => String::new(),
+                    };
+                    rec.push(
+                        "nat",
+                        chain,
+                        || {
+                            format!(
+                                "-d {}/32 -p {proto} --dport {}{not_src} \"{spn} cluster IP\"",
+                                t.dst, t.dport
+                            )
+                        },
+                        || KUBE_MARK_MASQ.into(),
+                    );
+                    rec.mark_masq();
+                }
+            }
+            _ => {
+                let ext = sp.ext_chain.as_str();
+                match kind {
+                    FrontendKind::NodePort => {
+                        rec.push(
+                            "nat",
+                            KUBE_SERVICES,
+                            || "-m addrtype --dst-type LOCAL \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"".into(),
+                            || KUBE_NODEPORTS.into(),
+                        );
+                        rec.push(
+                            "nat",
+                            KUBE_NODEPORTS,
+                            || format!("-p {proto} --dport {} \"{spn}\"", t.dport),
+                            || ext.into(),
+                        );
+                    }
+                    FrontendKind::ExternalIp => rec.push(
+                        "nat",
+                        KUBE_SERVICES,
+                        || {
+                            format!(
+                                "-d {}/32 -p {proto} --dport {} \"{spn} external IP\"",
+                                t.dst, t.dport
+                            )
+                        },
+                        || ext.into(),
+                    ),
+                    _ => rec.push(
+                        "nat",
+                        KUBE_SERVICES,
+                        || {
+                            format!(
+                                "-d {}/32 -p {proto} --dport {} \"{spn} loadbalancer IP\"",
+                                t.dst, t.dport
+                            )
+                        },
+                        || ext.into(),
+                    ),
+                }
+                if !sp.etp_local {
+                    mark = true;
+                    use_local = false;
+                    chain = &sp.svc_chain;
+                    rec.push(
+                        "nat",
+                        ext,
+                        || format!("\"masquerade traffic for {spn} external destinations\""),
+                        || KUBE_MARK_MASQ.into(),
+                    );
+                    rec.mark_masq();
+                    rec.push("nat", ext, String::new, || chain.into());
+                } else if is_pod {
+                    use_local = false;
+                    chain = &sp.svc_chain;
+                    let cidr = self
+                        .config
+                        .cluster_cidr
+                        .map(|c| c.to_string())
+                        .unwrap_or_default();
+                    rec.push(
+                        "nat",
+                        ext,
+                        || format!("-s {cidr} \"pod traffic for {spn} external destinations\""),
+                        || chain.into(),
+                    );
+                } else if is_host {
+                    mark = true;
+                    use_local = false;
+                    chain = &sp.svc_chain;
+                    rec.push(
+                        "nat",
+                        ext,
+                        || format!("-m addrtype --src-type LOCAL \"masquerade LOCAL traffic for {spn} external destinations\""),
+                        || KUBE_MARK_MASQ.into(),
+                    );
+                    rec.mark_masq();
+                    rec.push(
+                        "nat",
+                        ext,
+                        || format!("-m addrtype --src-type LOCAL \"route LOCAL traffic for {spn} external destinations\""),
+                        || chain.into(),
+                    );
+                } else if !sp.local.is_empty() {
+                    use_local = true;
+                    chain = &sp.svl_chain;
+                    rec.push("nat", ext, String::new, || chain.into());
+                } else {
+                    // Falls off KUBE-EXT un-DNATed; the filter table drops it.
+                    let rule = match kind {
+                        FrontendKind::NodePort => format!(
+                            "-m addrtype --dst-type LOCAL -p {proto} --dport {} \"{spn} has no local endpoints\"",
+                            t.dport
+                        ),
+                        _ => format!(
+                            "-d {}/32 -p {proto} --dport {} \"{spn} has no local endpoints\"",
+                            t.dst, t.dport
+                        ),
+                    };
+                    rec.push("filter", KUBE_EXTERNAL_SERVICES, || rule, || "DROP".into());
+                    return self.drop_no_local(si, rec.walk);
+                }
+            }
+        }
+
+        // KUBE-SVC / KUBE-SVL: affinity first, then a uniform choice.
+        let pool = if use_local { &sp.local } else { &sp.cluster };
+        let mut chosen: Option<usize> = None;
+        if let Some(timeout) = sp.affinity {
+            if let Some(&(addr, last, _)) = self.affinity.get(&(sp.affinity_key, t.src)) {
+                if now.saturating_sub(last) < timeout {
+                    chosen = pool.iter().copied().find(|&i| sp.eps[i].addr == addr);
+                    if let Some(i) = chosen {
+                        let ep = &sp.eps[i];
+                        rec.push(
+                            "nat",
+                            chain,
+                            || format!("\"{spn} -> {}\" -m recent --name {} --rcheck --seconds {} --reap", ep.addr, ep.sep, timeout.as_secs()),
+                            || ep.sep.clone(),
+                        );
+                    }
+                }
+            }
+        }
+        let k = match chosen {
+            Some(i) => i,
+            None => {
+                let n = pool.len();
+                let j = rng.random_range(0..n);
+                let i = pool[j];
+                let ep = &sp.eps[i];
+                rec.push(
+                    "nat",
+                    chain,
+                    || {
+                        if j + 1 < n {
+                            format!(
+                                "\"{spn} -> {}\" -m statistic --mode random --probability {:.10}",
+                                ep.addr,
+                                1.0 / (n - j) as f64
+                            )
+                        } else {
+                            format!("\"{spn} -> {}\"", ep.addr)
+                        }
+                    },
+                    || ep.sep.clone(),
+                );
+                i
+            }
+        };
+        let ep = &sp.eps[k];
+        // KUBE-SEP: hairpin masquerade, then DNAT.
+        if ep.ip == t.src {
+            mark = true;
+            rec.push(
+                "nat",
+                &ep.sep,
+                || format!("-s {}/32 \"{spn}\"", ep.ip),
+                || KUBE_MARK_MASQ.into(),
+            );
+            rec.mark_masq();
+        }
+        let recent = if sp.affinity.is_some() {
+            format!(" -m recent --name {} --set", ep.sep)
+        } else {
+            String::new()
+        };
+        rec.push(
+            "nat",
+            &ep.sep,
+            || format!("-p {proto} \"{spn}\"{recent}"),
+            || format!("DNAT --to-destination {}", ep.addr),
+        );
+        let addr = ep.addr;
+        if let Some(timeout) = sp.affinity {
+            self.affinity
+                .insert((sp.affinity_key, t.src), (addr, now, timeout));
+        }
+        let new = Tuple {
+            dst: *addr.ip(),
+            dport: addr.port(),
+            ..t
+        };
+        packet::rewrite(pkt, p, &new);
+        let rewrites = vec![Rewrite {
+            kind: RewriteKind::Dnat,
+            before: sock(t.dst, t.dport),
+            after: addr,
+        }];
+        self.accept_new(t, new.invert(), flags, mark, rec.walk, rewrites)
+    }
+
+    fn drop_no_local(&self, si: usize, walk: ChainWalk) -> Prerouting {
+        let sp = &self.ports[si];
+        Prerouting {
+            verdict: Verdict::Drop(DropReason::NoLocalEndpoints {
+                service: sp.svc.clone(),
+                port_name: sp.port_name.clone(),
+            }),
+            walk,
+            rewrites: Vec::new(),
+            ct_state: "NEW",
+        }
+    }
+
+    fn accept_new(
+        &self,
+        original: Tuple,
+        reply: Tuple,
+        tcp_flags: u8,
+        masquerade: bool,
+        walk: ChainWalk,
+        rewrites: Vec<Rewrite>,
+    ) -> Prerouting {
+        Prerouting {
+            verdict: Verdict::Accept(NatPending {
+                masquerade,
+                inner: PendingInner::New(Box::new(PendingFlow {
+                    original,
+                    reply,
+                    tcp_flags,
+                })),
+            }),
+            walk,
+            rewrites,
+            ct_state: "NEW",
+        }
     }
 
     /// After routing. `egress_addr` is the primary address of the egress interface, or
@@ -158,35 +1002,189 @@ impl Proxier {
         egress_addr: Option<Ipv4Addr>,
         rng: &mut dyn RngCore,
     ) -> Postrouting {
-        let _ = (now, pkt, pending, egress_addr, rng);
-        todo!()
+        let mut out = Postrouting {
+            dropped: None,
+            walk: ChainWalk::default(),
+            rewrites: Vec::new(),
+        };
+        let PendingInner::New(pf) = pending.inner else {
+            return out;
+        };
+        let mut rec = Rec {
+            on: self.record_walks,
+            walk: ChainWalk::default(),
+        };
+        let mut reply = pf.reply;
+        let mut snat_to: Option<Ipv4Addr> = None;
+        if pending.masquerade {
+            if let Some(addr) = egress_addr {
+                rec.push(
+                    "nat",
+                    KUBE_POSTROUTING,
+                    || format!("-m mark --mark {MASQ_MARK:#x}/{MASQ_MARK:#x}"),
+                    || format!("MARK --xor-mark {MASQ_MARK:#x}"),
+                );
+                if self.config.masquerade_enabled {
+                    let fully = self.config.masquerade_random_fully;
+                    rec.push(
+                        "nat",
+                        KUBE_POSTROUTING,
+                        || "\"kubernetes service traffic requiring SNAT\"".into(),
+                        || {
+                            if fully {
+                                "MASQUERADE --random-fully".into()
+                            } else {
+                                "MASQUERADE".into()
+                            }
+                        },
+                    );
+                    snat_to = Some(addr);
+                } else {
+                    rec.push(
+                        "nat",
+                        KUBE_POSTROUTING,
+                        || "lab what-if: masquerade disabled".into(),
+                        || "RETURN".into(),
+                    );
+                }
+            }
+        }
+        // MASQUERADE, or the implicit null binding: the reply tuple must be unique, else the
+        // source port is remapped (nf_nat_alloc_null_binding / get_unique_tuple).
+        let random = snat_to.is_some() && self.config.masquerade_random_fully;
+        if let Some(addr) = snat_to {
+            reply.dst = addr;
+        }
+        if random || !self.conntrack.is_free(&reply) {
+            match self.pick_port(reply, pf.original.sport, random, rng) {
+                Some(port) => {
+                    reply.dport = port;
+                    if reply.proto == PROTO_ICMP {
+                        reply.sport = port;
+                    }
+                }
+                None => {
+                    out.dropped = Some(DropReason::SnatExhausted);
+                    out.walk = rec.walk;
+                    return out;
+                }
+            }
+        }
+        let new_src = sock(reply.dst, reply.dport);
+        let cur = match packet::parse(pkt) {
+            Ok(p) => p,
+            Err(e) => {
+                out.dropped = Some(DropReason::Invalid(e));
+                return out;
+            }
+        };
+        if sock(cur.tuple.src, cur.tuple.sport) != new_src {
+            let new = Tuple {
+                src: reply.dst,
+                sport: reply.dport,
+                ..cur.tuple
+            };
+            packet::rewrite(pkt, &cur, &new);
+            out.rewrites.push(Rewrite {
+                kind: RewriteKind::Snat,
+                before: sock(cur.tuple.src, cur.tuple.sport),
+                after: new_src,
+            });
+        }
+        let entry = ConnEntry::new(pf.original, reply, pf.tcp_flags, now);
+        match self.conntrack.insert(entry) {
+            Ok(_) => {}
+            Err(InsertError::Full) => out.dropped = Some(DropReason::ConntrackFull),
+            Err(InsertError::Clash) => out.dropped = Some(DropReason::SnatExhausted),
+        }
+        out.walk = rec.walk;
+        out
+    }
+
+    /// A source port making `reply` unique: MASQUERADE's port ranges (1–511, 600–1023,
+    /// 1024–65535 by original port), starting at a random offset.
+    fn pick_port(
+        &self,
+        mut reply: Tuple,
+        orig: u16,
+        random: bool,
+        rng: &mut dyn RngCore,
+    ) -> Option<u16> {
+        let icmp = reply.proto == PROTO_ICMP;
+        let (lo, hi): (u32, u32) = if icmp {
+            (0, 65_535)
+        } else if orig < 512 {
+            (1, 511)
+        } else if orig < 1024 {
+            (600, 1023)
+        } else {
+            (1024, 65_535)
+        };
+        let len = hi - lo + 1;
+        let start = rng.random_range(0..len);
+        let mut try_port = |port: u16| {
+            reply.dport = port;
+            if icmp {
+                reply.sport = port;
+            }
+            self.conntrack.is_free(&reply)
+        };
+        if !random && try_port(orig) {
+            return Some(orig);
+        }
+        (0..len)
+            .map(|i| (lo + (start + i) % len) as u16)
+            .find(|&port| try_port(port))
     }
 
     pub fn conntrack(&self) -> &Conntrack {
         &self.conntrack
     }
 
+    /// Mutable access (e.g. `conntrack -D`, reserving capacity).
+    pub fn conntrack_mut(&mut self) -> &mut Conntrack {
+        &mut self.conntrack
+    }
+
     /// Drop expired conntrack/affinity state (also done lazily on lookup).
     pub fn expire(&mut self, now: Now) {
-        let _ = now;
-        todo!()
+        if now > self.latest_now {
+            self.latest_now = now;
+        }
+        self.conntrack.expire(now);
+        self.affinity
+            .retain(|_, (_, last, timeout)| now.saturating_sub(*last) < *timeout);
     }
 
     /// If `port` is a healthCheckNodePort of a service this node knows, which service.
     pub fn health_check_service(&self, port: u16) -> Option<ServiceRef> {
-        let _ = port;
-        todo!()
+        self.health_ports.get(&port).cloned()
     }
 
     /// The healthCheckNodePort answer for `service` on this node (spec §4.2).
     pub fn service_health(&self, service: &ServiceRef) -> HealthResponse {
-        let _ = service;
-        todo!()
+        let n = self.local_ready.get(service).copied().unwrap_or(0);
+        healthcheck::service_response(service, n, self.last_update.is_some())
     }
 
     /// kube-proxy's own `:10256` server (`/healthz`, `/livez`; other paths 404).
     pub fn proxy_health(&self, now: Now, path: &str) -> HealthResponse {
-        let _ = (now, path);
-        todo!()
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let healthy = self.last_update.is_some();
+        match path {
+            "/healthz" => healthcheck::proxy_response(now, self.last_update, healthy, true),
+            "/livez" => healthcheck::proxy_response(now, self.last_update, healthy, false),
+            _ => healthcheck::not_found(),
+        }
+    }
+}
+
+/// `--dst-type LOCAL` (or the `nodePortAddresses` subset): may `ip` carry NodePort traffic?
+fn is_nodeport_addr(config: &ProxyConfig, ip: Ipv4Addr) -> bool {
+    if config.node_port_addresses.is_empty() {
+        ip.is_loopback() || config.node_addresses.contains(&ip)
+    } else {
+        config.node_addresses.contains(&ip)
+            && config.node_port_addresses.iter().any(|n| n.contains(&ip))
     }
 }
