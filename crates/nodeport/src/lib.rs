@@ -49,7 +49,8 @@ pub use model::{
 };
 pub use packet::PacketError;
 pub use proxier::{
-    DropReason, FrontendKind, Hook, NatPending, Postrouting, Prerouting, Proxier, Rewrite, Verdict,
+    DropReason, FrontendKind, Hook, NatPending, Postrouting, Prerouting, Proxier, Rewrite,
+    RewriteKind, Verdict,
 };
 
 /// Time as seen by the engine: a monotonic offset from an epoch chosen by the caller.

@@ -1,0 +1,226 @@
+//! Test fixtures: the seed cluster of the architecture doc (master 10.151.30.11 with
+//! cni0 10.244.0.1, workers node1/node2 with pod CIDRs 10.244.1.0/24, 10.244.2.0/24),
+//! an nginx Service and packets built with etherparse's `PacketBuilder`.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use etherparse::PacketBuilder;
+use nodeport::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+pub const MASTER: Ipv4Addr = Ipv4Addr::new(10, 151, 30, 11);
+pub const MASTER_CNI: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+pub const NODE1: Ipv4Addr = Ipv4Addr::new(10, 151, 30, 12);
+pub const BROWSER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+pub const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+pub const LB_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
+pub const EXT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 60);
+pub const NODE_PORT: u16 = 32761;
+
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+pub fn master_config() -> ProxyConfig {
+    let mut c = ProxyConfig::new("master", vec![MASTER, MASTER_CNI]);
+    c.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    c
+}
+
+pub fn pod(n: u8, idx: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 244, n, idx)
+}
+
+/// A pod endpoint on `node` (node index n: master = 0, node1 = 1, …).
+pub fn ep(ip: Ipv4Addr, node: &str) -> Endpoint {
+    Endpoint {
+        ip,
+        node_name: Some(node.into()),
+        ready: true,
+        serving: true,
+        terminating: false,
+    }
+}
+
+pub fn terminating(mut e: Endpoint) -> Endpoint {
+    e.ready = false;
+    e.serving = true;
+    e.terminating = true;
+    e
+}
+
+/// `default/nginx`, type NodePort, port 80 → 80, nodePort 32761.
+pub fn nginx(etp: TrafficPolicy) -> Service {
+    Service {
+        namespace: "default".into(),
+        name: "nginx".into(),
+        type_: ServiceType::NodePort,
+        cluster_ip: Some(CLUSTER_IP),
+        ports: vec![ServicePort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: 80,
+            node_port: Some(NODE_PORT),
+        }],
+        external_traffic_policy: etp,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        session_affinity: SessionAffinity::None,
+        health_check_node_port: None,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+    }
+}
+
+pub fn slice(svc: &Service, endpoints: Vec<Endpoint>) -> EndpointSlice {
+    EndpointSlice {
+        service: svc.service_ref(),
+        ports: svc
+            .ports
+            .iter()
+            .map(|p| EndpointPort {
+                name: p.name.clone(),
+                protocol: p.protocol,
+                port: p.target_port,
+            })
+            .collect(),
+        endpoints,
+    }
+}
+
+/// Three nginx pods on the workers (the seed cluster).
+pub fn worker_pods() -> Vec<Endpoint> {
+    vec![
+        ep(pod(1, 16), "node1"),
+        ep(pod(2, 7), "node2"),
+        ep(pod(2, 9), "node2"),
+    ]
+}
+
+pub fn proxier(svc: &Service, eps: Vec<Endpoint>) -> Proxier {
+    proxier_with(master_config(), svc, eps)
+}
+
+pub fn proxier_with(config: ProxyConfig, svc: &Service, eps: Vec<Endpoint>) -> Proxier {
+    let mut p = Proxier::new(config);
+    let sl = slice(svc, eps);
+    p.update(std::slice::from_ref(svc), &[sl]);
+    p
+}
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const FIN: u8 = 0x01;
+
+pub fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src.octets(), dst.octets(), 64).tcp(sport, dport, 1000, 64240);
+    if flags & SYN != 0 {
+        b = b.syn();
+    }
+    if flags & ACK != 0 {
+        b = b.ack(1);
+    }
+    if flags & FIN != 0 {
+        b = b.fin();
+    }
+    let payload: &[u8] = if flags == ACK {
+        b"GET / HTTP/1.1\r\n\r\n"
+    } else {
+        &[]
+    };
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+pub fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ipv4(src.octets(), dst.octets(), 64).udp(sport, dport);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+pub fn echo_request(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
+    let b = PacketBuilder::ipv4(src.octets(), dst.octets(), 64).icmpv4_echo_request(id, seq);
+    let mut out = Vec::new();
+    b.write(&mut out, b"ping").unwrap();
+    out
+}
+
+pub fn echo_reply(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
+    let b = PacketBuilder::ipv4(src.octets(), dst.octets(), 64).icmpv4_echo_reply(id, seq);
+    let mut out = Vec::new();
+    b.write(&mut out, b"ping").unwrap();
+    out
+}
+
+/// (src, sport, dst, dport) of a packet.
+pub fn addrs(pkt: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let p = nodeport::packet::parse(pkt).unwrap();
+    (p.tuple.src, p.tuple.sport, p.tuple.dst, p.tuple.dport)
+}
+
+/// Assert every checksum of a TCP/UDP packet is what a full recompute gives.
+pub fn assert_checksums(pkt: &[u8]) {
+    let s = etherparse::SlicedPacket::from_ip(pkt).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = s.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "IPv4 header checksum"
+    );
+    match s.transport {
+        Some(etherparse::TransportSlice::Tcp(t)) => {
+            let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+            assert_eq!(t.checksum(), want, "TCP checksum");
+        }
+        Some(etherparse::TransportSlice::Udp(u)) => {
+            if u.checksum() != 0 {
+                let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+                assert_eq!(u.checksum(), want, "UDP checksum");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Run a packet arriving on eth0 through prerouting → postrouting (egress = the address the
+/// caller's routing would pick, `None` for local delivery). Returns (prerouting, postrouting).
+pub fn forward(
+    p: &mut Proxier,
+    now: Duration,
+    pkt: &mut [u8],
+    egress: Option<Ipv4Addr>,
+    rng: &mut ChaCha8Rng,
+) -> (Prerouting, Option<Postrouting>) {
+    let mut pre = p.prerouting(now, pkt, rng);
+    let post = match std::mem::replace(&mut pre.verdict, Verdict::Drop(DropReason::ConntrackFull)) {
+        Verdict::Accept(pending) => {
+            let post = p.postrouting(now, pkt, pending.clone(), egress, rng);
+            pre.verdict = Verdict::Accept(pending);
+            Some(post)
+        }
+        v => {
+            pre.verdict = v;
+            None
+        }
+    };
+    (pre, post)
+}
+
+pub fn masq(pre: &Prerouting) -> bool {
+    match &pre.verdict {
+        Verdict::Accept(p) => p.masquerade,
+        v => panic!("not accepted: {v:?}"),
+    }
+}
