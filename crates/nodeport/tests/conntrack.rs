@@ -1,0 +1,361 @@
+//! conntrack (§6): both directions translated from the entry, TCP states and timeouts,
+//! UDP/ICMP timeouts, expiry, table full, MASQUERADE port collisions, ICMP errors.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use common::*;
+use nodeport::conntrack::{ConnEntry, Dir, TcpState};
+use nodeport::*;
+
+/// Browser → master:32761 (ETP Cluster) → remote pod, SNAT to the master; the pod's reply
+/// is un-NATed on the master; every later packet uses the entry, not the rules.
+#[test]
+fn both_directions_are_translated_from_the_entry() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut r = rng(1);
+    let mut syn = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    let (pre, _) = forward(&mut p, secs(0), &mut syn, Some(MASTER), &mut r);
+    assert_eq!(pre.ct_state, "NEW");
+    assert_eq!(addrs(&syn), (MASTER, 40312, pod(1, 16), 80));
+
+    // Reply from the pod to the master's masquerade address.
+    let mut synack = tcp(pod(1, 16), 80, MASTER, 40312, SYN | ACK);
+    let (pre, post) = forward(&mut p, secs(0), &mut synack, Some(MASTER), &mut r);
+    assert_eq!(pre.ct_state, "REPLY");
+    assert!(pre.walk.steps.is_empty());
+    assert_eq!(addrs(&synack), (MASTER, NODE_PORT, BROWSER, 40312));
+    let kinds: Vec<RewriteKind> = pre.rewrites.iter().map(|w| w.kind).collect();
+    assert_eq!(kinds, vec![RewriteKind::UnSnat, RewriteKind::UnDnat]);
+    assert_checksums(&synack);
+    assert!(post.unwrap().rewrites.is_empty());
+
+    // ACK from the browser: ESTABLISHED, translated like the SYN.
+    let mut ack = tcp(BROWSER, 40312, MASTER, NODE_PORT, ACK);
+    let (pre, _) = forward(&mut p, secs(1), &mut ack, Some(MASTER), &mut r);
+    assert_eq!(pre.ct_state, "ESTABLISHED");
+    assert_eq!(addrs(&ack), (MASTER, 40312, pod(1, 16), 80));
+    assert_checksums(&ack);
+
+    let entries: Vec<&ConnEntry> = p.conntrack().entries().collect();
+    assert_eq!(entries.len(), 1);
+    let e = entries[0];
+    assert_eq!(e.tcp_state(), Some(TcpState::Established));
+    assert!(e.assured() && e.is_dnat() && e.is_snat());
+    assert_eq!(
+        e.format(secs(2)),
+        "tcp      6 86399 ESTABLISHED src=203.0.113.11 dst=10.151.30.11 sport=40312 dport=32761 \
+         src=10.244.1.16 dst=10.151.30.11 sport=80 dport=40312 [ASSURED] mark=0 use=1"
+    );
+}
+
+#[test]
+fn unreplied_entry_is_listed_unreplied() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut syn = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    forward(&mut p, secs(0), &mut syn, Some(MASTER), &mut rng(2));
+    let line = p.conntrack().entries().next().unwrap().format(secs(0));
+    assert!(line.starts_with("tcp      6 120 SYN_SENT src=203.0.113.11"), "{line}");
+    assert!(line.contains("dport=32761 [UNREPLIED] src=10.244.1.16"), "{line}");
+}
+
+/// Retransmitted SYN uses the entry (same endpoint), not a new random pick.
+#[test]
+fn retransmitted_syn_keeps_the_endpoint() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, worker_pods());
+    let mut r = rng(3);
+    let mut syn = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    forward(&mut p, secs(0), &mut syn, Some(MASTER), &mut r);
+    let first = addrs(&syn);
+    for t in 1..10 {
+        let mut again = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+        let (pre, _) = forward(&mut p, secs(t), &mut again, Some(MASTER), &mut r);
+        assert_eq!(pre.ct_state, "NEW", "unreplied original-direction packets are NEW");
+        assert!(pre.walk.steps.is_empty());
+        assert_eq!(addrs(&again), first);
+    }
+    assert_eq!(p.conntrack().len(), 1);
+}
+
+/// Established flows survive endpoint removal (rules only apply to NEW).
+#[test]
+fn established_flow_keeps_endpoint_after_it_leaves_the_rules() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut r = rng(4);
+    let mut syn = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    forward(&mut p, secs(0), &mut syn, Some(MASTER), &mut r);
+    p.update(std::slice::from_ref(&svc), &[slice(&svc, vec![])]);
+    let mut ack = tcp(BROWSER, 40312, MASTER, NODE_PORT, ACK);
+    let (pre, _) = forward(&mut p, secs(1), &mut ack, Some(MASTER), &mut r);
+    assert!(matches!(pre.verdict, Verdict::Accept(_)));
+    assert_eq!(addrs(&ack).2, pod(1, 16));
+}
+
+#[test]
+fn tcp_timeouts_follow_the_state_machine() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut r = rng(5);
+    let c = |p: &Proxier| p.conntrack().entries().next().unwrap().clone();
+    let mut pkt = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    forward(&mut p, secs(0), &mut pkt, Some(MASTER), &mut r);
+    assert_eq!(c(&p).expires(), secs(120));
+    let mut pkt = tcp(pod(1, 16), 80, MASTER, 40312, SYN | ACK);
+    forward(&mut p, secs(1), &mut pkt, Some(MASTER), &mut r);
+    assert_eq!((c(&p).tcp_state(), c(&p).expires()), (Some(TcpState::SynRecv), secs(61)));
+    let mut pkt = tcp(BROWSER, 40312, MASTER, NODE_PORT, ACK);
+    forward(&mut p, secs(2), &mut pkt, Some(MASTER), &mut r);
+    assert_eq!(c(&p).expires(), secs(2 + 86_400));
+    // Client closes: FIN_WAIT, server ACKs: CLOSE_WAIT (3600 s as kube-proxy sets it).
+    let mut pkt = tcp(BROWSER, 40312, MASTER, NODE_PORT, FIN | ACK);
+    forward(&mut p, secs(3), &mut pkt, Some(MASTER), &mut r);
+    assert_eq!(c(&p).tcp_state(), Some(TcpState::FinWait));
+    let mut pkt = tcp(pod(1, 16), 80, MASTER, 40312, ACK);
+    forward(&mut p, secs(4), &mut pkt, Some(MASTER), &mut r);
+    assert_eq!((c(&p).tcp_state(), c(&p).expires()), (Some(TcpState::CloseWait), secs(3604)));
+    let mut pkt = tcp(pod(1, 16), 80, MASTER, 40312, FIN | ACK);
+    forward(&mut p, secs(5), &mut pkt, Some(MASTER), &mut r);
+    assert_eq!((c(&p).tcp_state(), c(&p).expires()), (Some(TcpState::LastAck), secs(35)));
+    let mut pkt = tcp(BROWSER, 40312, MASTER, NODE_PORT, ACK);
+    forward(&mut p, secs(6), &mut pkt, Some(MASTER), &mut r);
+    assert_eq!((c(&p).tcp_state(), c(&p).expires()), (Some(TcpState::TimeWait), secs(126)));
+    // A new SYN on the same tuple reopens the connection (re-running the rules).
+    let mut pkt = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    let (pre, _) = forward(&mut p, secs(7), &mut pkt, Some(MASTER), &mut r);
+    assert!(!pre.walk.steps.is_empty());
+    assert_eq!(c(&p).tcp_state(), Some(TcpState::SynSent));
+    assert_eq!(p.conntrack().len(), 1);
+}
+
+#[test]
+fn udp_unreplied_30s_stream_120s_and_expiry() {
+    let mut svc = nginx(TrafficPolicy::Cluster);
+    svc.ports[0].protocol = Protocol::Udp;
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut r = rng(6);
+    let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    forward(&mut p, secs(0), &mut q, Some(MASTER), &mut r);
+    assert_checksums(&q);
+    assert_eq!(p.conntrack().entries().next().unwrap().expires(), secs(30));
+    p.expire(secs(29));
+    assert_eq!(p.conntrack().len(), 1);
+    p.expire(secs(30));
+    assert_eq!(p.conntrack().len(), 0, "unreplied UDP entry expires after 30 s");
+
+    let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    forward(&mut p, secs(100), &mut q, Some(MASTER), &mut r);
+    let mut a = udp(pod(1, 16), 80, MASTER, 5353, b"answer");
+    let (pre, _) = forward(&mut p, secs(101), &mut a, Some(MASTER), &mut r);
+    assert_eq!(pre.ct_state, "REPLY");
+    assert_eq!(addrs(&a), (MASTER, NODE_PORT, BROWSER, 5353));
+    assert_checksums(&a);
+    let e = p.conntrack().entries().next().unwrap().clone();
+    assert_eq!(e.expires(), secs(221));
+    assert!(e.assured());
+    // Lazy expiry: a packet after the timeout starts a NEW flow.
+    let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    let (pre, _) = forward(&mut p, secs(221), &mut q, Some(MASTER), &mut r);
+    assert_eq!(pre.ct_state, "NEW");
+    assert!(!pre.walk.steps.is_empty());
+}
+
+#[test]
+fn udp_checksum_zero_stays_zero() {
+    let mut svc = nginx(TrafficPolicy::Cluster);
+    svc.ports[0].protocol = Protocol::Udp;
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    q[26] = 0;
+    q[27] = 0;
+    forward(&mut p, secs(0), &mut q, Some(MASTER), &mut rng(7));
+    assert_eq!(&q[26..28], &[0, 0]);
+    assert_eq!(addrs(&q), (MASTER, 5353, pod(1, 16), 80));
+}
+
+#[test]
+fn icmp_echo_is_tracked_with_the_identifier_as_port() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, worker_pods());
+    let mut r = rng(8);
+    let outside = Ipv4Addr::new(8, 8, 8, 8);
+    let mut req = echo_request(pod(0, 5), outside, 77, 1);
+    let (pre, _) = forward(&mut p, secs(0), &mut req, Some(MASTER), &mut r);
+    assert_eq!(pre.ct_state, "NEW");
+    let e = p.conntrack().entries().next().unwrap().clone();
+    assert_eq!(e.expires(), secs(30));
+    assert!(e.format(secs(0)).starts_with("icmp     1 30 src=10.244.0.5 dst=8.8.8.8 type=8 code=0 id=77"));
+    let mut rep = echo_reply(outside, pod(0, 5), 77, 1);
+    let (pre, _) = forward(&mut p, secs(1), &mut rep, None, &mut r);
+    assert_eq!(pre.ct_state, "REPLY");
+    // A stray echo reply with no request is INVALID, not a new flow.
+    let mut stray = echo_reply(outside, pod(0, 5), 78, 1);
+    let (pre, _) = forward(&mut p, secs(1), &mut stray, None, &mut r);
+    assert_eq!(pre.ct_state, "INVALID");
+    assert_eq!(p.conntrack().len(), 1);
+}
+
+/// nf_conntrack_max reached: new flows are dropped and counted; existing ones continue;
+/// once entries expire there is room again.
+#[test]
+fn table_full_drops_new_flows() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut cfg = master_config();
+    cfg.conntrack_max = 2;
+    let mut p = proxier_with(cfg, &svc, worker_pods());
+    let mut r = rng(9);
+    for port in [1000, 1001] {
+        let mut pkt = tcp(BROWSER, port, MASTER, NODE_PORT, SYN);
+        let (_, post) = forward(&mut p, secs(0), &mut pkt, Some(MASTER), &mut r);
+        assert!(post.unwrap().dropped.is_none());
+    }
+    let mut pkt = tcp(BROWSER, 1002, MASTER, NODE_PORT, SYN);
+    let (pre, _) = forward(&mut p, secs(1), &mut pkt, Some(MASTER), &mut r);
+    assert!(matches!(pre.verdict, Verdict::Drop(DropReason::ConntrackFull)));
+    assert_eq!(p.conntrack().stats().drop_full, 1);
+    // Existing flow still works.
+    let mut pkt = tcp(BROWSER, 1000, MASTER, NODE_PORT, SYN);
+    let (pre, _) = forward(&mut p, secs(1), &mut pkt, Some(MASTER), &mut r);
+    assert!(matches!(pre.verdict, Verdict::Accept(_)));
+    // After the SYN_SENT timeout (120 s) the table has room again (lazy expiry when full).
+    let mut pkt = tcp(BROWSER, 1002, MASTER, NODE_PORT, SYN);
+    let (pre, post) = forward(&mut p, secs(200), &mut pkt, Some(MASTER), &mut r);
+    assert!(matches!(pre.verdict, Verdict::Accept(_)));
+    assert!(post.unwrap().dropped.is_none());
+}
+
+/// Two clients with the same source port masqueraded to the same address and endpoint:
+/// the second gets another port, and replies reach the right client.
+#[test]
+fn masquerade_port_collision_remaps_the_second_flow() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut r = rng(10);
+    let other = Ipv4Addr::new(198, 51, 100, 7);
+    let mut a = tcp(BROWSER, 40000, MASTER, NODE_PORT, SYN);
+    forward(&mut p, secs(0), &mut a, Some(MASTER), &mut r);
+    let mut b = tcp(other, 40000, MASTER, NODE_PORT, SYN);
+    let (_, post) = forward(&mut p, secs(0), &mut b, Some(MASTER), &mut r);
+    assert_eq!(addrs(&a).1, 40000);
+    let port_b = addrs(&b).1;
+    assert_ne!(port_b, 40000, "source port remapped");
+    assert!(port_b >= 1024);
+    assert_checksums(&b);
+    assert_eq!(post.unwrap().rewrites[0].after.port(), port_b);
+    let mut reply = tcp(pod(1, 16), 80, MASTER, port_b, SYN | ACK);
+    p.prerouting(secs(0), &mut reply, &mut r);
+    assert_eq!(addrs(&reply), (MASTER, NODE_PORT, other, 40000));
+    let mut reply = tcp(pod(1, 16), 80, MASTER, 40000, SYN | ACK);
+    p.prerouting(secs(0), &mut reply, &mut r);
+    assert_eq!(addrs(&reply), (MASTER, NODE_PORT, BROWSER, 40000));
+}
+
+#[test]
+fn random_fully_randomises_the_source_port() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut cfg = master_config();
+    cfg.masquerade_random_fully = true;
+    let mut p = proxier_with(cfg, &svc, vec![ep(pod(1, 16), "node1")]);
+    let mut r = rng(11);
+    let mut kept = 0;
+    for i in 0..20 {
+        let mut a = tcp(BROWSER, 40000 + i, MASTER, NODE_PORT, SYN);
+        let (_, post) = forward(&mut p, secs(0), &mut a, Some(MASTER), &mut r);
+        assert!(post.unwrap().walk.has_target("MASQUERADE --random-fully"));
+        if addrs(&a).1 == 40000 + i {
+            kept += 1;
+        }
+    }
+    assert!(kept <= 1);
+}
+
+/// Lab what-if: masquerade disabled → Cluster traffic leaves with the client's address.
+#[test]
+fn masquerade_disabled_leaves_client_source() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut cfg = master_config();
+    cfg.masquerade_enabled = false;
+    let mut p = proxier_with(cfg, &svc, vec![ep(pod(1, 16), "node1")]);
+    let mut a = tcp(BROWSER, 40000, MASTER, NODE_PORT, SYN);
+    let (pre, post) = forward(&mut p, secs(0), &mut a, Some(MASTER), &mut rng(12));
+    assert!(masq(&pre));
+    assert!(post.unwrap().walk.has_target("RETURN"));
+    assert_eq!(addrs(&a).0, BROWSER);
+}
+
+/// Local delivery (hostNetwork endpoint / INPUT): no MASQUERADE, entry confirmed.
+#[test]
+fn local_delivery_confirms_without_snat() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, vec![ep(MASTER, "master")]);
+    let mut a = tcp(BROWSER, 40000, MASTER, NODE_PORT, SYN);
+    let (pre, post) = forward(&mut p, secs(0), &mut a, None, &mut rng(13));
+    assert!(masq(&pre));
+    assert!(post.unwrap().walk.steps.is_empty());
+    assert_eq!(addrs(&a), (BROWSER, 40000, MASTER, 80));
+    assert_eq!(p.conntrack().len(), 1);
+}
+
+/// An ICMP port unreachable from the endpoint about a translated UDP packet is RELATED and
+/// is translated back: outer to the client, embedded header to what the client sent.
+#[test]
+fn icmp_error_for_tracked_flow_is_translated_inside_and_out() {
+    let mut svc = nginx(TrafficPolicy::Cluster);
+    svc.ports[0].protocol = Protocol::Udp;
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut r = rng(14);
+    let orig = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    let mut q = orig.clone();
+    forward(&mut p, secs(0), &mut q, Some(MASTER), &mut r);
+    // The endpoint's node answers port unreachable, quoting the packet it received.
+    let b = etherparse::PacketBuilder::ipv4(pod(1, 16).octets(), MASTER.octets(), 64).icmpv4(
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ),
+    );
+    let mut err = Vec::new();
+    b.write(&mut err, &q[..28]).unwrap();
+    let (pre, _) = forward(&mut p, secs(1), &mut err, Some(MASTER), &mut r);
+    assert_eq!(pre.ct_state, "RELATED");
+    assert!(pre.rewrites.iter().any(|w| w.kind == RewriteKind::IcmpInner));
+    let s = etherparse::SlicedPacket::from_ip(&err).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source_addr(), MASTER);
+    assert_eq!(ip.header().destination_addr(), BROWSER);
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    let Some(etherparse::TransportSlice::Icmpv4(ic)) = s.transport else {
+        panic!()
+    };
+    assert_eq!(ic.checksum(), ic.icmp_type().calc_checksum(ic.payload()));
+    // The embedded packet is now exactly what the browser sent (addresses, ports, checksums).
+    assert_eq!(ic.payload(), &orig[..28]);
+}
+
+#[test]
+fn udp_entries_to_removed_endpoints_are_cleared_on_sync() {
+    let mut svc = nginx(TrafficPolicy::Cluster);
+    svc.ports[0].protocol = Protocol::Udp;
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    forward(&mut p, secs(0), &mut q, Some(MASTER), &mut rng(15));
+    assert_eq!(p.conntrack().len(), 1);
+    p.update(std::slice::from_ref(&svc), &[slice(&svc, vec![ep(pod(2, 7), "node2")])]);
+    assert_eq!(p.conntrack().len(), 0, "§6.4: stale UDP entry deleted");
+    let e = p.conntrack();
+    assert!(e.lookup(&nodeport::Tuple {
+        proto: 17,
+        src: BROWSER,
+        sport: 5353,
+        dst: MASTER,
+        dport: NODE_PORT
+    })
+    .is_none());
+    let _ = Dir::Original;
+}
