@@ -150,3 +150,52 @@ pub struct Cluster {
     pub plan: Vec<PlanStep>,
     pub seed: u64,
 }
+
+impl Node {
+    /// `control-plane` when the node carries the control-plane/master taint or label,
+    /// `<none>` otherwise (the ROLES column of `kubectl get nodes`).
+    pub fn role(&self) -> &'static str {
+        const KEYS: [&str; 2] = [
+            "node-role.kubernetes.io/control-plane",
+            "node-role.kubernetes.io/master",
+        ];
+        let tainted = self.taints.iter().any(|t| KEYS.contains(&t.key.as_str()));
+        let labelled = self.labels.keys().any(|k| KEYS.contains(&k.as_str()));
+        if tainted || labelled {
+            "control-plane"
+        } else {
+            "<none>"
+        }
+    }
+}
+
+impl Cluster {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+    pub fn client(&self, name: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.name == name)
+    }
+    pub fn pod(&self, name: &str) -> Option<&Pod> {
+        self.pods.iter().find(|p| p.name == name)
+    }
+    /// The pod with this IP (deployment pods only, not client pods).
+    pub fn pod_by_ip(&self, ip: Ipv4Addr) -> Option<&Pod> {
+        self.pods.iter().find(|p| p.ip == ip)
+    }
+    /// A service by `namespace/name`.
+    pub fn service(&self, ns_name: &str) -> Option<&nodeport::Service> {
+        self.services
+            .iter()
+            .find(|s| format!("{}/{}", s.namespace, s.name) == ns_name)
+    }
+    /// The EndpointSlices of a service.
+    pub fn slices_of<'a>(
+        &'a self,
+        svc: &'a nodeport::Service,
+    ) -> impl Iterator<Item = &'a nodeport::EndpointSlice> + 'a {
+        self.slices
+            .iter()
+            .filter(move |s| s.service.namespace == svc.namespace && s.service.name == svc.name)
+    }
+}

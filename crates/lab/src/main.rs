@@ -1,2 +1,212 @@
-mod cluster;
-fn main() {}
+//! `lab` — the nodeport-lab command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use lab::config::{leading_comment, load_cluster};
+use lab::report;
+use lab::runner::{self, RunOptions};
+use lab::LabError;
+
+#[derive(Parser)]
+#[command(
+    name = "lab",
+    version,
+    about = "Kubernetes NodePort source-IP behaviour, reproduced in one process"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scenarios: lab-configs/*.yaml.
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
+    /// Bring a scenario's cluster up in real mode and keep it running (not implemented yet).
+    Up { scenario: String },
+    /// Tear down what `up` created (not implemented yet).
+    Down,
+    /// Show what `up` created (not implemented yet).
+    Status,
+    /// Print a node's conntrack table of a running lab (not implemented yet).
+    Conntrack { node: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum ScenarioCommand {
+    /// List the scenarios with the first line of their lesson.
+    List,
+    /// Print the cluster a scenario builds (nodes, services, pods, clients, plan) without running.
+    Show {
+        /// Scenario name (file stem in lab-configs/) or a path to a config file.
+        scenario: String,
+        /// Override the config's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// One JSON document (nodes, services, pods) instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a scenario's traffic plan and report what each client and pod saw.
+    Run {
+        /// Scenario name (file stem in lab-configs/) or a path to a config file.
+        scenario: String,
+        /// One JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Trace the first request hop by hop.
+        #[arg(long)]
+        trace: bool,
+        /// Trace request number K (1-based; implies --trace).
+        #[arg(long, value_name = "K")]
+        trace_request: Option<usize>,
+        /// Override the config's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Real mode: network namespaces, TUN, nginx and curl (root).
+        #[arg(long)]
+        real: bool,
+    },
+}
+
+/// `./lab-configs`, else the repository's (relative to this crate).
+fn configs_dir() -> PathBuf {
+    let here = PathBuf::from("lab-configs");
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lab-configs")
+}
+
+/// A scenario name or a path to a config.
+fn resolve(scenario: &str) -> anyhow::Result<PathBuf> {
+    let p = PathBuf::from(scenario);
+    if p.is_file() {
+        return Ok(p);
+    }
+    let dir = configs_dir();
+    let candidate = dir.join(format!("{scenario}.yaml"));
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    let known = list_configs(&dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>();
+    Err(anyhow::Error::new(LabError::invalid(
+        &dir.display().to_string(),
+        "scenario",
+        format!(
+            "unknown scenario {scenario:?} (known: {})",
+            known.join(", ")
+        ),
+    )))
+}
+
+fn list_configs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Scenario { command } => match command {
+            ScenarioCommand::List => {
+                let dir = configs_dir();
+                let files =
+                    list_configs(&dir).with_context(|| format!("listing {}", dir.display()))?;
+                let rows: Vec<Vec<String>> = files
+                    .iter()
+                    .map(|p| {
+                        let text = std::fs::read_to_string(p).unwrap_or_default();
+                        let lesson = leading_comment(&text);
+                        vec![
+                            p.file_stem()
+                                .unwrap_or_default()
+                                .to_string_lossy()
+                                .into_owned(),
+                            lesson.lines().next().unwrap_or("").to_string(),
+                        ]
+                    })
+                    .collect();
+                write!(out, "{}", report::table(&["SCENARIO", "LESSON"], &rows))?;
+            }
+            ScenarioCommand::Show {
+                scenario,
+                seed,
+                json,
+            } => {
+                let path = resolve(&scenario)?;
+                let cluster = load_cluster(&path, seed)?;
+                if json {
+                    let mut v = report::cluster_json(&cluster);
+                    v["scenario"] = cluster.scenario.clone().into();
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                } else {
+                    report::print_cluster(&cluster, &mut out)?;
+                }
+            }
+            ScenarioCommand::Run {
+                scenario,
+                json,
+                trace,
+                trace_request,
+                seed,
+                real,
+            } => {
+                let path = resolve(&scenario)?;
+                let cluster = load_cluster(&path, seed)?;
+                let opts = RunOptions {
+                    json,
+                    trace: trace_request.or(if trace { Some(1) } else { None }),
+                    real,
+                };
+                let result = runner::run(&cluster, &opts)
+                    .with_context(|| format!("running scenario {}", cluster.scenario))?;
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&report::to_json(&result))?
+                    )?;
+                } else {
+                    report::print_human(&result, &mut out)?;
+                }
+            }
+        },
+        Command::Up { .. } | Command::Down | Command::Status | Command::Conntrack { .. } => {
+            anyhow::bail!("not implemented yet (real mode comes later)");
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(le) = e.downcast_ref::<LabError>() {
+                eprintln!("error: {le}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

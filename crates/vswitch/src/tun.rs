@@ -14,17 +14,22 @@
 //!
 //! The device fd is non-blocking: [`Port::recv`] returns `None` when nothing is queued, so a
 //! driver polls [`TunPort::raw_fd`] with poll(2) and then drains every ready port. If the
-//! namespace is deleted under the port the kernel destroys the device and the fd answers
-//! `EBADFD` (os error 77) forever: the port is then marked dead ([`TunPort::dead_reason`]),
-//! drops everything, and never panics.
+//! device is destroyed under the port (`ip -n <ns> link del eth0`) the fd answers `EBADFD`
+//! (os error 77) forever: the port is then marked dead ([`TunPort::dead_reason`]), drops
+//! everything, and never panics.
+//!
+//! Lifetime: the TUN fd was opened inside the namespace, and the kernel's tun socket holds a
+//! reference on that namespace. Removing `/run/netns/<ns>` while the port is open therefore
+//! does not destroy the namespace or the device; they go away when the port is dropped (or
+//! the lab dies). The device is not persistent: it disappears with its last fd.
 //!
 //! Linux only; needs `CAP_NET_ADMIN` and `CAP_SYS_ADMIN` (root).
 
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::time::Duration;
 
 use crate::Port;
@@ -152,7 +157,9 @@ pub struct TunStats {
 
 /// A TUN device in a network namespace, as a fabric [`Port`].
 pub struct TunPort {
-    dev: tun::Device,
+    /// The TUN fd alone: the `tun::Device` (and its control socket, which would pin the
+    /// namespace and keep it alive after deletion) is dismantled after configuration.
+    dev: File,
     name: String,
     netns: String,
     ifname: String,
@@ -214,7 +221,9 @@ impl TunPort {
                 step: "setup thread".into(),
                 source: io::Error::other("panicked"),
             })??;
-        dev.set_nonblock().map_err(step_err("set O_NONBLOCK"))?;
+        // SAFETY: `into_raw_fd` hands over sole ownership of the TUN fd.
+        let dev = unsafe { File::from_raw_fd(dev.into_raw_fd()) };
+        set_nonblock(&dev).map_err(step_err("set O_NONBLOCK"))?;
         let name = cfg
             .port_name
             .clone()
@@ -269,7 +278,7 @@ impl TunPort {
     fn mark_dead(&mut self, what: &str, e: &io::Error) {
         if self.dead.is_none() {
             self.dead = Some(format!(
-                "{}: {what} failed: {e} (device or namespace {} is gone)",
+                "{}: {what} failed: {e} (TUN device in {} is gone)",
                 self.name, self.netns
             ));
         }
@@ -280,7 +289,7 @@ impl TunPort {
         if self.dead.is_some() {
             return RecvOutcome::Empty;
         }
-        match self.dev.recv(buf) {
+        match (&self.dev).read(buf) {
             Ok(0) => RecvOutcome::Empty,
             Ok(n) => match check_ipv4(&buf[..n]) {
                 Ok(len) => {
@@ -318,7 +327,7 @@ impl TunPort {
             self.stats.tx_dropped += 1;
             return false;
         }
-        match self.dev.send(pkt) {
+        match (&self.dev).write(pkt) {
             Ok(_) => {
                 self.stats.tx_packets += 1;
                 self.stats.tx_bytes += pkt.len() as u64;
@@ -398,6 +407,17 @@ impl Port for TunPort {
 
 // ------------------------------------------------------------------ namespace dance
 
+fn set_nonblock(f: &File) -> io::Result<()> {
+    // SAFETY: plain fcntl calls on a valid fd.
+    unsafe {
+        let flags = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 fn setns_file(f: &File) -> io::Result<()> {
     // SAFETY: plain syscall on a valid fd.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
@@ -458,7 +478,7 @@ fn ctl_socket() -> io::Result<File> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: we own the fresh fd; File closes it on drop.
-    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 fn ifreq_for(ifname: &str) -> libc::ifreq {

@@ -1,0 +1,23 @@
+//! # lab — the user-facing side of nodeport-lab
+//!
+//! Loads a lab config (`lab-configs/*.yaml`: nodes, clients, load balancer, traffic plan and
+//! real Kubernetes manifests), schedules the pods and allocates addresses like a cluster
+//! would, and prints kubectl-like tables and scenario results.
+//!
+//! Pipeline: [`config::load_cluster`] = [`config`] (lab-config schema + validation) →
+//! [`manifest`] (`apps/v1 Deployment` / `v1 Service` documents) → [`schedule`] (pods, IPs,
+//! ClusterIPs, NodePorts, EndpointSlices) → [`cluster::Cluster`]. The runner turns a
+//! `Cluster` into a running world and returns a [`report::ScenarioResult`].
+
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod manifest;
+pub mod report;
+pub mod runner;
+pub mod schedule;
+
+pub use cluster::Cluster;
+pub use config::{load_cluster, load_cluster_from_str};
+pub use error::LabError;
+pub use report::{Mode, Outcome, RequestResult, ScenarioResult};

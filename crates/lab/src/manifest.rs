@@ -1,0 +1,159 @@
+//! Kubernetes manifests: multi-document YAML parsed into real `k8s-openapi` objects.
+//!
+//! Owns: splitting documents, dispatching on `kind`, remembering where each object came from
+//! (for error messages). Does not interpret the objects (that is [`crate::schedule`]).
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use serde::Deserialize;
+
+use crate::error::LabError;
+
+/// A supported Kubernetes object.
+#[derive(Debug, Clone)]
+pub enum Object {
+    Deployment(Box<Deployment>),
+    Service(Box<Service>),
+}
+
+impl Object {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Deployment(_) => "Deployment",
+            Object::Service(_) => "Service",
+        }
+    }
+    /// `metadata.namespace` (default `default`).
+    pub fn namespace(&self) -> String {
+        let ns = match self {
+            Object::Deployment(d) => d.metadata.namespace.clone(),
+            Object::Service(s) => s.metadata.namespace.clone(),
+        };
+        ns.filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_string())
+    }
+    pub fn name(&self) -> String {
+        match self {
+            Object::Deployment(d) => d.metadata.name.clone(),
+            Object::Service(s) => s.metadata.name.clone(),
+        }
+        .unwrap_or_default()
+    }
+}
+
+/// Where a document came from: the file shown in messages and the prefix of the field path
+/// (`manifests[1] document 2` for inline manifests, `document 2` for manifest files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub document: String,
+}
+
+/// One parsed document.
+#[derive(Debug, Clone)]
+pub struct ManifestDoc {
+    pub origin: Origin,
+    pub object: Object,
+}
+
+impl ManifestDoc {
+    /// An error about `field` of this object:
+    /// `<file>: <document> (Service default/nginx): <field>: <message>`.
+    pub fn err(&self, field: &str, message: impl Into<String>) -> LabError {
+        LabError::invalid(
+            &self.origin.file,
+            format!(
+                "{} ({} {}/{}): {}",
+                self.origin.document,
+                self.object.kind(),
+                self.object.namespace(),
+                self.object.name(),
+                field
+            ),
+            message,
+        )
+    }
+}
+
+/// Parse a (multi-document) manifest text. `file` is shown in messages, `prefix` is the
+/// field-path prefix (e.g. `manifests[0]`; empty for a manifest file of its own).
+pub fn parse_documents(text: &str, file: &str, prefix: &str) -> Result<Vec<ManifestDoc>, LabError> {
+    let mut out = Vec::new();
+    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document = if prefix.is_empty() {
+            format!("document {}", i + 1)
+        } else {
+            format!("{prefix} document {}", i + 1)
+        };
+        let value = serde_yaml_ng::Value::deserialize(de).map_err(|e| LabError::Yaml {
+            file: file.to_string(),
+            message: format!("{document}: {e}"),
+            line: e.location().map(|l| l.line()),
+            column: e.location().map(|l| l.column()),
+        })?;
+        if value.is_null() {
+            continue; // empty document (e.g. a trailing `---`)
+        }
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .map(str::to_string);
+        let api = value
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .unwrap_or("")
+            .to_string();
+        let origin = Origin {
+            file: file.to_string(),
+            document: document.clone(),
+        };
+        let bad =
+            |field: &str, msg: String| LabError::invalid(file, format!("{document}: {field}"), msg);
+        let object = match kind.as_deref() {
+            Some("Deployment") => {
+                if api != "apps/v1" {
+                    return Err(bad(
+                        "apiVersion",
+                        format!("{api:?} is not supported for kind Deployment (use \"apps/v1\")"),
+                    ));
+                }
+                Object::Deployment(Box::new(
+                    serde_yaml_ng::from_value::<Deployment>(value)
+                        .map_err(|e| bad("(Deployment)", e.to_string()))?,
+                ))
+            }
+            Some("Service") => {
+                if api != "v1" {
+                    return Err(bad(
+                        "apiVersion",
+                        format!("{api:?} is not supported for kind Service (use \"v1\")"),
+                    ));
+                }
+                Object::Service(Box::new(
+                    serde_yaml_ng::from_value::<Service>(value)
+                        .map_err(|e| bad("(Service)", e.to_string()))?,
+                ))
+            }
+            Some(other) => {
+                return Err(bad(
+                    "kind",
+                    format!(
+                    "unsupported kind {other:?} (supported: Deployment (apps/v1), Service (v1))"
+                ),
+                ))
+            }
+            None => {
+                return Err(bad(
+                    "kind",
+                    "missing (supported: Deployment (apps/v1), Service (v1))".to_string(),
+                ))
+            }
+        };
+        let doc = ManifestDoc { origin, object };
+        if doc.object.name().is_empty() {
+            return Err(doc.err("metadata.name", "missing"));
+        }
+        out.push(doc);
+    }
+    Ok(out)
+}

@@ -1,0 +1,666 @@
+//! Output: kubectl-like tables of a [`Cluster`], and the results of a scenario run
+//! ([`ScenarioResult`]) as human text ([`print_human`]) or one JSON document ([`to_json`]).
+//!
+//! Owns the result types the runner fills in and every byte the user sees; computes nothing
+//! about packets.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::cluster::Cluster;
+
+/// Which workloads ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Embedded,
+    Real,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Embedded => "embedded",
+            Mode::Real => "real",
+        }
+    }
+}
+
+/// How a request ended, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// An HTTP response arrived (any status).
+    Ok,
+    /// No answer within the connect/overall timeout (curl exit 28).
+    Timeout,
+    /// RST or ICMP port unreachable to the SYN (curl exit 7).
+    Refused,
+    /// The connection was reset after it was established (curl exit 56).
+    Reset,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Timeout => "timeout",
+            Outcome::Refused => "refused",
+            Outcome::Reset => "reset",
+        }
+    }
+}
+
+/// One request of the traffic plan (a `count: N` step gives N of these, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestResult {
+    /// Client name (`browser`).
+    pub client: String,
+    pub client_ip: std::net::Ipv4Addr,
+    /// What was dialled, human form: `ydzs-master 10.151.30.11:32761`,
+    /// `lb 198.51.100.10:80`, `10.96.12.34:80`.
+    pub target: String,
+    pub outcome: Outcome,
+    /// HTTP status when `outcome` is `Ok`.
+    pub status: Option<u16>,
+    /// The pod that answered (its access log has the line), if any.
+    pub pod: Option<String>,
+    /// The client address nginx logged (`$remote_addr`), if a pod answered.
+    pub logged_client_ip: Option<std::net::Ipv4Addr>,
+    /// Elapsed (virtual time in embedded mode) until the client finished.
+    pub elapsed_ms: u64,
+    /// curl's error line for failures, e.g.
+    /// `curl: (28) Connection timed out after 10001 milliseconds`.
+    pub curl_message: Option<String>,
+}
+
+/// Everything a run produced. The runner fills this in; [`print_human`] / [`to_json`] show it.
+#[derive(Debug, Clone)]
+pub struct ScenarioResult {
+    /// The cluster that ran (owned copy).
+    pub cluster: Cluster,
+    pub mode: Mode,
+    /// In plan order.
+    pub requests: Vec<RequestResult>,
+    /// Each deployment pod's access log in nginx `main` format (pods without lines may be
+    /// omitted or given an empty list).
+    pub access_logs: Vec<(String, Vec<String>)>,
+    /// `--trace`: the hop-by-hop lines of the traced request.
+    pub trace: Option<Vec<String>>,
+    /// Conntrack tables per node (node name, entries), when collected.
+    pub conntrack: Option<Vec<(String, Vec<String>)>>,
+}
+
+/// Requests answered by one pod.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PodShare {
+    pub pod: String,
+    pub node: String,
+    pub requests: u64,
+    /// `requests` / requests answered by any pod (0 when none were answered).
+    pub share: f64,
+}
+
+/// Per-pod counts for every deployment pod of the cluster (pods that got nothing are
+/// included with 0), in the cluster's pod order.
+pub fn per_pod(result: &ScenarioResult) -> Vec<PodShare> {
+    let answered = result.requests.iter().filter(|r| r.pod.is_some()).count() as u64;
+    result
+        .cluster
+        .pods
+        .iter()
+        .map(|p| {
+            let n = result
+                .requests
+                .iter()
+                .filter(|r| r.pod.as_deref() == Some(p.name.as_str()))
+                .count() as u64;
+            PodShare {
+                pod: p.name.clone(),
+                node: p.node.clone(),
+                requests: n,
+                share: if answered == 0 {
+                    0.0
+                } else {
+                    n as f64 / answered as f64
+                },
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// tables
+// ---------------------------------------------------------------------------------------
+
+/// Left-aligned columns separated by 3 spaces, like kubectl.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        let last = cells.len().saturating_sub(1);
+        for (i, c) in cells.iter().enumerate() {
+            s.push_str(c);
+            if i < last {
+                let pad = widths[i] - c.chars().count() + 3;
+                s.push_str(&" ".repeat(pad));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+const AGE: &str = "5m";
+const NODE_AGE: &str = "10d";
+const KUBE_VERSION: &str = "v1.33.0";
+
+/// `kubectl get nodes -o wide` (the first columns).
+pub fn get_nodes(c: &Cluster) -> String {
+    let rows: Vec<Vec<String>> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                "Ready".into(),
+                n.role().into(),
+                NODE_AGE.into(),
+                KUBE_VERSION.into(),
+                n.ip.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP"],
+        &rows,
+    )
+}
+
+/// `PORT(S)` of a service: `80:32761/TCP`, `443/TCP`, comma-separated.
+pub fn ports_column(s: &nodeport::Service) -> String {
+    s.ports
+        .iter()
+        .map(|p| match p.node_port {
+            Some(np) => format!("{}:{}/{}", p.port, np, p.protocol),
+            None => format!("{}/{}", p.port, p.protocol),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn type_name(t: nodeport::ServiceType) -> &'static str {
+    match t {
+        nodeport::ServiceType::ClusterIp => "ClusterIP",
+        nodeport::ServiceType::NodePort => "NodePort",
+        nodeport::ServiceType::LoadBalancer => "LoadBalancer",
+    }
+}
+
+pub fn policy_name(p: nodeport::TrafficPolicy) -> &'static str {
+    match p {
+        nodeport::TrafficPolicy::Cluster => "Cluster",
+        nodeport::TrafficPolicy::Local => "Local",
+    }
+}
+
+fn external_ip_column(s: &nodeport::Service) -> String {
+    let mut ips: Vec<String> = s.load_balancer_ips.iter().map(|i| i.to_string()).collect();
+    ips.extend(s.external_ips.iter().map(|i| i.to_string()));
+    if !ips.is_empty() {
+        ips.join(",")
+    } else if s.type_ == nodeport::ServiceType::LoadBalancer {
+        "<pending>".into()
+    } else {
+        "<none>".into()
+    }
+}
+
+fn multi_namespace(c: &Cluster) -> bool {
+    c.services.iter().any(|s| s.namespace != "default")
+        || c.pods.iter().any(|p| p.namespace != "default")
+}
+
+/// `kubectl get svc` (with a NAMESPACE column when not everything is in `default`).
+pub fn get_svc(c: &Cluster) -> String {
+    let ns = multi_namespace(c);
+    let rows: Vec<Vec<String>> = c
+        .services
+        .iter()
+        .map(|s| {
+            let mut r = Vec::new();
+            if ns {
+                r.push(s.namespace.clone());
+            }
+            r.extend([
+                s.name.clone(),
+                type_name(s.type_).into(),
+                s.cluster_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "None".into()),
+                external_ip_column(s),
+                ports_column(s),
+                AGE.into(),
+            ]);
+            r
+        })
+        .collect();
+    let mut h = vec![
+        "NAME",
+        "TYPE",
+        "CLUSTER-IP",
+        "EXTERNAL-IP",
+        "PORT(S)",
+        "AGE",
+    ];
+    if ns {
+        h.insert(0, "NAMESPACE");
+    }
+    table(&h, &rows)
+}
+
+/// `kubectl get pods -o wide` (deployment pods, then client pods).
+pub fn get_pods_wide(c: &Cluster) -> String {
+    let ns = multi_namespace(c);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for p in &c.pods {
+        let mut r = Vec::new();
+        if ns {
+            r.push(p.namespace.clone());
+        }
+        r.extend([
+            p.name.clone(),
+            if p.ready { "1/1" } else { "0/1" }.into(),
+            "Running".into(),
+            "0".into(),
+            AGE.into(),
+            p.ip.to_string(),
+            p.node.clone(),
+        ]);
+        rows.push(r);
+    }
+    for cl in &c.clients {
+        if let crate::cluster::ClientAttach::Pod { node } = &cl.attach {
+            let mut r = Vec::new();
+            if ns {
+                r.push("default".into());
+            }
+            r.extend([
+                cl.name.clone(),
+                "1/1".into(),
+                "Running".into(),
+                "0".into(),
+                AGE.into(),
+                cl.ip.to_string(),
+                node.clone(),
+            ]);
+            rows.push(r);
+        }
+    }
+    let mut h = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"];
+    if ns {
+        h.insert(0, "NAMESPACE");
+    }
+    table(&h, &rows)
+}
+
+/// The lab around the cluster: clients and the load balancer.
+pub fn lab_summary(c: &Cluster) -> String {
+    let mut rows = Vec::new();
+    for cl in &c.clients {
+        let where_ = match &cl.attach {
+            crate::cluster::ClientAttach::External { can_reach } => {
+                let lb = if c.load_balancer.is_some() {
+                    " + load balancer"
+                } else {
+                    ""
+                };
+                if can_reach.is_empty() {
+                    format!("external; reaches load balancer only{}", "")
+                } else {
+                    format!("external; reaches {}{lb}", can_reach.join(", "))
+                }
+            }
+            crate::cluster::ClientAttach::Pod { node } => format!("pod on {node}"),
+        };
+        rows.push(vec![
+            "client".into(),
+            cl.name.clone(),
+            cl.ip.to_string(),
+            where_,
+        ]);
+    }
+    if let Some(lb) = &c.load_balancer {
+        let hc = match &lb.health_check {
+            Some(h) => format!(
+                "; health check every {:?}, {}/{}",
+                h.interval, h.healthy_threshold, h.unhealthy_threshold
+            ),
+            None => String::new(),
+        };
+        let w = if lb.weighted { "; weighted" } else { "" };
+        rows.push(vec![
+            "loadBalancer".into(),
+            lb.name.clone(),
+            lb.ip.to_string(),
+            format!("→ {}{hc}{w}", lb.nodes.join(", ")),
+        ]);
+    }
+    rows.push(vec![
+        "router".into(),
+        "router".into(),
+        c.router_ip.to_string(),
+        format!(
+            "node network {}, clusterCIDR {}",
+            c.node_network, c.cluster_cidr
+        ),
+    ]);
+    table(&["KIND", "NAME", "IP", "WHERE"], &rows)
+}
+
+/// The plan in words.
+pub fn plan_summary(c: &Cluster) -> String {
+    let rows: Vec<Vec<String>> = c
+        .plan
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let to = match &s.target {
+                crate::cluster::Target::Node(n) => n.clone(),
+                crate::cluster::Target::LoadBalancer => "loadBalancer".into(),
+                crate::cluster::Target::Address(ip) => ip.to_string(),
+            };
+            let svc = match (&s.service, s.port) {
+                (Some(sv), Some(p)) => format!("{sv} port {p}"),
+                (Some(sv), None) => sv.clone(),
+                (None, Some(p)) => format!("port {p}"),
+                (None, None) => "-".into(),
+            };
+            vec![
+                (i + 1).to_string(),
+                s.client.clone(),
+                to,
+                svc,
+                s.count.to_string(),
+                s.path.clone(),
+            ]
+        })
+        .collect();
+    table(&["STEP", "FROM", "TO", "SERVICE", "COUNT", "PATH"], &rows)
+}
+
+/// The description plus every table, for `lab scenario show`.
+pub fn print_cluster(c: &Cluster, w: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        w,
+        "scenario {} ({}), seed {}",
+        c.scenario,
+        c.source.display(),
+        c.seed
+    )?;
+    if !c.description.is_empty() {
+        writeln!(w)?;
+        for l in c.description.lines() {
+            writeln!(w, "  {l}")?;
+        }
+    }
+    writeln!(w, "\n$ kubectl get nodes\n{}", get_nodes(c))?;
+    writeln!(w, "$ kubectl get svc\n{}", get_svc(c))?;
+    writeln!(w, "$ kubectl get pods -o wide\n{}", get_pods_wide(c))?;
+    writeln!(w, "lab:\n{}", lab_summary(c))?;
+    if !c.plan.is_empty() {
+        writeln!(w, "plan:\n{}", plan_summary(c))?;
+    }
+    Ok(())
+}
+
+fn elapsed(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+fn outcome_cell(r: &RequestResult) -> String {
+    match (r.outcome, r.status) {
+        (Outcome::Ok, Some(s)) => format!("ok {s}"),
+        (o, _) => o.as_str().to_string(),
+    }
+}
+
+/// Above this many requests the request table is grouped (identical rows counted).
+pub const REQUEST_ROWS_MAX: usize = 20;
+/// Access log lines shown per pod in human output.
+pub const LOG_LINES_MAX: usize = 5;
+
+/// Human-readable result: cluster tables, requests, access logs, per-pod shares, trace and
+/// conntrack.
+pub fn print_human(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
+    let c = &r.cluster;
+    writeln!(
+        w,
+        "scenario {} ({} mode), seed {}",
+        c.scenario,
+        r.mode.as_str(),
+        c.seed
+    )?;
+    if !c.description.is_empty() {
+        writeln!(w)?;
+        for l in c.description.lines() {
+            writeln!(w, "  {l}")?;
+        }
+    }
+    writeln!(w, "\n$ kubectl get svc\n{}", get_svc(c))?;
+    writeln!(w, "$ kubectl get pods -o wide\n{}", get_pods_wide(c))?;
+
+    writeln!(w, "requests:")?;
+    let no = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let ip =
+        |o: &Option<std::net::Ipv4Addr>| o.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
+    if r.requests.len() <= REQUEST_ROWS_MAX {
+        let rows: Vec<Vec<String>> = r
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                vec![
+                    (i + 1).to_string(),
+                    format!("{} {}", q.client, q.client_ip),
+                    q.target.clone(),
+                    outcome_cell(q),
+                    no(&q.pod),
+                    ip(&q.logged_client_ip),
+                    elapsed(q.elapsed_ms),
+                    q.curl_message.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        write!(
+            w,
+            "{}",
+            table(
+                &[
+                    "#",
+                    "CLIENT",
+                    "TARGET",
+                    "OUTCOME",
+                    "POD",
+                    "NGINX LOGGED",
+                    "TIME",
+                    "CURL"
+                ],
+                &rows
+            )
+        )?;
+    } else {
+        // Group identical (client, target, outcome, pod, logged ip) rows.
+        let mut groups: Vec<(Vec<String>, u64, u64)> = Vec::new();
+        for q in &r.requests {
+            let key = vec![
+                format!("{} {}", q.client, q.client_ip),
+                q.target.clone(),
+                outcome_cell(q),
+                no(&q.pod),
+                ip(&q.logged_client_ip),
+            ];
+            match groups.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, n, t)) => {
+                    *n += 1;
+                    *t += q.elapsed_ms;
+                }
+                None => groups.push((key, 1, q.elapsed_ms)),
+            }
+        }
+        let rows: Vec<Vec<String>> = groups
+            .into_iter()
+            .map(|(mut k, n, t)| {
+                k.insert(0, n.to_string());
+                k.push(elapsed(t / n));
+                k
+            })
+            .collect();
+        write!(
+            w,
+            "{}",
+            table(
+                &[
+                    "COUNT",
+                    "CLIENT",
+                    "TARGET",
+                    "OUTCOME",
+                    "POD",
+                    "NGINX LOGGED",
+                    "AVG TIME"
+                ],
+                &rows
+            )
+        )?;
+        let failures: Vec<&String> = r
+            .requests
+            .iter()
+            .filter_map(|q| q.curl_message.as_ref())
+            .collect();
+        if let Some(first) = failures.first() {
+            writeln!(w, "({} failed; first: {first})", failures.len())?;
+        }
+    }
+
+    writeln!(w, "\naccess logs:")?;
+    for (pod, lines) in &r.access_logs {
+        let node = c
+            .pod(pod)
+            .map(|p| format!(" ({} on {})", p.ip, p.node))
+            .unwrap_or_default();
+        writeln!(w, "==> {pod}{node} <==")?;
+        if lines.is_empty() {
+            writeln!(w, "  (no requests)")?;
+        }
+        for l in lines.iter().take(LOG_LINES_MAX) {
+            writeln!(w, "  {l}")?;
+        }
+        if lines.len() > LOG_LINES_MAX {
+            writeln!(w, "  … {} more lines", lines.len() - LOG_LINES_MAX)?;
+        }
+    }
+
+    if r.requests.len() > 1 {
+        let shares = per_pod(r);
+        let answered: u64 = shares.iter().map(|s| s.requests).sum();
+        writeln!(
+            w,
+            "\nper pod ({answered} of {} requests answered):",
+            r.requests.len()
+        )?;
+        let rows: Vec<Vec<String>> = shares
+            .iter()
+            .map(|s| {
+                vec![
+                    s.pod.clone(),
+                    s.node.clone(),
+                    s.requests.to_string(),
+                    format!("{:.1} %", s.share * 100.0),
+                ]
+            })
+            .collect();
+        write!(w, "{}", table(&["POD", "NODE", "REQUESTS", "SHARE"], &rows))?;
+    }
+
+    if let Some(trace) = &r.trace {
+        writeln!(w, "\ntrace:")?;
+        for l in trace {
+            writeln!(w, "{l}")?;
+        }
+    }
+    if let Some(ct) = &r.conntrack {
+        writeln!(w, "\nconntrack:")?;
+        for (node, entries) in ct {
+            writeln!(w, "{node}:")?;
+            for e in entries {
+                writeln!(w, "  {e}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `nodes`, `services` and `pods` of the JSON document.
+pub fn cluster_json(c: &Cluster) -> Value {
+    json!({
+        "nodes": c.nodes.iter().map(|n| json!({
+            "name": n.name, "ip": n.ip.to_string(), "pod_cidr": n.pod_cidr.to_string(),
+        })).collect::<Vec<_>>(),
+        "services": c.services.iter().map(|s| json!({
+            "namespace": s.namespace,
+            "name": s.name,
+            "type": type_name(s.type_),
+            "cluster_ip": s.cluster_ip.map(|i| i.to_string()),
+            "external_traffic_policy": policy_name(s.external_traffic_policy),
+            "ports": s.ports.iter().map(|p| json!({
+                "port": p.port, "target_port": p.target_port, "node_port": p.node_port,
+                "protocol": p.protocol.to_string(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "pods": c.pods.iter().map(|p| json!({
+            "name": p.name, "ip": p.ip.to_string(), "node": p.node,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The one JSON document of `--json`:
+/// `{scenario, mode, nodes, services, pods, requests, per_pod}` (field names are stable).
+pub fn to_json(r: &ScenarioResult) -> Value {
+    let c = cluster_json(&r.cluster);
+    json!({
+        "scenario": r.cluster.scenario,
+        "mode": r.mode.as_str(),
+        "nodes": c["nodes"],
+        "services": c["services"],
+        "pods": c["pods"],
+        "requests": r.requests.iter().map(|q| json!({
+            "client": q.client,
+            "client_ip": q.client_ip.to_string(),
+            "target": q.target,
+            "outcome": q.outcome.as_str(),
+            "pod": q.pod,
+            "logged_client_ip": q.logged_client_ip.map(|i| i.to_string()),
+            "elapsed_ms": q.elapsed_ms,
+        })).collect::<Vec<_>>(),
+        "per_pod": per_pod(r).iter().map(|s| json!({
+            "pod": s.pod, "node": s.node, "requests": s.requests, "share": s.share,
+        })).collect::<Vec<_>>(),
+    })
+}

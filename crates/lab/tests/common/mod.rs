@@ -1,0 +1,109 @@
+#![allow(dead_code)]
+//! Shared helpers for the lab integration tests.
+
+use std::path::{Path, PathBuf};
+
+use lab::{Cluster, LabError};
+
+/// The repository's lab-configs directory.
+pub fn configs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lab-configs")
+}
+
+/// The blog's cluster: tainted master + 3 workers, a browser that reaches the master.
+pub const NODES: &str = r#"
+nodes:
+  - name: ydzs-master
+    ip: 10.151.30.11
+    podCIDR: 10.244.0.0/24
+    labels: {node-role.kubernetes.io/control-plane: ""}
+    taints:
+      - {key: node-role.kubernetes.io/control-plane, effect: NoSchedule}
+  - {name: ydzs-node1, ip: 10.151.30.12, podCIDR: 10.244.1.0/24}
+  - {name: ydzs-node2, ip: 10.151.30.13, podCIDR: 10.244.2.0/24}
+  - {name: ydzs-node3, ip: 10.151.30.14, podCIDR: 10.244.3.0/24}
+clients:
+  - {name: browser, ip: 203.0.113.11, canReach: [ydzs-master]}
+"#;
+
+/// A Deployment manifest (indented as a block-scalar list item).
+pub fn deployment(name: &str, replicas: i32, extra_spec: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+{extra_spec}      containers:
+      - name: nginx
+        image: nginx:1.7.9
+        ports:
+        - containerPort: 80
+          name: http
+"#
+    )
+}
+
+/// A ClusterIP service (does not need the NodePort allocator).
+pub fn clusterip_service(name: &str, extra_spec: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  selector:
+    app: {name}
+{extra_spec}  ports:
+  - protocol: TCP
+    port: 80
+    targetPort: http
+"#
+    )
+}
+
+/// Indent text for a `- |` block scalar under `manifests:`.
+pub fn block(docs: &[String]) -> String {
+    let joined = docs.join("---\n");
+    let mut s = String::from("manifests:\n  - |\n");
+    for l in joined.lines() {
+        s.push_str("    ");
+        s.push_str(l);
+        s.push('\n');
+    }
+    s
+}
+
+pub fn load(text: &str) -> Result<Cluster, LabError> {
+    lab::load_cluster_from_str(text, &configs_dir().join("test.yaml"), None)
+}
+
+pub fn load_seed(text: &str, seed: u64) -> Result<Cluster, LabError> {
+    lab::load_cluster_from_str(text, &configs_dir().join("test.yaml"), Some(seed))
+}
+
+/// Load as `lab-configs/bad.yaml` and return the error message.
+pub fn error_of(text: &str) -> String {
+    match lab::load_cluster_from_str(text, Path::new("lab-configs/bad.yaml"), None) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+pub fn assert_mentions(msg: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(
+            msg.contains(p),
+            "error message {msg:?} should mention {p:?}"
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! The shipped scenarios and the blog's manifests.
+
+mod common;
+use common::*;
+
+#[test]
+fn blog_manifests_are_copied_verbatim_and_load() {
+    let dir = configs_dir().join("manifests");
+    for f in ["nginx-nodeport.yaml", "nginx-nodeport-local-pinned.yaml"] {
+        let ours = std::fs::read_to_string(dir.join(f)).unwrap();
+        // CI and developers have shared/ next to the repository.
+        let seed = configs_dir().join("../../shared/seed").join(f);
+        if let Ok(orig) = std::fs::read_to_string(&seed) {
+            assert_eq!(ours, orig, "{f} differs from shared/seed");
+        }
+        let docs = lab::manifest::parse_documents(&ours, f, "").unwrap();
+        let kinds: Vec<_> = docs.iter().map(|d| d.object.kind()).collect();
+        assert_eq!(kinds, ["Deployment", "Service"]);
+        assert!(docs
+            .iter()
+            .all(|d| d.object.name() == "nginx" && d.object.namespace() == "default"));
+    }
+}
+
+#[test]
+fn every_scenario_parses_and_schedules() {
+    let mut n = 0;
+    for e in std::fs::read_dir(configs_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let c = lab::load_cluster(&p, None).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(!c.description.is_empty(), "{} has no lesson", p.display());
+            assert!(!c.plan.is_empty(), "{} has no plan", p.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "only {n} scenarios");
+}
+
+#[test]
+fn lesson_is_the_leading_comment() {
+    let text = std::fs::read_to_string(configs_dir().join("seed-cluster.yaml")).unwrap();
+    let lesson = lab::config::leading_comment(&text);
+    assert!(
+        lesson.starts_with("externalTrafficPolicy: Cluster"),
+        "{lesson}"
+    );
+    assert!(!lesson.contains('#'));
+}
+
+#[test]
+fn local_imbalance_layout() {
+    let c = lab::load_cluster(&configs_dir().join("local-imbalance.yaml"), None).unwrap();
+    let on = |n: &str| c.pods.iter().filter(|p| p.node == n).count();
+    assert_eq!((on("ydzs-node1"), on("ydzs-node2")), (1, 2));
+    let svc = c.service("default/nginx").unwrap();
+    assert_eq!(svc.type_, nodeport::ServiceType::LoadBalancer);
+    assert_eq!(
+        svc.load_balancer_ips,
+        vec!["198.51.100.10".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert!(svc.health_check_node_port.is_some());
+    assert_eq!(
+        c.slices_of(svc).map(|s| s.endpoints.len()).sum::<usize>(),
+        3
+    );
+    assert_eq!(c.plan[0].count, 1000);
+}

@@ -1,0 +1,816 @@
+//! The node: interfaces, routing table, hook order, local stack.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use rand::RngCore;
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+use nodeport::{ChainWalk, EndpointSlice, Proxier, ProxyConfig, Rewrite, Service, Verdict};
+use vswitch::packet::{self, Summary};
+
+use crate::device::{duration, instant, QueueDevice};
+use crate::http::{Handler, Listener};
+
+/// kube-proxy's health server port.
+pub const PROXY_HEALTH_PORT: u16 = 10256;
+
+/// A node interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Iface {
+    Eth0,
+    Cni0,
+}
+
+impl fmt::Display for Iface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Iface::Eth0 => "eth0",
+            Iface::Cni0 => "cni0",
+        })
+    }
+}
+
+/// How to build a node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    /// eth0 address.
+    pub ip: Ipv4Addr,
+    /// Prefix length of the node network.
+    pub prefix_len: u8,
+    /// The node's pod CIDR; cni0 gets its first host address.
+    pub pod_cidr: Ipv4Net,
+    /// Default gateway (the router on the node network), if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// kube-proxy configuration. `node_addresses` is completed with eth0/cni0 if missing.
+    pub proxy: ProxyConfig,
+}
+
+/// One routing-table entry (`ip route` style).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dest: Ipv4Net,
+    pub via: Option<Ipv4Addr>,
+    pub dev: Iface,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dest.prefix_len() == 0 {
+            write!(f, "default")?;
+        } else {
+            write!(f, "{}", self.dest)?;
+        }
+        if let Some(v) = self.via {
+            write!(f, " via {v}")?;
+        }
+        write!(f, " dev {}", self.dev)
+    }
+}
+
+/// Result of a route lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteResult {
+    pub iface: Iface,
+    pub next_hop: Ipv4Addr,
+    /// Primary address of the egress interface: what MASQUERADE uses.
+    pub src: Ipv4Addr,
+}
+
+/// A datagram leaving the node.
+#[derive(Debug, Clone)]
+pub struct Egress {
+    pub iface: Iface,
+    pub next_hop: Ipv4Addr,
+    pub pkt: Vec<u8>,
+}
+
+/// Where in the node a [`HopEvent`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// nat PREROUTING (+ conntrack) on an arriving datagram.
+    Prerouting,
+    /// nat OUTPUT on a locally generated datagram.
+    Output,
+    /// Delivered to the node's own stack (INPUT).
+    Input,
+    /// Forwarded (TTL decremented) and passed through POSTROUTING.
+    Forward,
+    /// Locally generated datagram passed through POSTROUTING.
+    LocalOut,
+    /// Dropped (by the engine, no route, malformed, TTL).
+    Drop,
+    /// REJECTed: the engine's ICMP error sent back.
+    Reject,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Prerouting => "PREROUTING",
+            Stage::Output => "OUTPUT",
+            Stage::Input => "INPUT",
+            Stage::Forward => "FORWARD/POSTROUTING",
+            Stage::LocalOut => "POSTROUTING",
+            Stage::Drop => "DROP",
+            Stage::Reject => "REJECT",
+        })
+    }
+}
+
+/// One step of a datagram through the node, for traces.
+#[derive(Debug, Clone)]
+pub struct HopEvent {
+    pub at: Duration,
+    pub node: String,
+    pub stage: Stage,
+    pub iface_in: Option<Iface>,
+    pub iface_out: Option<Iface>,
+    /// The datagram before and after this step.
+    pub before: Option<Summary>,
+    pub after: Option<Summary>,
+    /// The engine's chain walk (new flows only).
+    pub walk: ChainWalk,
+    pub rewrites: Vec<Rewrite>,
+    /// conntrack's view: "NEW", "ESTABLISHED", "REPLY", …
+    pub ct_state: Option<&'static str>,
+    /// Human-readable verdict ("accept", "drop: …", "masquerade to 10.151.30.11", …).
+    pub verdict: String,
+}
+
+impl fmt::Display for HopEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let iface = match (self.iface_in, self.iface_out) {
+            (Some(i), Some(o)) => format!("{i}→{o}"),
+            (Some(i), None) => i.to_string(),
+            (None, Some(o)) => o.to_string(),
+            (None, None) => "-".into(),
+        };
+        write!(
+            f,
+            "{:>10.6}s {} {iface} {}",
+            self.at.as_secs_f64(),
+            self.node,
+            self.stage
+        )?;
+        if let Some(ct) = self.ct_state {
+            write!(f, " ct={ct}")?;
+        }
+        for s in &self.walk.steps {
+            write!(f, " {}→{}", s.chain, s.target)?;
+        }
+        for r in &self.rewrites {
+            write!(f, " {:?} {}→{}", r.kind, r.before, r.after)?;
+        }
+        write!(f, " [{}]", self.verdict)?;
+        if let Some(a) = &self.after {
+            write!(f, " {a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Per-node counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeCounters {
+    pub received: u64,
+    pub malformed: u64,
+    pub no_route: u64,
+    pub ttl_exceeded: u64,
+    pub engine_drops: u64,
+    pub rejects: u64,
+    pub delivered_local: u64,
+    pub forwarded: u64,
+}
+
+/// One simulated Linux node.
+pub struct Node {
+    name: String,
+    eth0: Ipv4Addr,
+    eth0_net: Ipv4Net,
+    cni0: Ipv4Addr,
+    pod_cidr: Ipv4Net,
+    routes: Vec<Route>,
+    proxier: Proxier,
+    iface: Interface,
+    dev: QueueDevice,
+    sockets: SocketSet<'static>,
+    listeners: Vec<Listener>,
+    events: Vec<HopEvent>,
+    next_poll: Option<Duration>,
+    pub counters: NodeCounters,
+    /// Record [`HopEvent`]s (on by default).
+    pub tracing: bool,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.name)
+            .field("eth0", &self.eth0)
+            .field("cni0", &self.cni0)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Build the node. `seed` seeds smoltcp's own randomness (ISNs) deterministically.
+    pub fn new(spec: NodeSpec, now: Duration, seed: u64) -> Node {
+        let eth0_net = Ipv4Net::new(spec.ip, spec.prefix_len)
+            .unwrap_or_else(|_| Ipv4Net::from(spec.ip))
+            .trunc();
+        let pod_cidr = spec.pod_cidr.trunc();
+        let cni0 = Ipv4Addr::from(u32::from(pod_cidr.network()).wrapping_add(1));
+        let mut proxy = spec.proxy;
+        for a in [spec.ip, cni0] {
+            if !proxy.node_addresses.contains(&a) {
+                proxy.node_addresses.push(a);
+            }
+        }
+        let mut routes = vec![
+            Route {
+                dest: eth0_net,
+                via: None,
+                dev: Iface::Eth0,
+            },
+            Route {
+                dest: pod_cidr,
+                via: None,
+                dev: Iface::Cni0,
+            },
+        ];
+        if let Some(gw) = spec.gateway {
+            routes.push(Route {
+                dest: Ipv4Net::default(),
+                via: Some(gw),
+                dev: Iface::Eth0,
+            });
+        }
+        let mut dev = QueueDevice::new(1500);
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = seed;
+        let mut iface = Interface::new(config, &mut dev, instant(now));
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(spec.ip), spec.prefix_len));
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(cni0), pod_cidr.prefix_len()));
+        });
+        // smoltcp only needs *a* route to hand replies to us; our table picks the real egress.
+        let _ = iface
+            .routes_mut()
+            .add_default_ipv4_route(spec.gateway.unwrap_or(spec.ip));
+        let mut sockets = SocketSet::new(Vec::new());
+        let listeners = vec![Listener::open(
+            PROXY_HEALTH_PORT,
+            Handler::ProxyHealth,
+            &mut sockets,
+        )];
+        Node {
+            name: spec.name,
+            eth0: spec.ip,
+            eth0_net,
+            cni0,
+            pod_cidr,
+            routes,
+            proxier: Proxier::new(proxy),
+            iface,
+            dev,
+            sockets,
+            listeners,
+            events: Vec::new(),
+            next_poll: None,
+            counters: NodeCounters::default(),
+            tracing: true,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn eth0(&self) -> Ipv4Addr {
+        self.eth0
+    }
+    pub fn eth0_net(&self) -> Ipv4Net {
+        self.eth0_net
+    }
+    pub fn cni0(&self) -> Ipv4Addr {
+        self.cni0
+    }
+    pub fn pod_cidr(&self) -> Ipv4Net {
+        self.pod_cidr
+    }
+    pub fn address(&self, iface: Iface) -> Ipv4Addr {
+        match iface {
+            Iface::Eth0 => self.eth0,
+            Iface::Cni0 => self.cni0,
+        }
+    }
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+    pub fn proxier(&self) -> &Proxier {
+        &self.proxier
+    }
+    pub fn proxier_mut(&mut self) -> &mut Proxier {
+        &mut self.proxier
+    }
+
+    /// `ip route add dest via gw` (out of eth0; e.g. another node's pod CIDR via its IP).
+    pub fn add_route(&mut self, dest: Ipv4Net, via: Ipv4Addr) {
+        self.routes.push(Route {
+            dest: dest.trunc(),
+            via: Some(via),
+            dev: Iface::Eth0,
+        });
+    }
+
+    /// Is `addr` one of the node's own addresses?
+    pub fn is_local(&self, addr: Ipv4Addr) -> bool {
+        addr == self.eth0 || addr == self.cni0
+    }
+
+    /// Longest-prefix match.
+    pub fn route(&self, dst: Ipv4Addr) -> Option<RouteResult> {
+        let r = self
+            .routes
+            .iter()
+            .filter(|r| r.dest.contains(&dst))
+            .max_by_key(|r| r.dest.prefix_len())?;
+        Some(RouteResult {
+            iface: r.dev,
+            next_hop: r.via.unwrap_or(dst),
+            src: self.address(r.dev),
+        })
+    }
+
+    /// A kube-proxy sync: push the service view to the engine and open the
+    /// healthCheckNodePort servers this node needs.
+    pub fn set_services(&mut self, services: &[Service], slices: &[EndpointSlice]) {
+        self.proxier.update(services, slices);
+        for svc in services {
+            if let Some(port) = svc.health_check_node_port {
+                if self.listeners.iter().all(|l| l.port != port)
+                    && self.proxier.health_check_service(port).is_some()
+                {
+                    let l = Listener::open(port, Handler::ServiceHealth, &mut self.sockets);
+                    self.listeners.push(l);
+                }
+            }
+        }
+    }
+
+    /// Take the trace events recorded so far.
+    pub fn drain_events(&mut self) -> Vec<HopEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Earliest time the node's local stack needs polling.
+    pub fn poll_at(&self) -> Option<Duration> {
+        self.next_poll
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn note(
+        &mut self,
+        now: Duration,
+        stage: Stage,
+        iface_in: Option<Iface>,
+        iface_out: Option<Iface>,
+        before: Option<Summary>,
+        after: &[u8],
+        walk: ChainWalk,
+        rewrites: Vec<Rewrite>,
+        ct_state: Option<&'static str>,
+        verdict: String,
+    ) {
+        if !self.tracing {
+            return;
+        }
+        self.events.push(HopEvent {
+            at: now,
+            node: self.name.clone(),
+            stage,
+            iface_in,
+            iface_out,
+            before,
+            after: packet::summarize(after).ok(),
+            walk,
+            rewrites,
+            ct_state,
+            verdict,
+        });
+    }
+
+    /// A datagram arrives on `iface`. Returns what leaves the node as a result (forwarded
+    /// datagrams, replies of the local stack, ICMP errors).
+    pub fn receive(
+        &mut self,
+        now: Duration,
+        iface: Iface,
+        pkt: &[u8],
+        rng: &mut dyn RngCore,
+    ) -> Vec<Egress> {
+        self.counters.received += 1;
+        let mut out = Vec::new();
+        let before = match packet::summarize(pkt) {
+            Ok(s) => s,
+            Err(e) => {
+                self.counters.malformed += 1;
+                self.note(
+                    now,
+                    Stage::Drop,
+                    Some(iface),
+                    None,
+                    None,
+                    pkt,
+                    ChainWalk::default(),
+                    vec![],
+                    None,
+                    format!("malformed: {e}"),
+                );
+                return out;
+            }
+        };
+        let mut pkt = pkt.to_vec();
+        let pre = self.proxier.prerouting(now, &mut pkt, rng);
+        let pending = match pre.verdict {
+            Verdict::Accept(p) => {
+                self.note(
+                    now,
+                    Stage::Prerouting,
+                    Some(iface),
+                    None,
+                    Some(before.clone()),
+                    &pkt,
+                    pre.walk,
+                    pre.rewrites,
+                    Some(pre.ct_state),
+                    "accept".into(),
+                );
+                p
+            }
+            Verdict::Drop(reason) => {
+                self.counters.engine_drops += 1;
+                self.note(
+                    now,
+                    Stage::Drop,
+                    Some(iface),
+                    None,
+                    Some(before),
+                    &pkt,
+                    pre.walk,
+                    pre.rewrites,
+                    Some(pre.ct_state),
+                    format!("drop: {reason:?}"),
+                );
+                return out;
+            }
+            Verdict::Reject { icmp } => {
+                self.counters.rejects += 1;
+                let verdict = "reject: ICMP port unreachable sent back".to_string();
+                self.note(
+                    now,
+                    Stage::Reject,
+                    Some(iface),
+                    None,
+                    Some(before),
+                    &icmp,
+                    pre.walk,
+                    pre.rewrites,
+                    Some(pre.ct_state),
+                    verdict,
+                );
+                self.transmit_plain(now, icmp, &mut out);
+                return out;
+            }
+        };
+        let dst = match packet::summarize(&pkt) {
+            Ok(s) => s.tuple.dst,
+            Err(_) => before.tuple.dst,
+        };
+        if self.is_local(dst) {
+            // INPUT: conntrack confirmed, no masquerade; hand to the local stack.
+            let post = self.proxier.postrouting(now, &mut pkt, pending, None, rng);
+            if let Some(reason) = post.dropped {
+                self.counters.engine_drops += 1;
+                self.note(
+                    now,
+                    Stage::Drop,
+                    Some(iface),
+                    None,
+                    Some(before),
+                    &pkt,
+                    post.walk,
+                    post.rewrites,
+                    None,
+                    format!("drop at INPUT: {reason:?}"),
+                );
+                return out;
+            }
+            self.counters.delivered_local += 1;
+            self.note(
+                now,
+                Stage::Input,
+                Some(iface),
+                None,
+                Some(before),
+                &pkt,
+                post.walk,
+                post.rewrites,
+                None,
+                "deliver to local stack".into(),
+            );
+            self.dev.rx.push_back(pkt);
+            self.poll_into(now, rng, &mut out);
+            return out;
+        }
+        // FORWARD.
+        let Some(rt) = self.route(dst) else {
+            self.counters.no_route += 1;
+            self.note(
+                now,
+                Stage::Drop,
+                Some(iface),
+                None,
+                Some(before),
+                &pkt,
+                ChainWalk::default(),
+                vec![],
+                None,
+                format!("no route to {dst}"),
+            );
+            return out;
+        };
+        match packet::decrement_ttl(&mut pkt) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                self.counters.ttl_exceeded += 1;
+                self.note(
+                    now,
+                    Stage::Drop,
+                    Some(iface),
+                    None,
+                    Some(before),
+                    &pkt,
+                    ChainWalk::default(),
+                    vec![],
+                    None,
+                    "ttl exceeded".into(),
+                );
+                if let Ok(icmp) = packet::time_exceeded(self.address(iface), &pkt) {
+                    self.local_out(now, icmp, rng, &mut out);
+                }
+                return out;
+            }
+            Err(e) => {
+                self.counters.malformed += 1;
+                self.note(
+                    now,
+                    Stage::Drop,
+                    Some(iface),
+                    None,
+                    Some(before),
+                    &pkt,
+                    ChainWalk::default(),
+                    vec![],
+                    None,
+                    format!("malformed: {e}"),
+                );
+                return out;
+            }
+        }
+        let post = self
+            .proxier
+            .postrouting(now, &mut pkt, pending, Some(rt.src), rng);
+        if let Some(reason) = post.dropped {
+            self.counters.engine_drops += 1;
+            self.note(
+                now,
+                Stage::Drop,
+                Some(iface),
+                Some(rt.iface),
+                Some(before),
+                &pkt,
+                post.walk,
+                post.rewrites,
+                None,
+                format!("drop at POSTROUTING: {reason:?}"),
+            );
+            return out;
+        }
+        self.counters.forwarded += 1;
+        let verdict = format!("forward via {} next hop {}", rt.iface, rt.next_hop);
+        self.note(
+            now,
+            Stage::Forward,
+            Some(iface),
+            Some(rt.iface),
+            Some(before),
+            &pkt,
+            post.walk,
+            post.rewrites,
+            None,
+            verdict,
+        );
+        out.push(Egress {
+            iface: rt.iface,
+            next_hop: rt.next_hop,
+            pkt,
+        });
+        out
+    }
+
+    /// Route and transmit without the NAT hooks (the engine's REJECT answer is already
+    /// addressed and translated).
+    fn transmit_plain(&mut self, _now: Duration, pkt: Vec<u8>, out: &mut Vec<Egress>) {
+        let Ok(s) = packet::summarize(&pkt) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        match self.route(s.tuple.dst) {
+            Some(rt) => out.push(Egress {
+                iface: rt.iface,
+                next_hop: rt.next_hop,
+                pkt,
+            }),
+            None => self.counters.no_route += 1,
+        }
+    }
+
+    /// A datagram generated by the node: OUTPUT → route → POSTROUTING.
+    fn local_out(
+        &mut self,
+        now: Duration,
+        mut pkt: Vec<u8>,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Egress>,
+    ) {
+        let before = match packet::summarize(&pkt) {
+            Ok(s) => s,
+            Err(_) => {
+                self.counters.malformed += 1;
+                return;
+            }
+        };
+        let pre = self.proxier.output(now, &mut pkt, rng);
+        let pending = match pre.verdict {
+            Verdict::Accept(p) => {
+                if !pre.rewrites.is_empty() || !pre.walk.steps.is_empty() {
+                    self.note(
+                        now,
+                        Stage::Output,
+                        None,
+                        None,
+                        Some(before.clone()),
+                        &pkt,
+                        pre.walk,
+                        pre.rewrites,
+                        Some(pre.ct_state),
+                        "accept".into(),
+                    );
+                }
+                p
+            }
+            Verdict::Drop(reason) => {
+                self.counters.engine_drops += 1;
+                self.note(
+                    now,
+                    Stage::Drop,
+                    None,
+                    None,
+                    Some(before),
+                    &pkt,
+                    pre.walk,
+                    pre.rewrites,
+                    Some(pre.ct_state),
+                    format!("drop at OUTPUT: {reason:?}"),
+                );
+                return;
+            }
+            Verdict::Reject { icmp } => {
+                // A locally generated packet rejected: the error goes back to our own stack.
+                self.counters.rejects += 1;
+                self.note(
+                    now,
+                    Stage::Reject,
+                    None,
+                    None,
+                    Some(before),
+                    &icmp,
+                    pre.walk,
+                    pre.rewrites,
+                    Some(pre.ct_state),
+                    "reject (local)".into(),
+                );
+                self.dev.rx.push_back(icmp);
+                return;
+            }
+        };
+        let dst = packet::summarize(&pkt)
+            .map(|s| s.tuple.dst)
+            .unwrap_or(before.tuple.dst);
+        if self.is_local(dst) {
+            let post = self.proxier.postrouting(now, &mut pkt, pending, None, rng);
+            if post.dropped.is_none() {
+                self.dev.rx.push_back(pkt);
+            }
+            return;
+        }
+        let Some(rt) = self.route(dst) else {
+            self.counters.no_route += 1;
+            self.note(
+                now,
+                Stage::Drop,
+                None,
+                None,
+                Some(before),
+                &pkt,
+                ChainWalk::default(),
+                vec![],
+                None,
+                format!("no route to {dst}"),
+            );
+            return;
+        };
+        let post = self
+            .proxier
+            .postrouting(now, &mut pkt, pending, Some(rt.src), rng);
+        if let Some(reason) = post.dropped {
+            self.counters.engine_drops += 1;
+            self.note(
+                now,
+                Stage::Drop,
+                None,
+                Some(rt.iface),
+                Some(before),
+                &pkt,
+                post.walk,
+                post.rewrites,
+                None,
+                format!("drop at POSTROUTING: {reason:?}"),
+            );
+            return;
+        }
+        self.note(
+            now,
+            Stage::LocalOut,
+            None,
+            Some(rt.iface),
+            Some(before),
+            &pkt,
+            post.walk,
+            post.rewrites,
+            None,
+            format!("send via {} next hop {}", rt.iface, rt.next_hop),
+        );
+        out.push(Egress {
+            iface: rt.iface,
+            next_hop: rt.next_hop,
+            pkt,
+        });
+    }
+
+    /// Advance the local stack's timers and servers.
+    pub fn poll(&mut self, now: Duration, rng: &mut dyn RngCore) -> Vec<Egress> {
+        let mut out = Vec::new();
+        self.poll_into(now, rng, &mut out);
+        out
+    }
+
+    fn poll_into(&mut self, now: Duration, rng: &mut dyn RngCore, out: &mut Vec<Egress>) {
+        let at = instant(now);
+        for _ in 0..16 {
+            self.iface.poll(at, &mut self.dev, &mut self.sockets);
+            let proxier = &self.proxier;
+            let mut served = false;
+            for l in &mut self.listeners {
+                let handler = l.handler;
+                let port = l.port;
+                served |= l.serve(&mut self.sockets, |path| match handler {
+                    Handler::ProxyHealth => proxier.proxy_health(now, path),
+                    Handler::ServiceHealth => match proxier.health_check_service(port) {
+                        Some(svc) => proxier.service_health(&svc),
+                        None => nodeport::HealthResponse {
+                            status: 404,
+                            headers: vec![],
+                            body: String::new(),
+                        },
+                    },
+                });
+            }
+            let tx: Vec<Vec<u8>> = self.dev.tx.drain(..).collect();
+            let progressed = served || !tx.is_empty();
+            for p in tx {
+                self.local_out(now, p, rng, out);
+            }
+            if !progressed && self.dev.rx.is_empty() {
+                break;
+            }
+        }
+        self.next_poll = self.iface.poll_at(at, &self.sockets).map(duration);
+    }
+}

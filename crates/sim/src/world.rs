@@ -1,0 +1,1015 @@
+//! The [`World`]: every node, the router, the segments and the edge ports of one lab, one
+//! seeded RNG, and the clock that drives them.
+//!
+//! Topology: the node network (each node's `eth0` + the router), one `cni0` segment per
+//! node (the node's `cni0` + its pods and pod-attached clients), one segment per client
+//! network (the router + external clients). Delivery is by next hop on a segment.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use nodeport::{EndpointSlice, ProxyConfig, Service, ServiceType};
+use nodestack::{HopEvent, Iface, Node, NodeSpec};
+use vswitch::packet::{self, FlowTuple, Summary, PROTO_TCP};
+use vswitch::router::IfaceKind;
+use vswitch::{LinkEvent, LoadBalancer, Port, Router, RouterEvent, Segment, TraceSink, Tracer};
+
+use crate::clock::WallClock;
+use crate::host::{
+    AccessLog, AccessLogEntry, ClientHandle, Host, HostConfig, RequestId, RequestOpts,
+    RequestOutcome, ServerInfo,
+};
+
+/// Errors building or using a world.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
+    #[error("unknown client {0:?}")]
+    UnknownClient(String),
+    #[error("unknown pod {0:?}")]
+    UnknownPod(String),
+    #[error("client {0:?} is an external port: the world cannot start requests on it")]
+    NotEmbedded(String),
+    #[error("address {addr} of {name:?} is not inside {net}")]
+    OutsideNetwork {
+        name: String,
+        addr: Ipv4Addr,
+        net: Ipv4Net,
+    },
+    #[error("duplicate name {0:?}")]
+    Duplicate(String),
+}
+
+/// A node of the description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDesc {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub pod_cidr: Ipv4Net,
+    /// kube-proxy configuration; `None` = `ProxyConfig::new(name, [ip, cni0])` with the
+    /// world's `cluster_cidr`.
+    pub proxy: Option<ProxyConfig>,
+}
+
+impl NodeDesc {
+    pub fn new(name: impl Into<String>, ip: Ipv4Addr, pod_cidr: Ipv4Net) -> Self {
+        NodeDesc {
+            name: name.into(),
+            ip,
+            pod_cidr,
+            proxy: None,
+        }
+    }
+}
+
+/// Where a client sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment {
+    /// Behind the router; may reach only the listed nodes (by name) and LB frontends.
+    External { can_reach: Vec<String> },
+    /// On a node's cni0, like a pod.
+    Pod { node: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientDesc {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub attach: Attachment,
+}
+
+/// A pod running the nginx-like server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodDesc {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub node: String,
+}
+
+/// The external load balancer (its frontend lives on the router).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbDesc {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    /// Target nodes (names), even split per node.
+    pub nodes: Vec<String>,
+    /// (frontend port, node port). Empty = derived from the services on every
+    /// [`World::set_services`]: each port with a nodePort (LoadBalancer services first).
+    pub ports: Vec<(u16, u16)>,
+}
+
+/// The plain description a world is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldSpec {
+    pub node_network: Ipv4Net,
+    /// The router's address on the node network (every node's default gateway).
+    pub router_ip: Ipv4Addr,
+    /// kube-proxy's `clusterCIDR` for default proxy configs.
+    pub cluster_cidr: Option<Ipv4Net>,
+    /// Client networks; a client outside all of them gets its own /24.
+    pub client_networks: Vec<Ipv4Net>,
+    pub nodes: Vec<NodeDesc>,
+    pub clients: Vec<ClientDesc>,
+    pub pods: Vec<PodDesc>,
+    pub load_balancer: Option<LbDesc>,
+    pub seed: u64,
+    pub wall_clock: WallClock,
+    /// Record traces (on by default; off saves memory for long plans).
+    pub tracing: bool,
+}
+
+impl Default for WorldSpec {
+    fn default() -> Self {
+        WorldSpec {
+            node_network: "10.151.30.0/24".parse().expect("literal"),
+            router_ip: "10.151.30.1".parse().expect("literal"),
+            cluster_cidr: Some("10.244.0.0/16".parse().expect("literal")),
+            client_networks: Vec::new(),
+            nodes: Vec::new(),
+            clients: Vec::new(),
+            pods: Vec::new(),
+            load_balancer: None,
+            seed: 1,
+            wall_clock: WallClock::default(),
+            tracing: true,
+        }
+    }
+}
+
+/// A delivery between segments, recorded by the world.
+#[derive(Debug, Clone)]
+pub struct FabricEvent {
+    pub at: Duration,
+    pub segment: String,
+    pub from: String,
+    /// `None` = nobody owns the next hop (the datagram is lost).
+    pub to: Option<String>,
+    pub next_hop: Ipv4Addr,
+    pub summary: Option<Summary>,
+}
+
+/// One entry of the world's trace, in processing order.
+#[derive(Debug, Clone)]
+pub enum TraceEvent {
+    /// A datagram crossing an edge port's link (pods, clients).
+    Link(LinkEvent),
+    /// A step inside a node.
+    Node(HopEvent),
+    /// A decision of the router / load balancer.
+    Router(RouterEvent),
+    /// A delivery on a segment.
+    Fabric(FabricEvent),
+}
+
+impl TraceEvent {
+    pub fn at(&self) -> Duration {
+        match self {
+            TraceEvent::Link(e) => e.at,
+            TraceEvent::Node(e) => e.at,
+            TraceEvent::Router(e) => e.at,
+            TraceEvent::Fabric(e) => e.at,
+        }
+    }
+    /// (before, after) summaries of the datagram at this event.
+    fn summaries(&self) -> (Option<&Summary>, Option<&Summary>) {
+        match self {
+            TraceEvent::Link(e) => (e.summary.as_ref(), None),
+            TraceEvent::Node(e) => (e.before.as_ref(), e.after.as_ref()),
+            TraceEvent::Router(e) => (e.before.as_ref(), e.after.as_ref()),
+            TraceEvent::Fabric(e) => (e.summary.as_ref(), None),
+        }
+    }
+}
+
+impl fmt::Display for TraceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceEvent::Link(e) => write!(f, "{e}"),
+            TraceEvent::Node(e) => write!(f, "{e}"),
+            TraceEvent::Router(e) => {
+                write!(
+                    f,
+                    "{:>10.6}s {} {}→{} {}",
+                    e.at.as_secs_f64(),
+                    e.router,
+                    e.in_iface,
+                    e.out_iface.as_deref().unwrap_or("-"),
+                    e.action
+                )?;
+                if let Some(a) = &e.after {
+                    write!(f, " {a}")?;
+                }
+                Ok(())
+            }
+            TraceEvent::Fabric(e) => {
+                write!(
+                    f,
+                    "{:>10.6}s {} {} → {} (next hop {})",
+                    e.at.as_secs_f64(),
+                    e.segment,
+                    e.from,
+                    e.to.as_deref().unwrap_or("<no neighbour: lost>"),
+                    e.next_hop
+                )?;
+                if let Some(s) = &e.summary {
+                    write!(f, " {s}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attach {
+    Node(usize, Iface),
+    Router(usize),
+    Edge(usize),
+}
+
+struct NodeSlot {
+    node: Node,
+    eth0_seg: usize,
+    cni_seg: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EdgeKind {
+    Pod { node: usize },
+    Client,
+}
+
+struct Edge {
+    name: String,
+    ip: Ipv4Addr,
+    seg: usize,
+    gateway: Ipv4Addr,
+    kind: EdgeKind,
+    port: Tracer<Box<dyn Port>>,
+    access_log: Option<AccessLog>,
+    client: Option<ClientHandle>,
+}
+
+struct RequestMeta {
+    client: usize,
+    dst: SocketAddrV4,
+    started: Duration,
+}
+
+/// The running lab.
+pub struct World {
+    now: Duration,
+    rng: ChaCha8Rng,
+    clock: WallClock,
+    segments: Vec<Segment<Attach>>,
+    nodes: Vec<NodeSlot>,
+    router: Router,
+    router_segs: Vec<usize>,
+    edges: Vec<Edge>,
+    queue: VecDeque<(Attach, Vec<u8>)>,
+    trace: Vec<TraceEvent>,
+    sink: TraceSink,
+    tracing: bool,
+    requests: HashMap<RequestId, RequestMeta>,
+    next_request: u64,
+    lb: Option<LbDesc>,
+    /// Datagrams lost because no attachment owned the next hop, or unparseable at an edge.
+    pub lost: u64,
+}
+
+fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).wrapping_add(1))
+}
+
+impl World {
+    /// Build the world at virtual time zero.
+    pub fn new(spec: WorldSpec) -> Result<World, SimError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+        let node_net = spec.node_network.trunc();
+        let mut segments: Vec<Segment<Attach>> = vec![Segment::new("node-network", node_net)];
+        let mut router = Router::new("router");
+        router.tracing = spec.tracing;
+        let r0 = router.add_iface("node-network", spec.router_ip, node_net, IfaceKind::Cluster);
+        segments[0].attach(spec.router_ip, Attach::Router(r0));
+        let router_segs = vec![0];
+
+        // Nodes.
+        let mut names = HashSet::new();
+        let mut nodes: Vec<NodeSlot> = Vec::new();
+        for (i, d) in spec.nodes.iter().enumerate() {
+            if !names.insert(d.name.clone()) {
+                return Err(SimError::Duplicate(d.name.clone()));
+            }
+            if !node_net.contains(&d.ip) {
+                return Err(SimError::OutsideNetwork {
+                    name: d.name.clone(),
+                    addr: d.ip,
+                    net: node_net,
+                });
+            }
+            let cni0 = first_host(d.pod_cidr.trunc());
+            let proxy = d.proxy.clone().unwrap_or_else(|| {
+                let mut p = ProxyConfig::new(d.name.clone(), vec![d.ip, cni0]);
+                p.cluster_cidr = spec.cluster_cidr;
+                p
+            });
+            let mut node = Node::new(
+                NodeSpec {
+                    name: d.name.clone(),
+                    ip: d.ip,
+                    prefix_len: node_net.prefix_len(),
+                    pod_cidr: d.pod_cidr,
+                    gateway: Some(spec.router_ip),
+                    proxy,
+                },
+                Duration::ZERO,
+                rng.next_u64(),
+            );
+            node.tracing = spec.tracing;
+            for o in &spec.nodes {
+                if o.name != d.name {
+                    node.add_route(o.pod_cidr, o.ip);
+                }
+            }
+            segments[0].attach(d.ip, Attach::Node(i, Iface::Eth0));
+            let mut cni = Segment::new(format!("{}/cni0", d.name), d.pod_cidr.trunc());
+            cni.attach(cni0, Attach::Node(i, Iface::Cni0));
+            segments.push(cni);
+            nodes.push(NodeSlot {
+                node,
+                eth0_seg: 0,
+                cni_seg: segments.len() - 1,
+            });
+        }
+
+        let mut world = World {
+            now: Duration::ZERO,
+            rng,
+            clock: spec.wall_clock,
+            segments,
+            nodes,
+            router,
+            router_segs,
+            edges: Vec::new(),
+            queue: VecDeque::new(),
+            trace: Vec::new(),
+            sink: TraceSink::new(),
+            tracing: spec.tracing,
+            requests: HashMap::new(),
+            next_request: 0,
+            lb: spec.load_balancer.clone(),
+            lost: 0,
+        };
+        for net in &spec.client_networks {
+            world.client_network(*net);
+        }
+
+        // Pods (nginx).
+        for p in &spec.pods {
+            let n = world.node_index(&p.node)?;
+            let mut host = world.embedded_host(&p.name, p.ip, n);
+            let info = ServerInfo {
+                pod: p.name.clone(),
+                node: p.node.clone(),
+                ip: p.ip,
+            };
+            let log = host.with_server(info, world.clock);
+            let e = world.attach_pod(&p.name, p.ip, n, Box::new(host))?;
+            world.edges[e].access_log = Some(log);
+        }
+        // Clients (curl).
+        for c in &spec.clients {
+            let e = match &c.attach {
+                Attachment::Pod { node } => {
+                    let n = world.node_index(node)?;
+                    let mut host = world.embedded_host(&c.name, c.ip, n);
+                    let seed = world.rng.next_u64();
+                    let h = host.with_client(c.ip, seed);
+                    let e = world.attach_pod(&c.name, c.ip, n, Box::new(host))?;
+                    world.edges[e].kind = EdgeKind::Client;
+                    world.edges[e].client = Some(h);
+                    e
+                }
+                Attachment::External { can_reach } => {
+                    let net = world.client_net_for(c.ip);
+                    let gw = first_host(net);
+                    let mut host = Host::new(
+                        HostConfig {
+                            link: c.name.clone(),
+                            ip: c.ip,
+                            prefix_len: net.prefix_len(),
+                            gateway: gw,
+                            seed: world.rng.next_u64(),
+                        },
+                        Duration::ZERO,
+                    );
+                    let seed = world.rng.next_u64();
+                    let h = host.with_client(c.ip, seed);
+                    let e = world.attach_external(&c.name, c.ip, can_reach, Box::new(host))?;
+                    world.edges[e].client = Some(h);
+                    e
+                }
+            };
+            let _ = e;
+        }
+        // Load balancer.
+        if let Some(lbd) = spec.load_balancer {
+            let mut lb = LoadBalancer::new(lbd.name.clone(), lbd.ip);
+            for n in &lbd.nodes {
+                let i = world.node_index(n)?;
+                lb.add_target(n.clone(), world.nodes[i].node.eth0());
+            }
+            for (port, np) in &lbd.ports {
+                lb.listen(PROTO_TCP, *port, *np);
+            }
+            world.router.add_load_balancer(lb);
+        }
+        Ok(world)
+    }
+
+    fn node_index(&self, name: &str) -> Result<usize, SimError> {
+        self.nodes
+            .iter()
+            .position(|n| n.node.name() == name)
+            .ok_or_else(|| SimError::UnknownNode(name.to_string()))
+    }
+
+    fn embedded_host(&mut self, name: &str, ip: Ipv4Addr, node: usize) -> Host {
+        let n = &self.nodes[node].node;
+        Host::new(
+            HostConfig {
+                link: format!("{}/cni0/{name}", n.name()),
+                ip,
+                prefix_len: n.pod_cidr().prefix_len(),
+                gateway: n.cni0(),
+                seed: self.rng.next_u64(),
+            },
+            self.now,
+        )
+    }
+
+    /// The router interface/segment for a client network (created if new).
+    fn client_network(&mut self, net: Ipv4Net) -> usize {
+        let net = net.trunc();
+        if let Some(i) = self.router.ifaces().iter().position(|i| i.net == net) {
+            return i;
+        }
+        let gw = first_host(net);
+        let i = self
+            .router
+            .add_iface(format!("clients-{net}"), gw, net, IfaceKind::Clients);
+        let mut seg = Segment::new(format!("clients {net}"), net);
+        seg.attach(gw, Attach::Router(i));
+        self.segments.push(seg);
+        self.router_segs.push(self.segments.len() - 1);
+        i
+    }
+
+    fn client_net_for(&mut self, ip: Ipv4Addr) -> Ipv4Net {
+        if let Some(i) = self
+            .router
+            .ifaces()
+            .iter()
+            .find(|i| i.kind == IfaceKind::Clients && i.net.contains(&ip))
+        {
+            return i.net;
+        }
+        let net = Ipv4Net::new(ip, 24).expect("24 is a valid prefix").trunc();
+        self.client_network(net);
+        net
+    }
+
+    fn push_edge(&mut self, edge: Edge) -> usize {
+        self.segments[edge.seg].attach(edge.ip, Attach::Edge(self.edges.len()));
+        self.edges.push(edge);
+        self.edges.len() - 1
+    }
+
+    fn attach_pod(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        node: usize,
+        port: Box<dyn Port>,
+    ) -> Result<usize, SimError> {
+        if self.edges.iter().any(|e| e.name == name) {
+            return Err(SimError::Duplicate(name.to_string()));
+        }
+        let n = &self.nodes[node];
+        if !n.node.pod_cidr().contains(&ip) {
+            return Err(SimError::OutsideNetwork {
+                name: name.to_string(),
+                addr: ip,
+                net: n.node.pod_cidr(),
+            });
+        }
+        let edge = Edge {
+            name: name.to_string(),
+            ip,
+            seg: n.cni_seg,
+            gateway: n.node.cni0(),
+            kind: EdgeKind::Pod { node },
+            port: Tracer::new(port, self.sink.clone()),
+            access_log: None,
+            client: None,
+        };
+        Ok(self.push_edge(edge))
+    }
+
+    fn attach_external(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        can_reach: &[String],
+        port: Box<dyn Port>,
+    ) -> Result<usize, SimError> {
+        if self.edges.iter().any(|e| e.name == name) {
+            return Err(SimError::Duplicate(name.to_string()));
+        }
+        let net = self.client_net_for(ip);
+        let iface = self.client_network(net);
+        for n in can_reach {
+            let i = self.node_index(n)?;
+            let nip = self.nodes[i].node.eth0();
+            self.router.allow(ip, nip);
+        }
+        let edge = Edge {
+            name: name.to_string(),
+            ip,
+            seg: self.router_segs[iface],
+            gateway: first_host(net),
+            kind: EdgeKind::Client,
+            port: Tracer::new(port, self.sink.clone()),
+            access_log: None,
+            client: None,
+        };
+        Ok(self.push_edge(edge))
+    }
+
+    /// Attach an external port (e.g. a TUN device) as pod `name` at `ip` on `node`'s cni0.
+    pub fn add_pod_port(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        node: &str,
+        port: Box<dyn Port>,
+    ) -> Result<(), SimError> {
+        let n = self.node_index(node)?;
+        self.attach_pod(name, ip, n, port).map(|_| ())
+    }
+
+    /// Attach an external port as client `name`.
+    pub fn add_client_port(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        attach: &Attachment,
+        port: Box<dyn Port>,
+    ) -> Result<(), SimError> {
+        match attach {
+            Attachment::Pod { node } => {
+                let n = self.node_index(node)?;
+                let e = self.attach_pod(name, ip, n, port)?;
+                self.edges[e].kind = EdgeKind::Client;
+            }
+            Attachment::External { can_reach } => {
+                self.attach_external(name, ip, can_reach, port)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A kube-proxy sync on every node (and the LB listeners, when derived from services).
+    pub fn set_services(&mut self, services: &[Service], slices: &[EndpointSlice]) {
+        for n in &mut self.nodes {
+            n.node.set_services(services, slices);
+        }
+        let Some(lbd) = &self.lb else { return };
+        if !lbd.ports.is_empty() {
+            return;
+        }
+        let mut ordered: Vec<&Service> = services
+            .iter()
+            .filter(|s| s.type_ == ServiceType::LoadBalancer)
+            .collect();
+        ordered.extend(services.iter().filter(|s| s.type_ == ServiceType::NodePort));
+        let mut seen = BTreeSet::new();
+        let name = lbd.name.clone();
+        if let Some(lb) = self.router.load_balancer_mut(&name) {
+            for s in ordered {
+                for p in &s.ports {
+                    if let Some(np) = p.node_port {
+                        if seen.insert((p.protocol.number(), p.port)) {
+                            lb.listen(p.protocol.number(), p.port, np);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- clock and driving -------------------------------------------------------------
+
+    /// Current virtual time.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// The wall clock used for logs.
+    pub fn wall_clock(&self) -> WallClock {
+        self.clock
+    }
+
+    fn collect(&mut self) {
+        for e in self.sink.drain() {
+            if self.tracing {
+                self.trace.push(TraceEvent::Link(e));
+            }
+        }
+        for n in &mut self.nodes {
+            for e in n.node.drain_events() {
+                self.trace.push(TraceEvent::Node(e));
+            }
+        }
+        for e in self.router.drain_events() {
+            self.trace.push(TraceEvent::Router(e));
+        }
+    }
+
+    fn attach_name(&self, a: Attach) -> String {
+        match a {
+            Attach::Node(n, i) => format!("{}/{i}", self.nodes[n].node.name()),
+            Attach::Router(i) => format!("router/{}", self.router.ifaces()[i].name),
+            Attach::Edge(e) => self.edges[e].name.clone(),
+        }
+    }
+
+    fn emit(&mut self, from: Attach, seg: usize, next_hop: Ipv4Addr, pkt: Vec<u8>) {
+        let to = self.segments[seg].resolve(next_hop);
+        if to.is_none() {
+            self.lost += 1;
+        }
+        if self.tracing {
+            let ev = FabricEvent {
+                at: self.now,
+                segment: self.segments[seg].name().to_string(),
+                from: self.attach_name(from),
+                to: to.map(|a| self.attach_name(a)),
+                next_hop,
+                summary: packet::summarize(&pkt).ok(),
+            };
+            self.trace.push(TraceEvent::Fabric(ev));
+        }
+        if let Some(a) = to {
+            self.queue.push_back((a, pkt));
+        }
+    }
+
+    fn edge_egress(&mut self, e: usize, pkt: Vec<u8>) {
+        let Ok(s) = packet::summarize(&pkt) else {
+            self.lost += 1;
+            return;
+        };
+        let edge = &self.edges[e];
+        let seg = edge.seg;
+        let next_hop = if self.segments[seg].on_link(s.tuple.dst) {
+            s.tuple.dst
+        } else {
+            edge.gateway
+        };
+        self.emit(Attach::Edge(e), seg, next_hop, pkt);
+    }
+
+    fn deliver(&mut self, to: Attach, pkt: Vec<u8>) {
+        let now = self.now;
+        match to {
+            Attach::Node(n, iface) => {
+                let outs = self.nodes[n].node.receive(now, iface, &pkt, &mut self.rng);
+                self.collect();
+                for o in outs {
+                    let seg = match o.iface {
+                        Iface::Eth0 => self.nodes[n].eth0_seg,
+                        Iface::Cni0 => self.nodes[n].cni_seg,
+                    };
+                    self.emit(Attach::Node(n, o.iface), seg, o.next_hop, o.pkt);
+                }
+            }
+            Attach::Router(i) => {
+                let outs = self.router.receive(now, i, &pkt, &mut self.rng);
+                self.collect();
+                for o in outs {
+                    let seg = self.router_segs[o.iface];
+                    self.emit(Attach::Router(o.iface), seg, o.next_hop, o.pkt);
+                }
+            }
+            Attach::Edge(e) => {
+                self.edges[e].port.send(now, &pkt);
+                self.collect();
+            }
+        }
+    }
+
+    /// Process everything ready at the current time. Returns whether anything moved.
+    fn step(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..100_000 {
+            let mut progress = false;
+            let now = self.now;
+            for e in 0..self.edges.len() {
+                while let Some(p) = self.edges[e].port.recv(now) {
+                    progress = true;
+                    self.collect();
+                    self.edge_egress(e, p);
+                }
+            }
+            for n in 0..self.nodes.len() {
+                if self.nodes[n].node.poll_at().is_some_and(|t| t <= now) {
+                    let outs = self.nodes[n].node.poll(now, &mut self.rng);
+                    self.collect();
+                    for o in outs {
+                        progress = true;
+                        let seg = match o.iface {
+                            Iface::Eth0 => self.nodes[n].eth0_seg,
+                            Iface::Cni0 => self.nodes[n].cni_seg,
+                        };
+                        self.emit(Attach::Node(n, o.iface), seg, o.next_hop, o.pkt);
+                    }
+                }
+            }
+            while let Some((to, pkt)) = self.queue.pop_front() {
+                progress = true;
+                self.deliver(to, pkt);
+            }
+            if !progress {
+                break;
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// The earliest deadline of any port or node.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let edges = self.edges.iter().filter_map(|e| e.port.poll_at());
+        let nodes = self.nodes.iter().filter_map(|n| n.node.poll_at());
+        edges.chain(nodes).min()
+    }
+
+    /// Real-time driving: process everything due at `now` (the caller's clock; never moves
+    /// backwards) and return the next deadline, if any.
+    pub fn poll(&mut self, now: Duration) -> Option<Duration> {
+        if now > self.now {
+            self.now = now;
+        }
+        self.step();
+        self.next_deadline()
+    }
+
+    fn advance(&mut self, limit: Duration) -> bool {
+        match self.next_deadline() {
+            Some(t) if t <= limit => {
+                // A deadline already due that produced nothing: nudge the clock forward.
+                self.now = if t > self.now {
+                    t
+                } else {
+                    self.now + Duration::from_millis(1)
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Virtual time: run until `deadline`, jumping over idle time.
+    pub fn run_until(&mut self, deadline: Duration) {
+        loop {
+            self.step();
+            if !self.advance(deadline) {
+                break;
+            }
+        }
+        if self.now < deadline {
+            self.now = deadline;
+            self.step();
+        }
+    }
+
+    /// Virtual time: run until nothing is in flight and no timer is pending (bounded to one
+    /// virtual day from now).
+    pub fn run_until_idle(&mut self) {
+        let limit = self.now + Duration::from_secs(86_400);
+        loop {
+            self.step();
+            if !self.advance(limit) {
+                break;
+            }
+        }
+    }
+
+    /// Virtual time: run until request `id` has an outcome (then finish what is in flight
+    /// at that instant, e.g. the closing handshake, without advancing time).
+    pub fn run_until_complete(&mut self, id: RequestId) -> Option<RequestOutcome> {
+        let limit = self.now + Duration::from_secs(86_400);
+        loop {
+            self.step();
+            if let Some(o) = self.outcome(id) {
+                return Some(o);
+            }
+            if !self.advance(limit) {
+                return self.outcome(id);
+            }
+        }
+    }
+
+    // ----- requests ----------------------------------------------------------------------
+
+    /// Start a curl-like GET from `client` to `dst`. Run the clock to make progress.
+    pub fn start_request(
+        &mut self,
+        client: &str,
+        dst: SocketAddrV4,
+        opts: RequestOpts,
+    ) -> Result<RequestId, SimError> {
+        let e = self
+            .edges
+            .iter()
+            .position(|e| e.name == client && e.kind == EdgeKind::Client)
+            .ok_or_else(|| SimError::UnknownClient(client.to_string()))?;
+        let handle = self.edges[e]
+            .client
+            .clone()
+            .ok_or_else(|| SimError::NotEmbedded(client.to_string()))?;
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        handle.start(id, dst, opts, self.now);
+        self.requests.insert(
+            id,
+            RequestMeta {
+                client: e,
+                dst,
+                started: self.now,
+            },
+        );
+        Ok(id)
+    }
+
+    /// `start_request` + `run_until_complete`.
+    pub fn request(
+        &mut self,
+        client: &str,
+        dst: SocketAddrV4,
+        opts: RequestOpts,
+    ) -> Result<RequestOutcome, SimError> {
+        let id = self.start_request(client, dst, opts)?;
+        Ok(self
+            .run_until_complete(id)
+            .expect("a request always ends: connect timeout bounds it"))
+    }
+
+    /// The outcome of a request, once it ended.
+    pub fn outcome(&self, id: RequestId) -> Option<RequestOutcome> {
+        let m = self.requests.get(&id)?;
+        self.edges[m.client].client.as_ref()?.outcome(id)
+    }
+
+    // ----- observation -------------------------------------------------------------------
+
+    fn pod_edge(&self, pod: &str) -> Result<&Edge, SimError> {
+        self.edges
+            .iter()
+            .find(|e| e.name == pod && matches!(e.kind, EdgeKind::Pod { .. }))
+            .ok_or_else(|| SimError::UnknownPod(pod.to_string()))
+    }
+
+    /// The pod's access log lines (nginx `main` format). Empty for external ports.
+    pub fn access_log(&self, pod: &str) -> Vec<String> {
+        self.pod_edge(pod)
+            .ok()
+            .and_then(|e| e.access_log.as_ref())
+            .map(|l| l.lines())
+            .unwrap_or_default()
+    }
+
+    /// Structured access log entries (with `remote_addr`).
+    pub fn access_entries(&self, pod: &str) -> Vec<AccessLogEntry> {
+        self.pod_edge(pod)
+            .ok()
+            .and_then(|e| e.access_log.as_ref())
+            .map(|l| l.entries())
+            .unwrap_or_default()
+    }
+
+    /// Names of the pods (edges running or standing in for servers), in attachment order.
+    pub fn pods(&self) -> Vec<String> {
+        self.edges
+            .iter()
+            .filter(|e| matches!(e.kind, EdgeKind::Pod { .. }))
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .map(|n| &n.node)
+            .find(|n| n.name() == name)
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut Node> {
+        self.nodes
+            .iter_mut()
+            .map(|n| &mut n.node)
+            .find(|n| n.name() == name)
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Mutable router access: the hook for LB health checks and weights.
+    pub fn router_mut(&mut self) -> &mut Router {
+        &mut self.router
+    }
+
+    /// Every trace event so far, in processing order.
+    pub fn trace(&self) -> &[TraceEvent] {
+        &self.trace
+    }
+
+    /// Every hop of every datagram of request `id`'s connection: events whose datagram
+    /// belongs to the flow, following its translations (each hop's after-tuple joins the
+    /// flow) and including ICMP errors quoting it.
+    pub fn trace_for(&self, id: RequestId) -> Vec<TraceEvent> {
+        let Some(m) = self.requests.get(&id) else {
+            return Vec::new();
+        };
+        let Some(out) = self.outcome(id) else {
+            return Vec::new();
+        };
+        let client_ip = self.edges[m.client].ip;
+        let first = FlowTuple {
+            proto: PROTO_TCP,
+            src: client_ip,
+            sport: out.client_port,
+            dst: *m.dst.ip(),
+            dport: m.dst.port(),
+        };
+        let end = m.started + out.elapsed + Duration::from_secs(1);
+        let mut flow: HashSet<FlowTuple> = HashSet::from([first, first.reversed()]);
+        let start = self.trace.partition_point(|e| e.at() < m.started);
+        let mut res = Vec::new();
+        for ev in &self.trace[start..] {
+            if ev.at() > end {
+                break;
+            }
+            let (before, after) = ev.summaries();
+            let hit =
+                |s: &Summary| flow.contains(&s.tuple) || s.inner.is_some_and(|t| flow.contains(&t));
+            let matched = before.is_some_and(hit) || (before.is_none() && after.is_some_and(hit));
+            if matched {
+                if let Some(a) = after {
+                    if a.icmp.is_none() {
+                        flow.insert(a.tuple);
+                        flow.insert(a.tuple.reversed());
+                    }
+                }
+                res.push(ev.clone());
+            }
+        }
+        res
+    }
+
+    /// The trace of a request as printable lines.
+    pub fn trace_lines_for(&self, id: RequestId) -> Vec<String> {
+        self.trace_for(id).iter().map(|e| e.to_string()).collect()
+    }
+
+    /// `conntrack -L` of a node at the current time (expired entries omitted).
+    pub fn conntrack(&self, node: &str) -> Vec<String> {
+        let Some(n) = self.node(node) else {
+            return Vec::new();
+        };
+        let now = self.now;
+        let mut lines: Vec<String> = n
+            .proxier()
+            .conntrack()
+            .entries()
+            .filter(|e| !e.is_expired(now))
+            .map(|e| e.format(now))
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// Forget recorded trace events (long plans).
+    pub fn clear_trace(&mut self) {
+        self.trace.clear();
+    }
+}

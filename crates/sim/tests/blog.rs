@@ -1,0 +1,325 @@
+//! The blog post's experiment, end to end through router → node → engine → pod.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use nodeport::{
+    Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
+    SessionAffinity, TrafficPolicy,
+};
+use sim::{
+    Attachment, ClientDesc, LbDesc, NodeDesc, OutcomeKind, PodDesc, RequestOpts, World, WorldSpec,
+};
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+const MASTER: &str = "ydzs-master";
+const NODEPORT: u16 = 32761;
+
+fn nodes() -> Vec<NodeDesc> {
+    vec![
+        NodeDesc::new(MASTER, ip("10.151.30.11"), "10.244.0.0/24".parse().unwrap()),
+        NodeDesc::new(
+            "ydzs-node1",
+            ip("10.151.30.12"),
+            "10.244.1.0/24".parse().unwrap(),
+        ),
+        NodeDesc::new(
+            "ydzs-node2",
+            ip("10.151.30.13"),
+            "10.244.2.0/24".parse().unwrap(),
+        ),
+        NodeDesc::new(
+            "ydzs-node3",
+            ip("10.151.30.14"),
+            "10.244.3.0/24".parse().unwrap(),
+        ),
+    ]
+}
+
+fn worker_pods() -> Vec<PodDesc> {
+    vec![
+        PodDesc {
+            name: "nginx-54f57cf6bf-xhs8g".into(),
+            ip: ip("10.244.1.16"),
+            node: "ydzs-node1".into(),
+        },
+        PodDesc {
+            name: "nginx-54f57cf6bf-jmp4k".into(),
+            ip: ip("10.244.2.11"),
+            node: "ydzs-node2".into(),
+        },
+        PodDesc {
+            name: "nginx-54f57cf6bf-8rw2c".into(),
+            ip: ip("10.244.3.9"),
+            node: "ydzs-node3".into(),
+        },
+    ]
+}
+
+fn browser() -> ClientDesc {
+    ClientDesc {
+        name: "browser".into(),
+        ip: ip("203.0.113.11"),
+        attach: Attachment::External {
+            can_reach: vec![MASTER.into()],
+        },
+    }
+}
+
+fn service(etp: TrafficPolicy) -> Service {
+    Service {
+        namespace: "default".into(),
+        name: "nginx".into(),
+        type_: ServiceType::NodePort,
+        cluster_ip: Some(ip("10.96.145.24")),
+        ports: vec![ServicePort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: 80,
+            node_port: Some(NODEPORT),
+        }],
+        external_traffic_policy: etp,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        session_affinity: SessionAffinity::None,
+        health_check_node_port: None,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+    }
+}
+
+fn slice(pods: &[PodDesc]) -> EndpointSlice {
+    EndpointSlice {
+        service: ServiceRef::new("default", "nginx"),
+        ports: vec![EndpointPort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        }],
+        endpoints: pods
+            .iter()
+            .map(|p| Endpoint {
+                ip: p.ip,
+                node_name: Some(p.node.clone()),
+                ready: true,
+                serving: true,
+                terminating: false,
+            })
+            .collect(),
+    }
+}
+
+fn world(pods: Vec<PodDesc>, etp: TrafficPolicy, lb: Option<LbDesc>) -> World {
+    let spec = WorldSpec {
+        nodes: nodes(),
+        clients: vec![browser()],
+        pods: pods.clone(),
+        load_balancer: lb,
+        seed: 42,
+        ..WorldSpec::default()
+    };
+    let mut w = World::new(spec).unwrap();
+    w.set_services(&[service(etp)], &[slice(&pods)]);
+    w
+}
+
+fn master_np() -> SocketAddrV4 {
+    SocketAddrV4::new(ip("10.151.30.11"), NODEPORT)
+}
+
+fn all_logs(w: &World) -> Vec<String> {
+    w.pods().iter().flat_map(|p| w.access_log(p)).collect()
+}
+
+#[test]
+fn cluster_policy_logs_the_masters_ip() {
+    let mut w = world(worker_pods(), TrafficPolicy::Cluster, None);
+    let id = w
+        .start_request("browser", master_np(), RequestOpts::default())
+        .unwrap();
+    let out = w.run_until_complete(id).unwrap();
+    assert_eq!(out.kind, OutcomeKind::Ok, "{out:?}");
+    assert_eq!(out.status, Some(200));
+    assert!(
+        out.body.starts_with("pod nginx-54f57cf6bf-"),
+        "{}",
+        out.body
+    );
+    let logs = all_logs(&w);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(logs[0].starts_with("10.151.30.11 - - ["), "{}", logs[0]);
+    assert!(
+        logs[0].ends_with("\"GET / HTTP/1.1\" 200 ".to_string().as_str())
+            || logs[0].contains("\"GET / HTTP/1.1\" 200 "),
+        "{}",
+        logs[0]
+    );
+    assert!(
+        logs[0].ends_with("\"-\" \"curl/7.88.1\" \"-\""),
+        "{}",
+        logs[0]
+    );
+    // The trace follows the flow through DNAT and masquerade, both ways.
+    let trace = w.trace_lines_for(id);
+    let text = trace.join("\n");
+    assert!(text.contains("ydzs-master eth0 PREROUTING"), "{text}");
+    assert!(text.contains("Dnat"), "{text}");
+    assert!(text.contains("Snat"), "{text}");
+    assert!(text.contains("browser in"), "{text}");
+    // conntrack on the master holds the flow
+    let ct = w.conntrack(MASTER);
+    assert!(ct.iter().any(|l| l.contains("dport=32761")), "{ct:?}");
+}
+
+#[test]
+fn local_policy_without_local_pod_times_out() {
+    let mut w = world(worker_pods(), TrafficPolicy::Local, None);
+    let out = w
+        .request("browser", master_np(), RequestOpts::default())
+        .unwrap();
+    assert_eq!(out.kind, OutcomeKind::Timeout);
+    assert!(
+        (Duration::from_secs(126)..=Duration::from_secs(128)).contains(&out.elapsed),
+        "{:?}",
+        out.elapsed
+    );
+    assert_eq!(
+        out.message,
+        "curl: (28) Failed to connect to 10.151.30.11 port 32761 after 127000 ms: Timeout was reached"
+    );
+    assert!(all_logs(&w).is_empty());
+}
+
+#[test]
+fn local_policy_with_pod_on_master_keeps_browser_ip() {
+    let pods = vec![PodDesc {
+        name: "nginx-54f57cf6bf-m4st3".into(),
+        ip: ip("10.244.0.7"),
+        node: MASTER.into(),
+    }];
+    let mut w = world(pods, TrafficPolicy::Local, None);
+    let out = w
+        .request("browser", master_np(), RequestOpts::default())
+        .unwrap();
+    assert_eq!(out.kind, OutcomeKind::Ok, "{out:?}");
+    let logs = w.access_log("nginx-54f57cf6bf-m4st3");
+    assert_eq!(logs.len(), 1);
+    assert!(logs[0].starts_with("203.0.113.11 - - ["), "{}", logs[0]);
+    assert_eq!(
+        w.access_entries("nginx-54f57cf6bf-m4st3")[0].remote_addr,
+        ip("203.0.113.11")
+    );
+}
+
+#[test]
+fn unreachable_node_is_silently_dropped_by_the_router() {
+    let mut w = world(worker_pods(), TrafficPolicy::Cluster, None);
+    let out = w
+        .request(
+            "browser",
+            SocketAddrV4::new(ip("10.151.30.12"), NODEPORT),
+            RequestOpts {
+                connect_timeout: Some(Duration::from_secs(5)),
+                ..RequestOpts::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(out.kind, OutcomeKind::Timeout);
+    assert_eq!(out.elapsed, Duration::from_secs(5));
+    assert!(w.router().counters.filtered >= 1);
+}
+
+#[test]
+fn cluster_policy_from_a_pod_on_the_same_node_sees_cni0() {
+    // A client pod on node1 calls node1's NodePort; masquerade picks cni0 (10.244.1.1) when
+    // the endpoint is local, eth0 (10.151.30.12) when it is remote.
+    let pods = worker_pods();
+    let spec = WorldSpec {
+        nodes: nodes(),
+        clients: vec![ClientDesc {
+            name: "tester".into(),
+            ip: ip("10.244.1.50"),
+            attach: Attachment::Pod {
+                node: "ydzs-node1".into(),
+            },
+        }],
+        pods: pods.clone(),
+        seed: 7,
+        ..WorldSpec::default()
+    };
+    let mut w = World::new(spec).unwrap();
+    w.set_services(&[service(TrafficPolicy::Cluster)], &[slice(&pods)]);
+    for _ in 0..30 {
+        let out = w
+            .request(
+                "tester",
+                SocketAddrV4::new(ip("10.151.30.12"), NODEPORT),
+                RequestOpts::default(),
+            )
+            .unwrap();
+        assert_eq!(out.kind, OutcomeKind::Ok, "{out:?}");
+    }
+    for e in w.access_entries("nginx-54f57cf6bf-xhs8g") {
+        assert_eq!(e.remote_addr, ip("10.244.1.1"));
+    }
+    for p in ["nginx-54f57cf6bf-jmp4k", "nginx-54f57cf6bf-8rw2c"] {
+        for e in w.access_entries(p) {
+            assert_eq!(e.remote_addr, ip("10.151.30.12"));
+        }
+    }
+    let total: usize = w.pods().iter().map(|p| w.access_log(p).len()).sum();
+    assert_eq!(total, 30);
+}
+
+#[test]
+fn thousand_requests_through_the_lb_split_per_node() {
+    // ETP Local, 1 pod on node1, 2 on node2; the LB splits evenly per node → 50/25/25.
+    let pods = vec![
+        PodDesc {
+            name: "nginx-a".into(),
+            ip: ip("10.244.1.16"),
+            node: "ydzs-node1".into(),
+        },
+        PodDesc {
+            name: "nginx-b".into(),
+            ip: ip("10.244.2.11"),
+            node: "ydzs-node2".into(),
+        },
+        PodDesc {
+            name: "nginx-c".into(),
+            ip: ip("10.244.2.12"),
+            node: "ydzs-node2".into(),
+        },
+    ];
+    let lb = LbDesc {
+        name: "lb".into(),
+        ip: ip("198.51.100.100"),
+        nodes: vec!["ydzs-node1".into(), "ydzs-node2".into()],
+        ports: vec![],
+    };
+    let mut w = world(pods, TrafficPolicy::Local, Some(lb));
+    let dst = SocketAddrV4::new(ip("198.51.100.100"), 80);
+    let mut ports = std::collections::HashSet::new();
+    for _ in 0..1000 {
+        let out = w.request("browser", dst, RequestOpts::default()).unwrap();
+        assert_eq!(out.kind, OutcomeKind::Ok, "{out:?}");
+        ports.insert(out.client_port);
+        w.clear_trace();
+    }
+    assert!(ports.len() > 900, "source ports vary: {}", ports.len());
+    let a = w.access_log("nginx-a").len();
+    let b = w.access_log("nginx-b").len();
+    let c = w.access_log("nginx-c").len();
+    assert_eq!(a + b + c, 1000);
+    assert!((440..=560).contains(&a), "{a} {b} {c}");
+    assert!((190..=310).contains(&b), "{a} {b} {c}");
+    assert!((190..=310).contains(&c), "{a} {b} {c}");
+    // Local policy through an LB keeps the client IP.
+    assert!(w
+        .access_entries("nginx-b")
+        .iter()
+        .all(|e| e.remote_addr == ip("203.0.113.11")));
+}
