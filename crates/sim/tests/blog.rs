@@ -323,3 +323,24 @@ fn thousand_requests_through_the_lb_split_per_node() {
         .iter()
         .all(|e| e.remote_addr == ip("203.0.113.11")));
 }
+
+#[test]
+#[ignore = "prints a trace for eyeballing"]
+fn print_trace() {
+    let mut w = world(worker_pods(), TrafficPolicy::Cluster, None);
+    let id = w
+        .start_request("browser", master_np(), RequestOpts::default())
+        .unwrap();
+    let out = w.run_until_complete(id).unwrap();
+    w.run_until_idle();
+    println!("{out}");
+    for l in w.trace_lines_for(id) {
+        println!("{l}");
+    }
+    for l in all_logs(&w) {
+        println!("{l}");
+    }
+    for l in w.conntrack(MASTER) {
+        println!("{l}");
+    }
+}
