@@ -1,0 +1,231 @@
+//! The node's routing, hook order and masquerade address choice.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use etherparse::{IcmpEchoHeader, Icmpv4Type, PacketBuilder};
+use nodeport::{
+    Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort, ServiceRef,
+    ServiceType, SessionAffinity, TrafficPolicy,
+};
+use nodestack::{Iface, Node, NodeSpec, Stage};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vswitch::packet::{summarize, tcp_packet};
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+fn sa(s: &str) -> SocketAddrV4 {
+    s.parse().unwrap()
+}
+
+fn node1() -> Node {
+    let mut proxy = ProxyConfig::new("ydzs-node1", vec![]);
+    proxy.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    let mut n = Node::new(
+        NodeSpec {
+            name: "ydzs-node1".into(),
+            ip: ip("10.151.30.12"),
+            prefix_len: 24,
+            pod_cidr: "10.244.1.0/24".parse().unwrap(),
+            gateway: Some(ip("10.151.30.1")),
+            proxy,
+        },
+        Duration::ZERO,
+        1,
+    );
+    n.add_route("10.244.0.0/24".parse().unwrap(), ip("10.151.30.11"));
+    n.add_route("10.244.2.0/24".parse().unwrap(), ip("10.151.30.13"));
+    n
+}
+
+fn nodeport_service(etp: TrafficPolicy) -> (Service, EndpointSlice) {
+    let svc = Service {
+        namespace: "default".into(),
+        name: "nginx".into(),
+        type_: ServiceType::NodePort,
+        cluster_ip: Some(ip("10.96.0.10")),
+        ports: vec![ServicePort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: 80,
+            node_port: Some(32761),
+        }],
+        external_traffic_policy: etp,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        session_affinity: SessionAffinity::None,
+        health_check_node_port: None,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+    };
+    let ep = |a: &str, n: &str| Endpoint {
+        ip: ip(a),
+        node_name: Some(n.into()),
+        ready: true,
+        serving: true,
+        terminating: false,
+    };
+    let slice = EndpointSlice {
+        service: ServiceRef::new("default", "nginx"),
+        ports: vec![EndpointPort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        }],
+        endpoints: vec![
+            ep("10.244.1.16", "ydzs-node1"),
+            ep("10.244.2.11", "ydzs-node2"),
+        ],
+    };
+    (svc, slice)
+}
+
+#[test]
+fn longest_prefix_routing_and_egress_addresses() {
+    let n = node1();
+    let r = n.route(ip("10.244.2.9")).unwrap();
+    assert_eq!(
+        (r.iface, r.next_hop, r.src),
+        (Iface::Eth0, ip("10.151.30.13"), ip("10.151.30.12"))
+    );
+    let r = n.route(ip("10.244.1.5")).unwrap();
+    assert_eq!(
+        (r.iface, r.next_hop, r.src),
+        (Iface::Cni0, ip("10.244.1.5"), ip("10.244.1.1"))
+    );
+    let r = n.route(ip("10.151.30.14")).unwrap();
+    assert_eq!((r.iface, r.next_hop), (Iface::Eth0, ip("10.151.30.14")));
+    let r = n.route(ip("203.0.113.11")).unwrap();
+    assert_eq!((r.iface, r.next_hop), (Iface::Eth0, ip("10.151.30.1")));
+    assert_eq!(n.cni0(), ip("10.244.1.1"));
+    assert!(n.is_local(ip("10.244.1.1")) && n.is_local(ip("10.151.30.12")));
+    let shown: Vec<String> = n.routes().iter().map(|r| r.to_string()).collect();
+    assert!(
+        shown.contains(&"default via 10.151.30.1 dev eth0".to_string()),
+        "{shown:?}"
+    );
+    assert!(shown.contains(&"10.244.2.0/24 via 10.151.30.13 dev eth0".to_string()));
+}
+
+#[test]
+fn masquerade_uses_the_egress_interface_address() {
+    let mut n = node1();
+    let (svc, slice) = nodeport_service(TrafficPolicy::Cluster);
+    n.set_services(&[svc], &[slice]);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (mut local, mut remote) = (0, 0);
+    for port in 40000..40100u16 {
+        let syn = tcp_packet(
+            SocketAddrV4::new(ip("203.0.113.11"), port),
+            sa("10.151.30.12:32761"),
+            63,
+            "S",
+            b"",
+        );
+        let out = n.receive(Duration::ZERO, Iface::Eth0, &syn, &mut rng);
+        assert_eq!(out.len(), 1);
+        let s = summarize(&out[0].pkt).unwrap();
+        match s.tuple.dst {
+            d if d == ip("10.244.1.16") => {
+                local += 1;
+                assert_eq!(out[0].iface, Iface::Cni0);
+                assert_eq!(s.tuple.src, ip("10.244.1.1"), "local pod sees cni0");
+            }
+            d if d == ip("10.244.2.11") => {
+                remote += 1;
+                assert_eq!(out[0].iface, Iface::Eth0);
+                assert_eq!(out[0].next_hop, ip("10.151.30.13"));
+                assert_eq!(
+                    s.tuple.src,
+                    ip("10.151.30.12"),
+                    "remote pod sees the node IP"
+                );
+            }
+            d => panic!("unexpected destination {d}"),
+        }
+        assert_eq!(s.ttl, 62);
+    }
+    assert!(local > 20 && remote > 20, "{local}/{remote}");
+    let ev = n.drain_events();
+    assert!(ev.iter().any(|e| e.stage == Stage::Prerouting
+        && e.ct_state == Some("NEW")
+        && !e.walk.steps.is_empty()));
+    assert!(ev
+        .iter()
+        .any(|e| e.stage == Stage::Forward && !e.rewrites.is_empty()));
+}
+
+#[test]
+fn local_policy_without_local_endpoint_drops() {
+    let mut n = node1();
+    let (svc, mut slice) = nodeport_service(TrafficPolicy::Local);
+    slice
+        .endpoints
+        .retain(|e| e.node_name.as_deref() == Some("ydzs-node2"));
+    n.set_services(&[svc], &[slice]);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let syn = tcp_packet(
+        sa("203.0.113.11:40000"),
+        sa("10.151.30.12:32761"),
+        63,
+        "S",
+        b"",
+    );
+    assert!(n
+        .receive(Duration::ZERO, Iface::Eth0, &syn, &mut rng)
+        .is_empty());
+    assert_eq!(n.counters.engine_drops, 1);
+    let ev = n.drain_events();
+    assert_eq!(ev.last().unwrap().stage, Stage::Drop);
+}
+
+#[test]
+fn ttl_expiry_sends_time_exceeded_from_the_ingress_address() {
+    let mut n = node1();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let p = tcp_packet(sa("10.151.30.11:40000"), sa("10.244.1.16:80"), 1, "S", b"");
+    let out = n.receive(Duration::ZERO, Iface::Eth0, &p, &mut rng);
+    assert_eq!(out.len(), 1);
+    let s = summarize(&out[0].pkt).unwrap();
+    assert_eq!(s.icmp, Some((11, 0)));
+    assert_eq!(s.tuple.src, ip("10.151.30.12"));
+    assert_eq!(s.tuple.dst, ip("10.151.30.11"));
+    assert_eq!(out[0].iface, Iface::Eth0);
+    assert_eq!(n.counters.ttl_exceeded, 1);
+}
+
+#[test]
+fn the_node_answers_ping_on_both_addresses() {
+    let mut n = node1();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for (dst, from, iface) in [
+        ("10.151.30.12", "10.151.30.11", Iface::Eth0),
+        ("10.244.1.1", "10.244.1.16", Iface::Cni0),
+    ] {
+        let b = PacketBuilder::ipv4(ip(from).octets(), ip(dst).octets(), 64)
+            .icmpv4(Icmpv4Type::EchoRequest(IcmpEchoHeader { id: 7, seq: 1 }));
+        let mut p = Vec::new();
+        b.write(&mut p, b"ping").unwrap();
+        let out = n.receive(Duration::ZERO, iface, &p, &mut rng);
+        assert_eq!(out.len(), 1, "reply to {from}");
+        let s = summarize(&out[0].pkt).unwrap();
+        assert_eq!(s.icmp, Some((0, 0)));
+        assert_eq!((s.tuple.src, s.tuple.dst), (ip(dst), ip(from)));
+        assert_eq!(out[0].iface, iface);
+    }
+}
+
+#[test]
+fn malformed_datagrams_are_counted() {
+    let mut n = node1();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    assert!(n
+        .receive(Duration::ZERO, Iface::Eth0, &[0x45, 0, 1], &mut rng)
+        .is_empty());
+    assert!(n
+        .receive(Duration::ZERO, Iface::Cni0, &[], &mut rng)
+        .is_empty());
+    assert_eq!(n.counters.malformed, 2);
+}
