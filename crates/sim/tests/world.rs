@@ -1,0 +1,311 @@
+//! World mechanics: refusals, node health servers, external ports, wall-clock driving.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use nodeport::{
+    Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
+    SessionAffinity, TrafficPolicy,
+};
+use sim::{Attachment, ClientDesc, NodeDesc, OutcomeKind, PodDesc, RequestOpts, World, WorldSpec};
+use vswitch::packet::summarize;
+use vswitch::MemPort;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn spec() -> WorldSpec {
+    WorldSpec {
+        nodes: vec![
+            NodeDesc::new(
+                "master",
+                ip("10.151.30.11"),
+                "10.244.0.0/24".parse().unwrap(),
+            ),
+            NodeDesc::new(
+                "node1",
+                ip("10.151.30.12"),
+                "10.244.1.0/24".parse().unwrap(),
+            ),
+        ],
+        clients: vec![
+            ClientDesc {
+                name: "browser".into(),
+                ip: ip("203.0.113.11"),
+                attach: Attachment::External {
+                    can_reach: vec!["master".into(), "node1".into()],
+                },
+            },
+            ClientDesc {
+                name: "tester".into(),
+                ip: ip("10.244.1.50"),
+                attach: Attachment::Pod {
+                    node: "node1".into(),
+                },
+            },
+        ],
+        pods: vec![PodDesc {
+            name: "web".into(),
+            ip: ip("10.244.1.16"),
+            node: "node1".into(),
+        }],
+        seed: 5,
+        ..WorldSpec::default()
+    }
+}
+
+fn service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> Service {
+    Service {
+        namespace: "default".into(),
+        name: "web".into(),
+        type_,
+        cluster_ip: Some(ip("10.96.0.20")),
+        ports: vec![ServicePort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: 80,
+            node_port: Some(30080),
+        }],
+        external_traffic_policy: etp,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        session_affinity: SessionAffinity::None,
+        health_check_node_port: hc,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+    }
+}
+
+fn slice(eps: &[(&str, &str)]) -> EndpointSlice {
+    EndpointSlice {
+        service: ServiceRef::new("default", "web"),
+        ports: vec![EndpointPort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        }],
+        endpoints: eps
+            .iter()
+            .map(|(a, n)| Endpoint {
+                ip: ip(a),
+                node_name: Some(n.to_string()),
+                ready: true,
+                serving: true,
+                terminating: false,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn service_without_endpoints_is_refused() {
+    let mut w = World::new(spec()).unwrap();
+    w.set_services(
+        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
+        &[slice(&[])],
+    );
+    let out = w
+        .request(
+            "browser",
+            "10.151.30.11:30080".parse().unwrap(),
+            RequestOpts::default(),
+        )
+        .unwrap();
+    assert_eq!(out.kind, OutcomeKind::Refused, "{out:?}");
+    assert!(
+        out.message
+            .starts_with("curl: (7) Failed to connect to 10.151.30.11 port 30080 after "),
+        "{}",
+        out.message
+    );
+    assert!(out.message.ends_with(" ms: Connection refused"));
+    assert_eq!(out.kind.exit_code(), 7);
+}
+
+#[test]
+fn closed_port_on_a_pod_is_refused_by_rst() {
+    let mut w = World::new(spec()).unwrap();
+    w.set_services(&[], &[]);
+    let out = w
+        .request(
+            "tester",
+            "10.244.1.16:81".parse().unwrap(),
+            RequestOpts::default(),
+        )
+        .unwrap();
+    assert_eq!(out.kind, OutcomeKind::Refused, "{out:?}");
+    // and port 80 works directly, pod to pod, without the node in the path
+    let out = w
+        .request(
+            "tester",
+            "10.244.1.16:80".parse().unwrap(),
+            RequestOpts {
+                path: "/nope".into(),
+                ..RequestOpts::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(out.status, Some(404));
+    let log = w.access_log("web");
+    assert_eq!(log.len(), 1);
+    assert!(log[0].starts_with("10.244.1.50 - - ["), "{}", log[0]);
+    assert!(log[0].contains("\"GET /nope HTTP/1.1\" 404 "), "{}", log[0]);
+}
+
+#[test]
+fn node_health_servers_answer() {
+    let mut w = World::new(spec()).unwrap();
+    w.set_services(
+        &[service(
+            ServiceType::LoadBalancer,
+            TrafficPolicy::Local,
+            Some(31000),
+        )],
+        &[slice(&[("10.244.1.16", "node1")])],
+    );
+    let get = |w: &mut World, dst: &str, path: &str| {
+        w.request(
+            "browser",
+            dst.parse().unwrap(),
+            RequestOpts {
+                path: path.into(),
+                ..RequestOpts::default()
+            },
+        )
+        .unwrap()
+    };
+    let out = get(&mut w, "10.151.30.12:10256", "/healthz");
+    assert_eq!(out.kind, OutcomeKind::Ok, "{out:?}");
+    assert_eq!(out.status, Some(200), "{out:?}");
+    let out = get(&mut w, "10.151.30.12:31000", "/");
+    assert_eq!(out.status, Some(200), "node1 has a local endpoint: {out:?}");
+    assert!(out.body.contains("localEndpoints"), "{}", out.body);
+    let out = get(&mut w, "10.151.30.11:31000", "/");
+    assert_eq!(out.status, Some(503), "master has none: {out:?}");
+    // many probes in a row: TIME-WAIT never blocks the listener
+    for _ in 0..20 {
+        assert_eq!(
+            get(&mut w, "10.151.30.11:10256", "/livez").kind,
+            OutcomeKind::Ok
+        );
+    }
+}
+
+#[test]
+fn max_time_and_connect_timeout() {
+    let mut w = World::new(spec()).unwrap();
+    w.set_services(&[], &[]);
+    // 10.244.1.99 is on-link but nobody owns it: SYNs are lost.
+    let out = w
+        .request(
+            "tester",
+            "10.244.1.99:80".parse().unwrap(),
+            RequestOpts {
+                max_time: Some(Duration::from_secs(3)),
+                ..RequestOpts::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(out.kind, OutcomeKind::Timeout);
+    assert_eq!(out.elapsed, Duration::from_secs(3));
+    assert_eq!(
+        out.message,
+        "curl: (28) Failed to connect to 10.244.1.99 port 80 after 3000 ms: Timeout was reached"
+    );
+}
+
+#[test]
+fn external_port_stands_in_for_a_pod() {
+    let mut w = World::new(spec()).unwrap();
+    w.set_services(
+        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
+        &[slice(&[("10.244.0.9", "master")])],
+    );
+    let (port, handle) = MemPort::new("master/cni0/tun-pod");
+    w.add_pod_port("tun-pod", ip("10.244.0.9"), "master", Box::new(port))
+        .unwrap();
+    let id = w
+        .start_request(
+            "browser",
+            "10.151.30.12:30080".parse().unwrap(),
+            RequestOpts {
+                connect_timeout: Some(Duration::from_secs(2)),
+                ..RequestOpts::default()
+            },
+        )
+        .unwrap();
+    w.run_until(Duration::from_millis(10));
+    let got = handle.take_delivered();
+    assert!(!got.is_empty());
+    let syn = summarize(&got[0]).unwrap();
+    assert_eq!(syn.tuple.dst_addr(), "10.244.0.9:80".parse().unwrap());
+    assert_eq!(syn.tuple.src, ip("10.151.30.12"), "masqueraded by node1");
+    assert_eq!(syn.flags, "S");
+    // The device answers with a RST: the client sees a refusal.
+    let ip_slice = etherparse::Ipv4Slice::from_slice(&got[0]).unwrap();
+    let seq = etherparse::TcpSlice::from_slice(ip_slice.payload().payload)
+        .unwrap()
+        .sequence_number();
+    let b = etherparse::PacketBuilder::ipv4(syn.tuple.dst.octets(), syn.tuple.src.octets(), 64)
+        .tcp(syn.tuple.dport, syn.tuple.sport, 0, 0)
+        .rst()
+        .ack(seq.wrapping_add(1));
+    let mut rst = Vec::new();
+    b.write(&mut rst, &[]).unwrap();
+    handle.inject(rst);
+    let out = w.run_until_complete(id).unwrap();
+    assert_eq!(out.kind, OutcomeKind::Refused, "{out:?}");
+    assert!(w.trace_for(id).len() > 5);
+}
+
+#[test]
+fn wall_clock_driving_with_poll() {
+    let mut w = World::new(spec()).unwrap();
+    w.set_services(
+        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
+        &[slice(&[("10.244.1.16", "node1")])],
+    );
+    let id = w
+        .start_request(
+            "browser",
+            "10.151.30.11:30080".parse().unwrap(),
+            RequestOpts::default(),
+        )
+        .unwrap();
+    // A caller with a real clock: poll at "wall" instants 1 ms apart.
+    let mut now = Duration::ZERO;
+    for _ in 0..100 {
+        let _next = w.poll(now);
+        if w.outcome(id).is_some() {
+            break;
+        }
+        now += Duration::from_millis(1);
+    }
+    let out = w.outcome(id).expect("finished");
+    assert_eq!(out.kind, OutcomeKind::Ok);
+    assert_eq!(w.access_entries("web")[0].remote_addr, ip("10.151.30.11"));
+}
+
+#[test]
+fn same_seed_same_world() {
+    let run = || {
+        let mut w = World::new(spec()).unwrap();
+        w.set_services(
+            &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
+            &[slice(&[("10.244.1.16", "node1")])],
+        );
+        (0..5)
+            .map(|_| {
+                w.request(
+                    "browser",
+                    "10.151.30.11:30080".parse().unwrap(),
+                    RequestOpts::default(),
+                )
+                .unwrap()
+                .client_port
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
