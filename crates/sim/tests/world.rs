@@ -1,6 +1,6 @@
 //! World mechanics: refusals, node health servers, external ports, wall-clock driving.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use nodeport::{
