@@ -199,3 +199,67 @@ impl Cluster {
             .filter(move |s| s.service.namespace == svc.namespace && s.service.name == svc.name)
     }
 }
+
+/// Where a plan step connects to, resolved against the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// Address the client dials.
+    pub ip: Ipv4Addr,
+    /// Port the client dials.
+    pub port: u16,
+    /// For a load balancer target: the node port the LB forwards to (`nodeIP:nodePort`).
+    pub backend_node_port: Option<u16>,
+    /// Human label, e.g. `ydzs-master 10.151.30.11:32761`, `nlb 198.51.100.10:80`.
+    pub label: String,
+}
+
+impl Cluster {
+    /// Resolve a plan step (validated by the loader) to the address and port the client dials:
+    /// a node → node IP + the service's first nodePort; the load balancer → LB IP + the
+    /// service's first port (the LB forwards to `backend_node_port`); an address → that
+    /// address + the nodePort if it is a node's IP, else the service port. An explicit
+    /// `port` always wins for the dialled port. `None` only for steps the loader would reject.
+    pub fn destination(&self, step: &PlanStep) -> Option<Destination> {
+        let svc = step.service.as_deref().and_then(|s| self.service(s));
+        let svc_port = svc.and_then(|s| s.ports.first()).map(|p| p.port);
+        let node_port = svc.and_then(|s| s.ports.first()).and_then(|p| p.node_port);
+        let (name, ip, port, backend) = match &step.target {
+            Target::Node(n) => {
+                let node = self.node(n)?;
+                (
+                    Some(node.name.clone()),
+                    node.ip,
+                    step.port.or(node_port)?,
+                    None,
+                )
+            }
+            Target::LoadBalancer => {
+                let lb = self.load_balancer.as_ref()?;
+                (
+                    Some(lb.name.clone()),
+                    lb.ip,
+                    step.port.or(svc_port)?,
+                    node_port,
+                )
+            }
+            Target::Address(ip) => {
+                let node = self.nodes.iter().find(|n| n.ip == *ip);
+                let port = match node {
+                    Some(_) => step.port.or(node_port).or(svc_port)?,
+                    None => step.port.or(svc_port)?,
+                };
+                (node.map(|n| n.name.clone()), *ip, port, None)
+            }
+        };
+        let label = match name {
+            Some(n) => format!("{n} {ip}:{port}"),
+            None => format!("{ip}:{port}"),
+        };
+        Some(Destination {
+            ip,
+            port,
+            backend_node_port: backend,
+            label,
+        })
+    }
+}

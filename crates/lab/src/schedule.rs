@@ -823,6 +823,13 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
                     ),
                 ));
             };
+            if matches!(step.target, Target::LoadBalancer) && svc.type_ == ServiceType::ClusterIp {
+                return Err(LabError::invalid(
+                    f,
+                    format!("plan[{i}].to"),
+                    format!("the load balancer forwards to node ports, but service {sref} is type ClusterIP"),
+                ));
+            }
             if step.port.is_none()
                 && matches!(step.target, Target::Node(_))
                 && svc.type_ == ServiceType::ClusterIp

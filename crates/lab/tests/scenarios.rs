@@ -66,3 +66,22 @@ fn local_imbalance_layout() {
     );
     assert_eq!(c.plan[0].count, 1000);
 }
+
+#[test]
+fn plan_destinations() {
+    let c = lab::load_cluster(&configs_dir().join("seed-cluster.yaml"), None).unwrap();
+    let np = c.service("default/nginx").unwrap().ports[0]
+        .node_port
+        .unwrap();
+    let d = c.destination(&c.plan[0]).unwrap();
+    assert_eq!((d.ip.to_string(), d.port), ("10.151.30.11".to_string(), np));
+    assert_eq!(d.label, format!("ydzs-master 10.151.30.11:{np}"));
+    let c = lab::load_cluster(&configs_dir().join("local-imbalance.yaml"), None).unwrap();
+    let np = c.service("default/nginx").unwrap().ports[0].node_port;
+    let d = c.destination(&c.plan[0]).unwrap();
+    assert_eq!(
+        (d.ip.to_string(), d.port, d.backend_node_port),
+        ("198.51.100.10".to_string(), 80, np)
+    );
+    assert_eq!(d.label, "nlb 198.51.100.10:80");
+}
