@@ -317,6 +317,59 @@ pub fn get_pods_wide(c: &Cluster) -> String {
     table(&h, &rows)
 }
 
+/// Per service: policies, affinity, healthCheckNodePort and the endpoints (ip:port on node).
+pub fn service_details(c: &Cluster) -> String {
+    let rows: Vec<Vec<String>> = c
+        .services
+        .iter()
+        .filter(|s| !(s.namespace == "default" && s.name == "kubernetes"))
+        .map(|s| {
+            let affinity = match s.session_affinity {
+                nodeport::SessionAffinity::None => "None".to_string(),
+                nodeport::SessionAffinity::ClientIp { timeout } => {
+                    format!("ClientIP {}s", timeout.as_secs())
+                }
+            };
+            let mut eps = Vec::new();
+            for slice in c.slices_of(s) {
+                let port = slice.ports.first().map(|p| p.port);
+                for e in &slice.endpoints {
+                    let at = e.node_name.as_deref().unwrap_or("?");
+                    match port {
+                        Some(p) => eps.push(format!("{}:{p}@{at}", e.ip)),
+                        None => eps.push(format!("{}@{at}", e.ip)),
+                    }
+                }
+            }
+            vec![
+                format!("{}/{}", s.namespace, s.name),
+                policy_name(s.external_traffic_policy).into(),
+                policy_name(s.internal_traffic_policy).into(),
+                affinity,
+                s.health_check_node_port
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if eps.is_empty() {
+                    "<none>".into()
+                } else {
+                    eps.join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SERVICE",
+            "EXTERNAL-POLICY",
+            "INTERNAL-POLICY",
+            "AFFINITY",
+            "HEALTH-CHECK-PORT",
+            "ENDPOINTS",
+        ],
+        &rows,
+    )
+}
+
 /// The lab around the cluster: clients and the load balancer.
 pub fn lab_summary(c: &Cluster) -> String {
     let mut rows = Vec::new();
@@ -420,6 +473,7 @@ pub fn print_cluster(c: &Cluster, w: &mut impl Write) -> io::Result<()> {
     writeln!(w, "\n$ kubectl get nodes\n{}", get_nodes(c))?;
     writeln!(w, "$ kubectl get svc\n{}", get_svc(c))?;
     writeln!(w, "$ kubectl get pods -o wide\n{}", get_pods_wide(c))?;
+    writeln!(w, "service details:\n{}", service_details(c))?;
     writeln!(w, "lab:\n{}", lab_summary(c))?;
     if !c.plan.is_empty() {
         writeln!(w, "plan:\n{}", plan_summary(c))?;

@@ -305,3 +305,33 @@ fn unknown_yaml_error_is_not_a_panic_for_garbage() {
         let _ = error_of(text);
     }
 }
+
+#[test]
+fn duplicate_explicit_node_port() {
+    let svc = |name: &str| {
+        clusterip_service(name, "  type: NodePort\n")
+            .replace("targetPort: http", "targetPort: 80\n    nodePort: 30080")
+    };
+    let cfg = format!(
+        "{NODES}{}",
+        block(&[deployment("web", 1, ""), svc("web"), svc("api")])
+    );
+    assert_mentions(
+        &error_of(&cfg),
+        &[
+            "Service default/api",
+            "spec.ports[0].nodePort",
+            "30080",
+            "default/web",
+        ],
+    );
+}
+
+#[test]
+fn lb_target_needs_a_node_port_service() {
+    let cfg = format!(
+        "{NODES}loadBalancer: {{ip: 198.51.100.10}}\n{}plan:\n  - {{from: browser, to: loadBalancer}}\n",
+        block(&[deployment("web", 1, ""), clusterip_service("web", "")])
+    );
+    assert_mentions(&error_of(&cfg), &["plan[0].to", "default/web", "ClusterIP"]);
+}

@@ -303,3 +303,18 @@ fn pod_client_gets_an_address_on_its_node() {
     assert!(n1.pod_cidr.contains(&probe.ip));
     assert!(c.pods.iter().all(|p| p.ip != probe.ip));
 }
+
+#[test]
+fn no_execute_taint_needs_a_toleration_too() {
+    let nodes = r#"
+nodes:
+  - {name: a, ip: 10.151.30.11, taints: [{key: maintenance, value: "true", effect: NoExecute}]}
+  - {name: b, ip: 10.151.30.12}
+"#;
+    let c = load(&format!("{nodes}{}", block(&[deployment("web", 3, "")]))).unwrap();
+    assert!(c.pods.iter().all(|p| p.node == "b"));
+    let tol = "      tolerations:\n      - {key: maintenance, operator: Equal, value: \"true\", effect: NoExecute}\n";
+    let c = load(&format!("{nodes}{}", block(&[deployment("web", 2, tol)]))).unwrap();
+    let on: BTreeSet<&str> = c.pods.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(on, BTreeSet::from(["a", "b"]));
+}
