@@ -78,21 +78,33 @@ impl ManifestDoc {
 /// Parse a (multi-document) manifest text. `file` is shown in messages, `prefix` is the
 /// field-path prefix (e.g. `manifests[0]`; empty for a manifest file of its own).
 pub fn parse_documents(text: &str, file: &str, prefix: &str) -> Result<Vec<ManifestDoc>, LabError> {
-    let mut out = Vec::new();
-    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let document = if prefix.is_empty() {
+    // Line numbers of an inline manifest count from the start of its block.
+    let lines_note = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!(" (line numbers within {prefix})")
+    };
+    let yaml_err = |document: &str, e: serde_yaml_ng::Error| LabError::Yaml {
+        file: file.to_string(),
+        message: format!("{document}: {e}{lines_note}"),
+        line: e.location().map(|l| l.line()),
+        column: e.location().map(|l| l.column()),
+    };
+    let doc_name = |i: usize| {
+        if prefix.is_empty() {
             format!("document {}", i + 1)
         } else {
             format!("{prefix} document {}", i + 1)
-        };
-        let value = serde_yaml_ng::Value::deserialize(de).map_err(|e| LabError::Yaml {
-            file: file.to_string(),
-            message: format!("{document}: {e}"),
-            line: e.location().map(|l| l.line()),
-            column: e.location().map(|l| l.column()),
-        })?;
+        }
+    };
+    // Pass 1: syntax and `kind`/`apiVersion` of every document.
+    let mut kinds = Vec::new();
+    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document = doc_name(i);
+        let value = serde_yaml_ng::Value::deserialize(de).map_err(|e| yaml_err(&document, e))?;
         if value.is_null() {
-            continue; // empty document (e.g. a trailing `---`)
+            kinds.push(None); // empty document (e.g. a trailing `---`)
+            continue;
         }
         let kind = value
             .get("kind")
@@ -103,43 +115,28 @@ pub fn parse_documents(text: &str, file: &str, prefix: &str) -> Result<Vec<Manif
             .and_then(|k| k.as_str())
             .unwrap_or("")
             .to_string();
-        let origin = Origin {
-            file: file.to_string(),
-            document: document.clone(),
-        };
         let bad =
             |field: &str, msg: String| LabError::invalid(file, format!("{document}: {field}"), msg);
-        let object = match kind.as_deref() {
-            Some("Deployment") => {
-                if api != "apps/v1" {
-                    return Err(bad(
-                        "apiVersion",
-                        format!("{api:?} is not supported for kind Deployment (use \"apps/v1\")"),
-                    ));
-                }
-                Object::Deployment(Box::new(
-                    serde_yaml_ng::from_value::<Deployment>(value)
-                        .map_err(|e| bad("(Deployment)", e.to_string()))?,
+        match kind.as_deref() {
+            Some("Deployment") if api != "apps/v1" => {
+                return Err(bad(
+                    "apiVersion",
+                    format!("{api:?} is not supported for kind Deployment (use \"apps/v1\")"),
                 ))
             }
-            Some("Service") => {
-                if api != "v1" {
-                    return Err(bad(
-                        "apiVersion",
-                        format!("{api:?} is not supported for kind Service (use \"v1\")"),
-                    ));
-                }
-                Object::Service(Box::new(
-                    serde_yaml_ng::from_value::<Service>(value)
-                        .map_err(|e| bad("(Service)", e.to_string()))?,
+            Some("Service") if api != "v1" => {
+                return Err(bad(
+                    "apiVersion",
+                    format!("{api:?} is not supported for kind Service (use \"v1\")"),
                 ))
             }
+            Some("Deployment") | Some("Service") => {}
             Some(other) => {
                 return Err(bad(
                     "kind",
                     format!(
-                    "unsupported kind {other:?} (supported: Deployment (apps/v1), Service (v1))"
-                ),
+                        "unsupported kind {other:?} (supported: Deployment (apps/v1), Service (v1))"
+                    ),
                 ))
             }
             None => {
@@ -148,8 +145,32 @@ pub fn parse_documents(text: &str, file: &str, prefix: &str) -> Result<Vec<Manif
                     "missing (supported: Deployment (apps/v1), Service (v1))".to_string(),
                 ))
             }
+        }
+        kinds.push(kind);
+    }
+    // Pass 2: typed deserialization straight from the text, so errors carry the field path
+    // and line/column.
+    let mut out = Vec::new();
+    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document = doc_name(i);
+        let object = match kinds.get(i).cloned().flatten().as_deref() {
+            Some("Deployment") => Object::Deployment(Box::new(
+                Deployment::deserialize(de)
+                    .map_err(|e| yaml_err(&format!("{document} (Deployment)"), e))?,
+            )),
+            Some("Service") => Object::Service(Box::new(
+                Service::deserialize(de)
+                    .map_err(|e| yaml_err(&format!("{document} (Service)"), e))?,
+            )),
+            _ => continue,
         };
-        let doc = ManifestDoc { origin, object };
+        let doc = ManifestDoc {
+            origin: Origin {
+                file: file.to_string(),
+                document,
+            },
+            object,
+        };
         if doc.object.name().is_empty() {
             return Err(doc.err("metadata.name", "missing"));
         }

@@ -335,3 +335,19 @@ fn lb_target_needs_a_node_port_service() {
     );
     assert_mentions(&error_of(&cfg), &["plan[0].to", "default/web", "ClusterIP"]);
 }
+
+#[test]
+fn manifest_type_error_has_field_path_and_line() {
+    let d = deployment("web", 1, "").replace("replicas: 1", "replicas: three");
+    let msg = error_of(&format!("{NODES}{}", block(&[d])));
+    assert_mentions(
+        &msg,
+        &[
+            "lab-configs/bad.yaml",
+            "manifests[0] document 1 (Deployment)",
+            "spec.replicas",
+            "\"three\"",
+            "line 6",
+        ],
+    );
+}
