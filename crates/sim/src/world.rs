@@ -18,7 +18,10 @@ use nodeport::{EndpointSlice, ProxyConfig, Service, ServiceType};
 use nodestack::{HopEvent, Iface, Node, NodeSpec};
 use vswitch::packet::{self, FlowTuple, Summary, PROTO_TCP};
 use vswitch::router::IfaceKind;
-use vswitch::{LinkEvent, LoadBalancer, Port, Router, RouterEvent, Segment, TraceSink, Tracer};
+use vswitch::{
+    Impair, ImpairConfig, LinkEvent, LoadBalancer, Port, Router, RouterEvent, Segment, TraceSink,
+    Tracer,
+};
 
 use crate::clock::WallClock;
 use crate::host::{
@@ -584,6 +587,34 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// Replace the device behind edge `name` (pod or client) with `f(device)` — the hook for
+    /// stacking port wrappers (impairment, capture). The world's tracer stays outermost, so
+    /// traces show what the fabric hands to / takes from the link.
+    pub fn wrap_port(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(Box<dyn Port>) -> Box<dyn Port>,
+    ) -> Result<(), SimError> {
+        let e = self
+            .edges
+            .iter()
+            .position(|e| e.name == name)
+            .ok_or_else(|| SimError::UnknownPod(name.to_string()))?;
+        let placeholder: Box<dyn Port> = Box::new(vswitch::MemPort::new(name).0);
+        let old = std::mem::replace(
+            &mut self.edges[e].port,
+            Tracer::new(placeholder, self.sink.clone()),
+        );
+        self.edges[e].port = Tracer::new(f(old.into_inner()), self.sink.clone());
+        Ok(())
+    }
+
+    /// Add one-way delay / random loss on edge `name`'s link (seeded from the world RNG).
+    pub fn impair(&mut self, name: &str, cfg: ImpairConfig) -> Result<(), SimError> {
+        let rng = ChaCha8Rng::seed_from_u64(self.rng.next_u64());
+        self.wrap_port(name, move |p| Box::new(Impair::new(p, cfg, rng)))
     }
 
     /// A kube-proxy sync on every node (and the LB listeners, when derived from services).

@@ -309,3 +309,52 @@ fn same_seed_same_world() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn impaired_links_slow_down_but_complete() {
+    let mut w = World::new(spec()).unwrap();
+    w.set_services(
+        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
+        &[slice(&[("10.244.1.16", "node1")])],
+    );
+    w.impair(
+        "browser",
+        vswitch::ImpairConfig {
+            delay: Duration::from_millis(25),
+            loss: 0.0,
+        },
+    )
+    .unwrap();
+    let out = w
+        .request(
+            "browser",
+            "10.151.30.11:30080".parse().unwrap(),
+            RequestOpts::default(),
+        )
+        .unwrap();
+    assert_eq!(out.kind, OutcomeKind::Ok);
+    // SYN/SYN-ACK, then request/response: two round trips of 50 ms each.
+    assert_eq!(out.elapsed, Duration::from_millis(100), "{out:?}");
+    w.impair(
+        "web",
+        vswitch::ImpairConfig {
+            delay: Duration::ZERO,
+            loss: 0.3,
+        },
+    )
+    .unwrap();
+    let mut ok = 0;
+    for _ in 0..20 {
+        let out = w
+            .request(
+                "browser",
+                "10.151.30.11:30080".parse().unwrap(),
+                RequestOpts::default(),
+            )
+            .unwrap();
+        if out.kind == OutcomeKind::Ok {
+            ok += 1;
+        }
+    }
+    assert!(ok >= 15, "retransmissions recover most requests: {ok}/20");
+}

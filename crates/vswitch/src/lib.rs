@@ -14,6 +14,8 @@
 //!   forwarding, TTL, client reachability, and the external load balancer ([`router::LoadBalancer`]).
 //! - [`mem`]: an in-memory [`Port`] (queues on both sides) for tests and glue.
 //! - [`tracer`]: the [`tracer::Tracer`] wrapper and its shared [`tracer::TraceSink`].
+//! - [`impair`]: the [`impair::Impair`] wrapper (one-way delay, random loss). A pcap wrapper
+//!   would be a sibling of the same shape (not written yet).
 //! - `tun` (feature `tun`): the real-mode TUN port.
 //!
 //! Not here: anything node-specific (netfilter, kube-proxy) — that is `nodestack`/`nodeport`;
@@ -21,6 +23,7 @@
 
 use std::time::Duration;
 
+pub mod impair;
 pub mod mem;
 pub mod packet;
 pub mod router;
@@ -29,7 +32,8 @@ pub mod tracer;
 #[cfg(feature = "tun")]
 pub mod tun;
 
-pub use mem::MemPort;
+pub use impair::{Impair, ImpairConfig};
+pub use mem::{MemHandle, MemPort};
 pub use packet::{FlowTuple, PacketError, Summary};
 pub use router::{IfaceKind, LbTarget, LoadBalancer, Router, RouterEvent, RouterOutput};
 pub use segment::Segment;

@@ -328,9 +328,10 @@ impl TunPort {
             return false;
         }
         match (&self.dev).write(pkt) {
-            Ok(_) => {
+            // A TUN write takes the whole packet or fails.
+            Ok(n) => {
                 self.stats.tx_packets += 1;
-                self.stats.tx_bytes += pkt.len() as u64;
+                self.stats.tx_bytes += n as u64;
                 true
             }
             Err(e) => {
