@@ -1,0 +1,93 @@
+//! Real mode plumbing: network namespaces, TUN ports, real nginx/curl processes, cleanup.
+//!
+//! In real mode every pod is a Linux network namespace (`nplab-pod-…`) running Debian's nginx
+//! and every client a namespace (`nplab-cl-…`) where real `curl` runs. The only interface of
+//! each namespace is a TUN device owned by the lab process ([`vswitch::tun::TunPort`]), so
+//! every packet crosses the lab's simulated nodes. Nothing here touches the root namespace's
+//! addresses or routes; every namespace, state file and process the lab creates is named or
+//! recorded with the `nplab-` prefix / under [`STATE_DIR`], and [`cleanup::down`] removes them.
+//!
+//! - [`preflight`]: root, `/dev/net/tun`, nginx, curl present? (else: use embedded mode)
+//! - [`netns`]: create/delete/list named namespaces at `/run/netns/nplab-*`
+//! - [`process`]: commands entered into a namespace, supervised children, stop by pid
+//! - [`nginx`], [`curl`]: the pod server and the client
+//! - [`cleanup`]: state dir, the `up` lock, `down()`, the Ctrl-C/SIGTERM flag
+//! - [`driver`]: the poll(2) loop that moves packets between TUN ports and the fabric
+//!
+//! This module tree only depends on external crates (no `crate::` paths), so integration
+//! tests can include it directly.
+
+pub mod cleanup;
+pub mod curl;
+pub mod driver;
+pub mod netns;
+pub mod nginx;
+pub mod preflight;
+pub mod process;
+
+use std::io;
+
+/// Prefix of every namespace (and state entry) the lab creates.
+pub const PREFIX: &str = "nplab-";
+/// Default lab state directory (configs, logs, pid files, the `up` lock).
+pub const STATE_DIR: &str = "/run/nplab";
+
+/// Errors of real mode.
+#[derive(Debug, thiserror::Error)]
+pub enum RealError {
+    /// Real mode cannot run on this machine (message says what is missing).
+    #[error("{0}")]
+    Preflight(String),
+    /// Another `lab up` holds the lock.
+    #[error(
+        "another `lab up` is running (pid {pid}, lock {lock}); stop it with Ctrl-C or `lab down` first"
+    )]
+    Locked {
+        /// Pid of the running lab.
+        pid: i32,
+        /// Path of the lock file.
+        lock: String,
+    },
+    /// A system call or file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// TUN creation failed.
+    #[error(transparent)]
+    Tun(#[from] vswitch::tun::TunError),
+    /// A started process failed (message includes its stderr/log excerpt).
+    #[error("{0}")]
+    Process(String),
+    /// Invalid argument (bad name, missing prefix, ...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result alias of real mode.
+pub type Result<T> = std::result::Result<T, RealError>;
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RealError {
+    let what = what.into();
+    move |source| RealError::Io { what, source }
+}
+
+pub(crate) fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> RealError {
+    let what = what.into();
+    move |e| RealError::Io {
+        what,
+        source: io::Error::from(e),
+    }
+}
+
+pub use cleanup::{down, DownReport, LabLock, StateDir};
+pub use curl::{curl, CurlOutcome, CurlRequest, CurlResponse};
+pub use driver::{Driver, DriverStats, Fabric, Forwarder};
+pub use netns::Netns;
+pub use nginx::{Nginx, NginxSpec};
+pub use preflight::{preflight, Needs};
+pub use process::Supervised;
