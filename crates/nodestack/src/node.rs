@@ -414,6 +414,25 @@ impl Node {
         pkt: &[u8],
         rng: &mut dyn RngCore,
     ) -> Vec<Egress> {
+        self.receive_inner(now, iface, pkt, rng, false)
+    }
+
+    /// A datagram between two ports of the cni0 bridge (pod → pod on this node). With
+    /// `br_netfilter` (which Kubernetes requires) bridged traffic still traverses the
+    /// iptables hooks, so conntrack can un-DNAT a reply from a local endpoint to a local
+    /// client; it is not routed (no TTL decrement) unless DNAT sent it elsewhere.
+    pub fn bridge(&mut self, now: Duration, pkt: &[u8], rng: &mut dyn RngCore) -> Vec<Egress> {
+        self.receive_inner(now, Iface::Cni0, pkt, rng, true)
+    }
+
+    fn receive_inner(
+        &mut self,
+        now: Duration,
+        iface: Iface,
+        pkt: &[u8],
+        rng: &mut dyn RngCore,
+        bridged: bool,
+    ) -> Vec<Egress> {
         self.counters.received += 1;
         let mut out = Vec::new();
         let before = match packet::summarize(pkt) {
@@ -545,7 +564,12 @@ impl Node {
             );
             return out;
         };
-        match packet::decrement_ttl(&mut pkt) {
+        let switched = bridged && rt.iface == Iface::Cni0;
+        match if switched {
+            Ok(Some(0))
+        } else {
+            packet::decrement_ttl(&mut pkt)
+        } {
             Ok(Some(_)) => {}
             Ok(None) => {
                 self.counters.ttl_exceeded += 1;
@@ -603,7 +627,11 @@ impl Node {
             return out;
         }
         self.counters.forwarded += 1;
-        let verdict = format!("forward via {} next hop {}", rt.iface, rt.next_hop);
+        let verdict = if switched {
+            format!("bridge to {} (br_netfilter)", rt.next_hop)
+        } else {
+            format!("forward via {} next hop {}", rt.iface, rt.next_hop)
+        };
         self.note(
             now,
             Stage::Forward,

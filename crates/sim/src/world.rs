@@ -233,6 +233,8 @@ impl fmt::Display for TraceEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attach {
     Node(usize, Iface),
+    /// Pod-to-pod on a node's cni0 bridge: through the node's hooks (br_netfilter).
+    Bridge(usize),
     Router(usize),
     Edge(usize),
 }
@@ -677,6 +679,7 @@ impl World {
     fn attach_name(&self, a: Attach) -> String {
         match a {
             Attach::Node(n, i) => format!("{}/{i}", self.nodes[n].node.name()),
+            Attach::Bridge(n) => format!("{}/cni0 bridge", self.nodes[n].node.name()),
             Attach::Router(i) => format!("router/{}", self.router.ifaces()[i].name),
             Attach::Edge(e) => self.edges[e].name.clone(),
         }
@@ -710,11 +713,30 @@ impl World {
         };
         let edge = &self.edges[e];
         let seg = edge.seg;
-        let next_hop = if self.segments[seg].on_link(s.tuple.dst) {
-            s.tuple.dst
-        } else {
-            edge.gateway
-        };
+        let on_link = self.segments[seg].on_link(s.tuple.dst);
+        if on_link && s.tuple.dst != edge.gateway {
+            // Pod to pod on a cni0 bridge: br_netfilter hands it to the node's hooks.
+            if let Some(n) = self.nodes.iter().position(|n| n.cni_seg == seg) {
+                if self.segments[seg].resolve(s.tuple.dst).is_some() {
+                    if self.tracing {
+                        let ev = FabricEvent {
+                            at: self.now,
+                            segment: self.segments[seg].name().to_string(),
+                            from: self.edges[e].name.clone(),
+                            to: Some(self.attach_name(Attach::Bridge(n))),
+                            next_hop: s.tuple.dst,
+                            summary: Some(s),
+                        };
+                        self.trace.push(TraceEvent::Fabric(ev));
+                    }
+                    self.queue.push_back((Attach::Bridge(n), pkt));
+                } else {
+                    self.emit(Attach::Edge(e), seg, s.tuple.dst, pkt);
+                }
+                return;
+            }
+        }
+        let next_hop = if on_link { s.tuple.dst } else { edge.gateway };
         self.emit(Attach::Edge(e), seg, next_hop, pkt);
     }
 
@@ -723,6 +745,17 @@ impl World {
         match to {
             Attach::Node(n, iface) => {
                 let outs = self.nodes[n].node.receive(now, iface, &pkt, &mut self.rng);
+                self.collect();
+                for o in outs {
+                    let seg = match o.iface {
+                        Iface::Eth0 => self.nodes[n].eth0_seg,
+                        Iface::Cni0 => self.nodes[n].cni_seg,
+                    };
+                    self.emit(Attach::Node(n, o.iface), seg, o.next_hop, o.pkt);
+                }
+            }
+            Attach::Bridge(n) => {
+                let outs = self.nodes[n].node.bridge(now, &pkt, &mut self.rng);
                 self.collect();
                 for o in outs {
                     let seg = match o.iface {

@@ -135,7 +135,7 @@ fn closed_port_on_a_pod_is_refused_by_rst() {
         )
         .unwrap();
     assert_eq!(out.kind, OutcomeKind::Refused, "{out:?}");
-    // and port 80 works directly, pod to pod, without the node in the path
+    // and port 80 works pod to pod (bridged on cni0, through the node's hooks)
     let out = w
         .request(
             "tester",
@@ -357,4 +357,85 @@ fn impaired_links_slow_down_but_complete() {
         }
     }
     assert!(ok >= 15, "retransmissions recover most requests: {ok}/20");
+}
+
+#[test]
+fn pod_to_cluster_ip_keeps_the_pod_ip_on_remote_and_local_endpoints() {
+    let mut s = spec();
+    s.clients.push(ClientDesc {
+        name: "remote-tester".into(),
+        ip: ip("10.244.0.50"),
+        attach: Attachment::Pod {
+            node: "master".into(),
+        },
+    });
+    let mut w = World::new(s).unwrap();
+    w.set_services(
+        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
+        &[slice(&[("10.244.1.16", "node1")])],
+    );
+    // From a pod on another node: DNAT only, the pod IP survives (routed via host-gw).
+    let id = w
+        .start_request(
+            "remote-tester",
+            "10.96.0.20:80".parse().unwrap(),
+            RequestOpts::default(),
+        )
+        .unwrap();
+    let out = w.run_until_complete(id).unwrap();
+    assert_eq!(
+        out.kind,
+        OutcomeKind::Ok,
+        "{out:?}\n{}",
+        w.trace()
+            .iter()
+            .take(14)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(w.access_entries("web")[0].remote_addr, ip("10.244.0.50"));
+    // The same from a pod on the endpoint's node: the reply is bridged back through the
+    // node's conntrack (br_netfilter), which un-DNATs it.
+    let out = w
+        .request(
+            "tester",
+            "10.96.0.20:80".parse().unwrap(),
+            RequestOpts::default(),
+        )
+        .unwrap();
+    assert_eq!(out.kind, OutcomeKind::Ok, "{out:?}");
+    assert_eq!(w.access_entries("web")[1].remote_addr, ip("10.244.1.50"));
+}
+
+#[test]
+fn lb_trace_shows_the_lb_translation() {
+    let mut s = spec();
+    s.load_balancer = Some(sim::LbDesc {
+        name: "lb".into(),
+        ip: ip("198.51.100.100"),
+        nodes: vec!["master".into(), "node1".into()],
+        ports: vec![],
+    });
+    let mut w = World::new(s).unwrap();
+    w.set_services(
+        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
+        &[slice(&[("10.244.1.16", "node1")])],
+    );
+    let id = w
+        .start_request(
+            "browser",
+            "198.51.100.100:80".parse().unwrap(),
+            RequestOpts::default(),
+        )
+        .unwrap();
+    let out = w.run_until_complete(id).unwrap();
+    assert_eq!(out.kind, OutcomeKind::Ok, "{out:?}");
+    let text = w.trace_lines_for(id).join("\n");
+    assert!(
+        text.contains("LB lb DNAT 198.51.100.100:80 → 10.151.30."),
+        "{text}"
+    );
+    assert!(text.contains("LB lb un-DNAT"), "{text}");
+    assert!(text.contains("web in"), "{text}");
 }
