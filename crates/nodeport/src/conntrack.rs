@@ -495,6 +495,12 @@ impl Conntrack {
         n
     }
 
+    /// Remove every entry (`conntrack -F`).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.index.clear();
+    }
+
     /// Remove entries matching `pred` (e.g. `conntrack -D` for stale UDP flows, §6.4).
     pub fn remove_where(&mut self, mut pred: impl FnMut(&ConnEntry) -> bool) -> usize {
         let mut n = 0;

@@ -71,7 +71,9 @@ fn health_check_node_port_only_for_load_balancer_local() {
     let mut a = NodePortAllocator::new(PortRange::DEFAULT);
     let mut s = lb_local();
     a.allocate(&mut s, &mut rng(2)).unwrap();
-    let hc = s.health_check_node_port.expect("LB + Local gets a healthCheckNodePort");
+    let hc = s
+        .health_check_node_port
+        .expect("LB + Local gets a healthCheckNodePort");
     assert!(PortRange::DEFAULT.contains(hc));
     assert_ne!(Some(hc), s.ports[0].node_port);
 
@@ -80,7 +82,10 @@ fn health_check_node_port_only_for_load_balancer_local() {
     np.ports[0].node_port = None;
     np.health_check_node_port = Some(31000);
     let err = a.allocate(&mut np, &mut rng(2)).unwrap_err();
-    assert!(matches!(err, AllocError::HealthCheckNotAllowed { port: 31000, .. }));
+    assert!(matches!(
+        err,
+        AllocError::HealthCheckNotAllowed { port: 31000, .. }
+    ));
     assert_eq!(np.ports[0].node_port, None, "nothing allocated on error");
 
     let mut explicit = lb_local();
@@ -174,7 +179,10 @@ fn service_health_counts_distinct_local_ready_ips_across_ports() {
     let mut cfg = master_config();
     cfg.node_name = "node2".into();
     let mut p2 = Proxier::new(cfg);
-    p2.update(std::slice::from_ref(&svc), &[slice(&svc, vec![ep(pod(1, 16), "node1")])]);
+    p2.update(
+        std::slice::from_ref(&svc),
+        &[slice(&svc, vec![ep(pod(1, 16), "node1")])],
+    );
     let h = p2.service_health(&svc.service_ref());
     assert_eq!(h.status, 503);
     assert_eq!(h.header("X-Load-Balancing-Endpoint-Weight"), Some("0"));
@@ -189,7 +197,11 @@ fn proxy_healthz_and_livez() {
     let mut p = Proxier::new(master_config());
     assert_eq!(p.proxy_health(secs(5), "/healthz").status, 503);
     assert_eq!(p.proxy_health(secs(5), "/livez").status, 503);
-    p.update_at(secs(10), std::slice::from_ref(&svc), &[slice(&svc, worker_pods())]);
+    p.update_at(
+        secs(10),
+        std::slice::from_ref(&svc),
+        &[slice(&svc, worker_pods())],
+    );
     let h = p.proxy_health(secs(20), "/healthz");
     assert_eq!(h.status, 200);
     let v: serde_json::Value = serde_json::from_str(&h.body).unwrap();

@@ -58,8 +58,14 @@ fn unreplied_entry_is_listed_unreplied() {
     let mut syn = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
     forward(&mut p, secs(0), &mut syn, Some(MASTER), &mut rng(2));
     let line = p.conntrack().entries().next().unwrap().format(secs(0));
-    assert!(line.starts_with("tcp      6 120 SYN_SENT src=203.0.113.11"), "{line}");
-    assert!(line.contains("dport=32761 [UNREPLIED] src=10.244.1.16"), "{line}");
+    assert!(
+        line.starts_with("tcp      6 120 SYN_SENT src=203.0.113.11"),
+        "{line}"
+    );
+    assert!(
+        line.contains("dport=32761 [UNREPLIED] src=10.244.1.16"),
+        "{line}"
+    );
 }
 
 /// Retransmitted SYN uses the entry (same endpoint), not a new random pick.
@@ -74,7 +80,10 @@ fn retransmitted_syn_keeps_the_endpoint() {
     for t in 1..10 {
         let mut again = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
         let (pre, _) = forward(&mut p, secs(t), &mut again, Some(MASTER), &mut r);
-        assert_eq!(pre.ct_state, "NEW", "unreplied original-direction packets are NEW");
+        assert_eq!(
+            pre.ct_state, "NEW",
+            "unreplied original-direction packets are NEW"
+        );
         assert!(pre.walk.steps.is_empty());
         assert_eq!(addrs(&again), first);
     }
@@ -107,7 +116,10 @@ fn tcp_timeouts_follow_the_state_machine() {
     assert_eq!(c(&p).expires(), secs(120));
     let mut pkt = tcp(pod(1, 16), 80, MASTER, 40312, SYN | ACK);
     forward(&mut p, secs(1), &mut pkt, Some(MASTER), &mut r);
-    assert_eq!((c(&p).tcp_state(), c(&p).expires()), (Some(TcpState::SynRecv), secs(61)));
+    assert_eq!(
+        (c(&p).tcp_state(), c(&p).expires()),
+        (Some(TcpState::SynRecv), secs(61))
+    );
     let mut pkt = tcp(BROWSER, 40312, MASTER, NODE_PORT, ACK);
     forward(&mut p, secs(2), &mut pkt, Some(MASTER), &mut r);
     assert_eq!(c(&p).expires(), secs(2 + 86_400));
@@ -117,13 +129,22 @@ fn tcp_timeouts_follow_the_state_machine() {
     assert_eq!(c(&p).tcp_state(), Some(TcpState::FinWait));
     let mut pkt = tcp(pod(1, 16), 80, MASTER, 40312, ACK);
     forward(&mut p, secs(4), &mut pkt, Some(MASTER), &mut r);
-    assert_eq!((c(&p).tcp_state(), c(&p).expires()), (Some(TcpState::CloseWait), secs(3604)));
+    assert_eq!(
+        (c(&p).tcp_state(), c(&p).expires()),
+        (Some(TcpState::CloseWait), secs(3604))
+    );
     let mut pkt = tcp(pod(1, 16), 80, MASTER, 40312, FIN | ACK);
     forward(&mut p, secs(5), &mut pkt, Some(MASTER), &mut r);
-    assert_eq!((c(&p).tcp_state(), c(&p).expires()), (Some(TcpState::LastAck), secs(35)));
+    assert_eq!(
+        (c(&p).tcp_state(), c(&p).expires()),
+        (Some(TcpState::LastAck), secs(35))
+    );
     let mut pkt = tcp(BROWSER, 40312, MASTER, NODE_PORT, ACK);
     forward(&mut p, secs(6), &mut pkt, Some(MASTER), &mut r);
-    assert_eq!((c(&p).tcp_state(), c(&p).expires()), (Some(TcpState::TimeWait), secs(126)));
+    assert_eq!(
+        (c(&p).tcp_state(), c(&p).expires()),
+        (Some(TcpState::TimeWait), secs(126))
+    );
     // A new SYN on the same tuple reopens the connection (re-running the rules).
     let mut pkt = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
     let (pre, _) = forward(&mut p, secs(7), &mut pkt, Some(MASTER), &mut r);
@@ -145,7 +166,11 @@ fn udp_unreplied_30s_stream_120s_and_expiry() {
     p.expire(secs(29));
     assert_eq!(p.conntrack().len(), 1);
     p.expire(secs(30));
-    assert_eq!(p.conntrack().len(), 0, "unreplied UDP entry expires after 30 s");
+    assert_eq!(
+        p.conntrack().len(),
+        0,
+        "unreplied UDP entry expires after 30 s"
+    );
 
     let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
     forward(&mut p, secs(100), &mut q, Some(MASTER), &mut r);
@@ -188,7 +213,9 @@ fn icmp_echo_is_tracked_with_the_identifier_as_port() {
     assert_eq!(pre.ct_state, "NEW");
     let e = p.conntrack().entries().next().unwrap().clone();
     assert_eq!(e.expires(), secs(30));
-    assert!(e.format(secs(0)).starts_with("icmp     1 30 src=10.244.0.5 dst=8.8.8.8 type=8 code=0 id=77"));
+    assert!(e
+        .format(secs(0))
+        .starts_with("icmp     1 30 src=10.244.0.5 dst=8.8.8.8 type=8 code=0 id=77"));
     let mut rep = echo_reply(outside, pod(0, 5), 77, 1);
     let (pre, _) = forward(&mut p, secs(1), &mut rep, None, &mut r);
     assert_eq!(pre.ct_state, "REPLY");
@@ -215,7 +242,10 @@ fn table_full_drops_new_flows() {
     }
     let mut pkt = tcp(BROWSER, 1002, MASTER, NODE_PORT, SYN);
     let (pre, _) = forward(&mut p, secs(1), &mut pkt, Some(MASTER), &mut r);
-    assert!(matches!(pre.verdict, Verdict::Drop(DropReason::ConntrackFull)));
+    assert!(matches!(
+        pre.verdict,
+        Verdict::Drop(DropReason::ConntrackFull)
+    ));
     assert_eq!(p.conntrack().stats().drop_full, 1);
     // Existing flow still works.
     let mut pkt = tcp(BROWSER, 1000, MASTER, NODE_PORT, SYN);
@@ -321,7 +351,10 @@ fn icmp_error_for_tracked_flow_is_translated_inside_and_out() {
     b.write(&mut err, &q[..28]).unwrap();
     let (pre, _) = forward(&mut p, secs(1), &mut err, Some(MASTER), &mut r);
     assert_eq!(pre.ct_state, "RELATED");
-    assert!(pre.rewrites.iter().any(|w| w.kind == RewriteKind::IcmpInner));
+    assert!(pre
+        .rewrites
+        .iter()
+        .any(|w| w.kind == RewriteKind::IcmpInner));
     let s = etherparse::SlicedPacket::from_ip(&err).unwrap();
     let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else {
         panic!()
@@ -346,16 +379,20 @@ fn udp_entries_to_removed_endpoints_are_cleared_on_sync() {
     let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
     forward(&mut p, secs(0), &mut q, Some(MASTER), &mut rng(15));
     assert_eq!(p.conntrack().len(), 1);
-    p.update(std::slice::from_ref(&svc), &[slice(&svc, vec![ep(pod(2, 7), "node2")])]);
+    p.update(
+        std::slice::from_ref(&svc),
+        &[slice(&svc, vec![ep(pod(2, 7), "node2")])],
+    );
     assert_eq!(p.conntrack().len(), 0, "§6.4: stale UDP entry deleted");
     let e = p.conntrack();
-    assert!(e.lookup(&nodeport::Tuple {
-        proto: 17,
-        src: BROWSER,
-        sport: 5353,
-        dst: MASTER,
-        dport: NODE_PORT
-    })
-    .is_none());
+    assert!(e
+        .lookup(&nodeport::Tuple {
+            proto: 17,
+            src: BROWSER,
+            sport: 5353,
+            dst: MASTER,
+            dport: NODE_PORT
+        })
+        .is_none());
     let _ = Dir::Original;
 }

@@ -28,7 +28,10 @@ fn build(t: &Tuple, payload: &[u8], ttl: u8) -> Vec<u8> {
     let b = etherparse::PacketBuilder::ipv4(t.src.octets(), t.dst.octets(), ttl);
     let mut out = Vec::new();
     if t.proto == 6 {
-        b.tcp(t.sport, t.dport, 7, 1000).ack(9).write(&mut out, payload).unwrap();
+        b.tcp(t.sport, t.dport, 7, 1000)
+            .ack(9)
+            .write(&mut out, payload)
+            .unwrap();
     } else {
         b.udp(t.sport, t.dport).write(&mut out, payload).unwrap();
     }
@@ -142,7 +145,10 @@ fn bad_packets_are_named() {
     ));
     let mut gre = good.clone();
     gre[9] = 47;
-    assert_eq!(packet::parse(&gre), Err(PacketError::UnsupportedProtocol(47)));
+    assert_eq!(
+        packet::parse(&gre),
+        Err(PacketError::UnsupportedProtocol(47))
+    );
     let mut v6 = good.clone();
     v6[0] = 0x65;
     assert_eq!(packet::parse(&v6), Err(PacketError::NotIpv4));
@@ -161,7 +167,7 @@ fn bad_packets_are_named() {
 fn endpoint_choice_is_uniform() {
     let svc = nginx(TrafficPolicy::Cluster);
     let mut p = proxier(&svc, worker_pods());
-    p.set_record_walks(false);
+    p.set_trace(false);
     let mut r = rng(2026);
     let mut counts = std::collections::HashMap::<Ipv4Addr, u32>::new();
     for i in 0..30_000u32 {

@@ -184,11 +184,9 @@ pub fn assert_checksums(pkt: &[u8]) {
             let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
             assert_eq!(t.checksum(), want, "TCP checksum");
         }
-        Some(etherparse::TransportSlice::Udp(u)) => {
-            if u.checksum() != 0 {
-                let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
-                assert_eq!(u.checksum(), want, "UDP checksum");
-            }
+        Some(etherparse::TransportSlice::Udp(u)) if u.checksum() != 0 => {
+            let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+            assert_eq!(u.checksum(), want, "UDP checksum");
         }
         _ => {}
     }
