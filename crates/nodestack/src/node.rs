@@ -9,7 +9,9 @@ use rand::RngCore;
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use nodeport::{ChainWalk, EndpointSlice, Proxier, ProxyConfig, Rewrite, Service, Verdict};
+use nodeport::{
+    ChainWalk, DropReason, EndpointSlice, Proxier, ProxyConfig, Rewrite, Service, Verdict,
+};
 use vswitch::packet::{self, Summary};
 
 use crate::device::{duration, instant, QueueDevice};
@@ -185,6 +187,21 @@ pub struct NodeCounters {
     pub rejects: u64,
     pub delivered_local: u64,
     pub forwarded: u64,
+}
+
+/// The engine's drop reason in kube-proxy's own words.
+fn describe(r: &DropReason) -> String {
+    match r {
+        DropReason::NoLocalEndpoints { service, port_name } if port_name.is_empty() => {
+            format!("{service} has no local endpoints")
+        }
+        DropReason::NoLocalEndpoints { service, port_name } => {
+            format!("{service}:{port_name} has no local endpoints")
+        }
+        DropReason::ConntrackFull => "nf_conntrack: table full, dropping packet".into(),
+        DropReason::SnatExhausted => "no free source port for MASQUERADE".into(),
+        DropReason::Invalid(e) => format!("invalid packet: {e}"),
+    }
 }
 
 /// One simulated Linux node.
@@ -484,7 +501,7 @@ impl Node {
                     pre.walk,
                     pre.rewrites,
                     Some(pre.ct_state),
-                    format!("drop: {reason:?}"),
+                    format!("drop: {}", describe(&reason)),
                 );
                 return out;
             }
@@ -526,7 +543,7 @@ impl Node {
                     post.walk,
                     post.rewrites,
                     None,
-                    format!("drop at INPUT: {reason:?}"),
+                    format!("drop at INPUT: {}", describe(&reason)),
                 );
                 return out;
             }
@@ -622,7 +639,7 @@ impl Node {
                 post.walk,
                 post.rewrites,
                 None,
-                format!("drop at POSTROUTING: {reason:?}"),
+                format!("drop at POSTROUTING: {}", describe(&reason)),
             );
             return out;
         }
@@ -715,7 +732,7 @@ impl Node {
                     pre.walk,
                     pre.rewrites,
                     Some(pre.ct_state),
-                    format!("drop at OUTPUT: {reason:?}"),
+                    format!("drop at OUTPUT: {}", describe(&reason)),
                 );
                 return;
             }
@@ -779,7 +796,7 @@ impl Node {
                 post.walk,
                 post.rewrites,
                 None,
-                format!("drop at POSTROUTING: {reason:?}"),
+                format!("drop at POSTROUTING: {}", describe(&reason)),
             );
             return;
         }

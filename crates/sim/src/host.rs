@@ -382,7 +382,12 @@ struct Active {
     sent: bool,
     refused: bool,
     buf: Vec<u8>,
+    /// SYNs put on the wire so far (first + retransmits).
+    syns: u32,
 }
+
+/// Linux `net.ipv4.tcp_syn_retries` default: the first SYN plus 6 retransmits.
+pub const SYN_RETRIES: u32 = 6;
 
 impl Active {
     fn connect_deadline(&self) -> Duration {
@@ -459,6 +464,29 @@ impl CurlClient {
         self.active.iter().filter_map(|a| a.deadline()).min()
     }
 
+    /// Model `tcp_syn_retries`: smoltcp keeps retransmitting SYNs (its backoff caps at
+    /// 60 s); Linux sends the first SYN and 6 retransmits (0, 1, 3, 7, 15, 31, 63 s) and
+    /// then waits for the connect timeout. Returns false for a SYN to swallow.
+    fn allow_tx(&mut self, pkt: &[u8]) -> bool {
+        let Ok(s) = packet::summarize(pkt) else {
+            return true;
+        };
+        if s.tuple.proto != PROTO_TCP || s.flags != "S" {
+            return true;
+        }
+        match self
+            .active
+            .iter_mut()
+            .find(|a| a.port == s.tuple.sport && a.dst == s.tuple.dst_addr())
+        {
+            Some(a) => {
+                a.syns += 1;
+                a.syns <= SYN_RETRIES + 1
+            }
+            None => true,
+        }
+    }
+
     /// ICMP destination unreachable for one of our SYNs: connection refused.
     fn on_icmp(&mut self, pkt: &[u8]) {
         let Ok(s) = packet::summarize(pkt) else {
@@ -532,6 +560,7 @@ impl CurlClient {
                 sent: false,
                 refused: false,
                 buf: Vec::new(),
+                syns: 0,
             };
             if res.is_err() {
                 a.refused = true;
@@ -801,7 +830,16 @@ impl Port for Host {
             self.dirty = false;
             self.service(now);
         }
-        self.dev.tx.pop_front()
+        loop {
+            let pkt = self.dev.tx.pop_front()?;
+            let allowed = match &mut self.client {
+                Some(c) => c.allow_tx(&pkt),
+                None => true,
+            };
+            if allowed {
+                return Some(pkt);
+            }
+        }
     }
     fn poll_at(&self) -> Option<Duration> {
         if self.dirty {

@@ -46,6 +46,8 @@ pub enum SimError {
         addr: Ipv4Addr,
         net: Ipv4Net,
     },
+    #[error("request {0} did not end within a virtual day (no max_time and a silent peer)")]
+    NoOutcome(u64),
     #[error("duplicate name {0:?}")]
     Duplicate(String),
 }
@@ -932,9 +934,7 @@ impl World {
         opts: RequestOpts,
     ) -> Result<RequestOutcome, SimError> {
         let id = self.start_request(client, dst, opts)?;
-        Ok(self
-            .run_until_complete(id)
-            .expect("a request always ends: connect timeout bounds it"))
+        self.run_until_complete(id).ok_or(SimError::NoOutcome(id.0))
     }
 
     /// The outcome of a request, once it ended.

@@ -191,6 +191,21 @@ fn local_policy_without_local_pod_times_out() {
         "curl: (28) Failed to connect to 10.151.30.11 port 32761 after 127000 ms: Timeout was reached"
     );
     assert!(all_logs(&w).is_empty());
+    // Linux's SYN schedule: first SYN + 6 retransmits at 1, 3, 7, 15, 31, 63 s.
+    let id = sim::RequestId(0);
+    let syns: Vec<u64> = w
+        .trace_for(id)
+        .iter()
+        .filter_map(|e| match e {
+            sim::TraceEvent::Link(l)
+                if l.link == "browser" && l.dir == vswitch::Direction::FromDevice =>
+            {
+                Some(l.at.as_secs())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(syns, vec![0, 1, 3, 7, 15, 31, 63]);
 }
 
 #[test]
@@ -342,5 +357,21 @@ fn print_trace() {
     }
     for l in w.conntrack(MASTER) {
         println!("{l}");
+    }
+}
+
+#[test]
+#[ignore = "prints the SYN retransmit schedule for eyeballing"]
+fn print_timeout_trace() {
+    let mut w = world(worker_pods(), TrafficPolicy::Local, None);
+    let id = w
+        .start_request("browser", master_np(), RequestOpts::default())
+        .unwrap();
+    let out = w.run_until_complete(id).unwrap();
+    println!("{out}");
+    for l in w.trace_lines_for(id) {
+        if l.contains("browser out") || l.contains("DROP") {
+            println!("{l}");
+        }
     }
 }
