@@ -436,7 +436,13 @@ impl World {
             for (port, np) in &lbd.ports {
                 lb.listen(PROTO_TCP, *port, *np);
             }
+            let frontend = lb.frontend;
             world.router.add_load_balancer(lb);
+            for (i, iface) in world.router.ifaces().iter().enumerate() {
+                if iface.kind == IfaceKind::Clients && iface.net.contains(&frontend) {
+                    world.segments[world.router_segs[i]].attach(frontend, Attach::Router(i));
+                }
+            }
         }
         Ok(world)
     }
@@ -474,6 +480,12 @@ impl World {
             .add_iface(format!("clients-{net}"), gw, net, IfaceKind::Clients);
         let mut seg = Segment::new(format!("clients {net}"), net);
         seg.attach(gw, Attach::Router(i));
+        // An LB frontend inside this client network is answered by the router here.
+        for lb in self.router.load_balancers() {
+            if net.contains(&lb.frontend) {
+                seg.attach(lb.frontend, Attach::Router(i));
+            }
+        }
         self.segments.push(seg);
         self.router_segs.push(self.segments.len() - 1);
         i

@@ -439,3 +439,41 @@ fn lb_trace_shows_the_lb_translation() {
     assert!(text.contains("LB lb un-DNAT"), "{text}");
     assert!(text.contains("web in"), "{text}");
 }
+
+#[test]
+fn lb_frontend_inside_a_client_network_is_reachable() {
+    let mut s = spec();
+    s.clients.push(ClientDesc {
+        name: "neighbour".into(),
+        ip: ip("198.51.100.7"),
+        attach: Attachment::External { can_reach: vec![] },
+    });
+    s.load_balancer = Some(sim::LbDesc {
+        name: "nlb".into(),
+        ip: ip("198.51.100.10"),
+        nodes: vec!["node1".into()],
+        ports: vec![],
+    });
+    let mut w = World::new(s).unwrap();
+    w.set_services(
+        &[service(
+            ServiceType::LoadBalancer,
+            TrafficPolicy::Local,
+            Some(31000),
+        )],
+        &[slice(&[("10.244.1.16", "node1")])],
+    );
+    for client in ["neighbour", "browser"] {
+        let out = w
+            .request(
+                client,
+                "198.51.100.10:80".parse().unwrap(),
+                RequestOpts::default(),
+            )
+            .unwrap();
+        assert_eq!(out.kind, OutcomeKind::Ok, "{client}: {out:?}");
+    }
+    let e = w.access_entries("web");
+    assert_eq!(e[0].remote_addr, ip("198.51.100.7"));
+    assert_eq!(e[1].remote_addr, ip("203.0.113.11"));
+}
