@@ -477,3 +477,39 @@ fn lb_frontend_inside_a_client_network_is_reachable() {
     assert_eq!(e[0].remote_addr, ip("198.51.100.7"));
     assert_eq!(e[1].remote_addr, ip("203.0.113.11"));
 }
+
+#[test]
+fn reject_behind_the_lb_reaches_the_client_as_refused() {
+    let mut s = spec();
+    s.load_balancer = Some(sim::LbDesc {
+        name: "nlb".into(),
+        ip: ip("198.51.100.10"),
+        nodes: vec!["master".into(), "node1".into()],
+        ports: vec![],
+    });
+    let mut w = World::new(s).unwrap();
+    w.set_services(
+        &[service(
+            ServiceType::LoadBalancer,
+            TrafficPolicy::Cluster,
+            None,
+        )],
+        &[slice(&[])],
+    );
+    let id = w
+        .start_request(
+            "browser",
+            "198.51.100.10:80".parse().unwrap(),
+            RequestOpts::default(),
+        )
+        .unwrap();
+    let out = w.run_until_complete(id).unwrap();
+    assert_eq!(out.kind, OutcomeKind::Refused, "{out:?}");
+    assert!(
+        out.message.contains("198.51.100.10 port 80"),
+        "{}",
+        out.message
+    );
+    let text = w.trace_lines_for(id).join("\n");
+    assert!(text.contains("un-DNAT ICMP error"), "{text}");
+}

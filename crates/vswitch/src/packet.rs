@@ -290,6 +290,48 @@ pub fn rewrite(
     Ok(out)
 }
 
+/// Translate an ICMP error (destination unreachable, time exceeded) for a NAT: rewrite the
+/// outer source and the quoted datagram's destination address/port, recomputing the quoted
+/// IP header checksum, the ICMP checksum and the outer header checksum. (The quoted
+/// transport checksum is left as is: the quote is truncated, receivers don't verify it.)
+pub fn rewrite_icmp_error(
+    pkt: &[u8],
+    new_outer_src: Ipv4Addr,
+    new_inner_dst: SocketAddrV4,
+) -> Result<Vec<u8>, PacketError> {
+    let ip = Ipv4Slice::from_slice(pkt).map_err(|e| PacketError::Ip(e.to_string()))?;
+    let mut h: Ipv4Header = ip.header().to_header();
+    let icmp =
+        Icmpv4Slice::from_slice(ip.payload().payload).map_err(|e| PacketError::Transport {
+            proto: "icmp",
+            detail: e.to_string(),
+        })?;
+    let quoted = icmp.payload();
+    let ih = Ipv4HeaderSlice::from_slice(quoted).map_err(|e| PacketError::Transport {
+        proto: "icmp",
+        detail: format!("quoted header: {e}"),
+    })?;
+    let ihl = ih.slice().len();
+    let mut inner = ih.to_header();
+    inner.destination = new_inner_dst.ip().octets();
+    inner.header_checksum = inner.calc_header_checksum();
+    let mut new_quote = Vec::with_capacity(quoted.len());
+    new_quote.extend_from_slice(&inner.to_bytes());
+    let mut rest = quoted[ihl..].to_vec();
+    if matches!(inner.protocol.0, PROTO_TCP | PROTO_UDP) && rest.len() >= 4 {
+        rest[2..4].copy_from_slice(&new_inner_dst.port().to_be_bytes());
+    }
+    new_quote.extend_from_slice(&rest);
+    let icmp_header = etherparse::Icmpv4Header::with_checksum(icmp.icmp_type(), &new_quote);
+    h.source = new_outer_src.octets();
+    h.header_checksum = h.calc_header_checksum();
+    let mut out = Vec::with_capacity(pkt.len());
+    out.extend_from_slice(&h.to_bytes());
+    out.extend_from_slice(&icmp_header.to_bytes());
+    out.extend_from_slice(&new_quote);
+    Ok(out)
+}
+
 /// Decrement the TTL in place (header checksum recomputed). Returns the new TTL, or `None`
 /// when the TTL was already ≤ 1 (the datagram must not be forwarded; packet unchanged).
 pub fn decrement_ttl(pkt: &mut [u8]) -> Result<Option<u8>, PacketError> {
@@ -400,6 +442,42 @@ mod tests {
                 .calc_checksum_ipv4(&h, tcp.payload())
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn icmp_error_translation() {
+        let p = tcp_packet(
+            sa("203.0.113.11:40312"),
+            sa("10.151.30.12:32761"),
+            63,
+            "S",
+            b"",
+        );
+        let icmp = dest_unreachable(
+            "10.151.30.12".parse().unwrap(),
+            &p,
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        )
+        .unwrap();
+        let q = rewrite_icmp_error(
+            &icmp,
+            "198.51.100.10".parse().unwrap(),
+            sa("198.51.100.10:80"),
+        )
+        .unwrap();
+        let s = summarize(&q).unwrap();
+        assert_eq!(s.tuple.src, "198.51.100.10".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(s.icmp, Some((3, 3)));
+        let inner = s.inner.unwrap();
+        assert_eq!(inner.dst_addr(), sa("198.51.100.10:80"));
+        assert_eq!(inner.src_addr(), sa("203.0.113.11:40312"));
+        let ip = Ipv4Slice::from_slice(&q).unwrap();
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        let ic = Icmpv4Slice::from_slice(ip.payload().payload).unwrap();
+        let expect = etherparse::Icmpv4Header::with_checksum(ic.icmp_type(), ic.payload());
+        assert_eq!(ic.checksum(), expect.checksum);
+        assert!(rewrite_icmp_error(&p, "1.1.1.1".parse().unwrap(), sa("1.1.1.1:1")).is_err());
     }
 
     #[test]

@@ -335,6 +335,31 @@ impl Router {
         let t = s.tuple;
         for lb in &mut self.lbs {
             lb.expire(now);
+            // ICMP errors about a translated flow (e.g. a node's REJECT): translate the
+            // outer source and the quoted destination back to the frontend.
+            if let (Some((3 | 11, _)), Some(q)) = (s.icmp, s.inner) {
+                let hit = lb.flows.iter().find(|(orig, f)| {
+                    orig.proto == q.proto
+                        && orig.src == q.src
+                        && orig.sport == q.sport
+                        && f.target == q.dst_addr()
+                });
+                if let Some((orig, _)) = hit {
+                    let front = SocketAddrV4::new(lb.frontend, orig.dport);
+                    return match packet::rewrite_icmp_error(pkt, lb.frontend, front) {
+                        Ok(p) => LbAction::Translated(
+                            p,
+                            format!(
+                                "LB {} un-DNAT ICMP error {} → {}",
+                                lb.name,
+                                q.dst_addr(),
+                                front
+                            ),
+                        ),
+                        Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
+                    };
+                }
+            }
             // Original direction: client → frontend.
             if t.dst == lb.frontend {
                 let target = if let Some(f) = lb.flows.get_mut(&t) {
