@@ -74,6 +74,9 @@ enum ScenarioCommand {
         /// Real mode: network namespaces, TUN, nginx and curl (root).
         #[arg(long)]
         real: bool,
+        /// Print every node's conntrack table (`conntrack -L` style) after the run.
+        #[arg(long)]
+        conntrack: bool,
     },
 }
 
@@ -167,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 trace_request,
                 seed,
                 real,
+                conntrack,
             } => {
                 let path = resolve(&scenario)?;
                 let cluster = load_cluster(&path, seed)?;
@@ -174,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                     trace: trace_request.or(if trace { Some(1) } else { None }),
                     real,
+                    conntrack,
                 };
                 let result = runner::run(&cluster, &opts)
                     .with_context(|| format!("running scenario {}", cluster.scenario))?;
