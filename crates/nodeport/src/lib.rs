@@ -27,6 +27,22 @@
 //!
 //! `postrouting` performs MASQUERADE (for flows marked by KUBE-MARK-MASQ) using the address
 //! the caller says the egress interface has, and confirms the conntrack entry.
+//!
+//! All NAT of a confirmed flow (both directions, and ICMP errors quoting it) is applied in
+//! `prerouting`/`output` from the conntrack entry; `postrouting` only acts on first packets.
+//! [`Proxier::set_trace`] turns off the trace data (walks, rewrite lists) for speed.
+//!
+//! Modelled: iptables-mode frontends (ClusterIP, externalIPs, LB IPs in VIP mode, NodePorts
+//! on local addresses or `nodePortAddresses`), the §3.6 decision table with the
+//! ClusterCIDR local-traffic detector, ITP, masqueradeAll, hairpin, terminating fallback,
+//! ClientIP affinity, REJECT/DROP, MASQUERADE (port kept if free, `--random-fully`),
+//! conntrack (TCP states, UDP/ICMP timeouts, bounded size, UDP stale-entry cleanup on sync,
+//! §6.4), health checks and NodePort allocation (KEP-3668 bands).
+//!
+//! Not modelled: IPv6, IP fragments (dropped as invalid), `loadBalancerSourceRanges`
+//! (KUBE-FW / KUBE-PROXY-FIREWALL), topology hints (§5.3), detect-local modes other than
+//! ClusterCIDR, the localhost-NodePort martian guard, KUBE-FORWARD's INVALID drop, TCP
+//! window tracking, `xt_recent` list capacity, nftables/IPVS/Cilium datapaths.
 
 use std::time::Duration;
 

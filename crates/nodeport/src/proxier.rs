@@ -65,7 +65,7 @@ pub enum RewriteKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DropReason {
     /// ETP=Local (or ITP=Local) and this node has no local endpoint: filter-table DROP
-    /// ("<svc> has no local endpoints").
+    /// (`"<svc> has no local endpoints"`).
     NoLocalEndpoints {
         service: ServiceRef,
         port_name: String,
