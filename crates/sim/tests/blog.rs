@@ -375,3 +375,44 @@ fn print_timeout_trace() {
         }
     }
 }
+
+#[test]
+fn without_masquerade_the_reply_bypasses_the_master_and_the_client_hangs() {
+    let mut ns = nodes();
+    for n in &mut ns {
+        let cni0 = Ipv4Addr::from(u32::from(n.pod_cidr.network()) + 1);
+        let mut p = nodeport::ProxyConfig::new(n.name.clone(), vec![n.ip, cni0]);
+        p.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+        p.masquerade_enabled = false;
+        n.proxy = Some(p);
+    }
+    let pods = worker_pods();
+    let mut w = World::new(WorldSpec {
+        nodes: ns,
+        clients: vec![browser()],
+        pods: pods.clone(),
+        seed: 42,
+        ..WorldSpec::default()
+    })
+    .unwrap();
+    w.set_services(&[service(TrafficPolicy::Cluster)], &[slice(&pods)]);
+    let id = w
+        .start_request(
+            "browser",
+            master_np(),
+            RequestOpts {
+                connect_timeout: Some(Duration::from_secs(10)),
+                ..RequestOpts::default()
+            },
+        )
+        .unwrap();
+    let out = w.run_until_complete(id).unwrap();
+    assert_eq!(out.kind, OutcomeKind::Timeout, "{out:?}");
+    // The pod saw the browser's SYN and answered it directly (the master never un-DNATs).
+    let text = w.trace_lines_for(id).join("\n");
+    assert!(text.contains("→ 203.0.113.11:"), "{text}");
+    assert!(
+        text.contains("browser in  10.244."),
+        "the SYN-ACK arrives from the pod IP: {text}"
+    );
+}
