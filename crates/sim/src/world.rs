@@ -259,7 +259,7 @@ struct Edge {
     seg: usize,
     gateway: Ipv4Addr,
     kind: EdgeKind,
-    port: Tracer<Box<dyn Port>>,
+    port: Tracer<Box<dyn Port + Send>>,
     access_log: Option<AccessLog>,
     client: Option<ClientHandle>,
 }
@@ -516,7 +516,7 @@ impl World {
         name: &str,
         ip: Ipv4Addr,
         node: usize,
-        port: Box<dyn Port>,
+        port: Box<dyn Port + Send>,
     ) -> Result<usize, SimError> {
         if self.edges.iter().any(|e| e.name == name) {
             return Err(SimError::Duplicate(name.to_string()));
@@ -547,7 +547,7 @@ impl World {
         name: &str,
         ip: Ipv4Addr,
         can_reach: &[String],
-        port: Box<dyn Port>,
+        port: Box<dyn Port + Send>,
     ) -> Result<usize, SimError> {
         if self.edges.iter().any(|e| e.name == name) {
             return Err(SimError::Duplicate(name.to_string()));
@@ -578,7 +578,7 @@ impl World {
         name: &str,
         ip: Ipv4Addr,
         node: &str,
-        port: Box<dyn Port>,
+        port: Box<dyn Port + Send>,
     ) -> Result<(), SimError> {
         let n = self.node_index(node)?;
         self.attach_pod(name, ip, n, port).map(|_| ())
@@ -590,7 +590,7 @@ impl World {
         name: &str,
         ip: Ipv4Addr,
         attach: &Attachment,
-        port: Box<dyn Port>,
+        port: Box<dyn Port + Send>,
     ) -> Result<(), SimError> {
         match attach {
             Attachment::Pod { node } => {
@@ -611,14 +611,14 @@ impl World {
     pub fn wrap_port(
         &mut self,
         name: &str,
-        f: impl FnOnce(Box<dyn Port>) -> Box<dyn Port>,
+        f: impl FnOnce(Box<dyn Port + Send>) -> Box<dyn Port + Send>,
     ) -> Result<(), SimError> {
         let e = self
             .edges
             .iter()
             .position(|e| e.name == name)
             .ok_or_else(|| SimError::UnknownPod(name.to_string()))?;
-        let placeholder: Box<dyn Port> = Box::new(vswitch::MemPort::new(name).0);
+        let placeholder: Box<dyn Port + Send> = Box::new(vswitch::MemPort::new(name).0);
         let old = std::mem::replace(
             &mut self.edges[e].port,
             Tracer::new(placeholder, self.sink.clone()),
@@ -1088,4 +1088,11 @@ impl World {
     pub fn clear_trace(&mut self) {
         self.trace.clear();
     }
+}
+
+/// The world can move to another thread (real mode drives it from a runtime task).
+#[allow(dead_code)]
+fn assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<World>();
 }
