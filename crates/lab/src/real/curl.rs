@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::netns::Netns;
 use super::preflight::find_program;
-use super::process::run_in;
+use super::process::Running;
 use super::{RealError, Result};
 
 /// Marker line that separates the body from curl's `-w` output.
@@ -160,22 +160,49 @@ fn parse_ok(stdout: &str) -> Option<CurlResponse> {
     })
 }
 
-/// Runs curl in `ns` (bounded by `max_time` + 5 s even if curl misbehaves).
+/// Runs curl in `ns` and waits for it (bounded by `max_time` + 5 s even if curl misbehaves).
+/// The packets must be moved meanwhile by another thread; from a single-threaded event loop
+/// use [`CurlRun`].
 pub fn curl(ns: &Netns, req: &CurlRequest) -> Result<CurlOutcome> {
-    let prog = find_program("curl")
-        .ok_or_else(|| RealError::Preflight("curl not found (apt-get install -y curl)".into()))?;
-    let out = run_in(
-        ns,
-        &prog.display().to_string(),
-        &req.args(),
-        req.max_time + Duration::from_secs(5),
-    )?;
-    let code = out.status.code().unwrap_or(-1);
-    Ok(outcome(
-        code,
-        &String::from_utf8_lossy(&out.stdout),
-        &String::from_utf8_lossy(&out.stderr),
-    ))
+    let mut run = CurlRun::spawn(ns, req)?;
+    loop {
+        if let Some(o) = run.try_finish()? {
+            return Ok(o);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A curl started in the background (for event loops): poll [`CurlRun::try_finish`].
+#[derive(Debug)]
+pub struct CurlRun {
+    run: Running,
+}
+
+impl CurlRun {
+    /// Starts curl in `ns`.
+    pub fn spawn(ns: &Netns, req: &CurlRequest) -> Result<CurlRun> {
+        let prog = find_program("curl").ok_or_else(|| {
+            RealError::Preflight("curl not found (apt-get install -y curl)".into())
+        })?;
+        let run = Running::spawn(
+            ns,
+            &prog.display().to_string(),
+            &req.args(),
+            req.max_time + Duration::from_secs(5),
+        )?;
+        Ok(CurlRun { run })
+    }
+    /// `Some(outcome)` once curl has exited.
+    pub fn try_finish(&mut self) -> Result<Option<CurlOutcome>> {
+        Ok(self.run.try_finish()?.map(|out| {
+            outcome(
+                out.status.code().unwrap_or(-1),
+                &String::from_utf8_lossy(&out.stdout),
+                &String::from_utf8_lossy(&out.stderr),
+            )
+        }))
+    }
 }
 
 #[cfg(test)]

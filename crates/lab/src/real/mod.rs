@@ -85,9 +85,9 @@ pub(crate) fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Rea
 }
 
 pub use cleanup::{down, DownReport, LabLock, StateDir};
-pub use curl::{curl, CurlOutcome, CurlRequest, CurlResponse};
+pub use curl::{curl, CurlOutcome, CurlRequest, CurlResponse, CurlRun};
 pub use driver::{Driver, DriverStats, Fabric, Forwarder};
 pub use netns::Netns;
 pub use nginx::{Nginx, NginxSpec};
 pub use preflight::{preflight, Needs};
-pub use process::Supervised;
+pub use process::{Running, Supervised};

@@ -261,6 +261,101 @@ impl Drop for Supervised {
     }
 }
 
+/// A short-lived command running in a namespace with captured output (e.g. curl, iperf3
+/// client), killed at its deadline. Poll it with [`Running::try_finish`] from an event loop,
+/// or block with [`Running::wait`].
+#[derive(Debug)]
+pub struct Running {
+    program: String,
+    child: Child,
+    out: Option<std::thread::JoinHandle<Vec<u8>>>,
+    err: Option<std::thread::JoinHandle<Vec<u8>>>,
+    deadline: Instant,
+}
+
+impl Running {
+    /// Starts `program args…` in `ns`; it is killed (SIGKILL) once `timeout` has passed.
+    pub fn spawn<S: AsRef<OsStr>>(
+        ns: &Netns,
+        program: &str,
+        args: &[S],
+        timeout: Duration,
+    ) -> Result<Running> {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn_in(ns, &mut cmd)?;
+        let reader = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = r.read_to_end(&mut v);
+                v
+            })
+        };
+        let out = child.stdout.take().map(|o| reader(Box::new(o)));
+        let err = child.stderr.take().map(|e| reader(Box::new(e)));
+        Ok(Running {
+            program: program.to_string(),
+            child,
+            out,
+            err,
+            deadline: Instant::now() + timeout,
+        })
+    }
+
+    /// The pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// `Some(output)` once the command has exited (or was killed at its deadline).
+    pub fn try_finish(&mut self) -> Result<Option<Output>> {
+        let status = match self
+            .child
+            .try_wait()
+            .map_err(io_err(format!("wait for {}", self.program)))?
+        {
+            Some(s) => s,
+            None if Instant::now() >= self.deadline => {
+                let _ = kill(Pid::from_raw(self.pid()), Signal::SIGKILL);
+                self.child
+                    .wait()
+                    .map_err(io_err(format!("wait for {}", self.program)))?
+            }
+            None => return Ok(None),
+        };
+        let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+        };
+        Ok(Some(Output {
+            status,
+            stdout: join(self.out.take()),
+            stderr: join(self.err.take()),
+        }))
+    }
+
+    /// Blocks until the command exits (or its deadline kills it).
+    pub fn wait(mut self) -> Result<Output> {
+        loop {
+            if let Some(o) = self.try_finish()? {
+                return Ok(o);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Runs `program args…` in `ns` to completion with captured output; killed after `timeout`.
 pub fn run_in<S: AsRef<OsStr>>(
     ns: &Netns,
@@ -268,45 +363,7 @@ pub fn run_in<S: AsRef<OsStr>>(
     args: &[S],
     timeout: Duration,
 ) -> Result<Output> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = spawn_in(ns, &mut cmd)?;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(s) = child
-            .try_wait()
-            .map_err(io_err(format!("wait for {program}")))?
-        {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            break child
-                .wait()
-                .map_err(io_err(format!("wait for {program}")))?;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Ok(Output {
-        status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-    })
+    Running::spawn(ns, program, args, timeout)?.wait()
 }
 
 #[cfg(test)]
