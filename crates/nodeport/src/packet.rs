@@ -348,39 +348,70 @@ fn fix_l4_csum2(pkt: &mut [u8], off: usize, proto: u8, old: u16, new: u16) {
     wr16(pkt, off, n);
 }
 
+/// Accumulate a 16-bit field change `old → new` into a one's-complement delta.
+#[inline]
+fn delta16(acc: u32, old: u16, new: u16) -> u32 {
+    acc + u32::from(!old) + u32::from(new)
+}
+
+#[inline]
+fn delta32(acc: u32, old: u32, new: u32) -> u32 {
+    delta16(
+        delta16(acc, (old >> 16) as u16, (new >> 16) as u16),
+        old as u16,
+        new as u16,
+    )
+}
+
+/// RFC 1624 eqn. 3 with an accumulated delta: `HC' = ~(~HC + Σ(~m + m'))`.
+#[inline]
+fn apply_delta(csum: u16, acc: u32) -> u16 {
+    let mut sum = u32::from(!csum) + (acc & 0xffff) + (acc >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
 /// Rewrite the packet so that its tuple becomes `(new.src:new.sport → new.dst:new.dport)`,
-/// incrementally fixing checksums. For ICMP echo the identifier is set to `new.sport`.
-/// `p` must come from [`parse`] of this very buffer and must not be an ICMP error.
+/// incrementally fixing checksums (one update per checksum field for all changed words).
+/// For ICMP echo the identifier is set to `new.sport`. `p` must come from [`parse`] of this
+/// very buffer; ICMP errors are left alone (see [`rewrite_icmp_error`]).
 pub fn rewrite(pkt: &mut [u8], p: &Parsed, new: &Tuple) {
-    let proto = p.tuple.proto;
     let l4 = p.ihl;
-    let (csum_rel, pseudo) = match l4_csum_off(proto) {
-        Some(x) => x,
-        None => return,
-    };
-    let csum_off = l4 + csum_rel;
-    for (is_src, addr) in [(true, new.src), (false, new.dst)] {
-        let old = set_ip_addr(pkt, 0, is_src, addr);
-        if pseudo {
-            fix_l4_csum4(pkt, csum_off, proto, old, u32::from(addr));
-        }
+    let old_src = rd32(pkt, 12);
+    let old_dst = rd32(pkt, 16);
+    let (new_src, new_dst) = (u32::from(new.src), u32::from(new.dst));
+    let addr_delta = delta32(delta32(0, old_src, new_src), old_dst, new_dst);
+    if old_src != new_src || old_dst != new_dst {
+        pkt[12..16].copy_from_slice(&new_src.to_be_bytes());
+        pkt[16..20].copy_from_slice(&new_dst.to_be_bytes());
+        let c = apply_delta(rd16(pkt, 10), addr_delta);
+        wr16(pkt, 10, c);
     }
     match p.kind {
         L4Kind::Tcp { .. } | L4Kind::Udp => {
-            for (off, port) in [(l4, new.sport), (l4 + 2, new.dport)] {
-                let old = rd16(pkt, off);
-                if old != port {
-                    wr16(pkt, off, port);
-                    fix_l4_csum2(pkt, csum_off, proto, old, port);
-                }
+            let (old_sp, old_dp) = (rd16(pkt, l4), rd16(pkt, l4 + 2));
+            let acc = delta16(delta16(addr_delta, old_sp, new.sport), old_dp, new.dport);
+            wr16(pkt, l4, new.sport);
+            wr16(pkt, l4 + 2, new.dport);
+            let off = l4 + if p.tuple.proto == PROTO_TCP { 16 } else { 6 };
+            let c = rd16(pkt, off);
+            if p.tuple.proto == PROTO_UDP && c == 0 {
+                return; // no checksum
             }
+            let mut n = apply_delta(c, acc);
+            if p.tuple.proto == PROTO_UDP && n == 0 {
+                n = 0xffff;
+            }
+            wr16(pkt, off, n);
         }
         L4Kind::IcmpEcho { .. } => {
+            // ICMP has no pseudo-header: only the identifier matters.
             let old = rd16(pkt, l4 + 4);
             if old != new.sport {
                 wr16(pkt, l4 + 4, new.sport);
-                let c = csum_replace2(rd16(pkt, csum_off), old, new.sport);
-                wr16(pkt, csum_off, c);
+                let c = csum_replace2(rd16(pkt, l4 + 2), old, new.sport);
+                wr16(pkt, l4 + 2, c);
             }
         }
         L4Kind::IcmpError { .. } => {}
