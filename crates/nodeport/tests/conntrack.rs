@@ -396,3 +396,50 @@ fn udp_entries_to_removed_endpoints_are_cleared_on_sync() {
         .is_none());
     let _ = Dir::Original;
 }
+
+/// Memory target: ≤ 128 B per entry at 1M entries (entries + both-tuple index).
+#[test]
+fn one_million_entries_fit_in_128_bytes_each() {
+    let mut ct = Conntrack::new(1_000_000);
+    for i in 0..1_000_000u32 {
+        let o = Tuple {
+            proto: 6,
+            src: Ipv4Addr::from(0xcb00_0000 + i),
+            sport: 40000,
+            dst: MASTER,
+            dport: NODE_PORT,
+        };
+        let r = Tuple {
+            proto: 6,
+            src: pod(1, 16),
+            sport: 80,
+            dst: Ipv4Addr::from(u32::from(MASTER) + i / 60_000),
+            dport: (i % 60_000) as u16 + 1024,
+        };
+        ct.insert(ConnEntry::new(o, r, SYN, secs(0))).unwrap();
+    }
+    assert!(ct.is_full());
+    let per_entry = ct.heap_bytes() as f64 / 1e6;
+    assert!(per_entry <= 128.0, "{per_entry} B/entry");
+    assert_eq!(
+        ct.insert(ConnEntry::new(
+            Tuple {
+                proto: 6,
+                src: BROWSER,
+                sport: 1,
+                dst: MASTER,
+                dport: 2
+            },
+            Tuple {
+                proto: 6,
+                src: MASTER,
+                sport: 2,
+                dst: BROWSER,
+                dport: 1
+            },
+            SYN,
+            secs(0)
+        )),
+        Err(nodeport::conntrack::InsertError::Full)
+    );
+}
