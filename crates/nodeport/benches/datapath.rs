@@ -103,10 +103,6 @@ fn syn(client: Ipv4Addr, sport: u16) -> Vec<u8> {
     out
 }
 
-fn client(i: u32) -> Ipv4Addr {
-    Ipv4Addr::from(0x0a00_0000u32 ^ 0x5000_0000 ^ (i / 50_000) << 8 ^ (i % 251))
-}
-
 fn datapath(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let now = Duration::from_secs(1);
@@ -168,8 +164,30 @@ fn datapath(c: &mut Criterion) {
             }
         })
     });
+    // Same with tracing on (chain walk strings + rewrite lists), as the lab runs it.
+    let mut p = proxier(2 << 20);
+    p.set_trace(true);
+    p.conntrack_mut().reserve(60_000);
+    let mut n: u32 = 0;
+    g.bench_function("decide_dnat_masquerade_insert_traced", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            if p.conntrack().len() >= 60_000 {
+                p.conntrack_mut().clear();
+            }
+            buf.copy_from_slice(&template);
+            let c = Ipv4Addr::from(0xc633_0000u32 + (n >> 14));
+            buf[12..16].copy_from_slice(&c.octets());
+            let sport = 1024 + (n & 0x3fff) as u16;
+            buf[20..22].copy_from_slice(&sport.to_be_bytes());
+            let pre = p.prerouting(now, &mut buf, &mut rng);
+            if let Verdict::Accept(pending) = pre.verdict {
+                black_box(p.postrouting(now, &mut buf, pending, Some(MASTER), &mut rng));
+            }
+            black_box(pre.walk);
+        })
+    });
     g.finish();
-    let _ = client;
 }
 
 /// Bytes per conntrack entry at 1M entries (printed; criterion measures the insert time).
