@@ -239,3 +239,146 @@ fn real_curl_and_nginx_through_the_simulated_cluster() {
     let rep = down(&scope.state, &scope.prefix).unwrap();
     assert_eq!(rep.namespaces.len(), 2);
 }
+
+/// iperf3 (5 s) from the browser namespace to an iperf3 server in the pod namespace through
+/// the simulated cluster (NodePort 32201 on the master, ETP Cluster: DNAT + masquerade, one
+/// extra node hop). Run with `--ignored --nocapture`; `NPLAB_BENCH_MTU` sets the TUN MTU.
+#[test]
+#[ignore]
+fn bench_iperf3_through_the_simulated_cluster() {
+    use real::preflight::find_program;
+    use real::process::{Running, Supervised};
+    let needs = Needs {
+        nginx: false,
+        curl: false,
+        iperf3: true,
+    };
+    if let Err(e) = preflight(needs) {
+        eprintln!("SKIPPED (real mode unavailable): {e}");
+        return;
+    }
+    let mtu: u16 = std::env::var("NPLAB_BENCH_MTU")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1500);
+    let scope = Scope {
+        prefix: format!("nplab-b{}-", std::process::id() % 10000),
+        state: StateDir::new(format!("/run/nplab-test-bench-{}", std::process::id())),
+    };
+    let _ = down(&scope.state, &scope.prefix);
+    scope.state.ensure().unwrap();
+    let mut world = World::new(WorldSpec {
+        nodes: vec![
+            NodeDesc::new(
+                "ydzs-master",
+                ip("10.151.30.11"),
+                "10.244.0.0/24".parse().unwrap(),
+            ),
+            NodeDesc::new(
+                "ydzs-node1",
+                ip("10.151.30.12"),
+                "10.244.1.0/24".parse().unwrap(),
+            ),
+        ],
+        client_networks: vec!["203.0.113.0/24".parse().unwrap()],
+        tracing: false,
+        ..WorldSpec::default()
+    })
+    .expect("world");
+    let mut svc = service(TrafficPolicy::Cluster);
+    svc.name = "iperf".into();
+    svc.cluster_ip = Some(ip("10.96.61.11"));
+    svc.ports[0].port = 5201;
+    svc.ports[0].target_port = 5201;
+    svc.ports[0].node_port = Some(32201);
+    let mut sl = slice();
+    sl.service = ServiceRef::new("default", "iperf");
+    sl.ports[0].port = 5201;
+    world.set_services(&[svc], &[sl]);
+    let pod_ns = Netns::create(&format!("{}pod", scope.prefix)).unwrap();
+    let pod_port = TunPort::create(
+        &TunConfig::new(pod_ns.name(), ip("10.244.1.16"), 24)
+            .gateway(ip("10.244.1.1"))
+            .mtu(mtu),
+    )
+    .unwrap();
+    let cl_ns = Netns::create(&format!("{}cl", scope.prefix)).unwrap();
+    let cl_port = TunPort::create(
+        &TunConfig::new(cl_ns.name(), ip("203.0.113.11"), 24)
+            .gateway(ip("203.0.113.1"))
+            .mtu(mtu),
+    )
+    .unwrap();
+    let mut driver = Driver::new(vec![pod_port.raw_fd(), cl_port.raw_fd()]);
+    world
+        .add_pod_port("iperf", ip("10.244.1.16"), "ydzs-node1", Box::new(pod_port))
+        .unwrap();
+    world
+        .add_client_port(
+            "browser",
+            ip("203.0.113.11"),
+            &Attachment::External {
+                can_reach: vec!["ydzs-master".into()],
+            },
+            Box::new(cl_port),
+        )
+        .unwrap();
+    let iperf3 = find_program("iperf3").unwrap().display().to_string();
+    let mut cmd = std::process::Command::new(&iperf3);
+    cmd.args(["-s", "-p", "5201", "--idle-timeout", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut server = Supervised::spawn(
+        &pod_ns,
+        "iperf3 server",
+        cmd,
+        Some(scope.state.root().join("iperf3.proc.json")),
+        "iperf3",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut client = Running::spawn(
+        &cl_ns,
+        &iperf3,
+        &[
+            "-c",
+            "10.151.30.11",
+            "-p",
+            "32201",
+            "-t",
+            "5",
+            "--connect-timeout",
+            "3000",
+            "-J",
+        ],
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let mut out = None;
+    driver
+        .run(&mut |now| world.poll(now), |_| {
+            if out.is_none() {
+                out = client.try_finish().unwrap();
+            }
+            out.is_some()
+        })
+        .unwrap();
+    let out = out.unwrap();
+    server.stop(Duration::from_secs(2)).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let bps = json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let retr = json["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    println!(
+        "iperf3 browser -> master:32201 -> pod through the sim World, MTU {mtu}: {:.2} Gbit/s, \
+         {retr} retransmits; driver {:?}",
+        bps / 1e9,
+        driver.stats()
+    );
+    assert!(
+        bps > 0.0,
+        "iperf3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
