@@ -397,6 +397,11 @@ fn lock_refuses_second_up_and_takes_over_stale() {
     assert!(msg.contains("another `lab up` is running"), "{msg}");
     drop(lock);
     assert!(!scope.state.lock_path().exists());
+    assert!(
+        !scope.state.root().exists(),
+        "empty state dir goes with the lock"
+    );
+    scope.state.ensure().unwrap();
     // Stale: a lock file naming a dead pid (as after kill -9) is taken over.
     let mut child = Command::new("true").spawn().unwrap();
     let dead = child.id() as i32;
@@ -407,6 +412,7 @@ fn lock_refuses_second_up_and_takes_over_stale() {
     drop(lock);
     // Held by another live process (util-linux flock): down() refuses and names it.
     if let Some(flock) = find_program("flock") {
+        scope.state.ensure().unwrap();
         std::fs::write(scope.state.lock_path(), "0\n").unwrap();
         // Own process group: `flock` forks `sleep`, which inherits the lock; kill both.
         let mut holder = Command::new(flock)
@@ -505,4 +511,79 @@ fn bench_iperf3_through_forwarder() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = (cl, pod, PathBuf::new());
+}
+
+#[test]
+fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
+    use real::lab::{ClientSpec, PodSpec, RealLab, Role, UpOptions};
+    let _s = serial();
+    if !can_run(Needs::default()) {
+        return;
+    }
+    let scope = Scope::new("up");
+    let opts = UpOptions {
+        state: scope.state.clone(),
+        prefix: scope.prefix.clone(),
+        ..UpOptions::default()
+    };
+    let pods = [PodSpec {
+        name: POD.into(),
+        node: "ydzs-node1".into(),
+        ip: POD_IP,
+        prefix_len: 24,
+        gateway: POD_GW,
+    }];
+    let clients = [ClientSpec {
+        name: "browser".into(),
+        ip: CLIENT_IP,
+        prefix_len: 24,
+        gateway: CLIENT_GW,
+    }];
+    let (lab, ports) = RealLab::up(&pods, &clients, &opts).expect("up");
+    assert_eq!(ports.len(), 2);
+    assert_eq!(
+        ports[0].role,
+        Role::Pod {
+            node: "ydzs-node1".into()
+        }
+    );
+    assert_eq!(ports[0].port.name(), format!("ydzs-node1/cni0/{POD}"));
+    let pod_ns = lab.pod_ns(POD).unwrap().name().to_string();
+    assert_eq!(pod_ns, format!("{}pod-{POD}", scope.prefix));
+    assert!(lab.client_ns("browser").is_some());
+    for h in lab.hints() {
+        eprintln!("{h}");
+    }
+    // A second `up` is refused while this one runs.
+    match RealLab::up(&pods, &clients, &opts) {
+        Err(RealError::Locked { pid, .. }) => assert_eq!(pid, std::process::id() as i32),
+        other => panic!("second up must be refused: {other:?}"),
+    }
+    assert!(
+        netns::exists(&pod_ns),
+        "refused up must not touch the running lab"
+    );
+    // Serve through the trivial forwarder.
+    let mut fw = Forwarder::new();
+    for p in ports {
+        match p.role {
+            Role::Pod { .. } => fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, p.port),
+            Role::Client => fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, p.port),
+        }
+    }
+    let fwd = FwdThread::start(fw);
+    let out = lab
+        .curl("browser", &CurlRequest::get("http://10.244.1.16/"))
+        .unwrap();
+    assert_eq!(out.kind(), "ok", "{out:?}");
+    assert!(lab.access_log(POD).starts_with("203.0.113.11 - - ["));
+    drop(fwd);
+    let rep = lab.shutdown().unwrap();
+    assert_eq!(rep.namespaces.len(), 2, "{rep:?}");
+    assert!(netns::list(&scope.prefix).unwrap().is_empty());
+    assert!(!scope.state.root().exists());
+    // And up again works (the lock was released).
+    let (lab, _ports) = RealLab::up(&pods, &[], &opts).expect("up again");
+    drop(lab);
+    assert!(netns::list(&scope.prefix).unwrap().is_empty());
 }

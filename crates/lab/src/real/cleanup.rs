@@ -176,9 +176,13 @@ impl LabLock {
 
 impl Drop for LabLock {
     fn drop(&mut self) {
-        // Remove while still holding the lock; the fd closes after.
+        // Remove while still holding the lock; the fd closes after. The state dir goes too
+        // if nothing else is left in it.
         let _ = fs::remove_file(&self.path);
         let _ = self.file.flush();
+        if let Some(dir) = self.path.parent() {
+            let _ = fs::remove_dir(dir);
+        }
     }
 }
 
@@ -264,11 +268,32 @@ pub fn down(state: &StateDir, prefix: &str) -> Result<DownReport> {
             rep.namespaces.push(n);
         }
     }
-    // 4. State directory.
-    if state.root().exists() {
-        fs::remove_dir_all(state.root())
-            .map_err(io_err(format!("remove {}", state.root().display())))?;
-        rep.state_removed = true;
+    // 4. State directory; the lock file stays while this process holds it (`up` cleaning
+    //    leftovers, or its own shutdown) and goes with the LabLock.
+    if let Ok(rd) = fs::read_dir(state.root()) {
+        let lock = state.lock_path();
+        for e in rd.flatten() {
+            let p = e.path();
+            if p == lock {
+                continue;
+            }
+            let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            r.map_err(io_err(format!("remove {}", p.display())))?;
+        }
+        let lock_free = match File::open(&lock) {
+            Ok(f) => flock_nb(&f).unwrap_or(false),
+            Err(_) => true,
+        };
+        if lock_free {
+            let _ = fs::remove_file(&lock);
+            fs::remove_dir(state.root())
+                .map_err(io_err(format!("remove {}", state.root().display())))?;
+            rep.state_removed = true;
+        }
     }
     Ok(rep)
 }

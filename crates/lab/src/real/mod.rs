@@ -13,6 +13,7 @@
 //! - [`nginx`], [`curl`]: the pod server and the client
 //! - [`cleanup`]: state dir, the `up` lock, `down()`, the Ctrl-C/SIGTERM flag
 //! - [`driver`]: the poll(2) loop that moves packets between TUN ports and the fabric
+//! - [`lab`]: `up` in one call ([`RealLab`]): lock, namespaces, TUN ports, nginx
 //!
 //! This module tree only depends on external crates (no `crate::` paths), so integration
 //! tests can include it directly.
@@ -20,6 +21,7 @@
 pub mod cleanup;
 pub mod curl;
 pub mod driver;
+pub mod lab;
 pub mod netns;
 pub mod nginx;
 pub mod preflight;
@@ -87,6 +89,7 @@ pub(crate) fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Rea
 pub use cleanup::{down, DownReport, LabLock, StateDir};
 pub use curl::{curl, CurlOutcome, CurlRequest, CurlResponse, CurlRun};
 pub use driver::{Driver, DriverStats, Fabric, Forwarder};
+pub use lab::{ClientSpec, EdgePort, PodSpec, RealLab, Role, UpOptions};
 pub use netns::Netns;
 pub use nginx::{Nginx, NginxSpec};
 pub use preflight::{preflight, Needs};

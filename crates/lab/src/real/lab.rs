@@ -1,0 +1,297 @@
+//! `up` in one call: lock, leftovers of a crashed run removed, one namespace + TUN port per
+//! pod and client, nginx started in every pod. The caller attaches the returned ports to its
+//! fabric (the sim `World`) and drives them with [`super::driver::Driver`].
+//!
+//! ```text
+//! let (lab, ports) = RealLab::up(&pods, &clients, &UpOptions::default())?;
+//! let fds: Vec<_> = ports.iter().map(|p| p.port.raw_fd()).collect();
+//! for p in ports { match p.role { Role::Pod { node } => world.add_pod_port(&p.name, p.ip, &node, Box::new(p.port))?, … } }
+//! install_stop_handler()?;
+//! Driver::new(fds).run(&mut |now| world.poll(now), |_| stop_requested())?;
+//! lab.shutdown()?;
+//! ```
+
+use std::net::Ipv4Addr;
+
+use vswitch::tun::{TunConfig, TunPort};
+
+use super::cleanup::{down, DownReport, LabLock, StateDir};
+use super::curl::{curl, CurlOutcome, CurlRequest};
+use super::netns::{ns_name, Netns};
+use super::nginx::{Nginx, NginxSpec};
+use super::preflight::{preflight, Needs};
+use super::{RealError, Result, PREFIX};
+
+/// A pod to run for real.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodSpec {
+    /// Pod name (`nginx-54f57cf6bf-xhs8g`).
+    pub name: String,
+    /// Node name (`ydzs-node1`).
+    pub node: String,
+    /// Pod IP.
+    pub ip: Ipv4Addr,
+    /// Prefix length of the node's pod CIDR (24).
+    pub prefix_len: u8,
+    /// The node's cni0 address (default gateway of the pod).
+    pub gateway: Ipv4Addr,
+}
+
+/// A client to run for real.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSpec {
+    /// Client name (`browser`).
+    pub name: String,
+    /// Client IP.
+    pub ip: Ipv4Addr,
+    /// Prefix length of its network.
+    pub prefix_len: u8,
+    /// Its default gateway (the router's address on that network).
+    pub gateway: Ipv4Addr,
+}
+
+/// Options of [`RealLab::up`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpOptions {
+    /// State directory (default `/run/nplab`).
+    pub state: StateDir,
+    /// Namespace prefix (default `nplab-`; tests use `nplab-t…-`).
+    pub prefix: String,
+    /// TUN MTU (default 1500).
+    pub mtu: u16,
+    /// Start nginx in every pod (default true).
+    pub nginx: bool,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            state: StateDir::default(),
+            prefix: PREFIX.to_string(),
+            mtu: 1500,
+            nginx: true,
+        }
+    }
+}
+
+/// What an edge port stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A pod on `node`'s cni0.
+    Pod {
+        /// The node.
+        node: String,
+    },
+    /// A client.
+    Client,
+}
+
+/// A TUN port to attach to the fabric.
+#[derive(Debug)]
+pub struct EdgePort {
+    /// Pod or client name.
+    pub name: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Pod (with node) or client.
+    pub role: Role,
+    /// The port.
+    pub port: TunPort,
+}
+
+#[derive(Debug)]
+struct RunningPod {
+    spec: PodSpec,
+    ns: Netns,
+    nginx: Option<Nginx>,
+}
+
+/// The real-mode processes and namespaces of one `up`; torn down by
+/// [`RealLab::shutdown`] or on drop.
+#[derive(Debug)]
+pub struct RealLab {
+    state: StateDir,
+    prefix: String,
+    pods: Vec<RunningPod>,
+    clients: Vec<(ClientSpec, Netns)>,
+    stale_pid: Option<i32>,
+    // Last: the lock is released after everything else is gone.
+    lock: Option<LabLock>,
+}
+
+impl RealLab {
+    /// Preflight, lock, clean leftovers, create namespaces/ports, start nginx.
+    pub fn up(
+        pods: &[PodSpec],
+        clients: &[ClientSpec],
+        opts: &UpOptions,
+    ) -> Result<(RealLab, Vec<EdgePort>)> {
+        preflight(Needs {
+            nginx: opts.nginx && !pods.is_empty(),
+            curl: !clients.is_empty(),
+            iperf3: false,
+        })?;
+        let lock = LabLock::acquire(&opts.state)?;
+        let stale_pid = lock.stale_pid();
+        // Leftovers of a killed run (namespaces, processes, state): we hold the lock now.
+        down(&opts.state, &opts.prefix)?;
+        opts.state.ensure()?;
+        let mut lab = RealLab {
+            state: opts.state.clone(),
+            prefix: opts.prefix.clone(),
+            pods: Vec::new(),
+            clients: Vec::new(),
+            stale_pid,
+            lock: Some(lock),
+        };
+        let mut ports = Vec::new();
+        let strip = |n: String| n.trim_start_matches(PREFIX).to_string();
+        for p in pods {
+            let ns = Netns::create(&format!(
+                "{}{}",
+                opts.prefix,
+                strip(ns_name("pod", &p.name))
+            ))?;
+            let port = TunPort::create(
+                &TunConfig::new(ns.name(), p.ip, p.prefix_len)
+                    .gateway(p.gateway)
+                    .mtu(opts.mtu)
+                    .port_name(format!("{}/cni0/{}", p.node, p.name)),
+            )?;
+            let nginx = if opts.nginx {
+                let spec = NginxSpec::new(&p.name, &p.node, p.ip, opts.state.root());
+                Some(Nginx::start(&ns, &spec)?)
+            } else {
+                None
+            };
+            ports.push(EdgePort {
+                name: p.name.clone(),
+                ip: p.ip,
+                role: Role::Pod {
+                    node: p.node.clone(),
+                },
+                port,
+            });
+            lab.pods.push(RunningPod {
+                spec: p.clone(),
+                ns,
+                nginx,
+            });
+        }
+        for c in clients {
+            let ns = Netns::create(&format!("{}{}", opts.prefix, strip(ns_name("cl", &c.name))))?;
+            let port = TunPort::create(
+                &TunConfig::new(ns.name(), c.ip, c.prefix_len)
+                    .gateway(c.gateway)
+                    .mtu(opts.mtu)
+                    .port_name(c.name.clone()),
+            )?;
+            ports.push(EdgePort {
+                name: c.name.clone(),
+                ip: c.ip,
+                role: Role::Client,
+                port,
+            });
+            lab.clients.push((c.clone(), ns));
+        }
+        Ok((lab, ports))
+    }
+
+    /// Pid of a previous lab whose stale lock was taken over (it had been killed).
+    pub fn stale_pid(&self) -> Option<i32> {
+        self.stale_pid
+    }
+    /// The namespace of pod `name`.
+    pub fn pod_ns(&self, name: &str) -> Option<&Netns> {
+        self.pods
+            .iter()
+            .find(|p| p.spec.name == name)
+            .map(|p| &p.ns)
+    }
+    /// The namespace of client `name`.
+    pub fn client_ns(&self, name: &str) -> Option<&Netns> {
+        self.clients
+            .iter()
+            .find(|(c, _)| c.name == name)
+            .map(|(_, n)| n)
+    }
+    /// The nginx of pod `name`.
+    pub fn nginx(&self, pod: &str) -> Option<&Nginx> {
+        self.pods
+            .iter()
+            .find(|p| p.spec.name == pod)
+            .and_then(|p| p.nginx.as_ref())
+    }
+    /// Pod `name`'s access log content (empty if none).
+    pub fn access_log(&self, pod: &str) -> String {
+        self.nginx(pod).map(Nginx::access_log).unwrap_or_default()
+    }
+    /// Runs curl from client `name` (blocking; packets must be moved by another thread —
+    /// from a single-threaded loop use [`super::curl::CurlRun`] with [`Self::client_ns`]).
+    pub fn curl(&self, client: &str, req: &CurlRequest) -> Result<CurlOutcome> {
+        let ns = self
+            .client_ns(client)
+            .ok_or_else(|| RealError::Invalid(format!("no real client {client}")))?;
+        curl(ns, req)
+    }
+    /// Human hints: how to poke at the running lab from another shell.
+    pub fn hints(&self) -> Vec<String> {
+        let mut h = Vec::new();
+        for (c, ns) in &self.clients {
+            h.push(format!(
+                "client {}: sudo ip netns exec {} curl -sS --connect-timeout 3 -m 5 http://<node-ip>:<nodePort>/",
+                c.name,
+                ns.name()
+            ));
+        }
+        for p in &self.pods {
+            let log = p
+                .nginx
+                .as_ref()
+                .map(|n| n.spec().access_log().display().to_string())
+                .unwrap_or_else(|| "-".into());
+            h.push(format!(
+                "pod {} ({} on {}): sudo ip netns exec {} ss -tn; access log {}",
+                p.spec.name,
+                p.spec.ip,
+                p.spec.node,
+                p.ns.name(),
+                log
+            ));
+        }
+        h.push("stop: Ctrl-C here, or `lab down` after a crash".into());
+        h
+    }
+
+    /// Stops nginx, deletes the namespaces and the state dir, releases the lock.
+    pub fn shutdown(mut self) -> Result<DownReport> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<DownReport> {
+        for p in &mut self.pods {
+            if let Some(n) = p.nginx.take() {
+                let _ = n.stop();
+            }
+        }
+        self.pods.clear();
+        self.clients.clear();
+        let rep = if self.lock.is_some() {
+            down(&self.state, &self.prefix)
+        } else {
+            Ok(DownReport::default())
+        };
+        self.lock = None;
+        rep
+    }
+}
+
+impl Drop for RealLab {
+    fn drop(&mut self) {
+        if self.lock.is_some() {
+            if let Err(e) = self.teardown() {
+                eprintln!("nplab: cleanup failed: {e} (run `lab down`)");
+            }
+        }
+    }
+}
