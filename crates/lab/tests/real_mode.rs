@@ -577,8 +577,18 @@ fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
         .unwrap();
     assert_eq!(out.kind(), "ok", "{out:?}");
     assert!(lab.access_log(POD).starts_with("203.0.113.11 - - ["));
+    // An extra server in the pod (benchmarks): recorded, stopped by shutdown/down.
+    let server = lab
+        .spawn_in_pod(POD, "sleeper", &["sleep", "30"])
+        .expect("server");
+    let server_pid = server.pid();
+    assert!(alive(server_pid));
+    assert!(scope.state.pod_dir(POD).join("sleeper.proc.json").exists());
+    std::mem::forget(server); // as if the lab crashed: down must stop it by its record
     drop(fwd);
     let rep = lab.shutdown().unwrap();
+    assert!(!alive(server_pid), "recorded server still running");
+    assert_eq!(rep.recorded_stopped, 1, "{rep:?}");
     assert_eq!(rep.namespaces.len(), 2, "{rep:?}");
     assert!(netns::list(&scope.prefix).unwrap().is_empty());
     assert!(!scope.state.root().exists());

@@ -12,6 +12,7 @@
 //! ```
 
 use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
 
 use vswitch::tun::{TunConfig, TunPort};
 
@@ -19,7 +20,8 @@ use super::cleanup::{down, DownReport, LabLock, StateDir};
 use super::curl::{curl, CurlOutcome, CurlRequest};
 use super::netns::{ns_name, Netns};
 use super::nginx::{Nginx, NginxSpec};
-use super::preflight::{preflight, Needs};
+use super::preflight::{find_program, preflight, Needs};
+use super::process::Supervised;
 use super::{RealError, Result, PREFIX};
 
 /// A pod to run for real.
@@ -234,6 +236,35 @@ impl RealLab {
             .ok_or_else(|| RealError::Invalid(format!("no real client {client}")))?;
         curl(ns, req)
     }
+    /// Starts an extra server in pod `pod`'s namespace (e.g. `["iperf3", "-s", "-p", "5201"]`),
+    /// supervised by the caller and recorded under the pod's state dir so `down` stops it
+    /// after a crash. `label` names the record (`<state>/<pod>/<label>.proc.json`).
+    pub fn spawn_in_pod(&self, pod: &str, label: &str, argv: &[&str]) -> Result<Supervised> {
+        let ns = self
+            .pod_ns(pod)
+            .ok_or_else(|| RealError::Invalid(format!("no real pod {pod}")))?;
+        let (prog, args) = argv
+            .split_first()
+            .ok_or_else(|| RealError::Invalid("empty command".into()))?;
+        let path = find_program(prog).ok_or_else(|| {
+            RealError::Preflight(format!("{prog} not found (install it with apt-get)"))
+        })?;
+        let mut cmd = Command::new(&path);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let dir = self.state.pod_dir(pod);
+        std::fs::create_dir_all(&dir).map_err(super::io_err(format!("mkdir {}", dir.display())))?;
+        Supervised::spawn(
+            ns,
+            &format!("{label} {pod}"),
+            cmd,
+            Some(dir.join(format!("{label}.proc.json"))),
+            prog,
+        )
+    }
+
     /// Human hints: how to poke at the running lab from another shell.
     pub fn hints(&self) -> Vec<String> {
         let mut h = Vec::new();
