@@ -95,6 +95,18 @@ pub struct RequestOutcome {
     pub dst: SocketAddrV4,
     /// curl's error line (`curl: (28) …`), empty on success.
     pub message: String,
+    /// Response headers (name, value) in order, for [`OutcomeKind::Ok`].
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestOutcome {
+    /// A response header by (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl fmt::Display for RequestOutcome {
@@ -419,6 +431,14 @@ struct CurlClient {
 
 /// Parse a complete response: (status, body) once complete.
 fn parse_response(buf: &[u8], eof: bool) -> Option<(u16, String)> {
+    parse_response_full(buf, eof).map(|(s, b, _)| (s, b))
+}
+
+/// (status, body, headers) of a complete response.
+type Parsed = (u16, String, Vec<(String, String)>);
+
+/// Parse a complete response: (status, body, headers) once complete.
+fn parse_response_full(buf: &[u8], eof: bool) -> Option<Parsed> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let Ok(httparse::Status::Complete(n)) = resp.parse(buf) else {
@@ -436,12 +456,24 @@ fn parse_response(buf: &[u8], eof: bool) -> Option<(u16, String)> {
                 .parse::<usize>()
                 .ok()
         });
+    let headers = resp
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
     let body = &buf[n..];
     match cl {
-        Some(len) if body.len() >= len => {
-            Some((status, String::from_utf8_lossy(&body[..len]).into_owned()))
-        }
-        None if eof => Some((status, String::from_utf8_lossy(body).into_owned())),
+        Some(len) if body.len() >= len => Some((
+            status,
+            String::from_utf8_lossy(&body[..len]).into_owned(),
+            headers,
+        )),
+        None if eof => Some((status, String::from_utf8_lossy(body).into_owned(), headers)),
         _ => None,
     }
 }
@@ -573,6 +605,13 @@ impl CurlClient {
         while i < self.active.len() {
             let outcome = self.step(i, now, sockets);
             if let Some((kind, status, body, message, graceful)) = outcome {
+                let headers = if kind == OutcomeKind::Ok {
+                    parse_response_full(&self.active[i].buf, true)
+                        .map(|(_, _, h)| h)
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 let a = self.active.swap_remove(i);
                 let s = sockets.get_mut::<tcp::Socket>(a.handle);
                 if graceful {
@@ -591,6 +630,7 @@ impl CurlClient {
                     client_port: a.port,
                     dst: a.dst,
                     message,
+                    headers,
                 };
                 self.shared
                     .0

@@ -44,6 +44,6 @@ pub use host::{
     RequestOutcome, ServerInfo, LINUX_CONNECT_TIMEOUT,
 };
 pub use world::{
-    Attachment, ClientDesc, FabricEvent, LbDesc, NodeDesc, PodDesc, SimError, TraceEvent, World,
-    WorldSpec,
+    Attachment, ClientDesc, FabricEvent, HealthCheckSpec, HealthEvent, LbDesc, NodeDesc, PodDesc,
+    SimError, TraceEvent, World, WorldSpec,
 };

@@ -8,22 +8,26 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use nodeport::{EndpointSlice, ProxyConfig, Service, ServiceType};
+use nodeport::{EndpointSlice, ProxyConfig, Service, ServiceType, TrafficPolicy};
 use nodestack::{HopEvent, Iface, Node, NodeSpec};
 use vswitch::packet::{self, FlowTuple, Summary, PROTO_TCP};
 use vswitch::router::IfaceKind;
 use vswitch::{
-    Impair, ImpairConfig, LinkEvent, LoadBalancer, Port, Router, RouterEvent, Segment, TraceSink,
-    Tracer,
+    Impair, ImpairConfig, LinkEvent, LoadBalancer, Pcap, PcapSink, Port, Router, RouterEvent,
+    Segment, TraceSink, Tracer,
 };
 
 use crate::clock::WallClock;
+
+/// kube-proxy's health server port (`healthzBindAddress`, spec §4.4).
+const PROXY_HEALTH_PORT: u16 = 10256;
 use crate::host::{
     AccessLog, AccessLogEntry, ClientHandle, Host, HostConfig, RequestId, RequestOpts,
     RequestOutcome, ServerInfo,
@@ -50,6 +54,82 @@ pub enum SimError {
     NoOutcome(u64),
     #[error("duplicate name {0:?}")]
     Duplicate(String),
+    #[error("the world has no load balancer")]
+    NoLoadBalancer,
+}
+
+/// How the load balancer health-checks its target nodes (spec §4.3).
+///
+/// Probes are real HTTP GETs from an embedded curl-like client at `source` (behind the
+/// router, like an NLB's own health-check addresses) to each target's healthCheckNodePort
+/// (`/healthz`), or kube-proxy's `:10256/healthz` when no `externalTrafficPolicy: Local`
+/// LoadBalancer service has one. A round starts every `interval` on the world's clock; a
+/// probe fails on a non-200 answer or after `timeout` (connect or overall).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckSpec {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive 200s that make an unhealthy target healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a healthy target unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Weight each target by `X-Load-Balancing-Endpoint-Weight` of its last 200 answer.
+    pub weighted: bool,
+    /// Address the probes come from.
+    pub source: Ipv4Addr,
+    /// Health before the first probes decide (cloud LBs start targets unhealthy).
+    pub initially_healthy: bool,
+}
+
+/// A probe result or a health change of one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEvent {
+    pub at: Duration,
+    pub target: String,
+    /// HTTP status of the probe, `None` for a timeout/refusal.
+    pub status: Option<u16>,
+    /// `X-Load-Balancing-Endpoint-Weight` of the answer.
+    pub weight: Option<u32>,
+    /// Health after this probe.
+    pub healthy: bool,
+    /// This probe flipped the target's health.
+    pub changed: bool,
+}
+
+impl fmt::Display for HealthEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>10.6}s {} probe ", self.at.as_secs_f64(), self.target)?;
+        match self.status {
+            Some(c) => write!(f, "{c}")?,
+            None => write!(f, "failed")?,
+        }
+        if let Some(w) = self.weight {
+            write!(f, " weight {w}")?;
+        }
+        let h = if self.healthy { "healthy" } else { "unhealthy" };
+        if self.changed {
+            write!(f, " → now {h}")
+        } else {
+            write!(f, " ({h})")
+        }
+    }
+}
+
+struct ProbeTarget {
+    name: String,
+    ip: Ipv4Addr,
+    ok_run: u32,
+    fail_run: u32,
+    healthy: bool,
+    pending: Option<RequestId>,
+}
+
+struct Prober {
+    spec: HealthCheckSpec,
+    client: String,
+    next_round: Duration,
+    targets: Vec<ProbeTarget>,
+    events: Vec<HealthEvent>,
 }
 
 /// A node of the description.
@@ -262,6 +342,8 @@ struct Edge {
     port: Tracer<Box<dyn Port + Send>>,
     access_log: Option<AccessLog>,
     client: Option<ClientHandle>,
+    /// Removed from the fabric (a deleted pod): not polled, its address detached.
+    gone: bool,
 }
 
 struct RequestMeta {
@@ -287,6 +369,13 @@ pub struct World {
     requests: HashMap<RequestId, RequestMeta>,
     next_request: u64,
     lb: Option<LbDesc>,
+    prober: Option<Prober>,
+    /// (port, path) the health checks use; derived from the services.
+    health_port: (u16, String),
+    /// Pcap capture of node interfaces ([eth0, cni0] per node) and router interfaces.
+    node_pcap: Vec<[Option<PcapSink>; 2]>,
+    router_pcap: Vec<Option<PcapSink>>,
+    edge_pcap: Vec<PcapSink>,
     /// Datagrams lost because no attachment owned the next hop, or unparseable at an edge.
     pub lost: u64,
 }
@@ -372,6 +461,11 @@ impl World {
             requests: HashMap::new(),
             next_request: 0,
             lb: spec.load_balancer.clone(),
+            prober: None,
+            health_port: (PROXY_HEALTH_PORT, "/healthz".into()),
+            node_pcap: Vec::new(),
+            router_pcap: Vec::new(),
+            edge_pcap: Vec::new(),
             lost: 0,
         };
         for net in &spec.client_networks {
@@ -380,16 +474,7 @@ impl World {
 
         // Pods (nginx).
         for p in &spec.pods {
-            let n = world.node_index(&p.node)?;
-            let mut host = world.embedded_host(&p.name, p.ip, n);
-            let info = ServerInfo {
-                pod: p.name.clone(),
-                node: p.node.clone(),
-                ip: p.ip,
-            };
-            let log = host.with_server(info, world.clock);
-            let e = world.attach_pod(&p.name, p.ip, n, Box::new(host))?;
-            world.edges[e].access_log = Some(log);
+            world.add_pod(p)?;
         }
         // Clients (curl).
         for c in &spec.clients {
@@ -445,6 +530,35 @@ impl World {
             }
         }
         Ok(world)
+    }
+
+    /// Start an embedded nginx pod (at construction, or later: a scale-up).
+    pub fn add_pod(&mut self, p: &PodDesc) -> Result<(), SimError> {
+        let n = self.node_index(&p.node)?;
+        let mut host = self.embedded_host(&p.name, p.ip, n);
+        let info = ServerInfo {
+            pod: p.name.clone(),
+            node: p.node.clone(),
+            ip: p.ip,
+        };
+        let log = host.with_server(info, self.clock);
+        let e = self.attach_pod(&p.name, p.ip, n, Box::new(host))?;
+        self.edges[e].access_log = Some(log);
+        Ok(())
+    }
+
+    /// Delete a pod: its address leaves the cni0 segment (datagrams to it are lost, as for
+    /// a deleted pod's veth) and it is no longer polled. Its access log stays readable.
+    pub fn remove_pod(&mut self, name: &str) -> Result<(), SimError> {
+        let e = self
+            .edges
+            .iter()
+            .position(|e| e.name == name && matches!(e.kind, EdgeKind::Pod { .. }) && !e.gone)
+            .ok_or_else(|| SimError::UnknownPod(name.to_string()))?;
+        let (seg, ip) = (self.edges[e].seg, self.edges[e].ip);
+        self.segments[seg].detach(ip);
+        self.edges[e].gone = true;
+        Ok(())
     }
 
     fn node_index(&self, name: &str) -> Result<usize, SimError> {
@@ -538,6 +652,7 @@ impl World {
             port: Tracer::new(port, self.sink.clone()),
             access_log: None,
             client: None,
+            gone: false,
         };
         Ok(self.push_edge(edge))
     }
@@ -568,6 +683,7 @@ impl World {
             port: Tracer::new(port, self.sink.clone()),
             access_log: None,
             client: None,
+            gone: false,
         };
         Ok(self.push_edge(edge))
     }
@@ -638,6 +754,17 @@ impl World {
         for n in &mut self.nodes {
             n.node.set_services(services, slices);
         }
+        // What the LB health checks probe: the first Local LoadBalancer service's
+        // healthCheckNodePort, else kube-proxy's :10256 (spec §4.3).
+        self.health_port = services
+            .iter()
+            .filter(|s| {
+                s.type_ == ServiceType::LoadBalancer
+                    && s.external_traffic_policy == TrafficPolicy::Local
+            })
+            .find_map(|s| s.health_check_node_port)
+            .map(|p| (p, "/healthz".to_string()))
+            .unwrap_or((PROXY_HEALTH_PORT, "/healthz".into()));
         let Some(lbd) = &self.lb else { return };
         if !lbd.ports.is_empty() {
             return;
@@ -659,6 +786,242 @@ impl World {
                     }
                 }
             }
+        }
+    }
+
+    // ----- load balancer health checks --------------------------------------------------
+
+    /// Turn on LB health checking (see [`HealthCheckSpec`]). Adds the prober, an external
+    /// embedded client named `<lb>-healthcheck` at `spec.source` that may reach every
+    /// target node, sets every target's health to `spec.initially_healthy` and starts the
+    /// first round now. Note: with probes running the clock always has a next deadline;
+    /// [`World::run_until_idle`] ignores the probe schedule.
+    pub fn enable_health_checks(&mut self, spec: HealthCheckSpec) -> Result<(), SimError> {
+        let lbd = self.lb.clone().ok_or(SimError::NoLoadBalancer)?;
+        let client = format!("{}-healthcheck", lbd.name);
+        let desc = ClientDesc {
+            name: client.clone(),
+            ip: spec.source,
+            attach: Attachment::External {
+                can_reach: lbd.nodes.clone(),
+            },
+        };
+        let net = self.client_net_for(spec.source);
+        let mut host = Host::new(
+            HostConfig {
+                link: client.clone(),
+                ip: spec.source,
+                prefix_len: net.prefix_len(),
+                gateway: first_host(net),
+                seed: self.rng.next_u64(),
+            },
+            self.now,
+        );
+        let h = host.with_client(spec.source, self.rng.next_u64());
+        let Attachment::External { can_reach } = &desc.attach else {
+            unreachable!()
+        };
+        let e = self.attach_external(&client, spec.source, can_reach, Box::new(host))?;
+        self.edges[e].client = Some(h);
+        let mut targets = Vec::new();
+        for n in &lbd.nodes {
+            let i = self.node_index(n)?;
+            targets.push(ProbeTarget {
+                name: n.clone(),
+                ip: self.nodes[i].node.eth0(),
+                ok_run: 0,
+                fail_run: 0,
+                healthy: spec.initially_healthy,
+                pending: None,
+            });
+        }
+        if let Some(lb) = self.router.load_balancer_mut(&lbd.name) {
+            for t in &targets {
+                lb.set_healthy(&t.name, t.healthy);
+            }
+        }
+        self.prober = Some(Prober {
+            spec,
+            client,
+            next_round: self.now,
+            targets,
+            events: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Every probe result so far (with health flips marked).
+    pub fn health_events(&self) -> &[HealthEvent] {
+        self.prober.as_ref().map(|p| &p.events[..]).unwrap_or(&[])
+    }
+
+    /// (target, healthy, weight) of the load balancer's targets now.
+    pub fn lb_targets(&self) -> Vec<(String, bool, u32)> {
+        self.router
+            .load_balancers()
+            .iter()
+            .flat_map(|lb| lb.targets.iter())
+            .map(|t| (t.name.clone(), t.healthy, t.weight))
+            .collect()
+    }
+
+    /// Collect finished probes and start a round when due.
+    fn probe_tick(&mut self) {
+        let Some(mut pr) = self.prober.take() else {
+            return;
+        };
+        let now = self.now;
+        let lb_name = self.lb.as_ref().map(|l| l.name.clone()).unwrap_or_default();
+        for t in &mut pr.targets {
+            let Some(id) = t.pending else { continue };
+            let Some(out) = self.outcome(id) else {
+                continue;
+            };
+            t.pending = None;
+            let ok = out.status == Some(200);
+            let weight = out
+                .header("X-Load-Balancing-Endpoint-Weight")
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            let before = t.healthy;
+            if ok {
+                t.ok_run += 1;
+                t.fail_run = 0;
+                if !t.healthy && t.ok_run >= pr.spec.healthy_threshold {
+                    t.healthy = true;
+                }
+            } else {
+                t.fail_run += 1;
+                t.ok_run = 0;
+                if t.healthy && t.fail_run >= pr.spec.unhealthy_threshold {
+                    t.healthy = false;
+                }
+            }
+            if let Some(lb) = self.router.load_balancer_mut(&lb_name) {
+                lb.set_healthy(&t.name, t.healthy);
+                if pr.spec.weighted && ok {
+                    if let Some(w) = weight {
+                        lb.set_weight(&t.name, w);
+                    }
+                }
+            }
+            pr.events.push(HealthEvent {
+                at: now,
+                target: t.name.clone(),
+                status: out.status,
+                weight,
+                healthy: t.healthy,
+                changed: before != t.healthy,
+            });
+        }
+        if now >= pr.next_round {
+            let (port, path) = self.health_port.clone();
+            for i in 0..pr.targets.len() {
+                if pr.targets[i].pending.is_some() {
+                    continue;
+                }
+                let opts = RequestOpts {
+                    path: path.clone(),
+                    connect_timeout: Some(pr.spec.timeout),
+                    max_time: Some(pr.spec.timeout),
+                    host: None,
+                };
+                let dst = SocketAddrV4::new(pr.targets[i].ip, port);
+                if let Ok(id) = self.start_request(&pr.client, dst, opts) {
+                    pr.targets[i].pending = Some(id);
+                }
+            }
+            let step = pr.spec.interval.max(Duration::from_millis(1));
+            while pr.next_round <= now {
+                pr.next_round += step;
+            }
+        }
+        self.prober = Some(pr);
+    }
+
+    // ----- pcap capture ------------------------------------------------------------------
+
+    /// Capture every link into `dir` (created if missing), one LINKTYPE_RAW pcap file per
+    /// link: each client's uplink (`<client>.pcap`, incl. the LB prober), each pod's link
+    /// (`pod-<pod>.pcap`), each node's `eth0` and `cni0` (`<node>-eth0.pcap`,
+    /// `<node>-cni0.pcap`: what the interface receives and what it transmits, i.e. after
+    /// NAT on egress) and each router interface (`router-<iface>.pcap`). Timestamps are the
+    /// world's wall clock (its base + virtual time). Call it before adding impairments so
+    /// edge captures show the device side of an impaired link. Returns (link, path) pairs.
+    pub fn capture_all(&mut self, dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+        std::fs::create_dir_all(dir)?;
+        let base = Duration::from_secs(self.clock.base_unix);
+        let mut files = Vec::new();
+        let open = |link: String, files: &mut Vec<(String, PathBuf)>| {
+            let path = dir.join(format!("{}.pcap", vswitch::pcap::sanitize(&link)));
+            let sink = PcapSink::create(&path, base);
+            if sink.is_ok() {
+                files.push((link, path));
+            }
+            sink
+        };
+        let mut node_pcap = Vec::new();
+        for n in &self.nodes {
+            let name = n.node.name().to_string();
+            node_pcap.push([
+                Some(open(format!("{name}-eth0"), &mut files)?),
+                Some(open(format!("{name}-cni0"), &mut files)?),
+            ]);
+        }
+        let mut router_pcap = Vec::new();
+        for i in self.router.ifaces() {
+            router_pcap.push(Some(open(format!("router-{}", i.name), &mut files)?));
+        }
+        let mut edge_sinks = Vec::new();
+        for e in &self.edges {
+            if e.gone {
+                continue;
+            }
+            let link = match e.kind {
+                EdgeKind::Pod { .. } => format!("pod-{}", e.name),
+                EdgeKind::Client => e.name.clone(),
+            };
+            edge_sinks.push((e.name.clone(), open(link, &mut files)?));
+        }
+        self.node_pcap = node_pcap;
+        self.router_pcap = router_pcap;
+        for (name, sink) in edge_sinks {
+            let s2 = sink.clone();
+            self.wrap_port(&name, move |p| Box::new(Pcap::new(p, s2)))
+                .map_err(std::io::Error::other)?;
+            self.edge_pcap.push(sink);
+        }
+        Ok(files)
+    }
+
+    /// Flush and close every capture file (also happens when the world is dropped).
+    pub fn finish_captures(&mut self) -> std::io::Result<()> {
+        let all = self
+            .node_pcap
+            .iter()
+            .flatten()
+            .flatten()
+            .chain(self.router_pcap.iter().flatten())
+            .chain(self.edge_pcap.iter());
+        let mut first = Ok(());
+        for s in all {
+            if let Err(e) = s.finish() {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+
+    fn capture(&self, at: Attach, pkt: &[u8]) {
+        let sink = match at {
+            Attach::Node(n, Iface::Eth0) => self.node_pcap.get(n).and_then(|s| s[0].as_ref()),
+            Attach::Node(n, Iface::Cni0) => self.node_pcap.get(n).and_then(|s| s[1].as_ref()),
+            Attach::Router(i) => self.router_pcap.get(i).and_then(|s| s.as_ref()),
+            _ => None,
+        };
+        if let Some(s) = sink {
+            s.record(self.now, pkt);
         }
     }
 
@@ -700,6 +1063,7 @@ impl World {
     }
 
     fn emit(&mut self, from: Attach, seg: usize, next_hop: Ipv4Addr, pkt: Vec<u8>) {
+        self.capture(from, &pkt);
         let to = self.segments[seg].resolve(next_hop);
         if to.is_none() {
             self.lost += 1;
@@ -756,6 +1120,7 @@ impl World {
 
     fn deliver(&mut self, to: Attach, pkt: Vec<u8>) {
         let now = self.now;
+        self.capture(to, &pkt);
         match to {
             Attach::Node(n, iface) => {
                 let outs = self.nodes[n].node.receive(now, iface, &pkt, &mut self.rng);
@@ -788,8 +1153,10 @@ impl World {
                 }
             }
             Attach::Edge(e) => {
-                self.edges[e].port.send(now, &pkt);
-                self.collect();
+                if !self.edges[e].gone {
+                    self.edges[e].port.send(now, &pkt);
+                    self.collect();
+                }
             }
         }
     }
@@ -800,7 +1167,11 @@ impl World {
         for _ in 0..100_000 {
             let mut progress = false;
             let now = self.now;
+            self.probe_tick();
             for e in 0..self.edges.len() {
+                if self.edges[e].gone {
+                    continue;
+                }
                 while let Some(p) = self.edges[e].port.recv(now) {
                     progress = true;
                     self.collect();
@@ -833,9 +1204,18 @@ impl World {
         any
     }
 
-    /// The earliest deadline of any port or node.
+    /// The earliest deadline of any port or node (and the next health-check round).
     pub fn next_deadline(&self) -> Option<Duration> {
-        let edges = self.edges.iter().filter_map(|e| e.port.poll_at());
+        let probes = self.prober.as_ref().map(|p| p.next_round);
+        self.next_deadline_inner().into_iter().chain(probes).min()
+    }
+
+    fn next_deadline_inner(&self) -> Option<Duration> {
+        let edges = self
+            .edges
+            .iter()
+            .filter(|e| !e.gone)
+            .filter_map(|e| e.port.poll_at());
         let nodes = self.nodes.iter().filter_map(|n| n.node.poll_at());
         edges.chain(nodes).min()
     }
@@ -851,7 +1231,16 @@ impl World {
     }
 
     fn advance(&mut self, limit: Duration) -> bool {
-        match self.next_deadline() {
+        self.advance_with(limit, true)
+    }
+
+    fn advance_with(&mut self, limit: Duration, probes: bool) -> bool {
+        let next = if probes {
+            self.next_deadline()
+        } else {
+            self.next_deadline_inner()
+        };
+        match next {
             Some(t) if t <= limit => {
                 // A deadline already due that produced nothing: nudge the clock forward.
                 self.now = if t > self.now {
@@ -885,7 +1274,7 @@ impl World {
         let limit = self.now + Duration::from_secs(86_400);
         loop {
             self.step();
-            if !self.advance(limit) {
+            if !self.advance_with(limit, false) {
                 break;
             }
         }

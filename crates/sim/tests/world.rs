@@ -321,7 +321,7 @@ fn impaired_links_slow_down_but_complete() {
         "browser",
         vswitch::ImpairConfig {
             delay: Duration::from_millis(25),
-            loss: 0.0,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -338,8 +338,8 @@ fn impaired_links_slow_down_but_complete() {
     w.impair(
         "web",
         vswitch::ImpairConfig {
-            delay: Duration::ZERO,
             loss: 0.3,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -512,4 +512,232 @@ fn reject_behind_the_lb_reaches_the_client_as_refused() {
     );
     let text = w.trace_lines_for(id).join("\n");
     assert!(text.contains("un-DNAT ICMP error"), "{text}");
+}
+
+#[test]
+fn health_check_node_port_answer_is_exactly_kube_proxys() {
+    // Spec §4.2, fetched through the fabric by the embedded curl from a client that can
+    // reach both nodes: status, the three headers in order, Content-Length, the tab-indented
+    // JSON body; any path answers the same.
+    let mut w = World::new(spec()).unwrap();
+    w.set_services(
+        &[service(
+            ServiceType::LoadBalancer,
+            TrafficPolicy::Local,
+            Some(31000),
+        )],
+        &[slice(&[("10.244.1.16", "node1")])],
+    );
+    let body = |n: usize| {
+        format!(
+            "{{\n\t\"service\": {{\n\t\t\"namespace\": \"default\",\n\t\t\"name\": \"web\"\n\t}},\n\t\"localEndpoints\": {n},\n\t\"serviceProxyHealthy\": true\n}}"
+        )
+    };
+    for (dst, status, weight, path) in [
+        ("10.151.30.12:31000", 200, "1", "/healthz"),
+        ("10.151.30.12:31000", 200, "1", "/any/path"),
+        ("10.151.30.11:31000", 503, "0", "/healthz"),
+    ] {
+        let out = w
+            .request(
+                "browser",
+                dst.parse().unwrap(),
+                RequestOpts {
+                    path: path.into(),
+                    ..RequestOpts::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(out.kind, OutcomeKind::Ok, "{dst}: {out:?}");
+        assert_eq!(out.status, Some(status), "{dst}");
+        let names: Vec<&str> = out.headers.iter().map(|(k, _)| k.as_str()).collect();
+        // kube-proxy's own headers first, in its order (the node's server then adds
+        // Content-Length and Connection: close).
+        assert_eq!(
+            names[..4],
+            [
+                "Content-Type",
+                "X-Content-Type-Options",
+                "X-Load-Balancing-Endpoint-Weight",
+                "Content-Length"
+            ],
+            "{dst}"
+        );
+        assert_eq!(out.header("content-type"), Some("application/json"));
+        assert_eq!(out.header("X-Content-Type-Options"), Some("nosniff"));
+        assert_eq!(
+            out.header("X-Load-Balancing-Endpoint-Weight"),
+            Some(weight),
+            "{dst}"
+        );
+        let n = weight.parse().unwrap();
+        assert_eq!(out.body, body(n), "{dst}");
+        assert_eq!(
+            out.header("Content-Length"),
+            Some(body(n).len().to_string().as_str())
+        );
+    }
+}
+
+fn lb_world(initially_healthy: bool, weighted: bool) -> World {
+    let mut s = spec();
+    s.pods.push(PodDesc {
+        name: "web2".into(),
+        ip: ip("10.244.1.17"),
+        node: "node1".into(),
+    });
+    s.load_balancer = Some(sim::LbDesc {
+        name: "nlb".into(),
+        ip: ip("198.51.100.10"),
+        nodes: vec!["master".into(), "node1".into()],
+        ports: vec![],
+    });
+    let mut w = World::new(s).unwrap();
+    w.set_services(
+        &[service(
+            ServiceType::LoadBalancer,
+            TrafficPolicy::Local,
+            Some(31000),
+        )],
+        &[slice(&[("10.244.1.16", "node1"), ("10.244.1.17", "node1")])],
+    );
+    w.enable_health_checks(sim::HealthCheckSpec {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+        healthy_threshold: 2,
+        unhealthy_threshold: 2,
+        weighted,
+        source: ip("198.51.100.2"),
+        initially_healthy,
+    })
+    .unwrap();
+    w
+}
+
+#[test]
+fn lb_health_checks_probe_over_the_fabric_and_flip_targets() {
+    let mut w = lb_world(false, true);
+    assert!(w.lb_targets().iter().all(|(_, h, _)| !h));
+    // Rounds at 0 s and 5 s: node1 healthy after the second 200; master never (503).
+    w.run_until(Duration::from_secs(6));
+    let t = w.lb_targets();
+    assert_eq!(
+        t,
+        vec![
+            ("master".to_string(), false, 1),
+            ("node1".to_string(), true, 2)
+        ],
+        "{:?}",
+        w.health_events()
+    );
+    let ev: Vec<String> = w.health_events().iter().map(|e| e.to_string()).collect();
+    assert!(
+        ev.iter()
+            .any(|e| e.contains("node1 probe 200 weight 2 → now healthy")),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e.contains("master probe 503 weight 0 (unhealthy)")),
+        "{ev:?}"
+    );
+    // Probes really crossed the fabric: node1's health server saw them as new connections
+    // from the prober's address.
+    for _ in 0..20 {
+        let out = w
+            .request(
+                "browser",
+                "198.51.100.10:80".parse().unwrap(),
+                RequestOpts {
+                    connect_timeout: Some(Duration::from_secs(1)),
+                    ..RequestOpts::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(out.kind, OutcomeKind::Ok, "only node1 gets flows: {out:?}");
+    }
+    // node1 loses its endpoints: after two failed rounds the LB stops sending there.
+    w.set_services(
+        &[service(
+            ServiceType::LoadBalancer,
+            TrafficPolicy::Local,
+            Some(31000),
+        )],
+        &[slice(&[])],
+    );
+    let now = w.now();
+    w.run_until(now + Duration::from_secs(11));
+    assert!(
+        w.lb_targets().iter().all(|(_, h, _)| !h),
+        "{:?}",
+        w.lb_targets()
+    );
+    let ev = w.health_events().last().unwrap().clone();
+    assert_eq!(ev.status, Some(503));
+    // run_until_idle ignores the probe schedule (it would never be idle otherwise).
+    w.run_until_idle();
+}
+
+#[test]
+fn pcap_capture_of_every_link() {
+    let dir = std::env::temp_dir().join(format!("sim-pcap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = World::new(spec()).unwrap();
+    w.set_services(
+        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
+        &[slice(&[("10.244.1.16", "node1")])],
+    );
+    let files = w.capture_all(&dir).unwrap();
+    let names: Vec<&str> = files.iter().map(|(l, _)| l.as_str()).collect();
+    for want in [
+        "master-eth0",
+        "master-cni0",
+        "node1-eth0",
+        "node1-cni0",
+        "router-node-network",
+        "browser",
+        "tester",
+        "pod-web",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    let out = w
+        .request(
+            "browser",
+            "10.151.30.11:30080".parse().unwrap(),
+            RequestOpts::default(),
+        )
+        .unwrap();
+    assert_eq!(out.kind, OutcomeKind::Ok);
+    w.finish_captures().unwrap();
+    let read = |f: &str| {
+        let bytes = std::fs::read(dir.join(f)).unwrap();
+        let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+        assert_eq!(r.header().datalink, pcap_file::DataLink::RAW);
+        let mut v = Vec::new();
+        while let Some(p) = r.next_packet() {
+            let p = p.unwrap();
+            v.push((p.timestamp, summarize(&p.data).unwrap().to_string()));
+        }
+        v
+    };
+    let b = read("browser.pcap");
+    assert!(b[0].1.starts_with("203.0.113.11:"), "{b:?}");
+    assert!(b[0].1.ends_with("→ 10.151.30.11:30080 S"), "{b:?}");
+    assert!(b[0].0 >= Duration::from_secs(sim::clock::DEFAULT_BASE_UNIX));
+    // master's eth0 carries the SYN in (to the nodePort) and out after DNAT+SNAT.
+    let m = read("master-eth0.pcap");
+    assert!(
+        m.iter()
+            .any(|(_, s)| s.starts_with("10.151.30.11:") && s.ends_with("→ 10.244.1.16:80 S")),
+        "{m:?}"
+    );
+    let p = read("pod-web.pcap");
+    assert!(
+        p[0].1.starts_with("10.151.30.11:") && p[0].1.ends_with("→ 10.244.1.16:80 S"),
+        "{p:?}"
+    );
+    let n1 = read("node1-cni0.pcap");
+    assert!(!n1.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }

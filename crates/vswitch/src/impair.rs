@@ -1,6 +1,11 @@
-//! [`Impair`]: a [`Port`] wrapper adding one-way delay and random loss on both directions of
-//! a link (smoltcp `FaultInjector` style). Randomness comes from an RNG the caller owns
-//! (seeded by the world), so runs are reproducible. Rate limiting is not modelled yet.
+//! [`Impair`]: a [`Port`] wrapper adding one-way delay, jitter, a rate limit and random loss
+//! on both directions of a link (smoltcp `FaultInjector` / netem style). Randomness comes from
+//! an RNG the caller owns (seeded by the world), so runs are reproducible.
+//!
+//! Per direction, a datagram that is not lost is serialised at `rate` (it leaves when the
+//! previous one has been clocked out, `len × 8 / rate` later), then delayed by
+//! `delay ± jitter` (uniform). Datagrams never overtake each other (jitter does not reorder,
+//! like netem with a rate). The queue is unbounded (no tail drop).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -16,6 +21,20 @@ pub struct ImpairConfig {
     pub delay: Duration,
     /// Probability in [0, 1] that a datagram is lost.
     pub loss: f64,
+    /// Uniform variation of the delay: each datagram gets `delay ± jitter` (never < 0).
+    pub jitter: Duration,
+    /// Bits per second; `None` = unlimited.
+    pub rate: Option<u64>,
+}
+
+/// One direction's queue: datagrams with their due time.
+#[derive(Default)]
+struct Lane {
+    q: VecDeque<(Duration, Vec<u8>)>,
+    /// When the serialiser is free again (rate limiting).
+    busy_until: Duration,
+    /// Due time of the last queued datagram (keeps FIFO order under jitter).
+    last_due: Duration,
 }
 
 /// Delay/loss wrapper.
@@ -23,8 +42,8 @@ pub struct Impair<P, R> {
     inner: P,
     cfg: ImpairConfig,
     rng: R,
-    to_device: VecDeque<(Duration, Vec<u8>)>,
-    from_device: VecDeque<(Duration, Vec<u8>)>,
+    to_device: Lane,
+    from_device: Lane,
     /// Datagrams lost so far.
     pub lost: u64,
 }
@@ -35,8 +54,8 @@ impl<P: Port, R: RngCore> Impair<P, R> {
             inner,
             cfg,
             rng,
-            to_device: VecDeque::new(),
-            from_device: VecDeque::new(),
+            to_device: Lane::default(),
+            from_device: Lane::default(),
             lost: 0,
         }
     }
@@ -50,6 +69,39 @@ impl<P: Port, R: RngCore> Impair<P, R> {
         }
         lost
     }
+    /// When a datagram of `len` bytes entering a lane at `now` is due at the other end.
+    fn due(&mut self, to_device: bool, now: Duration, len: usize) -> Duration {
+        let cfg = self.cfg;
+        let mut t = now;
+        let lane = if to_device {
+            &mut self.to_device
+        } else {
+            &mut self.from_device
+        };
+        if let Some(rate) = cfg.rate.filter(|r| *r > 0) {
+            let start = t.max(lane.busy_until);
+            let tx = Duration::from_secs_f64(len as f64 * 8.0 / rate as f64);
+            t = start + tx;
+            lane.busy_until = t;
+        }
+        let mut d = cfg.delay;
+        if !cfg.jitter.is_zero() {
+            let j = cfg.jitter.as_secs_f64();
+            let off: f64 = self.rng.random_range(-j..=j);
+            d = Duration::from_secs_f64((cfg.delay.as_secs_f64() + off).max(0.0));
+        }
+        let lane = if to_device {
+            &mut self.to_device
+        } else {
+            &mut self.from_device
+        };
+        let due = (t + d).max(lane.last_due);
+        lane.last_due = due;
+        due
+    }
+    fn passthrough(&self) -> bool {
+        self.cfg.delay.is_zero() && self.cfg.jitter.is_zero() && self.cfg.rate.is_none()
+    }
 }
 
 impl<P: Port, R: RngCore> Port for Impair<P, R> {
@@ -60,34 +112,40 @@ impl<P: Port, R: RngCore> Port for Impair<P, R> {
         if self.lose() {
             return;
         }
-        if self.cfg.delay.is_zero() {
+        if self.passthrough() {
             self.inner.send(now, pkt);
         } else {
-            self.to_device
-                .push_back((now + self.cfg.delay, pkt.to_vec()));
+            let due = self.due(true, now, pkt.len());
+            self.to_device.q.push_back((due, pkt.to_vec()));
         }
     }
     fn recv(&mut self, now: Duration) -> Option<Vec<u8>> {
-        while self.to_device.front().is_some_and(|(due, _)| *due <= now) {
-            if let Some((due, p)) = self.to_device.pop_front() {
+        while self.to_device.q.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((due, p)) = self.to_device.q.pop_front() {
                 self.inner.send(due, &p);
             }
         }
         while let Some(p) = self.inner.recv(now) {
             if !self.lose() {
-                self.from_device.push_back((now + self.cfg.delay, p));
+                let due = self.due(false, now, p.len());
+                self.from_device.q.push_back((due, p));
             }
         }
-        if self.from_device.front().is_some_and(|(due, _)| *due <= now) {
-            return self.from_device.pop_front().map(|(_, p)| p);
+        if self
+            .from_device
+            .q
+            .front()
+            .is_some_and(|(due, _)| *due <= now)
+        {
+            return self.from_device.q.pop_front().map(|(_, p)| p);
         }
         None
     }
     fn poll_at(&self) -> Option<Duration> {
         [
             self.inner.poll_at(),
-            self.to_device.front().map(|(d, _)| *d),
-            self.from_device.front().map(|(d, _)| *d),
+            self.to_device.q.front().map(|(d, _)| *d),
+            self.from_device.q.front().map(|(d, _)| *d),
         ]
         .into_iter()
         .flatten()
@@ -107,7 +165,7 @@ mod tests {
         let (port, handle) = MemPort::new("x");
         let cfg = ImpairConfig {
             delay: Duration::from_millis(20),
-            loss: 0.0,
+            ..ImpairConfig::default()
         };
         let mut p = Impair::new(port, cfg, ChaCha8Rng::seed_from_u64(1));
         p.send(Duration::ZERO, b"a");
@@ -122,13 +180,49 @@ mod tests {
 
         let (port, _h) = MemPort::new("y");
         let cfg = ImpairConfig {
-            delay: Duration::ZERO,
             loss: 0.5,
+            ..ImpairConfig::default()
         };
         let mut p = Impair::new(port, cfg, ChaCha8Rng::seed_from_u64(2));
         for _ in 0..1000 {
             p.send(Duration::ZERO, b"z");
         }
         assert!((400..600).contains(&p.lost), "{}", p.lost);
+    }
+
+    #[test]
+    fn rate_serialises_and_jitter_keeps_order() {
+        // 10 Mbit/s: a 1250-byte datagram takes 1 ms on the wire.
+        let (port, handle) = MemPort::new("r");
+        let cfg = ImpairConfig {
+            rate: Some(10_000_000),
+            ..ImpairConfig::default()
+        };
+        let mut p = Impair::new(port, cfg, ChaCha8Rng::seed_from_u64(3));
+        for _ in 0..3 {
+            p.send(Duration::ZERO, &[0u8; 1250]);
+        }
+        assert_eq!(p.poll_at(), Some(Duration::from_millis(1)));
+        p.recv(Duration::from_millis(2));
+        assert_eq!(handle.take_delivered().len(), 2);
+        p.recv(Duration::from_millis(3));
+        assert_eq!(handle.take_delivered().len(), 1);
+
+        let (port, handle) = MemPort::new("j");
+        let cfg = ImpairConfig {
+            delay: Duration::from_millis(50),
+            jitter: Duration::from_millis(10),
+            ..ImpairConfig::default()
+        };
+        let mut p = Impair::new(port, cfg, ChaCha8Rng::seed_from_u64(4));
+        for i in 0..100u8 {
+            p.send(Duration::from_micros(u64::from(i)), &[i]);
+        }
+        assert!(p.poll_at().unwrap() >= Duration::from_millis(40));
+        p.recv(Duration::from_millis(39));
+        assert!(handle.take_delivered().is_empty());
+        p.recv(Duration::from_millis(61));
+        let got: Vec<u8> = handle.take_delivered().into_iter().map(|v| v[0]).collect();
+        assert_eq!(got, (0..100).collect::<Vec<u8>>(), "FIFO under jitter");
     }
 }

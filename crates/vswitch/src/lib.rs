@@ -14,8 +14,8 @@
 //!   forwarding, TTL, client reachability, and the external load balancer ([`router::LoadBalancer`]).
 //! - [`mem`]: an in-memory [`Port`] (queues on both sides) for tests and glue.
 //! - [`tracer`]: the [`tracer::Tracer`] wrapper and its shared [`tracer::TraceSink`].
-//! - [`impair`]: the [`impair::Impair`] wrapper (one-way delay, random loss). A pcap wrapper
-//!   would be a sibling of the same shape (not written yet).
+//! - [`impair`]: the [`impair::Impair`] wrapper (one-way delay, jitter, rate, random loss).
+//! - [`pcap`]: the [`pcap::Pcap`] wrapper and its [`pcap::PcapSink`] (LINKTYPE_RAW files).
 //! - `tun` (feature `tun`): the real-mode TUN port.
 //!
 //! Not here: anything node-specific (netfilter, kube-proxy) — that is `nodestack`/`nodeport`;
@@ -26,6 +26,7 @@ use std::time::Duration;
 pub mod impair;
 pub mod mem;
 pub mod packet;
+pub mod pcap;
 pub mod router;
 pub mod segment;
 pub mod tracer;
@@ -35,6 +36,7 @@ pub mod tun;
 pub use impair::{Impair, ImpairConfig};
 pub use mem::{MemHandle, MemPort};
 pub use packet::{FlowTuple, PacketError, Summary};
+pub use pcap::{Pcap, PcapSink};
 pub use router::{IfaceKind, LbTarget, LoadBalancer, Router, RouterEvent, RouterOutput};
 pub use segment::Segment;
 pub use tracer::{Direction, LinkEvent, TraceSink, Tracer};
