@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod diagram;
 pub mod error;
 pub mod manifest;
 pub mod report;
