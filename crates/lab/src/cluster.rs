@@ -127,6 +127,43 @@ pub struct PlanStep {
     pub max_time: Option<Duration>,
 }
 
+/// A `scale:` or `wait:` entry of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanAction {
+    /// Runs before the request step with this index in [`Cluster::plan`] (= the number of
+    /// request steps before it; `plan.len()` = after the last request).
+    pub before: usize,
+    /// Index of the entry in the config's `plan:` list (for messages).
+    pub entry: usize,
+    pub kind: ActionKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionKind {
+    /// Scale a Deployment: pods beyond `replicas` are deleted (newest first), the
+    /// EndpointSlices recomputed and pushed to every node's kube-proxy.
+    Scale {
+        namespace: String,
+        deployment: String,
+        replicas: u32,
+    },
+    /// Let virtual time pass (LB health checks keep probing).
+    Wait(Duration),
+}
+
+/// An impaired link (`links:`): a client's uplink or a pod's veth (by pod, client or
+/// Deployment name — the latter impairs each of its pods).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkSpec {
+    pub link: String,
+    pub delay: Duration,
+    pub jitter: Duration,
+    /// Probability in 0..=1 per datagram and direction.
+    pub loss: f64,
+    /// Bits per second.
+    pub rate: Option<u64>,
+}
+
 /// The whole built lab.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -149,6 +186,10 @@ pub struct Cluster {
     pub load_balancer: Option<LoadBalancer>,
     pub plan: Vec<PlanStep>,
     pub seed: u64,
+    /// `scale:` / `wait:` entries of the plan, in order.
+    pub actions: Vec<PlanAction>,
+    /// Per-link impairments.
+    pub links: Vec<LinkSpec>,
 }
 
 impl Node {
@@ -170,6 +211,45 @@ impl Node {
 }
 
 impl Cluster {
+    /// Pods and EndpointSlices after scaling `namespace/deployment` to `replicas` (scale-down:
+    /// the newest pods go; their endpoints leave every slice). Returns (pods, slices,
+    /// removed pods). Scale-up is not supported yet (error).
+    pub fn scaled(
+        pods: &[Pod],
+        slices: &[nodeport::EndpointSlice],
+        namespace: &str,
+        deployment: &str,
+        replicas: u32,
+    ) -> Result<ScaleResult, String> {
+        let own: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| p.namespace == namespace && p.deployment == deployment)
+            .collect();
+        let have = own.len();
+        let want = replicas as usize;
+        if want > have {
+            return Err(format!(
+                "scaling {namespace}/{deployment} up from {have} to {want} replicas is not supported yet (only scale-down)"
+            ));
+        }
+        let removed: Vec<Pod> = own[want..].iter().map(|p| (*p).clone()).collect();
+        let gone: Vec<std::net::Ipv4Addr> = removed.iter().map(|p| p.ip).collect();
+        let kept = pods
+            .iter()
+            .filter(|p| !removed.iter().any(|r| r.name == p.name))
+            .cloned()
+            .collect();
+        let slices = slices
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                s.endpoints.retain(|e| !gone.contains(&e.ip));
+                s
+            })
+            .collect();
+        Ok((kept, slices, removed))
+    }
+
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
@@ -199,6 +279,9 @@ impl Cluster {
             .filter(move |s| s.service.namespace == svc.namespace && s.service.name == svc.name)
     }
 }
+
+/// (pods, slices, removed pods) after a scale action.
+pub type ScaleResult = (Vec<Pod>, Vec<nodeport::EndpointSlice>, Vec<Pod>);
 
 /// Where a plan step connects to, resolved against the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

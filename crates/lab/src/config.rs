@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use crate::cluster::{
-    ClientAttach, Cluster, HealthCheck, LoadBalancer, Node, PlanStep, Taint, Target,
+    ActionKind, ClientAttach, Cluster, HealthCheck, LinkSpec, LoadBalancer, Node, PlanAction,
+    PlanStep, Taint, Target,
 };
 use crate::error::{display_path, LabError};
 use crate::manifest::{parse_documents, ManifestDoc};
@@ -48,6 +49,25 @@ struct RawConfig {
     manifests: Vec<Value>,
     #[serde(default)]
     plan: Vec<RawPlan>,
+    #[serde(default)]
+    links: Vec<RawLink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawLink {
+    link: String,
+    delay: Option<Value>,
+    jitter: Option<Value>,
+    loss: Option<f64>,
+    rate: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawScale {
+    deployment: String,
+    replicas: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,8 +123,10 @@ struct RawHealthCheck {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawPlan {
-    from: String,
-    to: String,
+    from: Option<String>,
+    to: Option<String>,
+    scale: Option<RawScale>,
+    wait: Option<Value>,
     service: Option<String>,
     port: Option<i64>,
     count: Option<i64>,
@@ -144,6 +166,10 @@ pub struct LabConfig {
     pub load_balancer: Option<LoadBalancer>,
     /// Plan with `service` normalised to `namespace/name` (existence checked later).
     pub plan: Vec<PlanStep>,
+    /// `scale` / `wait` entries of the plan (before which request step they run).
+    pub actions: Vec<PlanAction>,
+    /// Per-link impairments (`links:`), names checked once pods exist.
+    pub links: Vec<LinkSpec>,
     pub manifests: Vec<ManifestDoc>,
 }
 
@@ -518,8 +544,81 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
 
     // --- plan -----------------------------------------------------------------------------
     let mut plan = Vec::new();
+    let mut actions = Vec::new();
     for (i, p) in raw.plan.iter().enumerate() {
         let at = format!("plan[{i}]");
+        let request_fields = p.from.is_some()
+            || p.to.is_some()
+            || p.service.is_some()
+            || p.port.is_some()
+            || p.count.is_some()
+            || p.path.is_some()
+            || p.connect_timeout.is_some()
+            || p.max_time.is_some();
+        let action = match (&p.scale, &p.wait) {
+            (Some(_), Some(_)) => {
+                return Err(inv(
+                    at,
+                    "`scale` and `wait` must be separate plan entries".into(),
+                ))
+            }
+            (Some(sc), None) => {
+                if !(0..=1000).contains(&sc.replicas) {
+                    return Err(inv(
+                        format!("{at}.scale.replicas"),
+                        format!("{} is not in 0..=1000", sc.replicas),
+                    ));
+                }
+                let (namespace, name) = match sc.deployment.split_once('/') {
+                    Some((ns, n)) => (ns.to_string(), n.to_string()),
+                    None => ("default".to_string(), sc.deployment.clone()),
+                };
+                Some(ActionKind::Scale {
+                    namespace,
+                    deployment: name,
+                    replicas: sc.replicas as u32,
+                })
+            }
+            (None, Some(v)) => Some(ActionKind::Wait(parse_duration(
+                f,
+                &format!("{at}.wait"),
+                v,
+            )?)),
+            (None, None) => None,
+        };
+        if let Some(kind) = action {
+            if request_fields {
+                return Err(inv(
+                    at,
+                    "a `scale`/`wait` entry takes no request fields (from, to, count, ...)".into(),
+                ));
+            }
+            actions.push(PlanAction {
+                before: plan.len(),
+                entry: i,
+                kind,
+            });
+            continue;
+        }
+        let Some(from) = p.from.clone() else {
+            return Err(inv(
+                format!("{at}.from"),
+                "missing (a request needs `from` and `to`; or use `scale:` / `wait:`)".into(),
+            ));
+        };
+        let Some(to) = p.to.clone() else {
+            return Err(inv(
+                format!("{at}.to"),
+                "missing (a node name, `loadBalancer` or an IPv4 address)".into(),
+            ));
+        };
+        struct P<'a> {
+            from: String,
+            to: String,
+            raw: &'a RawPlan,
+        }
+        let p = P { from, to, raw: p };
+        let p = &p;
         if !clients.iter().any(|c| c.name == p.from) {
             let known: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
             return Err(inv(
@@ -549,18 +648,18 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
                 ),
             ));
         };
-        let port = match p.port {
+        let port = match p.raw.port {
             None => None,
             Some(v) => Some(check_port(f, &format!("{at}.port"), v)?),
         };
-        let service = p.service.as_ref().map(|s| {
+        let service = p.raw.service.as_ref().map(|s| {
             if s.contains('/') {
                 s.clone()
             } else {
                 format!("default/{s}")
             }
         });
-        let count = match p.count {
+        let count = match p.raw.count {
             None => 1,
             Some(c) if (1..=1_000_000).contains(&c) => c as u32,
             Some(c) => {
@@ -570,18 +669,18 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
                 ))
             }
         };
-        let path = p.path.clone().unwrap_or_else(|| "/".to_string());
+        let path = p.raw.path.clone().unwrap_or_else(|| "/".to_string());
         if !path.starts_with('/') {
             return Err(inv(
                 format!("{at}.path"),
                 format!("{path:?} must start with '/'"),
             ));
         }
-        let connect_timeout = match &p.connect_timeout {
+        let connect_timeout = match &p.raw.connect_timeout {
             Some(v) => Some(parse_duration(f, &format!("{at}.connectTimeout"), v)?),
             None => None,
         };
-        let max_time = match &p.max_time {
+        let max_time = match &p.raw.max_time {
             Some(v) => Some(parse_duration(f, &format!("{at}.maxTime"), v)?),
             None => None,
         };
@@ -594,6 +693,42 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
             path,
             connect_timeout,
             max_time,
+        });
+    }
+
+    // --- links ----------------------------------------------------------------------------
+    let mut links = Vec::new();
+    for (i, l) in raw.links.iter().enumerate() {
+        let at = format!("links[{i}]");
+        let dur = |field: &str, v: &Option<Value>| -> Result<Duration, LabError> {
+            match v {
+                Some(v) => parse_duration(f, &format!("{at}.{field}"), v),
+                None => Ok(Duration::ZERO),
+            }
+        };
+        let loss = l.loss.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&loss) {
+            return Err(inv(
+                format!("{at}.loss"),
+                format!("{loss} is not a probability in 0..=1"),
+            ));
+        }
+        let rate = match &l.rate {
+            None => None,
+            Some(v) => Some(parse_rate(f, &format!("{at}.rate"), v)?),
+        };
+        if links.iter().any(|x: &LinkSpec| x.link == l.link) {
+            return Err(inv(
+                format!("{at}.link"),
+                format!("duplicate link {:?}", l.link),
+            ));
+        }
+        links.push(LinkSpec {
+            link: l.link.clone(),
+            delay: dur("delay", &l.delay)?,
+            jitter: dur("jitter", &l.jitter)?,
+            loss,
+            rate,
         });
     }
 
@@ -650,8 +785,50 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
         clients,
         load_balancer,
         plan,
+        actions,
+        links,
         manifests,
     })
+}
+
+/// `10mbit`, `512kbit`, `1gbit`, `100bit`, `2mbps` (bytes), or a bare number of bits/s.
+pub fn parse_rate(file: &str, field: &str, v: &Value) -> Result<u64, LabError> {
+    let bad = || {
+        LabError::invalid(
+            file,
+            field,
+            format!(
+                "{} is not a rate (like 10mbit, 512kbit, 1gbit or bits per second)",
+                serde_yaml_ng::to_string(v).unwrap_or_default().trim()
+            ),
+        )
+    };
+    let bits = match v {
+        Value::Number(n) => n.as_f64().ok_or_else(bad)?,
+        Value::String(s) => {
+            let s = s.trim().to_ascii_lowercase();
+            let units: [(&str, f64); 8] = [
+                ("gbit", 1e9),
+                ("mbit", 1e6),
+                ("kbit", 1e3),
+                ("bit", 1.0),
+                ("gbps", 8e9),
+                ("mbps", 8e6),
+                ("kbps", 8e3),
+                ("bps", 8.0),
+            ];
+            let (num, mult) = units
+                .iter()
+                .find_map(|(u, m)| s.strip_suffix(u).map(|x| (x, *m)))
+                .unwrap_or((s.as_str(), 1.0));
+            num.trim().parse::<f64>().map_err(|_| bad())? * mult
+        }
+        _ => return Err(bad()),
+    };
+    if !(bits.is_finite() && (1.0..1e13).contains(&bits)) {
+        return Err(bad());
+    }
+    Ok(bits as u64)
 }
 
 // ---------------------------------------------------------------------------------------

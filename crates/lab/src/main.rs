@@ -77,6 +77,9 @@ enum ScenarioCommand {
         /// Print every node's conntrack table (`conntrack -L` style) after the run.
         #[arg(long)]
         conntrack: bool,
+        /// Capture every link into DIR, one pcap file per link (`tcpdump -nn -r DIR/browser.pcap`).
+        #[arg(long, value_name = "DIR")]
+        pcap: Option<PathBuf>,
     },
 }
 
@@ -171,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed,
                 real,
                 conntrack,
+                pcap,
             } => {
                 let path = resolve(&scenario)?;
                 let cluster = load_cluster(&path, seed)?;
@@ -179,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     trace: trace_request.or(if trace { Some(1) } else { None }),
                     real,
                     conntrack,
+                    pcap,
                 };
                 let result = runner::run(&cluster, &opts)
                     .with_context(|| format!("running scenario {}", cluster.scenario))?;

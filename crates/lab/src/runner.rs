@@ -5,11 +5,13 @@
 //! time). Real mode (`--real`) swaps the embedded pods and clients for TUN ports in network
 //! namespaces running real nginx and curl; the packet path in between is the same world.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cluster::{Client, ClientAttach, Cluster, PlanStep};
+use crate::cluster::{ActionKind, Client, ClientAttach, Cluster, HealthCheck, PlanStep};
 use crate::report::{Mode, Outcome, RequestResult, ScenarioResult};
 
 /// How to run a scenario.
@@ -21,6 +23,102 @@ pub struct RunOptions {
     pub real: bool,
     /// Collect every node's conntrack table at the end (`--conntrack`).
     pub conntrack: bool,
+    /// Write one pcap file per link into this directory (`--pcap DIR`).
+    pub pcap: Option<PathBuf>,
+}
+
+/// The health check the LB runs: the config's, or the defaults when only `weighted: true`
+/// is set (weights come from the probes' answers).
+pub fn effective_health_check(cluster: &Cluster) -> Option<HealthCheck> {
+    let lb = cluster.load_balancer.as_ref()?;
+    lb.health_check.clone().or_else(|| {
+        lb.weighted.then(|| HealthCheck {
+            interval: Duration::from_secs(10),
+            healthy_threshold: 3,
+            unhealthy_threshold: 3,
+        })
+    })
+}
+
+/// The address the LB's health checks come from: the first free host address of the LB's
+/// /24 from `.2` (not the router's `.1`, the frontend, nor a client's address).
+pub fn health_check_source(cluster: &Cluster) -> Option<Ipv4Addr> {
+    let lb = cluster.load_balancer.as_ref()?;
+    let base = u32::from(lb.ip) & 0xffff_ff00;
+    (2..255)
+        .map(|h| Ipv4Addr::from(base | h))
+        .find(|a| *a != lb.ip && cluster.clients.iter().all(|c| c.ip != *a))
+}
+
+/// The embedded world of a cluster, prepared exactly as [`run_embedded`] runs it: services
+/// synced to every node; with LB health checks, the prober on and the warm-up done (all
+/// targets start unhealthy like a cloud LB's, and the clock runs `(healthyThreshold − 1) ×
+/// interval + timeout` so nodes with local endpoints pass before the first request);
+/// capture files opened (`pcap`, before impairments: edge captures are the device side);
+/// `links:` impairments applied (seeded from the world RNG).
+pub fn prepare_world(
+    cluster: &Cluster,
+    tracing: bool,
+    pcap: Option<&Path>,
+) -> anyhow::Result<sim::World> {
+    let mut world = sim::World::new(world_spec(cluster, true, tracing))
+        .map_err(|e| anyhow::anyhow!("{}: building the lab: {e}", cluster.source.display()))?;
+    world.set_services(&cluster.services, &cluster.slices);
+    let mut warmup = Duration::ZERO;
+    if let Some(hc) = effective_health_check(cluster) {
+        let source =
+            health_check_source(cluster).context("no free address for the LB's health checks")?;
+        let timeout = (hc.interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let lb = cluster
+            .load_balancer
+            .as_ref()
+            .expect("health check implies an LB");
+        world
+            .enable_health_checks(sim::HealthCheckSpec {
+                interval: hc.interval,
+                timeout,
+                healthy_threshold: hc.healthy_threshold,
+                unhealthy_threshold: hc.unhealthy_threshold,
+                weighted: lb.weighted,
+                source,
+                initially_healthy: false,
+            })
+            .map_err(|e| anyhow::anyhow!("LB health checks: {e}"))?;
+        warmup = hc.interval * hc.healthy_threshold.saturating_sub(1) + timeout;
+    }
+    if let Some(dir) = pcap {
+        world
+            .capture_all(dir)
+            .with_context(|| format!("opening capture files in {}", dir.display()))?;
+    }
+    for l in &cluster.links {
+        let cfg = vswitch::ImpairConfig {
+            delay: l.delay,
+            loss: l.loss,
+            jitter: l.jitter,
+            rate: l.rate,
+        };
+        let names: Vec<String> =
+            if cluster.client(&l.link).is_some() || cluster.pod(&l.link).is_some() {
+                vec![l.link.clone()]
+            } else {
+                cluster
+                    .pods
+                    .iter()
+                    .filter(|p| p.deployment == l.link)
+                    .map(|p| p.name.clone())
+                    .collect()
+            };
+        for n in names {
+            world
+                .impair(&n, cfg)
+                .map_err(|e| anyhow::anyhow!("links: {e}"))?;
+        }
+    }
+    if !warmup.is_zero() {
+        world.run_until(warmup);
+    }
+    Ok(world)
 }
 
 /// The world description of a cluster (shared by embedded and real mode).
@@ -144,9 +242,51 @@ fn outcome_of(kind: sim::OutcomeKind) -> Outcome {
 /// Embedded mode: simulated nginx pods and curl clients on smoltcp, virtual clock.
 pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
     let tracing = opts.trace.is_some();
-    let mut world = sim::World::new(world_spec(cluster, true, tracing))
-        .map_err(|e| anyhow::anyhow!("{}: building the lab: {e}", cluster.source.display()))?;
-    world.set_services(&cluster.services, &cluster.slices);
+    let mut world = prepare_world(cluster, tracing, opts.pcap.as_deref())?;
+    if tracing {
+        world.clear_trace();
+    }
+    let mut cur_pods = cluster.pods.clone();
+    let mut cur_slices = cluster.slices.clone();
+    // Request number → plan step index, to run `scale`/`wait` entries at their place.
+    let mut step_of = Vec::new();
+    for (si, step) in cluster.plan.iter().enumerate() {
+        step_of.extend(std::iter::repeat_n(si, step.count as usize));
+    }
+    let mut next_action = 0;
+    let mut run_actions = |world: &mut sim::World, upto: usize| -> anyhow::Result<()> {
+        while let Some(a) = cluster
+            .actions
+            .get(next_action)
+            .filter(|a| a.before <= upto)
+        {
+            next_action += 1;
+            match &a.kind {
+                ActionKind::Wait(d) => {
+                    let t = world.now() + *d;
+                    world.run_until(t);
+                }
+                ActionKind::Scale {
+                    namespace,
+                    deployment,
+                    replicas,
+                } => {
+                    let (p, s, removed) =
+                        Cluster::scaled(&cur_pods, &cur_slices, namespace, deployment, *replicas)
+                            .map_err(|m| anyhow::anyhow!("plan[{}]: {m}", a.entry))?;
+                    world.set_services(&cluster.services, &s);
+                    for r in &removed {
+                        world
+                            .remove_pod(&r.name)
+                            .map_err(|e| anyhow::anyhow!("plan[{}]: {e}", a.entry))?;
+                    }
+                    cur_pods = p;
+                    cur_slices = s;
+                }
+            }
+        }
+        Ok(())
+    };
 
     let pods: Vec<String> = cluster.pods.iter().map(|p| p.name.clone()).collect();
     let mut seen: Vec<usize> = vec![0; pods.len()];
@@ -155,6 +295,7 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
 
     for (i, req) in expand_plan(cluster)?.into_iter().enumerate() {
         let number = i + 1;
+        run_actions(&mut world, step_of[i])?;
         let step = req.step;
         let client = cluster
             .client(&step.client)
@@ -204,6 +345,13 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
             elapsed_ms: out.elapsed.as_millis() as u64,
             curl_message: (!out.message.is_empty()).then(|| out.message.clone()),
         });
+    }
+
+    run_actions(&mut world, cluster.plan.len())?;
+    if opts.pcap.is_some() {
+        world
+            .finish_captures()
+            .context("writing the capture files")?;
     }
 
     let access_logs = pods

@@ -20,7 +20,7 @@ use nodeport::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::cluster::{Client, ClientAttach, Cluster, Node, Pod, Taint, Target};
+use crate::cluster::{ActionKind, Client, ClientAttach, Cluster, Node, Pod, Taint, Target};
 use crate::config::LabConfig;
 use crate::error::LabError;
 use crate::manifest::{ManifestDoc, Object};
@@ -843,6 +843,63 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         }
     }
 
+    // --- plan actions and links that need pods ---------------------------------------------
+    let mut cur_pods = pods.clone();
+    let mut cur_slices = slices.clone();
+    for a in &cfg.actions {
+        if let ActionKind::Scale {
+            namespace,
+            deployment,
+            replicas,
+        } = &a.kind
+        {
+            let exists = deployments
+                .iter()
+                .any(|(d, _)| d.object.namespace() == *namespace && d.object.name() == *deployment);
+            if !exists {
+                let known: Vec<String> = deployments
+                    .iter()
+                    .map(|(d, _)| format!("{}/{}", d.object.namespace(), d.object.name()))
+                    .collect();
+                return Err(LabError::invalid(
+                    f,
+                    format!("plan[{}].scale.deployment", a.entry),
+                    format!(
+                        "unknown deployment {namespace}/{deployment} (known: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            let (p, s, _) =
+                Cluster::scaled(&cur_pods, &cur_slices, namespace, deployment, *replicas).map_err(
+                    |m| LabError::invalid(f, format!("plan[{}].scale.replicas", a.entry), m),
+                )?;
+            cur_pods = p;
+            cur_slices = s;
+        }
+    }
+    for (i, l) in cfg.links.iter().enumerate() {
+        let known = clients.iter().any(|c| c.name == l.link)
+            || pods
+                .iter()
+                .any(|p| p.name == l.link || p.deployment == l.link);
+        if !known {
+            return Err(LabError::invalid(
+                f,
+                format!("links[{i}].link"),
+                format!(
+                    "unknown link {:?}: name a client, a pod or a Deployment (clients: {})",
+                    l.link,
+                    clients
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+
     Ok(Cluster {
         scenario: cfg.scenario,
         source: cfg.source,
@@ -858,5 +915,7 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         load_balancer: cfg.load_balancer,
         plan,
         seed: cfg.seed,
+        actions: cfg.actions,
+        links: cfg.links,
     })
 }

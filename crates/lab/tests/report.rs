@@ -88,6 +88,8 @@ fn cluster() -> Cluster {
         load_balancer: None,
         plan: vec![],
         seed: 1,
+        actions: vec![],
+        links: vec![],
     }
 }
 
