@@ -3,29 +3,23 @@
 mod common;
 use common::*;
 
-use lab::runner::{expand_plan, run_embedded, world_spec, RunOptions};
+use lab::runner::{expand_plan, world_spec};
 use lab::{Cluster, Outcome, RequestResult};
 
-/// Request `number` (1-based) of a shipped scenario: its result as the runner reports it and
-/// its structured hop events, from a world built and driven exactly like `run_embedded`.
-fn traced(scenario: &str, number: usize) -> (Cluster, RequestResult, Vec<sim::TraceEvent>) {
+/// Every request of a shipped scenario's plan, each with its structured hop events, from a
+/// world built and driven the way the embedded runner drives it (`world_spec` → `World`,
+/// one request at a time; the pod whose access log grew answered it).
+fn run_plan(scenario: &str) -> (Cluster, Vec<(RequestResult, Vec<sim::TraceEvent>)>) {
     let path = configs_dir().join(format!("{scenario}.yaml"));
     let cluster = lab::load_cluster(&path, None).unwrap();
-    let result = run_embedded(
-        &cluster,
-        &RunOptions {
-            trace: Some(number),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let request = result.requests[number - 1].clone();
-
     let mut world = sim::World::new(world_spec(&cluster, true, true)).unwrap();
     world.set_services(&cluster.services, &cluster.slices);
-    let mut hops = Vec::new();
-    for (i, req) in expand_plan(&cluster).unwrap().into_iter().enumerate() {
+    let pods: Vec<String> = cluster.pods.iter().map(|p| p.name.clone()).collect();
+    let mut seen = vec![0; pods.len()];
+    let mut out = Vec::new();
+    for req in expand_plan(&cluster).unwrap() {
         let step = req.step;
+        let client = cluster.client(&step.client).unwrap();
         let opts = sim::RequestOpts {
             path: step.path.clone(),
             connect_timeout: step.connect_timeout,
@@ -33,17 +27,43 @@ fn traced(scenario: &str, number: usize) -> (Cluster, RequestResult, Vec<sim::Tr
             host: None,
         };
         let id = world.start_request(&step.client, req.dst, opts).unwrap();
-        world.run_until_complete(id).unwrap();
+        let done = world.run_until_complete(id).unwrap();
         world.poll(world.now());
-        if i + 1 == number {
-            hops = world.trace_for(id);
-            // Same world, same request: the runner's --trace lines are these events.
-            let lines: Vec<String> = hops.iter().map(|e| e.to_string()).collect();
-            assert_eq!(Some(lines), result.trace, "{scenario} #{number}");
-            break;
+        let (mut pod, mut logged) = (None, None);
+        for (k, name) in pods.iter().enumerate() {
+            let entries = world.access_entries(name);
+            if entries.len() > seen[k] {
+                pod = Some(name.clone());
+                logged = entries.last().map(|e| e.remote_addr);
+                seen[k] = entries.len();
+            }
         }
+        let result = RequestResult {
+            client: client.name.clone(),
+            client_ip: client.ip,
+            target: req.label,
+            outcome: match done.kind {
+                sim::OutcomeKind::Ok => Outcome::Ok,
+                sim::OutcomeKind::Timeout => Outcome::Timeout,
+                sim::OutcomeKind::Refused => Outcome::Refused,
+                _ => Outcome::Reset,
+            },
+            status: done.status,
+            pod,
+            logged_client_ip: logged,
+            elapsed_ms: done.elapsed.as_millis() as u64,
+            curl_message: (!done.message.is_empty()).then(|| done.message.clone()),
+        };
+        out.push((result, world.trace_for(id)));
         world.clear_trace();
     }
+    (cluster, out)
+}
+
+/// Request `number` (1-based) of a shipped scenario and its hop events.
+fn traced(scenario: &str, number: usize) -> (Cluster, RequestResult, Vec<sim::TraceEvent>) {
+    let (cluster, mut all) = run_plan(scenario);
+    let (request, hops) = all.swap_remove(number - 1);
     assert!(!hops.is_empty(), "{scenario} #{number}: no hop events");
     (cluster, request, hops)
 }
@@ -179,13 +199,10 @@ fn pod_to_nodeport_shows_the_asymmetric_return() {
         assert_eq!(badges(&svg, "BYPASSED"), 0, "{svg}");
     }
     // The first request that failed: node3's reply goes straight back to the client pod.
-    let path = configs_dir().join("pod-to-nodeport.yaml");
-    let cluster = lab::load_cluster(&path, None).unwrap();
-    let all = run_embedded(&cluster, &RunOptions::default()).unwrap();
+    let (_, all) = run_plan("pod-to-nodeport");
     let failed = all
-        .requests
         .iter()
-        .position(|r| r.outcome != Outcome::Ok)
+        .position(|(r, _)| r.outcome != Outcome::Ok)
         .expect("pod-to-nodeport: some request fails")
         + 1;
     let (_, request, svg) = render_checked("pod-to-nodeport", failed);
