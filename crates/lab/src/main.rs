@@ -80,6 +80,9 @@ enum ScenarioCommand {
         /// Capture every link into DIR, one pcap file per link (`tcpdump -nn -r DIR/browser.pcap`).
         #[arg(long, value_name = "DIR")]
         pcap: Option<PathBuf>,
+        /// Draw the traced request (the first, or --trace-request K) as an SVG flow diagram.
+        #[arg(long, value_name = "FILE.svg")]
+        diagram: Option<PathBuf>,
     },
 }
 
@@ -175,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 real,
                 conntrack,
                 pcap,
+                diagram,
             } => {
                 let path = resolve(&scenario)?;
                 let cluster = load_cluster(&path, seed)?;
@@ -184,6 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     real,
                     conntrack,
                     pcap,
+                    diagram,
                 };
                 let result = runner::run(&cluster, &opts)
                     .with_context(|| format!("running scenario {}", cluster.scenario))?;

@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub conntrack: bool,
     /// Write one pcap file per link into this directory (`--pcap DIR`).
     pub pcap: Option<PathBuf>,
+    /// `--diagram FILE.svg`: draw the traced request (`trace`, default 1) as an SVG.
+    pub diagram: Option<PathBuf>,
 }
 
 /// The health check the LB runs: the config's, or the defaults when only `weighted: true`
@@ -241,7 +243,8 @@ fn outcome_of(kind: sim::OutcomeKind) -> Outcome {
 
 /// Embedded mode: simulated nginx pods and curl clients on smoltcp, virtual clock.
 pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
-    let tracing = opts.trace.is_some();
+    let traced = opts.trace.or(opts.diagram.as_ref().map(|_| 1));
+    let tracing = traced.is_some();
     let mut world = prepare_world(cluster, tracing, opts.pcap.as_deref())?;
     if tracing {
         world.clear_trace();
@@ -328,8 +331,13 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
                 seen[k] = entries.len();
             }
         }
-        if opts.trace == Some(number) {
-            trace = Some(world.trace_lines_for(id));
+        let mut hops = None;
+        if traced == Some(number) {
+            let events = world.trace_for(id);
+            if opts.trace.is_some() {
+                trace = Some(events.iter().map(|e| e.to_string()).collect());
+            }
+            hops = Some(events);
         }
         if tracing {
             world.clear_trace();
@@ -345,6 +353,11 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
             elapsed_ms: out.elapsed.as_millis() as u64,
             curl_message: (!out.message.is_empty()).then(|| out.message.clone()),
         });
+        if let (Some(path), Some(h)) = (&opts.diagram, hops) {
+            let last = requests.last().expect("just pushed");
+            let svg = crate::diagram::render_svg_numbered(cluster, number, last, &h);
+            std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+        }
     }
 
     run_actions(&mut world, cluster.plan.len())?;
