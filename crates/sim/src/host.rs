@@ -854,8 +854,26 @@ impl Port for Host {
         &self.link
     }
     fn send(&mut self, _now: Duration, pkt: &[u8]) {
-        if packet::summarize(pkt).is_err() {
+        let sum = packet::summarize(pkt);
+        if sum.is_err() {
             self.malformed += 1;
+        }
+        // A retransmitted SYN for a connection a server socket already half-opened: Linux
+        // answers from the existing request socket. smoltcp would hand it to another
+        // listening socket of the pool (a second half-open connection with another ISN, and
+        // the client's ACK then draws an RST from the first), so leave it to the existing
+        // socket, which retransmits its SYN-ACK on its own timer.
+        if let (Ok(s), Some(srv)) = (&sum, &self.server) {
+            if s.tuple.proto == PROTO_TCP && s.flags == "S" && s.tuple.dport == srv.port {
+                let from = IpEndpoint::new(IpAddress::Ipv4(s.tuple.src), s.tuple.sport);
+                let half_open = srv.slots.iter().any(|(h, _, _)| {
+                    let sock = self.sockets.get::<tcp::Socket>(*h);
+                    sock.state() == tcp::State::SynReceived && sock.remote_endpoint() == Some(from)
+                });
+                if half_open {
+                    return;
+                }
+            }
         }
         if let Some(c) = &mut self.client {
             c.on_icmp(pkt);
