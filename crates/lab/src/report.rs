@@ -91,6 +91,9 @@ pub struct ScenarioResult {
     pub trace: Option<Vec<String>>,
     /// Conntrack tables per node (node name, entries), when collected.
     pub conntrack: Option<Vec<(String, Vec<String>)>>,
+    /// LB health checking, when on: each health flip of a target and the final target
+    /// states, as printable lines (human output only).
+    pub lb_health: Vec<String>,
 }
 
 /// Requests answered by one pod.
@@ -426,7 +429,26 @@ pub fn lab_summary(c: &Cluster) -> String {
 
 /// The plan in words.
 pub fn plan_summary(c: &Cluster) -> String {
-    let rows: Vec<Vec<String>> = c
+    let action_row = |a: &crate::cluster::PlanAction| -> Vec<String> {
+        let what = match &a.kind {
+            crate::cluster::ActionKind::Scale {
+                namespace,
+                deployment,
+                replicas,
+            } => format!("scale {namespace}/{deployment} to {replicas}"),
+            crate::cluster::ActionKind::Wait(d) => format!("wait {} s", d.as_secs_f64()),
+        };
+        vec![
+            "-".into(),
+            what,
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (i, step_row) in c
         .plan
         .iter()
         .enumerate()
@@ -451,7 +473,17 @@ pub fn plan_summary(c: &Cluster) -> String {
                 s.path.clone(),
             ]
         })
-        .collect();
+        .enumerate()
+    {
+        rows.extend(c.actions.iter().filter(|a| a.before == i).map(action_row));
+        rows.push(step_row);
+    }
+    rows.extend(
+        c.actions
+            .iter()
+            .filter(|a| a.before >= c.plan.len())
+            .map(action_row),
+    );
     table(&["STEP", "FROM", "TO", "SERVICE", "COUNT", "PATH"], &rows)
 }
 
@@ -651,6 +683,13 @@ pub fn print_human(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
             })
             .collect();
         write!(w, "{}", table(&["POD", "NODE", "REQUESTS", "SHARE"], &rows))?;
+    }
+
+    if !r.lb_health.is_empty() {
+        writeln!(w, "\nload balancer health checks:")?;
+        for l in &r.lb_health {
+            writeln!(w, "  {l}")?;
+        }
     }
 
     if let Some(trace) = &r.trace {

@@ -52,6 +52,31 @@ pub fn health_check_source(cluster: &Cluster) -> Option<Ipv4Addr> {
         .find(|a| *a != lb.ip && cluster.clients.iter().all(|c| c.ip != *a))
 }
 
+/// The LB health summary of a run: probes sent, every health flip, the final states.
+pub fn lb_health_lines(world: &sim::World) -> Vec<String> {
+    let ev = world.health_events();
+    if ev.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "{} probes; health changes (virtual time):",
+        ev.len()
+    )];
+    lines.extend(ev.iter().filter(|e| e.changed).map(|e| e.to_string()));
+    let states: Vec<String> = world
+        .lb_targets()
+        .iter()
+        .map(|(n, h, w)| {
+            format!(
+                "{n} {} weight {w}",
+                if *h { "healthy" } else { "unhealthy" }
+            )
+        })
+        .collect();
+    lines.push(format!("at the end: {}", states.join(", ")));
+    lines
+}
+
 /// The embedded world of a cluster, prepared exactly as [`run_embedded`] runs it: services
 /// synced to every node; with LB health checks, the prober on and the warm-up done (all
 /// targets start unhealthy like a cloud LB's, and the clock runs `(healthyThreshold − 1) ×
@@ -378,6 +403,7 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
             .map(|n| (n.name.clone(), world.conntrack(&n.name)))
             .collect()
     });
+    let lb_health = lb_health_lines(&world);
     Ok(ScenarioResult {
         cluster: cluster.clone(),
         mode: Mode::Embedded,
@@ -385,5 +411,6 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
         access_logs,
         trace,
         conntrack,
+        lb_health,
     })
 }

@@ -124,6 +124,7 @@ fn result() -> ScenarioResult {
         )],
         trace: None,
         conntrack: None,
+        lb_health: vec![],
     }
 }
 
