@@ -15,6 +15,25 @@
 //! - [`driver`]: the poll(2) loop that moves packets between TUN ports and the fabric
 //! - [`lab`]: `up` in one call ([`RealLab`]): lock, namespaces, TUN ports, nginx
 //!
+//! Driving the simulated cluster (see `tests/real_world.rs` for the complete version):
+//!
+//! ```text
+//! let (lab, ports) = RealLab::up(&pods, &clients, &UpOptions::default())?;   // root only
+//! let fds: Vec<RawFd> = ports.iter().map(|p| p.port.raw_fd()).collect();
+//! for p in ports {
+//!     match p.role {
+//!         Role::Pod { node } => world.add_pod_port(&p.name, p.ip, &node, Box::new(p.port))?,
+//!         Role::Client => world.add_client_port(&p.name, p.ip, &attach, Box::new(p.port))?,
+//!     }
+//! }
+//! cleanup::install_stop_handler()?;
+//! Driver::new(fds).run(&mut |now| world.poll(now), |_| cleanup::stop_requested())?;
+//! lab.shutdown()?;                         // or `down(&StateDir::default(), PREFIX)` after a crash
+//! ```
+//!
+//! Requests from the lab itself while the loop runs: start a [`CurlRun`] and poll it from the
+//! driver's stop closure (single thread), or run the driver on its own thread.
+//!
 //! This module tree only depends on external crates (no `crate::` paths), so integration
 //! tests can include it directly.
 
@@ -42,7 +61,7 @@ pub enum RealError {
     Preflight(String),
     /// Another `lab up` holds the lock.
     #[error(
-        "another `lab up` is running (pid {pid}, lock {lock}); stop it with Ctrl-C or `lab down` first"
+        "another `lab up` is running (pid {pid}, lock {lock}); stop it first: Ctrl-C in its terminal, or `kill {pid}`"
     )]
     Locked {
         /// Pid of the running lab.
