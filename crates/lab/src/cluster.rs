@@ -136,12 +136,27 @@ pub struct PlanAction {
     /// Index of the entry in the config's `plan:` list (for messages).
     pub entry: usize,
     pub kind: ActionKind,
+    /// For `scale`: what it does, computed by the scheduler when the cluster is built.
+    pub scaled: Option<Scaled>,
+}
+
+/// The effect of a `scale:` entry (scheduler's logic: scale-down deletes the newest pods,
+/// scale-up places new replicas on the least loaded eligible nodes with fresh names and the
+/// next free addresses).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaled {
+    /// Every deployment pod after the action.
+    pub pods: Vec<Pod>,
+    /// The EndpointSlices after the action (pushed to every node).
+    pub slices: Vec<nodeport::EndpointSlice>,
+    pub added: Vec<Pod>,
+    pub removed: Vec<Pod>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActionKind {
-    /// Scale a Deployment: pods beyond `replicas` are deleted (newest first), the
-    /// EndpointSlices recomputed and pushed to every node's kube-proxy.
+    /// Scale a Deployment: pods beyond `replicas` are deleted (newest first) or new ones
+    /// placed; the EndpointSlices are recomputed and pushed to every node's kube-proxy.
     Scale {
         namespace: String,
         deployment: String,
@@ -211,45 +226,6 @@ impl Node {
 }
 
 impl Cluster {
-    /// Pods and EndpointSlices after scaling `namespace/deployment` to `replicas` (scale-down:
-    /// the newest pods go; their endpoints leave every slice). Returns (pods, slices,
-    /// removed pods). Scale-up is not supported yet (error).
-    pub fn scaled(
-        pods: &[Pod],
-        slices: &[nodeport::EndpointSlice],
-        namespace: &str,
-        deployment: &str,
-        replicas: u32,
-    ) -> Result<ScaleResult, String> {
-        let own: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| p.namespace == namespace && p.deployment == deployment)
-            .collect();
-        let have = own.len();
-        let want = replicas as usize;
-        if want > have {
-            return Err(format!(
-                "scaling {namespace}/{deployment} up from {have} to {want} replicas is not supported yet (only scale-down)"
-            ));
-        }
-        let removed: Vec<Pod> = own[want..].iter().map(|p| (*p).clone()).collect();
-        let gone: Vec<std::net::Ipv4Addr> = removed.iter().map(|p| p.ip).collect();
-        let kept = pods
-            .iter()
-            .filter(|p| !removed.iter().any(|r| r.name == p.name))
-            .cloned()
-            .collect();
-        let slices = slices
-            .iter()
-            .map(|s| {
-                let mut s = s.clone();
-                s.endpoints.retain(|e| !gone.contains(&e.ip));
-                s
-            })
-            .collect();
-        Ok((kept, slices, removed))
-    }
-
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
@@ -279,9 +255,6 @@ impl Cluster {
             .filter(move |s| s.service.namespace == svc.namespace && s.service.name == svc.name)
     }
 }
-
-/// (pods, slices, removed pods) after a scale action.
-pub type ScaleResult = (Vec<Pod>, Vec<nodeport::EndpointSlice>, Vec<Pod>);
 
 /// Where a plan step connects to, resolved against the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -597,6 +597,7 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
                 before: plan.len(),
                 entry: i,
                 kind,
+                scaled: None,
             });
             continue;
         }

@@ -274,56 +274,67 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
     if tracing {
         world.clear_trace();
     }
-    let mut cur_pods = cluster.pods.clone();
-    let mut cur_slices = cluster.slices.clone();
     // Request number → plan step index, to run `scale`/`wait` entries at their place.
     let mut step_of = Vec::new();
     for (si, step) in cluster.plan.iter().enumerate() {
         step_of.extend(std::iter::repeat_n(si, step.count as usize));
     }
     let mut next_action = 0;
-    let mut run_actions = |world: &mut sim::World, upto: usize| -> anyhow::Result<()> {
-        while let Some(a) = cluster
-            .actions
-            .get(next_action)
-            .filter(|a| a.before <= upto)
-        {
-            next_action += 1;
-            match &a.kind {
-                ActionKind::Wait(d) => {
-                    let t = world.now() + *d;
-                    world.run_until(t);
-                }
-                ActionKind::Scale {
-                    namespace,
-                    deployment,
-                    replicas,
-                } => {
-                    let (p, s, removed) =
-                        Cluster::scaled(&cur_pods, &cur_slices, namespace, deployment, *replicas)
-                            .map_err(|m| anyhow::anyhow!("plan[{}]: {m}", a.entry))?;
-                    world.set_services(&cluster.services, &s);
-                    for r in &removed {
-                        world
-                            .remove_pod(&r.name)
-                            .map_err(|e| anyhow::anyhow!("plan[{}]: {e}", a.entry))?;
+    // Runs the entries due before request step `upto`; returns the pods they started.
+    let mut run_actions =
+        |world: &mut sim::World, upto: usize| -> anyhow::Result<Vec<crate::cluster::Pod>> {
+            let mut started = Vec::new();
+            while let Some(a) = cluster
+                .actions
+                .get(next_action)
+                .filter(|a| a.before <= upto)
+            {
+                next_action += 1;
+                match (&a.kind, &a.scaled) {
+                    (ActionKind::Wait(d), _) => {
+                        let t = world.now() + *d;
+                        world.run_until(t);
                     }
-                    cur_pods = p;
-                    cur_slices = s;
+                    (ActionKind::Scale { .. }, Some(sc)) => {
+                        let err = |e: sim::SimError| anyhow::anyhow!("plan[{}]: {e}", a.entry);
+                        // New pods start first, then every kube-proxy syncs the new slices,
+                        // then deleted pods go away.
+                        for p in &sc.added {
+                            world
+                                .add_pod(&sim::PodDesc {
+                                    name: p.name.clone(),
+                                    ip: p.ip,
+                                    node: p.node.clone(),
+                                })
+                                .map_err(err)?;
+                        }
+                        world.set_services(&cluster.services, &sc.slices);
+                        for r in &sc.removed {
+                            world.remove_pod(&r.name).map_err(err)?;
+                        }
+                        started.extend(sc.added.iter().cloned());
+                    }
+                    (ActionKind::Scale { .. }, None) => {
+                        anyhow::bail!("plan[{}]: scale entry was not scheduled", a.entry)
+                    }
                 }
             }
-        }
-        Ok(())
-    };
+            Ok(started)
+        };
 
-    let pods: Vec<String> = cluster.pods.iter().map(|p| p.name.clone()).collect();
+    let mut all_pods = cluster.pods.clone();
+    let mut pods: Vec<String> = cluster.pods.iter().map(|p| p.name.clone()).collect();
     let mut seen: Vec<usize> = vec![0; pods.len()];
     let mut requests = Vec::new();
     let mut trace = None;
 
     for (i, req) in expand_plan(cluster)?.into_iter().enumerate() {
         let number = i + 1;
-        run_actions(&mut world, step_of[i])?;
+        for p in run_actions(&mut world, step_of[i])? {
+            pods.push(p.name.clone());
+            seen.push(0);
+            all_pods.push(p);
+        }
         let step = req.step;
         let client = cluster
             .client(&step.client)
@@ -385,7 +396,10 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
         }
     }
 
-    run_actions(&mut world, cluster.plan.len())?;
+    for p in run_actions(&mut world, cluster.plan.len())? {
+        pods.push(p.name.clone());
+        all_pods.push(p);
+    }
     if opts.pcap.is_some() {
         world
             .finish_captures()
@@ -405,7 +419,11 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
     });
     let lb_health = lb_health_lines(&world);
     Ok(ScenarioResult {
-        cluster: cluster.clone(),
+        // Pods started by `scale:` entries are listed too (their access logs and shares).
+        cluster: Cluster {
+            pods: all_pods,
+            ..cluster.clone()
+        },
         mode: Mode::Embedded,
         requests,
         access_logs,

@@ -190,6 +190,185 @@ type Pending<'a> = (
     Vec<TargetPort>,
 );
 
+/// What the scheduler keeps per Deployment to place more replicas later (`scale:`).
+struct DeploySched<'a> {
+    doc: &'a ManifestDoc,
+    namespace: String,
+    name: String,
+    hash: String,
+    labels: BTreeMap<String, String>,
+    container_ports: Vec<(String, u16, Protocol)>,
+    /// Eligible nodes (preferred ones when any).
+    candidates: Vec<&'a Node>,
+    /// Pod-name suffixes: one stream per ReplicaSet.
+    name_rng: ChaCha8Rng,
+}
+
+/// Place one replica: the least loaded candidate (fewest pods of this Deployment, then
+/// fewest pods), ties broken by the RNG; next free address of that node's podCIDR.
+fn place_one(
+    ds: &mut DeploySched,
+    pods: &mut Vec<Pod>,
+    pool: &mut IpPool,
+    sched_rng: &mut ChaCha8Rng,
+    pod_names: &mut BTreeSet<String>,
+) -> Result<Pod, LabError> {
+    let (ns, name) = (&ds.namespace, &ds.name);
+    let load = |n: &Node| {
+        let own = pods
+            .iter()
+            .filter(|p| p.node == n.name && p.deployment == *name && p.namespace == *ns)
+            .count();
+        let all = pods.iter().filter(|p| p.node == n.name).count();
+        (own, all)
+    };
+    let Some(best) = ds.candidates.iter().map(|n| load(n)).min() else {
+        return Err(ds.doc.err(
+            "spec.template.spec",
+            format!("no eligible node for a replica of deployment {ns}/{name}"),
+        ));
+    };
+    let ties: Vec<&Node> = ds
+        .candidates
+        .iter()
+        .copied()
+        .filter(|n| load(n) == best)
+        .collect();
+    let node = ties[sched_rng.random_range(0..ties.len())];
+    let ip = pool.take(node).ok_or_else(|| {
+        ds.doc.err(
+            "spec.replicas",
+            format!(
+                "node {}'s podCIDR {} has no free address left",
+                node.name, node.pod_cidr
+            ),
+        )
+    })?;
+    let pod_name = loop {
+        let n = format!("{name}-{}-{}", ds.hash, random_suffix(&mut ds.name_rng, 5));
+        if pod_names.insert(n.clone()) {
+            break n;
+        }
+    };
+    let pod = Pod {
+        namespace: ns.clone(),
+        name: pod_name,
+        deployment: name.clone(),
+        node: node.name.clone(),
+        ip,
+        labels: ds.labels.clone(),
+        container_ports: ds.container_ports.clone(),
+        ready: true,
+    };
+    pods.push(pod.clone());
+    Ok(pod)
+}
+
+/// The EndpointSlices of every pending service over `pods` (what the EndpointSlice
+/// controller would publish); resolves named target ports on the services.
+fn endpoint_slices(
+    out_services: &mut [nodeport::Service],
+    pending: &[Pending],
+    pods: &[Pod],
+) -> Result<Vec<EndpointSlice>, LabError> {
+    let mut slices = Vec::new();
+    for (idx, doc, selector, targets) in pending {
+        let svc = &mut out_services[*idx];
+        let Some(selector) = selector.as_ref().filter(|s| !s.is_empty()) else {
+            continue; // no selector: no managed EndpointSlice
+        };
+        let matching: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| {
+                p.namespace == svc.namespace
+                    && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+            })
+            .collect();
+        // Group pods by their resolved ports (named target ports can differ per pod).
+        let mut groups: Vec<(Vec<EndpointPort>, Vec<Endpoint>)> = Vec::new();
+        for pod in &matching {
+            let mut eps = Vec::new();
+            for (sp, tp) in svc.ports.iter().zip(targets) {
+                let port = match tp {
+                    TargetPort::Number(n) => Some(*n),
+                    TargetPort::Named(name) => pod
+                        .container_ports
+                        .iter()
+                        .find(|(n, _, proto)| n == name && *proto == sp.protocol)
+                        .map(|(_, p, _)| *p),
+                };
+                if let Some(port) = port {
+                    eps.push(EndpointPort {
+                        name: sp.name.clone(),
+                        protocol: sp.protocol,
+                        port,
+                    });
+                }
+            }
+            let ep = Endpoint {
+                ip: pod.ip,
+                node_name: Some(pod.node.clone()),
+                ready: pod.ready,
+                serving: pod.ready,
+                terminating: false,
+            };
+            match groups.iter_mut().find(|(p, _)| *p == eps) {
+                Some((_, list)) => list.push(ep),
+                None => groups.push((eps, vec![ep])),
+            }
+        }
+        // Resolve named target ports for the Service itself (first pod that has it).
+        for (i, tp) in targets.iter().enumerate() {
+            if let TargetPort::Named(name) = tp {
+                let found = groups
+                    .iter()
+                    .flat_map(|(p, _)| p.iter())
+                    .find(|p| p.name == svc.ports[i].name)
+                    .map(|p| p.port);
+                match found {
+                    Some(p) => svc.ports[i].target_port = p,
+                    None if !matching.is_empty() => {
+                        return Err(doc.err(
+                            &format!("spec.ports[{i}].targetPort"),
+                            format!(
+                                "{name:?} matches no container port name of the selected pods ({})",
+                                matching
+                                    .iter()
+                                    .map(|p| p.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ))
+                    }
+                    None => {}
+                }
+            }
+        }
+        if groups.is_empty() {
+            let ports = svc
+                .ports
+                .iter()
+                .filter(|p| p.target_port != 0)
+                .map(|p| EndpointPort {
+                    name: p.name.clone(),
+                    protocol: p.protocol,
+                    port: p.target_port,
+                })
+                .collect();
+            groups.push((ports, Vec::new()));
+        }
+        for (ports, endpoints) in groups {
+            slices.push(EndpointSlice {
+                service: svc.service_ref(),
+                ports,
+                endpoints,
+            });
+        }
+    }
+
+    Ok(slices)
+}
+
 /// Build the cluster. Errors name the file and field.
 pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
     let f = cfg.file.clone();
@@ -233,6 +412,7 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
     let mut sched_rng = rng_for(cfg.seed, "schedule");
     let mut pods: Vec<Pod> = Vec::new();
     let mut pod_names: BTreeSet<String> = BTreeSet::new();
+    let mut scheds: Vec<DeploySched> = Vec::new();
     for (doc, d) in &deployments {
         let spec = d.spec.as_ref().ok_or_else(|| doc.err("spec", "missing"))?;
         let ns = doc.object.namespace();
@@ -300,7 +480,7 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         let selector = pspec.node_selector.clone().unwrap_or_default();
         let hash = pod_template_hash(&spec.template);
         // Pod-name suffixes: one stream per ReplicaSet, so scenarios do not share names.
-        let mut name_rng = rng_for(cfg.seed, &format!("pod-names/{ns}/{name}-{hash}"));
+        let name_rng = rng_for(cfg.seed, &format!("pod-names/{ns}/{name}-{hash}"));
         let mut labels = tlabels.clone();
         labels.insert("pod-template-hash".into(), hash.clone());
 
@@ -340,49 +520,26 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         } else {
             preferred
         };
+        let mut ds = DeploySched {
+            doc,
+            namespace: ns.clone(),
+            name: name.clone(),
+            hash: hash.clone(),
+            labels: labels.clone(),
+            container_ports: container_ports.clone(),
+            candidates,
+            name_rng,
+        };
         for _ in 0..replicas {
-            // Least loaded: fewest pods of this deployment, then fewest pods overall; ties by RNG.
-            let load = |n: &Node| {
-                let own = pods
-                    .iter()
-                    .filter(|p| p.node == n.name && p.deployment == name && p.namespace == ns)
-                    .count();
-                let all = pods.iter().filter(|p| p.node == n.name).count();
-                (own, all)
-            };
-            let best = candidates.iter().map(|n| load(n)).min().expect("non-empty");
-            let ties: Vec<&Node> = candidates
-                .iter()
-                .copied()
-                .filter(|n| load(n) == best)
-                .collect();
-            let node = ties[sched_rng.random_range(0..ties.len())];
-            let ip = pool.take(node).ok_or_else(|| {
-                doc.err(
-                    "spec.replicas",
-                    format!(
-                        "node {}'s podCIDR {} has no free address left",
-                        node.name, node.pod_cidr
-                    ),
-                )
-            })?;
-            let pod_name = loop {
-                let n = format!("{name}-{hash}-{}", random_suffix(&mut name_rng, 5));
-                if pod_names.insert(n.clone()) {
-                    break n;
-                }
-            };
-            pods.push(Pod {
-                namespace: ns.clone(),
-                name: pod_name,
-                deployment: name.clone(),
-                node: node.name.clone(),
-                ip,
-                labels: labels.clone(),
-                container_ports: container_ports.clone(),
-                ready: true,
-            });
+            place_one(
+                &mut ds,
+                &mut pods,
+                &mut pool,
+                &mut sched_rng,
+                &mut pod_names,
+            )?;
         }
+        scheds.push(ds);
     }
 
     // --- clients --------------------------------------------------------------------------
@@ -691,100 +848,7 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
     }
 
     // --- endpoint slices ------------------------------------------------------------------
-    let mut slices = Vec::new();
-    for (idx, doc, selector, targets) in &pending {
-        let svc = &mut out_services[*idx];
-        let Some(selector) = selector.as_ref().filter(|s| !s.is_empty()) else {
-            continue; // no selector: no managed EndpointSlice
-        };
-        let matching: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| {
-                p.namespace == svc.namespace
-                    && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
-            })
-            .collect();
-        // Group pods by their resolved ports (named target ports can differ per pod).
-        let mut groups: Vec<(Vec<EndpointPort>, Vec<Endpoint>)> = Vec::new();
-        for pod in &matching {
-            let mut eps = Vec::new();
-            for (sp, tp) in svc.ports.iter().zip(targets) {
-                let port = match tp {
-                    TargetPort::Number(n) => Some(*n),
-                    TargetPort::Named(name) => pod
-                        .container_ports
-                        .iter()
-                        .find(|(n, _, proto)| n == name && *proto == sp.protocol)
-                        .map(|(_, p, _)| *p),
-                };
-                if let Some(port) = port {
-                    eps.push(EndpointPort {
-                        name: sp.name.clone(),
-                        protocol: sp.protocol,
-                        port,
-                    });
-                }
-            }
-            let ep = Endpoint {
-                ip: pod.ip,
-                node_name: Some(pod.node.clone()),
-                ready: pod.ready,
-                serving: pod.ready,
-                terminating: false,
-            };
-            match groups.iter_mut().find(|(p, _)| *p == eps) {
-                Some((_, list)) => list.push(ep),
-                None => groups.push((eps, vec![ep])),
-            }
-        }
-        // Resolve named target ports for the Service itself (first pod that has it).
-        for (i, tp) in targets.iter().enumerate() {
-            if let TargetPort::Named(name) = tp {
-                let found = groups
-                    .iter()
-                    .flat_map(|(p, _)| p.iter())
-                    .find(|p| p.name == svc.ports[i].name)
-                    .map(|p| p.port);
-                match found {
-                    Some(p) => svc.ports[i].target_port = p,
-                    None if !matching.is_empty() => {
-                        return Err(doc.err(
-                            &format!("spec.ports[{i}].targetPort"),
-                            format!(
-                                "{name:?} matches no container port name of the selected pods ({})",
-                                matching
-                                    .iter()
-                                    .map(|p| p.name.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        ))
-                    }
-                    None => {}
-                }
-            }
-        }
-        if groups.is_empty() {
-            let ports = svc
-                .ports
-                .iter()
-                .filter(|p| p.target_port != 0)
-                .map(|p| EndpointPort {
-                    name: p.name.clone(),
-                    protocol: p.protocol,
-                    port: p.target_port,
-                })
-                .collect();
-            groups.push((ports, Vec::new()));
-        }
-        for (ports, endpoints) in groups {
-            slices.push(EndpointSlice {
-                service: svc.service_ref(),
-                ports,
-                endpoints,
-            });
-        }
-    }
+    let slices = endpoint_slices(&mut out_services, &pending, &pods)?;
 
     // --- plan checks that need services ---------------------------------------------------
     let user_services: Vec<String> = out_services
@@ -844,39 +908,64 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
     }
 
     // --- plan actions and links that need pods ---------------------------------------------
+    let mut actions = cfg.actions.clone();
     let mut cur_pods = pods.clone();
-    let mut cur_slices = slices.clone();
-    for a in &cfg.actions {
-        if let ActionKind::Scale {
+    for a in &mut actions {
+        let ActionKind::Scale {
             namespace,
             deployment,
             replicas,
         } = &a.kind
-        {
-            let exists = deployments
+        else {
+            continue;
+        };
+        let Some(ds) = scheds
+            .iter_mut()
+            .find(|d| d.namespace == *namespace && d.name == *deployment)
+        else {
+            let known: Vec<String> = scheds
                 .iter()
-                .any(|(d, _)| d.object.namespace() == *namespace && d.object.name() == *deployment);
-            if !exists {
-                let known: Vec<String> = deployments
-                    .iter()
-                    .map(|(d, _)| format!("{}/{}", d.object.namespace(), d.object.name()))
-                    .collect();
-                return Err(LabError::invalid(
-                    f,
-                    format!("plan[{}].scale.deployment", a.entry),
-                    format!(
-                        "unknown deployment {namespace}/{deployment} (known: {})",
-                        known.join(", ")
-                    ),
-                ));
-            }
-            let (p, s, _) =
-                Cluster::scaled(&cur_pods, &cur_slices, namespace, deployment, *replicas).map_err(
-                    |m| LabError::invalid(f, format!("plan[{}].scale.replicas", a.entry), m),
-                )?;
-            cur_pods = p;
-            cur_slices = s;
+                .map(|d| format!("{}/{}", d.namespace, d.name))
+                .collect();
+            return Err(LabError::invalid(
+                f,
+                format!("plan[{}].scale.deployment", a.entry),
+                format!(
+                    "unknown deployment {namespace}/{deployment} (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let own: Vec<Pod> = cur_pods
+            .iter()
+            .filter(|p| p.namespace == *namespace && p.deployment == *deployment)
+            .cloned()
+            .collect();
+        let want = *replicas as usize;
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        if want < own.len() {
+            removed = own[want..].to_vec();
+            cur_pods.retain(|p| !removed.iter().any(|r| r.name == p.name));
         }
+        for _ in own.len()..want {
+            let pod = place_one(ds, &mut cur_pods, &mut pool, &mut sched_rng, &mut pod_names)
+                .map_err(|e| {
+                    LabError::invalid(
+                        f,
+                        format!("plan[{}].scale.replicas", a.entry),
+                        format!("scaling {namespace}/{deployment} to {want}: {e}"),
+                    )
+                })?;
+            added.push(pod);
+        }
+        let slices = endpoint_slices(&mut out_services, &pending, &cur_pods)?;
+        a.scaled = Some(crate::cluster::Scaled {
+            pods: cur_pods.clone(),
+            slices,
+            added,
+            removed,
+        });
     }
     for (i, l) in cfg.links.iter().enumerate() {
         let known = clients.iter().any(|c| c.name == l.link)
@@ -915,7 +1004,7 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         load_balancer: cfg.load_balancer,
         plan,
         seed: cfg.seed,
-        actions: cfg.actions,
+        actions,
         links: cfg.links,
     })
 }

@@ -68,21 +68,40 @@ fn scale_and_wait_entries() {
         lab::cluster::ActionKind::Wait(Duration::from_secs(10))
     );
     // Scaling removes the newest pod and its endpoint.
-    let (pods, slices, removed) =
-        lab::Cluster::scaled(&c.pods, &c.slices, "default", "web", 1).unwrap();
-    assert_eq!(removed.len(), 1);
-    assert_eq!(pods.len(), c.pods.len() - 1);
-    assert!(slices
+    let sc = c.actions[0].scaled.as_ref().unwrap();
+    assert_eq!(sc.removed.len(), 1);
+    assert!(sc.added.is_empty());
+    assert_eq!(sc.removed[0].name, c.pods[1].name);
+    assert_eq!(sc.pods.len(), c.pods.len() - 1);
+    assert!(sc
+        .slices
         .iter()
-        .all(|s| s.endpoints.iter().all(|e| e.ip != removed[0].ip)));
+        .all(|s| s.endpoints.iter().all(|e| e.ip != sc.removed[0].ip)));
+    assert!(c.actions[1].scaled.is_none());
 }
 
 #[test]
 fn scale_errors() {
     let msg = error_of(&base("  - scale: {deployment: nope, replicas: 0}\n", ""));
     assert_mentions(&msg, &["plan[1].scale.deployment", "nope", "default/web"]);
-    let msg = error_of(&base("  - scale: {deployment: web, replicas: 5}\n", ""));
-    assert_mentions(&msg, &["plan[1].scale.replicas", "not supported"]);
+    // Scaling up needs an eligible node (web-pinned can only go to the tainted master).
+    let cfg = format!(
+        "{NODES}{}plan:\n  - {{from: browser, to: ydzs-master, port: 80}}\n  - scale: {{deployment: pinned, replicas: 1}}\n",
+        block(&[deployment(
+            "pinned",
+            0,
+            "      nodeSelector: {kubernetes.io/hostname: ydzs-master}\n"
+        )])
+    );
+    let msg = error_of(&cfg);
+    assert_mentions(
+        &msg,
+        &[
+            "plan[1].scale.replicas",
+            "no eligible node",
+            "default/pinned",
+        ],
+    );
     let msg = error_of(&base("  - scale: {deployment: web, replicas: -1}\n", ""));
     assert_mentions(&msg, &["plan[1].scale.replicas", "-1"]);
     let msg = error_of(&base(
@@ -94,4 +113,35 @@ fn scale_errors() {
     assert_mentions(&msg, &["plan[1].wait", "forever"]);
     let msg = error_of(&base("  - {to: ydzs-master}\n", ""));
     assert_mentions(&msg, &["plan[1].from", "missing"]);
+}
+
+#[test]
+fn scale_up_places_new_replicas_like_the_scheduler() {
+    let c = load(&base(
+        "  - scale: {deployment: web, replicas: 5}\n  - scale: {deployment: web, replicas: 4}\n",
+        "",
+    ))
+    .unwrap();
+    let up = c.actions[0].scaled.as_ref().unwrap();
+    assert_eq!(up.added.len(), 3);
+    assert!(up.removed.is_empty());
+    // 2 + 3 = 5 pods over the 3 untainted workers: least loaded first (2/2/1).
+    let mut per_node = std::collections::BTreeMap::new();
+    for p in &up.pods {
+        *per_node.entry(p.node.as_str()).or_insert(0) += 1;
+        assert!(p.name.starts_with("web-"));
+    }
+    assert!(!per_node.contains_key("ydzs-master"), "{per_node:?}");
+    let mut counts: Vec<i32> = per_node.values().copied().collect();
+    counts.sort();
+    assert_eq!(counts, [1, 2, 2], "{per_node:?}");
+    // New addresses are fresh, names unique, every pod has an endpoint.
+    let ips: std::collections::BTreeSet<_> = up.pods.iter().map(|p| p.ip).collect();
+    assert_eq!(ips.len(), 5);
+    let eps: usize = up.slices.iter().map(|s| s.endpoints.len()).sum();
+    assert_eq!(eps, 5);
+    // Then down to 4: the newest pod goes.
+    let down = c.actions[1].scaled.as_ref().unwrap();
+    assert_eq!(down.removed, vec![up.added[2].clone()]);
+    assert_eq!(down.pods.len(), 4);
 }

@@ -169,3 +169,41 @@ fn lossy_link_retransmits_and_still_succeeds() {
         .iter()
         .all(|r| r["elapsed_ms"].as_u64().unwrap() >= 160));
 }
+
+#[test]
+fn scaled_back_up_node_returns_after_the_healthy_threshold() {
+    // lb-local-scale-down, then nginx-a back to 1 replica: a new pod (new name, placed by
+    // the scheduler on node1, its only eligible node) and node1 healthy again after 2 probes.
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../lab-configs/lb-local-scale-down.yaml"),
+    )
+    .unwrap();
+    let text = format!(
+        "{text}  - scale: {{deployment: nginx-a, replicas: 1}}\n  - wait: 10s\n  - {{from: users, to: loadBalancer, service: default/nginx, count: 300}}\n"
+    );
+    let path = std::env::temp_dir().join(format!("lb-scale-up-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let (v, _) = run(path.to_str().unwrap(), &["--json"]);
+    let _ = std::fs::remove_file(&path);
+    let reqs = requests(&v);
+    assert_eq!(reqs.len(), 1000);
+    let nodes = pod_nodes(&v);
+    assert_eq!(nodes.len(), 4, "the new pod is listed: {nodes:?}");
+    let last = &reqs[700..];
+    assert!(last.iter().all(|r| r["outcome"] == "ok"));
+    let m = per_node(&v, last);
+    let n1 = m["ydzs-node1"] as f64 / 300.0;
+    assert!((0.4..0.6).contains(&n1), "{m:?}");
+    let on_node1 = |rs: &[Value]| -> std::collections::BTreeSet<String> {
+        rs.iter()
+            .filter_map(|r| r["pod"].as_str())
+            .filter(|p| nodes[*p] == "ydzs-node1")
+            .map(str::to_string)
+            .collect()
+    };
+    let (old, new) = (on_node1(&reqs[..300]), on_node1(last));
+    assert_eq!((old.len(), new.len()), (1, 1), "{old:?} {new:?}");
+    assert_ne!(old, new, "a new replica, not the deleted one");
+    assert!(new.iter().all(|p| p.starts_with("nginx-a-")));
+}
