@@ -67,8 +67,17 @@ pub fn lb_health_lines(world: &sim::World) -> Vec<String> {
         .lb_targets()
         .iter()
         .map(|(n, h, w)| {
+            let last = ev
+                .iter()
+                .rev()
+                .find(|e| e.target == *n)
+                .map(|e| match e.status {
+                    Some(c) => format!(", last probe {c}"),
+                    None => ", last probe failed".into(),
+                })
+                .unwrap_or_default();
             format!(
-                "{n} {} weight {w}",
+                "{n} {} (weight {w}{last})",
                 if *h { "healthy" } else { "unhealthy" }
             )
         })

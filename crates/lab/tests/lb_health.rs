@@ -81,6 +81,12 @@ fn healthcheck_keeps_traffic_off_the_pod_less_node() {
     // Unweighted: an even split between the two healthy nodes (node1's single pod ~50 %).
     let n1 = m["ydzs-node1"] as f64 / 600.0;
     assert!((0.44..0.56).contains(&n1), "{m:?}");
+    // The human report shows why: node3's healthCheckNodePort answers 503.
+    let (_, text) = run("lb-local-healthcheck", &[]);
+    assert!(
+        text.contains("ydzs-node3 unhealthy (weight 1, last probe 503)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -132,6 +138,12 @@ fn scaled_down_node_gets_no_traffic_after_the_flip() {
     let m = per_node(&v, after);
     assert_eq!(m.get("ydzs-node1"), None, "{m:?}");
     assert_eq!(m["ydzs-node2"], 300);
+    // The flip itself: node1's health check turns to 503 and the LB marks it unhealthy.
+    let (_, text) = run("lb-local-scale-down", &[]);
+    assert!(
+        text.contains("ydzs-node1 probe 503 weight 0 → now unhealthy"),
+        "{text}"
+    );
 }
 
 #[test]
