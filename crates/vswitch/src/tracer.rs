@@ -2,10 +2,11 @@
 //! `phy::Tracer` style. Records go to a [`TraceSink`] that several tracers may share (the
 //! world keeps one for all its links).
 //!
-//! Pcap capture and impairment (delay/loss/rate) are meant to be sibling wrappers of the
-//! same shape: `Impair<Pcap<Tracer<P>>>`, each holding the inner port and forwarding
-//! `send`/`recv`/`poll_at` (an impairment wrapper reports its delayed packets' due times
-//! through `poll_at`).
+//! Pcap capture ([`crate::pcap::Pcap`]) and impairment ([`crate::impair::Impair`]) are
+//! sibling wrappers of the same shape, e.g. `Tracer<Impair<Pcap<P>>>` (what the world builds:
+//! trace on the fabric side, capture on the device side), each holding the inner port and
+//! forwarding `send`/`recv`/`poll_at` (an impairment wrapper reports its delayed packets' due
+//! times through `poll_at`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
