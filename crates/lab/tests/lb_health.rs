@@ -160,7 +160,12 @@ fn lossy_link_retransmits_and_still_succeeds() {
         .skip_while(|l| *l != "trace:")
         .filter(|l| l.contains(" out ") && (l.contains(" len ") || l.ends_with(" S")))
         .map(|l| l.trim_start().split_once("s ").map(|x| x.1).unwrap_or(l))
+        .map(|l| l.trim_end_matches(" [lost on the link]"))
         .collect();
+    assert!(
+        text.contains("[lost on the link]"),
+        "the trace shows the loss itself"
+    );
     let mut seen = BTreeMap::new();
     for l in &trace {
         *seen.entry(*l).or_insert(0) += 1;

@@ -743,10 +743,18 @@ impl World {
         Ok(())
     }
 
-    /// Add one-way delay / random loss on edge `name`'s link (seeded from the world RNG).
+    /// Impair edge `name`'s link: delay, jitter, rate, random loss (seeded from the world
+    /// RNG). With tracing on, every lost datagram is a trace event (`[lost on the link]`).
     pub fn impair(&mut self, name: &str, cfg: ImpairConfig) -> Result<(), SimError> {
         let rng = ChaCha8Rng::seed_from_u64(self.rng.next_u64());
-        self.wrap_port(name, move |p| Box::new(Impair::new(p, cfg, rng)))
+        let sink = self.tracing.then(|| self.sink.clone());
+        self.wrap_port(name, move |p| {
+            let imp = Impair::new(p, cfg, rng);
+            Box::new(match sink {
+                Some(s) => imp.with_trace(s),
+                None => imp,
+            })
+        })
     }
 
     /// A kube-proxy sync on every node (and the LB listeners, when derived from services).

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use rand::{Rng, RngCore};
 
+use crate::packet::summarize;
+use crate::tracer::{Direction, LinkEvent, TraceSink};
 use crate::Port;
 
 /// What the link does to datagrams, per direction.
@@ -46,6 +48,8 @@ pub struct Impair<P, R> {
     from_device: Lane,
     /// Datagrams lost so far.
     pub lost: u64,
+    /// Where to record losses (as [`LinkEvent`]s with `lost: true`), if anywhere.
+    trace: Option<TraceSink>,
 }
 
 impl<P: Port, R: RngCore> Impair<P, R> {
@@ -57,6 +61,24 @@ impl<P: Port, R: RngCore> Impair<P, R> {
             to_device: Lane::default(),
             from_device: Lane::default(),
             lost: 0,
+            trace: None,
+        }
+    }
+    /// Record every lost datagram in `sink` (so traces show where a packet vanished).
+    pub fn with_trace(mut self, sink: TraceSink) -> Self {
+        self.trace = Some(sink);
+        self
+    }
+    fn note_loss(&self, now: Duration, dir: Direction, pkt: &[u8]) {
+        if let Some(t) = &self.trace {
+            t.record(LinkEvent {
+                at: now,
+                link: self.inner.name().to_string(),
+                dir,
+                summary: summarize(pkt).ok(),
+                len: pkt.len(),
+                lost: true,
+            });
         }
     }
     pub fn inner(&self) -> &P {
@@ -110,6 +132,7 @@ impl<P: Port, R: RngCore> Port for Impair<P, R> {
     }
     fn send(&mut self, now: Duration, pkt: &[u8]) {
         if self.lose() {
+            self.note_loss(now, Direction::ToDevice, pkt);
             return;
         }
         if self.passthrough() {
@@ -126,7 +149,9 @@ impl<P: Port, R: RngCore> Port for Impair<P, R> {
             }
         }
         while let Some(p) = self.inner.recv(now) {
-            if !self.lose() {
+            if self.lose() {
+                self.note_loss(now, Direction::FromDevice, &p);
+            } else {
                 let due = self.due(false, now, p.len());
                 self.from_device.q.push_back((due, p));
             }

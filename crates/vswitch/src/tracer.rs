@@ -32,6 +32,8 @@ pub struct LinkEvent {
     /// `None` when the datagram could not be parsed.
     pub summary: Option<Summary>,
     pub len: usize,
+    /// Dropped on this link by an impairment (recorded by [`crate::impair::Impair`]).
+    pub lost: bool,
 }
 
 impl std::fmt::Display for LinkEvent {
@@ -42,9 +44,13 @@ impl std::fmt::Display for LinkEvent {
         };
         write!(f, "{:>10.6}s {} {arrow} ", self.at.as_secs_f64(), self.link)?;
         match &self.summary {
-            Some(s) => write!(f, "{s}"),
-            None => write!(f, "<malformed, {} bytes>", self.len),
+            Some(s) => write!(f, "{s}")?,
+            None => write!(f, "<malformed, {} bytes>", self.len)?,
         }
+        if self.lost {
+            write!(f, " [lost on the link]")?;
+        }
+        Ok(())
     }
 }
 
@@ -98,6 +104,7 @@ impl<P: Port> Tracer<P> {
             dir,
             summary: summarize(pkt).ok(),
             len: pkt.len(),
+            lost: false,
         });
     }
 }
