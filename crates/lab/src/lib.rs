@@ -14,6 +14,8 @@ pub mod config;
 pub mod diagram;
 pub mod error;
 pub mod manifest;
+pub mod real;
+pub mod realrun;
 pub mod report;
 pub mod runner;
 pub mod schedule;

@@ -30,14 +30,28 @@ enum Command {
         #[command(subcommand)]
         command: ScenarioCommand,
     },
-    /// Bring a scenario's cluster up in real mode and keep it running (not implemented yet).
-    Up { scenario: String },
-    /// Tear down what `up` created (not implemented yet).
+    /// Bring a scenario's cluster up in real mode (root) and keep it running until Ctrl-C:
+    /// pods are namespaces running nginx, clients namespaces where you run curl yourself.
+    Up {
+        /// Scenario name (file stem in lab-configs/) or a path to a config file.
+        scenario: String,
+        /// Override the config's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Capture every link into DIR while the lab is up (written at Ctrl-C).
+        #[arg(long, value_name = "DIR")]
+        pcap: Option<PathBuf>,
+    },
+    /// Remove everything a lab left behind (nplab- namespaces, its processes, /run/nplab).
+    /// Idempotent; safe after kill -9.
     Down,
-    /// Show what `up` created (not implemented yet).
+    /// Show whether a `lab up` runs, and the nplab- namespaces with their processes.
     Status,
-    /// Print a node's conntrack table of a running lab (not implemented yet).
-    Conntrack { node: Option<String> },
+    /// Print node conntrack tables of the running `lab up` (`conntrack -L` style).
+    Conntrack {
+        /// Node name; all nodes when omitted.
+        node: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +97,13 @@ enum ScenarioCommand {
         /// Draw the traced request (the first, or --trace-request K) as an SVG flow diagram.
         #[arg(long, value_name = "FILE.svg")]
         diagram: Option<PathBuf>,
+        /// Run at most N requests of each plan entry (quick real-mode runs).
+        #[arg(long, value_name = "N")]
+        count: Option<u32>,
+        /// curl --connect-timeout (seconds) for plan entries that set none (default: Linux's
+        /// SYN retry span, ~127 s — free in embedded mode, real waiting with --real).
+        #[arg(long, value_name = "SECS")]
+        connect_timeout: Option<f64>,
     },
 }
 
@@ -179,9 +200,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 conntrack,
                 pcap,
                 diagram,
+                count,
+                connect_timeout,
             } => {
                 let path = resolve(&scenario)?;
-                let cluster = load_cluster(&path, seed)?;
+                let mut cluster = load_cluster(&path, seed)?;
+                for step in &mut cluster.plan {
+                    if let Some(n) = count {
+                        step.count = step.count.min(n);
+                    }
+                    if step.connect_timeout.is_none() {
+                        step.connect_timeout = connect_timeout
+                            .filter(|s| s.is_finite() && *s > 0.0)
+                            .map(std::time::Duration::from_secs_f64);
+                    }
+                }
                 let opts = RunOptions {
                     json,
                     trace: trace_request.or(if trace { Some(1) } else { None }),
@@ -203,9 +236,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         },
-        Command::Up { .. } | Command::Down | Command::Status | Command::Conntrack { .. } => {
-            anyhow::bail!("not implemented yet (real mode comes later)");
+        Command::Up {
+            scenario,
+            seed,
+            pcap,
+        } => {
+            let path = resolve(&scenario)?;
+            let cluster = load_cluster(&path, seed)?;
+            lab::realrun::up(&cluster, pcap.as_deref(), &mut out)?;
         }
+        Command::Down => lab::realrun::down(&mut out)?,
+        Command::Status => lab::realrun::status(&mut out)?,
+        Command::Conntrack { node } => lab::realrun::conntrack(node.as_deref(), &mut out)?,
     }
     Ok(())
 }

@@ -97,7 +97,21 @@ pub fn prepare_world(
     tracing: bool,
     pcap: Option<&Path>,
 ) -> anyhow::Result<sim::World> {
-    let mut world = sim::World::new(world_spec(cluster, true, tracing))
+    prepare_world_with(cluster, true, tracing, pcap, |_| Ok(()))
+}
+
+/// [`prepare_world`] for either mode: with `embedded_edges` false the world gets no
+/// embedded pods/clients and `attach` adds the external ports (real mode's TUN devices);
+/// the health-check warm-up then runs on the virtual clock *before* the ports exist (it
+/// only involves the LB and the nodes), so the caller's wall clock starts at `world.now()`.
+pub fn prepare_world_with(
+    cluster: &Cluster,
+    embedded_edges: bool,
+    tracing: bool,
+    pcap: Option<&Path>,
+    attach: impl FnOnce(&mut sim::World) -> anyhow::Result<()>,
+) -> anyhow::Result<sim::World> {
+    let mut world = sim::World::new(world_spec(cluster, embedded_edges, tracing))
         .map_err(|e| anyhow::anyhow!("{}: building the lab: {e}", cluster.source.display()))?;
     world.set_services(&cluster.services, &cluster.slices);
     let mut warmup = Duration::ZERO;
@@ -122,6 +136,10 @@ pub fn prepare_world(
             .map_err(|e| anyhow::anyhow!("LB health checks: {e}"))?;
         warmup = hc.interval * hc.healthy_threshold.saturating_sub(1) + timeout;
     }
+    if !embedded_edges && !warmup.is_zero() {
+        world.run_until(warmup);
+    }
+    attach(&mut world)?;
     if let Some(dir) = pcap {
         world
             .capture_all(dir)
@@ -151,7 +169,7 @@ pub fn prepare_world(
                 .map_err(|e| anyhow::anyhow!("links: {e}"))?;
         }
     }
-    if !warmup.is_zero() {
+    if embedded_edges && !warmup.is_zero() {
         world.run_until(warmup);
     }
     Ok(world)
@@ -259,7 +277,7 @@ pub fn expand_plan(cluster: &Cluster) -> anyhow::Result<Vec<PlannedRequest<'_>>>
 /// Run a scenario in the mode `opts` asks for.
 pub fn run(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
     if opts.real {
-        anyhow::bail!("real mode is not wired into the runner yet");
+        return crate::realrun::run_real(cluster, opts);
     }
     run_embedded(cluster, opts)
 }

@@ -1,0 +1,586 @@
+//! Real mode end to end: the scenario's pods become network namespaces running Debian's
+//! nginx, its clients namespaces where real curl runs, each attached to the *same*
+//! [`sim::World`] as embedded mode through a TUN port; the world runs on the wall clock,
+//! driven by [`crate::real::driver::Driver`]'s poll(2) loop.
+//!
+//! Owns: `lab scenario run --real`, `lab up`, `lab status`, `lab down`, `lab conntrack`.
+//! Does not own: namespace/TUN/process plumbing ([`crate::real`]) nor the world itself.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::cluster::{ActionKind, ClientAttach, Cluster};
+use crate::real::cleanup::{self, StateDir};
+use crate::real::curl::{CurlOutcome, CurlRequest, CurlRun};
+use crate::real::driver::Driver;
+use crate::real::lab::{ClientSpec, PodSpec, RealLab, Role, UpOptions};
+use crate::real::{netns, PREFIX};
+use crate::report::{self, Mode, Outcome, RequestResult, ScenarioResult};
+use crate::runner::{attachment, expand_plan, prepare_world_with, RunOptions};
+
+/// Connect timeout when the plan sets none: a little above Linux's SYN retry span
+/// (1+2+4+8+16+32+64 s ≈ 127 s), so the kernel's own give-up decides, as in embedded mode.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(130);
+
+/// A running real-mode lab: processes/namespaces, the world they are attached to, the loop.
+pub struct RealRun {
+    pub lab: RealLab,
+    pub world: sim::World,
+    pub driver: Driver,
+    /// Access-log read offsets per pod (bytes), to read only what is new.
+    offsets: Vec<(String, PathBuf, u64)>,
+}
+
+fn first_host(ip: Ipv4Addr, prefix: u8) -> Ipv4Addr {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    Ipv4Addr::from((u32::from(ip) & mask) + 1)
+}
+
+/// Namespaces, TUN ports, nginx; the world built around them (health-check warm-up first).
+pub fn bring_up(
+    cluster: &Cluster,
+    tracing: bool,
+    pcap: Option<&Path>,
+    up: &UpOptions,
+) -> anyhow::Result<RealRun> {
+    if cluster.pods.iter().any(|p| p.node.is_empty()) {
+        bail!("a pod without a node cannot run");
+    }
+    let pods = cluster
+        .pods
+        .iter()
+        .map(|p| {
+            let n = cluster
+                .node(&p.node)
+                .with_context(|| format!("pod {} on unknown node {}", p.name, p.node))?;
+            Ok(PodSpec {
+                name: p.name.clone(),
+                node: p.node.clone(),
+                ip: p.ip,
+                prefix_len: n.pod_cidr.prefix_len(),
+                gateway: n.cni0_ip(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let clients = cluster
+        .clients
+        .iter()
+        .map(|c| {
+            let (prefix_len, gateway) = match &c.attach {
+                // The world gives an external client its own /24 behind the router (.1).
+                ClientAttach::External { .. } => (24, first_host(c.ip, 24)),
+                ClientAttach::Pod { node } => {
+                    let n = cluster
+                        .node(node)
+                        .with_context(|| format!("client {} on unknown node {node}", c.name))?;
+                    (n.pod_cidr.prefix_len(), n.cni0_ip())
+                }
+            };
+            Ok(ClientSpec {
+                name: c.name.clone(),
+                ip: c.ip,
+                prefix_len,
+                gateway,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let (lab, ports) = RealLab::up(&pods, &clients, up).map_err(|e| anyhow!("{e}"))?;
+    let mut fds: Vec<RawFd> = Vec::new();
+    let world = prepare_world_with(cluster, false, tracing, pcap, |w| {
+        for p in ports {
+            fds.push(p.port.raw_fd());
+            match p.role {
+                Role::Pod { node } => w
+                    .add_pod_port(&p.name, p.ip, &node, Box::new(p.port))
+                    .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?,
+                Role::Client => {
+                    let c = cluster
+                        .client(&p.name)
+                        .with_context(|| format!("unknown client {}", p.name))?;
+                    w.add_client_port(&p.name, p.ip, &attachment(&c.attach), Box::new(p.port))
+                        .map_err(|e| anyhow!("attaching client {}: {e}", p.name))?
+                }
+            }
+        }
+        Ok(())
+    })?;
+    // The world's clock continues from where the virtual warm-up left it.
+    let epoch = Instant::now()
+        .checked_sub(world.now())
+        .unwrap_or_else(Instant::now);
+    let driver = Driver::with_epoch(fds, epoch);
+    let offsets = cluster
+        .pods
+        .iter()
+        .filter_map(|p| {
+            lab.nginx(&p.name)
+                .map(|n| (p.name.clone(), n.spec().access_log(), 0))
+        })
+        .collect();
+    Ok(RealRun {
+        lab,
+        world,
+        driver,
+        offsets,
+    })
+}
+
+impl RealRun {
+    /// Drive the world for `d` of wall time.
+    pub fn run_for(&mut self, d: Duration) -> anyhow::Result<()> {
+        let until = self.driver.now() + d;
+        let world = &mut self.world;
+        self.driver
+            .run(&mut |now| world.poll(now), |now| {
+                now >= until || cleanup::stop_requested()
+            })
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(())
+    }
+
+    /// New access-log lines of every pod since the last call: (pod, line).
+    pub fn new_log_lines(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (pod, path, off) in &mut self.offsets {
+            let Ok(mut f) = fs::File::open(&*path) else {
+                continue;
+            };
+            if f.seek(SeekFrom::Start(*off)).is_err() {
+                continue;
+            }
+            let mut buf = String::new();
+            if f.read_to_string(&mut buf).is_err() {
+                continue;
+            }
+            // Only complete lines; a partial line is read again next time.
+            let complete = buf.rfind('\n').map(|i| i + 1).unwrap_or(0);
+            *off += complete as u64;
+            for l in buf[..complete].lines() {
+                out.push((pod.clone(), l.to_string()));
+            }
+        }
+        out
+    }
+}
+
+/// curl's outcome in the report's words. Linux giving up on the SYNs is reported by curl as
+/// `(7) … Connection timed out` or `(28)`: both are the "hang" of the lesson.
+fn outcome_of(o: &CurlOutcome) -> Result<(Outcome, Option<u16>, Option<String>), String> {
+    match o {
+        CurlOutcome::Ok(r) => Ok((Outcome::Ok, Some(r.http_code), None)),
+        CurlOutcome::Timeout { stderr } => Ok((Outcome::Timeout, None, Some(stderr.clone()))),
+        CurlOutcome::Refused { stderr } if stderr.contains("timed out") => {
+            Ok((Outcome::Timeout, None, Some(stderr.clone())))
+        }
+        CurlOutcome::Refused { stderr } => Ok((Outcome::Refused, None, Some(stderr.clone()))),
+        CurlOutcome::Reset { stderr } => Ok((Outcome::Reset, None, Some(stderr.clone()))),
+        // (52) empty reply: the server closed the connection without answering.
+        CurlOutcome::Error { code: 52, stderr } => Ok((Outcome::Reset, None, Some(stderr.clone()))),
+        CurlOutcome::Error { code, stderr } => Err(format!("curl exited {code}: {stderr}")),
+    }
+}
+
+fn first_word_ip(line: &str) -> Option<Ipv4Addr> {
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// `lab scenario run --real`.
+pub fn run_real(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
+    if cluster
+        .actions
+        .iter()
+        .any(|a| matches!(a.kind, ActionKind::Scale { .. }))
+    {
+        bail!(
+            "{}: `scale:` plan entries are embedded-only for now (real mode would have to start \
+             and stop nginx namespaces mid-run); run it without --real",
+            cluster.source.display()
+        );
+    }
+    cleanup::install_stop_handler().map_err(|e| anyhow!("{e}"))?;
+    let traced = opts.trace.or(opts.diagram.as_ref().map(|_| 1));
+    let mut rr = bring_up(
+        cluster,
+        traced.is_some(),
+        opts.pcap.as_deref(),
+        &UpOptions::default(),
+    )?;
+    let result = play(cluster, opts, traced, &mut rr);
+    let finish = rr
+        .world
+        .finish_captures()
+        .context("writing the capture files");
+    let down = rr.lab.shutdown().map_err(|e| anyhow!("tearing down: {e}"));
+    let result = result?;
+    if opts.pcap.is_some() {
+        finish?;
+    }
+    down?;
+    Ok(result)
+}
+
+fn play(
+    cluster: &Cluster,
+    opts: &RunOptions,
+    traced: Option<usize>,
+    rr: &mut RealRun,
+) -> anyhow::Result<ScenarioResult> {
+    let mut step_of = Vec::new();
+    for (si, step) in cluster.plan.iter().enumerate() {
+        step_of.extend(std::iter::repeat_n(si, step.count as usize));
+    }
+    let mut next_action = 0;
+    let mut requests = Vec::new();
+    let mut logs: Vec<(String, Vec<String>)> = cluster
+        .pods
+        .iter()
+        .map(|p| (p.name.clone(), Vec::new()))
+        .collect();
+    let mut trace = None;
+    let plan = expand_plan(cluster)?;
+
+    for (i, req) in plan.into_iter().enumerate() {
+        let number = i + 1;
+        let si = step_of[i];
+        while let Some(a) = cluster.actions.get(next_action).filter(|a| a.before <= si) {
+            next_action += 1;
+            if let ActionKind::Wait(d) = &a.kind {
+                rr.run_for(*d)?;
+            }
+        }
+        if cleanup::stop_requested() {
+            bail!("interrupted");
+        }
+        let step = req.step;
+        let client = cluster
+            .client(&step.client)
+            .with_context(|| format!("unknown client {:?}", step.client))?;
+        let ns = rr
+            .lab
+            .client_ns(&step.client)
+            .with_context(|| format!("no namespace for client {}", step.client))?;
+        let connect = step.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let max = step.max_time.unwrap_or(connect + Duration::from_secs(60));
+        let url = format!("http://{}{}", req.dst, step.path);
+        let creq = CurlRequest::get(url).timeouts(connect, max);
+        if traced == Some(number) {
+            rr.world.clear_trace();
+        }
+        let started = Instant::now();
+        let mut run = CurlRun::spawn(ns, &creq).map_err(|e| anyhow!("{e}"))?;
+        // A curl process exiting does not wake poll(2): wait on the TUN fds in short turns
+        // and check the child in between (waitpid WNOHANG is cheap).
+        let mut done: Option<Result<CurlOutcome, String>> = None;
+        {
+            let world = &mut rr.world;
+            let mut fabric = |now| world.poll(now);
+            let mut next = None;
+            while done.is_none() {
+                if cleanup::stop_requested() {
+                    bail!("interrupted");
+                }
+                next = rr
+                    .driver
+                    .turn(&mut fabric, next, Duration::from_millis(2))
+                    .map_err(|e| anyhow!("{e}"))?;
+                match run.try_finish() {
+                    Ok(Some(o)) => done = Some(Ok(o)),
+                    Ok(None) => {}
+                    Err(e) => done = Some(Err(e.to_string())),
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        let out = match done {
+            Some(Ok(o)) => o,
+            Some(Err(e)) => bail!("request {number}: {e}"),
+            None => unreachable!("the loop ends with an outcome"),
+        };
+        let (outcome, status, message) =
+            outcome_of(&out).map_err(|e| anyhow!("request {number}: {e}"))?;
+
+        // nginx writes its log line when it finalises the request, which can be a moment
+        // after curl has the response: keep the fabric running briefly until it appears.
+        let grace = if outcome == Outcome::Ok {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_millis(20)
+        };
+        let wait_until = Instant::now() + grace;
+        let mut fresh = rr.new_log_lines();
+        while fresh.is_empty() && Instant::now() < wait_until {
+            rr.run_for(Duration::from_millis(2))?;
+            fresh = rr.new_log_lines();
+        }
+        let mut pod = None;
+        let mut logged = None;
+        for (p, line) in fresh {
+            if let Some(ip) = first_word_ip(&line) {
+                pod = Some(p.clone());
+                logged = Some(ip);
+            }
+            if let Some(l) = logs.iter_mut().find(|(n, _)| *n == p) {
+                l.1.push(line);
+            }
+        }
+        if traced == Some(number) {
+            let events: Vec<sim::TraceEvent> = rr.world.trace().to_vec();
+            if opts.trace.is_some() {
+                trace = Some(events.iter().map(|e| e.to_string()).collect());
+            }
+            requests.push(RequestResult {
+                client: client.name.clone(),
+                client_ip: client.ip,
+                target: req.label.clone(),
+                outcome,
+                status,
+                pod: pod.clone(),
+                logged_client_ip: logged,
+                elapsed_ms: elapsed.as_millis() as u64,
+                curl_message: message.clone(),
+            });
+            if let Some(path) = &opts.diagram {
+                let last = requests.last().expect("just pushed");
+                let svg = crate::diagram::render_svg_numbered(cluster, number, last, &events);
+                fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+            }
+            rr.world.clear_trace();
+            continue;
+        }
+        requests.push(RequestResult {
+            client: client.name.clone(),
+            client_ip: client.ip,
+            target: req.label,
+            outcome,
+            status,
+            pod,
+            logged_client_ip: logged,
+            elapsed_ms: elapsed.as_millis() as u64,
+            curl_message: message,
+        });
+        if traced.is_some() {
+            rr.world.clear_trace();
+        }
+    }
+    let conntrack = opts.conntrack.then(|| {
+        cluster
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), rr.world.conntrack(&n.name)))
+            .collect()
+    });
+    Ok(ScenarioResult {
+        cluster: cluster.clone(),
+        mode: Mode::Real,
+        requests,
+        access_logs: logs,
+        trace,
+        conntrack,
+        lb_health: Vec::new(),
+    })
+}
+
+/// Where `lab up` publishes its conntrack snapshots for `lab conntrack`.
+fn conntrack_dir(state: &StateDir) -> PathBuf {
+    state.root().join("conntrack")
+}
+
+fn write_snapshots(state: &StateDir, cluster: &Cluster, world: &sim::World) {
+    let dir = conntrack_dir(state);
+    if fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    for n in &cluster.nodes {
+        let body = world.conntrack(&n.name).join("\n");
+        let tmp = dir.join(format!(".{}.tmp", n.name));
+        if fs::write(&tmp, body + "\n").is_ok() {
+            let _ = fs::rename(&tmp, dir.join(&n.name));
+        }
+    }
+}
+
+/// `lab up <config>`: build the lab and keep it running until Ctrl-C / SIGTERM.
+pub fn up(cluster: &Cluster, pcap: Option<&Path>, out: &mut impl Write) -> anyhow::Result<()> {
+    cleanup::install_stop_handler().map_err(|e| anyhow!("{e}"))?;
+    let state = StateDir::default();
+    let mut rr = bring_up(cluster, false, pcap, &UpOptions::default())?;
+    fs::write(
+        state.root().join("scenario"),
+        format!("{}\n{}\n", cluster.scenario, cluster.source.display()),
+    )
+    .ok();
+    report::print_cluster(cluster, out)?;
+    writeln!(
+        out,
+        "\nlab {} is up (real mode). Try, from another shell:",
+        cluster.scenario
+    )?;
+    for c in &cluster.clients {
+        let Some(ns) = rr.lab.client_ns(&c.name) else {
+            continue;
+        };
+        for step in cluster.plan.iter().filter(|s| s.client == c.name) {
+            if let Some(d) = cluster.destination(step) {
+                writeln!(
+                    out,
+                    "  sudo ip netns exec {} curl -sS --connect-timeout 3 http://{}:{}{}",
+                    ns.name(),
+                    d.ip,
+                    d.port,
+                    step.path
+                )?;
+            }
+        }
+    }
+    for h in rr.lab.hints() {
+        writeln!(out, "  {h}")?;
+    }
+    writeln!(
+        out,
+        "  conntrack of a node: lab conntrack <node>   (snapshots every second)"
+    )?;
+    out.flush()?;
+    let mut last = Instant::now() - Duration::from_secs(2);
+    {
+        let world = &mut rr.world;
+        let state = &state;
+        rr.driver
+            .run(
+                &mut |now| {
+                    let next = world.poll(now);
+                    if last.elapsed() >= Duration::from_secs(1) {
+                        write_snapshots(state, cluster, world);
+                        last = Instant::now();
+                    }
+                    next
+                },
+                |_| cleanup::stop_requested(),
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    writeln!(out, "\nstopping: tearing the lab down")?;
+    if pcap.is_some() {
+        rr.world
+            .finish_captures()
+            .context("writing the capture files")?;
+    }
+    let rep = rr.lab.shutdown().map_err(|e| anyhow!("{e}"))?;
+    writeln!(
+        out,
+        "removed {} namespaces, stopped {} processes",
+        rep.namespaces.len(),
+        rep.recorded_stopped + rep.strays_stopped
+    )?;
+    Ok(())
+}
+
+/// `lab down`: remove everything `nplab-` (idempotent; safe after kill -9).
+pub fn down(out: &mut impl Write) -> anyhow::Result<()> {
+    let rep = cleanup::down(&StateDir::default(), PREFIX).map_err(|e| anyhow!("{e}"))?;
+    if rep.namespaces.is_empty()
+        && rep.recorded_stopped + rep.strays_stopped == 0
+        && !rep.state_removed
+    {
+        writeln!(
+            out,
+            "nothing to clean up: no nplab- namespaces, processes or state"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "stopped {} processes, deleted {} namespaces ({}){}",
+            rep.recorded_stopped + rep.strays_stopped,
+            rep.namespaces.len(),
+            rep.namespaces.join(", "),
+            if rep.state_removed {
+                ", removed /run/nplab"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// `lab status`.
+pub fn status(out: &mut impl Write) -> anyhow::Result<()> {
+    let state = StateDir::default();
+    match cleanup::LabLock::holder(&state) {
+        Some(pid) => {
+            let scenario = fs::read_to_string(state.root().join("scenario")).unwrap_or_default();
+            writeln!(
+                out,
+                "lab up is running: pid {pid}, scenario {}",
+                scenario.lines().next().unwrap_or("?")
+            )?;
+        }
+        None => writeln!(out, "no lab up is running")?,
+    }
+    let nss = netns::list(PREFIX).map_err(|e| anyhow!("{e}"))?;
+    if nss.is_empty() {
+        writeln!(out, "namespaces: none")?;
+    } else {
+        writeln!(out, "namespaces:")?;
+        for n in nss {
+            let pids = netns::Netns::open(&n)
+                .map(|ns| ns.pids())
+                .unwrap_or_default();
+            writeln!(out, "  {n}  pids {pids:?}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `lab conntrack [node]`: the last snapshot a running `lab up` published.
+pub fn conntrack(node: Option<&str>, out: &mut impl Write) -> anyhow::Result<()> {
+    let state = StateDir::default();
+    if cleanup::LabLock::holder(&state).is_none() {
+        bail!("no lab up is running (start one with `lab up <scenario>`; after a run, use `lab scenario run <x> --conntrack`)");
+    }
+    let dir = conntrack_dir(&state);
+    let mut nodes: Vec<String> = match node {
+        Some(n) => vec![n.to_string()],
+        None => fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    nodes.sort();
+    for n in nodes {
+        let p = dir.join(&n);
+        let body = fs::read_to_string(&p)
+            .with_context(|| format!("no conntrack snapshot for node {n:?} ({})", p.display()))?;
+        let age = fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map(|d| format!("{:.1}s ago", d.as_secs_f64()))
+            .unwrap_or_default();
+        writeln!(out, "== {n} (snapshot {age})")?;
+        let lines: Vec<&str> = body.lines().filter(|l| !l.is_empty()).collect();
+        for l in &lines {
+            writeln!(out, "{l}")?;
+        }
+        writeln!(
+            out,
+            "conntrack v1.4.7 (nodeport-lab): {} flow entries have been shown.",
+            lines.len()
+        )?;
+    }
+    Ok(())
+}
