@@ -356,6 +356,10 @@ struct RequestMeta {
 pub struct World {
     now: Duration,
     rng: ChaCha8Rng,
+    /// Seeds for embedded hosts (smoltcp ISNs, ephemeral ports): a stream of its own, so the
+    /// datapath's random decisions (`rng`: endpoint choice, LB node choice) are the same
+    /// whether pods and clients are embedded or external ports (real mode).
+    host_rng: ChaCha8Rng,
     clock: WallClock,
     segments: Vec<Segment<Attach>>,
     nodes: Vec<NodeSlot>,
@@ -448,6 +452,7 @@ impl World {
         let mut world = World {
             now: Duration::ZERO,
             rng,
+            host_rng: ChaCha8Rng::seed_from_u64(spec.seed ^ 0x6e70_6c61_625f_686f),
             clock: spec.wall_clock,
             segments,
             nodes,
@@ -482,7 +487,7 @@ impl World {
                 Attachment::Pod { node } => {
                     let n = world.node_index(node)?;
                     let mut host = world.embedded_host(&c.name, c.ip, n);
-                    let seed = world.rng.next_u64();
+                    let seed = world.host_rng.next_u64();
                     let h = host.with_client(c.ip, seed);
                     let e = world.attach_pod(&c.name, c.ip, n, Box::new(host))?;
                     world.edges[e].kind = EdgeKind::Client;
@@ -498,11 +503,11 @@ impl World {
                             ip: c.ip,
                             prefix_len: net.prefix_len(),
                             gateway: gw,
-                            seed: world.rng.next_u64(),
+                            seed: world.host_rng.next_u64(),
                         },
                         Duration::ZERO,
                     );
-                    let seed = world.rng.next_u64();
+                    let seed = world.host_rng.next_u64();
                     let h = host.with_client(c.ip, seed);
                     let e = world.attach_external(&c.name, c.ip, can_reach, Box::new(host))?;
                     world.edges[e].client = Some(h);
@@ -576,7 +581,7 @@ impl World {
                 ip,
                 prefix_len: n.pod_cidr().prefix_len(),
                 gateway: n.cni0(),
-                seed: self.rng.next_u64(),
+                seed: self.host_rng.next_u64(),
             },
             self.now,
         )
