@@ -41,6 +41,19 @@ enum Command {
         /// Capture every link into DIR while the lab is up (written at Ctrl-C).
         #[arg(long, value_name = "DIR")]
         pcap: Option<PathBuf>,
+        /// MTU of the pods' and clients' TUN links (default 1500; up to 65535). The lab's own
+        /// fabric carries any size, so this is the MTU of every path (benchmarks: 9000, 65000).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(576..))]
+        mtu: Option<u16>,
+        /// Start CMD (split on spaces, no shell) in the namespace of pod POD (or every pod of
+        /// deployment POD) once nginx runs, e.g. `--exec 'web-w1=iperf3 -s -p 5201'`;
+        /// stopped with the lab. Repeatable.
+        #[arg(long, value_name = "POD=CMD")]
+        exec: Vec<String>,
+        /// Create a sparse file NAME of SIZE (K/M/G) in every pod's nginx html root, e.g.
+        /// `--file 1g.bin=1G` (GET /1g.bin). Repeatable.
+        #[arg(long, value_name = "NAME=SIZE")]
+        file: Vec<String>,
     },
     /// Remove everything a lab left behind (nplab- namespaces, its processes, /run/nplab).
     /// Idempotent; safe after kill -9.
@@ -240,10 +253,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             scenario,
             seed,
             pcap,
+            mtu,
+            exec,
+            file,
         } => {
             let path = resolve(&scenario)?;
             let cluster = load_cluster(&path, seed)?;
-            lab::realrun::up(&cluster, pcap.as_deref(), &mut out)?;
+            let split = |flag: &str, v: &str| -> anyhow::Result<(String, String)> {
+                let (a, b) = v
+                    .split_once('=')
+                    .with_context(|| format!("{flag} {v:?}: expected NAME=VALUE"))?;
+                Ok((a.trim().to_string(), b.trim().to_string()))
+            };
+            let mut extras = lab::realrun::UpExtras {
+                mtu,
+                ..Default::default()
+            };
+            for e in &exec {
+                extras.exec.push(split("--exec", e)?);
+            }
+            for f in &file {
+                let (name, size) = split("--file", f)?;
+                extras.files.push((name, lab::realrun::parse_size(&size)?));
+            }
+            lab::realrun::up(&cluster, pcap.as_deref(), &extras, &mut out)?;
         }
         Command::Down => lab::realrun::down(&mut out)?,
         Command::Status => lab::realrun::status(&mut out)?,
@@ -257,6 +290,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // `lab … | head`: a closed stdout is not an error of the lab.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
             if let Some(le) = e.downcast_ref::<LabError>() {
                 eprintln!("error: {le}");
                 ExitCode::from(2)
