@@ -410,11 +410,115 @@ fn write_snapshots(state: &StateDir, cluster: &Cluster, world: &sim::World) {
     }
 }
 
+/// Extras of `lab up` for benchmarks: TUN MTU, extra servers in pods, files to serve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpExtras {
+    /// MTU of every pod's and client's TUN (default 1500). The fabric (router, nodes) carries
+    /// datagrams of any size, so all links of the lab effectively have this MTU.
+    pub mtu: Option<u16>,
+    /// (pod or deployment name, command line): started in the pod's namespace (every pod of
+    /// a deployment) after nginx, stopped at teardown (and by `lab down` after a crash).
+    pub exec: Vec<(String, String)>,
+    /// (file name, size in bytes): a sparse file created in every pod's nginx html root.
+    pub files: Vec<(String, u64)>,
+}
+
+/// Parses a size like `1G`, `512M`, `64K`, `100` (binary units).
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => bail!("size {s:?}: unit must be K, M or G"),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("size {s:?}: not a number"))?;
+    n.checked_mul(mul)
+        .with_context(|| format!("size {s:?} is too large"))
+}
+
+/// The pods `name` designates: the pod of that name, else every pod of that deployment.
+fn pods_named<'a>(cluster: &'a Cluster, name: &str) -> Vec<&'a crate::cluster::Pod> {
+    let exact: Vec<_> = cluster.pods.iter().filter(|p| p.name == name).collect();
+    if !exact.is_empty() {
+        return exact;
+    }
+    cluster
+        .pods
+        .iter()
+        .filter(|p| p.deployment == name)
+        .collect()
+}
+
+fn create_files(
+    cluster: &Cluster,
+    rr: &RealRun,
+    files: &[(String, u64)],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    for (name, size) in files {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            bail!("--file {name:?}: a plain file name is expected");
+        }
+        for p in &cluster.pods {
+            let Some(n) = rr.lab.nginx(&p.name) else {
+                continue;
+            };
+            let path = n.spec().dir.join("html").join(name);
+            let f =
+                fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            f.set_len(*size)
+                .with_context(|| format!("sizing {}", path.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).ok();
+            made.push(path);
+        }
+    }
+    Ok(made)
+}
+
 /// `lab up <config>`: build the lab and keep it running until Ctrl-C / SIGTERM.
-pub fn up(cluster: &Cluster, pcap: Option<&Path>, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn up(
+    cluster: &Cluster,
+    pcap: Option<&Path>,
+    extras: &UpExtras,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     cleanup::install_stop_handler().map_err(|e| anyhow!("{e}"))?;
     let state = StateDir::default();
-    let mut rr = bring_up(cluster, false, pcap, &UpOptions::default())?;
+    for (who, cmd) in &extras.exec {
+        if pods_named(cluster, who).is_empty() {
+            bail!("--exec {who}=...: no pod or deployment named {who:?}");
+        }
+        if cmd.split_whitespace().next().is_none() {
+            bail!("--exec {who}=: empty command");
+        }
+    }
+    let upo = UpOptions {
+        mtu: extras.mtu.unwrap_or(1500),
+        ..UpOptions::default()
+    };
+    let mut rr = bring_up(cluster, false, pcap, &upo)?;
+    create_files(cluster, &rr, &extras.files)?;
+    let mut servers = Vec::new();
+    for (i, (who, cmd)) in extras.exec.iter().enumerate() {
+        let argv: Vec<&str> = cmd.split_whitespace().collect();
+        for p in pods_named(cluster, who) {
+            let s = rr
+                .lab
+                .spawn_in_pod(&p.name, &format!("exec{i}"), &argv)
+                .map_err(|e| anyhow!("--exec {who}={cmd}: {e}"))?;
+            servers.push((p.name.clone(), cmd.clone(), s));
+        }
+    }
     fs::write(
         state.root().join("scenario"),
         format!("{}\n{}\n", cluster.scenario, cluster.source.display()),
@@ -450,6 +554,23 @@ pub fn up(cluster: &Cluster, pcap: Option<&Path>, out: &mut impl Write) -> anyho
         out,
         "  conntrack of a node: lab conntrack <node>   (snapshots every second)"
     )?;
+    for (pod, cmd, s) in &servers {
+        writeln!(out, "  exec in pod {pod}: {cmd} (pid {})", s.pid())?;
+    }
+    for (name, size) in &extras.files {
+        writeln!(
+            out,
+            "  file /{name} ({size} bytes, sparse) in every pod's nginx"
+        )?;
+    }
+    // Scripts wait for this line (the TUN links, nginx and the extra servers are up).
+    writeln!(
+        out,
+        "ready: lab {} up (pid {}, mtu {})",
+        cluster.scenario,
+        std::process::id(),
+        upo.mtu
+    )?;
     out.flush()?;
     let mut last = Instant::now() - Duration::from_secs(2);
     {
@@ -470,6 +591,9 @@ pub fn up(cluster: &Cluster, pcap: Option<&Path>, out: &mut impl Write) -> anyho
             .map_err(|e| anyhow!("{e}"))?;
     }
     writeln!(out, "\nstopping: tearing the lab down")?;
+    for (_, _, mut s) in servers {
+        let _ = s.stop(crate::real::process::GRACE);
+    }
     if pcap.is_some() {
         rr.world
             .finish_captures()
@@ -583,4 +707,20 @@ pub fn conntrack(node: Option<&str>, out: &mut impl Write) -> anyhow::Result<()>
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
 }
