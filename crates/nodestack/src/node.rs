@@ -162,15 +162,58 @@ impl fmt::Display for HopEvent {
         if let Some(ct) = self.ct_state {
             write!(f, " ct={ct}")?;
         }
-        for s in &self.walk.steps {
-            write!(f, " {}→{}", s.chain, s.target)?;
+        write!(f, " [{}]", self.verdict)?;
+        if self.rewrites.is_empty() {
+            if let Some(a) = &self.after {
+                write!(f, " {a}")?;
+            }
+        }
+        // Continuation lines line up under the node name.
+        let pad = " ".repeat(12);
+        if !self.walk.steps.is_empty() {
+            // The rule path as iptables would walk it: A → B → …; "↩ C" marks a return
+            // from a jumped-to chain (e.g. KUBE-MARK-MASQ) back into C.
+            // A change of table (nat PREROUTING, then filter) starts a new line.
+            let mut path = String::new();
+            let mut last: Option<&str> = None;
+            let mut table = "";
+            for st in &self.walk.steps {
+                if st.table != table {
+                    if !path.is_empty() {
+                        write!(f, "\n{pad}{table}: {path}")?;
+                        path.clear();
+                    }
+                    table = st.table;
+                    last = None;
+                }
+                match last {
+                    None => path.push_str(&st.chain),
+                    Some(l) if l == st.chain => {}
+                    Some(_) => {
+                        path.push_str(" ↩ ");
+                        path.push_str(&st.chain);
+                    }
+                }
+                path.push_str(" → ");
+                path.push_str(&st.target);
+                last = Some(&st.target);
+            }
+            write!(f, "\n{pad}{table}: {path}")?;
         }
         for r in &self.rewrites {
-            write!(f, " {:?} {}→{}", r.kind, r.before, r.after)?;
+            let (what, field) = match r.kind {
+                nodeport::RewriteKind::Dnat => ("DNAT", "dst"),
+                nodeport::RewriteKind::Snat => ("SNAT (MASQUERADE)", "src"),
+                nodeport::RewriteKind::UnSnat => ("un-SNAT", "dst"),
+                nodeport::RewriteKind::UnDnat => ("un-DNAT", "src"),
+                nodeport::RewriteKind::IcmpInner => ("ICMP inner", "addr"),
+            };
+            write!(f, "\n{pad}{what} {field} {} → {}", r.before, r.after)?;
         }
-        write!(f, " [{}]", self.verdict)?;
-        if let Some(a) = &self.after {
-            write!(f, " {a}")?;
+        if !self.rewrites.is_empty() {
+            if let Some(a) = &self.after {
+                write!(f, "\n{pad}now {a}")?;
+            }
         }
         Ok(())
     }

@@ -166,8 +166,16 @@ fn cluster_policy_logs_the_masters_ip() {
     let trace = w.trace_lines_for(id);
     let text = trace.join("\n");
     assert!(text.contains("ydzs-master eth0 PREROUTING"), "{text}");
-    assert!(text.contains("Dnat"), "{text}");
-    assert!(text.contains("Snat"), "{text}");
+    assert!(text.contains("DNAT dst 10.151.30.11:"), "{text}");
+    assert!(
+        text.contains("SNAT (MASQUERADE) src 203.0.113.11:"),
+        "{text}"
+    );
+    assert!(text.contains("un-SNAT dst 10.151.30.11:"), "{text}");
+    assert!(
+        text.contains("KUBE-SERVICES → KUBE-NODEPORTS → KUBE-EXT-"),
+        "{text}"
+    );
     assert!(text.contains("browser in"), "{text}");
     // conntrack on the master holds the flow
     let ct = w.conntrack(MASTER);
