@@ -110,7 +110,7 @@ lab_bin() {
 
 lab_start() { # scenario
   local log=$OUT_DIR/lab-up-$1.log
-  "$LAB_BIN" down >/dev/null 2>&1
+  wait_idle
   (cd "$REPO" && exec "$LAB_BIN" up "lab-configs/$1.yaml" --mtu "$LAB_MTU" \
       --exec 'web-w1=iperf3 -s -p 5201' --file 1g.bin=1G) >"$log" 2>&1 &
   LAB_PID=$!
@@ -188,11 +188,25 @@ lab_side() {
   lab_path kernel-ref-local np-local-worker1 10.151.30.12
 }
 
+# Real-mode tests and other labs share the namespace names (nplab-*, kref-*) and the lab's
+# lock: wait until none is around (a running `lab up`/test would otherwise be disturbed).
+wait_idle() {
+  local i busy
+  for i in $(seq 1 ${IDLE_WAIT:-180}); do
+    busy=$(ip netns list | awk '{print $1}' | grep -cE '^(nplab-|kref-)')
+    [[ $busy -eq 0 ]] && return 0
+    ((i == 1)) && say "waiting for other labs / kernel references to finish (nplab-/kref- namespaces exist)"
+    sleep 1
+  done
+  die "machine busy with another lab for ${IDLE_WAIT:-180} s; not benchmarking"
+}
+
 # ------------------------------------------------------------------ run + table
 say "start $(date -u +%FT%TZ) kernel $(uname -r) nproc $(nproc) loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 [[ $SIDES == *lab* ]] && lab_bin   # build before anything is measured
+wait_idle
 [[ $SIDES == *kernel* ]] && kernel_side
-[[ $SIDES == *lab* ]] && lab_side
+[[ $SIDES == *lab* ]] && { wait_idle; lab_side; }
 cleanup
 
 python3 - "$RES" "$LAB_MTU" <<'EOF'
