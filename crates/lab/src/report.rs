@@ -550,7 +550,8 @@ pub fn print_human(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
             writeln!(w, "  {l}")?;
         }
     }
-    writeln!(w, "\n$ kubectl get svc\n{}", get_svc(c))?;
+    writeln!(w, "\n$ kubectl get nodes -o wide\n{}", get_nodes(c))?;
+    writeln!(w, "$ kubectl get svc\n{}", get_svc(c))?;
     writeln!(w, "$ kubectl get pods -o wide\n{}", get_pods_wide(c))?;
 
     writeln!(w, "requests:")?;
