@@ -4,6 +4,7 @@
 //! Owns the result types the runner fills in and every byte the user sees; computes nothing
 //! about packets.
 
+use std::fmt;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -487,24 +488,29 @@ pub fn plan_summary(c: &Cluster) -> String {
     table(&["STEP", "FROM", "TO", "SERVICE", "COUNT", "PATH"], &rows)
 }
 
-/// The description plus every table, for `lab scenario show`.
-pub fn print_cluster(c: &Cluster, w: &mut impl Write) -> io::Result<()> {
-    writeln!(
-        w,
-        "scenario {} ({}), seed {}",
-        c.scenario,
-        c.source.display(),
-        c.seed
-    )?;
+/// How both views open: `scenario NAME (about), seed N`, the description, then the nodes
+/// (as `nodes_cmd` shows them), services and pods.
+fn print_overview(
+    c: &Cluster,
+    about: impl fmt::Display,
+    nodes_cmd: &str,
+    w: &mut impl Write,
+) -> io::Result<()> {
+    writeln!(w, "scenario {} ({about}), seed {}", c.scenario, c.seed)?;
     if !c.description.is_empty() {
         writeln!(w)?;
         for l in c.description.lines() {
             writeln!(w, "  {l}")?;
         }
     }
-    writeln!(w, "\n$ kubectl get nodes\n{}", get_nodes(c))?;
+    writeln!(w, "\n$ {nodes_cmd}\n{}", get_nodes(c))?;
     writeln!(w, "$ kubectl get svc\n{}", get_svc(c))?;
-    writeln!(w, "$ kubectl get pods -o wide\n{}", get_pods_wide(c))?;
+    writeln!(w, "$ kubectl get pods -o wide\n{}", get_pods_wide(c))
+}
+
+/// The description plus every table, for `lab scenario show`.
+pub fn print_cluster(c: &Cluster, w: &mut impl Write) -> io::Result<()> {
+    print_overview(c, c.source.display(), "kubectl get nodes", w)?;
     writeln!(w, "service details:\n{}", service_details(c))?;
     writeln!(w, "lab:\n{}", lab_summary(c))?;
     if !c.plan.is_empty() {
@@ -537,22 +543,8 @@ pub const LOG_LINES_MAX: usize = 5;
 /// conntrack.
 pub fn print_human(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
     let c = &r.cluster;
-    writeln!(
-        w,
-        "scenario {} ({} mode), seed {}",
-        c.scenario,
-        r.mode.as_str(),
-        c.seed
-    )?;
-    if !c.description.is_empty() {
-        writeln!(w)?;
-        for l in c.description.lines() {
-            writeln!(w, "  {l}")?;
-        }
-    }
-    writeln!(w, "\n$ kubectl get nodes -o wide\n{}", get_nodes(c))?;
-    writeln!(w, "$ kubectl get svc\n{}", get_svc(c))?;
-    writeln!(w, "$ kubectl get pods -o wide\n{}", get_pods_wide(c))?;
+    let mode = format!("{} mode", r.mode.as_str());
+    print_overview(c, mode, "kubectl get nodes -o wide", w)?;
 
     writeln!(w, "requests:")?;
     let no = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
