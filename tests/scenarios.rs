@@ -2,27 +2,17 @@
 //! (embedded mode). These run the real binary, so they test the CLI, the config loader, the
 //! scheduler, the packet path and the report together.
 
-use std::process::Command;
+#[path = "../crates/lab/tests/common/mod.rs"]
+mod common;
 
 use serde_json::Value;
 
 fn run_json(scenario: &str, extra: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["scenario", "run", scenario, "--json"])
-        .args(extra)
-        .output()
-        .expect("run lab");
-    assert!(
-        out.status.success(),
-        "lab scenario run {scenario} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let stdout = common::scenario_run(scenario, &[&["--json"], extra].concat());
+    serde_json::from_slice(&stdout).unwrap_or_else(|e| {
         panic!(
             "{scenario}: stdout is not one JSON document ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
+            String::from_utf8_lossy(&stdout)
         )
     })
 }

@@ -1,25 +1,14 @@
 //! LB health checks, weights, scale-down and lossy links, checked from
 //! `lab scenario run --json` (embedded mode), like tests/scenarios.rs.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use serde_json::Value;
 
 fn run(scenario: &str, extra: &[&str]) -> (Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["scenario", "run", scenario])
-        .args(extra)
-        .output()
-        .expect("run lab");
-    assert!(
-        out.status.success(),
-        "lab scenario run {scenario} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = String::from_utf8_lossy(&common::scenario_run(scenario, extra)).into_owned();
     let v = if extra.contains(&"--json") {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{scenario}: not JSON ({e})"))
     } else {

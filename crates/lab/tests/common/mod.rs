@@ -2,6 +2,7 @@
 //! Shared helpers for the lab integration tests.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use lab::{Cluster, LabError};
 
@@ -106,4 +107,22 @@ pub fn assert_mentions(msg: &str, parts: &[&str]) {
             "error message {msg:?} should mention {p:?}"
         );
     }
+}
+
+/// Run the built `lab scenario run SCENARIO ARGS…` from the crate directory and return its
+/// stdout; panics with its stderr and stdout unless it succeeds.
+pub fn scenario_run(scenario: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["scenario", "run", scenario])
+        .args(args)
+        .output()
+        .expect("run lab");
+    assert!(
+        out.status.success(),
+        "lab scenario run {scenario} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out.stdout
 }
