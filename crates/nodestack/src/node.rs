@@ -474,6 +474,17 @@ impl Node {
         pkt: &[u8],
         rng: &mut dyn RngCore,
     ) -> Vec<Egress> {
+        self.receive_inner(now, iface, pkt.to_vec(), rng, false)
+    }
+
+    /// [`Node::receive`] taking the datagram by value: the fabric's hot path (no copy).
+    pub fn receive_owned(
+        &mut self,
+        now: Duration,
+        iface: Iface,
+        pkt: Vec<u8>,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Egress> {
         self.receive_inner(now, iface, pkt, rng, false)
     }
 
@@ -482,6 +493,16 @@ impl Node {
     /// iptables hooks, so conntrack can un-DNAT a reply from a local endpoint to a local
     /// client; it is not routed (no TTL decrement) unless DNAT sent it elsewhere.
     pub fn bridge(&mut self, now: Duration, pkt: &[u8], rng: &mut dyn RngCore) -> Vec<Egress> {
+        self.receive_inner(now, Iface::Cni0, pkt.to_vec(), rng, true)
+    }
+
+    /// [`Node::bridge`] taking the datagram by value (no copy).
+    pub fn bridge_owned(
+        &mut self,
+        now: Duration,
+        pkt: Vec<u8>,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Egress> {
         self.receive_inner(now, Iface::Cni0, pkt, rng, true)
     }
 
@@ -489,13 +510,13 @@ impl Node {
         &mut self,
         now: Duration,
         iface: Iface,
-        pkt: &[u8],
+        mut pkt: Vec<u8>,
         rng: &mut dyn RngCore,
         bridged: bool,
     ) -> Vec<Egress> {
         self.counters.received += 1;
         let mut out = Vec::new();
-        let before = match packet::summarize(pkt) {
+        let before = match packet::summarize(&pkt) {
             Ok(s) => s,
             Err(e) => {
                 self.counters.malformed += 1;
@@ -505,7 +526,7 @@ impl Node {
                     Some(iface),
                     None,
                     None,
-                    pkt,
+                    &pkt,
                     ChainWalk::default(),
                     vec![],
                     None,
@@ -514,7 +535,6 @@ impl Node {
                 return out;
             }
         };
-        let mut pkt = pkt.to_vec();
         let pre = self.proxier.prerouting(now, &mut pkt, rng);
         let pending = match pre.verdict {
             Verdict::Accept(p) => {

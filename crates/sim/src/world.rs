@@ -624,6 +624,14 @@ impl World {
         net
     }
 
+    /// The world's tracer around an edge device; a pass-through when tracing is off (link
+    /// events would be dropped by `collect` anyway).
+    fn tracer(&self, port: Box<dyn Port + Send>) -> Tracer<Box<dyn Port + Send>> {
+        let mut t = Tracer::new(port, self.sink.clone());
+        t.set_enabled(self.tracing);
+        t
+    }
+
     fn push_edge(&mut self, edge: Edge) -> usize {
         self.segments[edge.seg].attach(edge.ip, Attach::Edge(self.edges.len()));
         self.edges.push(edge);
@@ -654,7 +662,7 @@ impl World {
             seg: n.cni_seg,
             gateway: n.node.cni0(),
             kind: EdgeKind::Pod { node },
-            port: Tracer::new(port, self.sink.clone()),
+            port: self.tracer(port),
             access_log: None,
             client: None,
             gone: false,
@@ -685,7 +693,7 @@ impl World {
             seg: self.router_segs[iface],
             gateway: first_host(net),
             kind: EdgeKind::Client,
-            port: Tracer::new(port, self.sink.clone()),
+            port: self.tracer(port),
             access_log: None,
             client: None,
             gone: false,
@@ -740,11 +748,9 @@ impl World {
             .position(|e| e.name == name)
             .ok_or_else(|| SimError::UnknownPod(name.to_string()))?;
         let placeholder: Box<dyn Port + Send> = Box::new(vswitch::MemPort::new(name).0);
-        let old = std::mem::replace(
-            &mut self.edges[e].port,
-            Tracer::new(placeholder, self.sink.clone()),
-        );
-        self.edges[e].port = Tracer::new(f(old.into_inner()), self.sink.clone());
+        let placeholder = self.tracer(placeholder);
+        let old = std::mem::replace(&mut self.edges[e].port, placeholder);
+        self.edges[e].port = self.tracer(f(old.into_inner()));
         Ok(())
     }
 
@@ -1051,6 +1057,10 @@ impl World {
     }
 
     fn collect(&mut self) {
+        if !self.tracing {
+            // Nothing records: tracers are pass-throughs, nodes and the router note nothing.
+            return;
+        }
         for e in self.sink.drain() {
             if self.tracing {
                 self.trace.push(TraceEvent::Link(e));
@@ -1136,7 +1146,9 @@ impl World {
         self.capture(to, &pkt);
         match to {
             Attach::Node(n, iface) => {
-                let outs = self.nodes[n].node.receive(now, iface, &pkt, &mut self.rng);
+                let outs = self.nodes[n]
+                    .node
+                    .receive_owned(now, iface, pkt, &mut self.rng);
                 self.collect();
                 for o in outs {
                     let seg = match o.iface {
@@ -1147,7 +1159,7 @@ impl World {
                 }
             }
             Attach::Bridge(n) => {
-                let outs = self.nodes[n].node.bridge(now, &pkt, &mut self.rng);
+                let outs = self.nodes[n].node.bridge_owned(now, pkt, &mut self.rng);
                 self.collect();
                 for o in outs {
                     let seg = match o.iface {
@@ -1158,7 +1170,7 @@ impl World {
                 }
             }
             Attach::Router(i) => {
-                let outs = self.router.receive(now, i, &pkt, &mut self.rng);
+                let outs = self.router.receive_owned(now, i, pkt, &mut self.rng);
                 self.collect();
                 for o in outs {
                     let seg = self.router_segs[o.iface];

@@ -434,7 +434,19 @@ impl Router {
         pkt: &[u8],
         rng: &mut dyn RngCore,
     ) -> Vec<RouterOutput> {
-        let s = match packet::summarize(pkt) {
+        self.receive_owned(now, in_iface, pkt.to_vec(), rng)
+    }
+
+    /// [`Router::receive`] taking the datagram by value: the fabric's hot path (no copy
+    /// when it is forwarded unchanged by the load balancer stage).
+    pub fn receive_owned(
+        &mut self,
+        now: Duration,
+        in_iface: usize,
+        pkt: Vec<u8>,
+        rng: &mut dyn RngCore,
+    ) -> Vec<RouterOutput> {
+        let s = match packet::summarize(&pkt) {
             Ok(s) => s,
             Err(e) => {
                 self.counters.malformed += 1;
@@ -443,18 +455,18 @@ impl Router {
                     in_iface,
                     None,
                     None,
-                    pkt,
+                    &pkt,
                     format!("drop: malformed ({e})"),
                 );
                 return Vec::new();
             }
         };
-        let Some(iface) = self.ifaces.get(in_iface).cloned() else {
+        let Some((in_kind, in_addr)) = self.ifaces.get(in_iface).map(|i| (i.kind, i.addr)) else {
             self.counters.malformed += 1;
             return Vec::new();
         };
         // Reachability: clients reach only what they are allowed to (and LB frontends).
-        if iface.kind == IfaceKind::Clients {
+        if in_kind == IfaceKind::Clients {
             let dst = s.tuple.dst;
             let is_lb = self.lbs.iter().any(|l| l.frontend == dst);
             let allowed = self
@@ -468,7 +480,7 @@ impl Router {
                     in_iface,
                     None,
                     Some(s.clone()),
-                    pkt,
+                    &pkt,
                     format!("drop: {} is unreachable from {}", dst, s.tuple.src),
                 );
                 return Vec::new();
@@ -481,13 +493,13 @@ impl Router {
                 in_iface,
                 None,
                 Some(s.clone()),
-                pkt,
+                &pkt,
                 "drop: addressed to the router".into(),
             );
             return Vec::new();
         }
-        let (mut pkt, mut action) = match self.lb_stage(now, &s, pkt, rng) {
-            LbAction::NotOurs => (pkt.to_vec(), "forward".to_string()),
+        let (mut pkt, mut action) = match self.lb_stage(now, &s, &pkt, rng) {
+            LbAction::NotOurs => (pkt, "forward".to_string()),
             LbAction::Translated(p, a) => (p, a),
             LbAction::Drop(reason) => {
                 self.note(
@@ -495,7 +507,7 @@ impl Router {
                     in_iface,
                     None,
                     Some(s.clone()),
-                    pkt,
+                    &pkt,
                     format!("drop: {reason}"),
                 );
                 return Vec::new();
@@ -522,7 +534,7 @@ impl Router {
             Ok(None) => {
                 self.counters.ttl_exceeded += 1;
                 let mut outs = Vec::new();
-                if let Ok(icmp) = packet::time_exceeded(iface.addr, &pkt) {
+                if let Ok(icmp) = packet::time_exceeded(in_addr, &pkt) {
                     if let Some((o, nh)) = self.lookup(s.tuple.src) {
                         outs.push(RouterOutput {
                             iface: o,

@@ -82,11 +82,24 @@ impl TraceSink {
 pub struct Tracer<P> {
     inner: P,
     sink: TraceSink,
+    enabled: bool,
 }
 
 impl<P: Port> Tracer<P> {
     pub fn new(inner: P, sink: TraceSink) -> Self {
-        Tracer { inner, sink }
+        Tracer {
+            inner,
+            sink,
+            enabled: true,
+        }
+    }
+    /// Record or not (on by default). Off, the tracer is a plain pass-through: no parsing,
+    /// no allocation, no lock per datagram (the real-mode hot path when nothing is traced).
+    pub fn set_enabled(&mut self, on: bool) {
+        self.enabled = on;
+    }
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
     pub fn inner(&self) -> &P {
         &self.inner
@@ -98,6 +111,9 @@ impl<P: Port> Tracer<P> {
         self.inner
     }
     fn note(&self, now: Duration, dir: Direction, pkt: &[u8]) {
+        if !self.enabled {
+            return;
+        }
         self.sink.record(LinkEvent {
             at: now,
             link: self.inner.name().to_string(),
