@@ -10,7 +10,8 @@ use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use nodeport::{
-    ChainWalk, DropReason, EndpointSlice, Proxier, ProxyConfig, Rewrite, Service, Verdict,
+    ChainWalk, DropReason, EndpointSlice, NatPending, Postrouting, Prerouting, Proxier,
+    ProxyConfig, Rewrite, Service, Verdict,
 };
 use vswitch::packet::{self, Summary};
 
@@ -247,6 +248,100 @@ fn describe(r: &DropReason) -> String {
     }
 }
 
+/// Where a datagram is on its way through the node: the shared part of its [`HopEvent`]s.
+#[derive(Debug, Clone, Copy)]
+struct Hop<'a> {
+    now: Duration,
+    iface_in: Option<Iface>,
+    /// Known once the datagram is routed.
+    iface_out: Option<Iface>,
+    /// The datagram as it arrived or was generated (`None`: it did not parse).
+    before: Option<&'a Summary>,
+}
+
+impl Hop<'_> {
+    /// The same datagram, now routed out of `iface`.
+    fn out_of(self, iface: Iface) -> Self {
+        Hop {
+            iface_out: Some(iface),
+            ..self
+        }
+    }
+}
+
+/// What the engine did at one hook, for a [`HopEvent`]. Empty for the node's own
+/// decisions (malformed, no route, TTL).
+#[derive(Debug, Default)]
+struct EngineStep {
+    walk: ChainWalk,
+    rewrites: Vec<Rewrite>,
+    ct_state: Option<&'static str>,
+}
+
+impl EngineStep {
+    /// Split a nat hook's result into its verdict and what to trace.
+    fn nat(pre: Prerouting) -> (Verdict, EngineStep) {
+        let step = EngineStep {
+            walk: pre.walk,
+            rewrites: pre.rewrites,
+            ct_state: Some(pre.ct_state),
+        };
+        (pre.verdict, step)
+    }
+
+    /// Split a POSTROUTING result into its drop reason and what to trace.
+    fn postrouting(post: Postrouting) -> (Option<DropReason>, EngineStep) {
+        let step = EngineStep {
+            walk: post.walk,
+            rewrites: post.rewrites,
+            ct_state: None,
+        };
+        (post.dropped, step)
+    }
+
+    /// No rule walked, nothing rewritten.
+    fn is_empty(&self) -> bool {
+        self.walk.steps.is_empty() && self.rewrites.is_empty()
+    }
+}
+
+/// How a nat hook's verdict is traced: PREROUTING for arriving datagrams, OUTPUT for the
+/// node's own.
+#[derive(Debug)]
+struct NatHook {
+    stage: Stage,
+    /// Verdict prefix of an engine drop.
+    drop: &'static str,
+    /// Verdict of a REJECT.
+    reject: &'static str,
+    /// Trace an accept even when the engine walked no rule and rewrote nothing.
+    trace_untouched: bool,
+}
+
+impl NatHook {
+    const PREROUTING: NatHook = NatHook {
+        stage: Stage::Prerouting,
+        drop: "drop",
+        reject: "reject: ICMP port unreachable sent back",
+        trace_untouched: true,
+    };
+    const OUTPUT: NatHook = NatHook {
+        stage: Stage::Output,
+        drop: "drop at OUTPUT",
+        reject: "reject (local)",
+        trace_untouched: false,
+    };
+}
+
+/// What a nat hook's verdict leaves the caller to do (it is already counted and traced).
+enum Hooked {
+    /// Route the datagram, then POSTROUTING with this token.
+    Accept(NatPending),
+    Dropped,
+    /// The engine's ICMP error, to be delivered.
+    Reject(Vec<u8>),
+}
+
 /// One simulated Linux node.
 pub struct Node {
     name: String,
@@ -433,36 +528,82 @@ impl Node {
         self.next_poll
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn note(
-        &mut self,
-        now: Duration,
-        stage: Stage,
-        iface_in: Option<Iface>,
-        iface_out: Option<Iface>,
-        before: Option<Summary>,
-        after: &[u8],
-        walk: ChainWalk,
-        rewrites: Vec<Rewrite>,
-        ct_state: Option<&'static str>,
-        verdict: String,
-    ) {
+    fn note(&mut self, hop: Hop, stage: Stage, after: &[u8], step: EngineStep, verdict: String) {
         if !self.tracing {
             return;
         }
         self.events.push(HopEvent {
-            at: now,
+            at: hop.now,
             node: self.name.clone(),
             stage,
-            iface_in,
-            iface_out,
-            before,
+            iface_in: hop.iface_in,
+            iface_out: hop.iface_out,
+            before: hop.before.cloned(),
             after: packet::summarize(after).ok(),
-            walk,
-            rewrites,
-            ct_state,
+            walk: step.walk,
+            rewrites: step.rewrites,
+            ct_state: step.ct_state,
             verdict,
         });
+    }
+
+    /// A drop decided by the node itself (no engine step); the caller counts it.
+    fn note_drop(&mut self, hop: Hop, pkt: &[u8], verdict: String) {
+        self.note(hop, Stage::Drop, pkt, EngineStep::default(), verdict);
+    }
+
+    /// Count and trace the verdict of a nat hook (PREROUTING or OUTPUT).
+    fn nat_verdict(&mut self, hook: &NatHook, hop: Hop, pre: Prerouting, pkt: &[u8]) -> Hooked {
+        let (verdict, step) = EngineStep::nat(pre);
+        match verdict {
+            Verdict::Accept(pending) => {
+                if hook.trace_untouched || !step.is_empty() {
+                    self.note(hop, hook.stage, pkt, step, "accept".into());
+                }
+                Hooked::Accept(pending)
+            }
+            Verdict::Drop(reason) => {
+                self.counters.engine_drops += 1;
+                let verdict = format!("{}: {}", hook.drop, describe(&reason));
+                self.note(hop, Stage::Drop, pkt, step, verdict);
+                Hooked::Dropped
+            }
+            Verdict::Reject { icmp } => {
+                self.counters.rejects += 1;
+                self.note(hop, Stage::Reject, &icmp, step, hook.reject.into());
+                Hooked::Reject(icmp)
+            }
+        }
+    }
+
+    /// POSTROUTING towards `egress_addr` (the egress interface's address, for MASQUERADE),
+    /// or for a datagram to the node itself (`None`) the INPUT confirm. A drop is counted
+    /// and traced (`drop at POSTROUTING: …` / `drop at INPUT: …`); otherwise the engine's
+    /// step is handed back for the caller to trace with its own stage and verdict.
+    fn postrouting(
+        &mut self,
+        hop: Hop,
+        pkt: &mut [u8],
+        pending: NatPending,
+        egress_addr: Option<Ipv4Addr>,
+        rng: &mut dyn RngCore,
+    ) -> Option<EngineStep> {
+        let post = self
+            .proxier
+            .postrouting(hop.now, pkt, pending, egress_addr, rng);
+        let (dropped, step) = EngineStep::postrouting(post);
+        let Some(reason) = dropped else {
+            return Some(step);
+        };
+        self.counters.engine_drops += 1;
+        let hook = if egress_addr.is_some() {
+            "POSTROUTING"
+        } else {
+            "INPUT"
+        };
+        let verdict = format!("drop at {hook}: {}", describe(&reason));
+        self.note(hop, Stage::Drop, pkt, step, verdict);
+        None
     }
 
     /// A datagram arrives on `iface`. Returns what leaves the node as a result (forwarded
@@ -516,73 +657,29 @@ impl Node {
     ) -> Vec<Egress> {
         self.counters.received += 1;
         let mut out = Vec::new();
+        let hop = Hop {
+            now,
+            iface_in: Some(iface),
+            iface_out: None,
+            before: None,
+        };
         let before = match packet::summarize(&pkt) {
             Ok(s) => s,
             Err(e) => {
                 self.counters.malformed += 1;
-                self.note(
-                    now,
-                    Stage::Drop,
-                    Some(iface),
-                    None,
-                    None,
-                    &pkt,
-                    ChainWalk::default(),
-                    vec![],
-                    None,
-                    format!("malformed: {e}"),
-                );
+                self.note_drop(hop, &pkt, format!("malformed: {e}"));
                 return out;
             }
         };
+        let hop = Hop {
+            before: Some(&before),
+            ..hop
+        };
         let pre = self.proxier.prerouting(now, &mut pkt, rng);
-        let pending = match pre.verdict {
-            Verdict::Accept(p) => {
-                self.note(
-                    now,
-                    Stage::Prerouting,
-                    Some(iface),
-                    None,
-                    Some(before.clone()),
-                    &pkt,
-                    pre.walk,
-                    pre.rewrites,
-                    Some(pre.ct_state),
-                    "accept".into(),
-                );
-                p
-            }
-            Verdict::Drop(reason) => {
-                self.counters.engine_drops += 1;
-                self.note(
-                    now,
-                    Stage::Drop,
-                    Some(iface),
-                    None,
-                    Some(before),
-                    &pkt,
-                    pre.walk,
-                    pre.rewrites,
-                    Some(pre.ct_state),
-                    format!("drop: {}", describe(&reason)),
-                );
-                return out;
-            }
-            Verdict::Reject { icmp } => {
-                self.counters.rejects += 1;
-                let verdict = "reject: ICMP port unreachable sent back".to_string();
-                self.note(
-                    now,
-                    Stage::Reject,
-                    Some(iface),
-                    None,
-                    Some(before),
-                    &icmp,
-                    pre.walk,
-                    pre.rewrites,
-                    Some(pre.ct_state),
-                    verdict,
-                );
+        let pending = match self.nat_verdict(&NatHook::PREROUTING, hop, pre, &pkt) {
+            Hooked::Accept(pending) => pending,
+            Hooked::Dropped => return out,
+            Hooked::Reject(icmp) => {
                 self.transmit_plain(now, icmp, &mut out);
                 return out;
             }
@@ -593,36 +690,12 @@ impl Node {
         };
         if self.is_local(dst) {
             // INPUT: conntrack confirmed, no masquerade; hand to the local stack.
-            let post = self.proxier.postrouting(now, &mut pkt, pending, None, rng);
-            if let Some(reason) = post.dropped {
-                self.counters.engine_drops += 1;
-                self.note(
-                    now,
-                    Stage::Drop,
-                    Some(iface),
-                    None,
-                    Some(before),
-                    &pkt,
-                    post.walk,
-                    post.rewrites,
-                    None,
-                    format!("drop at INPUT: {}", describe(&reason)),
-                );
+            let Some(step) = self.postrouting(hop, &mut pkt, pending, None, rng) else {
                 return out;
-            }
+            };
             self.counters.delivered_local += 1;
-            self.note(
-                now,
-                Stage::Input,
-                Some(iface),
-                None,
-                Some(before),
-                &pkt,
-                post.walk,
-                post.rewrites,
-                None,
-                "deliver to local stack".into(),
-            );
+            let verdict = "deliver to local stack".to_string();
+            self.note(hop, Stage::Input, &pkt, step, verdict);
             self.dev.rx.push_back(pkt);
             self.poll_into(now, rng, &mut out);
             return out;
@@ -630,18 +703,7 @@ impl Node {
         // FORWARD.
         let Some(rt) = self.route(dst) else {
             self.counters.no_route += 1;
-            self.note(
-                now,
-                Stage::Drop,
-                Some(iface),
-                None,
-                Some(before),
-                &pkt,
-                ChainWalk::default(),
-                vec![],
-                None,
-                format!("no route to {dst}"),
-            );
+            self.note_drop(hop, &pkt, format!("no route to {dst}"));
             return out;
         };
         let switched = bridged && rt.iface == Iface::Cni0;
@@ -653,18 +715,7 @@ impl Node {
             Ok(Some(_)) => {}
             Ok(None) => {
                 self.counters.ttl_exceeded += 1;
-                self.note(
-                    now,
-                    Stage::Drop,
-                    Some(iface),
-                    None,
-                    Some(before),
-                    &pkt,
-                    ChainWalk::default(),
-                    vec![],
-                    None,
-                    "ttl exceeded".into(),
-                );
+                self.note_drop(hop, &pkt, "ttl exceeded".into());
                 if let Ok(icmp) = packet::time_exceeded(self.address(iface), &pkt) {
                     self.local_out(now, icmp, rng, &mut out);
                 }
@@ -672,58 +723,21 @@ impl Node {
             }
             Err(e) => {
                 self.counters.malformed += 1;
-                self.note(
-                    now,
-                    Stage::Drop,
-                    Some(iface),
-                    None,
-                    Some(before),
-                    &pkt,
-                    ChainWalk::default(),
-                    vec![],
-                    None,
-                    format!("malformed: {e}"),
-                );
+                self.note_drop(hop, &pkt, format!("malformed: {e}"));
                 return out;
             }
         }
-        let post = self
-            .proxier
-            .postrouting(now, &mut pkt, pending, Some(rt.src), rng);
-        if let Some(reason) = post.dropped {
-            self.counters.engine_drops += 1;
-            self.note(
-                now,
-                Stage::Drop,
-                Some(iface),
-                Some(rt.iface),
-                Some(before),
-                &pkt,
-                post.walk,
-                post.rewrites,
-                None,
-                format!("drop at POSTROUTING: {}", describe(&reason)),
-            );
+        let hop = hop.out_of(rt.iface);
+        let Some(step) = self.postrouting(hop, &mut pkt, pending, Some(rt.src), rng) else {
             return out;
-        }
+        };
         self.counters.forwarded += 1;
         let verdict = if switched {
             format!("bridge to {} (br_netfilter)", rt.next_hop)
         } else {
             format!("forward via {} next hop {}", rt.iface, rt.next_hop)
         };
-        self.note(
-            now,
-            Stage::Forward,
-            Some(iface),
-            Some(rt.iface),
-            Some(before),
-            &pkt,
-            post.walk,
-            post.rewrites,
-            None,
-            verdict,
-        );
+        self.note(hop, Stage::Forward, &pkt, step, verdict);
         out.push(Egress {
             iface: rt.iface,
             next_hop: rt.next_hop,
@@ -764,56 +778,18 @@ impl Node {
                 return;
             }
         };
+        let hop = Hop {
+            now,
+            iface_in: None,
+            iface_out: None,
+            before: Some(&before),
+        };
         let pre = self.proxier.output(now, &mut pkt, rng);
-        let pending = match pre.verdict {
-            Verdict::Accept(p) => {
-                if !pre.rewrites.is_empty() || !pre.walk.steps.is_empty() {
-                    self.note(
-                        now,
-                        Stage::Output,
-                        None,
-                        None,
-                        Some(before.clone()),
-                        &pkt,
-                        pre.walk,
-                        pre.rewrites,
-                        Some(pre.ct_state),
-                        "accept".into(),
-                    );
-                }
-                p
-            }
-            Verdict::Drop(reason) => {
-                self.counters.engine_drops += 1;
-                self.note(
-                    now,
-                    Stage::Drop,
-                    None,
-                    None,
-                    Some(before),
-                    &pkt,
-                    pre.walk,
-                    pre.rewrites,
-                    Some(pre.ct_state),
-                    format!("drop at OUTPUT: {}", describe(&reason)),
-                );
-                return;
-            }
-            Verdict::Reject { icmp } => {
+        let pending = match self.nat_verdict(&NatHook::OUTPUT, hop, pre, &pkt) {
+            Hooked::Accept(pending) => pending,
+            Hooked::Dropped => return,
+            Hooked::Reject(icmp) => {
                 // A locally generated packet rejected: the error goes back to our own stack.
-                self.counters.rejects += 1;
-                self.note(
-                    now,
-                    Stage::Reject,
-                    None,
-                    None,
-                    Some(before),
-                    &icmp,
-                    pre.walk,
-                    pre.rewrites,
-                    Some(pre.ct_state),
-                    "reject (local)".into(),
-                );
                 self.dev.rx.push_back(icmp);
                 return;
             }
@@ -830,51 +806,15 @@ impl Node {
         }
         let Some(rt) = self.route(dst) else {
             self.counters.no_route += 1;
-            self.note(
-                now,
-                Stage::Drop,
-                None,
-                None,
-                Some(before),
-                &pkt,
-                ChainWalk::default(),
-                vec![],
-                None,
-                format!("no route to {dst}"),
-            );
+            self.note_drop(hop, &pkt, format!("no route to {dst}"));
             return;
         };
-        let post = self
-            .proxier
-            .postrouting(now, &mut pkt, pending, Some(rt.src), rng);
-        if let Some(reason) = post.dropped {
-            self.counters.engine_drops += 1;
-            self.note(
-                now,
-                Stage::Drop,
-                None,
-                Some(rt.iface),
-                Some(before),
-                &pkt,
-                post.walk,
-                post.rewrites,
-                None,
-                format!("drop at POSTROUTING: {}", describe(&reason)),
-            );
+        let hop = hop.out_of(rt.iface);
+        let Some(step) = self.postrouting(hop, &mut pkt, pending, Some(rt.src), rng) else {
             return;
-        }
-        self.note(
-            now,
-            Stage::LocalOut,
-            None,
-            Some(rt.iface),
-            Some(before),
-            &pkt,
-            post.walk,
-            post.rewrites,
-            None,
-            format!("send via {} next hop {}", rt.iface, rt.next_hop),
-        );
+        };
+        let verdict = format!("send via {} next hop {}", rt.iface, rt.next_hop);
+        self.note(hop, Stage::LocalOut, &pkt, step, verdict);
         out.push(Egress {
             iface: rt.iface,
             next_hop: rt.next_hop,
