@@ -9,6 +9,7 @@
 //! the datagrams to transmit with their egress interface and next hop.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -302,7 +303,7 @@ impl Router {
         now: Duration,
         in_iface: usize,
         out_iface: Option<usize>,
-        before: Option<Summary>,
+        before: Option<&Summary>,
         after: &[u8],
         action: String,
     ) {
@@ -318,11 +319,24 @@ impl Router {
                 .map(|i| i.name.clone())
                 .unwrap_or_default(),
             out_iface: out_iface.and_then(|o| self.ifaces.get(o).map(|i| i.name.clone())),
-            before,
+            before: before.cloned(),
             after: packet::summarize(after).ok(),
             action,
         };
         self.events.push(ev);
+    }
+
+    /// Trace a datagram the router does not forward (`before`: its summary, if it parsed);
+    /// the caller counts it.
+    fn note_drop(
+        &mut self,
+        now: Duration,
+        in_iface: usize,
+        before: Option<&Summary>,
+        pkt: &[u8],
+        reason: impl fmt::Display,
+    ) {
+        self.note(now, in_iface, None, before, pkt, format!("drop: {reason}"));
     }
 
     fn lb_stage(
@@ -450,14 +464,7 @@ impl Router {
             Ok(s) => s,
             Err(e) => {
                 self.counters.malformed += 1;
-                self.note(
-                    now,
-                    in_iface,
-                    None,
-                    None,
-                    &pkt,
-                    format!("drop: malformed ({e})"),
-                );
+                self.note_drop(now, in_iface, None, &pkt, format!("malformed ({e})"));
                 return Vec::new();
             }
         };
@@ -475,41 +482,21 @@ impl Router {
                 .is_some_and(|set| set.contains(&dst));
             if !is_lb && !allowed {
                 self.counters.filtered += 1;
-                self.note(
-                    now,
-                    in_iface,
-                    None,
-                    Some(s.clone()),
-                    &pkt,
-                    format!("drop: {} is unreachable from {}", dst, s.tuple.src),
-                );
+                let why = format!("{} is unreachable from {}", dst, s.tuple.src);
+                self.note_drop(now, in_iface, Some(&s), &pkt, why);
                 return Vec::new();
             }
         }
         if self.ifaces.iter().any(|i| i.addr == s.tuple.dst) {
             self.counters.to_router += 1;
-            self.note(
-                now,
-                in_iface,
-                None,
-                Some(s.clone()),
-                &pkt,
-                "drop: addressed to the router".into(),
-            );
+            self.note_drop(now, in_iface, Some(&s), &pkt, "addressed to the router");
             return Vec::new();
         }
         let (mut pkt, mut action) = match self.lb_stage(now, &s, &pkt, rng) {
             LbAction::NotOurs => (pkt, "forward".to_string()),
             LbAction::Translated(p, a) => (p, a),
             LbAction::Drop(reason) => {
-                self.note(
-                    now,
-                    in_iface,
-                    None,
-                    Some(s.clone()),
-                    &pkt,
-                    format!("drop: {reason}"),
-                );
+                self.note_drop(now, in_iface, Some(&s), &pkt, reason);
                 return Vec::new();
             }
         };
@@ -519,14 +506,8 @@ impl Router {
         };
         let Some((out, next_hop)) = self.lookup(dst) else {
             self.counters.unroutable += 1;
-            self.note(
-                now,
-                in_iface,
-                None,
-                Some(s),
-                &pkt,
-                format!("drop: no route to {dst}"),
-            );
+            let why = format!("no route to {dst}");
+            self.note_drop(now, in_iface, Some(&s), &pkt, why);
             return Vec::new();
         };
         match packet::decrement_ttl(&mut pkt) {
@@ -543,19 +524,13 @@ impl Router {
                         });
                     }
                 }
-                self.note(
-                    now,
-                    in_iface,
-                    None,
-                    Some(s),
-                    &pkt,
-                    "ttl exceeded: ICMP time exceeded sent".into(),
-                );
+                let action = "ttl exceeded: ICMP time exceeded sent".to_string();
+                self.note(now, in_iface, None, Some(&s), &pkt, action);
                 return outs;
             }
             Err(e) => {
                 self.counters.malformed += 1;
-                self.note(now, in_iface, None, Some(s), &pkt, format!("drop: {e}"));
+                self.note_drop(now, in_iface, Some(&s), &pkt, e);
                 return Vec::new();
             }
         }
@@ -563,7 +538,7 @@ impl Router {
             action = "forward (same interface)".into();
         }
         self.counters.forwarded += 1;
-        self.note(now, in_iface, Some(out), Some(s), &pkt, action);
+        self.note(now, in_iface, Some(out), Some(&s), &pkt, action);
         vec![RouterOutput {
             iface: out,
             next_hop,
