@@ -192,7 +192,9 @@ impl Rec {
             self.walk.push(table, chain, rule(), target());
         }
     }
-    fn mark_masq(&mut self) {
+    /// The jump from `chain` to KUBE-MARK-MASQ, then the MARK rule there.
+    fn masq(&mut self, chain: &str, rule: impl FnOnce() -> String) {
+        self.push("nat", chain, rule, || KUBE_MARK_MASQ.into());
         self.push("nat", KUBE_MARK_MASQ, String::new, || {
             format!("MARK --or-mark {MASQ_MARK:#x}")
         });
@@ -752,18 +754,12 @@ impl Proxier {
                         (false, Some(c)) => format!(" ! -s {c}"),
                         _ => String::new(),
                     };
-                    rec.push(
-                        "nat",
-                        chain,
-                        || {
-                            format!(
-                                "-d {}/32 -p {proto} --dport {}{not_src} \"{spn} cluster IP\"",
-                                t.dst, t.dport
-                            )
-                        },
-                        || KUBE_MARK_MASQ.into(),
-                    );
-                    rec.mark_masq();
+                    rec.masq(chain, || {
+                        format!(
+                            "-d {}/32 -p {proto} --dport {}{not_src} \"{spn} cluster IP\"",
+                            t.dst, t.dport
+                        )
+                    });
                 }
             }
             _ => {
@@ -810,13 +806,9 @@ impl Proxier {
                     mark = true;
                     use_local = false;
                     chain = &sp.svc_chain;
-                    rec.push(
-                        "nat",
-                        ext,
-                        || format!("\"masquerade traffic for {spn} external destinations\""),
-                        || KUBE_MARK_MASQ.into(),
-                    );
-                    rec.mark_masq();
+                    rec.masq(ext, || {
+                        format!("\"masquerade traffic for {spn} external destinations\"")
+                    });
                     rec.push("nat", ext, String::new, || chain.into());
                 } else if is_pod {
                     use_local = false;
@@ -836,13 +828,10 @@ impl Proxier {
                     mark = true;
                     use_local = false;
                     chain = &sp.svc_chain;
-                    rec.push(
-                        "nat",
+                    rec.masq(
                         ext,
                         || format!("-m addrtype --src-type LOCAL \"masquerade LOCAL traffic for {spn} external destinations\""),
-                        || KUBE_MARK_MASQ.into(),
                     );
-                    rec.mark_masq();
                     rec.push(
                         "nat",
                         ext,
@@ -920,13 +909,7 @@ impl Proxier {
         // KUBE-SEP: hairpin masquerade, then DNAT.
         if ep.ip == t.src {
             mark = true;
-            rec.push(
-                "nat",
-                &ep.sep,
-                || format!("-s {}/32 \"{spn}\"", ep.ip),
-                || KUBE_MARK_MASQ.into(),
-            );
-            rec.mark_masq();
+            rec.masq(&ep.sep, || format!("-s {}/32 \"{spn}\"", ep.ip));
         }
         let recent = if sp.affinity.is_some() {
             format!(" -m recent --name {} --set", ep.sep)
