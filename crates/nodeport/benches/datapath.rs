@@ -103,6 +103,34 @@ fn syn(client: Ipv4Addr, sport: u16) -> Vec<u8> {
     out
 }
 
+/// One new flow of the `new_flow` group: the next client address and port (from the
+/// counter `n`) written into a copy of `template`, PREROUTING, then POSTROUTING when
+/// accepted. The table is flushed at 60k flows. Returns PREROUTING's chain walk.
+#[inline(always)]
+fn new_flow(
+    p: &mut Proxier,
+    n: &mut u32,
+    buf: &mut [u8],
+    template: &[u8],
+    now: Duration,
+    rng: &mut ChaCha8Rng,
+) -> ChainWalk {
+    *n = n.wrapping_add(1);
+    if p.conntrack().len() >= 60_000 {
+        p.conntrack_mut().clear();
+    }
+    buf.copy_from_slice(template);
+    let c = Ipv4Addr::from(0xc633_0000u32 + (*n >> 14));
+    buf[12..16].copy_from_slice(&c.octets());
+    let sport = 1024 + (*n & 0x3fff) as u16;
+    buf[20..22].copy_from_slice(&sport.to_be_bytes());
+    let pre = p.prerouting(now, buf, rng);
+    if let Verdict::Accept(pending) = pre.verdict {
+        black_box(p.postrouting(now, buf, pending, Some(MASTER), rng));
+    }
+    pre.walk
+}
+
 fn datapath(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let now = Duration::from_secs(1);
@@ -149,19 +177,7 @@ fn datapath(c: &mut Criterion) {
     let template = syn(Ipv4Addr::new(198, 51, 100, 1), 1024);
     g.bench_function("decide_dnat_masquerade_insert", |b| {
         b.iter(|| {
-            n = n.wrapping_add(1);
-            if p.conntrack().len() >= 60_000 {
-                p.conntrack_mut().clear();
-            }
-            buf.copy_from_slice(&template);
-            let c = Ipv4Addr::from(0xc633_0000u32 + (n >> 14));
-            buf[12..16].copy_from_slice(&c.octets());
-            let sport = 1024 + (n & 0x3fff) as u16;
-            buf[20..22].copy_from_slice(&sport.to_be_bytes());
-            let pre = p.prerouting(now, &mut buf, &mut rng);
-            if let Verdict::Accept(pending) = pre.verdict {
-                black_box(p.postrouting(now, &mut buf, pending, Some(MASTER), &mut rng));
-            }
+            new_flow(&mut p, &mut n, &mut buf, &template, now, &mut rng);
         })
     });
     // Same with tracing on (chain walk strings + rewrite lists), as the lab runs it.
@@ -171,20 +187,7 @@ fn datapath(c: &mut Criterion) {
     let mut n: u32 = 0;
     g.bench_function("decide_dnat_masquerade_insert_traced", |b| {
         b.iter(|| {
-            n = n.wrapping_add(1);
-            if p.conntrack().len() >= 60_000 {
-                p.conntrack_mut().clear();
-            }
-            buf.copy_from_slice(&template);
-            let c = Ipv4Addr::from(0xc633_0000u32 + (n >> 14));
-            buf[12..16].copy_from_slice(&c.octets());
-            let sport = 1024 + (n & 0x3fff) as u16;
-            buf[20..22].copy_from_slice(&sport.to_be_bytes());
-            let pre = p.prerouting(now, &mut buf, &mut rng);
-            if let Verdict::Accept(pending) = pre.verdict {
-                black_box(p.postrouting(now, &mut buf, pending, Some(MASTER), &mut rng));
-            }
-            black_box(pre.walk);
+            black_box(new_flow(&mut p, &mut n, &mut buf, &template, now, &mut rng));
         })
     });
     g.finish();
