@@ -7,7 +7,10 @@ use nodeport::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
     SessionAffinity, TrafficPolicy,
 };
-use sim::{Attachment, ClientDesc, NodeDesc, OutcomeKind, PodDesc, RequestOpts, World, WorldSpec};
+use sim::{
+    Attachment, ClientDesc, NodeDesc, OutcomeKind, PodDesc, RequestId, RequestOpts, RequestOutcome,
+    World, WorldSpec,
+};
 use vswitch::packet::summarize;
 use vswitch::MemPort;
 
@@ -98,20 +101,43 @@ fn slice(eps: &[(&str, &str)]) -> EndpointSlice {
     }
 }
 
+/// A world from `s` with the `web` Service `svc` and its endpoints `eps` (pod IP, node).
+fn world(s: WorldSpec, svc: Service, eps: &[(&str, &str)]) -> World {
+    let mut w = World::new(s).unwrap();
+    w.set_services(&[svc], &[slice(eps)]);
+    w
+}
+
+/// A plain GET of `/` from `client` to `dst`, run to completion.
+fn request(w: &mut World, client: &str, dst: &str) -> RequestOutcome {
+    w.request(client, dst.parse().unwrap(), RequestOpts::default())
+        .unwrap()
+}
+
+/// A plain GET of `/` from `client` to `dst`, started only.
+fn start(w: &mut World, client: &str, dst: &str) -> RequestId {
+    w.start_request(client, dst.parse().unwrap(), RequestOpts::default())
+        .unwrap()
+}
+
+/// A load balancer `name` at `addr` in front of `nodes`, no extra ports.
+fn lb(name: &str, addr: &str, nodes: &[&str]) -> sim::LbDesc {
+    sim::LbDesc {
+        name: name.into(),
+        ip: ip(addr),
+        nodes: nodes.iter().map(|n| n.to_string()).collect(),
+        ports: vec![],
+    }
+}
+
 #[test]
 fn service_without_endpoints_is_refused() {
-    let mut w = World::new(spec()).unwrap();
-    w.set_services(
-        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
-        &[slice(&[])],
+    let mut w = world(
+        spec(),
+        service(ServiceType::NodePort, TrafficPolicy::Cluster, None),
+        &[],
     );
-    let out = w
-        .request(
-            "browser",
-            "10.151.30.11:30080".parse().unwrap(),
-            RequestOpts::default(),
-        )
-        .unwrap();
+    let out = request(&mut w, "browser", "10.151.30.11:30080");
     assert_eq!(out.kind, OutcomeKind::Refused, "{out:?}");
     assert!(
         out.message
@@ -127,13 +153,7 @@ fn service_without_endpoints_is_refused() {
 fn closed_port_on_a_pod_is_refused_by_rst() {
     let mut w = World::new(spec()).unwrap();
     w.set_services(&[], &[]);
-    let out = w
-        .request(
-            "tester",
-            "10.244.1.16:81".parse().unwrap(),
-            RequestOpts::default(),
-        )
-        .unwrap();
+    let out = request(&mut w, "tester", "10.244.1.16:81");
     assert_eq!(out.kind, OutcomeKind::Refused, "{out:?}");
     // and port 80 works pod to pod (bridged on cni0, through the node's hooks)
     let out = w
@@ -155,14 +175,10 @@ fn closed_port_on_a_pod_is_refused_by_rst() {
 
 #[test]
 fn node_health_servers_answer() {
-    let mut w = World::new(spec()).unwrap();
-    w.set_services(
-        &[service(
-            ServiceType::LoadBalancer,
-            TrafficPolicy::Local,
-            Some(31000),
-        )],
-        &[slice(&[("10.244.1.16", "node1")])],
+    let mut w = world(
+        spec(),
+        service(ServiceType::LoadBalancer, TrafficPolicy::Local, Some(31000)),
+        &[("10.244.1.16", "node1")],
     );
     let get = |w: &mut World, dst: &str, path: &str| {
         w.request(
@@ -217,10 +233,10 @@ fn max_time_and_connect_timeout() {
 
 #[test]
 fn external_port_stands_in_for_a_pod() {
-    let mut w = World::new(spec()).unwrap();
-    w.set_services(
-        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
-        &[slice(&[("10.244.0.9", "master")])],
+    let mut w = world(
+        spec(),
+        service(ServiceType::NodePort, TrafficPolicy::Cluster, None),
+        &[("10.244.0.9", "master")],
     );
     let (port, handle) = MemPort::new("master/cni0/tun-pod");
     w.add_pod_port("tun-pod", ip("10.244.0.9"), "master", Box::new(port))
@@ -261,18 +277,12 @@ fn external_port_stands_in_for_a_pod() {
 
 #[test]
 fn wall_clock_driving_with_poll() {
-    let mut w = World::new(spec()).unwrap();
-    w.set_services(
-        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
-        &[slice(&[("10.244.1.16", "node1")])],
+    let mut w = world(
+        spec(),
+        service(ServiceType::NodePort, TrafficPolicy::Cluster, None),
+        &[("10.244.1.16", "node1")],
     );
-    let id = w
-        .start_request(
-            "browser",
-            "10.151.30.11:30080".parse().unwrap(),
-            RequestOpts::default(),
-        )
-        .unwrap();
+    let id = start(&mut w, "browser", "10.151.30.11:30080");
     // A caller with a real clock: poll at "wall" instants 1 ms apart.
     let mut now = Duration::ZERO;
     for _ in 0..100 {
@@ -290,21 +300,13 @@ fn wall_clock_driving_with_poll() {
 #[test]
 fn same_seed_same_world() {
     let run = || {
-        let mut w = World::new(spec()).unwrap();
-        w.set_services(
-            &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
-            &[slice(&[("10.244.1.16", "node1")])],
+        let mut w = world(
+            spec(),
+            service(ServiceType::NodePort, TrafficPolicy::Cluster, None),
+            &[("10.244.1.16", "node1")],
         );
         (0..5)
-            .map(|_| {
-                w.request(
-                    "browser",
-                    "10.151.30.11:30080".parse().unwrap(),
-                    RequestOpts::default(),
-                )
-                .unwrap()
-                .client_port
-            })
+            .map(|_| request(&mut w, "browser", "10.151.30.11:30080").client_port)
             .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
@@ -312,10 +314,10 @@ fn same_seed_same_world() {
 
 #[test]
 fn impaired_links_slow_down_but_complete() {
-    let mut w = World::new(spec()).unwrap();
-    w.set_services(
-        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
-        &[slice(&[("10.244.1.16", "node1")])],
+    let mut w = world(
+        spec(),
+        service(ServiceType::NodePort, TrafficPolicy::Cluster, None),
+        &[("10.244.1.16", "node1")],
     );
     w.impair(
         "browser",
@@ -325,13 +327,7 @@ fn impaired_links_slow_down_but_complete() {
         },
     )
     .unwrap();
-    let out = w
-        .request(
-            "browser",
-            "10.151.30.11:30080".parse().unwrap(),
-            RequestOpts::default(),
-        )
-        .unwrap();
+    let out = request(&mut w, "browser", "10.151.30.11:30080");
     assert_eq!(out.kind, OutcomeKind::Ok);
     // SYN/SYN-ACK, then request/response: two round trips of 50 ms each.
     assert_eq!(out.elapsed, Duration::from_millis(100), "{out:?}");
@@ -345,13 +341,7 @@ fn impaired_links_slow_down_but_complete() {
     .unwrap();
     let mut ok = 0;
     for _ in 0..20 {
-        let out = w
-            .request(
-                "browser",
-                "10.151.30.11:30080".parse().unwrap(),
-                RequestOpts::default(),
-            )
-            .unwrap();
+        let out = request(&mut w, "browser", "10.151.30.11:30080");
         if out.kind == OutcomeKind::Ok {
             ok += 1;
         }
@@ -369,19 +359,13 @@ fn pod_to_cluster_ip_keeps_the_pod_ip_on_remote_and_local_endpoints() {
             node: "master".into(),
         },
     });
-    let mut w = World::new(s).unwrap();
-    w.set_services(
-        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
-        &[slice(&[("10.244.1.16", "node1")])],
+    let mut w = world(
+        s,
+        service(ServiceType::NodePort, TrafficPolicy::Cluster, None),
+        &[("10.244.1.16", "node1")],
     );
     // From a pod on another node: DNAT only, the pod IP survives (routed via host-gw).
-    let id = w
-        .start_request(
-            "remote-tester",
-            "10.96.0.20:80".parse().unwrap(),
-            RequestOpts::default(),
-        )
-        .unwrap();
+    let id = start(&mut w, "remote-tester", "10.96.0.20:80");
     let out = w.run_until_complete(id).unwrap();
     assert_eq!(
         out.kind,
@@ -397,13 +381,7 @@ fn pod_to_cluster_ip_keeps_the_pod_ip_on_remote_and_local_endpoints() {
     assert_eq!(w.access_entries("web")[0].remote_addr, ip("10.244.0.50"));
     // The same from a pod on the endpoint's node: the reply is bridged back through the
     // node's conntrack (br_netfilter), which un-DNATs it.
-    let out = w
-        .request(
-            "tester",
-            "10.96.0.20:80".parse().unwrap(),
-            RequestOpts::default(),
-        )
-        .unwrap();
+    let out = request(&mut w, "tester", "10.96.0.20:80");
     assert_eq!(out.kind, OutcomeKind::Ok, "{out:?}");
     assert_eq!(w.access_entries("web")[1].remote_addr, ip("10.244.1.50"));
 }
@@ -411,24 +389,13 @@ fn pod_to_cluster_ip_keeps_the_pod_ip_on_remote_and_local_endpoints() {
 #[test]
 fn lb_trace_shows_the_lb_translation() {
     let mut s = spec();
-    s.load_balancer = Some(sim::LbDesc {
-        name: "lb".into(),
-        ip: ip("198.51.100.100"),
-        nodes: vec!["master".into(), "node1".into()],
-        ports: vec![],
-    });
-    let mut w = World::new(s).unwrap();
-    w.set_services(
-        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
-        &[slice(&[("10.244.1.16", "node1")])],
+    s.load_balancer = Some(lb("lb", "198.51.100.100", &["master", "node1"]));
+    let mut w = world(
+        s,
+        service(ServiceType::NodePort, TrafficPolicy::Cluster, None),
+        &[("10.244.1.16", "node1")],
     );
-    let id = w
-        .start_request(
-            "browser",
-            "198.51.100.100:80".parse().unwrap(),
-            RequestOpts::default(),
-        )
-        .unwrap();
+    let id = start(&mut w, "browser", "198.51.100.100:80");
     let out = w.run_until_complete(id).unwrap();
     assert_eq!(out.kind, OutcomeKind::Ok, "{out:?}");
     let text = w.trace_lines_for(id).join("\n");
@@ -448,29 +415,14 @@ fn lb_frontend_inside_a_client_network_is_reachable() {
         ip: ip("198.51.100.7"),
         attach: Attachment::External { can_reach: vec![] },
     });
-    s.load_balancer = Some(sim::LbDesc {
-        name: "nlb".into(),
-        ip: ip("198.51.100.10"),
-        nodes: vec!["node1".into()],
-        ports: vec![],
-    });
-    let mut w = World::new(s).unwrap();
-    w.set_services(
-        &[service(
-            ServiceType::LoadBalancer,
-            TrafficPolicy::Local,
-            Some(31000),
-        )],
-        &[slice(&[("10.244.1.16", "node1")])],
+    s.load_balancer = Some(lb("nlb", "198.51.100.10", &["node1"]));
+    let mut w = world(
+        s,
+        service(ServiceType::LoadBalancer, TrafficPolicy::Local, Some(31000)),
+        &[("10.244.1.16", "node1")],
     );
     for client in ["neighbour", "browser"] {
-        let out = w
-            .request(
-                client,
-                "198.51.100.10:80".parse().unwrap(),
-                RequestOpts::default(),
-            )
-            .unwrap();
+        let out = request(&mut w, client, "198.51.100.10:80");
         assert_eq!(out.kind, OutcomeKind::Ok, "{client}: {out:?}");
     }
     let e = w.access_entries("web");
@@ -481,28 +433,13 @@ fn lb_frontend_inside_a_client_network_is_reachable() {
 #[test]
 fn reject_behind_the_lb_reaches_the_client_as_refused() {
     let mut s = spec();
-    s.load_balancer = Some(sim::LbDesc {
-        name: "nlb".into(),
-        ip: ip("198.51.100.10"),
-        nodes: vec!["master".into(), "node1".into()],
-        ports: vec![],
-    });
-    let mut w = World::new(s).unwrap();
-    w.set_services(
-        &[service(
-            ServiceType::LoadBalancer,
-            TrafficPolicy::Cluster,
-            None,
-        )],
-        &[slice(&[])],
+    s.load_balancer = Some(lb("nlb", "198.51.100.10", &["master", "node1"]));
+    let mut w = world(
+        s,
+        service(ServiceType::LoadBalancer, TrafficPolicy::Cluster, None),
+        &[],
     );
-    let id = w
-        .start_request(
-            "browser",
-            "198.51.100.10:80".parse().unwrap(),
-            RequestOpts::default(),
-        )
-        .unwrap();
+    let id = start(&mut w, "browser", "198.51.100.10:80");
     let out = w.run_until_complete(id).unwrap();
     assert_eq!(out.kind, OutcomeKind::Refused, "{out:?}");
     assert!(
@@ -519,14 +456,10 @@ fn health_check_node_port_answer_is_exactly_kube_proxys() {
     // Spec §4.2, fetched through the fabric by the embedded curl from a client that can
     // reach both nodes: status, the three headers in order, Content-Length, the tab-indented
     // JSON body; any path answers the same.
-    let mut w = World::new(spec()).unwrap();
-    w.set_services(
-        &[service(
-            ServiceType::LoadBalancer,
-            TrafficPolicy::Local,
-            Some(31000),
-        )],
-        &[slice(&[("10.244.1.16", "node1")])],
+    let mut w = world(
+        spec(),
+        service(ServiceType::LoadBalancer, TrafficPolicy::Local, Some(31000)),
+        &[("10.244.1.16", "node1")],
     );
     let body = |n: usize| {
         format!(
@@ -586,20 +519,11 @@ fn lb_world(initially_healthy: bool, weighted: bool) -> World {
         ip: ip("10.244.1.17"),
         node: "node1".into(),
     });
-    s.load_balancer = Some(sim::LbDesc {
-        name: "nlb".into(),
-        ip: ip("198.51.100.10"),
-        nodes: vec!["master".into(), "node1".into()],
-        ports: vec![],
-    });
-    let mut w = World::new(s).unwrap();
-    w.set_services(
-        &[service(
-            ServiceType::LoadBalancer,
-            TrafficPolicy::Local,
-            Some(31000),
-        )],
-        &[slice(&[("10.244.1.16", "node1"), ("10.244.1.17", "node1")])],
+    s.load_balancer = Some(lb("nlb", "198.51.100.10", &["master", "node1"]));
+    let mut w = world(
+        s,
+        service(ServiceType::LoadBalancer, TrafficPolicy::Local, Some(31000)),
+        &[("10.244.1.16", "node1"), ("10.244.1.17", "node1")],
     );
     w.enable_health_checks(sim::HealthCheckSpec {
         interval: Duration::from_secs(5),
@@ -682,10 +606,10 @@ fn lb_health_checks_probe_over_the_fabric_and_flip_targets() {
 fn pcap_capture_of_every_link() {
     let dir = std::env::temp_dir().join(format!("sim-pcap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut w = World::new(spec()).unwrap();
-    w.set_services(
-        &[service(ServiceType::NodePort, TrafficPolicy::Cluster, None)],
-        &[slice(&[("10.244.1.16", "node1")])],
+    let mut w = world(
+        spec(),
+        service(ServiceType::NodePort, TrafficPolicy::Cluster, None),
+        &[("10.244.1.16", "node1")],
     );
     let files = w.capture_all(&dir).unwrap();
     let names: Vec<&str> = files.iter().map(|(l, _)| l.as_str()).collect();
@@ -701,13 +625,7 @@ fn pcap_capture_of_every_link() {
     ] {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
-    let out = w
-        .request(
-            "browser",
-            "10.151.30.11:30080".parse().unwrap(),
-            RequestOpts::default(),
-        )
-        .unwrap();
+    let out = request(&mut w, "browser", "10.151.30.11:30080");
     assert_eq!(out.kind, OutcomeKind::Ok);
     w.finish_captures().unwrap();
     let read = |f: &str| {
