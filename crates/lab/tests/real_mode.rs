@@ -54,6 +54,20 @@ fn can_run(needs: Needs) -> bool {
     }
 }
 
+/// What the plumbing tests need besides root and `/dev/net/tun`: no programs.
+const PLUMBING: Needs = Needs {
+    nginx: false,
+    curl: false,
+    iperf3: false,
+};
+
+/// The serial guard (taken first) if the test can run; `None` when it skips (see
+/// `can_run`).
+fn begin(needs: Needs) -> Option<MutexGuard<'static, ()>> {
+    let guard = serial();
+    can_run(needs).then_some(guard)
+}
+
 /// Namespace prefix + state dir of one test; `down()` on drop.
 struct Scope {
     prefix: String,
@@ -157,14 +171,9 @@ fn client_and_pod(scope: &Scope, mtu: u16) -> (Netns, Netns, FwdThread) {
 
 #[test]
 fn netns_create_list_delete_idempotent() {
-    let _s = serial();
-    if !can_run(Needs {
-        nginx: false,
-        curl: false,
-        iperf3: false,
-    }) {
+    let Some(_s) = begin(PLUMBING) else {
         return;
-    }
+    };
     let scope = Scope::new("ns");
     let name = scope.ns("a");
     let ns = Netns::create(&name).expect("create");
@@ -194,14 +203,9 @@ fn netns_create_list_delete_idempotent() {
 
 #[test]
 fn tun_in_namespace_has_address_route_and_dies_with_its_device() {
-    let _s = serial();
-    if !can_run(Needs {
-        nginx: false,
-        curl: false,
-        iperf3: false,
-    }) {
+    let Some(_s) = begin(PLUMBING) else {
         return;
-    }
+    };
     let scope = Scope::new("tun");
     let ns = Netns::create(&scope.ns("pod")).unwrap();
     let mut port = TunPort::create(
@@ -301,10 +305,9 @@ fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
 
 #[test]
 fn curl_reaches_nginx_through_forwarder_and_down_cleans_up() {
-    let _s = serial();
-    if !can_run(Needs::default()) {
+    let Some(_s) = begin(Needs::default()) else {
         return;
-    }
+    };
     let scope = Scope::new("web");
     scope.state.ensure().unwrap();
     let (cl, pod, fwd) = client_and_pod(&scope, 1500);
@@ -376,14 +379,9 @@ fn curl_reaches_nginx_through_forwarder_and_down_cleans_up() {
 
 #[test]
 fn lock_refuses_second_up_and_takes_over_stale() {
-    let _s = serial();
-    if !can_run(Needs {
-        nginx: false,
-        curl: false,
-        iperf3: false,
-    }) {
+    let Some(_s) = begin(PLUMBING) else {
         return;
-    }
+    };
     let scope = Scope::new("lock");
     let lock = LabLock::acquire(&scope.state).expect("first lock");
     assert_eq!(lock.stale_pid(), None);
@@ -441,14 +439,12 @@ fn lock_refuses_second_up_and_takes_over_stale() {
 #[test]
 #[ignore]
 fn bench_iperf3_through_forwarder() {
-    let _s = serial();
-    if !can_run(Needs {
-        nginx: false,
-        curl: false,
+    let Some(_s) = begin(Needs {
         iperf3: true,
-    }) {
+        ..PLUMBING
+    }) else {
         return;
-    }
+    };
     let mtu: u16 = std::env::var("NPLAB_BENCH_MTU")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -516,10 +512,9 @@ fn bench_iperf3_through_forwarder() {
 #[test]
 fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
     use real::lab::{ClientSpec, PodSpec, RealLab, Role, UpOptions};
-    let _s = serial();
-    if !can_run(Needs::default()) {
+    let Some(_s) = begin(Needs::default()) else {
         return;
-    }
+    };
     let scope = Scope::new("up");
     let opts = UpOptions {
         state: scope.state.clone(),
