@@ -76,9 +76,43 @@ fn slice() -> EndpointSlice {
     }
 }
 
+/// The two lesson nodes, clients on 203.0.113.0/24.
+fn spec() -> WorldSpec {
+    WorldSpec {
+        nodes: vec![
+            NodeDesc::new(
+                "ydzs-master",
+                ip("10.151.30.11"),
+                "10.244.0.0/24".parse().unwrap(),
+            ),
+            NodeDesc::new(
+                "ydzs-node1",
+                ip("10.151.30.12"),
+                "10.244.1.0/24".parse().unwrap(),
+            ),
+        ],
+        client_networks: vec!["203.0.113.0/24".parse().unwrap()],
+        ..WorldSpec::default()
+    }
+}
+
 struct Scope {
     prefix: String,
     state: StateDir,
+}
+
+impl Scope {
+    /// Prefix `nplab-<tag><pid>-`, state dir `/run/nplab-test-<name>-<pid>`: cleaned of a
+    /// previous run's leftovers, then created.
+    fn new(tag: &str, name: &str) -> Self {
+        let scope = Scope {
+            prefix: format!("nplab-{tag}{}-", std::process::id() % 10000),
+            state: StateDir::new(format!("/run/nplab-test-{name}-{}", std::process::id())),
+        };
+        let _ = down(&scope.state, &scope.prefix);
+        scope.state.ensure().unwrap();
+        scope
+    }
 }
 
 impl Drop for Scope {
@@ -129,30 +163,9 @@ fn real_curl_and_nginx_through_the_simulated_cluster() {
         eprintln!("SKIPPED (real mode unavailable): {e}");
         return;
     }
-    let scope = Scope {
-        prefix: format!("nplab-w{}-", std::process::id() % 10000),
-        state: StateDir::new(format!("/run/nplab-test-world-{}", std::process::id())),
-    };
-    let _ = down(&scope.state, &scope.prefix);
-    scope.state.ensure().unwrap();
+    let scope = Scope::new("w", "world");
 
-    let mut world = World::new(WorldSpec {
-        nodes: vec![
-            NodeDesc::new(
-                "ydzs-master",
-                ip("10.151.30.11"),
-                "10.244.0.0/24".parse().unwrap(),
-            ),
-            NodeDesc::new(
-                "ydzs-node1",
-                ip("10.151.30.12"),
-                "10.244.1.0/24".parse().unwrap(),
-            ),
-        ],
-        client_networks: vec!["203.0.113.0/24".parse().unwrap()],
-        ..WorldSpec::default()
-    })
-    .expect("world");
+    let mut world = World::new(spec()).expect("world");
     world.set_services(&[service(TrafficPolicy::Cluster)], &[slice()]);
 
     // The pod: a namespace with a TUN on node1's cni0 and real nginx.
@@ -261,28 +274,10 @@ fn bench_iperf3_through_the_simulated_cluster() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1500);
-    let scope = Scope {
-        prefix: format!("nplab-b{}-", std::process::id() % 10000),
-        state: StateDir::new(format!("/run/nplab-test-bench-{}", std::process::id())),
-    };
-    let _ = down(&scope.state, &scope.prefix);
-    scope.state.ensure().unwrap();
+    let scope = Scope::new("b", "bench");
     let mut world = World::new(WorldSpec {
-        nodes: vec![
-            NodeDesc::new(
-                "ydzs-master",
-                ip("10.151.30.11"),
-                "10.244.0.0/24".parse().unwrap(),
-            ),
-            NodeDesc::new(
-                "ydzs-node1",
-                ip("10.151.30.12"),
-                "10.244.1.0/24".parse().unwrap(),
-            ),
-        ],
-        client_networks: vec!["203.0.113.0/24".parse().unwrap()],
         tracing: false,
-        ..WorldSpec::default()
+        ..spec()
     })
     .expect("world");
     let mut svc = service(TrafficPolicy::Cluster);
