@@ -216,6 +216,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 count,
                 connect_timeout,
             } => {
+                if let Some(s) = connect_timeout.filter(|s| !(s.is_finite() && *s > 0.0)) {
+                    return Err(anyhow::Error::new(LabError::invalid(
+                        "command line",
+                        "--connect-timeout",
+                        format!("{s} is not a positive number of seconds"),
+                    )));
+                }
                 let path = resolve(&scenario)?;
                 let mut cluster = load_cluster(&path, seed)?;
                 for step in &mut cluster.plan {
@@ -223,9 +230,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         step.count = step.count.min(n);
                     }
                     if step.connect_timeout.is_none() {
-                        step.connect_timeout = connect_timeout
-                            .filter(|s| s.is_finite() && *s > 0.0)
-                            .map(std::time::Duration::from_secs_f64);
+                        step.connect_timeout =
+                            connect_timeout.map(std::time::Duration::from_secs_f64);
                     }
                 }
                 let opts = RunOptions {

@@ -22,7 +22,7 @@ use crate::real::driver::Driver;
 use crate::real::lab::{ClientSpec, PodSpec, RealLab, Role, UpOptions};
 use crate::real::{netns, PREFIX};
 use crate::report::{self, Mode, Outcome, RequestResult, ScenarioResult};
-use crate::runner::{attachment, expand_plan, prepare_world_with, RunOptions};
+use crate::runner::{attachment, expand_plan, prepare_world_with, traced_views, RunOptions};
 
 /// Connect timeout when the plan sets none: a little above Linux's SYN retry span
 /// (1+2+4+8+16+32+64 s ≈ 127 s), so the kernel's own give-up decides, as in embedded mode.
@@ -68,9 +68,6 @@ pub fn bring_up(
     pcap: Option<&Path>,
     up: &UpOptions,
 ) -> anyhow::Result<RealRun> {
-    if cluster.pods.iter().any(|p| p.node.is_empty()) {
-        bail!("a pod without a node cannot run");
-    }
     let pods = cluster
         .pods
         .iter()
@@ -225,7 +222,7 @@ pub fn run_real(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scenario
         );
     }
     cleanup::install_stop_handler().map_err(|e| anyhow!("{e}"))?;
-    let traced = opts.trace.or(opts.diagram.as_ref().map(|_| 1));
+    let traced = opts.traced_request();
     let mut rr = bring_up(
         cluster,
         traced.is_some(),
@@ -252,10 +249,6 @@ fn play(
     traced: Option<usize>,
     rr: &mut RealRun,
 ) -> anyhow::Result<ScenarioResult> {
-    let mut step_of = Vec::new();
-    for (si, step) in cluster.plan.iter().enumerate() {
-        step_of.extend(std::iter::repeat_n(si, step.count as usize));
-    }
     let mut next_action = 0;
     let mut requests = Vec::new();
     let mut logs: Vec<(String, Vec<String>)> = cluster
@@ -268,8 +261,11 @@ fn play(
 
     for (i, req) in plan.into_iter().enumerate() {
         let number = i + 1;
-        let si = step_of[i];
-        while let Some(a) = cluster.actions.get(next_action).filter(|a| a.before <= si) {
+        while let Some(a) = cluster
+            .actions
+            .get(next_action)
+            .filter(|a| a.before <= req.step_index)
+        {
             next_action += 1;
             if let ActionKind::Wait(d) = &a.kind {
                 rr.run_for(*d)?;
@@ -350,31 +346,7 @@ fn play(
                 l.1.push(line);
             }
         }
-        if traced == Some(number) {
-            let events: Vec<sim::TraceEvent> = rr.world.trace().to_vec();
-            if opts.trace.is_some() {
-                trace = Some(events.iter().map(|e| e.to_string()).collect());
-            }
-            requests.push(RequestResult {
-                client: client.name.clone(),
-                client_ip: client.ip,
-                target: req.label.clone(),
-                outcome,
-                status,
-                pod: pod.clone(),
-                logged_client_ip: logged,
-                elapsed_ms: elapsed.as_millis() as u64,
-                curl_message: message.clone(),
-            });
-            if let Some(path) = &opts.diagram {
-                let last = requests.last().expect("just pushed");
-                let svg = crate::diagram::render_svg_numbered(cluster, number, last, &events);
-                fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
-            }
-            rr.world.clear_trace();
-            continue;
-        }
-        requests.push(RequestResult {
+        let result = RequestResult {
             client: client.name.clone(),
             client_ip: client.ip,
             target: req.label,
@@ -384,10 +356,15 @@ fn play(
             logged_client_ip: logged,
             elapsed_ms: elapsed.as_millis() as u64,
             curl_message: message,
-        });
+        };
+        if traced == Some(number) {
+            // Only this request's datagrams crossed the world since the trace was cleared.
+            trace = traced_views(opts, cluster, number, &result, rr.world.trace())?;
+        }
         if traced.is_some() {
             rr.world.clear_trace();
         }
+        requests.push(result);
     }
     let conntrack = opts.conntrack.then(|| {
         cluster

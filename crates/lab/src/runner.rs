@@ -29,6 +29,33 @@ pub struct RunOptions {
     pub diagram: Option<PathBuf>,
 }
 
+impl RunOptions {
+    /// The request whose hops are recorded: `--trace-request K`, else request 1 when a trace
+    /// or a diagram is asked for.
+    pub fn traced_request(&self) -> Option<usize> {
+        self.trace.or(self.diagram.as_ref().map(|_| 1))
+    }
+}
+
+/// What the traced request's hops become: the `--diagram` file is written and the `--trace`
+/// lines returned (if asked for). Shared by embedded and real mode.
+pub fn traced_views(
+    opts: &RunOptions,
+    cluster: &Cluster,
+    number: usize,
+    request: &RequestResult,
+    hops: &[sim::TraceEvent],
+) -> anyhow::Result<Option<Vec<String>>> {
+    if let Some(path) = &opts.diagram {
+        let svg = crate::diagram::render_svg_numbered(cluster, number, request, hops);
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(opts
+        .trace
+        .is_some()
+        .then(|| hops.iter().map(|e| e.to_string()).collect()))
+}
+
 /// The health check the LB runs: the config's, or the defaults when only `weighted: true`
 /// is set (weights come from the probes' answers).
 pub fn effective_health_check(cluster: &Cluster) -> Option<HealthCheck> {
@@ -249,6 +276,8 @@ pub fn attachment(a: &ClientAttach) -> sim::Attachment {
 /// One resolved request of the plan.
 pub struct PlannedRequest<'a> {
     pub step: &'a PlanStep,
+    /// Index of `step` in the plan (where `scale:`/`wait:` entries are placed).
+    pub step_index: usize,
     pub dst: SocketAddrV4,
     pub label: String,
 }
@@ -266,6 +295,7 @@ pub fn expand_plan(cluster: &Cluster) -> anyhow::Result<Vec<PlannedRequest<'_>>>
         for _ in 0..step.count {
             out.push(PlannedRequest {
                 step,
+                step_index: i,
                 dst: SocketAddrV4::new(d.ip, d.port),
                 label: d.label.clone(),
             });
@@ -295,16 +325,11 @@ fn outcome_of(kind: sim::OutcomeKind) -> Outcome {
 
 /// Embedded mode: simulated nginx pods and curl clients on smoltcp, virtual clock.
 pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
-    let traced = opts.trace.or(opts.diagram.as_ref().map(|_| 1));
+    let traced = opts.traced_request();
     let tracing = traced.is_some();
     let mut world = prepare_world(cluster, tracing, opts.pcap.as_deref())?;
     if tracing {
         world.clear_trace();
-    }
-    // Request number → plan step index, to run `scale`/`wait` entries at their place.
-    let mut step_of = Vec::new();
-    for (si, step) in cluster.plan.iter().enumerate() {
-        step_of.extend(std::iter::repeat_n(si, step.count as usize));
     }
     let mut next_action = 0;
     // Runs the entries due before request step `upto`; returns the pods they started.
@@ -357,7 +382,7 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
 
     for (i, req) in expand_plan(cluster)?.into_iter().enumerate() {
         let number = i + 1;
-        for p in run_actions(&mut world, step_of[i])? {
+        for p in run_actions(&mut world, req.step_index)? {
             pods.push(p.name.clone());
             seen.push(0);
             all_pods.push(p);
@@ -394,18 +419,11 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
                 seen[k] = entries.len();
             }
         }
-        let mut hops = None;
-        if traced == Some(number) {
-            let events = world.trace_for(id);
-            if opts.trace.is_some() {
-                trace = Some(events.iter().map(|e| e.to_string()).collect());
-            }
-            hops = Some(events);
-        }
+        let hops = (traced == Some(number)).then(|| world.trace_for(id));
         if tracing {
             world.clear_trace();
         }
-        requests.push(RequestResult {
+        let result = RequestResult {
             client: client.name.clone(),
             client_ip: client.ip,
             target: req.label,
@@ -415,12 +433,11 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
             logged_client_ip: logged,
             elapsed_ms: out.elapsed.as_millis() as u64,
             curl_message: (!out.message.is_empty()).then(|| out.message.clone()),
-        });
-        if let (Some(path), Some(h)) = (&opts.diagram, hops) {
-            let last = requests.last().expect("just pushed");
-            let svg = crate::diagram::render_svg_numbered(cluster, number, last, &h);
-            std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+        };
+        if let Some(h) = hops {
+            trace = traced_views(opts, cluster, number, &result, &h)?;
         }
+        requests.push(result);
     }
 
     for p in run_actions(&mut world, cluster.plan.len())? {
