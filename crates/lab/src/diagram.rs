@@ -23,8 +23,8 @@ use nodestack::Stage;
 use sim::TraceEvent;
 use vswitch::{Direction, Summary};
 
-use crate::cluster::{ClientAttach, Cluster};
 use crate::report::{Outcome, RequestResult};
+use cluster::{ClientAttach, Cluster};
 
 // ---------------------------------------------------------------------------------------
 // from hop events to rows
@@ -1035,7 +1035,7 @@ fn render(
         lines: Vec<String>,
         client: bool,
     }
-    let node_header = |n: &crate::cluster::Node| -> Vec<String> {
+    let node_header = |n: &cluster::Node| -> Vec<String> {
         let mut h = vec![
             if n.role() == "control-plane" {
                 format!("{} (control-plane)", n.name)

@@ -9,18 +9,10 @@
 //! ClusterIPs, NodePorts, EndpointSlices) → [`cluster::Cluster`]. The runner turns a
 //! `Cluster` into a running world and returns a [`report::ScenarioResult`].
 
-pub mod cluster;
-pub mod config;
 pub mod diagram;
-pub mod error;
-pub mod manifest;
-pub mod real;
 pub mod realrun;
 pub mod report;
 pub mod runner;
-pub mod schedule;
 
-pub use cluster::Cluster;
-pub use config::{load_cluster, load_cluster_from_str};
-pub use error::LabError;
+pub use cluster::{load_cluster, load_cluster_from_str, Cluster, LabError};
 pub use report::{Mode, Outcome, RequestResult, ScenarioResult};

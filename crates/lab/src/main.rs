@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use lab::config::{leading_comment, load_cluster};
+use cluster::config::{leading_comment, load_cluster};
 use lab::report;
 use lab::runner::{self, RunOptions};
 use lab::LabError;

@@ -1,10 +1,10 @@
 //! Real mode end to end: the scenario's pods become network namespaces running Debian's
 //! nginx, its clients namespaces where real curl runs, each attached to the *same*
 //! [`sim::World`] as embedded mode through a TUN port; the world runs on the wall clock,
-//! driven by [`crate::real::driver::Driver`]'s poll(2) loop.
+//! driven by [`host::driver::Driver`]'s poll(2) loop.
 //!
 //! Owns: `lab scenario run --real`, `lab up`, `lab status`, `lab down`, `lab conntrack`.
-//! Does not own: namespace/TUN/process plumbing ([`crate::real`]) nor the world itself.
+//! Does not own: namespace/TUN/process plumbing ([`host`]) nor the world itself.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::cluster::{ActionKind, ClientAttach, Cluster};
-use crate::real::cleanup::{self, StateDir};
-use crate::real::curl::{CurlOutcome, CurlRequest, CurlRun};
-use crate::real::driver::Driver;
-use crate::real::lab::{ClientSpec, PodSpec, RealLab, Role, UpOptions};
-use crate::real::{netns, PREFIX};
 use crate::report::{self, Mode, Outcome, RequestResult, ScenarioResult};
 use crate::runner::{attachment, expand_plan, prepare_world_with, traced_views, RunOptions};
+use cluster::{ActionKind, ClientAttach, Cluster};
+use host::cleanup::{self, StateDir};
+use host::curl::{CurlOutcome, CurlRequest, CurlRun};
+use host::driver::Driver;
+use host::lab::{ClientSpec, Lab, PodSpec, Role, UpOptions};
+use host::{netns, PREFIX};
 
 /// Connect timeout when the plan sets none: a little above Linux's SYN retry span
 /// (1+2+4+8+16+32+64 s ≈ 127 s), so the kernel's own give-up decides, as in embedded mode.
@@ -30,7 +30,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(130);
 
 /// A running real-mode lab: processes/namespaces, the world they are attached to, the loop.
 pub struct RealRun {
-    pub lab: RealLab,
+    pub lab: Lab,
     pub world: sim::World,
     pub driver: Driver,
     /// Access-log read offsets per pod (bytes), to read only what is new.
@@ -108,7 +108,7 @@ pub fn bring_up(
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     tune_allocator();
-    let (lab, ports) = RealLab::up(&pods, &clients, up).map_err(|e| anyhow!("{e}"))?;
+    let (lab, ports) = Lab::up(&pods, &clients, up).map_err(|e| anyhow!("{e}"))?;
     let mut fds: Vec<RawFd> = Vec::new();
     let world = prepare_world_with(cluster, false, tracing, pcap, |w| {
         for p in ports {
@@ -439,7 +439,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
 }
 
 /// The pods `name` designates: the pod of that name, else every pod of that deployment.
-fn pods_named<'a>(cluster: &'a Cluster, name: &str) -> Vec<&'a crate::cluster::Pod> {
+fn pods_named<'a>(cluster: &'a Cluster, name: &str) -> Vec<&'a cluster::Pod> {
     let exact: Vec<_> = cluster.pods.iter().filter(|p| p.name == name).collect();
     if !exact.is_empty() {
         return exact;
@@ -585,7 +585,7 @@ pub fn up(
     }
     writeln!(out, "\nstopping: tearing the lab down")?;
     for (_, _, mut s) in servers {
-        let _ = s.stop(crate::real::process::GRACE);
+        let _ = s.stop(host::process::GRACE);
     }
     if pcap.is_some() {
         rr.world

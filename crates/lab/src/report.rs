@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cluster::Cluster;
+use cluster::Cluster;
 
 /// Which workloads ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -297,7 +297,7 @@ pub fn get_pods_wide(c: &Cluster) -> String {
         rows.push(r);
     }
     for cl in &c.clients {
-        if let crate::cluster::ClientAttach::Pod { node } = &cl.attach {
+        if let cluster::ClientAttach::Pod { node } = &cl.attach {
             let mut r = Vec::new();
             if ns {
                 r.push("default".into());
@@ -379,7 +379,7 @@ pub fn lab_summary(c: &Cluster) -> String {
     let mut rows = Vec::new();
     for cl in &c.clients {
         let where_ = match &cl.attach {
-            crate::cluster::ClientAttach::External { can_reach } => {
+            cluster::ClientAttach::External { can_reach } => {
                 let lb = if c.load_balancer.is_some() {
                     " + load balancer"
                 } else {
@@ -391,7 +391,7 @@ pub fn lab_summary(c: &Cluster) -> String {
                     format!("external; reaches {}{lb}", can_reach.join(", "))
                 }
             }
-            crate::cluster::ClientAttach::Pod { node } => format!("pod on {node}"),
+            cluster::ClientAttach::Pod { node } => format!("pod on {node}"),
         };
         rows.push(vec![
             "client".into(),
@@ -430,14 +430,14 @@ pub fn lab_summary(c: &Cluster) -> String {
 
 /// The plan in words.
 pub fn plan_summary(c: &Cluster) -> String {
-    let action_row = |a: &crate::cluster::PlanAction| -> Vec<String> {
+    let action_row = |a: &cluster::PlanAction| -> Vec<String> {
         let what = match &a.kind {
-            crate::cluster::ActionKind::Scale {
+            cluster::ActionKind::Scale {
                 namespace,
                 deployment,
                 replicas,
             } => format!("scale {namespace}/{deployment} to {replicas}"),
-            crate::cluster::ActionKind::Wait(d) => format!("wait {} s", d.as_secs_f64()),
+            cluster::ActionKind::Wait(d) => format!("wait {} s", d.as_secs_f64()),
         };
         vec![
             "-".into(),
@@ -455,9 +455,9 @@ pub fn plan_summary(c: &Cluster) -> String {
         .enumerate()
         .map(|(i, s)| {
             let to = match &s.target {
-                crate::cluster::Target::Node(n) => n.clone(),
-                crate::cluster::Target::LoadBalancer => "loadBalancer".into(),
-                crate::cluster::Target::Address(ip) => ip.to_string(),
+                cluster::Target::Node(n) => n.clone(),
+                cluster::Target::LoadBalancer => "loadBalancer".into(),
+                cluster::Target::Address(ip) => ip.to_string(),
             };
             let svc = match (&s.service, s.port) {
                 (Some(sv), Some(p)) => format!("{sv} port {p}"),

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cluster::{ActionKind, Client, ClientAttach, Cluster, HealthCheck, PlanStep};
 use crate::report::{Mode, Outcome, RequestResult, ScenarioResult};
+use cluster::{ActionKind, Client, ClientAttach, Cluster, HealthCheck, PlanStep};
 
 /// How to run a scenario.
 #[derive(Debug, Clone, Default)]
@@ -334,7 +334,7 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
     let mut next_action = 0;
     // Runs the entries due before request step `upto`; returns the pods they started.
     let mut run_actions =
-        |world: &mut sim::World, upto: usize| -> anyhow::Result<Vec<crate::cluster::Pod>> {
+        |world: &mut sim::World, upto: usize| -> anyhow::Result<Vec<cluster::Pod>> {
             let mut started = Vec::new();
             while let Some(a) = cluster
                 .actions

@@ -60,12 +60,12 @@ fn scale_and_wait_entries() {
     assert_eq!((c.actions[0].before, c.actions[0].entry), (1, 1));
     assert!(matches!(
         &c.actions[0].kind,
-        lab::cluster::ActionKind::Scale { namespace, deployment, replicas: 1 }
+        cluster::ActionKind::Scale { namespace, deployment, replicas: 1 }
             if namespace == "default" && deployment == "web"
     ));
     assert_eq!(
         c.actions[1].kind,
-        lab::cluster::ActionKind::Wait(Duration::from_secs(10))
+        cluster::ActionKind::Wait(Duration::from_secs(10))
     );
     // Scaling removes the newest pod and its endpoint.
     let sc = c.actions[0].scaled.as_ref().unwrap();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use lab::cluster::{Client, ClientAttach, Cluster, Node, Pod};
+use cluster::{Client, ClientAttach, Cluster, Node, Pod};
 use lab::report::{get_pods_wide, get_svc, print_human, to_json};
 use lab::{Mode, Outcome, RequestResult, ScenarioResult};
 use nodeport::{Protocol, Service, ServicePort, ServiceType, SessionAffinity, TrafficPolicy};

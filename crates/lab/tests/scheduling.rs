@@ -5,9 +5,9 @@ use common::*;
 
 use std::collections::BTreeSet;
 
+use cluster::schedule::{pod_template_hash, tolerates, K8S_ALPHABET};
+use cluster::Taint;
 use k8s_openapi::api::core::v1::Toleration;
-use lab::cluster::Taint;
-use lab::schedule::{pod_template_hash, tolerates, K8S_ALPHABET};
 
 fn taint(key: &str, value: Option<&str>, effect: &str) -> Taint {
     Taint {

@@ -13,7 +13,7 @@ fn blog_manifests_are_copied_verbatim_and_load() {
         if let Ok(orig) = std::fs::read_to_string(&seed) {
             assert_eq!(ours, orig, "{f} differs from shared/seed");
         }
-        let docs = lab::manifest::parse_documents(&ours, f, "").unwrap();
+        let docs = cluster::manifest::parse_documents(&ours, f, "").unwrap();
         let kinds: Vec<_> = docs.iter().map(|d| d.object.kind()).collect();
         assert_eq!(kinds, ["Deployment", "Service"]);
         assert!(docs
@@ -40,7 +40,7 @@ fn every_scenario_parses_and_schedules() {
 #[test]
 fn lesson_is_the_leading_comment() {
     let text = std::fs::read_to_string(configs_dir().join("seed-cluster.yaml")).unwrap();
-    let lesson = lab::config::leading_comment(&text);
+    let lesson = cluster::config::leading_comment(&text);
     assert!(
         lesson.starts_with("externalTrafficPolicy: Cluster"),
         "{lesson}"
@@ -64,7 +64,7 @@ fn local_imbalance_layout() {
         c.slices_of(svc).map(|s| s.endpoints.len()).sum::<usize>(),
         3
     );
-    assert_eq!(c.plan[0].count, 1000);
+    assert_eq!(c.plan[0].count, 3000);
 }
 
 #[test]

@@ -7,18 +7,14 @@
 //! sudo target/debug/examples/real_forwarder down    # after a crash (kill -9)
 //! ```
 
-#[path = "../src/real/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod real;
-
 use std::net::Ipv4Addr;
 
-use real::cleanup::{down, install_stop_handler, stop_requested, StateDir};
-use real::driver::{Driver, Forwarder};
-use real::lab::{ClientSpec, PodSpec, RealLab, Role, UpOptions};
-use real::PREFIX;
+use host::cleanup::{down, install_stop_handler, stop_requested, StateDir};
+use host::driver::{Driver, Forwarder};
+use host::lab::{ClientSpec, Lab, PodSpec, Role, UpOptions};
+use host::PREFIX;
 
-fn up() -> real::Result<()> {
+fn up() -> host::Result<()> {
     let pods = [PodSpec {
         name: "nginx-54f57cf6bf-xhs8g".into(),
         node: "ydzs-node1".into(),
@@ -33,7 +29,7 @@ fn up() -> real::Result<()> {
         gateway: Ipv4Addr::new(203, 0, 113, 1),
     }];
     install_stop_handler()?;
-    let (lab, ports) = RealLab::up(&pods, &clients, &UpOptions::default())?;
+    let (lab, ports) = Lab::up(&pods, &clients, &UpOptions::default())?;
     if let Some(pid) = lab.stale_pid() {
         eprintln!("took over the stale lock of pid {pid} and removed its leftovers");
     }

@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 
 use super::netns;
 use super::process::{alive, stop_recorded, GRACE};
-use super::{io_err, nix_err, RealError, Result, PREFIX, STATE_DIR};
+use super::{io_err, nix_err, Error, Result, PREFIX, STATE_DIR};
 
 /// The lab's state directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +69,7 @@ impl StateDir {
         if ok && self.root.is_absolute() {
             Ok(())
         } else {
-            Err(RealError::Invalid(format!(
+            Err(Error::Invalid(format!(
                 "state dir {} must be absolute and its name start with \"nplab\"",
                 self.root.display()
             )))
@@ -107,7 +107,7 @@ pub struct LabLock {
 }
 
 impl LabLock {
-    /// Takes the lock or fails with [`RealError::Locked`] naming the running lab's pid.
+    /// Takes the lock or fails with [`Error::Locked`] naming the running lab's pid.
     pub fn acquire(state: &StateDir) -> Result<LabLock> {
         state.ensure()?;
         let path = state.lock_path();
@@ -122,7 +122,7 @@ impl LabLock {
             let got = flock_nb(&file).map_err(io_err(format!("flock {}", path.display())))?;
             let pid = read_pid(&mut file);
             if !got {
-                return Err(RealError::Locked {
+                return Err(Error::Locked {
                     pid: pid.unwrap_or(0),
                     lock: path.display().to_string(),
                 });
@@ -219,16 +219,16 @@ fn record_files(root: &Path) -> Vec<PathBuf> {
 
 /// Removes everything the lab created whose namespace name starts with `prefix` (normally
 /// [`PREFIX`]) and the state directory `state`. Idempotent; safe after `kill -9`. Refuses
-/// (with [`RealError::Locked`]) while another process holds the `up` lock.
+/// (with [`Error::Locked`]) while another process holds the `up` lock.
 pub fn down(state: &StateDir, prefix: &str) -> Result<DownReport> {
     state.check()?;
     if !prefix.starts_with(PREFIX) {
-        return Err(RealError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "prefix {prefix:?} must start with {PREFIX:?}"
         )));
     }
     if let Some(pid) = LabLock::holder(state) {
-        return Err(RealError::Locked {
+        return Err(Error::Locked {
             pid,
             lock: state.lock_path().display().to_string(),
         });

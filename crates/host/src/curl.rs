@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::netns::Netns;
 use super::preflight::find_program;
 use super::process::Running;
-use super::{RealError, Result};
+use super::{Error, Result};
 
 /// Marker line that separates the body from curl's `-w` output.
 const MARK: &str = "__nplab_curl__";
@@ -182,9 +182,8 @@ pub struct CurlRun {
 impl CurlRun {
     /// Starts curl in `ns`.
     pub fn spawn(ns: &Netns, req: &CurlRequest) -> Result<CurlRun> {
-        let prog = find_program("curl").ok_or_else(|| {
-            RealError::Preflight("curl not found (apt-get install -y curl)".into())
-        })?;
+        let prog = find_program("curl")
+            .ok_or_else(|| Error::Preflight("curl not found (apt-get install -y curl)".into()))?;
         let run = Running::spawn(
             ns,
             &prog.display().to_string(),

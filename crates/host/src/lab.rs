@@ -3,7 +3,7 @@
 //! fabric (the sim `World`) and drives them with [`super::driver::Driver`].
 //!
 //! ```text
-//! let (lab, ports) = RealLab::up(&pods, &clients, &UpOptions::default())?;
+//! let (lab, ports) = Lab::up(&pods, &clients, &UpOptions::default())?;
 //! let fds: Vec<_> = ports.iter().map(|p| p.port.raw_fd()).collect();
 //! for p in ports { match p.role { Role::Pod { node } => world.add_pod_port(&p.name, p.ip, &node, Box::new(p.port))?, … } }
 //! install_stop_handler()?;
@@ -22,7 +22,7 @@ use super::netns::{ns_name, Netns};
 use super::nginx::{Nginx, NginxSpec};
 use super::preflight::{find_program, preflight, Needs};
 use super::process::Supervised;
-use super::{RealError, Result, PREFIX};
+use super::{Error, Result, PREFIX};
 
 /// A pod to run for real.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct ClientSpec {
     pub gateway: Ipv4Addr,
 }
 
-/// Options of [`RealLab::up`].
+/// Options of [`Lab::up`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpOptions {
     /// State directory (default `/run/nplab`).
@@ -109,9 +109,9 @@ struct RunningPod {
 }
 
 /// The real-mode processes and namespaces of one `up`; torn down by
-/// [`RealLab::shutdown`] or on drop.
+/// [`Lab::shutdown`] or on drop.
 #[derive(Debug)]
-pub struct RealLab {
+pub struct Lab {
     state: StateDir,
     prefix: String,
     pods: Vec<RunningPod>,
@@ -121,13 +121,13 @@ pub struct RealLab {
     lock: Option<LabLock>,
 }
 
-impl RealLab {
+impl Lab {
     /// Preflight, lock, clean leftovers, create namespaces/ports, start nginx.
     pub fn up(
         pods: &[PodSpec],
         clients: &[ClientSpec],
         opts: &UpOptions,
-    ) -> Result<(RealLab, Vec<EdgePort>)> {
+    ) -> Result<(Lab, Vec<EdgePort>)> {
         preflight(Needs {
             nginx: opts.nginx && !pods.is_empty(),
             curl: !clients.is_empty(),
@@ -138,7 +138,7 @@ impl RealLab {
         // Leftovers of a killed run (namespaces, processes, state): we hold the lock now.
         down(&opts.state, &opts.prefix)?;
         opts.state.ensure()?;
-        let mut lab = RealLab {
+        let mut lab = Lab {
             state: opts.state.clone(),
             prefix: opts.prefix.clone(),
             pods: Vec::new(),
@@ -233,7 +233,7 @@ impl RealLab {
     pub fn curl(&self, client: &str, req: &CurlRequest) -> Result<CurlOutcome> {
         let ns = self
             .client_ns(client)
-            .ok_or_else(|| RealError::Invalid(format!("no real client {client}")))?;
+            .ok_or_else(|| Error::Invalid(format!("no real client {client}")))?;
         curl(ns, req)
     }
     /// Starts an extra server in pod `pod`'s namespace (e.g. `["iperf3", "-s", "-p", "5201"]`),
@@ -242,12 +242,12 @@ impl RealLab {
     pub fn spawn_in_pod(&self, pod: &str, label: &str, argv: &[&str]) -> Result<Supervised> {
         let ns = self
             .pod_ns(pod)
-            .ok_or_else(|| RealError::Invalid(format!("no real pod {pod}")))?;
+            .ok_or_else(|| Error::Invalid(format!("no real pod {pod}")))?;
         let (prog, args) = argv
             .split_first()
-            .ok_or_else(|| RealError::Invalid("empty command".into()))?;
+            .ok_or_else(|| Error::Invalid("empty command".into()))?;
         let path = find_program(prog).ok_or_else(|| {
-            RealError::Preflight(format!("{prog} not found (install it with apt-get)"))
+            Error::Preflight(format!("{prog} not found (install it with apt-get)"))
         })?;
         let mut cmd = Command::new(&path);
         cmd.args(args)
@@ -317,7 +317,7 @@ impl RealLab {
     }
 }
 
-impl Drop for RealLab {
+impl Drop for Lab {
     fn drop(&mut self) {
         if self.lock.is_some() {
             if let Err(e) = self.teardown() {

@@ -9,23 +9,19 @@
 //!
 //! Needs root, nginx and curl; skips (or fails with CI=true) like `real_mode.rs`.
 
-#[path = "../src/real/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod real;
-
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use host::cleanup::{down, StateDir};
+use host::curl::{CurlOutcome, CurlRequest, CurlRun};
+use host::driver::Driver;
+use host::netns::Netns;
+use host::nginx::{Nginx, NginxSpec};
+use host::preflight::{preflight, Needs};
 use nodeport::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
     SessionAffinity, TrafficPolicy,
 };
-use real::cleanup::{down, StateDir};
-use real::curl::{CurlOutcome, CurlRequest, CurlRun};
-use real::driver::Driver;
-use real::netns::Netns;
-use real::nginx::{Nginx, NginxSpec};
-use real::preflight::{preflight, Needs};
 use sim::{Attachment, NodeDesc, World, WorldSpec};
 use vswitch::tun::{TunConfig, TunPort};
 
@@ -259,8 +255,8 @@ fn real_curl_and_nginx_through_the_simulated_cluster() {
 #[test]
 #[ignore]
 fn bench_iperf3_through_the_simulated_cluster() {
-    use real::preflight::find_program;
-    use real::process::{Running, Supervised};
+    use host::preflight::find_program;
+    use host::process::{Running, Supervised};
     let needs = Needs {
         nginx: false,
         curl: false,

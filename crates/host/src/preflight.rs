@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{RealError, Result};
+use super::{Error, Result};
 
 /// What a real-mode run needs besides root and `/dev/net/tun`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub fn preflight(needs: Needs) -> Result<()> {
     if miss.is_empty() {
         return Ok(());
     }
-    Err(RealError::Preflight(format!(
+    Err(Error::Preflight(format!(
         "real mode cannot run here; missing: {}.\n\
          Embedded mode needs none of this: `cargo run -- scenario run <name>` (without --real).",
         miss.join(", ")

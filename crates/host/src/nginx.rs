@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::netns::Netns;
 use super::preflight::find_program;
 use super::process::{Supervised, GRACE};
-use super::{io_err, RealError, Result};
+use super::{io_err, Error, Result};
 
 /// nginx's `main` log format (Debian's example config), used by embedded mode too.
 pub const LOG_FORMAT_MAIN: &str = r#"'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for"'"#;
@@ -160,7 +160,7 @@ impl Nginx {
     /// (its listening socket is open by then), or an error with the error log's content.
     pub fn start(ns: &Netns, spec: &NginxSpec) -> Result<Nginx> {
         let nginx = find_program("nginx").ok_or_else(|| {
-            RealError::Preflight("nginx not found (apt-get install -y nginx-light)".into())
+            Error::Preflight("nginx not found (apt-get install -y nginx-light)".into())
         })?;
         let user = lookup_user("www-data").map(|_| "www-data");
         spec.write_files(user)?;
@@ -187,7 +187,7 @@ impl Nginx {
         loop {
             if let Some(status) = proc.try_wait()? {
                 let log = fs::read_to_string(spec.error_log()).unwrap_or_default();
-                return Err(RealError::Process(format!(
+                return Err(Error::Process(format!(
                     "nginx for pod {} exited at start ({status}); {}:\n{}",
                     spec.pod,
                     spec.error_log().display(),
@@ -199,7 +199,7 @@ impl Nginx {
             }
             if Instant::now() >= deadline {
                 let _ = proc.stop(GRACE);
-                return Err(RealError::Process(format!(
+                return Err(Error::Process(format!(
                     "nginx for pod {} did not write {} within 5 s",
                     spec.pod,
                     spec.pid_file().display()

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-use super::{io_err, nix_err, RealError, Result, PREFIX};
+use super::{io_err, nix_err, Error, Result, PREFIX};
 
 /// Where named namespaces live.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -67,7 +67,7 @@ fn check_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(RealError::Invalid(format!(
+        Err(Error::Invalid(format!(
             "namespace name {name:?} must start with {PREFIX:?} and be a plain file name"
         )))
     }
@@ -162,7 +162,7 @@ impl Netns {
             })
             .map_err(io_err("spawn netns thread"))?
             .join()
-            .unwrap_or_else(|_| Err(RealError::Process("netns thread panicked".into())));
+            .unwrap_or_else(|_| Err(Error::Process("netns thread panicked".into())));
         if let Err(e) = res {
             let _ = umount2(&path, MntFlags::MNT_DETACH);
             let _ = fs::remove_file(&path);
@@ -183,7 +183,7 @@ impl Netns {
     pub fn open(name: &str) -> Result<Netns> {
         check_name(name)?;
         if !exists(name) {
-            return Err(RealError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "network namespace {name} does not exist"
             )));
         }
@@ -219,7 +219,7 @@ impl Netns {
             })
             .map_err(io_err("spawn thread"))?
             .join()
-            .unwrap_or_else(|_| Err(RealError::Process("netns thread panicked".into())))
+            .unwrap_or_else(|_| Err(Error::Process("netns thread panicked".into())))
     }
 
     /// Pids of the processes whose network namespace is this one.
@@ -282,7 +282,7 @@ pub fn delete(name: &str) -> Result<bool> {
 /// Names of the existing namespaces starting with `prefix` (which must start with `nplab-`).
 pub fn list(prefix: &str) -> Result<Vec<String>> {
     if !prefix.starts_with(PREFIX) {
-        return Err(RealError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "prefix {prefix:?} must start with {PREFIX:?}"
         )));
     }

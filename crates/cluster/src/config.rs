@@ -15,12 +15,12 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-use crate::cluster::{
+use crate::error::{display_path, LabError};
+use crate::manifest::{parse_documents, ManifestDoc};
+use crate::model::{
     ActionKind, ClientAttach, Cluster, HealthCheck, LinkSpec, LoadBalancer, Node, PlanAction,
     PlanStep, Taint, Target,
 };
-use crate::error::{display_path, LabError};
-use crate::manifest::{parse_documents, ManifestDoc};
 
 /// The hostname label every node carries.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";

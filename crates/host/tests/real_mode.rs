@@ -6,11 +6,7 @@
 //! (`nplab-t…`) and state dir, and cleans up with a Drop guard even when it fails.
 //!
 //! Throughput baseline (not run by default):
-//! `cargo test -p lab --release --test real_mode -- --ignored --nocapture bench`
-
-#[path = "../src/real/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod real;
+//! `cargo test -p host --release --test real_mode -- --ignored --nocapture bench`
 
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
@@ -21,14 +17,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use real::cleanup::{down, LabLock, StateDir};
-use real::curl::{curl, CurlOutcome, CurlRequest};
-use real::driver::{Driver, Forwarder};
-use real::netns::{self, Netns};
-use real::nginx::{Nginx, NginxSpec};
-use real::preflight::{find_program, preflight, Needs};
-use real::process::{alive, run_in, Supervised};
-use real::RealError;
+use host::cleanup::{down, LabLock, StateDir};
+use host::curl::{curl, CurlOutcome, CurlRequest};
+use host::driver::{Driver, Forwarder};
+use host::netns::{self, Netns};
+use host::nginx::{Nginx, NginxSpec};
+use host::preflight::{find_program, preflight, Needs};
+use host::process::{alive, run_in, Supervised};
+use host::Error;
 use vswitch::tun::{TunConfig, TunPort};
 use vswitch::Port;
 
@@ -386,7 +382,7 @@ fn lock_refuses_second_up_and_takes_over_stale() {
     let lock = LabLock::acquire(&scope.state).expect("first lock");
     assert_eq!(lock.stale_pid(), None);
     match LabLock::acquire(&scope.state) {
-        Err(RealError::Locked { pid, .. }) => {
+        Err(Error::Locked { pid, .. }) => {
             assert_eq!(pid, std::process::id() as i32);
         }
         other => panic!("second lock must be refused: {other:?}"),
@@ -430,7 +426,7 @@ fn lock_refuses_second_up_and_takes_over_stale() {
         while LabLock::holder(&scope.state).is_some() && t0.elapsed() < Duration::from_secs(3) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(matches!(r, Err(RealError::Locked { .. })), "{r:?}");
+        assert!(matches!(r, Err(Error::Locked { .. })), "{r:?}");
     }
 }
 
@@ -511,7 +507,7 @@ fn bench_iperf3_through_forwarder() {
 
 #[test]
 fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
-    use real::lab::{ClientSpec, PodSpec, RealLab, Role, UpOptions};
+    use host::lab::{ClientSpec, Lab, PodSpec, Role, UpOptions};
     let Some(_s) = begin(Needs::default()) else {
         return;
     };
@@ -534,7 +530,7 @@ fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
         prefix_len: 24,
         gateway: CLIENT_GW,
     }];
-    let (lab, ports) = RealLab::up(&pods, &clients, &opts).expect("up");
+    let (lab, ports) = Lab::up(&pods, &clients, &opts).expect("up");
     assert_eq!(ports.len(), 2);
     assert_eq!(
         ports[0].role,
@@ -550,8 +546,8 @@ fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
         eprintln!("{h}");
     }
     // A second `up` is refused while this one runs.
-    match RealLab::up(&pods, &clients, &opts) {
-        Err(RealError::Locked { pid, .. }) => assert_eq!(pid, std::process::id() as i32),
+    match Lab::up(&pods, &clients, &opts) {
+        Err(Error::Locked { pid, .. }) => assert_eq!(pid, std::process::id() as i32),
         other => panic!("second up must be refused: {other:?}"),
     }
     assert!(
@@ -588,7 +584,7 @@ fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
     assert!(netns::list(&scope.prefix).unwrap().is_empty());
     assert!(!scope.state.root().exists());
     // And up again works (the lock was released).
-    let (lab, _ports) = RealLab::up(&pods, &[], &opts).expect("up again");
+    let (lab, _ports) = Lab::up(&pods, &[], &opts).expect("up again");
     drop(lab);
     assert!(netns::list(&scope.prefix).unwrap().is_empty());
 }

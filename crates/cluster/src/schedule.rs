@@ -20,10 +20,10 @@ use nodeport::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::cluster::{ActionKind, Client, ClientAttach, Cluster, Node, Pod, Taint, Target};
 use crate::config::LabConfig;
 use crate::error::LabError;
 use crate::manifest::{ManifestDoc, Object};
+use crate::model::{ActionKind, Client, ClientAttach, Cluster, Node, Pod, Taint, Target};
 
 /// The alphabet of Kubernetes' `utilrand.String` / `SafeEncodeString` (no vowels, no
 /// look-alikes).
@@ -960,7 +960,7 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
             added.push(pod);
         }
         let slices = endpoint_slices(&mut out_services, &pending, &cur_pods)?;
-        a.scaled = Some(crate::cluster::Scaled {
+        a.scaled = Some(crate::model::Scaled {
             pods: cur_pods.clone(),
             slices,
             added,

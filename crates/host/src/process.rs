@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::netns::{raw, Netns};
-use super::{io_err, RealError, Result};
+use super::{io_err, Error, Result};
 
 /// Default grace period between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -84,7 +84,7 @@ impl ProcRecord {
     pub fn load(path: &Path) -> Result<ProcRecord> {
         let s = fs::read_to_string(path).map_err(io_err(format!("read {}", path.display())))?;
         serde_json::from_str(&s)
-            .map_err(|e| RealError::Invalid(format!("bad process record {}: {e}", path.display())))
+            .map_err(|e| Error::Invalid(format!("bad process record {}: {e}", path.display())))
     }
     fn save(&self, path: &Path) -> Result<()> {
         if let Some(d) = path.parent() {

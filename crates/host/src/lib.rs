@@ -13,12 +13,12 @@
 //! - [`nginx`], [`curl`]: the pod server and the client
 //! - [`cleanup`]: state dir, the `up` lock, `down()`, the Ctrl-C/SIGTERM flag
 //! - [`driver`]: the poll(2) loop that moves packets between TUN ports and the fabric
-//! - [`lab`]: `up` in one call ([`RealLab`]): lock, namespaces, TUN ports, nginx
+//! - [`lab`]: `up` in one call ([`Lab`]): lock, namespaces, TUN ports, nginx
 //!
 //! Driving the simulated cluster (see `tests/real_world.rs` for the complete version):
 //!
 //! ```text
-//! let (lab, ports) = RealLab::up(&pods, &clients, &UpOptions::default())?;   // root only
+//! let (lab, ports) = Lab::up(&pods, &clients, &UpOptions::default())?;   // root only
 //! let fds: Vec<RawFd> = ports.iter().map(|p| p.port.raw_fd()).collect();
 //! for p in ports {
 //!     match p.role {
@@ -55,7 +55,7 @@ pub const STATE_DIR: &str = "/run/nplab";
 
 /// Errors of real mode.
 #[derive(Debug, thiserror::Error)]
-pub enum RealError {
+pub enum Error {
     /// Real mode cannot run on this machine (message says what is missing).
     #[error("{0}")]
     Preflight(String),
@@ -90,16 +90,16 @@ pub enum RealError {
 }
 
 /// Result alias of real mode.
-pub type Result<T> = std::result::Result<T, RealError>;
+pub type Result<T> = std::result::Result<T, Error>;
 
-pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RealError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();
-    move |source| RealError::Io { what, source }
+    move |source| Error::Io { what, source }
 }
 
-pub(crate) fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> RealError {
+pub(crate) fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
     let what = what.into();
-    move |e| RealError::Io {
+    move |e| Error::Io {
         what,
         source: io::Error::from(e),
     }
@@ -108,7 +108,7 @@ pub(crate) fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Rea
 pub use cleanup::{down, DownReport, LabLock, StateDir};
 pub use curl::{curl, CurlOutcome, CurlRequest, CurlResponse, CurlRun};
 pub use driver::{Driver, DriverStats, Fabric, Forwarder};
-pub use lab::{ClientSpec, EdgePort, PodSpec, RealLab, Role, UpOptions};
+pub use lab::{ClientSpec, EdgePort, Lab, PodSpec, Role, UpOptions};
 pub use netns::Netns;
 pub use nginx::{Nginx, NginxSpec};
 pub use preflight::{preflight, Needs};
