@@ -3,7 +3,7 @@
 //! Owns the per-node rule view built by [`Proxier::update`] (frontends, KUBE-SVC/SVL/EXT/SEP
 //! chains per service port, categorised endpoints), the new-flow decision of spec §3.6/§10,
 //! MASQUERADE, ClientIP affinity state and the health answers. Packet bytes are handled by
-//! [`crate::packet`], flow state by [`crate::conntrack`].
+//! the `wire` crate, flow state by [`crate::conntrack`].
 //!
 //! CONTRACT (used by `nodestack`): the public types and method signatures in this file are
 //! what the node stack codes against. Bodies are the engine's business.
@@ -23,12 +23,11 @@ use crate::model::{
     Endpoint, EndpointSlice, Protocol, ProxyConfig, Service, ServiceRef, ServiceType,
     SessionAffinity, TrafficPolicy,
 };
-use crate::packet::{
-    self, tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
-};
 use crate::topology;
-use crate::walk;
 use crate::Now;
+
+mod walk;
+use wire::{tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 /// Which netfilter hook a packet entered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +143,7 @@ pub enum FrontendKind {
 /// The typed outcome of the §3.6 decision table for a new flow that hit a frontend
 /// ([`Proxier::decide`]); the trace's rule path is built from it ([`crate::walk`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FlowDecision {
+enum FlowDecision {
     /// Not translated (LB IP / external IP of a port without endpoints, reached via OUTPUT
     /// towards a non-local address: the packet leaves the node as is).
     Pass,
@@ -158,18 +157,18 @@ pub(crate) enum FlowDecision {
 
 /// A DNAT decision: how the packet reached the endpoint-picking chain and what it picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DnatDecision {
-    pub via: Via,
+struct DnatDecision {
+    via: Via,
     /// Index into the port's endpoints.
-    pub ep: usize,
-    pub pick: Pick,
+    ep: usize,
+    pick: Pick,
     /// The endpoint is the client itself: KUBE-SEP marks for masquerade.
-    pub hairpin: bool,
+    hairpin: bool,
 }
 
 impl DnatDecision {
     /// KUBE-MARK-MASQ was hit somewhere on the path.
-    pub fn masquerade(&self) -> bool {
+    fn masquerade(&self) -> bool {
         self.hairpin
             || matches!(
                 self.via,
@@ -178,7 +177,7 @@ impl DnatDecision {
     }
 
     /// The chain that picked the endpoint: KUBE-SVL for local-only pools, else KUBE-SVC.
-    pub fn chain<'a>(&self, sp: &'a SvcPort) -> &'a str {
+    fn chain<'a>(&self, sp: &'a SvcPort) -> &'a str {
         let local = match self.via {
             Via::ClusterIp { .. } => sp.itp_local,
             Via::External(r) => r == ExtRoute::Local,
@@ -193,7 +192,7 @@ impl DnatDecision {
 
 /// How a flow entered the service's endpoint chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Via {
+enum Via {
     /// KUBE-SERVICES cluster-IP rule; `masq`: the cluster-IP masquerade rule matched
     /// (masqueradeAll, or a non-pod source with the ClusterCIDR detector).
     ClusterIp { masq: bool },
@@ -203,7 +202,7 @@ pub(crate) enum Via {
 
 /// Which KUBE-EXT rule sent the flow on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ExtRoute {
+enum ExtRoute {
     /// ETP=Cluster: mark for masquerade, then KUBE-SVC.
     Masq,
     /// ETP=Local, pod source: KUBE-SVC, no mark.
@@ -216,7 +215,7 @@ pub(crate) enum ExtRoute {
 
 /// How the endpoint was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pick {
+enum Pick {
     /// ClientIP affinity (`-m recent --rcheck`).
     Affinity,
     /// Uniform draw: rule `j` of `n` (`-m statistic --probability 1/(n-j)`).
@@ -225,35 +224,35 @@ pub(crate) enum Pick {
 
 /// One endpoint of a service port, as the rules see it.
 #[derive(Debug, Clone)]
-pub(crate) struct EpInfo {
-    pub addr: SocketAddrV4,
-    pub ip: Ipv4Addr,
-    pub serving: bool,
+struct EpInfo {
+    addr: SocketAddrV4,
+    ip: Ipv4Addr,
+    serving: bool,
     /// `KUBE-SEP-<hash>`.
-    pub sep: String,
+    sep: String,
 }
 
 /// One service port with its chains and categorised endpoints (what `syncProxyRules`
 /// writes for it).
 #[derive(Debug, Clone)]
-pub(crate) struct SvcPort {
-    pub svc: ServiceRef,
-    pub port_name: String,
+struct SvcPort {
+    svc: ServiceRef,
+    port_name: String,
     /// `ns/svc:port`.
-    pub spn: String,
-    pub proto: Protocol,
-    pub etp_local: bool,
-    pub itp_local: bool,
-    pub affinity: Option<Duration>,
-    pub svc_chain: String,
-    pub svl_chain: String,
-    pub ext_chain: String,
+    spn: String,
+    proto: Protocol,
+    etp_local: bool,
+    itp_local: bool,
+    affinity: Option<Duration>,
+    svc_chain: String,
+    svl_chain: String,
+    ext_chain: String,
     /// Key of this port's ClientIP-affinity lists.
-    pub affinity_key: u64,
-    pub eps: Vec<EpInfo>,
-    pub cluster: Vec<usize>,
-    pub local: Vec<usize>,
-    pub has_any: bool,
+    affinity_key: u64,
+    eps: Vec<EpInfo>,
+    cluster: Vec<usize>,
+    local: Vec<usize>,
+    has_any: bool,
 }
 
 /// Small recorder so that walks cost nothing when tracing is off.
@@ -502,7 +501,7 @@ impl Proxier {
         if now > self.latest_now {
             self.latest_now = now;
         }
-        let p = match packet::parse(pkt) {
+        let p = match wire::parse(pkt) {
             Ok(p) => p,
             Err(e) => return Self::early(Verdict::Drop(DropReason::Invalid(e)), "INVALID"),
         };
@@ -589,7 +588,7 @@ impl Proxier {
         let t = p.tuple;
         let mut rewrites = Vec::new();
         if new != t {
-            packet::rewrite(pkt, p, &new);
+            wire::rewrite(pkt, p, &new);
         }
         if new != t && self.record_walks {
             let (dk, sk) = match dir {
@@ -640,7 +639,7 @@ impl Proxier {
         let outer_dst = if dst_nat { other.src } else { p.tuple.dst };
         let mut rewrites = Vec::new();
         if other != *inner || outer_src != p.tuple.src || outer_dst != p.tuple.dst {
-            packet::rewrite_icmp_error(pkt, p, outer_src, outer_dst, &other);
+            wire::rewrite_icmp_error(pkt, p, outer_src, outer_dst, &other);
             rewrites.push(Rewrite {
                 kind: RewriteKind::IcmpInner,
                 before: sock(inner.dst, inner.dport),
@@ -762,7 +761,7 @@ impl Proxier {
             FlowDecision::Pass => self.accept_new(t, t.invert(), flags, false, walk, Vec::new()),
             FlowDecision::Reject => Prerouting {
                 verdict: Verdict::Reject {
-                    icmp: packet::icmp_port_unreachable(pkt, p),
+                    icmp: wire::icmp::port_unreachable(pkt, p),
                 },
                 walk,
                 rewrites: Vec::new(),
@@ -882,7 +881,7 @@ impl Proxier {
             dport: addr.port(),
             ..t
         };
-        packet::rewrite(pkt, p, &new);
+        wire::rewrite(pkt, p, &new);
         let rewrites = if self.record_walks {
             vec![Rewrite {
                 kind: RewriteKind::Dnat,
@@ -1011,7 +1010,7 @@ impl Proxier {
             }
         }
         let new_src = sock(reply.dst, reply.dport);
-        let cur = match packet::parse(pkt) {
+        let cur = match wire::parse(pkt) {
             Ok(p) => p,
             Err(e) => {
                 out.dropped = Some(DropReason::Invalid(e));
@@ -1024,7 +1023,7 @@ impl Proxier {
                 sport: reply.dport,
                 ..cur.tuple
             };
-            packet::rewrite(pkt, &cur, &new);
+            wire::rewrite(pkt, &cur, &new);
             if self.record_walks {
                 out.rewrites.push(Rewrite {
                     kind: RewriteKind::Snat,
