@@ -9,6 +9,7 @@
 //! what the node stack codes against. Bodies are the engine's business.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -308,10 +309,13 @@ fn sock(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(ip, port)
 }
 
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The key of a service port's ClientIP-affinity lists: 64-bit FNV-1a of its chain hash
+/// (the `fnv` crate; `Hasher::write` on the raw bytes, no length suffix, so the value is
+/// the plain FNV-1a 64 of the string, as the former hand-rolled fold computed).
+fn affinity_key(hash: &str) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    h.write(hash.as_bytes());
+    h.finish()
 }
 
 impl Proxier {
@@ -424,7 +428,7 @@ impl Proxier {
                     svc_chain: format!("KUBE-SVC-{hash}"),
                     svl_chain: format!("KUBE-SVL-{hash}"),
                     ext_chain: format!("KUBE-EXT-{hash}"),
-                    affinity_key: fnv(&hash),
+                    affinity_key: affinity_key(&hash),
                     eps: infos,
                     cluster: cat.cluster,
                     local: cat.local,
@@ -1127,5 +1131,24 @@ fn is_nodeport_addr(config: &ProxyConfig, ip: Ipv4Addr) -> bool {
     } else {
         config.node_addresses.contains(&ip)
             && config.node_port_addresses.iter().any(|n| n.contains(&ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::affinity_key;
+
+    /// FNV-1a 64 test vectors (the reference `fnv64a("")` and `fnv64a("a")`), and the
+    /// value the former hand-rolled fold gave for a chain hash.
+    #[test]
+    fn affinity_key_is_fnv1a_64() {
+        assert_eq!(affinity_key(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(affinity_key("a"), 0xaf63_dc4c_8601_ec8c);
+        let fold = "GNZBNJ2PO5MGZ6GT"
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        assert_eq!(affinity_key("GNZBNJ2PO5MGZ6GT"), fold);
     }
 }
