@@ -6,7 +6,7 @@
 //! a packet in either direction finds it. NAT decisions are *not* made here: the
 //! [`crate::proxier`] decides and inserts; this module stores, times out and bounds.
 //!
-//! Layout (memory target ≤ 128 B/entry): entries live densely in a `Vec<ConnEntry>` (40 B
+//! Layout (memory target ≤ 128 B/entry): entries live densely in a `Vec<ConnEntry>` (48 B
 //! each); a `hashbrown::HashTable<u32>` maps both tuples to `index << 1 | direction` (two
 //! 4-byte slots + control bytes per entry). Removal is `swap_remove` with the moved entry's
 //! two index slots patched.
@@ -93,8 +93,12 @@ impl TcpState {
 
 /// UDP timeout before a reply is seen (`nf_conntrack_udp_timeout`).
 pub const UDP_TIMEOUT: Duration = Duration::from_secs(30);
-/// UDP timeout once replies are seen (`nf_conntrack_udp_timeout_stream`, Linux ≥ 5.0).
+/// UDP timeout of a stream (`nf_conntrack_udp_timeout_stream`, Linux ≥ 5.0): replies seen
+/// and traffic still flowing [`UDP_STREAM_AFTER`] after the first packet.
 pub const UDP_STREAM_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long after its first packet a replied UDP flow must still be active to count as a
+/// stream (`ct->proto.udp.stream_ts = 2 * HZ + jiffies`, nf_conntrack_proto_udp.c).
+pub const UDP_STREAM_AFTER: Duration = Duration::from_secs(2);
 /// ICMP echo timeout (`nf_conntrack_icmp_timeout`).
 pub const ICMP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -112,6 +116,10 @@ const F_SEEN_REPLY: u8 = 1;
 const F_ASSURED: u8 = 2;
 const F_FIN_ORIG: u8 = 4;
 const F_FIN_REPLY: u8 = 8;
+/// The last TCP packet went in the reply direction (`ct->proto.tcp.last_dir`).
+const F_LAST_REPLY: u8 = 16;
+/// The last TCP packet was a RST (`ct->proto.tcp.last_index == TCP_RST_SET`).
+const F_LAST_RST: u8 = 32;
 
 /// One conntrack entry.
 #[derive(Debug, Clone)]
@@ -120,6 +128,8 @@ pub struct ConnEntry {
     pub reply: Tuple,
     /// Absolute expiry in milliseconds of [`Now`].
     expires_ms: u64,
+    /// UDP: first packet + [`UDP_STREAM_AFTER`], in milliseconds (`stream_ts`).
+    stream_ms: u64,
     tcp: u8,
     flags: u8,
 }
@@ -136,6 +146,7 @@ impl ConnEntry {
             original,
             reply,
             expires_ms: 0,
+            stream_ms: ms(now + UDP_STREAM_AFTER),
             tcp: NO_TCP,
             flags: 0,
         };
@@ -189,7 +200,7 @@ impl ConnEntry {
     fn timeout(&self) -> Duration {
         match self.original.proto {
             PROTO_TCP => self.tcp_state().map_or(UDP_TIMEOUT, TcpState::timeout),
-            PROTO_UDP if self.seen_reply() => UDP_STREAM_TIMEOUT,
+            PROTO_UDP if self.assured() => UDP_STREAM_TIMEOUT,
             PROTO_UDP => UDP_TIMEOUT,
             _ => ICMP_TIMEOUT,
         }
@@ -198,59 +209,120 @@ impl ConnEntry {
     /// Account a packet of this flow seen at `now` in direction `dir` (TCP flags for TCP):
     /// state machine, SEEN_REPLY/ASSURED bits and the timer refresh.
     pub fn on_packet(&mut self, dir: Dir, flags: u8, now: Now) {
-        if dir == Dir::Reply {
-            if self.flags & F_SEEN_REPLY == 0 && self.original.proto != PROTO_TCP {
-                // UDP/ICMP: assured once traffic went both ways.
-                self.flags |= F_ASSURED;
+        match self.original.proto {
+            PROTO_TCP => {
+                if self.syn_ignored(dir, flags) {
+                    // tcp_packet(): a SYN on a closed entry that does not reopen it is
+                    // ignored: no state change, no timer refresh.
+                    self.note_last(dir, flags);
+                    return;
+                }
+                self.tcp_transition(dir, flags);
             }
+            PROTO_UDP => self.udp_status(now),
+            _ if dir == Dir::Reply && !self.seen_reply() => self.flags |= F_ASSURED,
+            _ => {}
+        }
+        // nf_conntrack_in() sets SEEN_REPLY after the protocol handler ran.
+        if dir == Dir::Reply {
             self.flags |= F_SEEN_REPLY;
         }
-        if let Some(st) = self.tcp_state() {
-            use tcp_flags::*;
-            let (my_fin, other_fin) = match dir {
-                Dir::Original => (F_FIN_ORIG, F_FIN_REPLY),
-                Dir::Reply => (F_FIN_REPLY, F_FIN_ORIG),
+        self.expires_ms = ms(now + self.timeout());
+    }
+
+    /// nf_conntrack_udp_packet() (Linux ≥ 6.2): once a reply was seen, a packet more than
+    /// [`UDP_STREAM_AFTER`] after the flow's first packet makes it a stream — ASSURED, with
+    /// the 120 s stream timeout; before that, and without replies, the timeout stays 30 s.
+    fn udp_status(&mut self, now: Now) {
+        if self.seen_reply() && ms(now) > self.stream_ms {
+            self.flags |= F_ASSURED;
+        }
+    }
+
+    /// Whether a SYN in direction `dir` kills this entry so that the packet is decided
+    /// afresh (nf_conntrack_proto_tcp.c, tcp_packet(), new state SYN_SENT from TIME_WAIT or
+    /// CLOSE): yes when either side began a FIN close (IP_CT_TCP_FLAG_CLOSE_INIT) or the
+    /// last packet in this direction was a RST; otherwise the SYN is ignored.
+    pub fn syn_reopens(&self, dir: Dir, flags: u8) -> bool {
+        self.syn_on_closed(flags) && {
+            let any_fin = self.flags & (F_FIN_ORIG | F_FIN_REPLY) != 0;
+            let last_dir = if self.flags & F_LAST_REPLY != 0 {
+                Dir::Reply
+            } else {
+                Dir::Original
             };
-            let next = if flags & RST != 0 {
-                TcpState::Close
-            } else if flags & FIN != 0 {
-                let already_other = self.flags & other_fin != 0;
-                self.flags |= my_fin;
-                match st {
-                    TcpState::SynSent | TcpState::SynRecv | TcpState::Established => {
-                        TcpState::FinWait
-                    }
-                    TcpState::FinWait | TcpState::CloseWait if already_other => TcpState::LastAck,
-                    s => s,
-                }
-            } else if flags & SYN != 0 && flags & ACK != 0 {
-                if dir == Dir::Reply && st == TcpState::SynSent {
-                    TcpState::SynRecv
-                } else {
-                    st
-                }
-            } else if flags & ACK != 0 {
-                match st {
-                    TcpState::SynRecv if dir == Dir::Original => {
-                        self.flags |= F_ASSURED;
-                        TcpState::Established
-                    }
-                    TcpState::Established if dir == Dir::Reply => {
-                        // Picked-up flow saw the other side: assured.
-                        self.flags |= F_ASSURED;
-                        st
-                    }
-                    // The side that did not send the first FIN acknowledges it.
-                    TcpState::FinWait if self.flags & my_fin == 0 => TcpState::CloseWait,
-                    TcpState::LastAck => TcpState::TimeWait,
-                    s => s,
-                }
+            any_fin || (last_dir == dir && self.flags & F_LAST_RST != 0)
+        }
+    }
+
+    fn syn_on_closed(&self, flags: u8) -> bool {
+        flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+            && matches!(self.tcp_state(), Some(TcpState::TimeWait | TcpState::Close))
+    }
+
+    fn syn_ignored(&self, dir: Dir, flags: u8) -> bool {
+        self.syn_on_closed(flags) && !self.syn_reopens(dir, flags)
+    }
+
+    /// Remember the direction and RST-ness of the last TCP packet.
+    fn note_last(&mut self, dir: Dir, flags: u8) {
+        self.flags &= !(F_LAST_REPLY | F_LAST_RST);
+        if dir == Dir::Reply {
+            self.flags |= F_LAST_REPLY;
+        }
+        if flags & tcp_flags::RST != 0 {
+            self.flags |= F_LAST_RST;
+        }
+    }
+
+    /// The TCP state machine (a simplification of tcp_conntracks[][][] without window
+    /// tracking).
+    fn tcp_transition(&mut self, dir: Dir, flags: u8) {
+        let Some(st) = self.tcp_state() else {
+            return;
+        };
+        use tcp_flags::*;
+        let (my_fin, other_fin) = match dir {
+            Dir::Original => (F_FIN_ORIG, F_FIN_REPLY),
+            Dir::Reply => (F_FIN_REPLY, F_FIN_ORIG),
+        };
+        let next = if flags & RST != 0 {
+            TcpState::Close
+        } else if flags & FIN != 0 {
+            let already_other = self.flags & other_fin != 0;
+            self.flags |= my_fin;
+            match st {
+                TcpState::SynSent | TcpState::SynRecv | TcpState::Established => TcpState::FinWait,
+                TcpState::FinWait | TcpState::CloseWait if already_other => TcpState::LastAck,
+                s => s,
+            }
+        } else if flags & SYN != 0 && flags & ACK != 0 {
+            if dir == Dir::Reply && st == TcpState::SynSent {
+                TcpState::SynRecv
             } else {
                 st
-            };
-            self.tcp = next as u8;
-        }
-        self.expires_ms = ms(now + self.timeout());
+            }
+        } else if flags & ACK != 0 {
+            match st {
+                TcpState::SynRecv if dir == Dir::Original => {
+                    self.flags |= F_ASSURED;
+                    TcpState::Established
+                }
+                TcpState::Established if dir == Dir::Reply => {
+                    // Picked-up flow saw the other side: assured.
+                    self.flags |= F_ASSURED;
+                    st
+                }
+                // The side that did not send the first FIN acknowledges it.
+                TcpState::FinWait if self.flags & my_fin == 0 => TcpState::CloseWait,
+                TcpState::LastAck => TcpState::TimeWait,
+                s => s,
+            }
+        } else {
+            st
+        };
+        self.tcp = next as u8;
+        self.note_last(dir, flags);
     }
 
     /// `conntrack -L` line, e.g.
@@ -520,7 +592,7 @@ mod tests {
 
     #[test]
     fn entry_is_compact() {
-        assert!(std::mem::size_of::<ConnEntry>() <= 40);
+        assert!(std::mem::size_of::<ConnEntry>() <= 48);
     }
 
     #[test]

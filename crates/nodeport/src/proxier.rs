@@ -18,7 +18,7 @@ use rand::{Rng, RngCore};
 use crate::chains::{
     endpoint_chain_name, port_proto_hash, service_port_name, ChainWalk, KUBE_POSTROUTING, MASQ_MARK,
 };
-use crate::conntrack::{ConnEntry, Conntrack, Dir, InsertError, PendingFlow, TcpState, Tuple};
+use crate::conntrack::{ConnEntry, Conntrack, Dir, InsertError, PendingFlow, Tuple};
 use crate::healthcheck::{self, HealthResponse};
 use crate::model::{
     Endpoint, EndpointSlice, Protocol, ProxyConfig, Service, ServiceRef, ServiceType,
@@ -518,9 +518,9 @@ impl Proxier {
         };
         if let Some((idx, dir)) = self.conntrack.lookup(&p.tuple) {
             let e = self.conntrack.get(idx);
-            let reopen = dir == Dir::Original
-                && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
-                && matches!(e.tcp_state(), Some(TcpState::TimeWait | TcpState::Close));
+            // A SYN re-opening a closed connection kills the entry; the packet is then
+            // decided afresh like any new flow (a new endpoint draw).
+            let reopen = p.tuple.proto == PROTO_TCP && e.syn_reopens(dir, flags);
             if e.is_expired(now) || reopen {
                 self.conntrack.remove(idx);
             } else {

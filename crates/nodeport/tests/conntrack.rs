@@ -4,6 +4,7 @@
 mod common;
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use common::*;
 use nodeport::conntrack::{ConnEntry, Dir, TcpState};
@@ -179,12 +180,20 @@ fn udp_unreplied_30s_stream_120s_and_expiry() {
     assert_eq!(pre.ct_state, "REPLY");
     assert_eq!(addrs(&a), (MASTER, NODE_PORT, BROWSER, 5353));
     assert_checksums(&a);
+    // The first reply keeps the unreplied timeout (nf_conntrack_udp_packet() runs before
+    // SEEN_REPLY is set) and does not assure the entry.
     let e = p.conntrack().entries().next().unwrap().clone();
-    assert_eq!(e.expires(), secs(221));
+    assert_eq!(e.expires(), secs(131));
+    assert!(e.seen_reply() && !e.assured());
+    // Traffic more than 2 s after the first packet: a stream, ASSURED, 120 s.
+    let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    forward(&mut p, secs(103), &mut q, Some(MASTER), &mut r);
+    let e = p.conntrack().entries().next().unwrap().clone();
+    assert_eq!(e.expires(), secs(223));
     assert!(e.assured());
     // Lazy expiry: a packet after the timeout starts a NEW flow.
     let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
-    let (pre, _) = forward(&mut p, secs(221), &mut q, Some(MASTER), &mut r);
+    let (pre, _) = forward(&mut p, secs(223), &mut q, Some(MASTER), &mut r);
     assert_eq!(pre.ct_state, "NEW");
     assert!(!pre.walk.steps.is_empty());
 }
@@ -442,4 +451,141 @@ fn one_million_entries_fit_in_128_bytes_each() {
         )),
         Err(nodeport::conntrack::InsertError::Full)
     );
+}
+
+/// nf_conntrack_proto_udp.c (Linux ≥ 6.2, nf_conntrack_udp_packet): a request/response
+/// exchange inside the first 2 s (a DNS lookup) never becomes ASSURED and keeps the 30 s
+/// timeout however many packets it has; only traffic after `stream_ts` = first + 2 s does.
+#[test]
+fn udp_replies_within_two_seconds_stay_unassured() {
+    let mut svc = nginx(TrafficPolicy::Cluster);
+    svc.ports[0].protocol = Protocol::Udp;
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut r = rng(8);
+    let ms = Duration::from_millis;
+    let entry = |p: &Proxier| p.conntrack().entries().next().unwrap().clone();
+    let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    forward(&mut p, ms(0), &mut q, Some(MASTER), &mut r);
+    for t in [100, 900, 1500, 2000] {
+        let mut a = udp(pod(1, 16), 80, MASTER, 5353, b"answer");
+        forward(&mut p, ms(t), &mut a, Some(MASTER), &mut r);
+        let e = entry(&p);
+        assert!(!e.assured(), "assured at {t} ms");
+        assert_eq!(e.expires(), ms(t) + secs(30));
+    }
+    // 2000 ms is not after stream_ts; 2001 ms is.
+    let mut a = udp(pod(1, 16), 80, MASTER, 5353, b"answer");
+    forward(&mut p, ms(2001), &mut a, Some(MASTER), &mut r);
+    let e = entry(&p);
+    assert!(e.assured());
+    assert_eq!(e.expires(), ms(2001) + secs(120));
+    assert!(e.format(ms(2001)).contains("[ASSURED]"));
+}
+
+/// Without any reply, traffic past 2 s is still unreplied: 30 s, not assured.
+#[test]
+fn udp_without_reply_never_streams() {
+    let mut svc = nginx(TrafficPolicy::Cluster);
+    svc.ports[0].protocol = Protocol::Udp;
+    let mut p = proxier(&svc, vec![ep(pod(1, 16), "node1")]);
+    let mut r = rng(9);
+    for t in [0, 5, 10] {
+        let mut q = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+        forward(&mut p, secs(t), &mut q, Some(MASTER), &mut r);
+    }
+    let e = p.conntrack().entries().next().unwrap().clone();
+    assert!(!e.assured() && !e.seen_reply());
+    assert_eq!(e.expires(), secs(40));
+}
+
+/// Run one TCP connection from BROWSER:40312 to the NodePort through the handshake and a
+/// FIN close (client first) into TIME_WAIT; return the pod it was DNATed to.
+fn one_connection(p: &mut Proxier, r: &mut rand_chacha::ChaCha8Rng, t: u64) -> Ipv4Addr {
+    let mut syn = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    let (pre, _) = forward(p, secs(t), &mut syn, Some(MASTER), r);
+    assert_eq!(pre.ct_state, "NEW", "t={t}: a fresh decision");
+    let pod_ip = addrs(&syn).2;
+    let mut sa = tcp(pod_ip, 80, MASTER, 40312, SYN | ACK);
+    forward(p, secs(t), &mut sa, Some(MASTER), r);
+    for (src, fl) in [
+        (true, ACK),
+        (true, FIN | ACK),
+        (false, FIN | ACK),
+        (true, ACK),
+    ] {
+        let mut pkt = if src {
+            tcp(BROWSER, 40312, MASTER, NODE_PORT, fl)
+        } else {
+            tcp(pod_ip, 80, MASTER, 40312, fl)
+        };
+        forward(p, secs(t), &mut pkt, Some(MASTER), r);
+    }
+    pod_ip
+}
+
+/// nf_conntrack_proto_tcp.c tcp_packet(): a SYN on an entry in TIME_WAIT (closed with
+/// FINs: IP_CT_TCP_FLAG_CLOSE_INIT) kills the entry and the packet is looked up again, so
+/// kube-proxy's rules run again and a new endpoint is drawn each time the client reuses
+/// its source port.
+#[test]
+fn syn_on_time_wait_kills_the_entry_and_draws_again() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, worker_pods());
+    let mut r = rng(10);
+    let mut pods = std::collections::BTreeSet::new();
+    for t in 0..30 {
+        pods.insert(one_connection(&mut p, &mut r, t));
+        let e = p.conntrack().entries().next().unwrap().clone();
+        assert_eq!(e.tcp_state(), Some(TcpState::TimeWait));
+        assert_eq!(p.conntrack().len(), 1);
+    }
+    assert_eq!(pods.len(), 3, "30 reopened connections reached {pods:?}");
+}
+
+fn tcp_rst(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
+        .tcp(sport, dport, 1000, 0)
+        .rst();
+    let mut out = Vec::new();
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+/// CLOSE after a RST: a SYN from the side that sent the RST reopens (kill + new draw); a
+/// SYN after the other side's RST is ignored: it rides the old entry (same DNAT), which
+/// keeps its state and timer.
+#[test]
+fn syn_after_rst_reopens_only_from_the_resetting_side() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let mut p = proxier(&svc, worker_pods());
+    let mut r = rng(11);
+    let mut syn = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    forward(&mut p, secs(0), &mut syn, Some(MASTER), &mut r);
+    let pod_ip = addrs(&syn).2;
+    // The pod resets: CLOSE, last packet RST in the reply direction.
+    let mut rst = tcp_rst(pod_ip, 80, MASTER, 40312);
+    forward(&mut p, secs(1), &mut rst, Some(MASTER), &mut r);
+    let e = p.conntrack().entries().next().unwrap().clone();
+    assert_eq!(
+        (e.tcp_state(), e.expires()),
+        (Some(TcpState::Close), secs(11))
+    );
+    let mut syn = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    let (pre, _) = forward(&mut p, secs(2), &mut syn, Some(MASTER), &mut r);
+    assert!(pre.walk.steps.is_empty(), "ignored SYN runs no rules");
+    assert_eq!(addrs(&syn).2, pod_ip, "ignored SYN keeps the old DNAT");
+    let e = p.conntrack().entries().next().unwrap().clone();
+    assert_eq!(
+        (e.tcp_state(), e.expires()),
+        (Some(TcpState::Close), secs(11))
+    );
+    // Now the client resets and SYNs again: reopened, rules run.
+    let mut rst = tcp_rst(BROWSER, 40312, MASTER, NODE_PORT);
+    forward(&mut p, secs(3), &mut rst, Some(MASTER), &mut r);
+    let mut syn = tcp(BROWSER, 40312, MASTER, NODE_PORT, SYN);
+    let (pre, _) = forward(&mut p, secs(4), &mut syn, Some(MASTER), &mut r);
+    assert_eq!(pre.ct_state, "NEW");
+    assert!(!pre.walk.steps.is_empty());
+    let e = p.conntrack().entries().next().unwrap().clone();
+    assert_eq!(e.tcp_state(), Some(TcpState::SynSent));
 }
