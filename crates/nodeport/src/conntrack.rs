@@ -16,7 +16,7 @@ use std::time::Duration;
 use hashbrown::HashTable;
 
 use crate::Now;
-use wire::{tcp_flags, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use wire::{sctp_chunk, tcp_flags, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
 pub use wire::Tuple;
 
@@ -99,6 +99,18 @@ pub const UDP_STREAM_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long after its first packet a replied UDP flow must still be active to count as a
 /// stream (`ct->proto.udp.stream_ts = 2 * HZ + jiffies`, nf_conntrack_proto_udp.c).
 pub const UDP_STREAM_AFTER: Duration = Duration::from_secs(2);
+/// SCTP timeouts (nf_conntrack_proto_sctp.c `sctp_timeouts`): COOKIE_WAIT / COOKIE_ECHOED
+/// (3 s) until the association is up, ESTABLISHED (210 s), CLOSED (10 s).
+///
+/// The SCTP model is simplified: no chunk-by-chunk state table and no verification-tag
+/// checks. A flow is COOKIE_WAIT until a reply has been seen and a later packet carries a
+/// chunk other than INIT/INIT_ACK (the COOKIE_ECHO/COOKIE_ACK/DATA that follow), then
+/// ESTABLISHED and ASSURED; an ABORT or SHUTDOWN_COMPLETE chunk makes it CLOSED.
+pub const SCTP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// SCTP ESTABLISHED timeout (`nf_conntrack_sctp_timeout_established`).
+pub const SCTP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(210);
+/// SCTP CLOSED timeout (`nf_conntrack_sctp_timeout_closed`).
+pub const SCTP_CLOSED_TIMEOUT: Duration = Duration::from_secs(10);
 /// ICMP echo timeout (`nf_conntrack_icmp_timeout`).
 pub const ICMP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -120,6 +132,8 @@ const F_FIN_REPLY: u8 = 8;
 const F_LAST_REPLY: u8 = 16;
 /// The last TCP packet was a RST (`ct->proto.tcp.last_index == TCP_RST_SET`).
 const F_LAST_RST: u8 = 32;
+/// SCTP: ABORT or SHUTDOWN_COMPLETE seen.
+const F_SCTP_CLOSED: u8 = 64;
 
 /// One conntrack entry.
 #[derive(Debug, Clone)]
@@ -202,6 +216,11 @@ impl ConnEntry {
             PROTO_TCP => self.tcp_state().map_or(UDP_TIMEOUT, TcpState::timeout),
             PROTO_UDP if self.assured() => UDP_STREAM_TIMEOUT,
             PROTO_UDP => UDP_TIMEOUT,
+            PROTO_SCTP => match self.sctp_state() {
+                "CLOSED" => SCTP_CLOSED_TIMEOUT,
+                "ESTABLISHED" => SCTP_ESTABLISHED_TIMEOUT,
+                _ => SCTP_HANDSHAKE_TIMEOUT,
+            },
             _ => ICMP_TIMEOUT,
         }
     }
@@ -220,6 +239,7 @@ impl ConnEntry {
                 self.tcp_transition(dir, flags);
             }
             PROTO_UDP => self.udp_status(now),
+            PROTO_SCTP => self.sctp_status(flags),
             _ if dir == Dir::Reply && !self.seen_reply() => self.flags |= F_ASSURED,
             _ => {}
         }
@@ -236,6 +256,28 @@ impl ConnEntry {
     fn udp_status(&mut self, now: Now) {
         if self.seen_reply() && ms(now) > self.stream_ms {
             self.flags |= F_ASSURED;
+        }
+    }
+
+    /// SCTP (simplified, see [`SCTP_HANDSHAKE_TIMEOUT`]): `chunk` is the packet's first
+    /// chunk type.
+    fn sctp_status(&mut self, chunk: u8) {
+        match chunk {
+            sctp_chunk::ABORT | sctp_chunk::SHUTDOWN_COMPLETE => self.flags |= F_SCTP_CLOSED,
+            sctp_chunk::INIT | sctp_chunk::INIT_ACK => {}
+            _ if self.seen_reply() => self.flags |= F_ASSURED,
+            _ => {}
+        }
+    }
+
+    /// SCTP state name as `conntrack -L` prints it (of the simplified model).
+    pub fn sctp_state(&self) -> &'static str {
+        if self.flags & F_SCTP_CLOSED != 0 {
+            "CLOSED"
+        } else if self.assured() {
+            "ESTABLISHED"
+        } else {
+            "COOKIE_WAIT"
         }
     }
 
@@ -333,11 +375,15 @@ impl ConnEntry {
             PROTO_TCP => ("tcp", 6),
             PROTO_UDP => ("udp", 17),
             PROTO_ICMP => ("icmp", 1),
+            PROTO_SCTP => ("sctp", 132),
             p => ("unknown", p),
         };
         let mut s = format!("{name:<8} {num} {left} ");
         if let Some(st) = self.tcp_state() {
             s.push_str(st.name());
+            s.push(' ');
+        } else if self.original.proto == PROTO_SCTP {
+            s.push_str(self.sctp_state());
             s.push(' ');
         }
         let tuple = |t: &Tuple, request: bool| -> String {

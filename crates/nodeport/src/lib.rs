@@ -37,13 +37,17 @@
 //! on local addresses or `nodePortAddresses`), the §3.6 decision table with the
 //! ClusterCIDR local-traffic detector, ITP, masqueradeAll, hairpin, terminating fallback,
 //! ClientIP affinity, REJECT/DROP, MASQUERADE (port kept if free, `--random-fully`),
-//! conntrack (TCP states, UDP/ICMP timeouts, bounded size, UDP stale-entry cleanup on sync,
-//! §6.4), health checks and NodePort allocation (KEP-3668 bands).
+//! conntrack (TCP states with the kernel's SYN-on-TIME_WAIT/CLOSE reopen, UDP timeouts with
+//! the 2 s stream rule, ICMP timeouts, bounded size, UDP stale-entry cleanup on sync, §6.4),
+//! SCTP frontends with a simplified association state (COOKIE_WAIT / ESTABLISHED / CLOSED
+//! and the kernel's timeouts; CRC32c recomputed on NAT), health checks and NodePort
+//! allocation (KEP-3668 bands).
 //!
 //! Not modelled: IPv6, IP fragments (dropped as invalid), `loadBalancerSourceRanges`
 //! (KUBE-FW / KUBE-PROXY-FIREWALL), topology hints (§5.3), detect-local modes other than
 //! ClusterCIDR, the localhost-NodePort martian guard, KUBE-FORWARD's INVALID drop, TCP
-//! window tracking, `xt_recent` list capacity, nftables/IPVS/Cilium datapaths.
+//! window tracking, SCTP's per-chunk state table and verification tags, `xt_recent` list
+//! capacity, nftables/IPVS/Cilium datapaths.
 
 use std::time::Duration;
 

@@ -15,14 +15,18 @@ use serde::{Deserialize, Serialize};
 pub enum Protocol {
     Tcp,
     Udp,
+    /// Decided like TCP/UDP; conntrack tracks it with a simplified association state
+    /// (see [`crate::conntrack`]).
+    Sctp,
 }
 
 impl Protocol {
-    /// Lower-case name as used in kube-proxy's chain hash input ("tcp", "udp").
+    /// Lower-case name as used in kube-proxy's chain hash input ("tcp", "udp", "sctp").
     pub fn as_lower(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
         }
     }
     /// IP protocol number.
@@ -30,6 +34,7 @@ impl Protocol {
         match self {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
+            Protocol::Sctp => 132,
         }
     }
 }
@@ -39,6 +44,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
         })
     }
 }

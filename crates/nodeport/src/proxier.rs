@@ -28,7 +28,7 @@ use crate::topology;
 use crate::Now;
 
 mod walk;
-use wire::{tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use wire::{tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
 /// Which netfilter hook a packet entered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +301,7 @@ fn proto_of(n: u8) -> Option<Protocol> {
     match n {
         PROTO_TCP => Some(Protocol::Tcp),
         PROTO_UDP => Some(Protocol::Udp),
+        PROTO_SCTP => Some(Protocol::Sctp),
         _ => None,
     }
 }
@@ -512,8 +513,10 @@ impl Proxier {
         if let L4Kind::IcmpError { inner, .. } = p.kind {
             return self.related(pkt, &p, &inner);
         }
+        // TCP flags, or for SCTP the first chunk's type: what conntrack's state needs.
         let flags = match p.kind {
             L4Kind::Tcp { flags } => flags,
+            L4Kind::Sctp { chunk } => chunk,
             _ => 0,
         };
         if let Some((idx, dir)) = self.conntrack.lookup(&p.tuple) {

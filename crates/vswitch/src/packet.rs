@@ -147,7 +147,13 @@ pub fn summarize(pkt: &[u8]) -> Result<Summary, PacketError> {
                 _ => {}
             }
         }
-        _ => {}
+        // Other protocols with ports (SCTP): the ports, nothing more.
+        other => {
+            if let Some((sport, dport)) = wire::l4_ports(other.0, payload) {
+                (s.tuple.sport, s.tuple.dport) = (sport, dport);
+                s.payload_len = payload.len().saturating_sub(12);
+            }
+        }
     }
     Ok(s)
 }
@@ -345,6 +351,27 @@ mod tests {
         let expect = etherparse::Icmpv4Header::with_checksum(ic.icmp_type(), ic.payload());
         assert_eq!(ic.checksum(), expect.checksum);
         assert!(rewrite_icmp_error(&p, "1.1.1.1".parse().unwrap(), sa("1.1.1.1:1")).is_err());
+    }
+
+    #[test]
+    fn sctp_summary_has_ports() {
+        let mut p = etherparse::Ipv4Header::new(
+            16,
+            64,
+            IpNumber(wire::PROTO_SCTP),
+            [203, 0, 113, 11],
+            [10, 151, 30, 11],
+        )
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+        p.extend_from_slice(&[0x13, 0x88, 0x75, 0x80, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 4]);
+        let s = summarize(&p).unwrap();
+        assert_eq!(
+            s.tuple.to_string(),
+            "sctp 203.0.113.11:5000 → 10.151.30.11:30080"
+        );
+        assert_eq!(s.payload_len, 4);
     }
 
     #[test]

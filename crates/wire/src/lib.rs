@@ -9,7 +9,7 @@
 //! - [`PacketError`]: why a datagram could not be handled.
 //! - [`parse`]: a datagram's parsed representation ([`Parsed`]: tuple, header offsets, L4
 //!   kind, the quoted tuple of an ICMP error). Header validation is etherparse's.
-//! - [`checksum`]: RFC 1071 sums and RFC 1624 incremental updates.
+//! - [`checksum`]: RFC 1071 sums and RFC 1624 incremental updates; SCTP's CRC32c.
 //! - [`nat`]: in-place rewrite of a datagram's tuple ([`rewrite`]) and of an ICMP error with
 //!   its quoted datagram ([`rewrite_icmp_error`]), checksums fixed incrementally.
 //! - [`icmp`]: building ICMP errors that quote a datagram (REJECT, TTL exceeded, …).
@@ -28,5 +28,5 @@ pub mod tuple;
 pub use error::PacketError;
 pub use nat::{rewrite, rewrite_icmp_error};
 pub use parse::{l4_ports, parse, L4Kind, Parsed};
-pub use proto::{tcp_flags, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+pub use proto::{sctp_chunk, tcp_flags, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 pub use tuple::Tuple;

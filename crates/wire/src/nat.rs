@@ -6,9 +6,11 @@
 
 use std::net::Ipv4Addr;
 
-use crate::checksum::{apply_delta, checksum, csum_replace2, csum_replace4, delta16, delta32};
+use crate::checksum::{
+    apply_delta, checksum, csum_replace2, csum_replace4, delta16, delta32, sctp_crc32c,
+};
 use crate::parse::{L4Kind, Parsed};
-use crate::proto::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::proto::{PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use crate::tuple::Tuple;
 
 #[inline]
@@ -94,6 +96,14 @@ pub fn rewrite(pkt: &mut [u8], p: &Parsed, new: &Tuple) {
             let off = l4 + if p.tuple.proto == PROTO_TCP { 16 } else { 6 };
             fix_l4_csum(pkt, off, p.tuple.proto, acc);
         }
+        L4Kind::Sctp { .. } => {
+            // No pseudo-header: only the ports change, and the CRC32c over the whole SCTP
+            // packet is recomputed (it cannot be updated incrementally), as nf_nat_sctp does.
+            wr16(pkt, l4, new.sport);
+            wr16(pkt, l4 + 2, new.dport);
+            let crc = sctp_crc32c(&pkt[l4..p.total_len]);
+            pkt[l4 + 8..l4 + 12].copy_from_slice(&crc.to_le_bytes());
+        }
         L4Kind::IcmpEcho { .. } => {
             // ICMP has no pseudo-header: only the identifier matters.
             let old = rd16(pkt, l4 + 4);
@@ -140,7 +150,8 @@ pub fn rewrite_icmp_error(
         }
     }
     match iproto {
-        PROTO_TCP | PROTO_UDP => {
+        // The quoted SCTP CRC32c (bytes 8–11) would need the whole packet: left as is.
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
             for (off, port) in [(il4, inner.sport), (il4 + 2, inner.dport)] {
                 let old = rd16(pkt, off);
                 if old != port {

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
 
 use crate::error::PacketError;
-use crate::proto::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::proto::{PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use crate::tuple::Tuple;
 
 /// What kind of L4 payload a packet carries.
@@ -18,6 +18,10 @@ pub enum L4Kind {
         flags: u8,
     },
     Udp,
+    /// SCTP; `chunk` is the type of the first chunk (0 when the packet has none).
+    Sctp {
+        chunk: u8,
+    },
     /// ICMP echo request (`request = true`) or reply; the identifier is the "port".
     IcmpEcho {
         request: bool,
@@ -55,10 +59,10 @@ pub(crate) fn ipv4_header(pkt: &[u8]) -> Result<Ipv4HeaderSlice<'_>, PacketError
 }
 
 /// The "ports" at the start of an L4 header `l4`: TCP/UDP source and destination port,
-/// ICMP the identifier (bytes 4–5) twice. `None` when too short or another protocol.
+/// SCTP the common header's ports, ICMP the identifier (bytes 4–5) twice. `None` when too short or another protocol.
 pub fn l4_ports(proto: u8, l4: &[u8]) -> Option<(u16, u16)> {
     match proto {
-        PROTO_TCP | PROTO_UDP if l4.len() >= 4 => Some((
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP if l4.len() >= 4 => Some((
             u16::from_be_bytes([l4[0], l4[1]]),
             u16::from_be_bytes([l4[2], l4[3]]),
         )),
@@ -143,6 +147,15 @@ pub fn parse(pkt: &[u8]) -> Result<Parsed, PacketError> {
                 tuple(udp.source_port(), udp.destination_port()),
                 L4Kind::Udp,
             )
+        }
+        PROTO_SCTP => {
+            // Common header: ports, verification tag, CRC32c (RFC 9260 §3.1).
+            if l4.len() < 12 {
+                return Err(PacketError::BadTransportHeader("SCTP"));
+            }
+            let (sport, dport) = l4_ports(proto, l4).unwrap_or((0, 0));
+            let chunk = l4.get(12).copied().unwrap_or(0);
+            (tuple(sport, dport), L4Kind::Sctp { chunk })
         }
         PROTO_ICMP => parse_icmp(l4, ihl, tuple(0, 0))?,
         p => return Err(PacketError::UnsupportedProtocol(p)),

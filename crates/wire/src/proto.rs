@@ -6,6 +6,16 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 /// UDP (RFC 768).
 pub const PROTO_UDP: u8 = 17;
+/// SCTP (RFC 9260).
+pub const PROTO_SCTP: u8 = 132;
+
+/// SCTP chunk types the conntrack model looks at (RFC 9260 §3.2).
+pub mod sctp_chunk {
+    pub const INIT: u8 = 1;
+    pub const INIT_ACK: u8 = 2;
+    pub const ABORT: u8 = 6;
+    pub const SHUTDOWN_COMPLETE: u8 = 14;
+}
 
 /// Lower-case name as `iptables -p` and `conntrack -L` spell it ("ip" for others).
 pub fn name(proto: u8) -> &'static str {
@@ -13,6 +23,7 @@ pub fn name(proto: u8) -> &'static str {
         PROTO_TCP => "tcp",
         PROTO_UDP => "udp",
         PROTO_ICMP => "icmp",
+        PROTO_SCTP => "sctp",
         _ => "ip",
     }
 }

@@ -204,3 +204,27 @@ pub fn masq(pre: &Prerouting) -> bool {
         v => panic!("not accepted: {v:?}"),
     }
 }
+
+/// An IPv4 SCTP packet with one chunk of type `chunk` (4-byte body), CRC32c filled in.
+pub fn sctp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, chunk: u8) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
+    l4.extend_from_slice(&[
+        0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, chunk, 0, 0, 8, 1, 2, 3, 4,
+    ]);
+    let crc = nodeport::packet::checksum::sctp_crc32c(&l4);
+    l4[8..12].copy_from_slice(&crc.to_le_bytes());
+    let mut ip = etherparse::Ipv4Header::new(
+        l4.len() as u16,
+        64,
+        etherparse::IpNumber(132),
+        src.octets(),
+        dst.octets(),
+    )
+    .unwrap();
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut out = ip.to_bytes().to_vec();
+    out.extend_from_slice(&l4);
+    out
+}
