@@ -1,6 +1,6 @@
 //! Why a datagram could not be handled.
 
-/// Why a datagram could not be handled. The structured variants come from [`crate::parse`];
+/// Why a datagram could not be handled. The structured variants come from [`crate::parse()`];
 /// `Ip` / `Transport` carry etherparse's own description where a caller parses leniently
 /// (traces, the fabric's TTL handling).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

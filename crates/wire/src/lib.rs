@@ -7,7 +7,7 @@
 //! - [`proto`]: IP protocol numbers and TCP flag bits.
 //! - [`Tuple`]: a flow's 5-tuple (ICMP echo: both ports are the identifier).
 //! - [`PacketError`]: why a datagram could not be handled.
-//! - [`parse`]: a datagram's parsed representation ([`Parsed`]: tuple, header offsets, L4
+//! - [`mod@parse`]: a datagram's parsed representation ([`Parsed`]: tuple, header offsets, L4
 //!   kind, the quoted tuple of an ICMP error). Header validation is etherparse's.
 //! - [`checksum`]: RFC 1071 sums and RFC 1624 incremental updates; SCTP's CRC32c.
 //! - [`nat`]: in-place rewrite of a datagram's tuple ([`rewrite`]) and of an ICMP error with
