@@ -102,10 +102,12 @@ pub const UDP_STREAM_AFTER: Duration = Duration::from_secs(2);
 /// SCTP timeouts (nf_conntrack_proto_sctp.c `sctp_timeouts`): COOKIE_WAIT / COOKIE_ECHOED
 /// (3 s) until the association is up, ESTABLISHED (210 s), CLOSED (10 s).
 ///
-/// The SCTP model is simplified: no chunk-by-chunk state table and no verification-tag
-/// checks. A flow is COOKIE_WAIT until a reply has been seen and a later packet carries a
-/// chunk other than INIT/INIT_ACK (the COOKIE_ECHO/COOKIE_ACK/DATA that follow), then
-/// ESTABLISHED and ASSURED; an ABORT or SHUTDOWN_COMPLETE chunk makes it CLOSED.
+/// The SCTP model is simplified (the first chunk of each packet drives it; no verification
+/// tags, no SHUTDOWN_* / HEARTBEAT states): a flow starts in COOKIE_WAIT; a COOKIE_ECHO
+/// makes it COOKIE_ECHOED; a COOKIE_ACK ESTABLISHED and ASSURED (as `sctp_conntracks`
+/// does); an ABORT or SHUTDOWN_COMPLETE CLOSED; other chunks (DATA, SACK, …) leave the
+/// state alone. A first packet starting with ABORT, SHUTDOWN_COMPLETE or COOKIE_ACK is
+/// out of the blue and INVALID (nf_conntrack_sctp_packet, RFC 9260 §8.4).
 pub const SCTP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// SCTP ESTABLISHED timeout (`nf_conntrack_sctp_timeout_established`).
 pub const SCTP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(210);
@@ -134,6 +136,8 @@ const F_LAST_REPLY: u8 = 16;
 const F_LAST_RST: u8 = 32;
 /// SCTP: ABORT or SHUTDOWN_COMPLETE seen.
 const F_SCTP_CLOSED: u8 = 64;
+/// SCTP: COOKIE_ECHO seen.
+const F_SCTP_ECHOED: u8 = 128;
 
 /// One conntrack entry.
 #[derive(Debug, Clone)]
@@ -264,10 +268,18 @@ impl ConnEntry {
     fn sctp_status(&mut self, chunk: u8) {
         match chunk {
             sctp_chunk::ABORT | sctp_chunk::SHUTDOWN_COMPLETE => self.flags |= F_SCTP_CLOSED,
-            sctp_chunk::INIT | sctp_chunk::INIT_ACK => {}
-            _ if self.seen_reply() => self.flags |= F_ASSURED,
+            sctp_chunk::COOKIE_ECHO => self.flags |= F_SCTP_ECHOED,
+            sctp_chunk::COOKIE_ACK => self.flags |= F_ASSURED,
             _ => {}
         }
+    }
+
+    /// An SCTP first packet that cannot create an entry (out of the blue).
+    pub fn sctp_ootb(chunk: u8) -> bool {
+        matches!(
+            chunk,
+            sctp_chunk::ABORT | sctp_chunk::SHUTDOWN_COMPLETE | sctp_chunk::COOKIE_ACK
+        )
     }
 
     /// SCTP state name as `conntrack -L` prints it (of the simplified model).
@@ -276,6 +288,8 @@ impl ConnEntry {
             "CLOSED"
         } else if self.assured() {
             "ESTABLISHED"
+        } else if self.flags & F_SCTP_ECHOED != 0 {
+            "COOKIE_ECHOED"
         } else {
             "COOKIE_WAIT"
         }

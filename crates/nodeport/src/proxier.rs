@@ -537,6 +537,11 @@ impl Proxier {
         {
             return Self::early(Verdict::Accept(Self::untracked()), "INVALID");
         }
+        if let L4Kind::Sctp { chunk } = p.kind {
+            if ConnEntry::sctp_ootb(chunk) {
+                return Self::early(Verdict::Accept(Self::untracked()), "INVALID");
+            }
+        }
         if let L4Kind::IcmpEcho { request: false } = p.kind {
             // An echo reply without a request is not a new connection.
             return Self::early(Verdict::Accept(Self::untracked()), "INVALID");

@@ -6,10 +6,10 @@
 mod common;
 
 use common::*;
-use nodeport::packet::sctp_chunk::{ABORT, INIT, INIT_ACK};
+use nodeport::packet::sctp_chunk::{ABORT, COOKIE_ACK, COOKIE_ECHO, INIT, INIT_ACK};
 use nodeport::*;
 
-const COOKIE_ECHO: u8 = 10;
+const DATA: u8 = 0;
 
 fn sctp_service() -> Service {
     let mut svc = nginx(TrafficPolicy::Cluster);
@@ -56,12 +56,20 @@ fn sctp_nodeport_is_dnated_masqueraded_and_tracked() {
         ("COOKIE_WAIT", secs(4))
     );
 
-    // COOKIE_ECHO after the reply: the association is up.
+    // COOKIE_ECHO: COOKIE_ECHOED, still 3 s.
     let mut echo = sctp(BROWSER, 5000, MASTER, NODE_PORT, COOKIE_ECHO);
     let (pre, _) = forward(&mut p, secs(2), &mut echo, Some(MASTER), &mut r);
     assert_eq!(pre.ct_state, "ESTABLISHED");
     assert_eq!(addrs(&echo).2, pod(1, 16));
     assert_checksums(&echo);
+    assert_eq!(
+        (entry(&p).sctp_state(), entry(&p).expires()),
+        ("COOKIE_ECHOED", secs(5))
+    );
+    // COOKIE_ACK from the pod: the association is up.
+    let mut cack = sctp(pod(1, 16), 80, MASTER, sport, COOKIE_ACK);
+    forward(&mut p, secs(2), &mut cack, Some(MASTER), &mut r);
+    assert_checksums(&cack);
     let e = entry(&p);
     assert!(e.assured());
     assert_eq!(e.expires(), secs(212));
@@ -71,13 +79,20 @@ fn sctp_nodeport_is_dnated_masqueraded_and_tracked() {
         "{}",
         e.format(secs(2))
     );
+    // DATA refreshes ESTABLISHED without changing it.
+    let mut data = sctp(BROWSER, 5000, MASTER, NODE_PORT, DATA);
+    forward(&mut p, secs(3), &mut data, Some(MASTER), &mut r);
+    assert_eq!(
+        (entry(&p).sctp_state(), entry(&p).expires()),
+        ("ESTABLISHED", secs(213))
+    );
 
     // ABORT: CLOSED, 10 s.
     let mut abort = sctp(pod(1, 16), 80, MASTER, sport, ABORT);
-    forward(&mut p, secs(3), &mut abort, Some(MASTER), &mut r);
+    forward(&mut p, secs(4), &mut abort, Some(MASTER), &mut r);
     assert_eq!(
         (entry(&p).sctp_state(), entry(&p).expires()),
-        ("CLOSED", secs(13))
+        ("CLOSED", secs(14))
     );
 }
 
@@ -113,4 +128,20 @@ fn sctp_without_endpoints_is_rejected_and_tcp_rules_do_not_match_sctp() {
         None,
         "no SCTP frontend"
     );
+}
+
+/// Out-of-the-blue packets (nf_conntrack_sctp_packet: ABORT, SHUTDOWN_COMPLETE or
+/// COOKIE_ACK on an unconfirmed entry) are INVALID: no rules run, nothing is tracked.
+#[test]
+fn sctp_out_of_the_blue_is_invalid() {
+    let svc = sctp_service();
+    let mut p = proxier(&svc, worker_pods());
+    for chunk in [ABORT, COOKIE_ACK, 14] {
+        let mut pkt = sctp(BROWSER, 5000, MASTER, NODE_PORT, chunk);
+        let pre = p.prerouting(secs(0), &mut pkt, &mut rng(4));
+        assert_eq!(pre.ct_state, "INVALID", "chunk {chunk}");
+        assert!(pre.walk.steps.is_empty());
+        assert_eq!(addrs(&pkt).2, MASTER);
+    }
+    assert_eq!(p.conntrack().len(), 0);
 }

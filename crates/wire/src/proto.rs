@@ -14,6 +14,8 @@ pub mod sctp_chunk {
     pub const INIT: u8 = 1;
     pub const INIT_ACK: u8 = 2;
     pub const ABORT: u8 = 6;
+    pub const COOKIE_ECHO: u8 = 10;
+    pub const COOKIE_ACK: u8 = 11;
     pub const SHUTDOWN_COMPLETE: u8 = 14;
 }
 
