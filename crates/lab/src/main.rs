@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use cluster::config::{leading_comment, load_cluster};
+use lab::progress::Bar;
 use lab::report;
 use lab::runner::{self, RunOptions};
 use lab::LabError;
@@ -242,7 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     pcap,
                     diagram,
                 };
-                let result = runner::run(&cluster, &opts)
+                let result = runner::run_with(&cluster, &opts, &mut Bar::for_stderr())
                     .with_context(|| format!("running scenario {}", cluster.scenario))?;
                 if json {
                     writeln!(
@@ -291,8 +292,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Diagnostics for developers: `RUST_LOG=lab=debug` (or `debug`, `sim=trace`, …) writes
+/// tracing spans and events to stderr. Off when RUST_LOG is unset or empty, so normal runs
+/// print nothing extra.
+fn init_tracing() {
+    let Some(filter) = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("warning: RUST_LOG={filter:?}: {e}; logging off");
+        tracing_subscriber::EnvFilter::new("off")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
