@@ -554,6 +554,66 @@ pub fn up(
         format!("{}\n{}\n", cluster.scenario, cluster.source.display()),
     )
     .ok();
+    print_up_hints(cluster, &rr, &servers, extras, out)?;
+    // Scripts wait for this line (the TUN links, nginx and the extra servers are up).
+    writeln!(
+        out,
+        "ready: lab {} up (pid {}, mtu {})",
+        cluster.scenario,
+        std::process::id(),
+        upo.mtu
+    )?;
+    out.flush()?;
+    serve(cluster, &mut rr, &state)?;
+    writeln!(out, "\nstopping: tearing the lab down")?;
+    for (_, _, mut s) in servers {
+        let _ = s.stop(host::process::GRACE);
+    }
+    if pcap.is_some() {
+        rr.world
+            .finish_captures()
+            .context("writing the capture files")?;
+    }
+    let rep = rr.lab.shutdown().map_err(|e| anyhow!("{e}"))?;
+    writeln!(
+        out,
+        "removed {} namespaces, stopped {} processes",
+        rep.namespaces.len(),
+        rep.recorded_stopped + rep.strays_stopped
+    )?;
+    Ok(())
+}
+
+/// Runs the lab's fabric until Ctrl-C / SIGTERM, publishing conntrack snapshots every
+/// second for `lab conntrack`.
+fn serve(cluster: &Cluster, rr: &mut RealRun, state: &StateDir) -> anyhow::Result<()> {
+    let mut last = Instant::now() - Duration::from_secs(2);
+    let world = &mut rr.world;
+    rr.driver
+        .run(
+            &mut |now| {
+                let next = world.poll(now);
+                if last.elapsed() >= Duration::from_secs(1) {
+                    write_snapshots(state, cluster, world);
+                    last = Instant::now();
+                }
+                next
+            },
+            |_| cleanup::stop_requested(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// What `lab up` prints once the lab runs: the cluster, then curl commands to try and the
+/// extra servers and files.
+fn print_up_hints(
+    cluster: &Cluster,
+    rr: &RealRun,
+    servers: &[(String, String, host::process::Supervised)],
+    extras: &UpExtras,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     report::print_cluster(cluster, out)?;
     writeln!(
         out,
@@ -584,7 +644,7 @@ pub fn up(
         out,
         "  conntrack of a node: lab conntrack <node>   (snapshots every second)"
     )?;
-    for (pod, cmd, s) in &servers {
+    for (pod, cmd, s) in servers {
         writeln!(out, "  exec in pod {pod}: {cmd} (pid {})", s.pid())?;
     }
     for (name, size) in &extras.files {
@@ -593,49 +653,6 @@ pub fn up(
             "  file /{name} ({size} bytes, sparse) in every pod's nginx"
         )?;
     }
-    // Scripts wait for this line (the TUN links, nginx and the extra servers are up).
-    writeln!(
-        out,
-        "ready: lab {} up (pid {}, mtu {})",
-        cluster.scenario,
-        std::process::id(),
-        upo.mtu
-    )?;
-    out.flush()?;
-    let mut last = Instant::now() - Duration::from_secs(2);
-    {
-        let world = &mut rr.world;
-        let state = &state;
-        rr.driver
-            .run(
-                &mut |now| {
-                    let next = world.poll(now);
-                    if last.elapsed() >= Duration::from_secs(1) {
-                        write_snapshots(state, cluster, world);
-                        last = Instant::now();
-                    }
-                    next
-                },
-                |_| cleanup::stop_requested(),
-            )
-            .map_err(|e| anyhow!("{e}"))?;
-    }
-    writeln!(out, "\nstopping: tearing the lab down")?;
-    for (_, _, mut s) in servers {
-        let _ = s.stop(host::process::GRACE);
-    }
-    if pcap.is_some() {
-        rr.world
-            .finish_captures()
-            .context("writing the capture files")?;
-    }
-    let rep = rr.lab.shutdown().map_err(|e| anyhow!("{e}"))?;
-    writeln!(
-        out,
-        "removed {} namespaces, stopped {} processes",
-        rep.namespaces.len(),
-        rep.recorded_stopped + rep.strays_stopped
-    )?;
     Ok(())
 }
 
