@@ -94,8 +94,9 @@ pub fn expand_plan(cluster: &Cluster) -> anyhow::Result<Vec<PlannedRequest<'_>>>
 pub trait Progress {
     /// The run is about to play `total` requests.
     fn start(&mut self, _total: usize) {}
-    /// Request `number` (1-based) starts. `limit` is how long it may take on the wall clock
-    /// (real mode: curl's `--max-time`); `None` when it costs no wall time (embedded mode).
+    /// Request `number` (1-based) starts. `limit` is how long it may hang on the wall clock
+    /// before the client gives up connecting (real mode: curl's `--connect-timeout`, ~130 s
+    /// by default); `None` when it costs no wall time (embedded mode).
     fn request(&mut self, _number: usize, _req: &PlannedRequest<'_>, _limit: Option<Duration>) {}
     /// Request `number` ended with `result`.
     fn done(&mut self, _number: usize, _result: &RequestResult) {}

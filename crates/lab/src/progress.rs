@@ -1,5 +1,6 @@
 //! The progress bar of long runs (stderr, only on a terminal): requests done/total, elapsed
-//! time and rate; in real mode also the current request and the time until curl gives up.
+//! time and rate; in real mode also the current request and the time until curl gives up
+//! connecting.
 //!
 //! A [`Bar`] is a [`Progress`] the runners call at every request. It stays hidden for the
 //! first [`SHOW_AFTER`] (short runs print nothing), and is never created when stderr is not
@@ -61,7 +62,7 @@ impl Bar {
                         .and_then(|d| *d)
                         .map(|d| d.saturating_duration_since(Instant::now()));
                     if let Some(left) = left {
-                        let _ = write!(w, ", gives up in {} s", left.as_secs());
+                        let _ = write!(w, ", connect timeout in {} s", left.as_secs());
                     }
                 },
             )

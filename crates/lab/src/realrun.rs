@@ -333,7 +333,7 @@ impl RealRun {
         let max = step.max_time.unwrap_or(connect + Duration::from_secs(60));
         let url = format!("http://{}{}", req.dst, step.path);
         let creq = CurlRequest::get(url).timeouts(connect, max);
-        progress.request(number, &req, Some(max));
+        progress.request(number, &req, Some(connect));
         let started = Instant::now();
         let out = self
             .curl(&step.client, &creq)

@@ -103,17 +103,20 @@ fn rust_log_lab_debug_shows_spans_on_stderr_only() {
     assert_json_stdout(&out);
     let err = String::from_utf8(out.stderr).unwrap();
     for want in [
-        "load_cluster{path=",  // scenario loading (cluster::config)
-        "schedule{file=",      // scheduling (cluster::schedule)
-        "kube-proxy sync",     // a node's services synced (nodestack)
-        "scenario loaded",     // the run span's first event (lab::runner)
+        "load_cluster{path=", // scenario loading (cluster::config)
+        "schedule{file=",     // scheduling (cluster::schedule)
+        "kube-proxy sync",    // a node's services synced (nodestack)
+        "scenario loaded",    // the run span's first event (lab::runner)
         "run{scenario=seed-cluster mode=\"embedded\" seed=7}",
         "request{number=1 client=browser", // each request's span (lab::runner)
         "request done outcome=\"ok\"",
     ] {
         assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
     }
-    assert!(!err.contains('\x1b'), "no colors when stderr is not a terminal:\n{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "no colors when stderr is not a terminal:\n{err}"
+    );
 }
 
 #[test]
@@ -121,7 +124,10 @@ fn rust_log_debug_also_works_and_unknown_crates_stay_quiet() {
     let out = scenario_run_env(&["seed-cluster", "--json"], Some("debug"));
     assert_json_stdout(&out);
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("kube-proxy sync") && err.contains("request{number=1"), "{err}");
+    assert!(
+        err.contains("kube-proxy sync") && err.contains("request{number=1"),
+        "{err}"
+    );
     let out = scenario_run_env(&["seed-cluster", "--json"], Some("nodestack=debug"));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("kube-proxy sync"), "{err}");
@@ -191,7 +197,10 @@ fn progress_bar_on_a_terminal() {
     let doc = std::fs::read(&json).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "{tty}");
-    assert!(tty.contains("/300 requests ("), "no progress bar on the pty: {tty:?}");
+    assert!(
+        tty.contains("/300 requests ("),
+        "no progress bar on the pty: {tty:?}"
+    );
     assert!(tty.contains("/s)"), "no rate: {tty:?}");
     let v: serde_json::Value = serde_json::from_slice(&doc).expect("stdout is one JSON document");
     assert_eq!(v["requests"].as_array().map(Vec::len), Some(300));
