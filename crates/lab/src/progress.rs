@@ -50,9 +50,12 @@ impl Bar {
 
     fn style(&self) -> ProgressStyle {
         let deadline = Arc::clone(&self.deadline);
-        let template = "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} requests ({per_sec}){msg}{countdown}";
+        let template = "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} requests ({rate}/s){msg}{countdown}";
         ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}", s.per_sec());
+            })
             .with_key(
                 "countdown",
                 move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
