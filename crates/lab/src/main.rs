@@ -365,3 +365,22 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::expand_lab_directives;
+
+    #[test]
+    fn lab_directives_cover_the_workspace_crates() {
+        assert_eq!(
+            expand_lab_directives("lab=debug"),
+            "lab=debug,cluster=debug,nodeport=debug,vswitch=debug,nodestack=debug,sim=debug,host=debug"
+        );
+        assert_eq!(
+            expand_lab_directives("warn, lab ,lab::runner=trace"),
+            "warn,lab,cluster,nodeport,vswitch,nodestack,sim,host,lab::runner=trace"
+        );
+        assert_eq!(expand_lab_directives("debug"), "debug");
+        assert_eq!(expand_lab_directives("labx=debug"), "labx=debug");
+    }
+}
