@@ -177,6 +177,7 @@ pub struct LabConfig {
 pub const DEFAULT_SEED: u64 = 1;
 
 /// Load a config file and build the cluster. `seed` overrides the config's `seed`.
+#[tracing::instrument(level = "debug", skip_all, fields(path = %path.display(), ?seed))]
 pub fn load_cluster(path: &Path, seed: Option<u64>) -> Result<Cluster, LabError> {
     let file = display_path(path);
     let text = std::fs::read_to_string(path).map_err(|e| LabError::io(&file, e))?;

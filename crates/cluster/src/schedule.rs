@@ -370,6 +370,7 @@ fn endpoint_slices(
 }
 
 /// Build the cluster. Errors name the file and field.
+#[tracing::instrument(level = "debug", name = "schedule", skip_all, fields(file = %cfg.file))]
 pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
     let f = cfg.file.clone();
     let f = f.as_str();

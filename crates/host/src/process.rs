@@ -157,6 +157,7 @@ pub fn spawn_in(ns: &Netns, cmd: &mut Command) -> Result<Child> {
         ns.name()
     )))?;
     drop(file);
+    tracing::debug!(program = ?cmd.get_program(), netns = ns.name(), pid = child.id(), "process started");
     Ok(child)
 }
 
@@ -217,6 +218,9 @@ impl Supervised {
                 .child
                 .try_wait()
                 .map_err(io_err(format!("wait for {}", self.label)))?;
+            if let Some(status) = self.status {
+                tracing::debug!(label = %self.label, pid = self.pid(), %status, "process exited");
+            }
         }
         Ok(self.status)
     }
@@ -227,6 +231,7 @@ impl Supervised {
             return Ok(s);
         }
         let pid = Pid::from_raw(self.pid());
+        tracing::debug!(label = %self.label, pid = self.pid(), "stopping process (SIGTERM)");
         let _ = kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         loop {
@@ -326,6 +331,7 @@ impl Running {
             }
             None => return Ok(None),
         };
+        tracing::debug!(program = %self.program, pid = self.pid(), %status, "process exited");
         let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
             h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
         };

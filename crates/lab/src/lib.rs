@@ -8,11 +8,20 @@
 //! [`manifest`] (`apps/v1 Deployment` / `v1 Service` documents) → [`schedule`] (pods, IPs,
 //! ClusterIPs, NodePorts, EndpointSlices) → [`cluster::Cluster`]. The runner turns a
 //! `Cluster` into a running world and returns a [`report::ScenarioResult`].
+//!
+//! Modules: [`plan`] (run options, the expanded plan, the [`plan::Progress`] hook),
+//! [`setup`] (the `sim::World` of a cluster), [`runner`] (dispatch + embedded mode),
+//! [`realrun`] (real mode, `lab up/down/status/conntrack`), [`report`] (text and JSON),
+//! [`diagram`] (`--diagram` SVG), [`progress`] (the stderr progress bar). Dependencies run
+//! one way: runner → realrun → setup, plan; nothing calls back into runner.
 
 pub mod diagram;
+pub mod plan;
+pub mod progress;
 pub mod realrun;
 pub mod report;
 pub mod runner;
+pub mod setup;
 
 pub use cluster::{load_cluster, load_cluster_from_str, Cluster, LabError};
 pub use report::{Mode, Outcome, RequestResult, ScenarioResult};

@@ -1,6 +1,6 @@
 //! `lab` — the nodeport-lab command line.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use cluster::config::{leading_comment, load_cluster};
+use lab::progress::Bar;
 use lab::report;
 use lab::runner::{self, RunOptions};
 use lab::LabError;
@@ -32,29 +33,7 @@ enum Command {
     },
     /// Bring a scenario's cluster up in real mode (root) and keep it running until Ctrl-C:
     /// pods are namespaces running nginx, clients namespaces where you run curl yourself.
-    Up {
-        /// Scenario name (file stem in lab-configs/) or a path to a config file.
-        scenario: String,
-        /// Override the config's seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Capture every link into DIR while the lab is up (written at Ctrl-C).
-        #[arg(long, value_name = "DIR")]
-        pcap: Option<PathBuf>,
-        /// MTU of the pods' and clients' TUN links (default 1500; up to 65535). The lab's own
-        /// fabric carries any size, so this is the MTU of every path (benchmarks: 9000, 65000).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(576..))]
-        mtu: Option<u16>,
-        /// Start CMD (split on spaces, no shell) in the namespace of pod POD (or every pod of
-        /// deployment POD) once nginx runs, e.g. `--exec 'web-w1=iperf3 -s -p 5201'`;
-        /// stopped with the lab. Repeatable.
-        #[arg(long, value_name = "POD=CMD")]
-        exec: Vec<String>,
-        /// Create a sparse file NAME of SIZE (K/M/G) in every pod's nginx html root, e.g.
-        /// `--file 1g.bin=1G` (GET /1g.bin). Repeatable.
-        #[arg(long, value_name = "NAME=SIZE")]
-        file: Vec<String>,
-    },
+    Up(UpArgs),
     /// Remove everything a lab left behind (nplab- namespaces, its processes, /run/nplab).
     /// Idempotent; safe after kill -9.
     Down,
@@ -83,41 +62,69 @@ enum ScenarioCommand {
         json: bool,
     },
     /// Run a scenario's traffic plan and report what each client and pod saw.
-    Run {
-        /// Scenario name (file stem in lab-configs/) or a path to a config file.
-        scenario: String,
-        /// One JSON document instead of tables.
-        #[arg(long)]
-        json: bool,
-        /// Trace the first request hop by hop.
-        #[arg(long)]
-        trace: bool,
-        /// Trace request number K (1-based; implies --trace).
-        #[arg(long, value_name = "K")]
-        trace_request: Option<usize>,
-        /// Override the config's seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Real mode: network namespaces, TUN, nginx and curl (root).
-        #[arg(long)]
-        real: bool,
-        /// Print every node's conntrack table (`conntrack -L` style) after the run.
-        #[arg(long)]
-        conntrack: bool,
-        /// Capture every link into DIR, one pcap file per link (`tcpdump -nn -r DIR/browser.pcap`).
-        #[arg(long, value_name = "DIR")]
-        pcap: Option<PathBuf>,
-        /// Draw the traced request (the first, or --trace-request K) as an SVG flow diagram.
-        #[arg(long, value_name = "FILE.svg")]
-        diagram: Option<PathBuf>,
-        /// Run at most N requests of each plan entry (quick real-mode runs).
-        #[arg(long, value_name = "N")]
-        count: Option<u32>,
-        /// curl --connect-timeout (seconds) for plan entries that set none (default: Linux's
-        /// SYN retry span, ~127 s — free in embedded mode, real waiting with --real).
-        #[arg(long, value_name = "SECS")]
-        connect_timeout: Option<f64>,
-    },
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Scenario name (file stem in lab-configs/) or a path to a config file.
+    scenario: String,
+    /// Override the config's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Capture every link into DIR while the lab is up (written at Ctrl-C).
+    #[arg(long, value_name = "DIR")]
+    pcap: Option<PathBuf>,
+    /// MTU of the pods' and clients' TUN links (default 1500; up to 65535). The lab's own
+    /// fabric carries any size, so this is the MTU of every path (benchmarks: 9000, 65000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(576..))]
+    mtu: Option<u16>,
+    /// Start CMD (split on spaces, no shell) in the namespace of pod POD (or every pod of
+    /// deployment POD) once nginx runs, e.g. `--exec 'web-w1=iperf3 -s -p 5201'`;
+    /// stopped with the lab. Repeatable.
+    #[arg(long, value_name = "POD=CMD")]
+    exec: Vec<String>,
+    /// Create a sparse file NAME of SIZE (K/M/G) in every pod's nginx html root, e.g.
+    /// `--file 1g.bin=1G` (GET /1g.bin). Repeatable.
+    #[arg(long, value_name = "NAME=SIZE")]
+    file: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario name (file stem in lab-configs/) or a path to a config file.
+    scenario: String,
+    /// One JSON document instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Trace the first request hop by hop.
+    #[arg(long)]
+    trace: bool,
+    /// Trace request number K (1-based; implies --trace).
+    #[arg(long, value_name = "K")]
+    trace_request: Option<usize>,
+    /// Override the config's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Real mode: network namespaces, TUN, nginx and curl (root).
+    #[arg(long)]
+    real: bool,
+    /// Print every node's conntrack table (`conntrack -L` style) after the run.
+    #[arg(long)]
+    conntrack: bool,
+    /// Capture every link into DIR, one pcap file per link (`tcpdump -nn -r DIR/browser.pcap`).
+    #[arg(long, value_name = "DIR")]
+    pcap: Option<PathBuf>,
+    /// Draw the traced request (the first, or --trace-request K) as an SVG flow diagram.
+    #[arg(long, value_name = "FILE.svg")]
+    diagram: Option<PathBuf>,
+    /// Run at most N requests of each plan entry (quick real-mode runs).
+    #[arg(long, value_name = "N")]
+    count: Option<u32>,
+    /// curl --connect-timeout (seconds) for plan entries that set none (default: Linux's
+    /// SYN retry span, ~127 s — free in embedded mode, real waiting with --real).
+    #[arg(long, value_name = "SECS")]
+    connect_timeout: Option<f64>,
 }
 
 /// `./lab-configs`, else the repository's (relative to this crate).
@@ -168,122 +175,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Scenario { command } => match command {
-            ScenarioCommand::List => {
-                let dir = configs_dir();
-                let files =
-                    list_configs(&dir).with_context(|| format!("listing {}", dir.display()))?;
-                let rows: Vec<Vec<String>> = files
-                    .iter()
-                    .map(|p| {
-                        let text = std::fs::read_to_string(p).unwrap_or_default();
-                        let lesson = leading_comment(&text);
-                        vec![
-                            p.file_stem()
-                                .unwrap_or_default()
-                                .to_string_lossy()
-                                .into_owned(),
-                            lesson.lines().next().unwrap_or("").to_string(),
-                        ]
-                    })
-                    .collect();
-                write!(out, "{}", report::table(&["SCENARIO", "LESSON"], &rows))?;
-            }
+            ScenarioCommand::List => scenario_list(&mut out)?,
             ScenarioCommand::Show {
                 scenario,
                 seed,
                 json,
-            } => {
-                let path = resolve(&scenario)?;
-                let cluster = load_cluster(&path, seed)?;
-                if json {
-                    let mut v = report::cluster_json(&cluster);
-                    v["scenario"] = cluster.scenario.clone().into();
-                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-                } else {
-                    report::print_cluster(&cluster, &mut out)?;
-                }
-            }
-            ScenarioCommand::Run {
-                scenario,
-                json,
-                trace,
-                trace_request,
-                seed,
-                real,
-                conntrack,
-                pcap,
-                diagram,
-                count,
-                connect_timeout,
-            } => {
-                if let Some(s) = connect_timeout.filter(|s| !(s.is_finite() && *s > 0.0)) {
-                    return Err(anyhow::Error::new(LabError::invalid(
-                        "command line",
-                        "--connect-timeout",
-                        format!("{s} is not a positive number of seconds"),
-                    )));
-                }
-                let path = resolve(&scenario)?;
-                let mut cluster = load_cluster(&path, seed)?;
-                for step in &mut cluster.plan {
-                    if let Some(n) = count {
-                        step.count = step.count.min(n);
-                    }
-                    if step.connect_timeout.is_none() {
-                        step.connect_timeout =
-                            connect_timeout.map(std::time::Duration::from_secs_f64);
-                    }
-                }
-                let opts = RunOptions {
-                    json,
-                    trace: trace_request.or(if trace { Some(1) } else { None }),
-                    real,
-                    conntrack,
-                    pcap,
-                    diagram,
-                };
-                let result = runner::run(&cluster, &opts)
-                    .with_context(|| format!("running scenario {}", cluster.scenario))?;
-                if json {
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string_pretty(&report::to_json(&result))?
-                    )?;
-                } else {
-                    report::print_human(&result, &mut out)?;
-                }
-            }
+            } => scenario_show(&scenario, seed, json, &mut out)?,
+            ScenarioCommand::Run(args) => scenario_run(args, &mut out)?,
         },
-        Command::Up {
-            scenario,
-            seed,
-            pcap,
-            mtu,
-            exec,
-            file,
-        } => {
-            let path = resolve(&scenario)?;
-            let cluster = load_cluster(&path, seed)?;
-            let split = |flag: &str, v: &str| -> anyhow::Result<(String, String)> {
-                let (a, b) = v
-                    .split_once('=')
-                    .with_context(|| format!("{flag} {v:?}: expected NAME=VALUE"))?;
-                Ok((a.trim().to_string(), b.trim().to_string()))
-            };
-            let mut extras = lab::realrun::UpExtras {
-                mtu,
-                ..Default::default()
-            };
-            for e in &exec {
-                extras.exec.push(split("--exec", e)?);
-            }
-            for f in &file {
-                let (name, size) = split("--file", f)?;
-                extras.files.push((name, lab::realrun::parse_size(&size)?));
-            }
-            lab::realrun::up(&cluster, pcap.as_deref(), &extras, &mut out)?;
-        }
+        Command::Up(args) => up(args, &mut out)?,
         Command::Down => lab::realrun::down(&mut out)?,
         Command::Status => lab::realrun::status(&mut out)?,
         Command::Conntrack { node } => lab::realrun::conntrack(node.as_deref(), &mut out)?,
@@ -291,8 +191,160 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `lab scenario list`.
+fn scenario_list(out: &mut impl Write) -> anyhow::Result<()> {
+    let dir = configs_dir();
+    let files = list_configs(&dir).with_context(|| format!("listing {}", dir.display()))?;
+    let rows: Vec<Vec<String>> = files
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let lesson = leading_comment(&text);
+            vec![
+                p.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                lesson.lines().next().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    write!(out, "{}", report::table(&["SCENARIO", "LESSON"], &rows))?;
+    Ok(())
+}
+
+/// `lab scenario show`.
+fn scenario_show(
+    scenario: &str,
+    seed: Option<u64>,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let path = resolve(scenario)?;
+    let cluster = load_cluster(&path, seed)?;
+    if json {
+        let mut v = report::cluster_json(&cluster);
+        v["scenario"] = cluster.scenario.clone().into();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        report::print_cluster(&cluster, out)?;
+    }
+    Ok(())
+}
+
+/// `lab scenario run`: the plan played in the mode asked for, the result on stdout, a
+/// progress bar on stderr when it is a terminal and the run is long.
+fn scenario_run(a: RunArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    if let Some(s) = a.connect_timeout.filter(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(anyhow::Error::new(LabError::invalid(
+            "command line",
+            "--connect-timeout",
+            format!("{s} is not a positive number of seconds"),
+        )));
+    }
+    let path = resolve(&a.scenario)?;
+    let mut cluster = load_cluster(&path, a.seed)?;
+    for step in &mut cluster.plan {
+        if let Some(n) = a.count {
+            step.count = step.count.min(n);
+        }
+        if step.connect_timeout.is_none() {
+            step.connect_timeout = a.connect_timeout.map(std::time::Duration::from_secs_f64);
+        }
+    }
+    let opts = RunOptions {
+        json: a.json,
+        trace: a.trace_request.or(if a.trace { Some(1) } else { None }),
+        real: a.real,
+        conntrack: a.conntrack,
+        pcap: a.pcap,
+        diagram: a.diagram,
+    };
+    let result = runner::run_with(&cluster, &opts, &mut Bar::for_stderr())
+        .with_context(|| format!("running scenario {}", cluster.scenario))?;
+    if a.json {
+        let doc = serde_json::to_string_pretty(&report::to_json(&result))?;
+        writeln!(out, "{doc}")?;
+    } else {
+        report::print_human(&result, out)?;
+    }
+    Ok(())
+}
+
+/// `lab up`.
+fn up(a: UpArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let path = resolve(&a.scenario)?;
+    let cluster = load_cluster(&path, a.seed)?;
+    let split = |flag: &str, v: &str| -> anyhow::Result<(String, String)> {
+        let (a, b) = v
+            .split_once('=')
+            .with_context(|| format!("{flag} {v:?}: expected NAME=VALUE"))?;
+        Ok((a.trim().to_string(), b.trim().to_string()))
+    };
+    let mut extras = lab::realrun::UpExtras {
+        mtu: a.mtu,
+        ..Default::default()
+    };
+    for e in &a.exec {
+        extras.exec.push(split("--exec", e)?);
+    }
+    for f in &a.file {
+        let (name, size) = split("--file", f)?;
+        extras.files.push((name, lab::realrun::parse_size(&size)?));
+    }
+    lab::realrun::up(&cluster, a.pcap.as_deref(), &extras, out)
+}
+
+/// The workspace's crates whose events `lab=LEVEL` in RUST_LOG turns on too.
+const WORKSPACE_CRATES: [&str; 6] = ["cluster", "nodeport", "vswitch", "nodestack", "sim", "host"];
+
+/// RUST_LOG with every `lab` / `lab=LEVEL` directive also applied to the workspace's
+/// crates, so `RUST_LOG=lab=debug` shows scenario loading and scheduling (cluster), syncs
+/// (nodestack) and real-mode processes (host) as well as the runner's spans.
+fn expand_lab_directives(rust_log: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for d in rust_log.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        out.push(d.to_string());
+        let (target, level) = match d.split_once('=') {
+            Some((t, l)) => (t, Some(l)),
+            None => (d, None),
+        };
+        if target == "lab" {
+            out.extend(WORKSPACE_CRATES.iter().map(|c| match level {
+                Some(l) => format!("{c}={l}"),
+                None => c.to_string(),
+            }));
+        }
+    }
+    out.join(",")
+}
+
+/// Diagnostics for developers: `RUST_LOG=lab=debug` (or `debug`, `sim=trace`, …) writes
+/// tracing spans and events to stderr. Off when RUST_LOG is unset or empty, so normal runs
+/// print nothing extra.
+fn init_tracing() {
+    let Some(rust_log) = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return;
+    };
+    let directives = expand_lab_directives(&rust_log);
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("warning: RUST_LOG={rust_log:?}: {e}; logging off");
+        tracing_subscriber::EnvFilter::new("off")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -311,5 +363,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_lab_directives;
+
+    #[test]
+    fn lab_directives_cover_the_workspace_crates() {
+        assert_eq!(
+            expand_lab_directives("lab=debug"),
+            "lab=debug,cluster=debug,nodeport=debug,vswitch=debug,nodestack=debug,sim=debug,host=debug"
+        );
+        assert_eq!(
+            expand_lab_directives("warn, lab ,lab::runner=trace"),
+            "warn,lab,cluster,nodeport,vswitch,nodestack,sim,host,lab::runner=trace"
+        );
+        assert_eq!(expand_lab_directives("debug"), "debug");
+        assert_eq!(expand_lab_directives("labx=debug"), "labx=debug");
     }
 }

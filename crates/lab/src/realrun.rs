@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
+use crate::plan::{expand_plan, traced_views, PlannedRequest, Progress, RunOptions};
 use crate::report::{self, Mode, Outcome, RequestResult, ScenarioResult};
-use crate::runner::{attachment, expand_plan, prepare_world_with, traced_views, RunOptions};
+use crate::setup::{attachment, prepare_world_with};
 use cluster::{ActionKind, ClientAttach, Cluster};
 use host::cleanup::{self, StateDir};
 use host::curl::{CurlOutcome, CurlRequest, CurlRun};
@@ -209,7 +210,11 @@ fn first_word_ip(line: &str) -> Option<Ipv4Addr> {
 }
 
 /// `lab scenario run --real`.
-pub fn run_real(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
+pub fn run_real(
+    cluster: &Cluster,
+    opts: &RunOptions,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<ScenarioResult> {
     if cluster
         .actions
         .iter()
@@ -229,7 +234,7 @@ pub fn run_real(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scenario
         opts.pcap.as_deref(),
         &UpOptions::default(),
     )?;
-    let result = play(cluster, opts, traced, &mut rr);
+    let result = play(cluster, opts, traced, &mut rr, progress);
     let finish = rr
         .world
         .finish_captures()
@@ -248,6 +253,7 @@ fn play(
     opts: &RunOptions,
     traced: Option<usize>,
     rr: &mut RealRun,
+    progress: &mut dyn Progress,
 ) -> anyhow::Result<ScenarioResult> {
     let mut next_action = 0;
     let mut requests = Vec::new();
@@ -258,7 +264,7 @@ fn play(
         .collect();
     let mut trace = None;
     let plan = expand_plan(cluster)?;
-
+    progress.start(plan.len());
     for (i, req) in plan.into_iter().enumerate() {
         let number = i + 1;
         while let Some(a) = cluster
@@ -274,89 +280,10 @@ fn play(
         if cleanup::stop_requested() {
             bail!("interrupted");
         }
-        let step = req.step;
-        let client = cluster
-            .client(&step.client)
-            .with_context(|| format!("unknown client {:?}", step.client))?;
-        let ns = rr
-            .lab
-            .client_ns(&step.client)
-            .with_context(|| format!("no namespace for client {}", step.client))?;
-        let connect = step.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let max = step.max_time.unwrap_or(connect + Duration::from_secs(60));
-        let url = format!("http://{}{}", req.dst, step.path);
-        let creq = CurlRequest::get(url).timeouts(connect, max);
         if traced == Some(number) {
             rr.world.clear_trace();
         }
-        let started = Instant::now();
-        let mut run = CurlRun::spawn(ns, &creq).map_err(|e| anyhow!("{e}"))?;
-        // A curl process exiting does not wake poll(2): wait on the TUN fds in short turns
-        // and check the child in between (waitpid WNOHANG is cheap).
-        let mut done: Option<Result<CurlOutcome, String>> = None;
-        {
-            let world = &mut rr.world;
-            let mut fabric = |now| world.poll(now);
-            let mut next = None;
-            while done.is_none() {
-                if cleanup::stop_requested() {
-                    bail!("interrupted");
-                }
-                next = rr
-                    .driver
-                    .turn(&mut fabric, next, Duration::from_millis(2))
-                    .map_err(|e| anyhow!("{e}"))?;
-                match run.try_finish() {
-                    Ok(Some(o)) => done = Some(Ok(o)),
-                    Ok(None) => {}
-                    Err(e) => done = Some(Err(e.to_string())),
-                }
-            }
-        }
-        let elapsed = started.elapsed();
-        let out = match done {
-            Some(Ok(o)) => o,
-            Some(Err(e)) => bail!("request {number}: {e}"),
-            None => unreachable!("the loop ends with an outcome"),
-        };
-        let (outcome, status, message) =
-            outcome_of(&out).map_err(|e| anyhow!("request {number}: {e}"))?;
-
-        // nginx writes its log line when it finalises the request, which can be a moment
-        // after curl has the response: keep the fabric running briefly until it appears.
-        let grace = if outcome == Outcome::Ok {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_millis(20)
-        };
-        let wait_until = Instant::now() + grace;
-        let mut fresh = rr.new_log_lines();
-        while fresh.is_empty() && Instant::now() < wait_until {
-            rr.run_for(Duration::from_millis(2))?;
-            fresh = rr.new_log_lines();
-        }
-        let mut pod = None;
-        let mut logged = None;
-        for (p, line) in fresh {
-            if let Some(ip) = first_word_ip(&line) {
-                pod = Some(p.clone());
-                logged = Some(ip);
-            }
-            if let Some(l) = logs.iter_mut().find(|(n, _)| *n == p) {
-                l.1.push(line);
-            }
-        }
-        let result = RequestResult {
-            client: client.name.clone(),
-            client_ip: client.ip,
-            target: req.label,
-            outcome,
-            status,
-            pod,
-            logged_client_ip: logged,
-            elapsed_ms: elapsed.as_millis() as u64,
-            curl_message: message,
-        };
+        let result = rr.request(cluster, number, req, progress, &mut logs)?;
         if traced == Some(number) {
             // Only this request's datagrams crossed the world since the trace was cleared.
             trace = traced_views(opts, cluster, number, &result, rr.world.trace())?;
@@ -364,6 +291,7 @@ fn play(
         if traced.is_some() {
             rr.world.clear_trace();
         }
+        progress.done(number, &result);
         requests.push(result);
     }
     let conntrack = opts.conntrack.then(|| {
@@ -382,6 +310,115 @@ fn play(
         conntrack,
         lb_health: Vec::new(),
     })
+}
+
+impl RealRun {
+    /// Plays one request: real curl in the client's namespace while the world runs, then
+    /// the pod that logged it (its new access-log lines are appended to `logs`).
+    fn request(
+        &mut self,
+        cluster: &Cluster,
+        number: usize,
+        req: PlannedRequest<'_>,
+        progress: &mut dyn Progress,
+        logs: &mut [(String, Vec<String>)],
+    ) -> anyhow::Result<RequestResult> {
+        let step = req.step;
+        let _span = tracing::debug_span!("request", number, client = %step.client, dst = %req.dst)
+            .entered();
+        let client = cluster
+            .client(&step.client)
+            .with_context(|| format!("unknown client {:?}", step.client))?;
+        let connect = step.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let max = step.max_time.unwrap_or(connect + Duration::from_secs(60));
+        let url = format!("http://{}{}", req.dst, step.path);
+        let creq = CurlRequest::get(url).timeouts(connect, max);
+        progress.request(number, &req, Some(connect));
+        let started = Instant::now();
+        let out = self
+            .curl(&step.client, &creq)
+            .map_err(|e| anyhow!("request {number}: {e}"))?;
+        let elapsed = started.elapsed();
+        let (outcome, status, message) =
+            outcome_of(&out).map_err(|e| anyhow!("request {number}: {e}"))?;
+        let (pod, logged) = self.who_logged(outcome, logs)?;
+        tracing::debug!(
+            outcome = outcome.as_str(),
+            pod = pod.as_deref().unwrap_or("-"),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "request done"
+        );
+        Ok(RequestResult {
+            client: client.name.clone(),
+            client_ip: client.ip,
+            target: req.label,
+            outcome,
+            status,
+            pod,
+            logged_client_ip: logged,
+            elapsed_ms: elapsed.as_millis() as u64,
+            curl_message: message,
+        })
+    }
+
+    /// Runs curl in `client`'s namespace while the fabric runs, until it exits.
+    fn curl(&mut self, client: &str, creq: &CurlRequest) -> anyhow::Result<CurlOutcome> {
+        let ns = self
+            .lab
+            .client_ns(client)
+            .with_context(|| format!("no namespace for client {client}"))?;
+        let mut run = CurlRun::spawn(ns, creq).map_err(|e| anyhow!("{e}"))?;
+        // A curl process exiting does not wake poll(2): wait on the TUN fds in short turns
+        // and check the child in between (waitpid WNOHANG is cheap).
+        let world = &mut self.world;
+        let mut fabric = |now| world.poll(now);
+        let mut next = None;
+        loop {
+            if cleanup::stop_requested() {
+                bail!("interrupted");
+            }
+            next = self
+                .driver
+                .turn(&mut fabric, next, Duration::from_millis(2))
+                .map_err(|e| anyhow!("{e}"))?;
+            if let Some(o) = run.try_finish().map_err(|e| anyhow!("{e}"))? {
+                return Ok(o);
+            }
+        }
+    }
+
+    /// The pod that logged the request and the client address it logged. nginx writes its
+    /// log line when it finalises the request, which can be a moment after curl has the
+    /// response: keep the fabric running briefly until it appears.
+    fn who_logged(
+        &mut self,
+        outcome: Outcome,
+        logs: &mut [(String, Vec<String>)],
+    ) -> anyhow::Result<(Option<String>, Option<Ipv4Addr>)> {
+        let grace = if outcome == Outcome::Ok {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_millis(20)
+        };
+        let wait_until = Instant::now() + grace;
+        let mut fresh = self.new_log_lines();
+        while fresh.is_empty() && Instant::now() < wait_until {
+            self.run_for(Duration::from_millis(2))?;
+            fresh = self.new_log_lines();
+        }
+        let mut pod = None;
+        let mut logged = None;
+        for (p, line) in fresh {
+            if let Some(ip) = first_word_ip(&line) {
+                pod = Some(p.clone());
+                logged = Some(ip);
+            }
+            if let Some(l) = logs.iter_mut().find(|(n, _)| *n == p) {
+                l.1.push(line);
+            }
+        }
+        Ok((pod, logged))
+    }
 }
 
 /// Where `lab up` publishes its conntrack snapshots for `lab conntrack`.
@@ -517,6 +554,66 @@ pub fn up(
         format!("{}\n{}\n", cluster.scenario, cluster.source.display()),
     )
     .ok();
+    print_up_hints(cluster, &rr, &servers, extras, out)?;
+    // Scripts wait for this line (the TUN links, nginx and the extra servers are up).
+    writeln!(
+        out,
+        "ready: lab {} up (pid {}, mtu {})",
+        cluster.scenario,
+        std::process::id(),
+        upo.mtu
+    )?;
+    out.flush()?;
+    serve(cluster, &mut rr, &state)?;
+    writeln!(out, "\nstopping: tearing the lab down")?;
+    for (_, _, mut s) in servers {
+        let _ = s.stop(host::process::GRACE);
+    }
+    if pcap.is_some() {
+        rr.world
+            .finish_captures()
+            .context("writing the capture files")?;
+    }
+    let rep = rr.lab.shutdown().map_err(|e| anyhow!("{e}"))?;
+    writeln!(
+        out,
+        "removed {} namespaces, stopped {} processes",
+        rep.namespaces.len(),
+        rep.recorded_stopped + rep.strays_stopped
+    )?;
+    Ok(())
+}
+
+/// Runs the lab's fabric until Ctrl-C / SIGTERM, publishing conntrack snapshots every
+/// second for `lab conntrack`.
+fn serve(cluster: &Cluster, rr: &mut RealRun, state: &StateDir) -> anyhow::Result<()> {
+    let mut last = Instant::now() - Duration::from_secs(2);
+    let world = &mut rr.world;
+    rr.driver
+        .run(
+            &mut |now| {
+                let next = world.poll(now);
+                if last.elapsed() >= Duration::from_secs(1) {
+                    write_snapshots(state, cluster, world);
+                    last = Instant::now();
+                }
+                next
+            },
+            |_| cleanup::stop_requested(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// What `lab up` prints once the lab runs: the cluster, then curl commands to try and the
+/// extra servers and files.
+fn print_up_hints(
+    cluster: &Cluster,
+    rr: &RealRun,
+    servers: &[(String, String, host::process::Supervised)],
+    extras: &UpExtras,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     report::print_cluster(cluster, out)?;
     writeln!(
         out,
@@ -547,7 +644,7 @@ pub fn up(
         out,
         "  conntrack of a node: lab conntrack <node>   (snapshots every second)"
     )?;
-    for (pod, cmd, s) in &servers {
+    for (pod, cmd, s) in servers {
         writeln!(out, "  exec in pod {pod}: {cmd} (pid {})", s.pid())?;
     }
     for (name, size) in &extras.files {
@@ -556,49 +653,6 @@ pub fn up(
             "  file /{name} ({size} bytes, sparse) in every pod's nginx"
         )?;
     }
-    // Scripts wait for this line (the TUN links, nginx and the extra servers are up).
-    writeln!(
-        out,
-        "ready: lab {} up (pid {}, mtu {})",
-        cluster.scenario,
-        std::process::id(),
-        upo.mtu
-    )?;
-    out.flush()?;
-    let mut last = Instant::now() - Duration::from_secs(2);
-    {
-        let world = &mut rr.world;
-        let state = &state;
-        rr.driver
-            .run(
-                &mut |now| {
-                    let next = world.poll(now);
-                    if last.elapsed() >= Duration::from_secs(1) {
-                        write_snapshots(state, cluster, world);
-                        last = Instant::now();
-                    }
-                    next
-                },
-                |_| cleanup::stop_requested(),
-            )
-            .map_err(|e| anyhow!("{e}"))?;
-    }
-    writeln!(out, "\nstopping: tearing the lab down")?;
-    for (_, _, mut s) in servers {
-        let _ = s.stop(host::process::GRACE);
-    }
-    if pcap.is_some() {
-        rr.world
-            .finish_captures()
-            .context("writing the capture files")?;
-    }
-    let rep = rr.lab.shutdown().map_err(|e| anyhow!("{e}"))?;
-    writeln!(
-        out,
-        "removed {} namespaces, stopped {} processes",
-        rep.namespaces.len(),
-        rep.recorded_stopped + rep.strays_stopped
-    )?;
     Ok(())
 }
 

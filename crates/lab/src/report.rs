@@ -545,102 +545,112 @@ pub fn print_human(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
     let c = &r.cluster;
     let mode = format!("{} mode", r.mode.as_str());
     print_overview(c, mode, "kubectl get nodes -o wide", w)?;
-
     writeln!(w, "requests:")?;
-    let no = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    let ip =
-        |o: &Option<std::net::Ipv4Addr>| o.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
     if r.requests.len() <= REQUEST_ROWS_MAX {
-        let rows: Vec<Vec<String>> = r
-            .requests
-            .iter()
-            .enumerate()
-            .map(|(i, q)| {
-                vec![
-                    (i + 1).to_string(),
-                    format!("{} {}", q.client, q.client_ip),
-                    q.target.clone(),
-                    outcome_cell(q),
-                    no(&q.pod),
-                    ip(&q.logged_client_ip),
-                    elapsed(q.elapsed_ms),
-                    q.curl_message.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        write!(
-            w,
-            "{}",
-            table(
-                &[
-                    "#",
-                    "CLIENT",
-                    "TARGET",
-                    "OUTCOME",
-                    "POD",
-                    "NGINX LOGGED",
-                    "TIME",
-                    "CURL"
-                ],
-                &rows
-            )
-        )?;
+        print_request_rows(&r.requests, w)?;
     } else {
-        // Group identical (client, target, outcome, pod, logged ip) rows.
-        let mut groups: Vec<(Vec<String>, u64, u64)> = Vec::new();
-        for q in &r.requests {
-            let key = vec![
+        print_request_groups(&r.requests, w)?;
+    }
+    print_access_logs(r, w)?;
+    if r.requests.len() > 1 {
+        print_shares(r, w)?;
+    }
+    print_diagnostics(r, w)
+}
+
+fn dash(o: &Option<String>) -> String {
+    o.clone().unwrap_or_else(|| "-".into())
+}
+
+fn ip_or_dash(o: &Option<std::net::Ipv4Addr>) -> String {
+    o.map(|i| i.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// One row per request.
+fn print_request_rows(requests: &[RequestResult], w: &mut impl Write) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            vec![
+                (i + 1).to_string(),
                 format!("{} {}", q.client, q.client_ip),
                 q.target.clone(),
                 outcome_cell(q),
-                no(&q.pod),
-                ip(&q.logged_client_ip),
-            ];
-            match groups.iter_mut().find(|(k, _, _)| *k == key) {
-                Some((_, n, t)) => {
-                    *n += 1;
-                    *t += q.elapsed_ms;
-                }
-                None => groups.push((key, 1, q.elapsed_ms)),
+                dash(&q.pod),
+                ip_or_dash(&q.logged_client_ip),
+                elapsed(q.elapsed_ms),
+                q.curl_message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let headers = [
+        "#",
+        "CLIENT",
+        "TARGET",
+        "OUTCOME",
+        "POD",
+        "NGINX LOGGED",
+        "TIME",
+        "CURL",
+    ];
+    write!(w, "{}", table(&headers, &rows))
+}
+
+/// Identical (client, target, outcome, pod, logged ip) rows counted, with their average
+/// time, and the first failure's curl message.
+fn print_request_groups(requests: &[RequestResult], w: &mut impl Write) -> io::Result<()> {
+    let mut groups: Vec<(Vec<String>, u64, u64)> = Vec::new();
+    for q in requests {
+        let key = vec![
+            format!("{} {}", q.client, q.client_ip),
+            q.target.clone(),
+            outcome_cell(q),
+            dash(&q.pod),
+            ip_or_dash(&q.logged_client_ip),
+        ];
+        match groups.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, n, t)) => {
+                *n += 1;
+                *t += q.elapsed_ms;
             }
-        }
-        let rows: Vec<Vec<String>> = groups
-            .into_iter()
-            .map(|(mut k, n, t)| {
-                k.insert(0, n.to_string());
-                k.push(elapsed(t / n));
-                k
-            })
-            .collect();
-        write!(
-            w,
-            "{}",
-            table(
-                &[
-                    "COUNT",
-                    "CLIENT",
-                    "TARGET",
-                    "OUTCOME",
-                    "POD",
-                    "NGINX LOGGED",
-                    "AVG TIME"
-                ],
-                &rows
-            )
-        )?;
-        let failures: Vec<&String> = r
-            .requests
-            .iter()
-            .filter_map(|q| q.curl_message.as_ref())
-            .collect();
-        if let Some(first) = failures.first() {
-            writeln!(w, "({} failed; first: {first})", failures.len())?;
+            None => groups.push((key, 1, q.elapsed_ms)),
         }
     }
+    let rows: Vec<Vec<String>> = groups
+        .into_iter()
+        .map(|(mut k, n, t)| {
+            k.insert(0, n.to_string());
+            k.push(elapsed(t / n));
+            k
+        })
+        .collect();
+    let headers = [
+        "COUNT",
+        "CLIENT",
+        "TARGET",
+        "OUTCOME",
+        "POD",
+        "NGINX LOGGED",
+        "AVG TIME",
+    ];
+    write!(w, "{}", table(&headers, &rows))?;
+    let failures: Vec<&String> = requests
+        .iter()
+        .filter_map(|q| q.curl_message.as_ref())
+        .collect();
+    if let Some(first) = failures.first() {
+        writeln!(w, "({} failed; first: {first})", failures.len())?;
+    }
+    Ok(())
+}
 
+/// Each pod's access log, at most [`LOG_LINES_MAX`] lines.
+fn print_access_logs(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
     writeln!(w, "\naccess logs:")?;
     for (pod, lines) in &r.access_logs {
-        let node = c
+        let node = r
+            .cluster
             .pod(pod)
             .map(|p| format!(" ({} on {})", p.ip, p.node))
             .unwrap_or_default();
@@ -655,36 +665,40 @@ pub fn print_human(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
             writeln!(w, "  … {} more lines", lines.len() - LOG_LINES_MAX)?;
         }
     }
+    Ok(())
+}
 
-    if r.requests.len() > 1 {
-        let shares = per_pod(r);
-        let answered: u64 = shares.iter().map(|s| s.requests).sum();
-        writeln!(
-            w,
-            "\nper pod ({answered} of {} requests answered):",
-            r.requests.len()
-        )?;
-        let rows: Vec<Vec<String>> = shares
-            .iter()
-            .map(|s| {
-                vec![
-                    s.pod.clone(),
-                    s.node.clone(),
-                    s.requests.to_string(),
-                    format!("{:.1} %", s.share * 100.0),
-                ]
-            })
-            .collect();
-        write!(w, "{}", table(&["POD", "NODE", "REQUESTS", "SHARE"], &rows))?;
-    }
+/// Requests per pod and their share of the answered ones.
+fn print_shares(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
+    let shares = per_pod(r);
+    let answered: u64 = shares.iter().map(|s| s.requests).sum();
+    writeln!(
+        w,
+        "\nper pod ({answered} of {} requests answered):",
+        r.requests.len()
+    )?;
+    let rows: Vec<Vec<String>> = shares
+        .iter()
+        .map(|s| {
+            vec![
+                s.pod.clone(),
+                s.node.clone(),
+                s.requests.to_string(),
+                format!("{:.1} %", s.share * 100.0),
+            ]
+        })
+        .collect();
+    write!(w, "{}", table(&["POD", "NODE", "REQUESTS", "SHARE"], &rows))
+}
 
+/// LB health checks, the trace and the conntrack tables, when the run collected them.
+fn print_diagnostics(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
     if !r.lb_health.is_empty() {
         writeln!(w, "\nload balancer health checks:")?;
         for l in &r.lb_health {
             writeln!(w, "  {l}")?;
         }
     }
-
     if let Some(trace) = &r.trace {
         writeln!(w, "\ntrace:")?;
         for l in trace {

@@ -4,80 +4,20 @@
 //! Embedded mode drives the world on its virtual clock (a 127 s SYN timeout costs no wall
 //! time). Real mode (`--real`) swaps the embedded pods and clients for TUN ports in network
 //! namespaces running real nginx and curl; the packet path in between is the same world.
+//!
+//! Owns: dispatching a run to its mode ([`run`], [`run_with`]) and embedded mode itself.
+//! Real mode is [`crate::realrun`]; both build on [`crate::plan`] and [`crate::setup`].
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::net::Ipv4Addr;
 
 use anyhow::Context;
 
+use crate::plan::{expand_plan, traced_views, PlannedRequest, Progress, Quiet};
 use crate::report::{Mode, Outcome, RequestResult, ScenarioResult};
-use cluster::{ActionKind, Client, ClientAttach, Cluster, HealthCheck, PlanStep};
+use crate::setup::prepare_world;
+use cluster::{ActionKind, Cluster, PlanAction, Scaled};
 
-/// How to run a scenario.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    pub json: bool,
-    /// 1-based number of the request to trace (`--trace` = 1, `--trace-request K` = K).
-    pub trace: Option<usize>,
-    pub real: bool,
-    /// Collect every node's conntrack table at the end (`--conntrack`).
-    pub conntrack: bool,
-    /// Write one pcap file per link into this directory (`--pcap DIR`).
-    pub pcap: Option<PathBuf>,
-    /// `--diagram FILE.svg`: draw the traced request (`trace`, default 1) as an SVG.
-    pub diagram: Option<PathBuf>,
-}
-
-impl RunOptions {
-    /// The request whose hops are recorded: `--trace-request K`, else request 1 when a trace
-    /// or a diagram is asked for.
-    pub fn traced_request(&self) -> Option<usize> {
-        self.trace.or(self.diagram.as_ref().map(|_| 1))
-    }
-}
-
-/// What the traced request's hops become: the `--diagram` file is written and the `--trace`
-/// lines returned (if asked for). Shared by embedded and real mode.
-pub fn traced_views(
-    opts: &RunOptions,
-    cluster: &Cluster,
-    number: usize,
-    request: &RequestResult,
-    hops: &[sim::TraceEvent],
-) -> anyhow::Result<Option<Vec<String>>> {
-    if let Some(path) = &opts.diagram {
-        let svg = crate::diagram::render_svg_numbered(cluster, number, request, hops);
-        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(opts
-        .trace
-        .is_some()
-        .then(|| hops.iter().map(|e| e.to_string()).collect()))
-}
-
-/// The health check the LB runs: the config's, or the defaults when only `weighted: true`
-/// is set (weights come from the probes' answers).
-pub fn effective_health_check(cluster: &Cluster) -> Option<HealthCheck> {
-    let lb = cluster.load_balancer.as_ref()?;
-    lb.health_check.clone().or_else(|| {
-        lb.weighted.then(|| HealthCheck {
-            interval: Duration::from_secs(10),
-            healthy_threshold: 3,
-            unhealthy_threshold: 3,
-        })
-    })
-}
-
-/// The address the LB's health checks come from: the first free host address of the LB's
-/// /24 from `.2` (not the router's `.1`, the frontend, nor a client's address).
-pub fn health_check_source(cluster: &Cluster) -> Option<Ipv4Addr> {
-    let lb = cluster.load_balancer.as_ref()?;
-    let base = u32::from(lb.ip) & 0xffff_ff00;
-    (2..255)
-        .map(|h| Ipv4Addr::from(base | h))
-        .find(|a| *a != lb.ip && cluster.clients.iter().all(|c| c.ip != *a))
-}
+pub use crate::plan::RunOptions;
 
 /// The LB health summary of a run: probes sent, every health flip, the final states.
 pub fn lb_health_lines(world: &sim::World) -> Vec<String> {
@@ -113,203 +53,38 @@ pub fn lb_health_lines(world: &sim::World) -> Vec<String> {
     lines
 }
 
-/// The embedded world of a cluster, prepared exactly as [`run_embedded`] runs it: services
-/// synced to every node; with LB health checks, the prober on and the warm-up done (all
-/// targets start unhealthy like a cloud LB's, and the clock runs `(healthyThreshold − 1) ×
-/// interval + timeout` so nodes with local endpoints pass before the first request);
-/// capture files opened (`pcap`, before impairments: edge captures are the device side);
-/// `links:` impairments applied (seeded from the world RNG).
-pub fn prepare_world(
-    cluster: &Cluster,
-    tracing: bool,
-    pcap: Option<&Path>,
-) -> anyhow::Result<sim::World> {
-    prepare_world_with(cluster, true, tracing, pcap, |_| Ok(()))
-}
-
-/// [`prepare_world`] for either mode: with `embedded_edges` false the world gets no
-/// embedded pods/clients and `attach` adds the external ports (real mode's TUN devices);
-/// the health-check warm-up then runs on the virtual clock *before* the ports exist (it
-/// only involves the LB and the nodes), so the caller's wall clock starts at `world.now()`.
-pub fn prepare_world_with(
-    cluster: &Cluster,
-    embedded_edges: bool,
-    tracing: bool,
-    pcap: Option<&Path>,
-    attach: impl FnOnce(&mut sim::World) -> anyhow::Result<()>,
-) -> anyhow::Result<sim::World> {
-    let mut world = sim::World::new(world_spec(cluster, embedded_edges, tracing))
-        .map_err(|e| anyhow::anyhow!("{}: building the lab: {e}", cluster.source.display()))?;
-    world.set_services(&cluster.services, &cluster.slices);
-    let mut warmup = Duration::ZERO;
-    if let Some(hc) = effective_health_check(cluster) {
-        let source =
-            health_check_source(cluster).context("no free address for the LB's health checks")?;
-        let timeout = (hc.interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-        let lb = cluster
-            .load_balancer
-            .as_ref()
-            .expect("health check implies an LB");
-        world
-            .enable_health_checks(sim::HealthCheckSpec {
-                interval: hc.interval,
-                timeout,
-                healthy_threshold: hc.healthy_threshold,
-                unhealthy_threshold: hc.unhealthy_threshold,
-                weighted: lb.weighted,
-                source,
-                initially_healthy: false,
-            })
-            .map_err(|e| anyhow::anyhow!("LB health checks: {e}"))?;
-        warmup = hc.interval * hc.healthy_threshold.saturating_sub(1) + timeout;
-    }
-    if !embedded_edges && !warmup.is_zero() {
-        world.run_until(warmup);
-    }
-    attach(&mut world)?;
-    if let Some(dir) = pcap {
-        world
-            .capture_all(dir)
-            .with_context(|| format!("opening capture files in {}", dir.display()))?;
-    }
-    for l in &cluster.links {
-        let cfg = vswitch::ImpairConfig {
-            delay: l.delay,
-            loss: l.loss,
-            jitter: l.jitter,
-            rate: l.rate,
-        };
-        let names: Vec<String> =
-            if cluster.client(&l.link).is_some() || cluster.pod(&l.link).is_some() {
-                vec![l.link.clone()]
-            } else {
-                cluster
-                    .pods
-                    .iter()
-                    .filter(|p| p.deployment == l.link)
-                    .map(|p| p.name.clone())
-                    .collect()
-            };
-        for n in names {
-            world
-                .impair(&n, cfg)
-                .map_err(|e| anyhow::anyhow!("links: {e}"))?;
-        }
-    }
-    if embedded_edges && !warmup.is_zero() {
-        world.run_until(warmup);
-    }
-    Ok(world)
-}
-
-/// The world description of a cluster (shared by embedded and real mode).
-pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim::WorldSpec {
-    let nodes = cluster
-        .nodes
-        .iter()
-        .map(|n| {
-            let mut cfg = nodeport::ProxyConfig::new(n.name.clone(), vec![n.ip, n.cni0_ip()]);
-            cfg.cluster_cidr = Some(cluster.cluster_cidr);
-            cfg.masquerade_enabled = n.masquerade;
-            sim::NodeDesc {
-                name: n.name.clone(),
-                ip: n.ip,
-                pod_cidr: n.pod_cidr,
-                proxy: Some(cfg),
-            }
-        })
-        .collect();
-    let (clients, pods) = if embedded_edges {
-        (
-            cluster.clients.iter().map(client_desc).collect(),
-            cluster
-                .pods
-                .iter()
-                .map(|p| sim::PodDesc {
-                    name: p.name.clone(),
-                    ip: p.ip,
-                    node: p.node.clone(),
-                })
-                .collect(),
-        )
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    sim::WorldSpec {
-        node_network: cluster.node_network,
-        router_ip: cluster.router_ip,
-        cluster_cidr: Some(cluster.cluster_cidr),
-        client_networks: Vec::new(),
-        nodes,
-        clients,
-        pods,
-        load_balancer: cluster.load_balancer.as_ref().map(|lb| sim::LbDesc {
-            name: lb.name.clone(),
-            ip: lb.ip,
-            nodes: lb.nodes.clone(),
-            ports: Vec::new(),
-        }),
-        seed: cluster.seed,
-        wall_clock: sim::WallClock::default(),
-        tracing,
-    }
-}
-
-/// The world's view of a lab client.
-pub fn client_desc(c: &Client) -> sim::ClientDesc {
-    sim::ClientDesc {
-        name: c.name.clone(),
-        ip: c.ip,
-        attach: attachment(&c.attach),
-    }
-}
-
-pub fn attachment(a: &ClientAttach) -> sim::Attachment {
-    match a {
-        ClientAttach::External { can_reach } => sim::Attachment::External {
-            can_reach: can_reach.clone(),
-        },
-        ClientAttach::Pod { node } => sim::Attachment::Pod { node: node.clone() },
-    }
-}
-
-/// One resolved request of the plan.
-pub struct PlannedRequest<'a> {
-    pub step: &'a PlanStep,
-    /// Index of `step` in the plan (where `scale:`/`wait:` entries are placed).
-    pub step_index: usize,
-    pub dst: SocketAddrV4,
-    pub label: String,
-}
-
-/// Expand the plan (`count: N` → N requests), resolving each destination.
-pub fn expand_plan(cluster: &Cluster) -> anyhow::Result<Vec<PlannedRequest<'_>>> {
-    let mut out = Vec::new();
-    for (i, step) in cluster.plan.iter().enumerate() {
-        let d = cluster.destination(step).with_context(|| {
-            format!(
-                "{}: plan[{i}]: cannot resolve a destination port (service without a port?)",
-                cluster.source.display()
-            )
-        })?;
-        for _ in 0..step.count {
-            out.push(PlannedRequest {
-                step,
-                step_index: i,
-                dst: SocketAddrV4::new(d.ip, d.port),
-                label: d.label.clone(),
-            });
-        }
-    }
-    Ok(out)
-}
-
 /// Run a scenario in the mode `opts` asks for.
 pub fn run(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
-    if opts.real {
-        return crate::realrun::run_real(cluster, opts);
-    }
-    run_embedded(cluster, opts)
+    run_with(cluster, opts, &mut Quiet)
+}
+
+/// [`run`], telling `progress` about every request as it goes.
+pub fn run_with(
+    cluster: &Cluster,
+    opts: &RunOptions,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<ScenarioResult> {
+    let _span = tracing::debug_span!(
+        "run",
+        scenario = %cluster.scenario,
+        mode = if opts.real { "real" } else { "embedded" },
+        seed = cluster.seed
+    )
+    .entered();
+    tracing::debug!(
+        nodes = cluster.nodes.len(),
+        pods = cluster.pods.len(),
+        services = cluster.services.len(),
+        plan_steps = cluster.plan.len(),
+        "scenario loaded"
+    );
+    let result = if opts.real {
+        crate::realrun::run_real(cluster, opts, progress)
+    } else {
+        run_embedded(cluster, opts, progress)
+    };
+    progress.finish();
+    result
 }
 
 fn outcome_of(kind: sim::OutcomeKind) -> Outcome {
@@ -324,71 +99,121 @@ fn outcome_of(kind: sim::OutcomeKind) -> Outcome {
 }
 
 /// Embedded mode: simulated nginx pods and curl clients on smoltcp, virtual clock.
-pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
+pub fn run_embedded(
+    cluster: &Cluster,
+    opts: &RunOptions,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<ScenarioResult> {
     let traced = opts.traced_request();
-    let tracing = traced.is_some();
-    let mut world = prepare_world(cluster, tracing, opts.pcap.as_deref())?;
-    if tracing {
-        world.clear_trace();
+    let world = prepare_world(cluster, traced.is_some(), opts.pcap.as_deref())?;
+    let mut run = Embedded::new(cluster, world, traced.is_some());
+    let plan = expand_plan(cluster)?;
+    progress.start(plan.len());
+    let mut requests = Vec::with_capacity(plan.len());
+    let mut trace = None;
+    for (i, req) in plan.into_iter().enumerate() {
+        let number = i + 1;
+        run.run_actions(req.step_index)?;
+        progress.request(number, &req, None);
+        let (result, hops) = run.request(number, req, traced == Some(number))?;
+        if let Some(h) = hops {
+            trace = traced_views(opts, cluster, number, &result, &h)?;
+        }
+        progress.done(number, &result);
+        requests.push(result);
     }
-    let mut next_action = 0;
-    // Runs the entries due before request step `upto`; returns the pods they started.
-    let mut run_actions =
-        |world: &mut sim::World, upto: usize| -> anyhow::Result<Vec<cluster::Pod>> {
-            let mut started = Vec::new();
-            while let Some(a) = cluster
-                .actions
-                .get(next_action)
-                .filter(|a| a.before <= upto)
-            {
-                next_action += 1;
-                match (&a.kind, &a.scaled) {
-                    (ActionKind::Wait(d), _) => {
-                        let t = world.now() + *d;
-                        world.run_until(t);
-                    }
-                    (ActionKind::Scale { .. }, Some(sc)) => {
-                        let err = |e: sim::SimError| anyhow::anyhow!("plan[{}]: {e}", a.entry);
-                        // New pods start first, then every kube-proxy syncs the new slices,
-                        // then deleted pods go away.
-                        for p in &sc.added {
-                            world
-                                .add_pod(&sim::PodDesc {
-                                    name: p.name.clone(),
-                                    ip: p.ip,
-                                    node: p.node.clone(),
-                                })
-                                .map_err(err)?;
-                        }
-                        world.set_services(&cluster.services, &sc.slices);
-                        for r in &sc.removed {
-                            world.remove_pod(&r.name).map_err(err)?;
-                        }
-                        started.extend(sc.added.iter().cloned());
-                    }
-                    (ActionKind::Scale { .. }, None) => {
-                        anyhow::bail!("plan[{}]: scale entry was not scheduled", a.entry)
-                    }
+    run.run_actions(cluster.plan.len())?;
+    run.finish(opts, requests, trace)
+}
+
+/// Embedded mode's state while the plan plays.
+struct Embedded<'c> {
+    cluster: &'c Cluster,
+    world: sim::World,
+    tracing: bool,
+    /// The next `scale:`/`wait:` entry to run.
+    next_action: usize,
+    /// Every pod that ran: the scheduled ones, then those `scale:` entries started.
+    all_pods: Vec<cluster::Pod>,
+    /// (pod, access-log entries already attributed to a request).
+    logs: Vec<(String, usize)>,
+}
+
+impl<'c> Embedded<'c> {
+    fn new(cluster: &'c Cluster, mut world: sim::World, tracing: bool) -> Self {
+        if tracing {
+            world.clear_trace();
+        }
+        Embedded {
+            cluster,
+            world,
+            tracing,
+            next_action: 0,
+            all_pods: cluster.pods.clone(),
+            logs: cluster.pods.iter().map(|p| (p.name.clone(), 0)).collect(),
+        }
+    }
+
+    /// Runs the `scale:`/`wait:` entries due before request step `upto`.
+    fn run_actions(&mut self, upto: usize) -> anyhow::Result<()> {
+        let actions = &self.cluster.actions;
+        while let Some(a) = actions.get(self.next_action).filter(|a| a.before <= upto) {
+            self.next_action += 1;
+            match (&a.kind, &a.scaled) {
+                (ActionKind::Wait(d), _) => {
+                    let t = self.world.now() + *d;
+                    self.world.run_until(t);
+                }
+                (ActionKind::Scale { .. }, Some(sc)) => self.scale(a, sc)?,
+                (ActionKind::Scale { .. }, None) => {
+                    anyhow::bail!("plan[{}]: scale entry was not scheduled", a.entry)
                 }
             }
-            Ok(started)
-        };
-
-    let mut all_pods = cluster.pods.clone();
-    let mut pods: Vec<String> = cluster.pods.iter().map(|p| p.name.clone()).collect();
-    let mut seen: Vec<usize> = vec![0; pods.len()];
-    let mut requests = Vec::new();
-    let mut trace = None;
-
-    for (i, req) in expand_plan(cluster)?.into_iter().enumerate() {
-        let number = i + 1;
-        for p in run_actions(&mut world, req.step_index)? {
-            pods.push(p.name.clone());
-            seen.push(0);
-            all_pods.push(p);
         }
+        Ok(())
+    }
+
+    /// A `scale:` entry: new pods start first, then every kube-proxy syncs the new slices,
+    /// then deleted pods go away.
+    fn scale(&mut self, a: &PlanAction, sc: &Scaled) -> anyhow::Result<()> {
+        tracing::debug!(
+            entry = a.entry,
+            added = sc.added.len(),
+            removed = sc.removed.len(),
+            "scale"
+        );
+        let err = |e: sim::SimError| anyhow::anyhow!("plan[{}]: {e}", a.entry);
+        for p in &sc.added {
+            let desc = sim::PodDesc {
+                name: p.name.clone(),
+                ip: p.ip,
+                node: p.node.clone(),
+            };
+            self.world.add_pod(&desc).map_err(err)?;
+        }
+        self.world.set_services(&self.cluster.services, &sc.slices);
+        for r in &sc.removed {
+            self.world.remove_pod(&r.name).map_err(err)?;
+        }
+        for p in &sc.added {
+            self.logs.push((p.name.clone(), 0));
+            self.all_pods.push(p.clone());
+        }
+        Ok(())
+    }
+
+    /// Plays request `number`; with `traced`, also returns its hop events.
+    fn request(
+        &mut self,
+        number: usize,
+        req: PlannedRequest<'_>,
+        traced: bool,
+    ) -> anyhow::Result<(RequestResult, Option<Vec<sim::TraceEvent>>)> {
         let step = req.step;
-        let client = cluster
+        let _span = tracing::debug_span!("request", number, client = %step.client, dst = %req.dst)
+            .entered();
+        let client = self
+            .cluster
             .client(&step.client)
             .with_context(|| format!("unknown client {:?}", step.client))?;
         let ropts = sim::RequestOpts {
@@ -397,6 +222,7 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
             max_time: step.max_time,
             host: None,
         };
+        let world = &mut self.world;
         let id = world
             .start_request(&step.client, req.dst, ropts)
             .map_err(|e| anyhow::anyhow!("request {number}: {e}"))?;
@@ -405,23 +231,10 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
             .with_context(|| format!("request {number} never finished"))?;
         // Let the closing handshake and the server's log write finish at this instant.
         world.poll(world.now());
-
-        // Which pod logged it: the one whose access log grew during this request.
-        let mut pod = None;
-        let mut logged = None;
-        for (k, name) in pods.iter().enumerate() {
-            let entries = world.access_entries(name);
-            if entries.len() > seen[k] {
-                if let Some(last) = entries.last() {
-                    pod = Some(name.clone());
-                    logged = Some(last.remote_addr);
-                }
-                seen[k] = entries.len();
-            }
-        }
-        let hops = (traced == Some(number)).then(|| world.trace_for(id));
-        if tracing {
-            world.clear_trace();
+        let (pod, logged) = self.who_logged();
+        let hops = traced.then(|| self.world.trace_for(id));
+        if self.tracing {
+            self.world.clear_trace();
         }
         let result = RequestResult {
             client: client.name.clone(),
@@ -434,45 +247,71 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
             elapsed_ms: out.elapsed.as_millis() as u64,
             curl_message: (!out.message.is_empty()).then(|| out.message.clone()),
         };
-        if let Some(h) = hops {
-            trace = traced_views(opts, cluster, number, &result, &h)?;
+        tracing::debug!(
+            outcome = result.outcome.as_str(),
+            pod = result.pod.as_deref().unwrap_or("-"),
+            elapsed_ms = result.elapsed_ms,
+            "request done"
+        );
+        Ok((result, hops))
+    }
+
+    /// Which pod logged the request: the one whose access log grew during it, and the
+    /// client address it logged.
+    fn who_logged(&mut self) -> (Option<String>, Option<Ipv4Addr>) {
+        let mut pod = None;
+        let mut logged = None;
+        for (name, seen) in &mut self.logs {
+            let entries = self.world.access_entries(name);
+            if entries.len() > *seen {
+                if let Some(last) = entries.last() {
+                    pod = Some(name.clone());
+                    logged = Some(last.remote_addr);
+                }
+                *seen = entries.len();
+            }
         }
-        requests.push(result);
+        (pod, logged)
     }
 
-    for p in run_actions(&mut world, cluster.plan.len())? {
-        pods.push(p.name.clone());
-        all_pods.push(p);
-    }
-    if opts.pcap.is_some() {
-        world
-            .finish_captures()
-            .context("writing the capture files")?;
-    }
-
-    let access_logs = pods
-        .iter()
-        .map(|p| (p.clone(), world.access_log(p)))
-        .collect();
-    let conntrack = opts.conntrack.then(|| {
-        cluster
-            .nodes
+    /// Captures written; access logs, conntrack tables and LB health collected.
+    fn finish(
+        mut self,
+        opts: &RunOptions,
+        requests: Vec<RequestResult>,
+        trace: Option<Vec<String>>,
+    ) -> anyhow::Result<ScenarioResult> {
+        let world = &mut self.world;
+        if opts.pcap.is_some() {
+            world
+                .finish_captures()
+                .context("writing the capture files")?;
+        }
+        let access_logs = self
+            .logs
             .iter()
-            .map(|n| (n.name.clone(), world.conntrack(&n.name)))
-            .collect()
-    });
-    let lb_health = lb_health_lines(&world);
-    Ok(ScenarioResult {
-        // Pods started by `scale:` entries are listed too (their access logs and shares).
-        cluster: Cluster {
-            pods: all_pods,
-            ..cluster.clone()
-        },
-        mode: Mode::Embedded,
-        requests,
-        access_logs,
-        trace,
-        conntrack,
-        lb_health,
-    })
+            .map(|(p, _)| (p.clone(), world.access_log(p)))
+            .collect();
+        let conntrack = opts.conntrack.then(|| {
+            self.cluster
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), world.conntrack(&n.name)))
+                .collect()
+        });
+        let lb_health = lb_health_lines(world);
+        Ok(ScenarioResult {
+            // Pods started by `scale:` entries are listed too (their access logs and shares).
+            cluster: Cluster {
+                pods: self.all_pods,
+                ..self.cluster.clone()
+            },
+            mode: Mode::Embedded,
+            requests,
+            access_logs,
+            trace,
+            conntrack,
+            lb_health,
+        })
+    }
 }

@@ -3,7 +3,8 @@
 mod common;
 use common::*;
 
-use lab::runner::{expand_plan, world_spec};
+use lab::plan::expand_plan;
+use lab::setup::world_spec;
 use lab::{Cluster, Outcome, RequestResult};
 
 /// Every request of a shipped scenario's plan, each with its structured hop events, from a

@@ -505,6 +505,7 @@ impl Node {
     /// A kube-proxy sync: push the service view to the engine and open the
     /// healthCheckNodePort servers this node needs.
     pub fn set_services(&mut self, services: &[Service], slices: &[EndpointSlice]) {
+        tracing::debug!(node = %self.name, services = services.len(), slices = slices.len(), "kube-proxy sync");
         self.proxier.update(services, slices);
         for svc in services {
             if let Some(port) = svc.health_check_node_port {
