@@ -279,3 +279,55 @@ fn knobs_change_the_rules() {
         "-A KUBE-FW-NUKIZ6OKUXPJNT4C -s 5.6.7.8/32 -m comment --comment \"ns5/svc5:p80 loadbalancer IP\" -j KUBE-EXT-NUKIZ6OKUXPJNT4C"
     ));
 }
+
+/// One chain of kube-proxy's restore input, as upstream's `assertIPTablesChainEqual` reads it.
+fn chain_rules(text: &str, table: &str, chain: &str) -> Vec<String> {
+    parse(text)
+        .get(table)
+        .and_then(|(_, rules)| rules.get(chain).cloned())
+        .unwrap_or_default()
+}
+
+/// `TestDropInvalidRule` (the cases without nfacct): the INVALID drop goes with
+/// `nf_conntrack_tcp_be_liberal`.
+#[test]
+fn drop_invalid_rule() {
+    let tail = [
+        "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark 0x4000/0x4000 -j ACCEPT",
+        "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+    ];
+    for (liberal, drop) in [
+        (
+            false,
+            Some("-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP"),
+        ),
+        (true, None),
+    ] {
+        let mut c = fake_config();
+        c.conntrack_tcp_be_liberal = liberal;
+        let text = render(&c, &[], &[], RulesFormat::KubeProxy);
+        let want: Vec<String> = drop.into_iter().chain(tail).map(String::from).collect();
+        assert_eq!(
+            chain_rules(&text, "filter", "KUBE-FORWARD"),
+            want,
+            "tcpLiberal {liberal}"
+        );
+    }
+}
+
+/// `TestMasqueradeRule`: `--random-fully` when iptables has it.
+#[test]
+fn masquerade_rule() {
+    for random_fully in [false, true] {
+        let mut c = fake_config();
+        c.masquerade_random_fully = random_fully;
+        let text = render(&c, &[], &[], RulesFormat::KubeProxy);
+        let fully = if random_fully { " --random-fully" } else { "" };
+        let want = vec![
+            "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN".to_string(),
+            "-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000".to_string(),
+            format!("-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{fully}"),
+        ];
+        assert_eq!(chain_rules(&text, "nat", "KUBE-POSTROUTING"), want);
+    }
+}
