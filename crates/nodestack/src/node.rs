@@ -576,6 +576,31 @@ impl Node {
         }
     }
 
+    /// filter FORWARD → KUBE-FORWARD `-m conntrack --ctstate INVALID -j DROP` for a datagram
+    /// conntrack found INVALID (e.g. a SYN-ACK with no entry: the reply of a flow DNATed on
+    /// another node). kube-proxy omits the rule when `nf_conntrack_tcp_be_liberal` is set
+    /// ([`nodeport::ProxyConfig::conntrack_tcp_be_liberal`]). Bridged datagrams traverse
+    /// FORWARD too (br_netfilter). Returns whether it was dropped (counted and traced).
+    fn forward_drops_invalid(&mut self, hop: Hop, pkt: &[u8]) -> bool {
+        if self.proxier.config().conntrack_tcp_be_liberal {
+            return false;
+        }
+        self.counters.engine_drops += 1;
+        let mut step = EngineStep {
+            ct_state: Some("INVALID"),
+            ..EngineStep::default()
+        };
+        step.walk.push(
+            "filter",
+            nodeport::iptables::KUBE_FORWARD,
+            "-m conntrack --ctstate INVALID",
+            "DROP",
+        );
+        let verdict = "drop at FORWARD: conntrack INVALID (KUBE-FORWARD)".to_string();
+        self.note(hop, Stage::Drop, pkt, step, verdict);
+        true
+    }
+
     /// POSTROUTING towards `egress_addr` (the egress interface's address, for MASQUERADE),
     /// or for a datagram to the node itself (`None`) the INPUT confirm. A drop is counted
     /// and traced (`drop at POSTROUTING: …` / `drop at INPUT: …`); otherwise the engine's
@@ -676,6 +701,7 @@ impl Node {
             ..hop
         };
         let pre = self.proxier.prerouting(now, &mut pkt, rng);
+        let ct_invalid = pre.ct_state == "INVALID";
         let pending = match self.nat_verdict(&NatHook::PREROUTING, hop, pre, &pkt) {
             Hooked::Accept(pending) => pending,
             Hooked::Dropped => return out,
@@ -706,6 +732,9 @@ impl Node {
             self.note_drop(hop, &pkt, format!("no route to {dst}"));
             return out;
         };
+        if ct_invalid && self.forward_drops_invalid(hop.out_of(rt.iface), &pkt) {
+            return out;
+        }
         let switched = bridged && rt.iface == Iface::Cni0;
         match if switched {
             Ok(Some(0))
