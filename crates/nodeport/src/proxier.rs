@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use rand::{Rng, RngCore};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::chains::{
     endpoint_chain_name, port_proto_hash, service_port_name, ChainWalk, KUBE_EXTERNAL_SERVICES,
@@ -220,6 +221,9 @@ pub struct Proxier {
     latest_now: Now,
     last_full_expire: Option<Now>,
     record_walks: bool,
+    /// Source ports for MASQUERADE (`--random-fully`) and NAT clash remaps: a stream of its
+    /// own, so that port picks never shift the endpoint choices drawn from the caller's RNG.
+    port_rng: ChaCha8Rng,
 }
 
 fn proto_of(n: u8) -> Option<Protocol> {
@@ -243,6 +247,7 @@ fn fnv(s: &str) -> u64 {
 impl Proxier {
     pub fn new(config: ProxyConfig) -> Self {
         let conntrack = Conntrack::new(config.conntrack_max);
+        let config_name = config.node_name.clone();
         Proxier {
             config,
             conntrack,
@@ -256,7 +261,14 @@ impl Proxier {
             latest_now: Duration::ZERO,
             last_full_expire: None,
             record_walks: true,
+            port_rng: ChaCha8Rng::seed_from_u64(fnv(&config_name)),
         }
+    }
+
+    /// Seed the MASQUERADE port stream (default: a hash of the node name). A simulated node
+    /// passes its own seed so that ports follow the world's seed.
+    pub fn set_port_seed(&mut self, seed: u64) {
+        self.port_rng = ChaCha8Rng::seed_from_u64(seed);
     }
 
     pub fn config(&self) -> &ProxyConfig {
@@ -983,14 +995,15 @@ impl Proxier {
     }
 
     /// After routing. `egress_addr` is the primary address of the egress interface, or
-    /// `None` for local delivery (INPUT: no masquerade, conntrack is confirmed).
+    /// `None` for local delivery (INPUT: no masquerade, conntrack is confirmed). Source ports
+    /// come from the proxier's own stream ([`Proxier::set_port_seed`]); `_rng` is unused.
     pub fn postrouting(
         &mut self,
         now: Now,
         pkt: &mut [u8],
         pending: NatPending,
         egress_addr: Option<Ipv4Addr>,
-        rng: &mut dyn RngCore,
+        _rng: &mut dyn RngCore,
     ) -> Postrouting {
         let mut out = Postrouting {
             dropped: None,
@@ -1046,7 +1059,8 @@ impl Proxier {
             reply.dst = addr;
         }
         if random || !self.conntrack.is_free(&reply) {
-            match self.pick_port(reply, pf.original.sport, random, rng) {
+            let ct = &self.conntrack;
+            match Self::pick_port(ct, reply, pf.original.sport, random, &mut self.port_rng) {
                 Some(port) => {
                     reply.dport = port;
                     if reply.proto == PROTO_ICMP {
@@ -1094,9 +1108,11 @@ impl Proxier {
     }
 
     /// A source port making `reply` unique: MASQUERADE's port ranges (1–511, 600–1023,
-    /// 1024–65535 by original port), starting at a random offset.
+    /// 1024–65535 by original port), starting at a random offset; with `random`
+    /// (`--random-fully`, NF_NAT_RANGE_PROTO_RANDOM_FULLY) the original port is not tried
+    /// first (net/netfilter/nf_nat_core.c get_unique_tuple).
     fn pick_port(
-        &self,
+        conntrack: &Conntrack,
         mut reply: Tuple,
         orig: u16,
         random: bool,
@@ -1119,7 +1135,7 @@ impl Proxier {
             if icmp {
                 reply.sport = port;
             }
-            self.conntrack.is_free(&reply)
+            conntrack.is_free(&reply)
         };
         if !random && try_port(orig) {
             return Some(orig);

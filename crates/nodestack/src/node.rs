@@ -374,7 +374,8 @@ impl fmt::Debug for Node {
 }
 
 impl Node {
-    /// Build the node. `seed` seeds smoltcp's own randomness (ISNs) deterministically.
+    /// Build the node. `seed` seeds smoltcp's own randomness (ISNs) and the engine's
+    /// MASQUERADE port stream deterministically.
     pub fn new(spec: NodeSpec, now: Duration, seed: u64) -> Node {
         let eth0_net = Ipv4Net::new(spec.ip, spec.prefix_len)
             .unwrap_or_else(|_| Ipv4Net::from(spec.ip))
@@ -431,7 +432,12 @@ impl Node {
             cni0,
             pod_cidr,
             routes,
-            proxier: Proxier::new(proxy),
+            proxier: {
+                let mut p = Proxier::new(proxy);
+                // MASQUERADE ports: a stream derived from the node's seed, not the world's.
+                p.set_port_seed(seed ^ 0x6d61_7371_7565_7261);
+                p
+            },
             iface,
             dev,
             sockets,
