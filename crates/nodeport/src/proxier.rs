@@ -16,8 +16,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::chains::{
-    endpoint_chain_name, port_proto_hash, service_port_name, ChainWalk, KUBE_EXTERNAL_SERVICES,
-    KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_SERVICES, MASQ_MARK,
+    endpoint_chain_name, port_proto_hash, service_port_name, ChainWalk, KUBE_POSTROUTING, MASQ_MARK,
 };
 use crate::conntrack::{ConnEntry, Conntrack, Dir, InsertError, PendingFlow, TcpState, Tuple};
 use crate::healthcheck::{self, HealthResponse};
@@ -29,6 +28,7 @@ use crate::packet::{
     self, tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
 use crate::topology;
+use crate::walk;
 use crate::Now;
 
 /// Which netfilter hook a packet entered by.
@@ -142,37 +142,119 @@ pub enum FrontendKind {
     NodePort,
 }
 
+/// The typed outcome of the §3.6 decision table for a new flow that hit a frontend
+/// ([`Proxier::decide`]); the trace's rule path is built from it ([`crate::walk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlowDecision {
+    /// Not translated (LB IP / external IP of a port without endpoints, reached via OUTPUT
+    /// towards a non-local address: the packet leaves the node as is).
+    Pass,
+    /// No endpoints at all: filter REJECT with ICMP port unreachable.
+    Reject,
+    /// Local traffic policy and no local endpoint: filter DROP.
+    DropNoLocal,
+    /// DNAT to an endpoint.
+    Dnat(DnatDecision),
+}
+
+/// A DNAT decision: how the packet reached the endpoint-picking chain and what it picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DnatDecision {
+    pub via: Via,
+    /// Index into the port's endpoints.
+    pub ep: usize,
+    pub pick: Pick,
+    /// The endpoint is the client itself: KUBE-SEP marks for masquerade.
+    pub hairpin: bool,
+}
+
+impl DnatDecision {
+    /// KUBE-MARK-MASQ was hit somewhere on the path.
+    pub fn masquerade(&self) -> bool {
+        self.hairpin
+            || matches!(
+                self.via,
+                Via::ClusterIp { masq: true } | Via::External(ExtRoute::Masq | ExtRoute::Host)
+            )
+    }
+
+    /// The chain that picked the endpoint: KUBE-SVL for local-only pools, else KUBE-SVC.
+    pub fn chain<'a>(&self, sp: &'a SvcPort) -> &'a str {
+        let local = match self.via {
+            Via::ClusterIp { .. } => sp.itp_local,
+            Via::External(r) => r == ExtRoute::Local,
+        };
+        if local {
+            &sp.svl_chain
+        } else {
+            &sp.svc_chain
+        }
+    }
+}
+
+/// How a flow entered the service's endpoint chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// KUBE-SERVICES cluster-IP rule; `masq`: the cluster-IP masquerade rule matched
+    /// (masqueradeAll, or a non-pod source with the ClusterCIDR detector).
+    ClusterIp { masq: bool },
+    /// KUBE-EXT-<hash> (NodePort, external IP, LB IP), with the rule that left it.
+    External(ExtRoute),
+}
+
+/// Which KUBE-EXT rule sent the flow on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExtRoute {
+    /// ETP=Cluster: mark for masquerade, then KUBE-SVC.
+    Masq,
+    /// ETP=Local, pod source: KUBE-SVC, no mark.
+    Pod,
+    /// ETP=Local, node source (`--src-type LOCAL`): mark, then KUBE-SVC.
+    Host,
+    /// ETP=Local, other source with local endpoints: KUBE-SVL.
+    Local,
+}
+
+/// How the endpoint was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// ClientIP affinity (`-m recent --rcheck`).
+    Affinity,
+    /// Uniform draw: rule `j` of `n` (`-m statistic --probability 1/(n-j)`).
+    Random { j: usize, n: usize },
+}
+
 /// One endpoint of a service port, as the rules see it.
 #[derive(Debug, Clone)]
-struct EpInfo {
-    addr: SocketAddrV4,
-    ip: Ipv4Addr,
-    serving: bool,
+pub(crate) struct EpInfo {
+    pub addr: SocketAddrV4,
+    pub ip: Ipv4Addr,
+    pub serving: bool,
     /// `KUBE-SEP-<hash>`.
-    sep: String,
+    pub sep: String,
 }
 
 /// One service port with its chains and categorised endpoints (what `syncProxyRules`
 /// writes for it).
 #[derive(Debug, Clone)]
-struct SvcPort {
-    svc: ServiceRef,
-    port_name: String,
+pub(crate) struct SvcPort {
+    pub svc: ServiceRef,
+    pub port_name: String,
     /// `ns/svc:port`.
-    spn: String,
-    proto: Protocol,
-    etp_local: bool,
-    itp_local: bool,
-    affinity: Option<Duration>,
-    svc_chain: String,
-    svl_chain: String,
-    ext_chain: String,
+    pub spn: String,
+    pub proto: Protocol,
+    pub etp_local: bool,
+    pub itp_local: bool,
+    pub affinity: Option<Duration>,
+    pub svc_chain: String,
+    pub svl_chain: String,
+    pub ext_chain: String,
     /// Key of this port's ClientIP-affinity lists.
-    affinity_key: u64,
-    eps: Vec<EpInfo>,
-    cluster: Vec<usize>,
-    local: Vec<usize>,
-    has_any: bool,
+    pub affinity_key: u64,
+    pub eps: Vec<EpInfo>,
+    pub cluster: Vec<usize>,
+    pub local: Vec<usize>,
+    pub has_any: bool,
 }
 
 /// Small recorder so that walks cost nothing when tracing is off.
@@ -192,13 +274,6 @@ impl Rec {
         if self.on {
             self.walk.push(table, chain, rule(), target());
         }
-    }
-    /// The jump from `chain` to KUBE-MARK-MASQ, then the MARK rule there.
-    fn masq(&mut self, chain: &str, rule: impl FnOnce() -> String) {
-        self.push("nat", chain, rule, || KUBE_MARK_MASQ.into());
-        self.push("nat", KUBE_MARK_MASQ, String::new, || {
-            format!("MARK --or-mark {MASQ_MARK:#x}")
-        });
     }
 }
 
@@ -660,7 +735,8 @@ impl Proxier {
         None
     }
 
-    /// The nat-table decision for a flow's first packet (spec §3.6 / §10).
+    /// The nat-table decision for a flow's first packet (spec §3.6 / §10): decide, record
+    /// the rule path (only when tracing), then apply.
     fn new_flow(
         &mut self,
         now: Now,
@@ -671,270 +747,144 @@ impl Proxier {
         rng: &mut dyn RngCore,
     ) -> Prerouting {
         let t = p.tuple;
-        let mut rec = Rec {
-            on: self.record_walks,
-            walk: ChainWalk::default(),
-        };
         let found = proto_of(t.proto).and_then(|_| self.frontend_index(t.proto, t.dst, t.dport));
         let Some((si, kind)) = found else {
-            return self.accept_new(t, t.invert(), flags, false, rec.walk, Vec::new());
+            return self.accept_new(
+                t,
+                t.invert(),
+                flags,
+                false,
+                ChainWalk::default(),
+                Vec::new(),
+            );
         };
-        let sp = &self.ports[si];
-        let proto = sp.proto.as_lower();
-        let spn = sp.spn.as_str();
-        let is_pod = self.is_pod(t.src);
-        let is_host = hook == Hook::Output || self.is_local_addr(t.src);
+        let decision = self.decide(now, &t, si, kind, hook, rng);
+        let walk = if self.record_walks {
+            let cx = walk::FlowCtx {
+                sp: &self.ports[si],
+                config: &self.config,
+                t: &t,
+                kind,
+            };
+            walk::new_flow_walk(&cx, &decision)
+        } else {
+            ChainWalk::default()
+        };
+        match decision {
+            FlowDecision::Pass => self.accept_new(t, t.invert(), flags, false, walk, Vec::new()),
+            FlowDecision::Reject => Prerouting {
+                verdict: Verdict::Reject {
+                    icmp: packet::icmp_port_unreachable(pkt, p),
+                },
+                walk,
+                rewrites: Vec::new(),
+                ct_state: "NEW",
+            },
+            FlowDecision::DropNoLocal => self.drop_no_local(si, walk),
+            FlowDecision::Dnat(dn) => self.apply_dnat(now, pkt, p, flags, si, &dn, walk),
+        }
+    }
 
+    /// The §3.6 decision table for a new flow that hit frontend `kind` of port `si`: which
+    /// verdict, which service chain, which masquerade marks and which endpoint. Draws from
+    /// `rng` only for a uniform endpoint choice; changes no state.
+    fn decide(
+        &self,
+        now: Now,
+        t: &Tuple,
+        si: usize,
+        kind: FrontendKind,
+        hook: Hook,
+        rng: &mut dyn RngCore,
+    ) -> FlowDecision {
+        let sp = &self.ports[si];
         // A = false: REJECT (no nat rules exist for the port at all).
         if !sp.has_any {
             let lb_via_output = hook == Hook::Output
                 && matches!(kind, FrontendKind::LoadBalancer | FrontendKind::ExternalIp)
                 && !self.is_local_addr(t.dst);
-            if lb_via_output {
-                return self.accept_new(t, t.invert(), flags, false, rec.walk, Vec::new());
-            }
-            let (chain, rule) = match kind {
-                FrontendKind::ClusterIp => (
-                    KUBE_SERVICES,
-                    format!("-d {}/32 -p {proto} --dport {} \"{spn} has no endpoints\"", t.dst, t.dport),
-                ),
-                FrontendKind::NodePort => (
-                    KUBE_EXTERNAL_SERVICES,
-                    format!("-m addrtype --dst-type LOCAL -p {proto} --dport {} \"{spn} has no endpoints\"", t.dport),
-                ),
-                _ => (
-                    KUBE_EXTERNAL_SERVICES,
-                    format!("-d {}/32 -p {proto} --dport {} \"{spn} has no endpoints\"", t.dst, t.dport),
-                ),
-            };
-            rec.push(
-                "filter",
-                chain,
-                || rule,
-                || "REJECT --reject-with icmp-port-unreachable".into(),
-            );
-            let icmp = packet::icmp_port_unreachable(pkt, p);
-            return Prerouting {
-                verdict: Verdict::Reject { icmp },
-                walk: rec.walk,
-                rewrites: Vec::new(),
-                ct_state: "NEW",
+            return if lb_via_output {
+                FlowDecision::Pass
+            } else {
+                FlowDecision::Reject
             };
         }
-
-        let mut mark = false;
-        let use_local;
-        let chain: &str;
-        match kind {
-            FrontendKind::ClusterIp => {
-                chain = if sp.itp_local {
-                    &sp.svl_chain
-                } else {
-                    &sp.svc_chain
-                };
-                rec.push(
-                    "nat",
-                    KUBE_SERVICES,
-                    || {
-                        format!(
-                            "-d {}/32 -p {proto} --dport {} \"{spn} cluster IP\"",
-                            t.dst, t.dport
-                        )
-                    },
-                    || chain.to_string(),
-                );
-                if sp.itp_local && sp.local.is_empty() {
-                    rec.walk.steps.clear();
-                    rec.push(
-                        "filter",
-                        KUBE_SERVICES,
-                        || {
-                            format!(
-                                "-d {}/32 -p {proto} --dport {} \"{spn} has no local endpoints\"",
-                                t.dst, t.dport
-                            )
-                        },
-                        || "DROP".into(),
-                    );
-                    return self.drop_no_local(si, rec.walk);
-                }
-                use_local = sp.itp_local;
-                let detector = self.config.cluster_cidr.is_some();
-                if self.config.masquerade_all || (detector && !is_pod) {
-                    mark = true;
-                    let not_src = match (self.config.masquerade_all, self.config.cluster_cidr) {
-                        (false, Some(c)) => format!(" ! -s {c}"),
-                        _ => String::new(),
-                    };
-                    rec.masq(chain, || {
-                        format!(
-                            "-d {}/32 -p {proto} --dport {}{not_src} \"{spn} cluster IP\"",
-                            t.dst, t.dport
-                        )
-                    });
-                }
+        let is_pod = self.is_pod(t.src);
+        let via = if kind == FrontendKind::ClusterIp {
+            if sp.itp_local && sp.local.is_empty() {
+                return FlowDecision::DropNoLocal;
             }
-            _ => {
-                let ext = sp.ext_chain.as_str();
-                match kind {
-                    FrontendKind::NodePort => {
-                        rec.push(
-                            "nat",
-                            KUBE_SERVICES,
-                            || "-m addrtype --dst-type LOCAL \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"".into(),
-                            || KUBE_NODEPORTS.into(),
-                        );
-                        rec.push(
-                            "nat",
-                            KUBE_NODEPORTS,
-                            || format!("-p {proto} --dport {} \"{spn}\"", t.dport),
-                            || ext.into(),
-                        );
-                    }
-                    FrontendKind::ExternalIp => rec.push(
-                        "nat",
-                        KUBE_SERVICES,
-                        || {
-                            format!(
-                                "-d {}/32 -p {proto} --dport {} \"{spn} external IP\"",
-                                t.dst, t.dport
-                            )
-                        },
-                        || ext.into(),
-                    ),
-                    _ => rec.push(
-                        "nat",
-                        KUBE_SERVICES,
-                        || {
-                            format!(
-                                "-d {}/32 -p {proto} --dport {} \"{spn} loadbalancer IP\"",
-                                t.dst, t.dport
-                            )
-                        },
-                        || ext.into(),
-                    ),
-                }
-                if !sp.etp_local {
-                    mark = true;
-                    use_local = false;
-                    chain = &sp.svc_chain;
-                    rec.masq(ext, || {
-                        format!("\"masquerade traffic for {spn} external destinations\"")
-                    });
-                    rec.push("nat", ext, String::new, || chain.into());
-                } else if is_pod {
-                    use_local = false;
-                    chain = &sp.svc_chain;
-                    let cidr = self
-                        .config
-                        .cluster_cidr
-                        .map(|c| c.to_string())
-                        .unwrap_or_default();
-                    rec.push(
-                        "nat",
-                        ext,
-                        || format!("-s {cidr} \"pod traffic for {spn} external destinations\""),
-                        || chain.into(),
-                    );
-                } else if is_host {
-                    mark = true;
-                    use_local = false;
-                    chain = &sp.svc_chain;
-                    rec.masq(
-                        ext,
-                        || format!("-m addrtype --src-type LOCAL \"masquerade LOCAL traffic for {spn} external destinations\""),
-                    );
-                    rec.push(
-                        "nat",
-                        ext,
-                        || format!("-m addrtype --src-type LOCAL \"route LOCAL traffic for {spn} external destinations\""),
-                        || chain.into(),
-                    );
-                } else if !sp.local.is_empty() {
-                    use_local = true;
-                    chain = &sp.svl_chain;
-                    rec.push("nat", ext, String::new, || chain.into());
-                } else {
-                    // Falls off KUBE-EXT un-DNATed; the filter table drops it.
-                    let rule = match kind {
-                        FrontendKind::NodePort => format!(
-                            "-m addrtype --dst-type LOCAL -p {proto} --dport {} \"{spn} has no local endpoints\"",
-                            t.dport
-                        ),
-                        _ => format!(
-                            "-d {}/32 -p {proto} --dport {} \"{spn} has no local endpoints\"",
-                            t.dst, t.dport
-                        ),
-                    };
-                    rec.push("filter", KUBE_EXTERNAL_SERVICES, || rule, || "DROP".into());
-                    return self.drop_no_local(si, rec.walk);
-                }
+            let detector = self.config.cluster_cidr.is_some();
+            Via::ClusterIp {
+                masq: self.config.masquerade_all || (detector && !is_pod),
             }
-        }
+        } else {
+            let is_host = hook == Hook::Output || self.is_local_addr(t.src);
+            Via::External(if !sp.etp_local {
+                ExtRoute::Masq
+            } else if is_pod {
+                ExtRoute::Pod
+            } else if is_host {
+                ExtRoute::Host
+            } else if !sp.local.is_empty() {
+                ExtRoute::Local
+            } else {
+                return FlowDecision::DropNoLocal;
+            })
+        };
+        let local = match via {
+            Via::ClusterIp { .. } => sp.itp_local,
+            Via::External(r) => r == ExtRoute::Local,
+        };
+        let (ep, pick) = self.pick_endpoint(now, t, sp, local, rng);
+        FlowDecision::Dnat(DnatDecision {
+            via,
+            ep,
+            pick,
+            hairpin: sp.eps[ep].ip == t.src,
+        })
+    }
 
-        // KUBE-SVC / KUBE-SVL: affinity first, then a uniform choice.
-        let pool = if use_local { &sp.local } else { &sp.cluster };
-        let mut chosen: Option<usize> = None;
+    /// KUBE-SVC / KUBE-SVL: ClientIP affinity first, then a uniform choice from the cluster
+    /// (or, for `local`, the local) endpoints. The pool is never empty here.
+    fn pick_endpoint(
+        &self,
+        now: Now,
+        t: &Tuple,
+        sp: &SvcPort,
+        local: bool,
+        rng: &mut dyn RngCore,
+    ) -> (usize, Pick) {
+        let pool = if local { &sp.local } else { &sp.cluster };
         if let Some(timeout) = sp.affinity {
             if let Some(&(addr, last, _)) = self.affinity.get(&(sp.affinity_key, t.src)) {
                 if now.saturating_sub(last) < timeout {
-                    chosen = pool.iter().copied().find(|&i| sp.eps[i].addr == addr);
-                    if let Some(i) = chosen {
-                        let ep = &sp.eps[i];
-                        rec.push(
-                            "nat",
-                            chain,
-                            || format!("\"{spn} -> {}\" -m recent --name {} --rcheck --seconds {} --reap", ep.addr, ep.sep, timeout.as_secs()),
-                            || ep.sep.clone(),
-                        );
+                    if let Some(i) = pool.iter().copied().find(|&i| sp.eps[i].addr == addr) {
+                        return (i, Pick::Affinity);
                     }
                 }
             }
         }
-        let k = match chosen {
-            Some(i) => i,
-            None => {
-                let n = pool.len();
-                let j = rng.random_range(0..n);
-                let i = pool[j];
-                let ep = &sp.eps[i];
-                rec.push(
-                    "nat",
-                    chain,
-                    || {
-                        if j + 1 < n {
-                            format!(
-                                "\"{spn} -> {}\" -m statistic --mode random --probability {:.10}",
-                                ep.addr,
-                                1.0 / (n - j) as f64
-                            )
-                        } else {
-                            format!("\"{spn} -> {}\"", ep.addr)
-                        }
-                    },
-                    || ep.sep.clone(),
-                );
-                i
-            }
-        };
-        let ep = &sp.eps[k];
-        // KUBE-SEP: hairpin masquerade, then DNAT.
-        if ep.ip == t.src {
-            mark = true;
-            rec.masq(&ep.sep, || format!("-s {}/32 \"{spn}\"", ep.ip));
-        }
-        let recent = if sp.affinity.is_some() {
-            format!(" -m recent --name {} --set", ep.sep)
-        } else {
-            String::new()
-        };
-        rec.push(
-            "nat",
-            &ep.sep,
-            || format!("-p {proto} \"{spn}\"{recent}"),
-            || format!("DNAT --to-destination {}", ep.addr),
-        );
-        let addr = ep.addr;
+        let n = pool.len();
+        let j = rng.random_range(0..n);
+        (pool[j], Pick::Random { j, n })
+    }
+
+    /// KUBE-SEP: record affinity, DNAT the packet in place, hand the flow to postrouting.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_dnat(
+        &mut self,
+        now: Now,
+        pkt: &mut [u8],
+        p: &Parsed,
+        flags: u8,
+        si: usize,
+        dn: &DnatDecision,
+        walk: ChainWalk,
+    ) -> Prerouting {
+        let t = p.tuple;
+        let sp = &self.ports[si];
+        let addr = sp.eps[dn.ep].addr;
         if let Some(timeout) = sp.affinity {
             self.affinity
                 .insert((sp.affinity_key, t.src), (addr, now, timeout));
@@ -954,7 +904,7 @@ impl Proxier {
         } else {
             Vec::new()
         };
-        self.accept_new(t, new.invert(), flags, mark, rec.walk, rewrites)
+        self.accept_new(t, new.invert(), flags, dn.masquerade(), walk, rewrites)
     }
 
     fn drop_no_local(&self, si: usize, walk: ChainWalk) -> Prerouting {
