@@ -242,6 +242,12 @@ fn describe(r: &DropReason) -> String {
         DropReason::NoLocalEndpoints { service, port_name } => {
             format!("{service}:{port_name} has no local endpoints")
         }
+        DropReason::SourceRangesDenied { service, port_name } if port_name.is_empty() => {
+            format!("{service} traffic not accepted by loadBalancerSourceRanges")
+        }
+        DropReason::SourceRangesDenied { service, port_name } => {
+            format!("{service}:{port_name} traffic not accepted by loadBalancerSourceRanges")
+        }
         DropReason::ConntrackFull => "nf_conntrack: table full, dropping packet".into(),
         DropReason::SnatExhausted => "no free source port for MASQUERADE".into(),
         DropReason::Invalid(e) => format!("invalid packet: {e}"),
@@ -574,7 +580,8 @@ impl Node {
                 self.note(hop, Stage::Drop, pkt, step, verdict);
                 Hooked::Dropped
             }
-            Verdict::Reject { icmp } => {
+            Verdict::Reject { mut icmp } => {
+                self.reject_source(&mut icmp);
                 self.counters.rejects += 1;
                 self.note(hop, Stage::Reject, &icmp, step, hook.reject.into());
                 Hooked::Reject(icmp)
@@ -779,6 +786,28 @@ impl Node {
             pkt,
         });
         out
+    }
+
+    /// The source of a REJECT answer the engine left as 0.0.0.0 (the rejected datagram was
+    /// not addressed to this node): like `__icmp_send` with saddr 0, the address of the
+    /// route back to the sender (cni0's for a local pod, eth0's otherwise; the sender's own
+    /// address when it is this node).
+    fn reject_source(&self, icmp: &mut [u8]) {
+        let Ok(s) = packet::summarize(icmp) else {
+            return;
+        };
+        if !s.tuple.src.is_unspecified() {
+            return;
+        }
+        let to = s.tuple.dst;
+        let src = if self.is_local(to) {
+            Some(to)
+        } else {
+            self.route(to).map(|r| r.src)
+        };
+        if let Some(src) = src {
+            nodeport::packet::set_ipv4_source(icmp, src);
+        }
     }
 
     /// Route and transmit without the NAT hooks (the engine's REJECT answer is already

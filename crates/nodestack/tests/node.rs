@@ -260,3 +260,33 @@ fn forward_drops_conntrack_invalid_unless_tcp_be_liberal() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].iface, Iface::Cni0);
 }
+
+/// REJECT of a datagram to a ClusterIP (not a local address): the ICMP error comes from the
+/// address of the route back to the sender, cni0's for a local pod (`__icmp_send`, saddr 0);
+/// to the node's own NodePort it comes from the address the SYN was sent to.
+#[test]
+fn reject_source_is_the_route_back_for_a_cluster_ip() {
+    let mut n = node1();
+    let (svc, mut slice) = nodeport_service(TrafficPolicy::Cluster);
+    slice.endpoints.clear();
+    n.set_services(&[svc], &[slice]);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let syn = tcp_packet(sa("10.244.1.5:40000"), sa("10.96.0.10:80"), 64, "S", b"");
+    let out = n.bridge(Duration::ZERO, &syn, &mut rng);
+    assert_eq!(out.len(), 1);
+    let s = summarize(&out[0].pkt).unwrap();
+    assert_eq!(
+        (s.tuple.src, s.tuple.dst),
+        (ip("10.244.1.1"), ip("10.244.1.5"))
+    );
+    let syn = tcp_packet(
+        sa("203.0.113.11:40000"),
+        sa("10.151.30.12:32761"),
+        63,
+        "S",
+        b"",
+    );
+    let out = n.receive(Duration::ZERO, Iface::Eth0, &syn, &mut rng);
+    let s = summarize(&out[0].pkt).unwrap();
+    assert_eq!(s.tuple.src, ip("10.151.30.12"));
+}
