@@ -11,48 +11,26 @@
 //! 4-byte slots + control bytes per entry). Removal is `swap_remove` with the moved entry's
 //! two index slots patched.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use hashbrown::HashTable;
 
-use crate::packet::{tcp_flags, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::Now;
+use wire::{tcp_flags, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
-/// A flow's 5-tuple (for ICMP echo, both ports are the echo identifier).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Tuple {
-    pub proto: u8,
-    pub src: Ipv4Addr,
-    pub sport: u16,
-    pub dst: Ipv4Addr,
-    pub dport: u16,
-}
+pub use wire::Tuple;
 
-impl Tuple {
-    /// The tuple of a packet going the other way.
-    #[inline]
-    pub fn invert(&self) -> Tuple {
-        Tuple {
-            proto: self.proto,
-            src: self.dst,
-            sport: self.dport,
-            dst: self.src,
-            dport: self.sport,
-        }
-    }
-
-    #[inline]
-    fn hash64(&self) -> u64 {
-        let a = (u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst));
-        let b =
-            (u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto);
-        let m = u128::from(a ^ 0x243f_6a88_85a3_08d3) * u128::from(b ^ 0x1319_8a2e_0370_7344);
-        let h = (m as u64) ^ ((m >> 64) as u64);
-        // Second round so both low (bucket) and high (tag) bits are well mixed.
-        let m2 = u128::from(h ^ a.rotate_left(17)) * 0x9e37_79b9_7f4a_7c15;
-        (m2 as u64) ^ ((m2 >> 64) as u64)
-    }
+/// The table's hash of a tuple (a two-round multiply-xor mix, so both the low bucket bits
+/// and the high tag bits are well mixed).
+#[inline]
+fn hash64(t: &Tuple) -> u64 {
+    let a = (u64::from(u32::from(t.src)) << 32) | u64::from(u32::from(t.dst));
+    let b = (u64::from(t.sport) << 32) | (u64::from(t.dport) << 16) | u64::from(t.proto);
+    let m = u128::from(a ^ 0x243f_6a88_85a3_08d3) * u128::from(b ^ 0x1319_8a2e_0370_7344);
+    let h = (m as u64) ^ ((m >> 64) as u64);
+    // Second round so both low (bucket) and high (tag) bits are well mixed.
+    let m2 = u128::from(h ^ a.rotate_left(17)) * 0x9e37_79b9_7f4a_7c15;
+    (m2 as u64) ^ ((m2 >> 64) as u64)
 }
 
 /// nf_conntrack's TCP states.
@@ -396,7 +374,7 @@ impl Conntrack {
         self.entries.reserve(n);
         let entries = &self.entries;
         self.index.reserve(2 * n, |&s| {
-            entries[(s >> 1) as usize].tuple(dir_of(s)).hash64()
+            hash64(entries[(s >> 1) as usize].tuple(dir_of(s)))
         });
     }
     /// Heap bytes held (entries + index), for memory accounting.
@@ -420,7 +398,7 @@ impl Conntrack {
     pub fn lookup(&self, t: &Tuple) -> Option<(usize, Dir)> {
         let entries = &self.entries;
         self.index
-            .find(t.hash64(), |&s| {
+            .find(hash64(t), |&s| {
                 entries[(s >> 1) as usize].tuple(dir_of(s)) == t
             })
             .map(|&s| ((s >> 1) as usize, dir_of(s)))
@@ -442,10 +420,10 @@ impl Conntrack {
             return Err(InsertError::Clash);
         }
         let idx = self.entries.len();
-        let (ho, hr) = (e.original.hash64(), e.reply.hash64());
+        let (ho, hr) = (hash64(&e.original), hash64(&e.reply));
         self.entries.push(e);
         let entries = &self.entries;
-        let hasher = |&s: &u32| entries[(s >> 1) as usize].tuple(dir_of(s)).hash64();
+        let hasher = |&s: &u32| hash64(entries[(s >> 1) as usize].tuple(dir_of(s)));
         self.index
             .insert_unique(ho, slot(idx, Dir::Original), hasher);
         self.index.insert_unique(hr, slot(idx, Dir::Reply), hasher);
@@ -457,7 +435,7 @@ impl Conntrack {
         for d in [Dir::Original, Dir::Reply] {
             let t = *self.entries[idx].tuple(d);
             let s = slot(idx, d);
-            if let Ok(e) = self.index.find_entry(t.hash64(), |&x| x == s) {
+            if let Ok(e) = self.index.find_entry(hash64(&t), |&x| x == s) {
                 e.remove();
             }
         }
@@ -471,7 +449,7 @@ impl Conntrack {
             for d in [Dir::Original, Dir::Reply] {
                 let t = *self.entries[last].tuple(d);
                 let old = slot(last, d);
-                if let Some(s) = self.index.find_mut(t.hash64(), |&x| x == old) {
+                if let Some(s) = self.index.find_mut(hash64(&t), |&x| x == old) {
                     *s = slot(idx, d);
                 }
             }
@@ -528,6 +506,7 @@ fn dir_of(s: u32) -> Dir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn t(a: u8, sp: u16, b: u8, dp: u16) -> Tuple {
         Tuple {

@@ -10,7 +10,8 @@
 //! - [`alloc`]: NodePort / healthCheckNodePort allocation (the apiserver's job, cluster-wide).
 //! - [`topology`]: endpoint categorisation (`CategorizeEndpoints`: cluster / local sets).
 //! - [`chains`]: kube-proxy's chain names (`KUBE-SVC-<hash>` …) and the chain walk record.
-//! - [`packet`]: parsing of the flow tuple and in-place rewrite with RFC 1624 checksums.
+//! - [`packet`]: the shared `wire` crate re-exported: parsing of the flow tuple and in-place
+//!   rewrite with RFC 1624 checksums.
 //! - [`conntrack`]: the connection table (tuples, NAT, TCP state, timeouts, bounded size).
 //! - [`proxier`]: the per-node engine tying it together: [`Proxier::prerouting`],
 //!   [`Proxier::postrouting`], [`Proxier::output`].
@@ -54,10 +55,8 @@ pub mod conntrack;
 pub mod healthcheck;
 pub mod iptables;
 pub mod model;
-pub mod packet;
 pub mod proxier;
 pub mod topology;
-mod walk;
 
 pub use alloc::{AllocError, NodePortAllocator, PortRange};
 pub use chains::{ChainStep, ChainWalk};
@@ -68,11 +67,13 @@ pub use model::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort, ServiceRef,
     ServiceType, SessionAffinity, TrafficPolicy,
 };
-pub use packet::PacketError;
 pub use proxier::{
     DropReason, FrontendKind, Hook, NatPending, Postrouting, Prerouting, Proxier, Rewrite,
     RewriteKind, Verdict,
 };
+/// The packet layer (the `wire` crate) under its old path `nodeport::packet`.
+pub use wire as packet;
+pub use wire::PacketError;
 
 /// Time as seen by the engine: a monotonic offset from an epoch chosen by the caller.
 pub type Now = Duration;

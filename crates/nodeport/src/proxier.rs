@@ -3,12 +3,13 @@
 //! Owns the per-node rule view built by [`Proxier::update`] (frontends, KUBE-SVC/SVL/EXT/SEP
 //! chains per service port, categorised endpoints), the new-flow decision of spec §3.6/§10,
 //! MASQUERADE, ClientIP affinity state and the health answers. Packet bytes are handled by
-//! [`crate::packet`], flow state by [`crate::conntrack`].
+//! the `wire` crate, flow state by [`crate::conntrack`].
 //!
 //! CONTRACT (used by `nodestack`): the public types and method signatures in this file are
 //! what the node stack codes against. Bodies are the engine's business.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -25,12 +26,11 @@ use crate::model::{
     Endpoint, EndpointSlice, Protocol, ProxyConfig, Service, ServiceRef, ServiceType,
     SessionAffinity, TrafficPolicy,
 };
-use crate::packet::{
-    self, tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
-};
 use crate::topology;
-use crate::walk;
 use crate::Now;
+
+mod walk;
+use wire::{tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 /// Which netfilter hook a packet entered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub enum Verdict {
     /// must be sent back by the caller. Its source is the rejected packet's destination when
     /// that is a local address; otherwise it is 0.0.0.0 and the caller must put the address
     /// of its route back to the sender there (`__icmp_send` with saddr 0), e.g. with
-    /// [`crate::packet::set_ipv4_source`].
+    /// [`wire::nat::set_ipv4_source`].
     Reject { icmp: Vec<u8> },
 }
 
@@ -157,7 +157,7 @@ pub enum FrontendKind {
 /// The typed outcome of the §3.6 decision table for a new flow that hit a frontend
 /// ([`Proxier::decide`]); the trace's rule path is built from it ([`crate::walk`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FlowDecision {
+enum FlowDecision {
     /// Not translated (LB IP / external IP of a port without endpoints, reached via OUTPUT
     /// towards a non-local address: the packet leaves the node as is).
     Pass,
@@ -174,18 +174,18 @@ pub(crate) enum FlowDecision {
 
 /// A DNAT decision: how the packet reached the endpoint-picking chain and what it picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DnatDecision {
-    pub via: Via,
+struct DnatDecision {
+    via: Via,
     /// Index into the port's endpoints.
-    pub ep: usize,
-    pub pick: Pick,
+    ep: usize,
+    pick: Pick,
     /// The endpoint is the client itself: KUBE-SEP marks for masquerade.
-    pub hairpin: bool,
+    hairpin: bool,
 }
 
 impl DnatDecision {
     /// KUBE-MARK-MASQ was hit somewhere on the path.
-    pub fn masquerade(&self) -> bool {
+    fn masquerade(&self) -> bool {
         self.hairpin
             || matches!(
                 self.via,
@@ -194,7 +194,7 @@ impl DnatDecision {
     }
 
     /// The chain that picked the endpoint: KUBE-SVL for local-only pools, else KUBE-SVC.
-    pub fn chain<'a>(&self, sp: &'a SvcPort) -> &'a str {
+    fn chain<'a>(&self, sp: &'a SvcPort) -> &'a str {
         let local = match self.via {
             Via::ClusterIp { .. } => sp.itp_local,
             Via::External(r) => r == ExtRoute::Local,
@@ -209,7 +209,7 @@ impl DnatDecision {
 
 /// How a flow entered the service's endpoint chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Via {
+enum Via {
     /// KUBE-SERVICES cluster-IP rule; `masq`: the cluster-IP masquerade rule matched
     /// (masqueradeAll, or a non-pod source with the ClusterCIDR detector).
     ClusterIp { masq: bool },
@@ -219,7 +219,7 @@ pub(crate) enum Via {
 
 /// Which KUBE-EXT rule sent the flow on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ExtRoute {
+enum ExtRoute {
     /// ETP=Cluster: mark for masquerade, then KUBE-SVC.
     Masq,
     /// ETP=Local, pod source: KUBE-SVC, no mark.
@@ -232,7 +232,7 @@ pub(crate) enum ExtRoute {
 
 /// How the endpoint was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pick {
+enum Pick {
     /// ClientIP affinity (`-m recent --rcheck`).
     Affinity,
     /// Uniform draw: rule `j` of `n` (`-m statistic --probability 1/(n-j)`).
@@ -241,48 +241,48 @@ pub(crate) enum Pick {
 
 /// One endpoint of a service port, as the rules see it.
 #[derive(Debug, Clone)]
-pub(crate) struct EpInfo {
-    pub addr: SocketAddrV4,
-    pub ip: Ipv4Addr,
-    pub serving: bool,
+struct EpInfo {
+    addr: SocketAddrV4,
+    ip: Ipv4Addr,
+    serving: bool,
     /// `KUBE-SEP-<hash>`.
-    pub sep: String,
+    sep: String,
 }
 
 /// One service port with its chains and categorised endpoints (what `syncProxyRules`
 /// writes for it).
 #[derive(Debug, Clone)]
-pub(crate) struct SvcPort {
-    pub svc: ServiceRef,
-    pub port_name: String,
+struct SvcPort {
+    svc: ServiceRef,
+    port_name: String,
     /// `ns/svc:port`.
-    pub spn: String,
-    pub proto: Protocol,
-    pub etp_local: bool,
-    pub itp_local: bool,
-    pub affinity: Option<Duration>,
-    pub svc_chain: String,
-    pub svl_chain: String,
-    pub ext_chain: String,
+    spn: String,
+    proto: Protocol,
+    etp_local: bool,
+    itp_local: bool,
+    affinity: Option<Duration>,
+    svc_chain: String,
+    svl_chain: String,
+    ext_chain: String,
     /// `KUBE-FW-<hash>` (used only with [`SvcPort::firewall`]).
-    pub fw_chain: String,
+    fw_chain: String,
     /// `loadBalancerSourceRanges` of a service with LB IPs (`usesFWChain`).
-    pub firewall: Option<Firewall>,
+    firewall: Option<Firewall>,
     /// Key of this port's ClientIP-affinity lists.
-    pub affinity_key: u64,
-    pub eps: Vec<EpInfo>,
-    pub cluster: Vec<usize>,
-    pub local: Vec<usize>,
-    pub has_any: bool,
+    affinity_key: u64,
+    eps: Vec<EpInfo>,
+    cluster: Vec<usize>,
+    local: Vec<usize>,
+    has_any: bool,
 }
 
 /// KUBE-FW-<hash>: who may use the LB IPs of a service with `loadBalancerSourceRanges`.
 #[derive(Debug, Clone)]
-pub(crate) struct Firewall {
-    pub ranges: Vec<Ipv4Net>,
+struct Firewall {
+    ranges: Vec<Ipv4Net>,
     /// The LB IPs themselves, allowed as sources when a range contains the node IP (a node
     /// reaching its own VIP loops back with the VIP as source).
-    pub lb_sources: Vec<Ipv4Addr>,
+    lb_sources: Vec<Ipv4Addr>,
 }
 
 impl Firewall {
@@ -306,7 +306,7 @@ impl Firewall {
     }
 
     /// The `-s` of the KUBE-FW rule `src` matches (a range, or an LB IP), `None`: dropped.
-    pub fn matching(&self, src: Ipv4Addr) -> Option<String> {
+    fn matching(&self, src: Ipv4Addr) -> Option<String> {
         self.ranges
             .iter()
             .find(|r| r.contains(&src))
@@ -376,10 +376,13 @@ fn sock(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(ip, port)
 }
 
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The key of a service port's ClientIP-affinity lists: 64-bit FNV-1a of its chain hash
+/// (the `fnv` crate; `Hasher::write` on the raw bytes, no length suffix, so the value is
+/// the plain FNV-1a 64 of the string, as the former hand-rolled fold computed).
+fn affinity_key(hash: &str) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    h.write(hash.as_bytes());
+    h.finish()
 }
 
 impl Proxier {
@@ -399,7 +402,7 @@ impl Proxier {
             latest_now: Duration::ZERO,
             last_full_expire: None,
             record_walks: true,
-            port_rng: ChaCha8Rng::seed_from_u64(fnv(&config_name)),
+            port_rng: ChaCha8Rng::seed_from_u64(affinity_key(&config_name)),
         }
     }
 
@@ -485,7 +488,7 @@ impl Proxier {
                     ext_chain: format!("KUBE-EXT-{hash}"),
                     fw_chain: format!("KUBE-FW-{hash}"),
                     firewall: Firewall::of(svc, &self.config),
-                    affinity_key: fnv(&hash),
+                    affinity_key: affinity_key(&hash),
                     eps: infos,
                     cluster: cat.cluster,
                     local: cat.local,
@@ -562,7 +565,7 @@ impl Proxier {
         if now > self.latest_now {
             self.latest_now = now;
         }
-        let p = match packet::parse(pkt) {
+        let p = match wire::parse(pkt) {
             Ok(p) => p,
             Err(e) => return Self::early(Verdict::Drop(DropReason::Invalid(e)), "INVALID"),
         };
@@ -649,7 +652,7 @@ impl Proxier {
         let t = p.tuple;
         let mut rewrites = Vec::new();
         if new != t {
-            packet::rewrite(pkt, p, &new);
+            wire::rewrite(pkt, p, &new);
         }
         if new != t && self.record_walks {
             let (dk, sk) = match dir {
@@ -700,7 +703,7 @@ impl Proxier {
         let outer_dst = if dst_nat { other.src } else { p.tuple.dst };
         let mut rewrites = Vec::new();
         if other != *inner || outer_src != p.tuple.src || outer_dst != p.tuple.dst {
-            packet::rewrite_icmp_error(pkt, p, outer_src, outer_dst, &other);
+            wire::rewrite_icmp_error(pkt, p, outer_src, outer_dst, &other);
             rewrites.push(Rewrite {
                 kind: RewriteKind::IcmpInner,
                 before: sock(inner.dst, inner.dport),
@@ -824,7 +827,7 @@ impl Proxier {
                 verdict: Verdict::Reject {
                     // __icmp_send: the original destination when it is a local address,
                     // else 0.0.0.0 = the route back to the sender chooses.
-                    icmp: packet::icmp_port_unreachable(
+                    icmp: wire::icmp::port_unreachable(
                         pkt,
                         p,
                         if self.is_local_addr(t.dst) {
@@ -962,7 +965,7 @@ impl Proxier {
             dport: addr.port(),
             ..t
         };
-        packet::rewrite(pkt, p, &new);
+        wire::rewrite(pkt, p, &new);
         let rewrites = if self.record_walks {
             vec![Rewrite {
                 kind: RewriteKind::Dnat,
@@ -1097,7 +1100,7 @@ impl Proxier {
             }
         }
         let new_src = sock(reply.dst, reply.dport);
-        let cur = match packet::parse(pkt) {
+        let cur = match wire::parse(pkt) {
             Ok(p) => p,
             Err(e) => {
                 out.dropped = Some(DropReason::Invalid(e));
@@ -1110,7 +1113,7 @@ impl Proxier {
                 sport: reply.dport,
                 ..cur.tuple
             };
-            packet::rewrite(pkt, &cur, &new);
+            wire::rewrite(pkt, &cur, &new);
             if self.record_walks {
                 out.rewrites.push(Rewrite {
                     kind: RewriteKind::Snat,
@@ -1222,4 +1225,23 @@ fn is_nodeport_addr(config: &ProxyConfig, ip: Ipv4Addr) -> bool {
     config.node_addresses.contains(&ip)
         && (config.node_port_addresses.is_empty()
             || config.node_port_addresses.iter().any(|n| n.contains(&ip)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::affinity_key;
+
+    /// FNV-1a 64 test vectors (the reference `fnv64a("")` and `fnv64a("a")`), and the
+    /// value the former hand-rolled fold gave for a chain hash.
+    #[test]
+    fn affinity_key_is_fnv1a_64() {
+        assert_eq!(affinity_key(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(affinity_key("a"), 0xaf63_dc4c_8601_ec8c);
+        let fold = "GNZBNJ2PO5MGZ6GT"
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        assert_eq!(affinity_key("GNZBNJ2PO5MGZ6GT"), fold);
+    }
 }

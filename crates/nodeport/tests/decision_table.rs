@@ -78,7 +78,7 @@ fn reject_of_a_large_datagram_to_a_cluster_ip() {
     };
     assert_eq!(ic.payload(), &orig[..548]);
     let mut fixed = icmp.clone();
-    nodeport::packet::set_ipv4_source(&mut fixed, MASTER_CNI);
+    nodeport::packet::nat::set_ipv4_source(&mut fixed, MASTER_CNI);
     let h = etherparse::Ipv4HeaderSlice::from_slice(&fixed)
         .unwrap()
         .to_header();

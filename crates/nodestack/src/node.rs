@@ -806,7 +806,7 @@ impl Node {
             self.route(to).map(|r| r.src)
         };
         if let Some(src) = src {
-            nodeport::packet::set_ipv4_source(icmp, src);
+            nodeport::packet::nat::set_ipv4_source(icmp, src);
         }
     }
 

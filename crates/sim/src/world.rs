@@ -1452,7 +1452,7 @@ impl World {
             dport: m.dst.port(),
         };
         let end = m.started + out.elapsed + Duration::from_secs(1);
-        let mut flow: HashSet<FlowTuple> = HashSet::from([first, first.reversed()]);
+        let mut flow: HashSet<FlowTuple> = HashSet::from([first, first.invert()]);
         let start = self.trace.partition_point(|e| e.at() < m.started);
         let mut res = Vec::new();
         for ev in &self.trace[start..] {
@@ -1467,7 +1467,7 @@ impl World {
                 if let Some(a) = after {
                     if a.icmp.is_none() {
                         flow.insert(a.tuple);
-                        flow.insert(a.tuple.reversed());
+                        flow.insert(a.tuple.invert());
                     }
                 }
                 res.push(ev.clone());

@@ -1,74 +1,21 @@
-//! Raw IPv4 datagrams: parse into a [`Summary`], rewrite addresses/ports, build the ICMP
-//! errors the fabric itself generates. All parsing goes through etherparse; malformed input
-//! is an error, never a panic.
+//! Raw IPv4 datagrams as the fabric sees them: a lenient [`Summary`] for traces (any
+//! protocol, TCP flags as letters), the router's TTL handling and ICMP errors, and the load
+//! balancer's copy-and-translate helpers. The bytes themselves — tuple, protocol numbers,
+//! errors, incremental-checksum NAT — are the shared `wire` crate's; malformed input is an
+//! error, never a panic.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use etherparse::{
-    Icmpv4Slice, Icmpv4Type, IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv4Slice, PacketBuilder,
-    TcpSlice, UdpSlice,
+    Icmpv4Slice, Icmpv4Type, IpNumber, Ipv4HeaderSlice, Ipv4Slice, PacketBuilder, TcpSlice,
+    UdpSlice,
 };
 
-/// IP protocol numbers used by the lab.
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+pub use wire::{PacketError, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
-/// Why a datagram could not be handled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PacketError {
-    #[error("not a valid IPv4 datagram: {0}")]
-    Ip(String),
-    #[error("malformed {proto} header: {detail}")]
-    Transport { proto: &'static str, detail: String },
-    #[error("checksum computation failed: {0}")]
-    Checksum(String),
-}
-
-/// A flow's 5-tuple. For ICMP echo both ports are the echo identifier; for other ICMP 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowTuple {
-    pub proto: u8,
-    pub src: Ipv4Addr,
-    pub sport: u16,
-    pub dst: Ipv4Addr,
-    pub dport: u16,
-}
-
-impl FlowTuple {
-    pub fn reversed(&self) -> FlowTuple {
-        FlowTuple {
-            proto: self.proto,
-            src: self.dst,
-            sport: self.dport,
-            dst: self.src,
-            dport: self.sport,
-        }
-    }
-    pub fn src_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.src, self.sport)
-    }
-    pub fn dst_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.dst, self.dport)
-    }
-}
-
-impl fmt::Display for FlowTuple {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = match self.proto {
-            PROTO_TCP => "tcp",
-            PROTO_UDP => "udp",
-            PROTO_ICMP => "icmp",
-            _ => "ip",
-        };
-        write!(
-            f,
-            "{p} {}:{} → {}:{}",
-            self.src, self.sport, self.dst, self.dport
-        )
-    }
-}
+/// A flow's 5-tuple: the shared [`wire::Tuple`] under the fabric's name.
+pub type FlowTuple = wire::Tuple;
 
 /// What a trace needs to know about one datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,23 +152,14 @@ pub fn summarize(pkt: &[u8]) -> Result<Summary, PacketError> {
     Ok(s)
 }
 
-/// The tuple of the datagram quoted in an ICMP error (IP header + first 8 bytes).
+/// The tuple of the datagram quoted in an ICMP error (IP header + first 8 bytes); ports 0
+/// when the quote is too short or of another protocol.
 pub fn quoted_tuple(quoted: &[u8]) -> Option<FlowTuple> {
     let h = Ipv4HeaderSlice::from_slice(quoted).ok()?;
-    let rest = &quoted[h.slice().len()..];
-    let (sport, dport) = match h.protocol().0 {
-        PROTO_TCP | PROTO_UDP if rest.len() >= 4 => (
-            u16::from_be_bytes([rest[0], rest[1]]),
-            u16::from_be_bytes([rest[2], rest[3]]),
-        ),
-        PROTO_ICMP if rest.len() >= 6 => {
-            let id = u16::from_be_bytes([rest[4], rest[5]]);
-            (id, id)
-        }
-        _ => (0, 0),
-    };
+    let proto = h.protocol().0;
+    let (sport, dport) = wire::l4_ports(proto, &quoted[h.slice().len()..]).unwrap_or((0, 0));
     Some(FlowTuple {
-        proto: h.protocol().0,
+        proto,
         src: h.source_addr(),
         sport,
         dst: h.destination_addr(),
@@ -229,106 +167,48 @@ pub fn quoted_tuple(quoted: &[u8]) -> Option<FlowTuple> {
     })
 }
 
-/// Rewrite source and/or destination (address and port) of a TCP/UDP datagram, recomputing
-/// the IP and transport checksums. Other protocols get only their addresses rewritten.
+/// A copy of `pkt` (up to its IPv4 total length) with the source and/or destination
+/// (address and port) replaced; checksums fixed incrementally by [`wire::rewrite`].
 pub fn rewrite(
     pkt: &[u8],
     new_src: Option<SocketAddrV4>,
     new_dst: Option<SocketAddrV4>,
 ) -> Result<Vec<u8>, PacketError> {
-    let ip = Ipv4Slice::from_slice(pkt).map_err(|e| PacketError::Ip(e.to_string()))?;
-    let mut h: Ipv4Header = ip.header().to_header();
+    let p = wire::parse(pkt)?;
+    let mut out = pkt[..p.total_len].to_vec();
+    let mut t = p.tuple;
     if let Some(s) = new_src {
-        h.source = s.ip().octets();
+        (t.src, t.sport) = (*s.ip(), s.port());
     }
     if let Some(d) = new_dst {
-        h.destination = d.ip().octets();
+        (t.dst, t.dport) = (*d.ip(), d.port());
     }
-    h.header_checksum = h.calc_header_checksum();
-    let payload = ip.payload().payload;
-    let mut out = Vec::with_capacity(pkt.len());
-    out.extend_from_slice(&h.to_bytes());
-    match h.protocol {
-        IpNumber::TCP => {
-            let tcp = TcpSlice::from_slice(payload).map_err(|e| PacketError::Transport {
-                proto: "tcp",
-                detail: e.to_string(),
-            })?;
-            let mut th = tcp.to_header();
-            if let Some(s) = new_src {
-                th.source_port = s.port();
-            }
-            if let Some(d) = new_dst {
-                th.destination_port = d.port();
-            }
-            th.checksum = th
-                .calc_checksum_ipv4(&h, tcp.payload())
-                .map_err(|e| PacketError::Checksum(e.to_string()))?;
-            out.extend_from_slice(&th.to_bytes());
-            out.extend_from_slice(tcp.payload());
-        }
-        IpNumber::UDP => {
-            let udp = UdpSlice::from_slice(payload).map_err(|e| PacketError::Transport {
-                proto: "udp",
-                detail: e.to_string(),
-            })?;
-            let mut uh = udp.to_header();
-            if let Some(s) = new_src {
-                uh.source_port = s.port();
-            }
-            if let Some(d) = new_dst {
-                uh.destination_port = d.port();
-            }
-            uh.checksum = uh
-                .calc_checksum_ipv4(&h, udp.payload())
-                .map_err(|e| PacketError::Checksum(e.to_string()))?;
-            out.extend_from_slice(&uh.to_bytes());
-            out.extend_from_slice(udp.payload());
-        }
-        _ => out.extend_from_slice(payload),
-    }
+    wire::rewrite(&mut out, &p, &t);
     Ok(out)
 }
 
-/// Translate an ICMP error (destination unreachable, time exceeded) for a NAT: rewrite the
-/// outer source and the quoted datagram's destination address/port, recomputing the quoted
-/// IP header checksum, the ICMP checksum and the outer header checksum. (The quoted
-/// transport checksum is left as is: the quote is truncated, receivers don't verify it.)
+/// Translate an ICMP error (destination unreachable, time exceeded) for a NAT: a copy with
+/// the outer source and the quoted datagram's destination address/port rewritten, every
+/// checksum fixed by [`wire::rewrite_icmp_error`].
 pub fn rewrite_icmp_error(
     pkt: &[u8],
     new_outer_src: Ipv4Addr,
     new_inner_dst: SocketAddrV4,
 ) -> Result<Vec<u8>, PacketError> {
-    let ip = Ipv4Slice::from_slice(pkt).map_err(|e| PacketError::Ip(e.to_string()))?;
-    let mut h: Ipv4Header = ip.header().to_header();
-    let icmp =
-        Icmpv4Slice::from_slice(ip.payload().payload).map_err(|e| PacketError::Transport {
+    let p = wire::parse(pkt)?;
+    let wire::L4Kind::IcmpError { inner, .. } = p.kind else {
+        return Err(PacketError::Transport {
             proto: "icmp",
-            detail: e.to_string(),
-        })?;
-    let quoted = icmp.payload();
-    let ih = Ipv4HeaderSlice::from_slice(quoted).map_err(|e| PacketError::Transport {
-        proto: "icmp",
-        detail: format!("quoted header: {e}"),
-    })?;
-    let ihl = ih.slice().len();
-    let mut inner = ih.to_header();
-    inner.destination = new_inner_dst.ip().octets();
-    inner.header_checksum = inner.calc_header_checksum();
-    let mut new_quote = Vec::with_capacity(quoted.len());
-    new_quote.extend_from_slice(&inner.to_bytes());
-    let mut rest = quoted[ihl..].to_vec();
-    if matches!(inner.protocol.0, PROTO_TCP | PROTO_UDP) && rest.len() >= 4 {
-        rest[2..4].copy_from_slice(&new_inner_dst.port().to_be_bytes());
-    }
-    new_quote.extend_from_slice(&rest);
-    let icmp_header = etherparse::Icmpv4Header::with_checksum(icmp.icmp_type(), &new_quote);
-    h.source = new_outer_src.octets();
-    h.header_checksum = h.calc_header_checksum();
-    let mut out = Vec::with_capacity(pkt.len());
-    out.extend_from_slice(&h.to_bytes());
-    out.extend_from_slice(&icmp_header.to_bytes());
-    out.extend_from_slice(&new_quote);
+            detail: "not an ICMP error".into(),
+        });
+    };
+    let mut out = pkt[..p.total_len].to_vec();
+    let quoted = FlowTuple {
+        dst: *new_inner_dst.ip(),
+        dport: new_inner_dst.port(),
+        ..inner
+    };
+    wire::rewrite_icmp_error(&mut out, &p, new_outer_src, p.tuple.dst, &quoted);
     Ok(out)
 }
 
@@ -348,22 +228,9 @@ pub fn decrement_ttl(pkt: &mut [u8]) -> Result<Option<u8>, PacketError> {
     Ok(Some(h.time_to_live))
 }
 
-/// ICMP error quoting `original` (its IP header + 8 bytes, RFC 792), from `from` to the
-/// original sender.
-fn icmp_error(from: Ipv4Addr, original: &[u8], ty: Icmpv4Type) -> Result<Vec<u8>, PacketError> {
-    let hs = Ipv4HeaderSlice::from_slice(original).map_err(|e| PacketError::Ip(e.to_string()))?;
-    let quote_len = (hs.slice().len() + 8).min(original.len());
-    let builder = PacketBuilder::ipv4(from.octets(), hs.source(), 64).icmpv4(ty);
-    let mut out = Vec::with_capacity(builder.size(quote_len));
-    builder
-        .write(&mut out, &original[..quote_len])
-        .map_err(|e| PacketError::Checksum(e.to_string()))?;
-    Ok(out)
-}
-
 /// ICMP time exceeded in transit (type 11 code 0), sent by a router at `from`.
 pub fn time_exceeded(from: Ipv4Addr, original: &[u8]) -> Result<Vec<u8>, PacketError> {
-    icmp_error(
+    wire::icmp::error_reply(
         from,
         original,
         Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit),
@@ -376,7 +243,7 @@ pub fn dest_unreachable(
     original: &[u8],
     code: etherparse::icmpv4::DestUnreachableHeader,
 ) -> Result<Vec<u8>, PacketError> {
-    icmp_error(from, original, Icmpv4Type::DestinationUnreachable(code))
+    wire::icmp::error_reply(from, original, Icmpv4Type::DestinationUnreachable(code))
 }
 
 /// Build a TCP segment (for tests and tools): flags as in [`Summary::flags`] letters.

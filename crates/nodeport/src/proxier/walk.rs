@@ -1,24 +1,25 @@
-//! The kube-proxy rule path of a new flow, as trace text.
+//! The kube-proxy rule path of a new flow, as trace text (a child of [`super`], so it reads
+//! the rule view without widening its visibility).
 //!
 //! Owns only formatting: given the typed [`FlowDecision`] the [`crate::proxier`] already made
 //! for a flow's first packet, it rebuilds the iptables rules that decision stands for
 //! (KUBE-SERVICES → KUBE-NODEPORTS → KUBE-EXT/SVC/SVL → KUBE-SEP, the KUBE-MARK-MASQ jumps and
 //! the filter-table REJECT/DROP). It runs only when tracing is on and decides nothing.
 
+use super::{DnatDecision, ExtRoute, FlowDecision, FrontendKind, Pick, SvcPort, Via};
 use crate::chains::{
     ChainWalk, KUBE_EXTERNAL_SERVICES, KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_SERVICES, MASQ_MARK,
 };
 use crate::conntrack::Tuple;
 use crate::iptables::KUBE_PROXY_FIREWALL;
 use crate::model::ProxyConfig;
-use crate::proxier::{DnatDecision, ExtRoute, FlowDecision, FrontendKind, Pick, SvcPort, Via};
 
 /// What a new flow's rule path needs besides the decision.
-pub(crate) struct FlowCtx<'a> {
-    pub sp: &'a SvcPort,
-    pub config: &'a ProxyConfig,
-    pub t: &'a Tuple,
-    pub kind: FrontendKind,
+pub(super) struct FlowCtx<'a> {
+    pub(super) sp: &'a SvcPort,
+    pub(super) config: &'a ProxyConfig,
+    pub(super) t: &'a Tuple,
+    pub(super) kind: FrontendKind,
 }
 
 impl FlowCtx<'_> {
@@ -52,7 +53,7 @@ impl FlowCtx<'_> {
 }
 
 /// The jump from `chain` to KUBE-MARK-MASQ, then the MARK rule there.
-pub(crate) fn push_masq(walk: &mut ChainWalk, chain: &str, rule: String) {
+fn push_masq(walk: &mut ChainWalk, chain: &str, rule: String) {
     walk.push("nat", chain, rule, KUBE_MARK_MASQ);
     walk.push(
         "nat",
@@ -63,7 +64,7 @@ pub(crate) fn push_masq(walk: &mut ChainWalk, chain: &str, rule: String) {
 }
 
 /// The rule path of a new flow that hit a frontend, for the decision `d`.
-pub(crate) fn new_flow_walk(cx: &FlowCtx<'_>, d: &FlowDecision) -> ChainWalk {
+pub(super) fn new_flow_walk(cx: &FlowCtx<'_>, d: &FlowDecision) -> ChainWalk {
     let mut walk = ChainWalk::default();
     match d {
         FlowDecision::Pass => {}
