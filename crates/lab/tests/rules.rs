@@ -223,3 +223,64 @@ fn iptables_restore_accepts_the_rules() {
     }
     assert!(nodes >= 20, "only {nodes} node rule sets loaded");
 }
+
+fn lb_config(ranges: &str) -> String {
+    let service = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: LoadBalancer
+  loadBalancerSourceRanges: {ranges}
+  selector: {{app: web}}
+  ports:
+  - {{protocol: TCP, port: 80, targetPort: 80}}
+"#
+    );
+    format!(
+        r#"seed: 7
+nodes:
+  - {{name: n1, ip: 10.151.30.12, podCIDR: 10.244.1.0/24}}
+clients:
+  - {{name: users, ip: 203.0.113.20, canReach: []}}
+loadBalancer: {{name: nlb, ip: 198.51.100.10, nodes: [n1]}}
+{}plan:
+  - {{from: users, to: loadBalancer, service: default/web, count: 1}}
+"#,
+        common::block(&[common::deployment("web", 1, ""), service])
+    )
+}
+
+/// `spec.loadBalancerSourceRanges` from the manifest reaches the rules: KUBE-FW-<hash> with
+/// the range (whitespace trimmed, as kube-proxy does), KUBE-PROXY-FIREWALL's DROP for the LB
+/// IP; a bad CIDR names the field.
+#[test]
+fn load_balancer_source_ranges_from_the_manifest() {
+    let cluster = common::load(&lb_config(r#"["203.0.113.0/25", " 10.0.0.0/8"]"#)).unwrap();
+    let text = rules::node_rules(&cluster, "n1").unwrap();
+    let fw = text
+        .lines()
+        .find(|l| l.starts_with(":KUBE-FW-"))
+        .expect("a KUBE-FW chain")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_start_matches(':')
+        .to_string();
+    for want in [
+        format!("-A {fw} -s 203.0.113.0/25 "),
+        format!("-A {fw} -s 10.0.0.0/8 "),
+        // 10.0.0.0/8 holds the node IP: the LB IP is an allowed source too.
+        format!("-A {fw} -s 198.51.100.10/32 "),
+        format!("-A KUBE-SERVICES -d 198.51.100.10/32 -p tcp -m comment --comment \"default/web loadbalancer IP\" -m tcp --dport 80 -j {fw}"),
+        format!("-A KUBE-PROXY-FIREWALL -d 198.51.100.10/32 -p tcp -m comment --comment \"default/web traffic not accepted by {fw}\""),
+    ] {
+        assert!(text.contains(&want), "missing {want:?}\n{text}");
+    }
+    let err = common::load(&lb_config(r#"["nope"]"#)).unwrap_err();
+    assert!(
+        err.to_string().contains("loadBalancerSourceRanges[0]"),
+        "{err}"
+    );
+}

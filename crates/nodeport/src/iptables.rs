@@ -17,6 +17,7 @@
 //! large-cluster mode (comments dropped above 1000 endpoints), IPv6, the mangle canary chain.
 
 use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::chains::{
     port_proto_hash, service_port_name, KUBE_EXTERNAL_SERVICES, KUBE_MARK_MASQ, KUBE_NODEPORTS,
@@ -520,14 +521,14 @@ fn epilogue(c: &ProxyConfig, nat: &mut Table, filter: &mut Table) {
         );
     } else {
         let lo_ok = c.localhost_node_ports_effective();
-        let mut ips: Vec<std::net::Ipv4Addr> = c
+        let mut ips: Vec<Ipv4Addr> = c
             .node_addresses
             .iter()
             .copied()
             .filter(|ip| c.node_port_addresses.iter().any(|n| n.contains(ip)))
             .collect();
         if lo_ok {
-            ips.push(std::net::Ipv4Addr::LOCALHOST);
+            ips.push(Ipv4Addr::LOCALHOST);
         }
         for ip in ips {
             nat.rule(KUBE_SERVICES, format!("{np} -d {ip} -j {KUBE_NODEPORTS}"));
@@ -558,12 +559,12 @@ struct PortView<'a> {
     sp: &'a ServicePort,
     spn: String,
     proto: &'static str,
-    cluster_ip: std::net::Ipv4Addr,
+    cluster_ip: Ipv4Addr,
     svc_chain: String,
     svl_chain: String,
     ext_chain: String,
     fw_chain: String,
-    eps: Vec<(Endpoint, std::net::SocketAddrV4, String)>,
+    eps: Vec<(Endpoint, SocketAddrV4, String)>,
     cluster: Vec<usize>,
     local: Vec<usize>,
     has_endpoints: bool,
@@ -574,7 +575,7 @@ impl<'a> PortView<'a> {
         c: &ProxyConfig,
         svc: &'a Service,
         sp: &'a ServicePort,
-        cluster_ip: std::net::Ipv4Addr,
+        cluster_ip: Ipv4Addr,
         slices: &[EndpointSlice],
     ) -> Self {
         let spn = service_port_name(&svc.namespace, &svc.name, &sp.name);
@@ -615,96 +616,104 @@ impl<'a> PortView<'a> {
         }
     }
 
-    /// `-m comment --comment "<spn> <what>" -m tcp -p tcp -d <ip> --dport <port>`.
-    fn frontend(&self, what: &str, ip: std::net::Ipv4Addr) -> String {
-        let (p, spn, port) = (self.proto, &self.spn, self.sp.port);
-        format!("-m comment --comment \"{spn} {what}\" -m {p} -p {p} -d {ip} --dport {port}")
+    /// `-m comment --comment <comment> -m tcp -p tcp -d <ip> --dport <port>` (`comment`
+    /// already quoted).
+    fn dst_match(&self, comment: &str, ip: Ipv4Addr) -> String {
+        let (p, port) = (self.proto, self.sp.port);
+        format!("-m comment --comment {comment} -m {p} -p {p} -d {ip} --dport {port}")
+    }
+
+    /// [`PortView::dst_match`] with the comment `"<spn> <what>"`.
+    fn frontend(&self, what: &str, ip: Ipv4Addr) -> String {
+        self.dst_match(&format!("\"{} {what}\"", self.spn), ip)
     }
 }
 
-/// One service port (the body of syncProxyRules' service loop).
-fn service_port(c: &ProxyConfig, v: &PortView, nat: &mut Table, filter: &mut Table) {
+/// syncProxyRules' per-port decisions: which chains receive internal/external traffic and
+/// what the filter table does when they have no endpoints.
+struct Policy<'v> {
+    internal_chain: &'v str,
+    has_internal: bool,
+    external_policy_chain: &'v str,
+    has_external: bool,
+    uses_ext: bool,
+    uses_fw: bool,
+    /// `"<spn> has no endpoints"` (REJECT) or `"<spn> has no local endpoints"` (DROP).
+    filter_comment: String,
+    filter_target: &'static str,
+}
+
+impl<'v> Policy<'v> {
+    fn of(v: &'v PortView) -> Self {
+        let svc = v.svc;
+        let itp_local = svc.internal_traffic_policy == TrafficPolicy::Local;
+        let etp_local = svc.external_policy_local();
+        let pick = |local: bool| if local { &v.svl_chain } else { &v.svc_chain };
+        let (filter_comment, filter_target) = if v.has_endpoints {
+            (format!("\"{} has no local endpoints\"", v.spn), "DROP")
+        } else {
+            (format!("\"{} has no endpoints\"", v.spn), "REJECT")
+        };
+        Policy {
+            internal_chain: pick(itp_local),
+            has_internal: v.has_endpoints && !(itp_local && v.local.is_empty()),
+            external_policy_chain: pick(etp_local),
+            has_external: v.has_endpoints && !(etp_local && v.local.is_empty()),
+            uses_ext: v.has_endpoints && svc.externally_accessible(),
+            uses_fw: v.has_endpoints
+                && !svc.load_balancer_ips.is_empty()
+                && !svc.load_balancer_source_ranges.is_empty(),
+            filter_comment,
+            filter_target,
+        }
+    }
+
+    /// The filter rule for `ip:port` without (local) endpoints, in `chain`.
+    fn filter_rule(&self, v: &PortView, chain: &str, ip: Ipv4Addr, filter: &mut Table) {
+        let m = v.dst_match(&self.filter_comment, ip);
+        filter.rule(chain, format!("{m} -j {}", self.filter_target));
+    }
+}
+
+/// The frontends of one service port: the KUBE-SERVICES / KUBE-NODEPORTS jumps and the
+/// filter-table REJECT/DROP/ACCEPT rules (the first half of syncProxyRules' service loop).
+fn frontend_rules(v: &PortView, pol: &Policy, nat: &mut Table, filter: &mut Table) {
     let svc = v.svc;
     let (p, spn) = (v.proto, v.spn.as_str());
-    let itp_local = svc.internal_traffic_policy == TrafficPolicy::Local;
-    let etp_local = svc.external_policy_local();
-    let internal_chain = if itp_local {
-        &v.svl_chain
+    if pol.has_internal {
+        let m = v.frontend("cluster IP", v.cluster_ip);
+        nat.rule(KUBE_SERVICES, format!("{m} -j {}", pol.internal_chain));
     } else {
-        &v.svc_chain
-    };
-    let has_internal = v.has_endpoints && !(itp_local && v.local.is_empty());
-    let external_policy_chain = if etp_local {
-        &v.svl_chain
-    } else {
-        &v.svc_chain
-    };
-    let has_external = v.has_endpoints && !(etp_local && v.local.is_empty());
-    let uses_ext = v.has_endpoints && svc.externally_accessible();
-    let uses_fw = v.has_endpoints
-        && !svc.load_balancer_ips.is_empty()
-        && !svc.load_balancer_source_ranges.is_empty();
-    let lb_chain = if uses_fw { &v.fw_chain } else { &v.ext_chain };
-    let (int_target, ext_target, comment) = if !v.has_endpoints {
-        ("REJECT", "REJECT", format!("\"{spn} has no endpoints\""))
-    } else {
-        ("DROP", "DROP", format!("\"{spn} has no local endpoints\""))
-    };
-
-    if has_internal {
-        nat.rule(
-            KUBE_SERVICES,
-            format!(
-                "{} -j {internal_chain}",
-                v.frontend("cluster IP", v.cluster_ip)
-            ),
-        );
-    } else {
-        let ip = v.cluster_ip;
-        let port = v.sp.port;
-        filter.rule(
-            KUBE_SERVICES,
-            format!("-m comment --comment {comment} -m {p} -p {p} -d {ip} --dport {port} -j {int_target}"),
-        );
+        pol.filter_rule(v, KUBE_SERVICES, v.cluster_ip, filter);
     }
     for ip in &svc.external_ips {
         if v.has_endpoints {
-            nat.rule(
-                KUBE_SERVICES,
-                format!("{} -j {}", v.frontend("external IP", *ip), v.ext_chain),
-            );
+            let m = v.frontend("external IP", *ip);
+            nat.rule(KUBE_SERVICES, format!("{m} -j {}", v.ext_chain));
         }
-        if !has_external {
-            let port = v.sp.port;
-            filter.rule(
-                KUBE_EXTERNAL_SERVICES,
-                format!("-m comment --comment {comment} -m {p} -p {p} -d {ip} --dport {port} -j {ext_target}"),
-            );
+        if !pol.has_external {
+            pol.filter_rule(v, KUBE_EXTERNAL_SERVICES, *ip, filter);
         }
     }
+    let lb_chain = if pol.uses_fw {
+        &v.fw_chain
+    } else {
+        &v.ext_chain
+    };
     for ip in &svc.load_balancer_ips {
         if v.has_endpoints {
-            nat.rule(
-                KUBE_SERVICES,
-                format!("{} -j {lb_chain}", v.frontend("loadbalancer IP", *ip)),
-            );
+            let m = v.frontend("loadbalancer IP", *ip);
+            nat.rule(KUBE_SERVICES, format!("{m} -j {lb_chain}"));
         }
-        if uses_fw {
-            let port = v.sp.port;
-            let fw = &v.fw_chain;
-            filter.rule(
-                KUBE_PROXY_FIREWALL,
-                format!("-m comment --comment \"{spn} traffic not accepted by {fw}\" -m {p} -p {p} -d {ip} --dport {port} -j DROP"),
-            );
+        if pol.uses_fw {
+            let comment = format!("\"{spn} traffic not accepted by {}\"", v.fw_chain);
+            let m = v.dst_match(&comment, *ip);
+            filter.rule(KUBE_PROXY_FIREWALL, format!("{m} -j DROP"));
         }
     }
-    if !has_external {
+    if !pol.has_external {
         for ip in &svc.load_balancer_ips {
-            let port = v.sp.port;
-            filter.rule(
-                KUBE_EXTERNAL_SERVICES,
-                format!("-m comment --comment {comment} -m {p} -p {p} -d {ip} --dport {port} -j {ext_target}"),
-            );
+            pol.filter_rule(v, KUBE_EXTERNAL_SERVICES, *ip, filter);
         }
     }
     let node_port =
@@ -712,18 +721,17 @@ fn service_port(c: &ProxyConfig, v: &PortView, nat: &mut Table, filter: &mut Tab
             .filter(|_| matches!(svc.type_, ServiceType::NodePort | ServiceType::LoadBalancer));
     if let Some(np) = node_port {
         if v.has_endpoints {
+            let ext = &v.ext_chain;
             nat.rule(
                 KUBE_NODEPORTS,
-                format!(
-                    "-m comment --comment {spn} -m {p} -p {p} --dport {np} -j {}",
-                    v.ext_chain
-                ),
+                format!("-m comment --comment {spn} -m {p} -p {p} --dport {np} -j {ext}"),
             );
         }
-        if !has_external {
+        if !pol.has_external {
+            let (comment, target) = (&pol.filter_comment, pol.filter_target);
             filter.rule(
                 KUBE_EXTERNAL_SERVICES,
-                format!("-m comment --comment {comment} -m addrtype --dst-type LOCAL -m {p} -p {p} --dport {np} -j {ext_target}"),
+                format!("-m comment --comment {comment} -m addrtype --dst-type LOCAL -m {p} -p {p} --dport {np} -j {target}"),
             );
         }
     }
@@ -736,22 +744,28 @@ fn service_port(c: &ProxyConfig, v: &PortView, nat: &mut Table, filter: &mut Tab
             format!("-m comment --comment \"{spn} health check node port\" -m tcp -p tcp --dport {hc} -j ACCEPT"),
         );
     }
+}
 
-    if has_internal {
+/// One service port (the body of syncProxyRules' service loop): frontends, then the
+/// KUBE-SVC/SVL/EXT/FW/SEP chains.
+fn service_port(c: &ProxyConfig, v: &PortView, nat: &mut Table, filter: &mut Table) {
+    let pol = Policy::of(v);
+    frontend_rules(v, &pol, nat, filter);
+    if pol.has_internal {
         let args = v.frontend("cluster IP", v.cluster_ip);
         if c.masquerade_all {
-            nat.rule(internal_chain, format!("{args} -j {KUBE_MARK_MASQ}"));
+            nat.rule(pol.internal_chain, format!("{args} -j {KUBE_MARK_MASQ}"));
         } else if let Some(cidr) = c.cluster_cidr {
             nat.rule(
-                internal_chain,
+                pol.internal_chain,
                 format!("{args} ! -s {cidr} -j {KUBE_MARK_MASQ}"),
             );
         }
     }
-    if uses_ext {
-        external_chain(c, v, external_policy_chain, has_external, nat);
+    if pol.uses_ext {
+        external_chain(c, v, pol.external_policy_chain, pol.has_external, nat);
     }
-    if uses_fw {
+    if pol.uses_fw {
         firewall_chain(c, v, nat);
     }
     if !v.cluster.is_empty() {

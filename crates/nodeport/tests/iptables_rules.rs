@@ -16,77 +16,18 @@ use std::time::Duration;
 
 use nodeport::iptables::{probability, render, saved_probability};
 use nodeport::*;
+use upstream::{fake_config, slice, svc};
 
-fn port(name: &str, port: u16, node_port: Option<u16>) -> ServicePort {
-    ServicePort {
-        name: name.into(),
-        protocol: Protocol::Tcp,
-        port,
-        target_port: port,
-        node_port,
-    }
-}
-
-fn svc(ns: &str, name: &str, type_: ServiceType, ip: [u8; 4], np: Option<u16>) -> Service {
-    Service {
-        namespace: ns.into(),
-        name: name.into(),
-        type_,
-        cluster_ip: Some(Ipv4Addr::from(ip)),
-        ports: vec![port("p80", 80, np)],
-        external_traffic_policy: TrafficPolicy::Cluster,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-    }
-}
-
-fn slice(ns: &str, name: &str, eps: &[([u8; 4], Option<&str>)]) -> EndpointSlice {
-    EndpointSlice {
-        service: ServiceRef::new(ns, name),
-        ports: vec![EndpointPort {
-            name: "p80".into(),
-            protocol: Protocol::Tcp,
-            port: 80,
-        }],
-        endpoints: eps
-            .iter()
-            .map(|(ip, node)| Endpoint {
-                ip: Ipv4Addr::from(*ip),
-                node_name: node.map(String::from),
-                ready: true,
-                serving: true,
-                terminating: false,
-            })
-            .collect(),
-    }
-}
-
-/// NewFakeProxier's node: "test-node", 192.168.0.2, detect-local 10.0.0.0/8.
-fn fake_config() -> ProxyConfig {
-    let mut c = ProxyConfig::new("test-node", vec![Ipv4Addr::new(192, 168, 0, 2)]);
-    c.cluster_cidr = Some("10.0.0.0/8".parse().unwrap());
-    c.masquerade_random_fully = false;
-    c
-}
+mod upstream;
 
 /// The services and slices of TestOverallIPTablesRules.
 fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
-    let svc1 = svc(
-        "ns1",
-        "svc1",
-        ServiceType::ClusterIp,
-        [172, 30, 0, 41],
-        None,
-    );
+    let svc1 = svc("ns1", "svc1", ServiceType::ClusterIp, "172.30.0.41", None);
     let mut svc2 = svc(
         "ns2",
         "svc2",
         ServiceType::LoadBalancer,
-        [172, 30, 0, 42],
+        "172.30.0.42",
         Some(3001),
     );
     svc2.external_traffic_policy = TrafficPolicy::Local;
@@ -97,16 +38,16 @@ fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
         "ns3",
         "svc3",
         ServiceType::NodePort,
-        [172, 30, 0, 43],
+        "172.30.0.43",
         Some(3003),
     );
-    let mut svc4 = svc("ns4", "svc4", ServiceType::NodePort, [172, 30, 0, 44], None);
+    let mut svc4 = svc("ns4", "svc4", ServiceType::NodePort, "172.30.0.44", None);
     svc4.external_ips = vec![Ipv4Addr::new(192, 168, 99, 33)];
     let mut svc5 = svc(
         "ns5",
         "svc5",
         ServiceType::LoadBalancer,
-        [172, 30, 0, 45],
+        "172.30.0.45",
         Some(3002),
     );
     svc5.load_balancer_ips = vec![Ipv4Addr::new(5, 6, 7, 8)];
@@ -117,26 +58,17 @@ fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
     svc5.session_affinity = SessionAffinity::ClientIp {
         timeout: Duration::from_secs(10800),
     };
-    let svc6 = svc(
-        "ns6",
-        "svc6",
-        ServiceType::ClusterIp,
-        [172, 30, 0, 46],
-        None,
-    );
+    let svc6 = svc("ns6", "svc6", ServiceType::ClusterIp, "172.30.0.46", None);
     let slices = vec![
-        slice("ns1", "svc1", &[([10, 180, 0, 1], None)]),
-        slice("ns2", "svc2", &[([10, 180, 0, 2], None)]),
-        slice("ns3", "svc3", &[([10, 180, 0, 3], None)]),
+        slice("ns1", "svc1", &[("10.180.0.1", None)]),
+        slice("ns2", "svc2", &[("10.180.0.2", None)]),
+        slice("ns3", "svc3", &[("10.180.0.3", None)]),
         slice(
             "ns4",
             "svc4",
-            &[
-                ([10, 180, 0, 4], None),
-                ([10, 180, 0, 5], Some("test-node")),
-            ],
+            &[("10.180.0.4", None), ("10.180.0.5", Some("test-node"))],
         ),
-        slice("ns5", "svc5", &[([10, 180, 0, 3], None)]),
+        slice("ns5", "svc5", &[("10.180.0.3", None)]),
     ];
     (vec![svc1, svc2, svc3, svc4, svc5, svc6], slices)
 }

@@ -17,72 +17,22 @@ use etherparse::PacketBuilder;
 use nodeport::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use upstream::*;
 
-const NODE_IP: &str = "192.168.0.2";
-const NODE_IP_ALT: &str = "192.168.1.2";
-const EXTERNAL_IP: &str = "192.168.99.11";
-const EXTERNAL_CLIENT: &str = "203.0.113.2";
-const EXTERNAL_CLIENT_BLOCKED: &str = "203.0.113.130";
+mod upstream;
 
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
-fn fake_config() -> ProxyConfig {
-    let mut c = ProxyConfig::new(
-        "test-node",
-        vec![ip(NODE_IP), ip(NODE_IP_ALT), ip(EXTERNAL_IP)],
-    );
-    c.cluster_cidr = Some("10.0.0.0/8".parse().unwrap());
-    c
-}
-
+/// [`upstream::svc`] ns1/svc1 (172.30.0.41, nodePort 3001), LoadBalancer with `lb_ips` and
+/// `ranges` when `lb_ips` is not empty, else NodePort.
 fn service(lb_ips: &[&str], ranges: &[&str]) -> Service {
-    Service {
-        namespace: "ns1".into(),
-        name: "svc1".into(),
-        type_: if lb_ips.is_empty() {
-            ServiceType::NodePort
-        } else {
-            ServiceType::LoadBalancer
-        },
-        cluster_ip: Some(ip("172.30.0.41")),
-        ports: vec![ServicePort {
-            name: "p80".into(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            target_port: 80,
-            node_port: Some(3001),
-        }],
-        external_traffic_policy: TrafficPolicy::Cluster,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: lb_ips.iter().map(|s| ip(s)).collect(),
-        load_balancer_source_ranges: ranges.iter().map(|s| s.trim().parse().unwrap()).collect(),
-    }
-}
-
-fn slice(eps: &[(&str, Option<&str>)]) -> EndpointSlice {
-    EndpointSlice {
-        service: ServiceRef::new("ns1", "svc1"),
-        ports: vec![EndpointPort {
-            name: "p80".into(),
-            protocol: Protocol::Tcp,
-            port: 80,
-        }],
-        endpoints: eps
-            .iter()
-            .map(|(a, node)| Endpoint {
-                ip: ip(a),
-                node_name: node.map(String::from),
-                ready: true,
-                serving: true,
-                terminating: false,
-            })
-            .collect(),
-    }
+    let type_ = if lb_ips.is_empty() {
+        ServiceType::NodePort
+    } else {
+        ServiceType::LoadBalancer
+    };
+    let mut s = svc("ns1", "svc1", type_, "172.30.0.41", Some(3001));
+    s.load_balancer_ips = lb_ips.iter().map(|a| ip(a)).collect();
+    s.load_balancer_source_ranges = ranges.iter().map(|r| r.trim().parse().unwrap()).collect();
+    s
 }
 
 fn syn(src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
@@ -152,7 +102,7 @@ fn load_balancer_source_ranges() {
     let (lb1, lb2) = ("1.2.3.4", "5.6.7.8");
     // Upstream's " 203.0.113.0/25": excess whitespace is ignored.
     let svc = service(&[lb1, lb2], &["192.168.0.0/24", " 203.0.113.0/25"]);
-    let sl = slice(&[("10.180.0.1", None)]);
+    let sl = slice("ns1", "svc1", &[("10.180.0.1", None)]);
     let ep = "10.180.0.1:80";
     let case = |name, src, dst, port, output, masq| Case {
         name,
@@ -279,7 +229,7 @@ fn load_balancer_source_ranges() {
 #[test]
 fn load_balancer_source_ranges_without_the_node() {
     let svc = service(&["1.2.3.4"], &["203.0.113.0/25"]);
-    let sl = slice(&[("10.180.0.1", None)]);
+    let sl = slice("ns1", "svc1", &[("10.180.0.1", None)]);
     run_cases(
         fake_config(),
         &svc,
@@ -326,7 +276,11 @@ fn node_ports_localhost_and_node_port_addresses() {
         ),
     ];
     let svc = service(&[], &[]);
-    let sl = slice(&[("10.180.0.1", None), ("10.180.2.1", Some("test-node"))]);
+    let sl = slice(
+        "ns1",
+        "svc1",
+        &[("10.180.0.1", None), ("10.180.2.1", Some("test-node"))],
+    );
     let both = "10.180.0.1:80, 10.180.2.1:80";
     for (name, localhost, addrs, alt) in cases {
         let mut config = fake_config();

@@ -45,6 +45,17 @@ fn node1_with(tune: impl FnOnce(&mut ProxyConfig)) -> Node {
     n
 }
 
+/// The browser's SYN to node1's NodePort 32761.
+fn browser_syn() -> Vec<u8> {
+    tcp_packet(
+        sa("203.0.113.11:40000"),
+        sa("10.151.30.12:32761"),
+        63,
+        "S",
+        b"",
+    )
+}
+
 fn nodeport_service(etp: TrafficPolicy) -> (Service, EndpointSlice) {
     let svc = Service {
         namespace: "default".into(),
@@ -172,13 +183,7 @@ fn local_policy_without_local_endpoint_drops() {
         .retain(|e| e.node_name.as_deref() == Some("ydzs-node2"));
     n.set_services(&[svc], &[slice]);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let syn = tcp_packet(
-        sa("203.0.113.11:40000"),
-        sa("10.151.30.12:32761"),
-        63,
-        "S",
-        b"",
-    );
+    let syn = browser_syn();
     assert!(n
         .receive(Duration::ZERO, Iface::Eth0, &syn, &mut rng)
         .is_empty());
@@ -279,13 +284,7 @@ fn reject_source_is_the_route_back_for_a_cluster_ip() {
         (s.tuple.src, s.tuple.dst),
         (ip("10.244.1.1"), ip("10.244.1.5"))
     );
-    let syn = tcp_packet(
-        sa("203.0.113.11:40000"),
-        sa("10.151.30.12:32761"),
-        63,
-        "S",
-        b"",
-    );
+    let syn = browser_syn();
     let out = n.receive(Duration::ZERO, Iface::Eth0, &syn, &mut rng);
     let s = summarize(&out[0].pkt).unwrap();
     assert_eq!(s.tuple.src, ip("10.151.30.12"));
