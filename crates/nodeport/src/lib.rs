@@ -36,16 +36,21 @@
 //! [`Proxier::set_trace`] turns off the trace data (walks, rewrite lists) for speed.
 //!
 //! Modelled: iptables-mode frontends (ClusterIP, externalIPs, LB IPs in VIP mode, NodePorts
-//! on local addresses or `nodePortAddresses`), the §3.6 decision table with the
-//! ClusterCIDR local-traffic detector, ITP, masqueradeAll, hairpin, terminating fallback,
-//! ClientIP affinity, REJECT/DROP, MASQUERADE (port kept if free, `--random-fully`),
-//! conntrack (TCP states, UDP/ICMP timeouts, bounded size, UDP stale-entry cleanup on sync,
-//! §6.4), health checks and NodePort allocation (KEP-3668 bands).
+//! on local addresses or `nodePortAddresses`, on 127.0.0.0/8 with `localhostNodePorts`), the
+//! §3.6 decision table with the ClusterCIDR local-traffic detector, ITP, masqueradeAll,
+//! hairpin, terminating fallback, ClientIP affinity, `loadBalancerSourceRanges` (KUBE-FW /
+//! KUBE-PROXY-FIREWALL), REJECT (ICMP built like `__icmp_send`)/DROP, MASQUERADE
+//! (`--random-fully` by default, ports from the proxier's own RNG stream; or the port kept
+//! if free), conntrack (TCP states, UDP/ICMP timeouts, bounded size, UDP stale-entry
+//! cleanup on sync, §6.4), health checks and NodePort allocation (KEP-3668 bands). The
+//! caller (nodestack) applies KUBE-FORWARD's INVALID drop from `ct_state` and
+//! [`ProxyConfig::conntrack_tcp_be_liberal`]. [`iptables`] prints the rules all this
+//! stands for.
 //!
-//! Not modelled: IPv6, IP fragments (dropped as invalid), `loadBalancerSourceRanges`
-//! (KUBE-FW / KUBE-PROXY-FIREWALL), topology hints (§5.3), detect-local modes other than
-//! ClusterCIDR, the localhost-NodePort martian guard, KUBE-FORWARD's INVALID drop, TCP
-//! window tracking, `xt_recent` list capacity, nftables/IPVS/Cilium datapaths.
+//! Not modelled: IPv6, IP fragments (dropped as invalid), SCTP, topology hints (§5.3),
+//! detect-local modes other than ClusterCIDR, the localhost-NodePort martian guard (in the
+//! rules only), TCP window tracking, `xt_recent` list capacity, nftables/IPVS/Cilium
+//! datapaths.
 
 use std::time::Duration;
 

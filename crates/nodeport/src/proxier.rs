@@ -73,7 +73,7 @@ pub enum DropReason {
         port_name: String,
     },
     /// An LB IP of a service with `loadBalancerSourceRanges`, from a source they do not
-    /// allow: KUBE-FW-<hash> lets it fall through and KUBE-PROXY-FIREWALL drops it
+    /// allow: `KUBE-FW-<hash>` lets it fall through and KUBE-PROXY-FIREWALL drops it
     /// (`"<svc> traffic not accepted by KUBE-FW-…"`).
     SourceRangesDenied {
         service: ServiceRef,
