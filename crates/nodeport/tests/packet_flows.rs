@@ -366,3 +366,37 @@ fn node_ports_localhost_and_node_port_addresses() {
         );
     }
 }
+
+/// The rule path the engine records for LB traffic through KUBE-FW names only chains that
+/// `iptables_save` declares for the same model (accepted and dropped sources).
+#[test]
+fn firewall_walks_use_the_generated_chains() {
+    let svc = service(&["1.2.3.4"], &["203.0.113.0/25"]);
+    let sl = slice("ns1", "svc1", &[("10.180.0.1", None)]);
+    let config = fake_config();
+    let rules = iptables_save(
+        &config,
+        std::slice::from_ref(&svc),
+        std::slice::from_ref(&sl),
+    );
+    for (src, dropped) in [(EXTERNAL_CLIENT, false), (EXTERNAL_CLIENT_BLOCKED, true)] {
+        let mut p = Proxier::new(config.clone());
+        p.update(std::slice::from_ref(&svc), std::slice::from_ref(&sl));
+        let mut pkt = syn(ip(src), ip("1.2.3.4"), 80);
+        let pre = p.prerouting(Duration::ZERO, &mut pkt, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(matches!(pre.verdict, Verdict::Drop(_)), dropped, "{src}");
+        assert!(pre
+            .walk
+            .steps
+            .iter()
+            .any(|s| s.chain.starts_with("KUBE-FW-")));
+        assert_eq!(pre.walk.has_chain("KUBE-PROXY-FIREWALL"), dropped);
+        for s in &pre.walk.steps {
+            assert!(
+                rules.contains(&format!(":{} ", s.chain)),
+                "{} not in the rules",
+                s.chain
+            );
+        }
+    }
+}
