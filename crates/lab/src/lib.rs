@@ -20,6 +20,7 @@ pub mod plan;
 pub mod progress;
 pub mod realrun;
 pub mod report;
+pub mod rules;
 pub mod runner;
 pub mod setup;
 

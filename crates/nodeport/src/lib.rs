@@ -16,6 +16,8 @@
 //! - [`proxier`]: the per-node engine tying it together: [`Proxier::prerouting`],
 //!   [`Proxier::postrouting`], [`Proxier::output`].
 //! - [`healthcheck`]: the healthCheckNodePort answer and kube-proxy's `/healthz` `/livez`.
+//! - [`iptables`]: the nat/filter rules kube-proxy programs for the same model, as
+//!   `iptables-save` text.
 //!
 //! The hook order the caller (a simulated node) must follow mirrors netfilter:
 //!
@@ -34,20 +36,23 @@
 //! [`Proxier::set_trace`] turns off the trace data (walks, rewrite lists) for speed.
 //!
 //! Modelled: iptables-mode frontends (ClusterIP, externalIPs, LB IPs in VIP mode, NodePorts
-//! on local addresses or `nodePortAddresses`), the §3.6 decision table with the
-//! ClusterCIDR local-traffic detector, ITP, masqueradeAll, hairpin, terminating fallback,
-//! ClientIP affinity, REJECT/DROP, MASQUERADE (port kept if free, `--random-fully`),
-//! conntrack (TCP states with the kernel's SYN-on-TIME_WAIT/CLOSE reopen, UDP timeouts with
-//! the 2 s stream rule, ICMP timeouts, bounded size, UDP stale-entry cleanup on sync, §6.4),
-//! SCTP frontends with a simplified association state (COOKIE_WAIT / ESTABLISHED / CLOSED
-//! and the kernel's timeouts; CRC32c recomputed on NAT), health checks and NodePort
-//! allocation (KEP-3668 bands).
+//! on local addresses or `nodePortAddresses`, on 127.0.0.0/8 with `localhostNodePorts`), the
+//! §3.6 decision table with the ClusterCIDR local-traffic detector, ITP, masqueradeAll,
+//! hairpin, terminating fallback, ClientIP affinity, `loadBalancerSourceRanges` (KUBE-FW /
+//! KUBE-PROXY-FIREWALL), REJECT (ICMP built like `__icmp_send`)/DROP, MASQUERADE
+//! (`--random-fully` by default, ports from the proxier's own RNG stream; or the port kept
+//! if free), conntrack (TCP states with the kernel's SYN-on-TIME_WAIT/CLOSE reopen, UDP
+//! timeouts with the 2 s stream rule, ICMP timeouts, bounded size, UDP stale-entry cleanup
+//! on sync, §6.4), SCTP frontends with a simplified association state (COOKIE_WAIT /
+//! ESTABLISHED / CLOSED and the kernel's timeouts; CRC32c recomputed on NAT), health checks
+//! and NodePort allocation (KEP-3668 bands). The caller (nodestack) applies KUBE-FORWARD's
+//! INVALID drop from `ct_state` and [`ProxyConfig::conntrack_tcp_be_liberal`]. [`iptables`]
+//! prints the rules all this stands for.
 //!
-//! Not modelled: IPv6, IP fragments (dropped as invalid), `loadBalancerSourceRanges`
-//! (KUBE-FW / KUBE-PROXY-FIREWALL), topology hints (§5.3), detect-local modes other than
-//! ClusterCIDR, the localhost-NodePort martian guard, KUBE-FORWARD's INVALID drop, TCP
-//! window tracking, SCTP's per-chunk state table and verification tags, `xt_recent` list
-//! capacity, nftables/IPVS/Cilium datapaths.
+//! Not modelled: IPv6, IP fragments (dropped as invalid), topology hints (§5.3),
+//! detect-local modes other than ClusterCIDR, the localhost-NodePort martian guard (in the
+//! rules only), TCP window tracking, SCTP's per-chunk state table and verification tags,
+//! `xt_recent` list capacity, nftables/IPVS/Cilium datapaths.
 
 use std::time::Duration;
 
@@ -55,6 +60,7 @@ pub mod alloc;
 pub mod chains;
 pub mod conntrack;
 pub mod healthcheck;
+pub mod iptables;
 pub mod model;
 pub mod proxier;
 pub mod topology;
@@ -63,6 +69,7 @@ pub use alloc::{AllocError, NodePortAllocator, PortRange};
 pub use chains::{ChainStep, ChainWalk};
 pub use conntrack::{ConnEntry, Conntrack, TcpState, Tuple};
 pub use healthcheck::HealthResponse;
+pub use iptables::{iptables_save, RulesFormat};
 pub use model::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort, ServiceRef,
     ServiceType, SessionAffinity, TrafficPolicy,

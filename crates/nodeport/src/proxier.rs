@@ -13,7 +13,9 @@ use std::hash::Hasher;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use rand::{Rng, RngCore};
+use ipnet::Ipv4Net;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::chains::{
     endpoint_chain_name, port_proto_hash, service_port_name, ChainWalk, KUBE_POSTROUTING, MASQ_MARK,
@@ -70,6 +72,13 @@ pub enum DropReason {
         service: ServiceRef,
         port_name: String,
     },
+    /// An LB IP of a service with `loadBalancerSourceRanges`, from a source they do not
+    /// allow: `KUBE-FW-<hash>` lets it fall through and KUBE-PROXY-FIREWALL drops it
+    /// (`"<svc> traffic not accepted by KUBE-FW-…"`).
+    SourceRangesDenied {
+        service: ServiceRef,
+        port_name: String,
+    },
     /// nf_conntrack table full: new flow dropped ("table full, dropping packet").
     ConntrackFull,
     /// No free source port for MASQUERADE.
@@ -87,7 +96,11 @@ pub enum Verdict {
     /// Silently dropped.
     Drop(DropReason),
     /// REJECT: the packet is dropped and `icmp` (a complete IPv4 ICMP port-unreachable
-    /// packet addressed to the sender) must be sent back by the caller.
+    /// packet addressed to the sender, quoting the packet like the kernel's `__icmp_send`)
+    /// must be sent back by the caller. Its source is the rejected packet's destination when
+    /// that is a local address; otherwise it is 0.0.0.0 and the caller must put the address
+    /// of its route back to the sender there (`__icmp_send` with saddr 0), e.g. with
+    /// [`wire::nat::set_ipv4_source`].
     Reject { icmp: Vec<u8> },
 }
 
@@ -152,6 +165,9 @@ enum FlowDecision {
     Reject,
     /// Local traffic policy and no local endpoint: filter DROP.
     DropNoLocal,
+    /// An LB IP with `loadBalancerSourceRanges` from a source they do not allow:
+    /// KUBE-PROXY-FIREWALL DROP.
+    DropFirewall,
     /// DNAT to an endpoint.
     Dnat(DnatDecision),
 }
@@ -248,12 +264,60 @@ struct SvcPort {
     svc_chain: String,
     svl_chain: String,
     ext_chain: String,
+    /// `KUBE-FW-<hash>` (used only with [`SvcPort::firewall`]).
+    fw_chain: String,
+    /// `loadBalancerSourceRanges` of a service with LB IPs (`usesFWChain`).
+    firewall: Option<Firewall>,
     /// Key of this port's ClientIP-affinity lists.
     affinity_key: u64,
     eps: Vec<EpInfo>,
     cluster: Vec<usize>,
     local: Vec<usize>,
     has_any: bool,
+}
+
+/// KUBE-FW-<hash>: who may use the LB IPs of a service with `loadBalancerSourceRanges`.
+#[derive(Debug, Clone)]
+struct Firewall {
+    ranges: Vec<Ipv4Net>,
+    /// The LB IPs themselves, allowed as sources when a range contains the node IP (a node
+    /// reaching its own VIP loops back with the VIP as source).
+    lb_sources: Vec<Ipv4Addr>,
+}
+
+impl Firewall {
+    fn of(svc: &Service, config: &ProxyConfig) -> Option<Firewall> {
+        if svc.load_balancer_ips.is_empty() || svc.load_balancer_source_ranges.is_empty() {
+            return None;
+        }
+        let node_ip = config.node_addresses.first();
+        let allow_from_node = svc
+            .load_balancer_source_ranges
+            .iter()
+            .any(|r| node_ip.is_some_and(|ip| r.contains(ip)));
+        Some(Firewall {
+            ranges: svc.load_balancer_source_ranges.clone(),
+            lb_sources: if allow_from_node {
+                svc.load_balancer_ips.clone()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// The `-s` of the KUBE-FW rule `src` matches (a range, or an LB IP), `None`: dropped.
+    fn matching(&self, src: Ipv4Addr) -> Option<String> {
+        self.ranges
+            .iter()
+            .find(|r| r.contains(&src))
+            .map(|r| r.to_string())
+            .or_else(|| {
+                self.lb_sources
+                    .iter()
+                    .find(|ip| **ip == src)
+                    .map(|ip| ip.to_string())
+            })
+    }
 }
 
 /// Small recorder so that walks cost nothing when tracing is off.
@@ -295,6 +359,9 @@ pub struct Proxier {
     latest_now: Now,
     last_full_expire: Option<Now>,
     record_walks: bool,
+    /// Source ports for MASQUERADE (`--random-fully`) and NAT clash remaps: a stream of its
+    /// own, so that port picks never shift the endpoint choices drawn from the caller's RNG.
+    port_rng: ChaCha8Rng,
 }
 
 fn proto_of(n: u8) -> Option<Protocol> {
@@ -322,6 +389,7 @@ fn affinity_key(hash: &str) -> u64 {
 impl Proxier {
     pub fn new(config: ProxyConfig) -> Self {
         let conntrack = Conntrack::new(config.conntrack_max);
+        let config_name = config.node_name.clone();
         Proxier {
             config,
             conntrack,
@@ -335,7 +403,14 @@ impl Proxier {
             latest_now: Duration::ZERO,
             last_full_expire: None,
             record_walks: true,
+            port_rng: ChaCha8Rng::seed_from_u64(affinity_key(&config_name)),
         }
+    }
+
+    /// Seed the MASQUERADE port stream (default: a hash of the node name). A simulated node
+    /// passes its own seed so that ports follow the world's seed.
+    pub fn set_port_seed(&mut self, seed: u64) {
+        self.port_rng = ChaCha8Rng::seed_from_u64(seed);
     }
 
     pub fn config(&self) -> &ProxyConfig {
@@ -385,25 +460,8 @@ impl Proxier {
                 let spn = service_port_name(&svc.namespace, &svc.name, &sp.name);
                 let proto = sp.protocol.as_lower();
                 let hash = port_proto_hash(&spn, proto);
-                // Endpoints of this port: slice port with the same name and protocol.
-                let mut eps: Vec<(Endpoint, SocketAddrV4)> = Vec::new();
-                for s in &my_slices {
-                    let Some(port) = s
-                        .ports
-                        .iter()
-                        .find(|p| p.name == sp.name && p.protocol == sp.protocol)
-                    else {
-                        continue;
-                    };
-                    for e in &s.endpoints {
-                        let a = sock(e.ip, port.port);
-                        if !eps.iter().any(|(_, x)| *x == a) {
-                            eps.push((e.clone(), a));
-                        }
-                    }
-                }
-                // kube-proxy orders endpoints by their "ip:port" string.
-                eps.sort_by_key(|(_, a)| a.to_string());
+                // Endpoints of this port, in kube-proxy's "ip:port" order.
+                let eps = topology::port_endpoints(slices, &sref, sp);
                 let endpoints: Vec<Endpoint> = eps.iter().map(|(e, _)| e.clone()).collect();
                 let cat = topology::categorize(&endpoints, &node);
                 let infos = eps
@@ -429,6 +487,8 @@ impl Proxier {
                     svc_chain: format!("KUBE-SVC-{hash}"),
                     svl_chain: format!("KUBE-SVL-{hash}"),
                     ext_chain: format!("KUBE-EXT-{hash}"),
+                    fw_chain: format!("KUBE-FW-{hash}"),
+                    firewall: Firewall::of(svc, &self.config),
                     affinity_key: affinity_key(&hash),
                     eps: infos,
                     cluster: cat.cluster,
@@ -773,13 +833,24 @@ impl Proxier {
             FlowDecision::Pass => self.accept_new(t, t.invert(), flags, false, walk, Vec::new()),
             FlowDecision::Reject => Prerouting {
                 verdict: Verdict::Reject {
-                    icmp: wire::icmp::port_unreachable(pkt, p),
+                    // __icmp_send: the original destination when it is a local address,
+                    // else 0.0.0.0 = the route back to the sender chooses.
+                    icmp: wire::icmp::port_unreachable(
+                        pkt,
+                        p,
+                        if self.is_local_addr(t.dst) {
+                            t.dst
+                        } else {
+                            Ipv4Addr::UNSPECIFIED
+                        },
+                    ),
                 },
                 walk,
                 rewrites: Vec::new(),
                 ct_state: "NEW",
             },
-            FlowDecision::DropNoLocal => self.drop_no_local(si, walk),
+            FlowDecision::DropNoLocal => self.drop_flow(si, walk, false),
+            FlowDecision::DropFirewall => self.drop_flow(si, walk, true),
             FlowDecision::Dnat(dn) => self.apply_dnat(now, pkt, p, flags, si, &dn, walk),
         }
     }
@@ -807,6 +878,15 @@ impl Proxier {
             } else {
                 FlowDecision::Reject
             };
+        }
+        // KUBE-FW-<hash>: sources outside loadBalancerSourceRanges fall off the chain
+        // un-DNATed and KUBE-PROXY-FIREWALL drops them (NodePorts are not subject to it).
+        if kind == FrontendKind::LoadBalancer {
+            if let Some(fw) = &sp.firewall {
+                if fw.matching(t.src).is_none() {
+                    return FlowDecision::DropFirewall;
+                }
+            }
         }
         let is_pod = self.is_pod(t.src);
         let via = if kind == FrontendKind::ClusterIp {
@@ -906,12 +986,16 @@ impl Proxier {
         self.accept_new(t, new.invert(), flags, dn.masquerade(), walk, rewrites)
     }
 
-    fn drop_no_local(&self, si: usize, walk: ChainWalk) -> Prerouting {
+    /// A filter-table DROP of a new flow: no local endpoints, or (`firewall`) a source
+    /// outside loadBalancerSourceRanges.
+    fn drop_flow(&self, si: usize, walk: ChainWalk, firewall: bool) -> Prerouting {
         let sp = &self.ports[si];
+        let (service, port_name) = (sp.svc.clone(), sp.port_name.clone());
         Prerouting {
-            verdict: Verdict::Drop(DropReason::NoLocalEndpoints {
-                service: sp.svc.clone(),
-                port_name: sp.port_name.clone(),
+            verdict: Verdict::Drop(if firewall {
+                DropReason::SourceRangesDenied { service, port_name }
+            } else {
+                DropReason::NoLocalEndpoints { service, port_name }
             }),
             walk,
             rewrites: Vec::new(),
@@ -944,14 +1028,15 @@ impl Proxier {
     }
 
     /// After routing. `egress_addr` is the primary address of the egress interface, or
-    /// `None` for local delivery (INPUT: no masquerade, conntrack is confirmed).
+    /// `None` for local delivery (INPUT: no masquerade, conntrack is confirmed). Source ports
+    /// come from the proxier's own stream ([`Proxier::set_port_seed`]); `_rng` is unused.
     pub fn postrouting(
         &mut self,
         now: Now,
         pkt: &mut [u8],
         pending: NatPending,
         egress_addr: Option<Ipv4Addr>,
-        rng: &mut dyn RngCore,
+        _rng: &mut dyn RngCore,
     ) -> Postrouting {
         let mut out = Postrouting {
             dropped: None,
@@ -1007,7 +1092,8 @@ impl Proxier {
             reply.dst = addr;
         }
         if random || !self.conntrack.is_free(&reply) {
-            match self.pick_port(reply, pf.original.sport, random, rng) {
+            let ct = &self.conntrack;
+            match Self::pick_port(ct, reply, pf.original.sport, random, &mut self.port_rng) {
                 Some(port) => {
                     reply.dport = port;
                     if reply.proto == PROTO_ICMP {
@@ -1055,9 +1141,11 @@ impl Proxier {
     }
 
     /// A source port making `reply` unique: MASQUERADE's port ranges (1–511, 600–1023,
-    /// 1024–65535 by original port), starting at a random offset.
+    /// 1024–65535 by original port), starting at a random offset; with `random`
+    /// (`--random-fully`, NF_NAT_RANGE_PROTO_RANDOM_FULLY) the original port is not tried
+    /// first (net/netfilter/nf_nat_core.c get_unique_tuple).
     fn pick_port(
-        &self,
+        conntrack: &Conntrack,
         mut reply: Tuple,
         orig: u16,
         random: bool,
@@ -1080,7 +1168,7 @@ impl Proxier {
             if icmp {
                 reply.sport = port;
             }
-            self.conntrack.is_free(&reply)
+            conntrack.is_free(&reply)
         };
         if !random && try_port(orig) {
             return Some(orig);
@@ -1133,13 +1221,18 @@ impl Proxier {
 }
 
 /// `--dst-type LOCAL` (or the `nodePortAddresses` subset): may `ip` carry NodePort traffic?
+/// 127.0.0.0/8 only with `localhostNodePorts` (`route_localnet`; `! -d 127.0.0.0/8`
+/// otherwise), and with `nodePortAddresses` only 127.0.0.1 if a range holds it.
 fn is_nodeport_addr(config: &ProxyConfig, ip: Ipv4Addr) -> bool {
-    if config.node_port_addresses.is_empty() {
-        ip.is_loopback() || config.node_addresses.contains(&ip)
-    } else {
-        config.node_addresses.contains(&ip)
-            && config.node_port_addresses.iter().any(|n| n.contains(&ip))
+    if ip.is_loopback() {
+        return config.localhost_node_ports_effective()
+            && (config.node_port_addresses.is_empty()
+                || (ip == Ipv4Addr::LOCALHOST
+                    && config.node_port_addresses.iter().any(|n| n.contains(&ip))));
     }
+    config.node_addresses.contains(&ip)
+        && (config.node_port_addresses.is_empty()
+            || config.node_port_addresses.iter().any(|n| n.contains(&ip)))
 }
 
 #[cfg(test)]

@@ -35,15 +35,28 @@ pub fn error_reply(
     ))
 }
 
-/// REJECT `--reject-with icmp-port-unreachable`: a complete IPv4 ICMP type 3 code 3 packet
-/// from the address the offending packet was sent to, back to its sender, quoting the
-/// original IP header and the first 8 bytes of its payload. `p` is the parse of `orig`.
-pub fn port_unreachable(orig: &[u8], p: &Parsed) -> Vec<u8> {
-    let quote_len = (p.ihl + 8).min(p.total_len);
-    error_packet(
-        p.tuple.dst,
+/// The most an ICMP error may occupy (RFC 1812 4.3.2.3; net/ipv4/icmp.c `__icmp_send`:
+/// "return as much as we can without exceeding 576 bytes").
+pub const ERROR_MAX: usize = 576;
+
+/// REJECT `--reject-with icmp-port-unreachable` as net/ipv4/icmp.c `__icmp_send` builds it: a
+/// complete IPv4 ICMP type 3 code 3 packet from `from` back to the sender of `orig`, TTL 64,
+/// TOS `RT_TOS(orig) | IPTOS_PREC_INTERNETCONTROL`, quoting as much of `orig` as fits in
+/// [`ERROR_MAX`] bytes (up to 548: 576 − 20-byte IP header − 8-byte ICMP header). `from` is
+/// the rejected destination when it is the node's own address; else the kernel passes saddr
+/// 0 and the route back to the sender picks it (callers build with 0.0.0.0, then
+/// [`crate::nat::set_ipv4_source`]). `p` is the parse of `orig`.
+pub fn port_unreachable(orig: &[u8], p: &Parsed, from: Ipv4Addr) -> Vec<u8> {
+    let room = ERROR_MAX - 20 - 8;
+    let mut out = error_packet(
+        from,
         p.tuple.src,
         Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
-        &orig[..quote_len],
-    )
+        &orig[..p.total_len.min(orig.len()).min(room)],
+    );
+    if out.len() >= 20 && orig.len() >= 2 {
+        let tos = (orig[1] & 0x1e) | 0xc0;
+        crate::nat::set_tos(&mut out, tos);
+    }
+    out
 }

@@ -53,6 +53,24 @@ fn set_ip_addr(pkt: &mut [u8], ip_off: usize, src: bool, new: Ipv4Addr) -> u32 {
     old
 }
 
+/// Set an IPv4 datagram's source address, fixing the header checksum only: for ICMP, whose
+/// checksum does not cover the IP header (a REJECT answer built with source 0.0.0.0 gets
+/// the address of the route back to the sender). Datagrams shorter than 20 bytes are left.
+pub fn set_ipv4_source(pkt: &mut [u8], src: Ipv4Addr) {
+    if pkt.len() >= 20 {
+        set_ip_addr(pkt, 0, true, src);
+    }
+}
+
+/// Set an IPv4 datagram's TOS byte, fixing the header checksum.
+pub fn set_tos(pkt: &mut [u8], tos: u8) {
+    if pkt.len() >= 20 && pkt[1] != tos {
+        let c = csum_replace2(rd16(pkt, 10), u16::from(pkt[1]), u16::from(tos));
+        pkt[1] = tos;
+        wr16(pkt, 10, c);
+    }
+}
+
 /// Apply the accumulated one's-complement delta `acc` to the TCP/UDP checksum at `off`
 /// (skipped when the field is beyond the bytes present); UDP checksum 0 ("none") stays 0
 /// and a computed 0 is sent as 0xffff (RFC 768).

@@ -11,6 +11,7 @@ use crate::chains::{
     ChainWalk, KUBE_EXTERNAL_SERVICES, KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_SERVICES, MASQ_MARK,
 };
 use crate::conntrack::Tuple;
+use crate::iptables::KUBE_PROXY_FIREWALL;
 use crate::model::ProxyConfig;
 
 /// What a new flow's rule path needs besides the decision.
@@ -99,6 +100,26 @@ pub(super) fn new_flow_walk(cx: &FlowCtx<'_>, d: &FlowDecision) -> ChainWalk {
                 );
             }
         }
+        FlowDecision::DropFirewall => {
+            // Falls off KUBE-FW un-DNATed; KUBE-PROXY-FIREWALL drops it.
+            frontend_steps(cx, &mut walk);
+            let fw = cx.sp.fw_chain.as_str();
+            walk.push(
+                "nat",
+                fw,
+                format!(
+                    "\"other traffic to {} will be dropped by KUBE-PROXY-FIREWALL\"",
+                    cx.sp.spn
+                ),
+                "RETURN",
+            );
+            walk.push(
+                "filter",
+                KUBE_PROXY_FIREWALL,
+                cx.dst_rule(&format!(" \"{} traffic not accepted by {fw}\"", cx.sp.spn)),
+                "DROP",
+            );
+        }
         FlowDecision::Dnat(dn) => {
             frontend_steps(cx, &mut walk);
             service_steps(cx, dn, &mut walk);
@@ -147,12 +168,18 @@ fn frontend_steps(cx: &FlowCtx<'_>, walk: &mut ChainWalk) {
             cx.dst_rule(&format!(" \"{spn} external IP\"")),
             ext,
         ),
-        FrontendKind::LoadBalancer => walk.push(
-            "nat",
-            KUBE_SERVICES,
-            cx.dst_rule(&format!(" \"{spn} loadbalancer IP\"")),
-            ext,
-        ),
+        FrontendKind::LoadBalancer => {
+            let rule = format!(" \"{spn} loadbalancer IP\"");
+            let Some(fw) = &sp.firewall else {
+                walk.push("nat", KUBE_SERVICES, cx.dst_rule(&rule), ext);
+                return;
+            };
+            let chain = sp.fw_chain.as_str();
+            walk.push("nat", KUBE_SERVICES, cx.dst_rule(&rule), chain);
+            if let Some(src) = fw.matching(cx.t.src) {
+                walk.push("nat", chain, format!("-s {src}{rule}"), ext);
+            }
+        }
     }
 }
 

@@ -1,0 +1,75 @@
+//! The world of kube-proxy's `pkg/proxy/iptables/proxier_test.go` (`NewFakeProxier`): node
+//! "test-node" with the addresses 192.168.0.2, 192.168.1.2 (alt) and 192.168.99.11
+//! (`testNodeIPs`), detect-local 10.0.0.0/8, service ports named "p80" on TCP 80.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+
+use nodeport::*;
+
+pub const NODE_IP: &str = "192.168.0.2";
+pub const NODE_IP_ALT: &str = "192.168.1.2";
+pub const EXTERNAL_IP: &str = "192.168.99.11";
+pub const EXTERNAL_CLIENT: &str = "203.0.113.2";
+pub const EXTERNAL_CLIENT_BLOCKED: &str = "203.0.113.130";
+
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// NewFakeProxier's kube-proxy: no `--random-fully` (the fake iptables lacks it).
+pub fn fake_config() -> ProxyConfig {
+    let mut c = ProxyConfig::new(
+        "test-node",
+        vec![ip(NODE_IP), ip(NODE_IP_ALT), ip(EXTERNAL_IP)],
+    );
+    c.cluster_cidr = Some("10.0.0.0/8".parse().unwrap());
+    c.masquerade_random_fully = false;
+    c
+}
+
+/// `makeTestService(ns, name, …)` with one port "p80" (TCP 80, `node_port`).
+pub fn svc(ns: &str, name: &str, type_: ServiceType, cluster_ip: &str, np: Option<u16>) -> Service {
+    Service {
+        namespace: ns.into(),
+        name: name.into(),
+        type_,
+        cluster_ip: Some(ip(cluster_ip)),
+        ports: vec![ServicePort {
+            name: "p80".into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: 80,
+            node_port: np,
+        }],
+        external_traffic_policy: TrafficPolicy::Cluster,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        session_affinity: SessionAffinity::None,
+        health_check_node_port: None,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
+    }
+}
+
+/// `makeTestEndpointSlice(ns, name, …)`: port "p80" TCP 80, ready endpoints (ip, nodeName).
+pub fn slice(ns: &str, name: &str, eps: &[(&str, Option<&str>)]) -> EndpointSlice {
+    EndpointSlice {
+        service: ServiceRef::new(ns, name),
+        ports: vec![EndpointPort {
+            name: "p80".into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        }],
+        endpoints: eps
+            .iter()
+            .map(|(a, node)| Endpoint {
+                ip: ip(a),
+                node_name: node.map(String::from),
+                ready: true,
+                serving: true,
+                terminating: false,
+            })
+            .collect(),
+    }
+}
