@@ -13,6 +13,7 @@ pub mod diagram;
 pub mod realrun;
 pub mod report;
 pub mod runner;
+pub mod verify;
 
 pub use cluster::{load_cluster, load_cluster_from_str, Cluster, LabError};
 pub use report::{Mode, Outcome, RequestResult, ScenarioResult};
