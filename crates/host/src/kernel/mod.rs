@@ -24,7 +24,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use super::cleanup::{down, DownReport, LabLock, StateDir};
+use super::cleanup::{down, DownReport, Held, StateDir};
 use super::netns::{ns_name, Netns};
 use super::nginx::{Nginx, NginxSpec};
 use super::preflight::find_program;
@@ -186,12 +186,12 @@ impl LogTail {
 /// The running kernel topology; torn down by [`KernelLab::shutdown`] or on drop.
 #[derive(Debug)]
 pub struct KernelLab {
-    state: StateDir,
     prefix: String,
     nginx: Vec<Nginx>,
     clients: Vec<(String, Netns)>,
     namespaces: Vec<String>,
-    lock: Option<LabLock>,
+    // Last: `down` runs and the lock is released after nginx has stopped.
+    held: Held,
 }
 
 impl KernelLab {
@@ -211,16 +211,12 @@ impl KernelLab {
                 opts.prefix
             )));
         }
-        let lock = LabLock::acquire(&opts.state)?;
-        down(&opts.state, &opts.prefix)?;
-        opts.state.ensure()?;
         let mut lab = KernelLab {
-            state: opts.state.clone(),
             prefix: opts.prefix.clone(),
             nginx: Vec::new(),
             clients: Vec::new(),
             namespaces: Vec::new(),
-            lock: Some(lock),
+            held: Held::acquire(&opts.state, &opts.prefix)?,
         };
         lab.build(spec)?;
         Ok(lab)
@@ -293,7 +289,7 @@ impl KernelLab {
             let (i, n) = node_of(&p.node)?;
             let ns = self.ns_for("pod-", &p.name)?;
             self.pod_link(&nodes[i], &format!("p{j}"), &ns, n, p.ip)?;
-            let nginx = NginxSpec::new(&p.name, &p.node, p.ip, self.state.root());
+            let nginx = NginxSpec::new(&p.name, &p.node, p.ip, self.held.state().root());
             self.nginx.push(Nginx::start(&ns, &nginx)?);
         }
         let mut client_nets: Vec<(Ipv4Addr, u8)> = Vec::new();
@@ -385,31 +381,10 @@ impl KernelLab {
 
     /// Stops nginx, deletes the namespaces and the state dir, releases the lock.
     pub fn shutdown(mut self) -> Result<DownReport> {
-        self.teardown()
-    }
-
-    fn teardown(&mut self) -> Result<DownReport> {
         for n in self.nginx.drain(..) {
             let _ = n.stop();
         }
-        self.clients.clear();
-        let rep = if self.lock.is_some() {
-            down(&self.state, &self.prefix)
-        } else {
-            Ok(DownReport::default())
-        };
-        self.lock = None;
-        rep
-    }
-}
-
-impl Drop for KernelLab {
-    fn drop(&mut self) {
-        if self.lock.is_some() {
-            if let Err(e) = self.teardown() {
-                eprintln!("nplab: kernel topology cleanup failed: {e} (run `lab down`)");
-            }
-        }
+        self.held.release()
     }
 }
 
