@@ -626,3 +626,137 @@ pub fn to_json(v: &Verification) -> Value {
         "steps": steps,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str) -> Cluster {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../lab-configs/{name}.yaml"));
+        cluster::load_cluster(&p, None).unwrap()
+    }
+
+    fn ok(pod: &str, ip: &str) -> Seen {
+        Seen {
+            outcome: "ok",
+            pod: Some(pod.into()),
+            logged: Some(ip.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn applies_to_plain_scenarios_only() {
+        for n in ["seed-cluster", "pod-to-nodeport", "session-affinity"] {
+            assert_eq!(not_applicable(&load(n)), None, "{n}");
+        }
+        for (n, why) in [
+            ("local-imbalance", "load balancer"),
+            ("lb-local-scale-down", "load balancer"),
+            ("lossy-link", "links:"),
+        ] {
+            let r = not_applicable(&load(n)).unwrap_or_default();
+            assert!(r.contains(why), "{n}: {r}");
+        }
+    }
+
+    #[test]
+    fn prepare_applies_count_and_default_timeout() {
+        let c = load("session-affinity");
+        let p = prepare(
+            &c,
+            &VerifyOptions {
+                count: Some(2),
+                ..VerifyOptions::default()
+            },
+        );
+        assert!(p.plan.iter().all(|s| s.count == 2));
+        assert!(p
+            .plan
+            .iter()
+            .all(|s| s.connect_timeout == Some(DEFAULT_CONNECT_TIMEOUT)));
+        let n = load("no-endpoints");
+        let p = prepare(&n, &VerifyOptions::default());
+        assert_eq!(p.plan[0].connect_timeout, Some(Duration::from_secs(10)));
+    }
+
+    /// session-affinity with 2 requests per step: the lab keeps pod a for the browser and
+    /// could have picked b.
+    fn affinity_case(kernel: [Seen; 2]) -> StepRow {
+        let c = prepare(
+            &load("session-affinity"),
+            &VerifyOptions {
+                count: Some(2),
+                ..VerifyOptions::default()
+            },
+        );
+        let m = "10.151.30.11";
+        let lab: Observed = vec![
+            (0, ok("a", m)),
+            (0, ok("a", m)),
+            (1, ok("b", m)),
+            (1, ok("b", m)),
+        ];
+        let possible = vec![
+            [ok("a", m), ok("b", m)].into_iter().collect(),
+            [ok("a", m), ok("b", m)].into_iter().collect(),
+        ];
+        let [k0, k1] = kernel;
+        let kernel: Observed = vec![(0, k0), (0, k1), (1, ok("a", m)), (1, ok("a", m))];
+        let rows = compare(&c, &lab, &possible, &[true, true], &kernel).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows[1].agrees(),
+            "another pod, still one: {:?}",
+            rows[1].differences
+        );
+        rows[0].clone()
+    }
+
+    #[test]
+    fn random_choices_compare_as_sets() {
+        let m = "10.151.30.11";
+        assert!(affinity_case([ok("b", m), ok("b", m)]).agrees());
+        let spread = affinity_case([ok("a", m), ok("b", m)]);
+        assert!(!spread.agrees());
+        assert!(
+            spread.differences[0].contains("keeps one pod"),
+            "{spread:?}"
+        );
+        let masq = affinity_case([ok("a", "203.0.113.11"), ok("a", "203.0.113.11")]);
+        assert!(
+            masq.differences[0].contains("not a result the lab gives"),
+            "{masq:?}"
+        );
+        let hang = Seen {
+            outcome: "timeout",
+            pod: None,
+            logged: None,
+        };
+        let t = affinity_case([hang.clone(), hang]);
+        assert!(
+            t.differences[0].starts_with("outcomes: lab {\"ok\"}, kernel {\"timeout\"}"),
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn table_and_json_show_both_sides() {
+        let m = "10.151.30.11";
+        let v = Verification {
+            scenario: "session-affinity".into(),
+            steps: vec![affinity_case([ok("a", m), ok("b", m)])],
+            namespaces: vec!["nplab-k-router".into()],
+        };
+        let t = render(&v);
+        assert!(t.contains("a ×2"), "{t}");
+        assert!(t.contains("a, b"), "{t}");
+        assert!(t.contains("DIFFER"), "{t}");
+        assert!(t.contains("1 of 1 steps differ"), "{t}");
+        let j = to_json(&v);
+        assert_eq!(j["agree"], false);
+        assert_eq!(j["steps"][0]["kernel"]["pods"]["b"], 1);
+        assert_eq!(j["steps"][0]["lab"]["logged_client_ips"][m], 2);
+        assert_eq!(j["steps"][0]["kernel_requests"][1]["pod"], "b");
+    }
+}
