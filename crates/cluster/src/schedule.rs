@@ -593,6 +593,7 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         health_check_node_port: None,
         external_ips: Vec::new(),
         load_balancer_ips: Vec::new(),
+        load_balancer_source_ranges: Vec::new(),
     }];
     let mut cluster_ips: BTreeSet<Ipv4Addr> = BTreeSet::from([kubernetes_ip]);
     // (service index in out_services, doc, selector, unresolved target ports)
@@ -815,6 +816,20 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
             health_check_node_port,
             external_ips,
             load_balancer_ips,
+            load_balancer_source_ranges: spec
+                .load_balancer_source_ranges
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, s)| {
+                    s.trim().parse::<Ipv4Net>().map_err(|_| {
+                        doc.err(
+                            &format!("spec.loadBalancerSourceRanges[{i}]"),
+                            format!("{s:?} is not an IPv4 CIDR"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         });
         pending.push((out_services.len() - 1, *doc, spec.selector.clone(), targets));
     }

@@ -12,6 +12,7 @@
 pub mod diagram;
 pub mod realrun;
 pub mod report;
+pub mod rules;
 pub mod runner;
 pub mod verify;
 

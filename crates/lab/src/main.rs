@@ -84,6 +84,17 @@ enum Command {
     Down,
     /// Show whether a `lab up` runs, and the nplab- namespaces with their processes.
     Status,
+    /// Print the `iptables-save` text kube-proxy (iptables mode) would program on a
+    /// scenario's node (every node when omitted), generated from the model the lab runs.
+    Rules {
+        /// Scenario name (file stem in lab-configs/) or a path to a config file.
+        scenario: String,
+        /// Node name; all nodes when omitted.
+        node: Option<String>,
+        /// Override the config's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Print node conntrack tables of the running `lab up` (`conntrack -L` style).
     Conntrack {
         /// Node name; all nodes when omitted.
@@ -324,6 +335,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 connect_timeout,
             };
             lab::verify::command(&cluster, &args, &mut out)?;
+        }
+        Command::Rules {
+            scenario,
+            node,
+            seed,
+        } => {
+            let cluster = load_cluster(&resolve(&scenario)?, seed)?;
+            write!(
+                out,
+                "{}",
+                lab::rules::rules_text(&cluster, node.as_deref())?
+            )?;
         }
         Command::Down => lab::realrun::down(&mut out)?,
         Command::Status => lab::realrun::status(&mut out)?,

@@ -121,8 +121,7 @@ pub fn command(
 /// The seam to `lab rules`: the iptables-save text (nat + filter) kube-proxy would program
 /// on `node`, generated from the same model the datapath runs.
 pub fn node_rules(cluster: &Cluster, node: &str) -> anyhow::Result<String> {
-    let _ = (cluster, node);
-    bail!("`lab rules` is not merged into this branch yet")
+    Ok(crate::rules::node_rules(cluster, node)?)
 }
 
 /// Why the kernel comparison does not apply to `cluster`, if it does not.

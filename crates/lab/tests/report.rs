@@ -51,6 +51,7 @@ fn cluster() -> Cluster {
         health_check_node_port: None,
         external_ips: vec![],
         load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
     };
     Cluster {
         scenario: "seed-cluster".into(),

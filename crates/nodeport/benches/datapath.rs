@@ -60,6 +60,7 @@ fn service() -> (Service, EndpointSlice) {
         health_check_node_port: None,
         external_ips: vec![],
         load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
     };
     let endpoints = (1..=3)
         .map(|n| Endpoint {

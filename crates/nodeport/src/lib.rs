@@ -15,6 +15,8 @@
 //! - [`proxier`]: the per-node engine tying it together: [`Proxier::prerouting`],
 //!   [`Proxier::postrouting`], [`Proxier::output`].
 //! - [`healthcheck`]: the healthCheckNodePort answer and kube-proxy's `/healthz` `/livez`.
+//! - [`iptables`]: the nat/filter rules kube-proxy programs for the same model, as
+//!   `iptables-save` text.
 //!
 //! The hook order the caller (a simulated node) must follow mirrors netfilter:
 //!
@@ -50,6 +52,7 @@ pub mod alloc;
 pub mod chains;
 pub mod conntrack;
 pub mod healthcheck;
+pub mod iptables;
 pub mod model;
 pub mod packet;
 pub mod proxier;
@@ -59,6 +62,7 @@ pub use alloc::{AllocError, NodePortAllocator, PortRange};
 pub use chains::{ChainStep, ChainWalk};
 pub use conntrack::{ConnEntry, Conntrack, TcpState, Tuple};
 pub use healthcheck::HealthResponse;
+pub use iptables::{iptables_save, RulesFormat};
 pub use model::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort, ServiceRef,
     ServiceType, SessionAffinity, TrafficPolicy,

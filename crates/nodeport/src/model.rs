@@ -127,6 +127,11 @@ pub struct Service {
     pub external_ips: Vec<Ipv4Addr>,
     /// `status.loadBalancer.ingress[].ip` in VIP mode.
     pub load_balancer_ips: Vec<Ipv4Addr>,
+    /// `spec.loadBalancerSourceRanges`: when set (and the service has LB IPs), traffic to an
+    /// LB IP goes through `KUBE-FW-<hash>`: allowed from these CIDRs (plus the LB IPs
+    /// themselves when a range contains the node IP), dropped by KUBE-PROXY-FIREWALL otherwise.
+    #[serde(default)]
+    pub load_balancer_source_ranges: Vec<Ipv4Net>,
 }
 
 impl Service {
@@ -200,6 +205,34 @@ pub struct ProxyConfig {
     /// Lab what-if: when false, KUBE-POSTROUTING never masquerades (breaks Cluster traffic
     /// to remote endpoints, which is the lesson of the `no-masquerade` scenario).
     pub masquerade_enabled: bool,
+    /// `iptables.localhostNodePorts` (default true): NodePorts answer on 127.0.0.0/8 from the
+    /// node itself (kube-proxy sets `route_localnet=1` and adds KUBE-FIREWALL's "block
+    /// incoming localnet connections" rule). False: KUBE-SERVICES' nodeports jump gets
+    /// `! -d 127.0.0.0/8`.
+    #[serde(default = "yes")]
+    pub localhost_node_ports: bool,
+    /// `nf_conntrack_tcp_be_liberal` is set (default false). kube-proxy then omits
+    /// KUBE-FORWARD's `-m conntrack --ctstate INVALID -j DROP`, and conntrack itself does not
+    /// mark out-of-window TCP packets INVALID.
+    #[serde(default)]
+    pub conntrack_tcp_be_liberal: bool,
+}
+
+impl ProxyConfig {
+    /// Whether NodePorts answer on 127.0.0.0/8: `localhostNodePorts`, which kube-proxy turns
+    /// off when `nodePortAddresses` is set without a loopback range (`NewProxier`).
+    pub fn localhost_node_ports_effective(&self) -> bool {
+        self.localhost_node_ports
+            && (self.node_port_addresses.is_empty()
+                || self
+                    .node_port_addresses
+                    .iter()
+                    .any(|n| n.contains(&Ipv4Addr::LOCALHOST)))
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ProxyConfig {
@@ -214,6 +247,8 @@ impl ProxyConfig {
             conntrack_max: 131_072,
             masquerade_random_fully: false,
             masquerade_enabled: true,
+            localhost_node_ports: true,
+            conntrack_tcp_be_liberal: false,
         }
     }
 }

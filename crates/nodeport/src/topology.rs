@@ -6,9 +6,9 @@
 //! only narrow the cluster set). Pure functions; no state.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::model::Endpoint;
+use crate::model::{Endpoint, EndpointSlice, ServicePort, ServiceRef};
 
 /// The result of categorising one service port's endpoints, as indices into the input.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,6 +53,34 @@ pub fn categorize(endpoints: &[Endpoint], node_name: &str) -> Categorized {
         local,
         has_any,
     }
+}
+
+/// The endpoints of one service port: for every slice of `service`, the slice port with the
+/// same name and protocol, each address once, ordered by their `"ip:port"` string as
+/// kube-proxy orders them (the order of the KUBE-SVC rules).
+pub fn port_endpoints(
+    slices: &[EndpointSlice],
+    service: &ServiceRef,
+    port: &ServicePort,
+) -> Vec<(Endpoint, SocketAddrV4)> {
+    let mut eps: Vec<(Endpoint, SocketAddrV4)> = Vec::new();
+    for s in slices.iter().filter(|s| s.service == *service) {
+        let Some(p) = s
+            .ports
+            .iter()
+            .find(|p| p.name == port.name && p.protocol == port.protocol)
+        else {
+            continue;
+        };
+        for e in &s.endpoints {
+            let a = SocketAddrV4::new(e.ip, p.port);
+            if !eps.iter().any(|(_, x)| *x == a) {
+                eps.push((e.clone(), a));
+            }
+        }
+    }
+    eps.sort_by_key(|(_, a)| a.to_string());
+    eps
 }
 
 /// Distinct IPs of local **Ready** endpoints (`LocalReadyEndpoints()`, health check §4.2);

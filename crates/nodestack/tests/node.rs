@@ -59,6 +59,7 @@ fn nodeport_service(etp: TrafficPolicy) -> (Service, EndpointSlice) {
         health_check_node_port: None,
         external_ips: vec![],
         load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
     };
     let ep = |a: &str, n: &str| Endpoint {
         ip: ip(a),

@@ -77,6 +77,7 @@ fn service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> Service {
         health_check_node_port: hc,
         external_ips: vec![],
         load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
     }
 }
 

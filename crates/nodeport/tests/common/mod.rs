@@ -76,6 +76,7 @@ pub fn nginx(etp: TrafficPolicy) -> Service {
         health_check_node_port: None,
         external_ips: vec![],
         load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
     }
 }
 
