@@ -248,7 +248,12 @@ impl KernelLab {
 
     fn build(&mut self, spec: &KernelSpec) -> Result<()> {
         let router = self.ns_for("", "router")?;
-        sysctls(&router, &[("net/ipv4/ip_forward", "1")], &[])?;
+        // A plain switch: bridged node-to-node traffic does not cross the router's netfilter.
+        sysctls(
+            &router,
+            &[("net/ipv4/ip_forward", "1")],
+            &[("net/bridge/bridge-nf-call-iptables", "0")],
+        )?;
         let node_prefix = spec.nodes.first().map(|n| n.prefix_len).unwrap_or(24);
         bridge(&router, "br0", spec.router_ip, node_prefix)?;
         let mut nodes = Vec::new();
