@@ -27,7 +27,9 @@ use crate::runner::{self, expand_plan, RunOptions};
 use cluster::{ActionKind, ClientAttach, Cluster, LabError};
 use host::cleanup;
 use host::curl::{CurlOutcome, CurlRequest, CurlRun};
-use host::kernel::{KAttach, KClient, KNode, KPod, KernelLab, KernelOptions, KernelSpec};
+use host::kernel::{
+    KAttach, KClient, KLoadBalancer, KNode, KPod, KernelLab, KernelOptions, KernelSpec,
+};
 
 /// Extra lab runs (other world seeds) that give the set of results a step can have.
 pub const LAB_SAMPLES: u64 = 16;
@@ -126,11 +128,10 @@ pub fn node_rules(cluster: &Cluster, node: &str) -> anyhow::Result<String> {
 
 /// Why the kernel comparison does not apply to `cluster`, if it does not.
 pub fn not_applicable(cluster: &Cluster) -> Option<String> {
-    if cluster.load_balancer.is_some() {
+    if runner::effective_health_check(cluster).is_some() {
         return Some(
-            "it needs the lab's NLB-style load balancer (client-IP-preserving forwarding to \
-             node ports, health checks against healthCheckNodePort, weights); the kernel \
-             topology has a plain router"
+            "its load balancer health-checks the nodes (healthCheckNodePort, weights): that \
+             is kube-proxy's healthz server, which the kernel topology does not run"
                 .into(),
         );
     }
@@ -330,7 +331,17 @@ pub fn kernel_spec(
             }
         })
         .collect();
+    let load_balancer = c.load_balancer.as_ref().map(|lb| KLoadBalancer {
+        ip: lb.ip,
+        targets: lb
+            .nodes
+            .iter()
+            .filter_map(|n| c.node(n).map(|n| n.ip))
+            .collect(),
+        listeners: lb_listeners(c),
+    });
     Ok(KernelSpec {
+        load_balancer,
         router_ip: c.router_ip,
         nodes,
         pods: c
@@ -344,6 +355,26 @@ pub fn kernel_spec(
             .collect(),
         clients,
     })
+}
+
+/// The load balancer's (port, node port) listeners as the lab's world opens them: the
+/// LoadBalancer services' ports first, then the NodePort services', the first per port wins.
+fn lb_listeners(c: &Cluster) -> Vec<(u16, u16)> {
+    use nodeport::{Protocol, ServiceType};
+    let ordered = [ServiceType::LoadBalancer, ServiceType::NodePort]
+        .into_iter()
+        .flat_map(|t| c.services.iter().filter(move |s| s.type_ == t));
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for s in ordered {
+        for p in s.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
+            if let Some(np) = p.node_port {
+                if out.iter().all(|(port, _)| *port != p.port) {
+                    out.push((p.port, np));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Waits for curl, honouring Ctrl-C.
@@ -646,12 +677,13 @@ mod tests {
 
     #[test]
     fn applies_to_plain_scenarios_only() {
-        for n in ["seed-cluster", "pod-to-nodeport", "session-affinity"] {
+        for n in ["seed-cluster", "pod-to-nodeport", "local-imbalance"] {
             assert_eq!(not_applicable(&load(n)), None, "{n}");
         }
         for (n, why) in [
-            ("local-imbalance", "load balancer"),
-            ("lb-local-scale-down", "load balancer"),
+            ("lb-local-weighted", "health-checks"),
+            ("lb-local-healthcheck", "health-checks"),
+            ("lb-local-scale-down", "health-checks"),
             ("lossy-link", "links:"),
         ] {
             let r = not_applicable(&load(n)).unwrap_or_default();

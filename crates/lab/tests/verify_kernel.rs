@@ -19,10 +19,12 @@ use serde_json::Value;
 static KERNEL: Mutex<()> = Mutex::new(());
 
 /// The shipped scenarios the README lists as covered (the rest must be refused).
-const APPLICABLE: [&str; 10] = [
+const APPLICABLE: [&str; 12] = [
     "cluster-local-pod",
     "kernel-ref",
     "kernel-ref-local",
+    "local-imbalance",
+    "local-imbalance-cluster",
     "no-endpoints",
     "no-masquerade",
     "pod-to-nodeport",

@@ -81,6 +81,17 @@ pub struct KClient {
     pub attach: KAttach,
 }
 
+/// An NLB-style load balancer without health checks, in the router: each new connection to
+/// `ip:port` is DNATed to one of `targets` (node IPs) at the listener's node port, uniformly
+/// at random; the client's address is kept, replies are un-DNATed by the router's conntrack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KLoadBalancer {
+    pub ip: Ipv4Addr,
+    pub targets: Vec<Ipv4Addr>,
+    /// (frontend port, node port), TCP.
+    pub listeners: Vec<(u16, u16)>,
+}
+
 /// Everything [`KernelLab::up`] builds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelSpec {
@@ -89,6 +100,7 @@ pub struct KernelSpec {
     pub nodes: Vec<KNode>,
     pub pods: Vec<KPod>,
     pub clients: Vec<KClient>,
+    pub load_balancer: Option<KLoadBalancer>,
 }
 
 /// Where the kernel topology lives.
@@ -334,7 +346,7 @@ impl KernelLab {
         }
         iptables_load(
             &router,
-            &format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{reach_rules}COMMIT\n"),
+            &router_rules(spec.load_balancer.as_ref(), &reach_rules),
         )?;
         for (n, ns) in spec.nodes.iter().zip(&nodes) {
             iptables_load(ns, &n.rules)
@@ -393,6 +405,40 @@ impl KernelLab {
     }
 }
 
+/// The router's iptables-restore text: the load balancer's DNAT (if any) and the clients'
+/// reachability filter (`reach`, from [`reach_filter`]).
+fn router_rules(lb: Option<&KLoadBalancer>, reach: &str) -> String {
+    let (mut nat, mut accept) = (String::new(), String::new());
+    if let Some(lb) = lb {
+        let n = lb.targets.len();
+        for (port, node_port) in &lb.listeners {
+            for (i, t) in lb.targets.iter().enumerate() {
+                let pick = if i + 1 < n {
+                    format!(
+                        "-m statistic --mode random --probability {:.11} ",
+                        1.0 / (n - i) as f64
+                    )
+                } else {
+                    String::new()
+                };
+                nat.push_str(&format!(
+                    "-A PREROUTING -d {}/32 -p tcp -m tcp --dport {port} -m comment --comment \"load balancer\" {pick}-j DNAT --to-destination {t}:{node_port}\n",
+                    lb.ip
+                ));
+            }
+        }
+        // Every client may reach the load balancer (the lab router's rule too).
+        accept = format!(
+            "-A FORWARD -m conntrack --ctstate DNAT --ctorigdst {}/32 -m comment --comment \"load balancer\" -j ACCEPT\n",
+            lb.ip
+        );
+    }
+    format!(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n{nat}COMMIT\n\
+         *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{accept}{reach}COMMIT\n"
+    )
+}
+
 /// The router's filter rules for one external client: it may reach only `reach` (the lab
 /// router drops everything else it sends; replies to it are not filtered).
 fn reach_filter(client: Ipv4Addr, reach: &[Ipv4Addr]) -> String {
@@ -418,6 +464,24 @@ mod tests {
         assert_eq!(first_host(ip("203.0.113.11"), 24), ip("203.0.113.1"));
         assert_eq!(network(ip("10.244.1.16"), 24), ip("10.244.1.0"));
         assert_eq!(network(ip("10.244.1.16"), 0), ip("0.0.0.0"));
+        let lb = KLoadBalancer {
+            ip: ip("198.51.100.10"),
+            targets: vec![ip("10.151.30.12"), ip("10.151.30.13")],
+            listeners: vec![(80, 31305)],
+        };
+        let rules = router_rules(Some(&lb), "");
+        assert!(rules.contains("-A PREROUTING -d 198.51.100.10/32 -p tcp -m tcp --dport 80 -m comment --comment \"load balancer\" -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 10.151.30.12:31305\n"), "{rules}");
+        assert!(
+            rules.contains(
+                "--comment \"load balancer\" -j DNAT --to-destination 10.151.30.13:31305\n"
+            ),
+            "{rules}"
+        );
+        assert!(
+            rules.contains("--ctstate DNAT --ctorigdst 198.51.100.10/32"),
+            "{rules}"
+        );
+        assert!(!router_rules(None, "").contains("DNAT"));
         let r = reach_filter(ip("203.0.113.11"), &[ip("10.151.30.11")]);
         assert_eq!(
             r,
