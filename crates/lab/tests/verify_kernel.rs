@@ -260,3 +260,31 @@ fn ctrl_c_and_kill_9_leave_nothing_behind() {
         assert!(!host::process::alive(p), "nginx {p} still runs");
     }
 }
+
+/// Bad input is refused before anything is built (no root needed): exit 2 with the reason.
+#[test]
+fn bad_input_exits_2() {
+    for (args, needle) in [
+        (vec!["verify", "seed-cluster"], "--kernel"),
+        (
+            vec![
+                "verify",
+                "seed-cluster",
+                "--kernel",
+                "--connect-timeout",
+                "0",
+            ],
+            "--connect-timeout",
+        ),
+        (
+            vec!["verify", "no-such-scenario", "--kernel"],
+            "unknown scenario",
+        ),
+        (vec!["verify", "lossy-link", "--kernel"], "does not apply"),
+    ] {
+        let out = lab(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
