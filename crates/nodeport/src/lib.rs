@@ -57,6 +57,7 @@ pub mod model;
 pub mod packet;
 pub mod proxier;
 pub mod topology;
+mod walk;
 
 pub use alloc::{AllocError, NodePortAllocator, PortRange};
 pub use chains::{ChainStep, ChainWalk};

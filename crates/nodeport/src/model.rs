@@ -200,7 +200,9 @@ pub struct ProxyConfig {
     pub node_port_addresses: Vec<Ipv4Net>,
     /// nf_conntrack_max for this node.
     pub conntrack_max: usize,
-    /// `MASQUERADE --random-fully` (kube-proxy uses it when iptables supports it).
+    /// `MASQUERADE --random-fully` (default true: kube-proxy adds it whenever iptables
+    /// supports it): the masqueraded source port is random. Lab what-if
+    /// `masqueradeRandomFully: false` keeps the client's port when it is free.
     pub masquerade_random_fully: bool,
     /// Lab what-if: when false, KUBE-POSTROUTING never masquerades (breaks Cluster traffic
     /// to remote endpoints, which is the lesson of the `no-masquerade` scenario).
@@ -245,7 +247,7 @@ impl ProxyConfig {
             masquerade_all: false,
             node_port_addresses: Vec::new(),
             conntrack_max: 131_072,
-            masquerade_random_fully: false,
+            masquerade_random_fully: true,
             masquerade_enabled: true,
             localhost_node_ports: true,
             conntrack_tcp_be_liberal: false,

@@ -480,19 +480,39 @@ pub fn rewrite_icmp_error(
     wr16(pkt, icmp + 2, c);
 }
 
-/// REJECT `--reject-with icmp-port-unreachable`: a complete IPv4 ICMP type 3 code 3 packet
-/// from the address the offending packet was sent to, back to its sender, quoting the
-/// original IP header and the first 8 bytes of its payload.
-pub fn icmp_port_unreachable(orig: &[u8], p: &Parsed) -> Vec<u8> {
-    let quote_len = (p.ihl + 8).min(p.total_len);
-    let quoted = &orig[..quote_len];
-    let builder = PacketBuilder::ipv4(p.tuple.dst.octets(), p.tuple.src.octets(), 64).icmpv4(
+/// The most an ICMP error may occupy (RFC 1812 4.3.2.3; net/ipv4/icmp.c `__icmp_send`:
+/// "return as much as we can without exceeding 576 bytes").
+pub const ICMP_ERROR_MAX: usize = 576;
+
+/// REJECT `--reject-with icmp-port-unreachable` as net/ipv4/icmp.c `__icmp_send` builds it: a
+/// complete IPv4 ICMP type 3 code 3 packet from `src` back to the sender (see
+/// [`crate::Verdict::Reject`] for `src`), TTL 64, TOS `RT_TOS(orig) | IPTOS_PREC_INTERNETCONTROL`,
+/// quoting as much of the original datagram as fits in [`ICMP_ERROR_MAX`] bytes (up to 548:
+/// 576 − 20-byte IP header − 8-byte ICMP header).
+pub fn icmp_port_unreachable(orig: &[u8], p: &Parsed, src: Ipv4Addr) -> Vec<u8> {
+    let room = ICMP_ERROR_MAX - 20 - 8;
+    let quoted = &orig[..p.total_len.min(orig.len()).min(room)];
+    let builder = PacketBuilder::ipv4(src.octets(), p.tuple.src.octets(), 64).icmpv4(
         Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
     );
     let mut out = Vec::with_capacity(builder.size(quoted.len()));
     // Writing into a Vec cannot fail; the payload is far below the IPv4 size limit.
     let _ = builder.write(&mut out, quoted);
+    if out.len() >= 20 && !orig.is_empty() {
+        let tos = (orig[1] & 0x1e) | 0xc0;
+        let c = csum_replace2(rd16(&out, 10), u16::from(out[1]), u16::from(tos));
+        out[1] = tos;
+        wr16(&mut out, 10, c);
+    }
     out
+}
+
+/// Set an IPv4 datagram's source address, fixing the header checksum only (for ICMP, whose
+/// checksum does not cover the IP header: e.g. a REJECT answer built with source 0.0.0.0).
+pub fn set_ipv4_source(pkt: &mut [u8], src: Ipv4Addr) {
+    if pkt.len() >= 20 {
+        set_ip_addr(pkt, 0, true, src);
+    }
 }
 
 #[cfg(test)]

@@ -12,11 +12,12 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use rand::{Rng, RngCore};
+use ipnet::Ipv4Net;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::chains::{
-    endpoint_chain_name, port_proto_hash, service_port_name, ChainWalk, KUBE_EXTERNAL_SERVICES,
-    KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_SERVICES, MASQ_MARK,
+    endpoint_chain_name, port_proto_hash, service_port_name, ChainWalk, KUBE_POSTROUTING, MASQ_MARK,
 };
 use crate::conntrack::{ConnEntry, Conntrack, Dir, InsertError, PendingFlow, TcpState, Tuple};
 use crate::healthcheck::{self, HealthResponse};
@@ -28,6 +29,7 @@ use crate::packet::{
     self, tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
 use crate::topology;
+use crate::walk;
 use crate::Now;
 
 /// Which netfilter hook a packet entered by.
@@ -70,6 +72,13 @@ pub enum DropReason {
         service: ServiceRef,
         port_name: String,
     },
+    /// An LB IP of a service with `loadBalancerSourceRanges`, from a source they do not
+    /// allow: KUBE-FW-<hash> lets it fall through and KUBE-PROXY-FIREWALL drops it
+    /// (`"<svc> traffic not accepted by KUBE-FW-…"`).
+    SourceRangesDenied {
+        service: ServiceRef,
+        port_name: String,
+    },
     /// nf_conntrack table full: new flow dropped ("table full, dropping packet").
     ConntrackFull,
     /// No free source port for MASQUERADE.
@@ -87,7 +96,11 @@ pub enum Verdict {
     /// Silently dropped.
     Drop(DropReason),
     /// REJECT: the packet is dropped and `icmp` (a complete IPv4 ICMP port-unreachable
-    /// packet addressed to the sender) must be sent back by the caller.
+    /// packet addressed to the sender, quoting the packet like the kernel's `__icmp_send`)
+    /// must be sent back by the caller. Its source is the rejected packet's destination when
+    /// that is a local address; otherwise it is 0.0.0.0 and the caller must put the address
+    /// of its route back to the sender there (`__icmp_send` with saddr 0), e.g. with
+    /// [`crate::packet::set_ipv4_source`].
     Reject { icmp: Vec<u8> },
 }
 
@@ -141,37 +154,170 @@ pub enum FrontendKind {
     NodePort,
 }
 
+/// The typed outcome of the §3.6 decision table for a new flow that hit a frontend
+/// ([`Proxier::decide`]); the trace's rule path is built from it ([`crate::walk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlowDecision {
+    /// Not translated (LB IP / external IP of a port without endpoints, reached via OUTPUT
+    /// towards a non-local address: the packet leaves the node as is).
+    Pass,
+    /// No endpoints at all: filter REJECT with ICMP port unreachable.
+    Reject,
+    /// Local traffic policy and no local endpoint: filter DROP.
+    DropNoLocal,
+    /// An LB IP with `loadBalancerSourceRanges` from a source they do not allow:
+    /// KUBE-PROXY-FIREWALL DROP.
+    DropFirewall,
+    /// DNAT to an endpoint.
+    Dnat(DnatDecision),
+}
+
+/// A DNAT decision: how the packet reached the endpoint-picking chain and what it picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DnatDecision {
+    pub via: Via,
+    /// Index into the port's endpoints.
+    pub ep: usize,
+    pub pick: Pick,
+    /// The endpoint is the client itself: KUBE-SEP marks for masquerade.
+    pub hairpin: bool,
+}
+
+impl DnatDecision {
+    /// KUBE-MARK-MASQ was hit somewhere on the path.
+    pub fn masquerade(&self) -> bool {
+        self.hairpin
+            || matches!(
+                self.via,
+                Via::ClusterIp { masq: true } | Via::External(ExtRoute::Masq | ExtRoute::Host)
+            )
+    }
+
+    /// The chain that picked the endpoint: KUBE-SVL for local-only pools, else KUBE-SVC.
+    pub fn chain<'a>(&self, sp: &'a SvcPort) -> &'a str {
+        let local = match self.via {
+            Via::ClusterIp { .. } => sp.itp_local,
+            Via::External(r) => r == ExtRoute::Local,
+        };
+        if local {
+            &sp.svl_chain
+        } else {
+            &sp.svc_chain
+        }
+    }
+}
+
+/// How a flow entered the service's endpoint chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// KUBE-SERVICES cluster-IP rule; `masq`: the cluster-IP masquerade rule matched
+    /// (masqueradeAll, or a non-pod source with the ClusterCIDR detector).
+    ClusterIp { masq: bool },
+    /// KUBE-EXT-<hash> (NodePort, external IP, LB IP), with the rule that left it.
+    External(ExtRoute),
+}
+
+/// Which KUBE-EXT rule sent the flow on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExtRoute {
+    /// ETP=Cluster: mark for masquerade, then KUBE-SVC.
+    Masq,
+    /// ETP=Local, pod source: KUBE-SVC, no mark.
+    Pod,
+    /// ETP=Local, node source (`--src-type LOCAL`): mark, then KUBE-SVC.
+    Host,
+    /// ETP=Local, other source with local endpoints: KUBE-SVL.
+    Local,
+}
+
+/// How the endpoint was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// ClientIP affinity (`-m recent --rcheck`).
+    Affinity,
+    /// Uniform draw: rule `j` of `n` (`-m statistic --probability 1/(n-j)`).
+    Random { j: usize, n: usize },
+}
+
 /// One endpoint of a service port, as the rules see it.
 #[derive(Debug, Clone)]
-struct EpInfo {
-    addr: SocketAddrV4,
-    ip: Ipv4Addr,
-    serving: bool,
+pub(crate) struct EpInfo {
+    pub addr: SocketAddrV4,
+    pub ip: Ipv4Addr,
+    pub serving: bool,
     /// `KUBE-SEP-<hash>`.
-    sep: String,
+    pub sep: String,
 }
 
 /// One service port with its chains and categorised endpoints (what `syncProxyRules`
 /// writes for it).
 #[derive(Debug, Clone)]
-struct SvcPort {
-    svc: ServiceRef,
-    port_name: String,
+pub(crate) struct SvcPort {
+    pub svc: ServiceRef,
+    pub port_name: String,
     /// `ns/svc:port`.
-    spn: String,
-    proto: Protocol,
-    etp_local: bool,
-    itp_local: bool,
-    affinity: Option<Duration>,
-    svc_chain: String,
-    svl_chain: String,
-    ext_chain: String,
+    pub spn: String,
+    pub proto: Protocol,
+    pub etp_local: bool,
+    pub itp_local: bool,
+    pub affinity: Option<Duration>,
+    pub svc_chain: String,
+    pub svl_chain: String,
+    pub ext_chain: String,
+    /// `KUBE-FW-<hash>` (used only with [`SvcPort::firewall`]).
+    pub fw_chain: String,
+    /// `loadBalancerSourceRanges` of a service with LB IPs (`usesFWChain`).
+    pub firewall: Option<Firewall>,
     /// Key of this port's ClientIP-affinity lists.
-    affinity_key: u64,
-    eps: Vec<EpInfo>,
-    cluster: Vec<usize>,
-    local: Vec<usize>,
-    has_any: bool,
+    pub affinity_key: u64,
+    pub eps: Vec<EpInfo>,
+    pub cluster: Vec<usize>,
+    pub local: Vec<usize>,
+    pub has_any: bool,
+}
+
+/// KUBE-FW-<hash>: who may use the LB IPs of a service with `loadBalancerSourceRanges`.
+#[derive(Debug, Clone)]
+pub(crate) struct Firewall {
+    pub ranges: Vec<Ipv4Net>,
+    /// The LB IPs themselves, allowed as sources when a range contains the node IP (a node
+    /// reaching its own VIP loops back with the VIP as source).
+    pub lb_sources: Vec<Ipv4Addr>,
+}
+
+impl Firewall {
+    fn of(svc: &Service, config: &ProxyConfig) -> Option<Firewall> {
+        if svc.load_balancer_ips.is_empty() || svc.load_balancer_source_ranges.is_empty() {
+            return None;
+        }
+        let node_ip = config.node_addresses.first();
+        let allow_from_node = svc
+            .load_balancer_source_ranges
+            .iter()
+            .any(|r| node_ip.is_some_and(|ip| r.contains(ip)));
+        Some(Firewall {
+            ranges: svc.load_balancer_source_ranges.clone(),
+            lb_sources: if allow_from_node {
+                svc.load_balancer_ips.clone()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// The `-s` of the KUBE-FW rule `src` matches (a range, or an LB IP), `None`: dropped.
+    pub fn matching(&self, src: Ipv4Addr) -> Option<String> {
+        self.ranges
+            .iter()
+            .find(|r| r.contains(&src))
+            .map(|r| r.to_string())
+            .or_else(|| {
+                self.lb_sources
+                    .iter()
+                    .find(|ip| **ip == src)
+                    .map(|ip| ip.to_string())
+            })
+    }
 }
 
 /// Small recorder so that walks cost nothing when tracing is off.
@@ -191,13 +337,6 @@ impl Rec {
         if self.on {
             self.walk.push(table, chain, rule(), target());
         }
-    }
-    /// The jump from `chain` to KUBE-MARK-MASQ, then the MARK rule there.
-    fn masq(&mut self, chain: &str, rule: impl FnOnce() -> String) {
-        self.push("nat", chain, rule, || KUBE_MARK_MASQ.into());
-        self.push("nat", KUBE_MARK_MASQ, String::new, || {
-            format!("MARK --or-mark {MASQ_MARK:#x}")
-        });
     }
 }
 
@@ -220,6 +359,9 @@ pub struct Proxier {
     latest_now: Now,
     last_full_expire: Option<Now>,
     record_walks: bool,
+    /// Source ports for MASQUERADE (`--random-fully`) and NAT clash remaps: a stream of its
+    /// own, so that port picks never shift the endpoint choices drawn from the caller's RNG.
+    port_rng: ChaCha8Rng,
 }
 
 fn proto_of(n: u8) -> Option<Protocol> {
@@ -243,6 +385,7 @@ fn fnv(s: &str) -> u64 {
 impl Proxier {
     pub fn new(config: ProxyConfig) -> Self {
         let conntrack = Conntrack::new(config.conntrack_max);
+        let config_name = config.node_name.clone();
         Proxier {
             config,
             conntrack,
@@ -256,7 +399,14 @@ impl Proxier {
             latest_now: Duration::ZERO,
             last_full_expire: None,
             record_walks: true,
+            port_rng: ChaCha8Rng::seed_from_u64(fnv(&config_name)),
         }
+    }
+
+    /// Seed the MASQUERADE port stream (default: a hash of the node name). A simulated node
+    /// passes its own seed so that ports follow the world's seed.
+    pub fn set_port_seed(&mut self, seed: u64) {
+        self.port_rng = ChaCha8Rng::seed_from_u64(seed);
     }
 
     pub fn config(&self) -> &ProxyConfig {
@@ -306,25 +456,8 @@ impl Proxier {
                 let spn = service_port_name(&svc.namespace, &svc.name, &sp.name);
                 let proto = sp.protocol.as_lower();
                 let hash = port_proto_hash(&spn, proto);
-                // Endpoints of this port: slice port with the same name and protocol.
-                let mut eps: Vec<(Endpoint, SocketAddrV4)> = Vec::new();
-                for s in &my_slices {
-                    let Some(port) = s
-                        .ports
-                        .iter()
-                        .find(|p| p.name == sp.name && p.protocol == sp.protocol)
-                    else {
-                        continue;
-                    };
-                    for e in &s.endpoints {
-                        let a = sock(e.ip, port.port);
-                        if !eps.iter().any(|(_, x)| *x == a) {
-                            eps.push((e.clone(), a));
-                        }
-                    }
-                }
-                // kube-proxy orders endpoints by their "ip:port" string.
-                eps.sort_by_key(|(_, a)| a.to_string());
+                // Endpoints of this port, in kube-proxy's "ip:port" order.
+                let eps = topology::port_endpoints(slices, &sref, sp);
                 let endpoints: Vec<Endpoint> = eps.iter().map(|(e, _)| e.clone()).collect();
                 let cat = topology::categorize(&endpoints, &node);
                 let infos = eps
@@ -350,6 +483,8 @@ impl Proxier {
                     svc_chain: format!("KUBE-SVC-{hash}"),
                     svl_chain: format!("KUBE-SVL-{hash}"),
                     ext_chain: format!("KUBE-EXT-{hash}"),
+                    fw_chain: format!("KUBE-FW-{hash}"),
+                    firewall: Firewall::of(svc, &self.config),
                     affinity_key: fnv(&hash),
                     eps: infos,
                     cluster: cat.cluster,
@@ -648,7 +783,8 @@ impl Proxier {
         None
     }
 
-    /// The nat-table decision for a flow's first packet (spec §3.6 / §10).
+    /// The nat-table decision for a flow's first packet (spec §3.6 / §10): decide, record
+    /// the rule path (only when tracing), then apply.
     fn new_flow(
         &mut self,
         now: Now,
@@ -659,270 +795,164 @@ impl Proxier {
         rng: &mut dyn RngCore,
     ) -> Prerouting {
         let t = p.tuple;
-        let mut rec = Rec {
-            on: self.record_walks,
-            walk: ChainWalk::default(),
-        };
         let found = proto_of(t.proto).and_then(|_| self.frontend_index(t.proto, t.dst, t.dport));
         let Some((si, kind)) = found else {
-            return self.accept_new(t, t.invert(), flags, false, rec.walk, Vec::new());
+            return self.accept_new(
+                t,
+                t.invert(),
+                flags,
+                false,
+                ChainWalk::default(),
+                Vec::new(),
+            );
         };
-        let sp = &self.ports[si];
-        let proto = sp.proto.as_lower();
-        let spn = sp.spn.as_str();
-        let is_pod = self.is_pod(t.src);
-        let is_host = hook == Hook::Output || self.is_local_addr(t.src);
+        let decision = self.decide(now, &t, si, kind, hook, rng);
+        let walk = if self.record_walks {
+            let cx = walk::FlowCtx {
+                sp: &self.ports[si],
+                config: &self.config,
+                t: &t,
+                kind,
+            };
+            walk::new_flow_walk(&cx, &decision)
+        } else {
+            ChainWalk::default()
+        };
+        match decision {
+            FlowDecision::Pass => self.accept_new(t, t.invert(), flags, false, walk, Vec::new()),
+            FlowDecision::Reject => Prerouting {
+                verdict: Verdict::Reject {
+                    // __icmp_send: the original destination when it is a local address,
+                    // else 0.0.0.0 = the route back to the sender chooses.
+                    icmp: packet::icmp_port_unreachable(
+                        pkt,
+                        p,
+                        if self.is_local_addr(t.dst) {
+                            t.dst
+                        } else {
+                            Ipv4Addr::UNSPECIFIED
+                        },
+                    ),
+                },
+                walk,
+                rewrites: Vec::new(),
+                ct_state: "NEW",
+            },
+            FlowDecision::DropNoLocal => self.drop_flow(si, walk, false),
+            FlowDecision::DropFirewall => self.drop_flow(si, walk, true),
+            FlowDecision::Dnat(dn) => self.apply_dnat(now, pkt, p, flags, si, &dn, walk),
+        }
+    }
 
+    /// The §3.6 decision table for a new flow that hit frontend `kind` of port `si`: which
+    /// verdict, which service chain, which masquerade marks and which endpoint. Draws from
+    /// `rng` only for a uniform endpoint choice; changes no state.
+    fn decide(
+        &self,
+        now: Now,
+        t: &Tuple,
+        si: usize,
+        kind: FrontendKind,
+        hook: Hook,
+        rng: &mut dyn RngCore,
+    ) -> FlowDecision {
+        let sp = &self.ports[si];
         // A = false: REJECT (no nat rules exist for the port at all).
         if !sp.has_any {
             let lb_via_output = hook == Hook::Output
                 && matches!(kind, FrontendKind::LoadBalancer | FrontendKind::ExternalIp)
                 && !self.is_local_addr(t.dst);
-            if lb_via_output {
-                return self.accept_new(t, t.invert(), flags, false, rec.walk, Vec::new());
-            }
-            let (chain, rule) = match kind {
-                FrontendKind::ClusterIp => (
-                    KUBE_SERVICES,
-                    format!("-d {}/32 -p {proto} --dport {} \"{spn} has no endpoints\"", t.dst, t.dport),
-                ),
-                FrontendKind::NodePort => (
-                    KUBE_EXTERNAL_SERVICES,
-                    format!("-m addrtype --dst-type LOCAL -p {proto} --dport {} \"{spn} has no endpoints\"", t.dport),
-                ),
-                _ => (
-                    KUBE_EXTERNAL_SERVICES,
-                    format!("-d {}/32 -p {proto} --dport {} \"{spn} has no endpoints\"", t.dst, t.dport),
-                ),
-            };
-            rec.push(
-                "filter",
-                chain,
-                || rule,
-                || "REJECT --reject-with icmp-port-unreachable".into(),
-            );
-            let icmp = packet::icmp_port_unreachable(pkt, p);
-            return Prerouting {
-                verdict: Verdict::Reject { icmp },
-                walk: rec.walk,
-                rewrites: Vec::new(),
-                ct_state: "NEW",
+            return if lb_via_output {
+                FlowDecision::Pass
+            } else {
+                FlowDecision::Reject
             };
         }
-
-        let mut mark = false;
-        let use_local;
-        let chain: &str;
-        match kind {
-            FrontendKind::ClusterIp => {
-                chain = if sp.itp_local {
-                    &sp.svl_chain
-                } else {
-                    &sp.svc_chain
-                };
-                rec.push(
-                    "nat",
-                    KUBE_SERVICES,
-                    || {
-                        format!(
-                            "-d {}/32 -p {proto} --dport {} \"{spn} cluster IP\"",
-                            t.dst, t.dport
-                        )
-                    },
-                    || chain.to_string(),
-                );
-                if sp.itp_local && sp.local.is_empty() {
-                    rec.walk.steps.clear();
-                    rec.push(
-                        "filter",
-                        KUBE_SERVICES,
-                        || {
-                            format!(
-                                "-d {}/32 -p {proto} --dport {} \"{spn} has no local endpoints\"",
-                                t.dst, t.dport
-                            )
-                        },
-                        || "DROP".into(),
-                    );
-                    return self.drop_no_local(si, rec.walk);
-                }
-                use_local = sp.itp_local;
-                let detector = self.config.cluster_cidr.is_some();
-                if self.config.masquerade_all || (detector && !is_pod) {
-                    mark = true;
-                    let not_src = match (self.config.masquerade_all, self.config.cluster_cidr) {
-                        (false, Some(c)) => format!(" ! -s {c}"),
-                        _ => String::new(),
-                    };
-                    rec.masq(chain, || {
-                        format!(
-                            "-d {}/32 -p {proto} --dport {}{not_src} \"{spn} cluster IP\"",
-                            t.dst, t.dport
-                        )
-                    });
-                }
-            }
-            _ => {
-                let ext = sp.ext_chain.as_str();
-                match kind {
-                    FrontendKind::NodePort => {
-                        rec.push(
-                            "nat",
-                            KUBE_SERVICES,
-                            || "-m addrtype --dst-type LOCAL \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"".into(),
-                            || KUBE_NODEPORTS.into(),
-                        );
-                        rec.push(
-                            "nat",
-                            KUBE_NODEPORTS,
-                            || format!("-p {proto} --dport {} \"{spn}\"", t.dport),
-                            || ext.into(),
-                        );
-                    }
-                    FrontendKind::ExternalIp => rec.push(
-                        "nat",
-                        KUBE_SERVICES,
-                        || {
-                            format!(
-                                "-d {}/32 -p {proto} --dport {} \"{spn} external IP\"",
-                                t.dst, t.dport
-                            )
-                        },
-                        || ext.into(),
-                    ),
-                    _ => rec.push(
-                        "nat",
-                        KUBE_SERVICES,
-                        || {
-                            format!(
-                                "-d {}/32 -p {proto} --dport {} \"{spn} loadbalancer IP\"",
-                                t.dst, t.dport
-                            )
-                        },
-                        || ext.into(),
-                    ),
-                }
-                if !sp.etp_local {
-                    mark = true;
-                    use_local = false;
-                    chain = &sp.svc_chain;
-                    rec.masq(ext, || {
-                        format!("\"masquerade traffic for {spn} external destinations\"")
-                    });
-                    rec.push("nat", ext, String::new, || chain.into());
-                } else if is_pod {
-                    use_local = false;
-                    chain = &sp.svc_chain;
-                    let cidr = self
-                        .config
-                        .cluster_cidr
-                        .map(|c| c.to_string())
-                        .unwrap_or_default();
-                    rec.push(
-                        "nat",
-                        ext,
-                        || format!("-s {cidr} \"pod traffic for {spn} external destinations\""),
-                        || chain.into(),
-                    );
-                } else if is_host {
-                    mark = true;
-                    use_local = false;
-                    chain = &sp.svc_chain;
-                    rec.masq(
-                        ext,
-                        || format!("-m addrtype --src-type LOCAL \"masquerade LOCAL traffic for {spn} external destinations\""),
-                    );
-                    rec.push(
-                        "nat",
-                        ext,
-                        || format!("-m addrtype --src-type LOCAL \"route LOCAL traffic for {spn} external destinations\""),
-                        || chain.into(),
-                    );
-                } else if !sp.local.is_empty() {
-                    use_local = true;
-                    chain = &sp.svl_chain;
-                    rec.push("nat", ext, String::new, || chain.into());
-                } else {
-                    // Falls off KUBE-EXT un-DNATed; the filter table drops it.
-                    let rule = match kind {
-                        FrontendKind::NodePort => format!(
-                            "-m addrtype --dst-type LOCAL -p {proto} --dport {} \"{spn} has no local endpoints\"",
-                            t.dport
-                        ),
-                        _ => format!(
-                            "-d {}/32 -p {proto} --dport {} \"{spn} has no local endpoints\"",
-                            t.dst, t.dport
-                        ),
-                    };
-                    rec.push("filter", KUBE_EXTERNAL_SERVICES, || rule, || "DROP".into());
-                    return self.drop_no_local(si, rec.walk);
+        // KUBE-FW-<hash>: sources outside loadBalancerSourceRanges fall off the chain
+        // un-DNATed and KUBE-PROXY-FIREWALL drops them (NodePorts are not subject to it).
+        if kind == FrontendKind::LoadBalancer {
+            if let Some(fw) = &sp.firewall {
+                if fw.matching(t.src).is_none() {
+                    return FlowDecision::DropFirewall;
                 }
             }
         }
+        let is_pod = self.is_pod(t.src);
+        let via = if kind == FrontendKind::ClusterIp {
+            if sp.itp_local && sp.local.is_empty() {
+                return FlowDecision::DropNoLocal;
+            }
+            let detector = self.config.cluster_cidr.is_some();
+            Via::ClusterIp {
+                masq: self.config.masquerade_all || (detector && !is_pod),
+            }
+        } else {
+            let is_host = hook == Hook::Output || self.is_local_addr(t.src);
+            Via::External(if !sp.etp_local {
+                ExtRoute::Masq
+            } else if is_pod {
+                ExtRoute::Pod
+            } else if is_host {
+                ExtRoute::Host
+            } else if !sp.local.is_empty() {
+                ExtRoute::Local
+            } else {
+                return FlowDecision::DropNoLocal;
+            })
+        };
+        let local = match via {
+            Via::ClusterIp { .. } => sp.itp_local,
+            Via::External(r) => r == ExtRoute::Local,
+        };
+        let (ep, pick) = self.pick_endpoint(now, t, sp, local, rng);
+        FlowDecision::Dnat(DnatDecision {
+            via,
+            ep,
+            pick,
+            hairpin: sp.eps[ep].ip == t.src,
+        })
+    }
 
-        // KUBE-SVC / KUBE-SVL: affinity first, then a uniform choice.
-        let pool = if use_local { &sp.local } else { &sp.cluster };
-        let mut chosen: Option<usize> = None;
+    /// KUBE-SVC / KUBE-SVL: ClientIP affinity first, then a uniform choice from the cluster
+    /// (or, for `local`, the local) endpoints. The pool is never empty here.
+    fn pick_endpoint(
+        &self,
+        now: Now,
+        t: &Tuple,
+        sp: &SvcPort,
+        local: bool,
+        rng: &mut dyn RngCore,
+    ) -> (usize, Pick) {
+        let pool = if local { &sp.local } else { &sp.cluster };
         if let Some(timeout) = sp.affinity {
             if let Some(&(addr, last, _)) = self.affinity.get(&(sp.affinity_key, t.src)) {
                 if now.saturating_sub(last) < timeout {
-                    chosen = pool.iter().copied().find(|&i| sp.eps[i].addr == addr);
-                    if let Some(i) = chosen {
-                        let ep = &sp.eps[i];
-                        rec.push(
-                            "nat",
-                            chain,
-                            || format!("\"{spn} -> {}\" -m recent --name {} --rcheck --seconds {} --reap", ep.addr, ep.sep, timeout.as_secs()),
-                            || ep.sep.clone(),
-                        );
+                    if let Some(i) = pool.iter().copied().find(|&i| sp.eps[i].addr == addr) {
+                        return (i, Pick::Affinity);
                     }
                 }
             }
         }
-        let k = match chosen {
-            Some(i) => i,
-            None => {
-                let n = pool.len();
-                let j = rng.random_range(0..n);
-                let i = pool[j];
-                let ep = &sp.eps[i];
-                rec.push(
-                    "nat",
-                    chain,
-                    || {
-                        if j + 1 < n {
-                            format!(
-                                "\"{spn} -> {}\" -m statistic --mode random --probability {:.10}",
-                                ep.addr,
-                                1.0 / (n - j) as f64
-                            )
-                        } else {
-                            format!("\"{spn} -> {}\"", ep.addr)
-                        }
-                    },
-                    || ep.sep.clone(),
-                );
-                i
-            }
-        };
-        let ep = &sp.eps[k];
-        // KUBE-SEP: hairpin masquerade, then DNAT.
-        if ep.ip == t.src {
-            mark = true;
-            rec.masq(&ep.sep, || format!("-s {}/32 \"{spn}\"", ep.ip));
-        }
-        let recent = if sp.affinity.is_some() {
-            format!(" -m recent --name {} --set", ep.sep)
-        } else {
-            String::new()
-        };
-        rec.push(
-            "nat",
-            &ep.sep,
-            || format!("-p {proto} \"{spn}\"{recent}"),
-            || format!("DNAT --to-destination {}", ep.addr),
-        );
-        let addr = ep.addr;
+        let n = pool.len();
+        let j = rng.random_range(0..n);
+        (pool[j], Pick::Random { j, n })
+    }
+
+    /// KUBE-SEP: record affinity, DNAT the packet in place, hand the flow to postrouting.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_dnat(
+        &mut self,
+        now: Now,
+        pkt: &mut [u8],
+        p: &Parsed,
+        flags: u8,
+        si: usize,
+        dn: &DnatDecision,
+        walk: ChainWalk,
+    ) -> Prerouting {
+        let t = p.tuple;
+        let sp = &self.ports[si];
+        let addr = sp.eps[dn.ep].addr;
         if let Some(timeout) = sp.affinity {
             self.affinity
                 .insert((sp.affinity_key, t.src), (addr, now, timeout));
@@ -942,15 +972,19 @@ impl Proxier {
         } else {
             Vec::new()
         };
-        self.accept_new(t, new.invert(), flags, mark, rec.walk, rewrites)
+        self.accept_new(t, new.invert(), flags, dn.masquerade(), walk, rewrites)
     }
 
-    fn drop_no_local(&self, si: usize, walk: ChainWalk) -> Prerouting {
+    /// A filter-table DROP of a new flow: no local endpoints, or (`firewall`) a source
+    /// outside loadBalancerSourceRanges.
+    fn drop_flow(&self, si: usize, walk: ChainWalk, firewall: bool) -> Prerouting {
         let sp = &self.ports[si];
+        let (service, port_name) = (sp.svc.clone(), sp.port_name.clone());
         Prerouting {
-            verdict: Verdict::Drop(DropReason::NoLocalEndpoints {
-                service: sp.svc.clone(),
-                port_name: sp.port_name.clone(),
+            verdict: Verdict::Drop(if firewall {
+                DropReason::SourceRangesDenied { service, port_name }
+            } else {
+                DropReason::NoLocalEndpoints { service, port_name }
             }),
             walk,
             rewrites: Vec::new(),
@@ -983,14 +1017,15 @@ impl Proxier {
     }
 
     /// After routing. `egress_addr` is the primary address of the egress interface, or
-    /// `None` for local delivery (INPUT: no masquerade, conntrack is confirmed).
+    /// `None` for local delivery (INPUT: no masquerade, conntrack is confirmed). Source ports
+    /// come from the proxier's own stream ([`Proxier::set_port_seed`]); `_rng` is unused.
     pub fn postrouting(
         &mut self,
         now: Now,
         pkt: &mut [u8],
         pending: NatPending,
         egress_addr: Option<Ipv4Addr>,
-        rng: &mut dyn RngCore,
+        _rng: &mut dyn RngCore,
     ) -> Postrouting {
         let mut out = Postrouting {
             dropped: None,
@@ -1046,7 +1081,8 @@ impl Proxier {
             reply.dst = addr;
         }
         if random || !self.conntrack.is_free(&reply) {
-            match self.pick_port(reply, pf.original.sport, random, rng) {
+            let ct = &self.conntrack;
+            match Self::pick_port(ct, reply, pf.original.sport, random, &mut self.port_rng) {
                 Some(port) => {
                     reply.dport = port;
                     if reply.proto == PROTO_ICMP {
@@ -1094,9 +1130,11 @@ impl Proxier {
     }
 
     /// A source port making `reply` unique: MASQUERADE's port ranges (1–511, 600–1023,
-    /// 1024–65535 by original port), starting at a random offset.
+    /// 1024–65535 by original port), starting at a random offset; with `random`
+    /// (`--random-fully`, NF_NAT_RANGE_PROTO_RANDOM_FULLY) the original port is not tried
+    /// first (net/netfilter/nf_nat_core.c get_unique_tuple).
     fn pick_port(
-        &self,
+        conntrack: &Conntrack,
         mut reply: Tuple,
         orig: u16,
         random: bool,
@@ -1119,7 +1157,7 @@ impl Proxier {
             if icmp {
                 reply.sport = port;
             }
-            self.conntrack.is_free(&reply)
+            conntrack.is_free(&reply)
         };
         if !random && try_port(orig) {
             return Some(orig);
@@ -1172,11 +1210,16 @@ impl Proxier {
 }
 
 /// `--dst-type LOCAL` (or the `nodePortAddresses` subset): may `ip` carry NodePort traffic?
+/// 127.0.0.0/8 only with `localhostNodePorts` (`route_localnet`; `! -d 127.0.0.0/8`
+/// otherwise), and with `nodePortAddresses` only 127.0.0.1 if a range holds it.
 fn is_nodeport_addr(config: &ProxyConfig, ip: Ipv4Addr) -> bool {
-    if config.node_port_addresses.is_empty() {
-        ip.is_loopback() || config.node_addresses.contains(&ip)
-    } else {
-        config.node_addresses.contains(&ip)
-            && config.node_port_addresses.iter().any(|n| n.contains(&ip))
+    if ip.is_loopback() {
+        return config.localhost_node_ports_effective()
+            && (config.node_port_addresses.is_empty()
+                || (ip == Ipv4Addr::LOCALHOST
+                    && config.node_port_addresses.iter().any(|n| n.contains(&ip))));
     }
+    config.node_addresses.contains(&ip)
+        && (config.node_port_addresses.is_empty()
+            || config.node_port_addresses.iter().any(|n| n.contains(&ip)))
 }

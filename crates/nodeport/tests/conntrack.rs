@@ -301,6 +301,33 @@ fn random_fully_randomises_the_source_port() {
         }
     }
     assert!(kept <= 1);
+    assert!(
+        ProxyConfig::new("n", vec![]).masquerade_random_fully,
+        "the default"
+    );
+}
+
+/// The random MASQUERADE ports come from the proxier's own stream: with or without
+/// `--random-fully`, the same caller RNG picks the same endpoints.
+#[test]
+fn random_ports_do_not_shift_endpoint_choices() {
+    let svc = nginx(TrafficPolicy::Cluster);
+    let picks = |fully: bool| -> Vec<Ipv4Addr> {
+        let mut cfg = master_config();
+        cfg.masquerade_random_fully = fully;
+        let mut p = proxier_with(cfg, &svc, worker_pods());
+        let mut r = rng(21);
+        (0..40)
+            .map(|i| {
+                let mut a = tcp(BROWSER, 41000 + i, MASTER, NODE_PORT, SYN);
+                forward(&mut p, secs(0), &mut a, Some(MASTER), &mut r);
+                addrs(&a).2
+            })
+            .collect()
+    };
+    let kept = picks(false);
+    assert_eq!(picks(true), kept);
+    assert!(kept.iter().collect::<std::collections::BTreeSet<_>>().len() > 1);
 }
 
 /// Lab what-if: masquerade disabled → Cluster traffic leaves with the client's address.

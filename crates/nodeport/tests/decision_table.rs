@@ -37,7 +37,9 @@ fn row1_no_endpoints_anywhere_rejects_with_icmp_port_unreachable() {
         ic.icmp_type(),
         Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port)
     ));
-    assert_eq!(ic.payload(), &orig[..28], "original IP header + 8 bytes");
+    // __icmp_send quotes as much as fits in 576 bytes: the whole 40-byte SYN here.
+    assert_eq!(ic.payload(), &orig[..], "the whole original datagram");
+    assert_eq!(icmp[1], 0xc0, "TOS: IPTOS_PREC_INTERNETCONTROL");
     let step = &pre.walk.steps[0];
     assert_eq!(
         (step.table, step.chain.as_str()),
@@ -49,6 +51,44 @@ fn row1_no_endpoints_anywhere_rejects_with_icmp_port_unreachable() {
         p.conntrack().is_empty(),
         "rejected flows are never confirmed"
     );
+}
+
+/// REJECT of a datagram not addressed to the node (a ClusterIP): the engine leaves the ICMP
+/// source 0.0.0.0 for the node's route back to choose (net/ipv4/icmp.c `__icmp_send`:
+/// saddr = iph->daddr only for RTCF_LOCAL), and quotes at most 548 bytes (576 in all).
+#[test]
+fn reject_of_a_large_datagram_to_a_cluster_ip() {
+    let mut svc = nginx(TrafficPolicy::Cluster);
+    svc.ports[0].protocol = Protocol::Udp;
+    let mut p = proxier(&svc, vec![]);
+    let orig = udp_to_cluster_ip(&[7u8; 1000]);
+    let mut pkt = orig.clone();
+    let pre = p.prerouting(secs(0), &mut pkt, &mut rng(1));
+    let Verdict::Reject { icmp } = pre.verdict else {
+        panic!("expected REJECT, got {:?}", pre.verdict)
+    };
+    assert_eq!(icmp.len(), 576);
+    let s = SlicedPacket::from_ip(&icmp).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source_addr(), std::net::Ipv4Addr::UNSPECIFIED);
+    let Some(TransportSlice::Icmpv4(ic)) = s.transport else {
+        panic!()
+    };
+    assert_eq!(ic.payload(), &orig[..548]);
+    let mut fixed = icmp.clone();
+    nodeport::packet::set_ipv4_source(&mut fixed, MASTER_CNI);
+    let h = etherparse::Ipv4HeaderSlice::from_slice(&fixed)
+        .unwrap()
+        .to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    assert_eq!(h.source, MASTER_CNI.octets());
+}
+
+/// A pod's UDP datagram to the nginx ClusterIP, port 80.
+fn udp_to_cluster_ip(payload: &[u8]) -> Vec<u8> {
+    udp(pod(0, 5), 5353, CLUSTER_IP, 80, payload)
 }
 
 /// Row 2: ETP Cluster, any source → DNAT to uniform(C), always SNAT.

@@ -242,6 +242,12 @@ fn describe(r: &DropReason) -> String {
         DropReason::NoLocalEndpoints { service, port_name } => {
             format!("{service}:{port_name} has no local endpoints")
         }
+        DropReason::SourceRangesDenied { service, port_name } if port_name.is_empty() => {
+            format!("{service} traffic not accepted by loadBalancerSourceRanges")
+        }
+        DropReason::SourceRangesDenied { service, port_name } => {
+            format!("{service}:{port_name} traffic not accepted by loadBalancerSourceRanges")
+        }
         DropReason::ConntrackFull => "nf_conntrack: table full, dropping packet".into(),
         DropReason::SnatExhausted => "no free source port for MASQUERADE".into(),
         DropReason::Invalid(e) => format!("invalid packet: {e}"),
@@ -374,7 +380,8 @@ impl fmt::Debug for Node {
 }
 
 impl Node {
-    /// Build the node. `seed` seeds smoltcp's own randomness (ISNs) deterministically.
+    /// Build the node. `seed` seeds smoltcp's own randomness (ISNs) and the engine's
+    /// MASQUERADE port stream deterministically.
     pub fn new(spec: NodeSpec, now: Duration, seed: u64) -> Node {
         let eth0_net = Ipv4Net::new(spec.ip, spec.prefix_len)
             .unwrap_or_else(|_| Ipv4Net::from(spec.ip))
@@ -431,7 +438,12 @@ impl Node {
             cni0,
             pod_cidr,
             routes,
-            proxier: Proxier::new(proxy),
+            proxier: {
+                let mut p = Proxier::new(proxy);
+                // MASQUERADE ports: a stream derived from the node's seed, not the world's.
+                p.set_port_seed(seed ^ 0x6d61_7371_7565_7261);
+                p
+            },
             iface,
             dev,
             sockets,
@@ -568,12 +580,38 @@ impl Node {
                 self.note(hop, Stage::Drop, pkt, step, verdict);
                 Hooked::Dropped
             }
-            Verdict::Reject { icmp } => {
+            Verdict::Reject { mut icmp } => {
+                self.reject_source(&mut icmp);
                 self.counters.rejects += 1;
                 self.note(hop, Stage::Reject, &icmp, step, hook.reject.into());
                 Hooked::Reject(icmp)
             }
         }
+    }
+
+    /// filter FORWARD → KUBE-FORWARD `-m conntrack --ctstate INVALID -j DROP` for a datagram
+    /// conntrack found INVALID (e.g. a SYN-ACK with no entry: the reply of a flow DNATed on
+    /// another node). kube-proxy omits the rule when `nf_conntrack_tcp_be_liberal` is set
+    /// ([`nodeport::ProxyConfig::conntrack_tcp_be_liberal`]). Bridged datagrams traverse
+    /// FORWARD too (br_netfilter). Returns whether it was dropped (counted and traced).
+    fn forward_drops_invalid(&mut self, hop: Hop, pkt: &[u8]) -> bool {
+        if self.proxier.config().conntrack_tcp_be_liberal {
+            return false;
+        }
+        self.counters.engine_drops += 1;
+        let mut step = EngineStep {
+            ct_state: Some("INVALID"),
+            ..EngineStep::default()
+        };
+        step.walk.push(
+            "filter",
+            nodeport::iptables::KUBE_FORWARD,
+            "-m conntrack --ctstate INVALID",
+            "DROP",
+        );
+        let verdict = "drop at FORWARD: conntrack INVALID (KUBE-FORWARD)".to_string();
+        self.note(hop, Stage::Drop, pkt, step, verdict);
+        true
     }
 
     /// POSTROUTING towards `egress_addr` (the egress interface's address, for MASQUERADE),
@@ -676,6 +714,7 @@ impl Node {
             ..hop
         };
         let pre = self.proxier.prerouting(now, &mut pkt, rng);
+        let ct_invalid = pre.ct_state == "INVALID";
         let pending = match self.nat_verdict(&NatHook::PREROUTING, hop, pre, &pkt) {
             Hooked::Accept(pending) => pending,
             Hooked::Dropped => return out,
@@ -706,6 +745,9 @@ impl Node {
             self.note_drop(hop, &pkt, format!("no route to {dst}"));
             return out;
         };
+        if ct_invalid && self.forward_drops_invalid(hop.out_of(rt.iface), &pkt) {
+            return out;
+        }
         let switched = bridged && rt.iface == Iface::Cni0;
         match if switched {
             Ok(Some(0))
@@ -744,6 +786,28 @@ impl Node {
             pkt,
         });
         out
+    }
+
+    /// The source of a REJECT answer the engine left as 0.0.0.0 (the rejected datagram was
+    /// not addressed to this node): like `__icmp_send` with saddr 0, the address of the
+    /// route back to the sender (cni0's for a local pod, eth0's otherwise; the sender's own
+    /// address when it is this node).
+    fn reject_source(&self, icmp: &mut [u8]) {
+        let Ok(s) = packet::summarize(icmp) else {
+            return;
+        };
+        if !s.tuple.src.is_unspecified() {
+            return;
+        }
+        let to = s.tuple.dst;
+        let src = if self.is_local(to) {
+            Some(to)
+        } else {
+            self.route(to).map(|r| r.src)
+        };
+        if let Some(src) = src {
+            nodeport::packet::set_ipv4_source(icmp, src);
+        }
     }
 
     /// Route and transmit without the NAT hooks (the engine's REJECT answer is already

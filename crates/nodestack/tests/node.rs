@@ -21,8 +21,13 @@ fn sa(s: &str) -> SocketAddrV4 {
 }
 
 fn node1() -> Node {
+    node1_with(|_| {})
+}
+
+fn node1_with(tune: impl FnOnce(&mut ProxyConfig)) -> Node {
     let mut proxy = ProxyConfig::new("ydzs-node1", vec![]);
     proxy.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    tune(&mut proxy);
     let mut n = Node::new(
         NodeSpec {
             name: "ydzs-node1".into(),
@@ -229,4 +234,59 @@ fn malformed_datagrams_are_counted() {
         .receive(Duration::ZERO, Iface::Cni0, &[], &mut rng)
         .is_empty());
     assert_eq!(n.counters.malformed, 2);
+}
+
+/// KUBE-FORWARD's `--ctstate INVALID -j DROP`: a SYN-ACK with no conntrack entry (the reply of
+/// a flow another node DNATed, pod-to-nodeport) is dropped in FORWARD, and traced; with
+/// `nf_conntrack_tcp_be_liberal` kube-proxy omits the rule and it is forwarded.
+#[test]
+fn forward_drops_conntrack_invalid_unless_tcp_be_liberal() {
+    let synack = tcp_packet(sa("10.244.2.11:80"), sa("10.244.1.5:40000"), 63, "SA", b"");
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut n = node1();
+    let out = n.receive(Duration::ZERO, Iface::Eth0, &synack, &mut rng);
+    assert!(out.is_empty(), "INVALID SYN-ACK forwarded");
+    let ev = n.drain_events();
+    let drop = ev
+        .iter()
+        .find(|e| e.stage == Stage::Drop)
+        .expect("a drop event");
+    assert_eq!(drop.ct_state, Some("INVALID"));
+    assert!(drop.walk.has_chain("KUBE-FORWARD") && drop.walk.has_target("DROP"));
+    assert!(drop.verdict.contains("INVALID"), "{}", drop.verdict);
+
+    let mut n = node1_with(|c| c.conntrack_tcp_be_liberal = true);
+    let out = n.receive(Duration::ZERO, Iface::Eth0, &synack, &mut rng);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].iface, Iface::Cni0);
+}
+
+/// REJECT of a datagram to a ClusterIP (not a local address): the ICMP error comes from the
+/// address of the route back to the sender, cni0's for a local pod (`__icmp_send`, saddr 0);
+/// to the node's own NodePort it comes from the address the SYN was sent to.
+#[test]
+fn reject_source_is_the_route_back_for_a_cluster_ip() {
+    let mut n = node1();
+    let (svc, mut slice) = nodeport_service(TrafficPolicy::Cluster);
+    slice.endpoints.clear();
+    n.set_services(&[svc], &[slice]);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let syn = tcp_packet(sa("10.244.1.5:40000"), sa("10.96.0.10:80"), 64, "S", b"");
+    let out = n.bridge(Duration::ZERO, &syn, &mut rng);
+    assert_eq!(out.len(), 1);
+    let s = summarize(&out[0].pkt).unwrap();
+    assert_eq!(
+        (s.tuple.src, s.tuple.dst),
+        (ip("10.244.1.1"), ip("10.244.1.5"))
+    );
+    let syn = tcp_packet(
+        sa("203.0.113.11:40000"),
+        sa("10.151.30.12:32761"),
+        63,
+        "S",
+        b"",
+    );
+    let out = n.receive(Duration::ZERO, Iface::Eth0, &syn, &mut rng);
+    let s = summarize(&out[0].pkt).unwrap();
+    assert_eq!(s.tuple.src, ip("10.151.30.12"));
 }

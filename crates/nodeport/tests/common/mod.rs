@@ -28,9 +28,12 @@ pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// The master's kube-proxy, with `--random-fully` off (the what-if
+/// `masqueradeRandomFully: false`): these tests follow translated ports by value.
 pub fn master_config() -> ProxyConfig {
     let mut c = ProxyConfig::new("master", vec![MASTER, MASTER_CNI]);
     c.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    c.masquerade_random_fully = false;
     c
 }
 
