@@ -186,6 +186,56 @@ impl Drop for LabLock {
     }
 }
 
+/// A running lab's hold on its state: the lock, and what to clean when it stops. Releasing it
+/// (explicitly, or on drop) runs [`down`] once for its state dir and namespace prefix, then
+/// frees the lock. Owners declare it as their last field, so their processes stop first.
+#[derive(Debug)]
+pub struct Held {
+    state: StateDir,
+    prefix: String,
+    lock: Option<LabLock>,
+}
+
+impl Held {
+    /// Takes the lock of `state` and removes what a killed run with `prefix` left behind.
+    pub fn acquire(state: &StateDir, prefix: &str) -> Result<Held> {
+        let lock = LabLock::acquire(state)?;
+        down(state, prefix)?;
+        state.ensure()?;
+        Ok(Held {
+            state: state.clone(),
+            prefix: prefix.to_string(),
+            lock: Some(lock),
+        })
+    }
+    /// The state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+    /// Pid found in a stale lock file taken over (the previous lab was killed), if any.
+    pub fn stale_pid(&self) -> Option<i32> {
+        self.lock.as_ref().and_then(LabLock::stale_pid)
+    }
+    /// Runs [`down`] (the first time only) and frees the lock.
+    pub fn release(&mut self) -> Result<DownReport> {
+        let rep = if self.lock.is_some() {
+            down(&self.state, &self.prefix)
+        } else {
+            Ok(DownReport::default())
+        };
+        self.lock = None;
+        rep
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Err(e) = self.release() {
+            eprintln!("nplab: cleanup failed: {e} (run `lab down`)");
+        }
+    }
+}
+
 /// What [`down`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DownReport {

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use vswitch::tun::{TunConfig, TunPort};
 
-use super::cleanup::{down, DownReport, LabLock, StateDir};
+use super::cleanup::{DownReport, Held, StateDir};
 use super::curl::{curl, CurlOutcome, CurlRequest};
 use super::netns::{ns_name, Netns};
 use super::nginx::{Nginx, NginxSpec};
@@ -112,13 +112,10 @@ struct RunningPod {
 /// [`Lab::shutdown`] or on drop.
 #[derive(Debug)]
 pub struct Lab {
-    state: StateDir,
-    prefix: String,
     pods: Vec<RunningPod>,
     clients: Vec<(ClientSpec, Netns)>,
-    stale_pid: Option<i32>,
-    // Last: the lock is released after everything else is gone.
-    lock: Option<LabLock>,
+    // Last: `down` runs and the lock is released after everything else is gone.
+    held: Held,
 }
 
 impl Lab {
@@ -133,18 +130,12 @@ impl Lab {
             curl: !clients.is_empty(),
             iperf3: false,
         })?;
-        let lock = LabLock::acquire(&opts.state)?;
-        let stale_pid = lock.stale_pid();
-        // Leftovers of a killed run (namespaces, processes, state): we hold the lock now.
-        down(&opts.state, &opts.prefix)?;
-        opts.state.ensure()?;
+        // Leftovers of a killed run (namespaces, processes, state) go once we hold the lock.
+        let held = Held::acquire(&opts.state, &opts.prefix)?;
         let mut lab = Lab {
-            state: opts.state.clone(),
-            prefix: opts.prefix.clone(),
             pods: Vec::new(),
             clients: Vec::new(),
-            stale_pid,
-            lock: Some(lock),
+            held,
         };
         let mut ports = Vec::new();
         let strip = |n: String| n.trim_start_matches(PREFIX).to_string();
@@ -201,7 +192,7 @@ impl Lab {
 
     /// Pid of a previous lab whose stale lock was taken over (it had been killed).
     pub fn stale_pid(&self) -> Option<i32> {
-        self.stale_pid
+        self.held.stale_pid()
     }
     /// The namespace of pod `name`.
     pub fn pod_ns(&self, name: &str) -> Option<&Netns> {
@@ -254,7 +245,7 @@ impl Lab {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let dir = self.state.pod_dir(pod);
+        let dir = self.held.state().pod_dir(pod);
         std::fs::create_dir_all(&dir).map_err(super::io_err(format!("mkdir {}", dir.display())))?;
         Supervised::spawn(
             ns,
@@ -296,10 +287,6 @@ impl Lab {
 
     /// Stops nginx, deletes the namespaces and the state dir, releases the lock.
     pub fn shutdown(mut self) -> Result<DownReport> {
-        self.teardown()
-    }
-
-    fn teardown(&mut self) -> Result<DownReport> {
         for p in &mut self.pods {
             if let Some(n) = p.nginx.take() {
                 let _ = n.stop();
@@ -307,22 +294,6 @@ impl Lab {
         }
         self.pods.clear();
         self.clients.clear();
-        let rep = if self.lock.is_some() {
-            down(&self.state, &self.prefix)
-        } else {
-            Ok(DownReport::default())
-        };
-        self.lock = None;
-        rep
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if self.lock.is_some() {
-            if let Err(e) = self.teardown() {
-                eprintln!("nplab: cleanup failed: {e} (run `lab down`)");
-            }
-        }
+        self.held.release()
     }
 }

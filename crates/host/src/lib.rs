@@ -13,6 +13,8 @@
 //! - [`nginx`], [`curl`]: the pod server and the client
 //! - [`cleanup`]: state dir, the `up` lock, `down()`, the Ctrl-C/SIGTERM flag
 //! - [`driver`]: the poll(2) loop that moves packets between TUN ports and the fabric
+//! - [`kernel`]: the same topology built with Linux itself (veth, bridges, routes,
+//!   iptables-restore) for `lab verify --kernel`
 //! - [`lab`]: `up` in one call ([`Lab`]): lock, namespaces, TUN ports, nginx
 //!
 //! Driving the simulated cluster (see `tests/real_world.rs` for the complete version):
@@ -40,6 +42,7 @@
 pub mod cleanup;
 pub mod curl;
 pub mod driver;
+pub mod kernel;
 pub mod lab;
 pub mod netns;
 pub mod nginx;

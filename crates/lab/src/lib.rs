@@ -23,6 +23,7 @@ pub mod report;
 pub mod rules;
 pub mod runner;
 pub mod setup;
+pub mod verify;
 
 pub use cluster::{load_cluster, load_cluster_from_str, Cluster, LabError};
 pub use report::{Mode, Outcome, RequestResult, ScenarioResult};

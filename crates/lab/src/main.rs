@@ -34,6 +34,30 @@ enum Command {
     /// Bring a scenario's cluster up in real mode (root) and keep it running until Ctrl-C:
     /// pods are namespaces running nginx, clients namespaces where you run curl yourself.
     Up(UpArgs),
+    /// Compare the lab with the Linux kernel: build the scenario with network namespaces,
+    /// veth pairs, a router namespace, host-gw routes and the rules of `lab rules` loaded with
+    /// iptables-restore (root), run its plan with real nginx and curl, and print lab vs
+    /// kernel per plan step. Exit 0 only if every step agrees (1 if any differs).
+    Verify {
+        /// Scenario name (file stem in lab-configs/) or a path to a config file.
+        scenario: String,
+        /// Compare with the Linux kernel (the only reference so far; required).
+        #[arg(long)]
+        kernel: bool,
+        /// One JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Override the config's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run at most N requests of each plan entry.
+        #[arg(long, value_name = "N")]
+        count: Option<u32>,
+        /// curl --connect-timeout (seconds) for plan entries that set none, on both sides
+        /// (default 3).
+        #[arg(long, value_name = "SECS")]
+        connect_timeout: Option<f64>,
+    },
     /// Remove everything a lab left behind (nplab- namespaces, its processes, /run/nplab).
     /// Idempotent; safe after kill -9.
     Down,
@@ -195,6 +219,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ScenarioCommand::Run(args) => scenario_run(args, &mut out)?,
         },
         Command::Up(args) => up(args, &mut out)?,
+        Command::Verify {
+            scenario,
+            kernel,
+            json,
+            seed,
+            count,
+            connect_timeout,
+        } => {
+            let cluster = load_cluster(&resolve(&scenario)?, seed)?;
+            let args = lab::verify::VerifyArgs {
+                kernel,
+                json,
+                count,
+                connect_timeout,
+            };
+            lab::verify::command(&cluster, &args, &mut out)?;
+        }
         Command::Rules {
             scenario,
             node,

@@ -190,7 +190,9 @@ impl RealRun {
 
 /// curl's outcome in the report's words. Linux giving up on the SYNs is reported by curl as
 /// `(7) … Connection timed out` or `(28)`: both are the "hang" of the lesson.
-fn outcome_of(o: &CurlOutcome) -> Result<(Outcome, Option<u16>, Option<String>), String> {
+pub(crate) fn outcome_of(
+    o: &CurlOutcome,
+) -> Result<(Outcome, Option<u16>, Option<String>), String> {
     match o {
         CurlOutcome::Ok(r) => Ok((Outcome::Ok, Some(r.http_code), None)),
         CurlOutcome::Timeout { stderr } => Ok((Outcome::Timeout, None, Some(stderr.clone()))),
@@ -205,7 +207,7 @@ fn outcome_of(o: &CurlOutcome) -> Result<(Outcome, Option<u16>, Option<String>),
     }
 }
 
-fn first_word_ip(line: &str) -> Option<Ipv4Addr> {
+pub(crate) fn first_word_ip(line: &str) -> Option<Ipv4Addr> {
     line.split_whitespace().next()?.parse().ok()
 }
 
@@ -658,7 +660,13 @@ fn print_up_hints(
 
 /// `lab down`: remove everything `nplab-` (idempotent; safe after kill -9).
 pub fn down(out: &mut impl Write) -> anyhow::Result<()> {
-    let rep = cleanup::down(&StateDir::default(), PREFIX).map_err(|e| anyhow!("{e}"))?;
+    // `lab verify --kernel` leftovers first (nplab-k-, /run/nplab-k), then the lab's own.
+    let k = host::kernel::down_all().map_err(|e| anyhow!("{e}"))?;
+    let mut rep = cleanup::down(&StateDir::default(), PREFIX).map_err(|e| anyhow!("{e}"))?;
+    rep.recorded_stopped += k.recorded_stopped;
+    rep.strays_stopped += k.strays_stopped;
+    rep.namespaces.splice(0..0, k.namespaces);
+    rep.state_removed |= k.state_removed;
     if rep.namespaces.is_empty()
         && rep.recorded_stopped + rep.strays_stopped == 0
         && !rep.state_removed
