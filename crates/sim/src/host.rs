@@ -133,30 +133,75 @@ pub struct AccessLogEntry {
     pub line: String,
 }
 
-/// Shared view of a server's access log.
+/// Every access-log line of a world's pods, in the order they were written: (the tag the
+/// log was registered with, the entry's index in that log). Appended to, never scanned.
 #[derive(Debug, Clone, Default)]
-pub struct AccessLog(Arc<Mutex<Vec<AccessLogEntry>>>);
+pub struct AccessJournal(Arc<Mutex<Vec<(usize, usize)>>>);
 
-impl AccessLog {
-    pub fn entries(&self) -> Vec<AccessLogEntry> {
-        self.0.lock().expect("poisoned").clone()
-    }
-    pub fn lines(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .map(|e| e.line.clone())
-            .collect()
-    }
+impl AccessJournal {
     pub fn len(&self) -> usize {
         self.0.lock().expect("poisoned").len()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The (tag, index) pairs from position `mark` on.
+    pub fn since(&self, mark: usize) -> Vec<(usize, usize)> {
+        let j = self.0.lock().expect("poisoned");
+        j.get(mark..).map(<[_]>::to_vec).unwrap_or_default()
+    }
+    fn push(&self, tag: usize, index: usize) {
+        self.0.lock().expect("poisoned").push((tag, index));
+    }
+}
+
+#[derive(Debug, Default)]
+struct LogInner {
+    entries: Vec<AccessLogEntry>,
+    journal: Option<(AccessJournal, usize)>,
+}
+
+/// Shared view of a server's access log.
+#[derive(Debug, Clone, Default)]
+pub struct AccessLog(Arc<Mutex<LogInner>>);
+
+impl AccessLog {
+    pub fn entries(&self) -> Vec<AccessLogEntry> {
+        self.0.lock().expect("poisoned").entries.clone()
+    }
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("poisoned")
+            .entries
+            .iter()
+            .map(|e| e.line.clone())
+            .collect()
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("poisoned").entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Entry `i` (0 = the first line).
+    pub fn get(&self, i: usize) -> Option<AccessLogEntry> {
+        self.0.lock().expect("poisoned").entries.get(i).cloned()
+    }
+    /// The latest entry.
+    pub fn last(&self) -> Option<AccessLogEntry> {
+        self.0.lock().expect("poisoned").entries.last().cloned()
+    }
+    /// Also note every new line in `journal`, tagged `tag`.
+    pub fn set_journal(&self, journal: AccessJournal, tag: usize) {
+        self.0.lock().expect("poisoned").journal = Some((journal, tag));
+    }
     fn push(&self, e: AccessLogEntry) {
-        self.0.lock().expect("poisoned").push(e);
+        let mut log = self.0.lock().expect("poisoned");
+        log.entries.push(e);
+        if let Some((j, tag)) = &log.journal {
+            j.push(*tag, log.entries.len() - 1);
+        }
     }
 }
 
