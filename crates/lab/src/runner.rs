@@ -5,6 +5,7 @@
 //! time). Real mode (`--real`) swaps the embedded pods and clients for TUN ports in network
 //! namespaces running real nginx and curl; the packet path in between is the same world.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -376,15 +377,22 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
 
     let mut all_pods = cluster.pods.clone();
     let mut pods: Vec<String> = cluster.pods.iter().map(|p| p.name.clone()).collect();
-    let mut seen: Vec<usize> = vec![0; pods.len()];
+    // Access-journal position of the last attribution (lines logged since belong to the
+    // next request, as with per-pod counters).
+    let mut mark = 0;
+    let mut pod_index: HashMap<String, usize> = pods
+        .iter()
+        .enumerate()
+        .map(|(k, p)| (p.clone(), k))
+        .collect();
     let mut requests = Vec::new();
     let mut trace = None;
 
     for (i, req) in expand_plan(cluster)?.into_iter().enumerate() {
         let number = i + 1;
         for p in run_actions(&mut world, req.step_index)? {
+            pod_index.insert(p.name.clone(), pods.len());
             pods.push(p.name.clone());
-            seen.push(0);
             all_pods.push(p);
         }
         let step = req.step;
@@ -406,19 +414,19 @@ pub fn run_embedded(cluster: &Cluster, opts: &RunOptions) -> anyhow::Result<Scen
         // Let the closing handshake and the server's log write finish at this instant.
         world.poll(world.now());
 
-        // Which pod logged it: the one whose access log grew during this request.
-        let mut pod = None;
-        let mut logged = None;
-        for (k, name) in pods.iter().enumerate() {
-            let entries = world.access_entries(name);
-            if entries.len() > seen[k] {
-                if let Some(last) = entries.last() {
-                    pod = Some(name.clone());
-                    logged = Some(last.remote_addr);
+        // Which pod logged it: the one whose access log grew during this request (the last
+        // such pod in `pods` order, with its latest line), read from the world's journal.
+        let mut grew: Option<(usize, Ipv4Addr)> = None;
+        for (name, entry) in world.access_entries_since(mark) {
+            if let Some(&k) = pod_index.get(&name) {
+                if grew.is_none_or(|(g, _)| k >= g) {
+                    grew = Some((k, entry.remote_addr));
                 }
-                seen[k] = entries.len();
             }
         }
+        mark = world.access_mark();
+        let pod = grew.map(|(k, _)| pods[k].clone());
+        let logged = grew.map(|(_, ip)| ip);
         let hops = (traced == Some(number)).then(|| world.trace_for(id));
         if tracing {
             world.clear_trace();
