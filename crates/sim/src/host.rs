@@ -229,6 +229,7 @@ struct NginxServer {
     log: AccessLog,
 }
 
+/// At most this many connections at once (nginx's listen backlog, scaled down).
 const SERVER_POOL: usize = 16;
 
 fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
@@ -243,18 +244,33 @@ fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
 
 impl NginxServer {
     fn new(info: ServerInfo, clock: WallClock, sockets: &mut SocketSet<'static>) -> Self {
-        let mut slots = Vec::new();
-        for _ in 0..SERVER_POOL {
-            let mut s = tcp_socket(8192, 8192);
-            let _ = s.listen(80);
-            slots.push((sockets.add(s), Vec::new(), false));
-        }
-        NginxServer {
+        let mut srv = NginxServer {
             info,
             clock,
             port: 80,
-            slots,
+            slots: Vec::new(),
             log: AccessLog::default(),
+        };
+        srv.ensure_listeners(sockets, 1);
+        srv
+    }
+
+    /// Grow the pool (in slot order, up to [`SERVER_POOL`]) until at least `wanted` sockets
+    /// listen. The pool used to be 16 listeners from the start (256 KiB of buffers per pod);
+    /// a SYN goes to the first listening socket in slot order, and the slots never created
+    /// are exactly the ones that would still be listening, so creating them only when the
+    /// datagrams queued for the stack could need them hands every SYN to the same slot.
+    fn ensure_listeners(&mut self, sockets: &mut SocketSet<'static>, wanted: usize) {
+        let mut listening = self
+            .slots
+            .iter()
+            .filter(|(h, _, _)| sockets.get::<tcp::Socket>(*h).state() == tcp::State::Listen)
+            .count();
+        while listening < wanted && self.slots.len() < SERVER_POOL {
+            let mut s = tcp_socket(8192, 8192);
+            let _ = s.listen(self.port);
+            self.slots.push((sockets.add(s), Vec::new(), false));
+            listening += 1;
         }
     }
 
@@ -918,6 +934,12 @@ impl Port for Host {
                 if half_open {
                     return;
                 }
+            }
+        }
+        // Enough listeners for every SYN that may be in the queue with this one.
+        if let (Ok(s), Some(srv)) = (&sum, &mut self.server) {
+            if s.tuple.proto == PROTO_TCP && s.flags == "S" && s.tuple.dport == srv.port {
+                srv.ensure_listeners(&mut self.sockets, self.dev.rx.len() + 1);
             }
         }
         if let Some(c) = &mut self.client {
