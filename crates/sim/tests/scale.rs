@@ -96,7 +96,7 @@ fn cluster(
             });
         }
         slices.push(EndpointSlice {
-            service: ServiceRef::new("default", &format!("svc-{s}")),
+            service: ServiceRef::new("default", format!("svc-{s}")),
             ports: vec![EndpointPort {
                 name: String::new(),
                 protocol: Protocol::Tcp,

@@ -204,7 +204,12 @@ impl LoadBalancer {
             let flows = &self.flows;
             self.replies.retain(|_, orig| flows.contains_key(orig));
         }
-        self.oldest_seen = self.flows.values().map(|f| f.last_seen).min().unwrap_or(now);
+        self.oldest_seen = self
+            .flows
+            .values()
+            .map(|f| f.last_seen)
+            .min()
+            .unwrap_or(now);
     }
 }
 

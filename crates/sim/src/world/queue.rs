@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use nodestack::Iface;
+use nodestack::{Egress, Iface};
 use vswitch::packet;
 use vswitch::Port;
 
@@ -143,24 +143,12 @@ impl World {
                     .node
                     .receive_owned(now, iface, pkt, &mut self.rng);
                 self.collect();
-                for o in outs {
-                    let seg = match o.iface {
-                        Iface::Eth0 => self.nodes[n].eth0_seg,
-                        Iface::Cni0 => self.nodes[n].cni_seg,
-                    };
-                    self.emit(Attach::Node(n, o.iface), seg, o.next_hop, o.pkt);
-                }
+                self.emit_node(n, outs);
             }
             Attach::Bridge(n) => {
                 let outs = self.nodes[n].node.bridge_owned(now, pkt, &mut self.rng);
                 self.collect();
-                for o in outs {
-                    let seg = match o.iface {
-                        Iface::Eth0 => self.nodes[n].eth0_seg,
-                        Iface::Cni0 => self.nodes[n].cni_seg,
-                    };
-                    self.emit(Attach::Node(n, o.iface), seg, o.next_hop, o.pkt);
-                }
+                self.emit_node(n, outs);
             }
             Attach::Router(i) => {
                 let outs = self.router.receive_owned(now, i, pkt, &mut self.rng);
@@ -177,6 +165,17 @@ impl World {
                     self.rewake(e);
                 }
             }
+        }
+    }
+
+    /// Put what node `n` transmitted on the segments of its interfaces.
+    fn emit_node(&mut self, n: usize, outs: Vec<Egress>) {
+        for o in outs {
+            let seg = match o.iface {
+                Iface::Eth0 => self.nodes[n].eth0_seg,
+                Iface::Cni0 => self.nodes[n].cni_seg,
+            };
+            self.emit(Attach::Node(n, o.iface), seg, o.next_hop, o.pkt);
         }
     }
 
@@ -199,14 +198,8 @@ impl World {
                 if self.nodes[n].node.poll_at().is_some_and(|t| t <= now) {
                     let outs = self.nodes[n].node.poll(now, &mut self.rng);
                     self.collect();
-                    for o in outs {
-                        progress = true;
-                        let seg = match o.iface {
-                            Iface::Eth0 => self.nodes[n].eth0_seg,
-                            Iface::Cni0 => self.nodes[n].cni_seg,
-                        };
-                        self.emit(Attach::Node(n, o.iface), seg, o.next_hop, o.pkt);
-                    }
+                    progress |= !outs.is_empty();
+                    self.emit_node(n, outs);
                 }
             }
             while let Some((to, pkt)) = self.queue.pop_front() {

@@ -3,7 +3,7 @@
 use std::net::SocketAddrV4;
 
 use super::{Edge, EdgeKind, RequestMeta, SimError, World};
-use crate::host::{AccessLogEntry, RequestId, RequestOpts, RequestOutcome};
+use crate::host::{AccessLog, AccessLogEntry, RequestId, RequestOpts, RequestOutcome};
 
 impl World {
     /// Start a curl-like GET from `client` to `dst`. Run the clock to make progress.
@@ -65,35 +65,29 @@ impl World {
             .ok_or_else(|| SimError::UnknownPod(pod.to_string()))
     }
 
+    /// The access log of an embedded pod.
+    fn pod_log(&self, pod: &str) -> Option<&AccessLog> {
+        self.pod_edge(pod).ok()?.access_log.as_ref()
+    }
+
     /// The pod's access log lines (nginx `main` format). Empty for external ports.
     pub fn access_log(&self, pod: &str) -> Vec<String> {
-        self.pod_edge(pod)
-            .ok()
-            .and_then(|e| e.access_log.as_ref())
-            .map(|l| l.lines())
-            .unwrap_or_default()
+        self.pod_log(pod).map(|l| l.lines()).unwrap_or_default()
     }
 
     /// Structured access log entries (with `remote_addr`).
     pub fn access_entries(&self, pod: &str) -> Vec<AccessLogEntry> {
-        self.pod_edge(pod)
-            .ok()
-            .and_then(|e| e.access_log.as_ref())
-            .map(|l| l.entries())
-            .unwrap_or_default()
+        self.pod_log(pod).map(|l| l.entries()).unwrap_or_default()
     }
 
     /// How many lines the pod's access log has (0 for external ports and unknown pods).
     pub fn access_log_len(&self, pod: &str) -> usize {
-        self.pod_edge(pod)
-            .ok()
-            .and_then(|e| e.access_log.as_ref())
-            .map_or(0, |l| l.len())
+        self.pod_log(pod).map_or(0, |l| l.len())
     }
 
     /// The pod's latest access-log entry.
     pub fn last_access_entry(&self, pod: &str) -> Option<AccessLogEntry> {
-        self.pod_edge(pod).ok()?.access_log.as_ref()?.last()
+        self.pod_log(pod)?.last()
     }
 
     /// A mark in the world-wide access journal (every line any embedded pod logged, in

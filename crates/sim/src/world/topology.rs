@@ -300,7 +300,29 @@ impl World {
         t
     }
 
-    pub(super) fn push_edge(&mut self, edge: Edge) -> usize {
+    /// A new edge (an external port until marked embedded) on segment `seg`.
+    fn push_edge(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        seg: usize,
+        gateway: Ipv4Addr,
+        kind: EdgeKind,
+        port: Box<dyn Port + Send>,
+    ) -> usize {
+        let edge = Edge {
+            name: name.to_string(),
+            ip,
+            seg,
+            gateway,
+            kind,
+            port: self.tracer(port),
+            access_log: None,
+            client: None,
+            gone: false,
+            embedded: false,
+            wake_at: None,
+        };
         let e = self.edges.len();
         self.segments[edge.seg].attach(edge.ip, Attach::Edge(e));
         self.edge_index.insert(edge.name.clone(), e);
@@ -328,20 +350,8 @@ impl World {
                 net: n.node.pod_cidr(),
             });
         }
-        let edge = Edge {
-            name: name.to_string(),
-            ip,
-            seg: n.cni_seg,
-            gateway: n.node.cni0(),
-            kind: EdgeKind::Pod { node },
-            port: self.tracer(port),
-            access_log: None,
-            client: None,
-            gone: false,
-            embedded: false,
-            wake_at: None,
-        };
-        Ok(self.push_edge(edge))
+        let (seg, gateway) = (n.cni_seg, n.node.cni0());
+        Ok(self.push_edge(name, ip, seg, gateway, EdgeKind::Pod { node }, port))
     }
 
     pub(super) fn attach_external(
@@ -361,20 +371,8 @@ impl World {
             let nip = self.nodes[i].node.eth0();
             self.router.allow(ip, nip);
         }
-        let edge = Edge {
-            name: name.to_string(),
-            ip,
-            seg: self.router_segs[iface],
-            gateway: first_host(net),
-            kind: EdgeKind::Client,
-            port: self.tracer(port),
-            access_log: None,
-            client: None,
-            gone: false,
-            embedded: false,
-            wake_at: None,
-        };
-        Ok(self.push_edge(edge))
+        let seg = self.router_segs[iface];
+        Ok(self.push_edge(name, ip, seg, first_host(net), EdgeKind::Client, port))
     }
 
     /// Attach an external port (e.g. a TUN device) as pod `name` at `ip` on `node`'s cni0.
