@@ -8,6 +8,7 @@
 //! Owns: dispatching a run to its mode ([`run`], [`run_with`]) and embedded mode itself.
 //! Real mode is [`crate::realrun`]; both build on [`crate::plan`] and [`crate::setup`].
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use anyhow::Context;
@@ -135,8 +136,12 @@ struct Embedded<'c> {
     next_action: usize,
     /// Every pod that ran: the scheduled ones, then those `scale:` entries started.
     all_pods: Vec<cluster::Pod>,
-    /// (pod, access-log entries already attributed to a request).
-    logs: Vec<(String, usize)>,
+    /// Every pod's name, in `all_pods` order, and its index there.
+    pods: Vec<String>,
+    pod_index: HashMap<String, usize>,
+    /// Access-journal position of the last attribution (lines logged since belong to the
+    /// next request).
+    mark: usize,
 }
 
 impl<'c> Embedded<'c> {
@@ -150,7 +155,14 @@ impl<'c> Embedded<'c> {
             tracing,
             next_action: 0,
             all_pods: cluster.pods.clone(),
-            logs: cluster.pods.iter().map(|p| (p.name.clone(), 0)).collect(),
+            pods: cluster.pods.iter().map(|p| p.name.clone()).collect(),
+            pod_index: cluster
+                .pods
+                .iter()
+                .enumerate()
+                .map(|(k, p)| (p.name.clone(), k))
+                .collect(),
+            mark: 0,
         }
     }
 
@@ -196,7 +208,8 @@ impl<'c> Embedded<'c> {
             self.world.remove_pod(&r.name).map_err(err)?;
         }
         for p in &sc.added {
-            self.logs.push((p.name.clone(), 0));
+            self.pod_index.insert(p.name.clone(), self.pods.len());
+            self.pods.push(p.name.clone());
             self.all_pods.push(p.clone());
         }
         Ok(())
@@ -256,22 +269,23 @@ impl<'c> Embedded<'c> {
         Ok((result, hops))
     }
 
-    /// Which pod logged the request: the one whose access log grew during it, and the
-    /// client address it logged.
+    /// Which pod logged the request: the one whose access log grew during it (the last such
+    /// pod in `pods` order, with its latest line), read from the world's access journal, and
+    /// the client address it logged.
     fn who_logged(&mut self) -> (Option<String>, Option<Ipv4Addr>) {
-        let mut pod = None;
-        let mut logged = None;
-        for (name, seen) in &mut self.logs {
-            let entries = self.world.access_entries(name);
-            if entries.len() > *seen {
-                if let Some(last) = entries.last() {
-                    pod = Some(name.clone());
-                    logged = Some(last.remote_addr);
+        let mut grew: Option<(usize, Ipv4Addr)> = None;
+        for (name, entry) in self.world.access_entries_since(self.mark) {
+            if let Some(&k) = self.pod_index.get(&name) {
+                if grew.is_none_or(|(g, _)| k >= g) {
+                    grew = Some((k, entry.remote_addr));
                 }
-                *seen = entries.len();
             }
         }
-        (pod, logged)
+        self.mark = self.world.access_mark();
+        (
+            grew.map(|(k, _)| self.pods[k].clone()),
+            grew.map(|(_, ip)| ip),
+        )
     }
 
     /// Captures written; access logs, conntrack tables and LB health collected.
@@ -288,9 +302,9 @@ impl<'c> Embedded<'c> {
                 .context("writing the capture files")?;
         }
         let access_logs = self
-            .logs
+            .pods
             .iter()
-            .map(|(p, _)| (p.clone(), world.access_log(p)))
+            .map(|p| (p.clone(), world.access_log(p)))
             .collect();
         let conntrack = opts.conntrack.then(|| {
             self.cluster

@@ -1,29 +1,14 @@
 //! The virtual wall clock: a fixed base date plus the world's `now`, formatted the way
 //! nginx writes `$time_local` (`07/Dec/2019:16:44:38 +0000`) and HTTP `Date` headers.
+//! Calendar arithmetic is jiff's (`strftime` in UTC).
 
 use std::time::Duration;
 
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+
 /// 2019-12-07 16:44:38 UTC, the day of the blog post being reproduced (Unix seconds).
 pub const DEFAULT_BASE_UNIX: u64 = 1_575_737_078;
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-
-/// Civil date from days since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 /// A wall clock anchored at `base_unix` seconds (UTC) when virtual time is zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,39 +25,27 @@ impl Default for WallClock {
 }
 
 impl WallClock {
-    fn parts(&self, now: Duration) -> (i64, u32, u32, u64, u64, u64, usize) {
-        let t = self.base_unix + now.as_secs();
-        let days = (t / 86_400) as i64;
-        let secs = t % 86_400;
-        let (y, m, d) = civil_from_days(days);
-        (
-            y,
-            m,
-            d,
-            secs / 3600,
-            (secs / 60) % 60,
-            secs % 60,
-            (days % 7) as usize,
-        )
+    /// The UTC date-time at virtual time `now` (whole seconds); past jiff's range (year
+    /// 9999) it stays at the last representable second instead of failing.
+    fn at(&self, now: Duration) -> Zoned {
+        let secs = self.base_unix.saturating_add(now.as_secs());
+        let ts = i64::try_from(secs)
+            .ok()
+            .and_then(|s| Timestamp::from_second(s).ok())
+            .unwrap_or(Timestamp::MAX);
+        ts.to_zoned(TimeZone::UTC)
     }
 
     /// nginx `$time_local` with a UTC zone: `07/Dec/2019:16:44:38 +0000`.
     pub fn time_local(&self, now: Duration) -> String {
-        let (y, m, d, hh, mm, ss, _) = self.parts(now);
-        format!(
-            "{d:02}/{}/{y}:{hh:02}:{mm:02}:{ss:02} +0000",
-            MONTHS[(m - 1) as usize]
-        )
+        self.at(now).strftime("%d/%b/%Y:%H:%M:%S %z").to_string()
     }
 
     /// HTTP `Date`: `Sat, 07 Dec 2019 16:44:38 GMT`.
     pub fn http_date(&self, now: Duration) -> String {
-        let (y, m, d, hh, mm, ss, wd) = self.parts(now);
-        format!(
-            "{}, {d:02} {} {y} {hh:02}:{mm:02}:{ss:02} GMT",
-            WEEKDAYS[wd],
-            MONTHS[(m - 1) as usize]
-        )
+        self.at(now)
+            .strftime("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string()
     }
 }
 
@@ -96,5 +69,14 @@ mod tests {
             leap.time_local(Duration::ZERO),
             "29/Feb/2000:00:00:00 +0000"
         );
+    }
+
+    #[test]
+    fn out_of_range_does_not_panic() {
+        let far = WallClock {
+            base_unix: u64::MAX,
+        };
+        assert!(far.time_local(Duration::MAX).contains("/Dec/9999:"));
+        assert!(far.http_date(Duration::ZERO).ends_with(" GMT"));
     }
 }

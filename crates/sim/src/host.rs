@@ -133,30 +133,75 @@ pub struct AccessLogEntry {
     pub line: String,
 }
 
-/// Shared view of a server's access log.
+/// Every access-log line of a world's pods, in the order they were written: (the tag the
+/// log was registered with, the entry's index in that log). Appended to, never scanned.
 #[derive(Debug, Clone, Default)]
-pub struct AccessLog(Arc<Mutex<Vec<AccessLogEntry>>>);
+pub struct AccessJournal(Arc<Mutex<Vec<(usize, usize)>>>);
 
-impl AccessLog {
-    pub fn entries(&self) -> Vec<AccessLogEntry> {
-        self.0.lock().expect("poisoned").clone()
-    }
-    pub fn lines(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .map(|e| e.line.clone())
-            .collect()
-    }
+impl AccessJournal {
     pub fn len(&self) -> usize {
         self.0.lock().expect("poisoned").len()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The (tag, index) pairs from position `mark` on.
+    pub fn since(&self, mark: usize) -> Vec<(usize, usize)> {
+        let j = self.0.lock().expect("poisoned");
+        j.get(mark..).map(<[_]>::to_vec).unwrap_or_default()
+    }
+    fn push(&self, tag: usize, index: usize) {
+        self.0.lock().expect("poisoned").push((tag, index));
+    }
+}
+
+#[derive(Debug, Default)]
+struct LogInner {
+    entries: Vec<AccessLogEntry>,
+    journal: Option<(AccessJournal, usize)>,
+}
+
+/// Shared view of a server's access log.
+#[derive(Debug, Clone, Default)]
+pub struct AccessLog(Arc<Mutex<LogInner>>);
+
+impl AccessLog {
+    pub fn entries(&self) -> Vec<AccessLogEntry> {
+        self.0.lock().expect("poisoned").entries.clone()
+    }
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("poisoned")
+            .entries
+            .iter()
+            .map(|e| e.line.clone())
+            .collect()
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("poisoned").entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Entry `i` (0 = the first line).
+    pub fn get(&self, i: usize) -> Option<AccessLogEntry> {
+        self.0.lock().expect("poisoned").entries.get(i).cloned()
+    }
+    /// The latest entry.
+    pub fn last(&self) -> Option<AccessLogEntry> {
+        self.0.lock().expect("poisoned").entries.last().cloned()
+    }
+    /// Also note every new line in `journal`, tagged `tag`.
+    pub fn set_journal(&self, journal: AccessJournal, tag: usize) {
+        self.0.lock().expect("poisoned").journal = Some((journal, tag));
+    }
     fn push(&self, e: AccessLogEntry) {
-        self.0.lock().expect("poisoned").push(e);
+        let mut log = self.0.lock().expect("poisoned");
+        log.entries.push(e);
+        if let Some((j, tag)) = &log.journal {
+            j.push(*tag, log.entries.len() - 1);
+        }
     }
 }
 
@@ -184,6 +229,7 @@ struct NginxServer {
     log: AccessLog,
 }
 
+/// At most this many connections at once (nginx's listen backlog, scaled down).
 const SERVER_POOL: usize = 16;
 
 fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
@@ -198,18 +244,33 @@ fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
 
 impl NginxServer {
     fn new(info: ServerInfo, clock: WallClock, sockets: &mut SocketSet<'static>) -> Self {
-        let mut slots = Vec::new();
-        for _ in 0..SERVER_POOL {
-            let mut s = tcp_socket(8192, 8192);
-            let _ = s.listen(80);
-            slots.push((sockets.add(s), Vec::new(), false));
-        }
-        NginxServer {
+        let mut srv = NginxServer {
             info,
             clock,
             port: 80,
-            slots,
+            slots: Vec::new(),
             log: AccessLog::default(),
+        };
+        srv.ensure_listeners(sockets, 1);
+        srv
+    }
+
+    /// Grow the pool (in slot order, up to [`SERVER_POOL`]) until at least `wanted` sockets
+    /// listen. The pool used to be 16 listeners from the start (256 KiB of buffers per pod);
+    /// a SYN goes to the first listening socket in slot order, and the slots never created
+    /// are exactly the ones that would still be listening, so creating them only when the
+    /// datagrams queued for the stack could need them hands every SYN to the same slot.
+    fn ensure_listeners(&mut self, sockets: &mut SocketSet<'static>, wanted: usize) {
+        let mut listening = self
+            .slots
+            .iter()
+            .filter(|(h, _, _)| sockets.get::<tcp::Socket>(*h).state() == tcp::State::Listen)
+            .count();
+        while listening < wanted && self.slots.len() < SERVER_POOL {
+            let mut s = tcp_socket(8192, 8192);
+            let _ = s.listen(self.port);
+            self.slots.push((sockets.add(s), Vec::new(), false));
+            listening += 1;
         }
     }
 
@@ -873,6 +934,12 @@ impl Port for Host {
                 if half_open {
                     return;
                 }
+            }
+        }
+        // Enough listeners for every SYN that may be in the queue with this one.
+        if let (Ok(s), Some(srv)) = (&sum, &mut self.server) {
+            if s.tuple.proto == PROTO_TCP && s.flags == "S" && s.tuple.dport == srv.port {
+                srv.ensure_listeners(&mut self.sockets, self.dev.rx.len() + 1);
             }
         }
         if let Some(c) = &mut self.client {

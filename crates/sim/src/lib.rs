@@ -40,8 +40,8 @@ pub mod world;
 
 pub use clock::WallClock;
 pub use host::{
-    AccessLog, AccessLogEntry, ClientHandle, Host, HostConfig, OutcomeKind, RequestId, RequestOpts,
-    RequestOutcome, ServerInfo, LINUX_CONNECT_TIMEOUT,
+    AccessJournal, AccessLog, AccessLogEntry, ClientHandle, Host, HostConfig, OutcomeKind,
+    RequestId, RequestOpts, RequestOutcome, ServerInfo, LINUX_CONNECT_TIMEOUT,
 };
 pub use world::{
     Attachment, ClientDesc, FabricEvent, HealthCheckSpec, HealthEvent, LbDesc, NodeDesc, PodDesc,

@@ -117,6 +117,10 @@ pub struct LoadBalancer {
     /// Idle flows are forgotten after this long (AWS NLB: 350 s for TCP).
     pub idle_timeout: Duration,
     flows: HashMap<FlowTuple, LbFlow>,
+    /// A lower bound of every flow's `last_seen` (exact after each sweep): while
+    /// `now - oldest_seen < idle_timeout` no flow can have expired, so `expire` skips the
+    /// sweep (it was O(flows) per datagram).
+    oldest_seen: Duration,
     /// reply tuple (target → client) → original tuple (client → frontend)
     replies: HashMap<FlowTuple, FlowTuple>,
     /// New flows per target name.
@@ -132,6 +136,7 @@ impl LoadBalancer {
             targets: Vec::new(),
             idle_timeout: Duration::from_secs(350),
             flows: HashMap::new(),
+            oldest_seen: Duration::ZERO,
             replies: HashMap::new(),
             picks: BTreeMap::new(),
         }
@@ -189,6 +194,9 @@ impl LoadBalancer {
 
     fn expire(&mut self, now: Duration) {
         let idle = self.idle_timeout;
+        if now.saturating_sub(self.oldest_seen) < idle {
+            return;
+        }
         let before = self.flows.len();
         self.flows
             .retain(|_, f| now.saturating_sub(f.last_seen) < idle);
@@ -196,6 +204,12 @@ impl LoadBalancer {
             let flows = &self.flows;
             self.replies.retain(|_, orig| flows.contains_key(orig));
         }
+        self.oldest_seen = self
+            .flows
+            .values()
+            .map(|f| f.last_seen)
+            .min()
+            .unwrap_or(now);
     }
 }
 

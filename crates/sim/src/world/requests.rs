@@ -1,0 +1,121 @@
+//! The request API (curl-like GETs from embedded clients) and the pods' access logs.
+
+use std::net::SocketAddrV4;
+
+use super::{Edge, EdgeKind, RequestMeta, SimError, World};
+use crate::host::{AccessLog, AccessLogEntry, RequestId, RequestOpts, RequestOutcome};
+
+impl World {
+    /// Start a curl-like GET from `client` to `dst`. Run the clock to make progress.
+    pub fn start_request(
+        &mut self,
+        client: &str,
+        dst: SocketAddrV4,
+        opts: RequestOpts,
+    ) -> Result<RequestId, SimError> {
+        let e = self
+            .edge_index
+            .get(client)
+            .copied()
+            .filter(|&e| self.edges[e].kind == EdgeKind::Client)
+            .ok_or_else(|| SimError::UnknownClient(client.to_string()))?;
+        let handle = self.edges[e]
+            .client
+            .clone()
+            .ok_or_else(|| SimError::NotEmbedded(client.to_string()))?;
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        handle.start(id, dst, opts, self.now);
+        self.kick(e);
+        self.requests.insert(
+            id,
+            RequestMeta {
+                client: e,
+                dst,
+                started: self.now,
+            },
+        );
+        Ok(id)
+    }
+
+    /// `start_request` + `run_until_complete`.
+    pub fn request(
+        &mut self,
+        client: &str,
+        dst: SocketAddrV4,
+        opts: RequestOpts,
+    ) -> Result<RequestOutcome, SimError> {
+        let id = self.start_request(client, dst, opts)?;
+        self.run_until_complete(id).ok_or(SimError::NoOutcome(id.0))
+    }
+
+    /// The outcome of a request, once it ended.
+    pub fn outcome(&self, id: RequestId) -> Option<RequestOutcome> {
+        let m = self.requests.get(&id)?;
+        self.edges[m.client].client.as_ref()?.outcome(id)
+    }
+
+    // ----- observation -------------------------------------------------------------------
+
+    pub(super) fn pod_edge(&self, pod: &str) -> Result<&Edge, SimError> {
+        self.edge_index
+            .get(pod)
+            .map(|&e| &self.edges[e])
+            .filter(|e| matches!(e.kind, EdgeKind::Pod { .. }))
+            .ok_or_else(|| SimError::UnknownPod(pod.to_string()))
+    }
+
+    /// The access log of an embedded pod.
+    fn pod_log(&self, pod: &str) -> Option<&AccessLog> {
+        self.pod_edge(pod).ok()?.access_log.as_ref()
+    }
+
+    /// The pod's access log lines (nginx `main` format). Empty for external ports.
+    pub fn access_log(&self, pod: &str) -> Vec<String> {
+        self.pod_log(pod).map(|l| l.lines()).unwrap_or_default()
+    }
+
+    /// Structured access log entries (with `remote_addr`).
+    pub fn access_entries(&self, pod: &str) -> Vec<AccessLogEntry> {
+        self.pod_log(pod).map(|l| l.entries()).unwrap_or_default()
+    }
+
+    /// How many lines the pod's access log has (0 for external ports and unknown pods).
+    pub fn access_log_len(&self, pod: &str) -> usize {
+        self.pod_log(pod).map_or(0, |l| l.len())
+    }
+
+    /// The pod's latest access-log entry.
+    pub fn last_access_entry(&self, pod: &str) -> Option<AccessLogEntry> {
+        self.pod_log(pod)?.last()
+    }
+
+    /// A mark in the world-wide access journal (every line any embedded pod logged, in
+    /// order); pass it to [`World::access_entries_since`].
+    pub fn access_mark(&self) -> usize {
+        self.journal.len()
+    }
+
+    /// (pod, entry) of every access-log line written since `mark`, in the order they were
+    /// logged: what a request did to the logs, without scanning every pod.
+    pub fn access_entries_since(&self, mark: usize) -> Vec<(String, AccessLogEntry)> {
+        self.journal
+            .since(mark)
+            .into_iter()
+            .filter_map(|(e, i)| {
+                let edge = &self.edges[e];
+                let entry = edge.access_log.as_ref()?.get(i)?;
+                Some((edge.name.clone(), entry))
+            })
+            .collect()
+    }
+
+    /// Names of the pods (edges running or standing in for servers), in attachment order.
+    pub fn pods(&self) -> Vec<String> {
+        self.edges
+            .iter()
+            .filter(|e| matches!(e.kind, EdgeKind::Pod { .. }))
+            .map(|e| e.name.clone())
+            .collect()
+    }
+}

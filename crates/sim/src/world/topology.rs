@@ -1,0 +1,485 @@
+//! Building the world: the node network, one cni0 segment per node, client networks, pods,
+//! clients and external ports, the load balancer, and kube-proxy syncs on every node.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use nodeport::{EndpointSlice, ProxyConfig, Service, ServiceType, TrafficPolicy};
+use nodestack::{Iface, Node, NodeSpec};
+use vswitch::packet::PROTO_TCP;
+use vswitch::router::IfaceKind;
+use vswitch::{Impair, ImpairConfig, LoadBalancer, Port, Router, Segment, TraceSink, Tracer};
+
+use super::{
+    Attach, Attachment, ClientDesc, Edge, EdgeKind, LbDesc, NodeDesc, NodeSlot, PodDesc, SimError,
+    World, WorldSpec, PROXY_HEALTH_PORT,
+};
+use crate::host::{AccessJournal, Host, HostConfig, ServerInfo};
+
+/// The first host address of a network (the gateway: the router's client-network address,
+/// a node's cni0).
+pub(super) fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).wrapping_add(1))
+}
+
+/// One node of the description: its stack, kube-proxy config (the default one unless
+/// given) and a route to every other node's pod CIDR via that node.
+fn build_node(spec: &WorldSpec, d: &NodeDesc, seed: u64) -> Result<Node, SimError> {
+    let node_net = spec.node_network.trunc();
+    if !node_net.contains(&d.ip) {
+        return Err(SimError::OutsideNetwork {
+            name: d.name.clone(),
+            addr: d.ip,
+            net: node_net,
+        });
+    }
+    let cni0 = first_host(d.pod_cidr.trunc());
+    let proxy = d.proxy.clone().unwrap_or_else(|| {
+        let mut p = ProxyConfig::new(d.name.clone(), vec![d.ip, cni0]);
+        p.cluster_cidr = spec.cluster_cidr;
+        p
+    });
+    let mut node = Node::new(
+        NodeSpec {
+            name: d.name.clone(),
+            ip: d.ip,
+            prefix_len: node_net.prefix_len(),
+            pod_cidr: d.pod_cidr,
+            gateway: Some(spec.router_ip),
+            proxy,
+        },
+        Duration::ZERO,
+        seed,
+    );
+    node.tracing = spec.tracing;
+    for o in &spec.nodes {
+        if o.name != d.name {
+            node.add_route(o.pod_cidr, o.ip);
+        }
+    }
+    Ok(node)
+}
+
+impl World {
+    /// Build the world at virtual time zero.
+    pub fn new(spec: WorldSpec) -> Result<World, SimError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+        let node_net = spec.node_network.trunc();
+        let mut segments: Vec<Segment<Attach>> = vec![Segment::new("node-network", node_net)];
+        let mut router = Router::new("router");
+        router.tracing = spec.tracing;
+        let r0 = router.add_iface("node-network", spec.router_ip, node_net, IfaceKind::Cluster);
+        segments[0].attach(spec.router_ip, Attach::Router(r0));
+
+        let mut node_index = HashMap::new();
+        let mut nodes: Vec<NodeSlot> = Vec::new();
+        for (i, d) in spec.nodes.iter().enumerate() {
+            if node_index.insert(d.name.clone(), i).is_some() {
+                return Err(SimError::Duplicate(d.name.clone()));
+            }
+            let node = build_node(&spec, d, rng.next_u64())?;
+            segments[0].attach(d.ip, Attach::Node(i, Iface::Eth0));
+            let mut cni = Segment::new(format!("{}/cni0", d.name), d.pod_cidr.trunc());
+            cni.attach(node.cni0(), Attach::Node(i, Iface::Cni0));
+            segments.push(cni);
+            nodes.push(NodeSlot {
+                node,
+                eth0_seg: 0,
+                cni_seg: segments.len() - 1,
+            });
+        }
+
+        let cni_node = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.cni_seg, i))
+            .collect();
+        let mut world = World {
+            now: Duration::ZERO,
+            rng,
+            host_rng: ChaCha8Rng::seed_from_u64(spec.seed ^ 0x6e70_6c61_625f_686f),
+            clock: spec.wall_clock,
+            segments,
+            nodes,
+            cni_node,
+            node_index,
+            router,
+            router_segs: vec![0],
+            edges: Vec::new(),
+            edge_index: HashMap::new(),
+            wake: Default::default(),
+            external: Default::default(),
+            journal: AccessJournal::default(),
+            queue: VecDeque::new(),
+            trace: Vec::new(),
+            sink: TraceSink::new(),
+            tracing: spec.tracing,
+            requests: HashMap::new(),
+            next_request: 0,
+            lb: spec.load_balancer.clone(),
+            prober: None,
+            health_port: (PROXY_HEALTH_PORT, "/healthz".into()),
+            node_pcap: Vec::new(),
+            router_pcap: Vec::new(),
+            edge_pcap: Vec::new(),
+            lost: 0,
+        };
+        for net in &spec.client_networks {
+            world.client_network(*net);
+        }
+        // Pods (nginx), then clients (curl), then the load balancer.
+        for p in &spec.pods {
+            world.add_pod(p)?;
+        }
+        for c in &spec.clients {
+            world.add_client(c)?;
+        }
+        if let Some(lbd) = &spec.load_balancer {
+            world.add_load_balancer(lbd)?;
+        }
+        Ok(world)
+    }
+
+    /// An embedded curl-like client of the description.
+    fn add_client(&mut self, c: &ClientDesc) -> Result<(), SimError> {
+        match &c.attach {
+            Attachment::Pod { node } => {
+                let n = self.node_index(node)?;
+                let mut host = self.embedded_host(&c.name, c.ip, n);
+                let seed = self.host_rng.next_u64();
+                let h = host.with_client(c.ip, seed);
+                let e = self.attach_pod(&c.name, c.ip, n, Box::new(host))?;
+                self.edges[e].kind = EdgeKind::Client;
+                self.edges[e].client = Some(h);
+                self.mark_embedded(e);
+            }
+            Attachment::External { can_reach } => {
+                let net = self.client_net_for(c.ip);
+                let mut host = Host::new(
+                    HostConfig {
+                        link: c.name.clone(),
+                        ip: c.ip,
+                        prefix_len: net.prefix_len(),
+                        gateway: first_host(net),
+                        seed: self.host_rng.next_u64(),
+                    },
+                    Duration::ZERO,
+                );
+                let seed = self.host_rng.next_u64();
+                let h = host.with_client(c.ip, seed);
+                let e = self.attach_external(&c.name, c.ip, can_reach, Box::new(host))?;
+                self.edges[e].client = Some(h);
+                self.mark_embedded(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The load balancer: its targets, its listeners (if given) and its frontend address on
+    /// the client networks that contain it.
+    fn add_load_balancer(&mut self, lbd: &LbDesc) -> Result<(), SimError> {
+        let mut lb = LoadBalancer::new(lbd.name.clone(), lbd.ip);
+        for n in &lbd.nodes {
+            let i = self.node_index(n)?;
+            lb.add_target(n.clone(), self.nodes[i].node.eth0());
+        }
+        for (port, np) in &lbd.ports {
+            lb.listen(PROTO_TCP, *port, *np);
+        }
+        let frontend = lb.frontend;
+        self.router.add_load_balancer(lb);
+        for (i, iface) in self.router.ifaces().iter().enumerate() {
+            if iface.kind == IfaceKind::Clients && iface.net.contains(&frontend) {
+                self.segments[self.router_segs[i]].attach(frontend, Attach::Router(i));
+            }
+        }
+        Ok(())
+    }
+
+    /// Start an embedded nginx pod (at construction, or later: a scale-up).
+    pub fn add_pod(&mut self, p: &PodDesc) -> Result<(), SimError> {
+        let n = self.node_index(&p.node)?;
+        let mut host = self.embedded_host(&p.name, p.ip, n);
+        let info = ServerInfo {
+            pod: p.name.clone(),
+            node: p.node.clone(),
+            ip: p.ip,
+        };
+        let log = host.with_server(info, self.clock);
+        let e = self.attach_pod(&p.name, p.ip, n, Box::new(host))?;
+        log.set_journal(self.journal.clone(), e);
+        self.edges[e].access_log = Some(log);
+        self.mark_embedded(e);
+        Ok(())
+    }
+
+    /// Delete a pod: its address leaves the cni0 segment (datagrams to it are lost, as for
+    /// a deleted pod's veth) and it is no longer polled. Its access log stays readable.
+    pub fn remove_pod(&mut self, name: &str) -> Result<(), SimError> {
+        let e = self
+            .edge_index
+            .get(name)
+            .copied()
+            .filter(|&e| matches!(self.edges[e].kind, EdgeKind::Pod { .. }) && !self.edges[e].gone)
+            .ok_or_else(|| SimError::UnknownPod(name.to_string()))?;
+        let (seg, ip) = (self.edges[e].seg, self.edges[e].ip);
+        self.segments[seg].detach(ip);
+        self.edges[e].gone = true;
+        self.rewake(e);
+        Ok(())
+    }
+
+    pub(super) fn node_index(&self, name: &str) -> Result<usize, SimError> {
+        self.node_index
+            .get(name)
+            .copied()
+            .ok_or_else(|| SimError::UnknownNode(name.to_string()))
+    }
+
+    pub(super) fn embedded_host(&mut self, name: &str, ip: Ipv4Addr, node: usize) -> Host {
+        let n = &self.nodes[node].node;
+        Host::new(
+            HostConfig {
+                link: format!("{}/cni0/{name}", n.name()),
+                ip,
+                prefix_len: n.pod_cidr().prefix_len(),
+                gateway: n.cni0(),
+                seed: self.host_rng.next_u64(),
+            },
+            self.now,
+        )
+    }
+
+    /// The router interface/segment for a client network (created if new).
+    pub(super) fn client_network(&mut self, net: Ipv4Net) -> usize {
+        let net = net.trunc();
+        if let Some(i) = self.router.ifaces().iter().position(|i| i.net == net) {
+            return i;
+        }
+        let gw = first_host(net);
+        let i = self
+            .router
+            .add_iface(format!("clients-{net}"), gw, net, IfaceKind::Clients);
+        let mut seg = Segment::new(format!("clients {net}"), net);
+        seg.attach(gw, Attach::Router(i));
+        // An LB frontend inside this client network is answered by the router here.
+        for lb in self.router.load_balancers() {
+            if net.contains(&lb.frontend) {
+                seg.attach(lb.frontend, Attach::Router(i));
+            }
+        }
+        self.segments.push(seg);
+        self.router_segs.push(self.segments.len() - 1);
+        i
+    }
+
+    pub(super) fn client_net_for(&mut self, ip: Ipv4Addr) -> Ipv4Net {
+        if let Some(i) = self
+            .router
+            .ifaces()
+            .iter()
+            .find(|i| i.kind == IfaceKind::Clients && i.net.contains(&ip))
+        {
+            return i.net;
+        }
+        let net = Ipv4Net::new(ip, 24).expect("24 is a valid prefix").trunc();
+        self.client_network(net);
+        net
+    }
+
+    /// The world's tracer around an edge device; a pass-through when tracing is off (link
+    /// events would be dropped by `collect` anyway).
+    pub(super) fn tracer(&self, port: Box<dyn Port + Send>) -> Tracer<Box<dyn Port + Send>> {
+        let mut t = Tracer::new(port, self.sink.clone());
+        t.set_enabled(self.tracing);
+        t
+    }
+
+    /// A new edge (an external port until marked embedded) on segment `seg`.
+    fn push_edge(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        seg: usize,
+        gateway: Ipv4Addr,
+        kind: EdgeKind,
+        port: Box<dyn Port + Send>,
+    ) -> usize {
+        let edge = Edge {
+            name: name.to_string(),
+            ip,
+            seg,
+            gateway,
+            kind,
+            port: self.tracer(port),
+            access_log: None,
+            client: None,
+            gone: false,
+            embedded: false,
+            wake_at: None,
+        };
+        let e = self.edges.len();
+        self.segments[edge.seg].attach(edge.ip, Attach::Edge(e));
+        self.edge_index.insert(edge.name.clone(), e);
+        self.edges.push(edge);
+        self.external.insert(e);
+        self.rewake(e);
+        e
+    }
+
+    pub(super) fn attach_pod(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        node: usize,
+        port: Box<dyn Port + Send>,
+    ) -> Result<usize, SimError> {
+        if self.edge_index.contains_key(name) {
+            return Err(SimError::Duplicate(name.to_string()));
+        }
+        let n = &self.nodes[node];
+        if !n.node.pod_cidr().contains(&ip) {
+            return Err(SimError::OutsideNetwork {
+                name: name.to_string(),
+                addr: ip,
+                net: n.node.pod_cidr(),
+            });
+        }
+        let (seg, gateway) = (n.cni_seg, n.node.cni0());
+        Ok(self.push_edge(name, ip, seg, gateway, EdgeKind::Pod { node }, port))
+    }
+
+    pub(super) fn attach_external(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        can_reach: &[String],
+        port: Box<dyn Port + Send>,
+    ) -> Result<usize, SimError> {
+        if self.edge_index.contains_key(name) {
+            return Err(SimError::Duplicate(name.to_string()));
+        }
+        let net = self.client_net_for(ip);
+        let iface = self.client_network(net);
+        for n in can_reach {
+            let i = self.node_index(n)?;
+            let nip = self.nodes[i].node.eth0();
+            self.router.allow(ip, nip);
+        }
+        let seg = self.router_segs[iface];
+        Ok(self.push_edge(name, ip, seg, first_host(net), EdgeKind::Client, port))
+    }
+
+    /// Attach an external port (e.g. a TUN device) as pod `name` at `ip` on `node`'s cni0.
+    pub fn add_pod_port(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        node: &str,
+        port: Box<dyn Port + Send>,
+    ) -> Result<(), SimError> {
+        let n = self.node_index(node)?;
+        self.attach_pod(name, ip, n, port).map(|_| ())
+    }
+
+    /// Attach an external port as client `name`.
+    pub fn add_client_port(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        attach: &Attachment,
+        port: Box<dyn Port + Send>,
+    ) -> Result<(), SimError> {
+        match attach {
+            Attachment::Pod { node } => {
+                let n = self.node_index(node)?;
+                let e = self.attach_pod(name, ip, n, port)?;
+                self.edges[e].kind = EdgeKind::Client;
+            }
+            Attachment::External { can_reach } => {
+                self.attach_external(name, ip, can_reach, port)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replace the device behind edge `name` (pod or client) with `f(device)` — the hook for
+    /// stacking port wrappers (impairment, capture). The world's tracer stays outermost, so
+    /// traces show what the fabric hands to / takes from the link.
+    pub fn wrap_port(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(Box<dyn Port + Send>) -> Box<dyn Port + Send>,
+    ) -> Result<(), SimError> {
+        let e = self
+            .edge_index
+            .get(name)
+            .copied()
+            .ok_or_else(|| SimError::UnknownPod(name.to_string()))?;
+        let placeholder: Box<dyn Port + Send> = Box::new(vswitch::MemPort::new(name).0);
+        let placeholder = self.tracer(placeholder);
+        let old = std::mem::replace(&mut self.edges[e].port, placeholder);
+        self.edges[e].port = self.tracer(f(old.into_inner()));
+        self.rewake(e);
+        Ok(())
+    }
+
+    /// Impair edge `name`'s link: delay, jitter, rate, random loss (seeded from the world
+    /// RNG). With tracing on, every lost datagram is a trace event (`[lost on the link]`).
+    pub fn impair(&mut self, name: &str, cfg: ImpairConfig) -> Result<(), SimError> {
+        let rng = ChaCha8Rng::seed_from_u64(self.rng.next_u64());
+        let sink = self.tracing.then(|| self.sink.clone());
+        self.wrap_port(name, move |p| {
+            let imp = Impair::new(p, cfg, rng);
+            Box::new(match sink {
+                Some(s) => imp.with_trace(s),
+                None => imp,
+            })
+        })
+    }
+
+    /// A kube-proxy sync on every node (and the LB listeners, when derived from services).
+    pub fn set_services(&mut self, services: &[Service], slices: &[EndpointSlice]) {
+        for n in &mut self.nodes {
+            n.node.set_services(services, slices);
+        }
+        // What the LB health checks probe: the first Local LoadBalancer service's
+        // healthCheckNodePort, else kube-proxy's :10256 (spec §4.3).
+        self.health_port = services
+            .iter()
+            .filter(|s| {
+                s.type_ == ServiceType::LoadBalancer
+                    && s.external_traffic_policy == TrafficPolicy::Local
+            })
+            .find_map(|s| s.health_check_node_port)
+            .map(|p| (p, "/healthz".to_string()))
+            .unwrap_or((PROXY_HEALTH_PORT, "/healthz".into()));
+        let Some(lbd) = &self.lb else { return };
+        if !lbd.ports.is_empty() {
+            return;
+        }
+        let mut ordered: Vec<&Service> = services
+            .iter()
+            .filter(|s| s.type_ == ServiceType::LoadBalancer)
+            .collect();
+        ordered.extend(services.iter().filter(|s| s.type_ == ServiceType::NodePort));
+        let mut seen = BTreeSet::new();
+        let name = lbd.name.clone();
+        if let Some(lb) = self.router.load_balancer_mut(&name) {
+            for s in ordered {
+                for p in &s.ports {
+                    if let Some(np) = p.node_port {
+                        if seen.insert((p.protocol.number(), p.port)) {
+                            lb.listen(p.protocol.number(), p.port, np);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
