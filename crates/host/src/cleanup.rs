@@ -51,9 +51,16 @@ impl StateDir {
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("lab.lock")
     }
-    /// `<root>/<pod>` (nginx config, logs, pid file of that pod).
-    pub fn pod_dir(&self, pod: &str) -> PathBuf {
-        self.root.join(pod)
+    /// `<root>/<name>`: the one place the lab builds paths in its state directory. `name`
+    /// must be a single safe component ([`safe_component`]), so no name from a config, a
+    /// manifest or the command line can make the lab write or read outside `root`.
+    pub fn child(&self, name: &str) -> Result<PathBuf> {
+        safe_component(name)?;
+        Ok(self.root.join(name))
+    }
+    /// `<root>/<pod>` (nginx config, logs, pid file of that pod); see [`StateDir::child`].
+    pub fn pod_dir(&self, pod: &str) -> Result<PathBuf> {
+        self.child(pod)
     }
     /// Creates the directory (mode 0755).
     pub fn ensure(&self) -> Result<()> {
@@ -74,6 +81,34 @@ impl StateDir {
                 self.root.display()
             )))
         }
+    }
+}
+
+/// Longest file name Linux accepts (NAME_MAX).
+const NAME_MAX: usize = 255;
+
+/// Checks that `name` is one plain path component: not empty, not `.` or `..`, no `/`, no
+/// NUL, at most 255 bytes. Everything the lab names in its state directory (pods, nodes,
+/// process records) goes through this.
+pub fn safe_component(name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        Some("is empty")
+    } else if name == "." || name == ".." {
+        Some("is a relative directory")
+    } else if name.contains('/') {
+        Some("contains '/'")
+    } else if name.contains('\0') {
+        Some("contains NUL")
+    } else if name.len() > NAME_MAX {
+        Some("is longer than 255 bytes")
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(Error::Invalid(format!(
+            "name {name:?} {why}: not a single file name in the lab's state directory"
+        ))),
     }
 }
 
@@ -348,5 +383,35 @@ mod tests {
         assert!(StateDir::new("/run/nplab").check().is_ok());
         assert!(down(&StateDir::new("/tmp"), PREFIX).is_err());
         assert!(down(&StateDir::new("/tmp/nplab-x"), "kref-").is_err());
+    }
+
+    #[test]
+    fn children_stay_inside_the_state_dir() {
+        let s = StateDir::new("/run/nplab");
+        assert_eq!(
+            s.child("nginx-54f57cf6bf-xhs8g").unwrap(),
+            Path::new("/run/nplab/nginx-54f57cf6bf-xhs8g")
+        );
+        assert_eq!(s.child("..x").unwrap(), Path::new("/run/nplab/..x"));
+        let long = "x".repeat(256);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../evil",
+            "../../etc/passwd",
+            "a/b",
+            "/etc",
+            "a\0b",
+            &long,
+        ] {
+            let e = s.child(bad).unwrap_err().to_string();
+            assert!(e.contains("not a single file name"), "{bad:?}: {e}");
+            assert!(s.pod_dir(bad).is_err(), "{bad:?}");
+        }
+        // Whatever is accepted is a direct child of the root.
+        for ok in ["a", "nginx-x", "...", "a.b", "-", "x".repeat(255).as_str()] {
+            assert_eq!(s.child(ok).unwrap().parent(), Some(s.root()), "{ok:?}");
+        }
     }
 }
