@@ -1,0 +1,641 @@
+//! Packets into a node: the [`PacketHarness`].
+//!
+//! The node under test is `ydzs-node1` of the blog's cluster (eth0 10.151.30.12/24, pods on
+//! cni0 10.244.1.0/24, the other nodes' pod CIDRs via their IPs) with services that reach
+//! every NAT decision: NodePort with local and remote endpoints (TCP + UDP), a LoadBalancer
+//! with `externalTrafficPolicy: Local`, a healthCheckNodePort, an external IP and ClientIP
+//! affinity, a service without endpoints (REJECT), one with only remote endpoints under
+//! Local policies (DROP), and not-ready/terminating endpoints. A small conntrack table
+//! (`conntrack_max` 2048) makes the table-full path reachable.
+//!
+//! Inputs are generated around live state: fresh packets to the interesting addresses and
+//! ports, *replies* to datagrams the node emitted (so un-DNAT/un-SNAT paths run), ICMP
+//! errors that quote emitted datagrams (the "related" path that rewrites the quoted flow),
+//! garbage, and any of those after [`mutate::havoc`] (checksums repaired most of the time).
+//!
+//! Input format (what a crash file holds): byte 0 = operation (`0` eth0, `1` cni0, `2` the
+//! cni0 bridge, `3` timers only, `4` a kube-proxy resync with endpoints removed), byte 1 =
+//! time step (`n <= 250`: n × 10 µs; 251..=255: 1 s, 10 s, 60 s, 300 s, 1 h), then the
+//! datagram.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use nodeport::{
+    Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort, ServiceRef,
+    ServiceType, SessionAffinity, TrafficPolicy,
+};
+use nodestack::{Egress, Iface, Node, NodeSpec};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::mutate::havoc;
+use crate::wire::{self, flags, ICMP, TCP, UDP};
+use crate::Harness;
+
+const fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
+    Ipv4Addr::new(a, b, c, d)
+}
+
+const NODE_IP: Ipv4Addr = ip(10, 151, 30, 12);
+const CNI0: Ipv4Addr = ip(10, 244, 1, 1);
+const ROUTER: Ipv4Addr = ip(10, 151, 30, 1);
+const CLIENTS: [Ipv4Addr; 3] = [
+    ip(203, 0, 113, 11),
+    ip(203, 0, 113, 12),
+    ip(198, 51, 100, 99),
+];
+const LOCAL_PODS: [Ipv4Addr; 4] = [
+    ip(10, 244, 1, 16),
+    ip(10, 244, 1, 17),
+    ip(10, 244, 1, 18),
+    ip(10, 244, 1, 30),
+];
+const REMOTE_PODS: [Ipv4Addr; 3] = [ip(10, 244, 2, 11), ip(10, 244, 0, 5), ip(10, 244, 2, 12)];
+const NODES: [Ipv4Addr; 4] = [NODE_IP, ip(10, 151, 30, 11), ip(10, 151, 30, 13), CNI0];
+const VIPS: [Ipv4Addr; 7] = [
+    ip(10, 96, 0, 10),
+    ip(10, 96, 0, 11),
+    ip(10, 96, 0, 12),
+    ip(10, 96, 0, 13),
+    ip(10, 96, 0, 20),
+    ip(192, 0, 2, 10),
+    ip(198, 51, 100, 7),
+];
+const PORTS: [u16; 13] = [
+    80, 8080, 53, 5353, 81, 30080, 30053, 30081, 30082, 30083, 32000, 10256, 0,
+];
+
+/// Packets since the last fresh node after which the node is rebuilt (bounds state, and
+/// rotates the kube-proxy configuration variant).
+const RESET_EVERY: u64 = 200_000;
+/// Emitted datagrams remembered for replies and ICMP errors.
+const RING: usize = 256;
+
+fn port(name: &str, protocol: Protocol, port: u16, target: u16, node_port: u16) -> ServicePort {
+    ServicePort {
+        name: name.into(),
+        protocol,
+        port,
+        target_port: target,
+        node_port: (node_port != 0).then_some(node_port),
+    }
+}
+
+fn service(name: &str, type_: ServiceType, vip: Ipv4Addr, ports: Vec<ServicePort>) -> Service {
+    Service {
+        namespace: "default".into(),
+        name: name.into(),
+        type_,
+        cluster_ip: Some(vip),
+        ports,
+        external_traffic_policy: TrafficPolicy::Cluster,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        session_affinity: SessionAffinity::None,
+        health_check_node_port: None,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+    }
+}
+
+fn endpoint(ip: Ipv4Addr, node: &str, ready: bool, terminating: bool) -> Endpoint {
+    Endpoint {
+        ip,
+        node_name: Some(node.into()),
+        ready,
+        serving: ready || terminating,
+        terminating,
+    }
+}
+
+fn slice(svc: &str, ports: &[(&str, Protocol, u16)], endpoints: Vec<Endpoint>) -> EndpointSlice {
+    EndpointSlice {
+        service: ServiceRef::new("default", svc),
+        ports: ports
+            .iter()
+            .map(|&(n, p, port)| EndpointPort {
+                name: n.into(),
+                protocol: p,
+                port,
+            })
+            .collect(),
+        endpoints,
+    }
+}
+
+/// The services and EndpointSlices of the fuzzed node (see the module docs).
+pub fn services() -> (Vec<Service>, Vec<EndpointSlice>) {
+    use Protocol::{Tcp, Udp};
+    let (n1, n2, n0) = ("ydzs-node1", "ydzs-node2", "ydzs-master");
+    let web = service(
+        "web",
+        ServiceType::NodePort,
+        VIPS[0],
+        vec![
+            port("http", Tcp, 80, 8080, 30080),
+            port("dns", Udp, 53, 5353, 30053),
+        ],
+    );
+    let web_eps = slice(
+        "web",
+        &[("http", Tcp, 8080), ("dns", Udp, 5353)],
+        vec![
+            endpoint(LOCAL_PODS[0], n1, true, false),
+            endpoint(REMOTE_PODS[0], n2, true, false),
+            endpoint(LOCAL_PODS[2], n1, false, true),
+            endpoint(REMOTE_PODS[2], n2, false, false),
+        ],
+    );
+    let mut lb = service(
+        "lb",
+        ServiceType::LoadBalancer,
+        VIPS[1],
+        vec![port("", Tcp, 80, 80, 30081)],
+    );
+    lb.external_traffic_policy = TrafficPolicy::Local;
+    lb.health_check_node_port = Some(32000);
+    lb.load_balancer_ips = vec![VIPS[5]];
+    lb.external_ips = vec![VIPS[6]];
+    lb.session_affinity = SessionAffinity::ClientIp {
+        timeout: Duration::from_secs(10),
+    };
+    let lb_eps = slice(
+        "lb",
+        &[("", Tcp, 80)],
+        vec![
+            endpoint(LOCAL_PODS[1], n1, true, false),
+            endpoint(REMOTE_PODS[1], n0, true, false),
+        ],
+    );
+    let empty = service(
+        "empty",
+        ServiceType::NodePort,
+        VIPS[2],
+        vec![port("", Tcp, 81, 81, 30082)],
+    );
+    let mut remote = service(
+        "remote",
+        ServiceType::NodePort,
+        VIPS[3],
+        vec![port("", Tcp, 80, 80, 30083), port("u", Udp, 53, 53, 0)],
+    );
+    remote.external_traffic_policy = TrafficPolicy::Local;
+    remote.internal_traffic_policy = TrafficPolicy::Local;
+    let remote_eps = slice(
+        "remote",
+        &[("", Tcp, 80), ("u", Udp, 53)],
+        vec![endpoint(REMOTE_PODS[2], n2, true, false)],
+    );
+    let mut internal = service(
+        "internal",
+        ServiceType::ClusterIp,
+        VIPS[4],
+        vec![port("", Udp, 53, 5353, 0)],
+    );
+    internal.internal_traffic_policy = TrafficPolicy::Local;
+    let internal_eps = slice(
+        "internal",
+        &[("", Udp, 5353)],
+        vec![
+            endpoint(LOCAL_PODS[0], n1, true, false),
+            endpoint(REMOTE_PODS[0], n2, true, false),
+        ],
+    );
+    (
+        vec![web, lb, empty, remote, internal],
+        vec![web_eps, lb_eps, remote_eps, internal_eps],
+    )
+}
+
+/// The fuzzed node, in configuration `variant` (masquerade-all, random-fully,
+/// nodePortAddresses, no masquerade; chain tracing on odd variants).
+pub fn node(variant: u64) -> Node {
+    let mut proxy = ProxyConfig::new("ydzs-node1", vec![]);
+    proxy.cluster_cidr = Some("10.244.0.0/16".parse().expect("literal CIDR"));
+    proxy.conntrack_max = 2048;
+    match variant % 4 {
+        1 => proxy.masquerade_all = true,
+        2 => {
+            proxy.masquerade_random_fully = true;
+            proxy.node_port_addresses = vec!["10.151.30.0/24".parse().expect("literal CIDR")];
+        }
+        3 => proxy.masquerade_enabled = false,
+        _ => {}
+    }
+    let mut n = Node::new(
+        NodeSpec {
+            name: "ydzs-node1".into(),
+            ip: NODE_IP,
+            prefix_len: 24,
+            pod_cidr: "10.244.1.0/24".parse().expect("literal CIDR"),
+            gateway: Some(ROUTER),
+            proxy,
+        },
+        Duration::ZERO,
+        variant,
+    );
+    n.add_route("10.244.0.0/24".parse().expect("literal CIDR"), NODES[1]);
+    n.add_route("10.244.2.0/24".parse().expect("literal CIDR"), NODES[2]);
+    n.tracing = variant % 2 == 1;
+    n.proxier_mut().set_trace(variant % 2 == 1);
+    let (svcs, slices) = services();
+    n.set_services(&svcs, &slices);
+    n
+}
+
+/// What the packet target counts.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    packets: u64,
+    fresh: u64,
+    replies: u64,
+    icmp_errors: u64,
+    garbage: u64,
+    mutated: u64,
+    bridged: u64,
+    resyncs: u64,
+    egress: u64,
+    node_rebuilds: u64,
+    engine_drops: u64,
+    rejects: u64,
+    forwarded: u64,
+    delivered_local: u64,
+    conntrack_full: u64,
+}
+
+/// Fuzz target: datagrams into one node (see the module docs).
+pub struct PacketHarness {
+    node: Node,
+    variant: u64,
+    since_reset: u64,
+    now: Duration,
+    rng: ChaCha8Rng,
+    ring: VecDeque<Egress>,
+    counts: Counts,
+}
+
+impl Default for PacketHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PacketHarness {
+    /// A fresh node (variant 0) with its services.
+    pub fn new() -> Self {
+        PacketHarness {
+            node: node(0),
+            variant: 0,
+            since_reset: 0,
+            now: Duration::ZERO,
+            rng: ChaCha8Rng::seed_from_u64(0),
+            ring: VecDeque::with_capacity(RING),
+            counts: Counts::default(),
+        }
+    }
+
+    fn retire_node_counters(&mut self) {
+        let c = &self.node.counters;
+        self.counts.engine_drops += c.engine_drops;
+        self.counts.rejects += c.rejects;
+        self.counts.forwarded += c.forwarded;
+        self.counts.delivered_local += c.delivered_local;
+    }
+
+    fn rebuild(&mut self) {
+        self.retire_node_counters();
+        self.variant += 1;
+        self.node = node(self.variant);
+        self.now = Duration::ZERO;
+        self.ring.clear();
+        self.since_reset = 0;
+        self.counts.node_rebuilds += 1;
+    }
+
+    fn remember(&mut self, out: Vec<Egress>) {
+        self.counts.egress += out.len() as u64;
+        for e in out {
+            if self.ring.len() == RING {
+                self.ring.pop_front();
+            }
+            self.ring.push_back(e);
+        }
+    }
+
+    fn resync(&mut self, pick: u8) {
+        let (svcs, mut slices) = services();
+        for (i, s) in slices.iter_mut().enumerate() {
+            if pick & (1 << (i % 8)) != 0 {
+                s.endpoints
+                    .retain(|e| e.node_name.as_deref() != Some("ydzs-node1"));
+            }
+            if pick & 0x80 != 0 {
+                s.endpoints.clear();
+            }
+        }
+        let svcs: Vec<Service> = if pick & 0x40 != 0 {
+            svcs.into_iter().skip(1).collect()
+        } else {
+            svcs
+        };
+        self.node.set_services(&svcs, &slices);
+    }
+}
+
+fn step(code: u8) -> Duration {
+    match code {
+        0..=250 => Duration::from_micros(u64::from(code) * 10),
+        251 => Duration::from_secs(1),
+        252 => Duration::from_secs(10),
+        253 => Duration::from_secs(60),
+        254 => Duration::from_secs(300),
+        _ => Duration::from_secs(3600),
+    }
+}
+
+fn any_addr(rng: &mut ChaCha8Rng) -> Ipv4Addr {
+    let pools: [&[Ipv4Addr]; 5] = [&CLIENTS, &LOCAL_PODS, &REMOTE_PODS, &NODES, &VIPS];
+    match rng.random_range(0..12u8) {
+        0 => Ipv4Addr::from(rng.random::<u32>()),
+        1 => ROUTER,
+        _ => *pools
+            .choose(rng)
+            .and_then(|p| p.choose(rng))
+            .unwrap_or(&NODE_IP),
+    }
+}
+
+fn any_port(rng: &mut ChaCha8Rng) -> u16 {
+    if rng.random_bool(0.3) {
+        rng.random_range(1024..=65535)
+    } else {
+        *PORTS.choose(rng).unwrap_or(&80)
+    }
+}
+
+fn tcp_flags(rng: &mut ChaCha8Rng) -> u8 {
+    use flags::*;
+    let choices = [
+        SYN,
+        SYN | ACK,
+        ACK,
+        PSH | ACK,
+        FIN | ACK,
+        RST,
+        RST | ACK,
+        0,
+        0xff,
+    ];
+    if rng.random_bool(0.05) {
+        rng.random()
+    } else {
+        *choices.choose(rng).unwrap_or(&SYN)
+    }
+}
+
+fn ttl(rng: &mut ChaCha8Rng) -> u8 {
+    *[64u8, 63, 1, 0, 2, 255].choose(rng).unwrap_or(&64)
+}
+
+/// A transport payload of protocol `proto` between the given ports.
+fn l4(rng: &mut ChaCha8Rng, proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+    let body: &[u8] = match rng.random_range(0..4u8) {
+        0 => b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        1 => b"GET / HTTP/1.0\r\n\r\n",
+        _ => b"",
+    };
+    match proto {
+        TCP => wire::tcp(
+            sport,
+            dport,
+            rng.random(),
+            rng.random(),
+            tcp_flags(rng),
+            body,
+        ),
+        UDP => wire::udp(sport, dport, body),
+        _ => {
+            let kind = *[8u8, 0, 13, 3, 11].choose(rng).unwrap_or(&8);
+            let id = rng.random::<u16>().to_be_bytes();
+            wire::icmp(kind, 0, [id[0], id[1], 0, 1], body)
+        }
+    }
+}
+
+fn fresh(rng: &mut ChaCha8Rng) -> (u8, Vec<u8>) {
+    let src = any_addr(rng);
+    let dst = any_addr(rng);
+    let proto = *[TCP, TCP, UDP, ICMP].choose(rng).unwrap_or(&TCP);
+    let (sport, dport) = (any_port(rng), any_port(rng));
+    let seg = l4(rng, proto, sport, dport);
+    let pkt = wire::ipv4(src, dst, proto, ttl(rng), rng.random(), &seg);
+    let from_pod = u32::from(src) >> 8 == u32::from(CNI0) >> 8;
+    let op = match rng.random_range(0..10u8) {
+        0 => rng.random_range(0..3u8),
+        _ if from_pod && rng.random_bool(0.3) => 2,
+        _ if from_pod => 1,
+        _ => 0,
+    };
+    (op, pkt)
+}
+
+fn op_for(iface: Iface, dst: Ipv4Addr, rng: &mut ChaCha8Rng) -> u8 {
+    match iface {
+        Iface::Eth0 => 0,
+        Iface::Cni0 if u32::from(dst) >> 8 == u32::from(CNI0) >> 8 && dst != CNI0 => {
+            if rng.random_bool(0.8) {
+                2
+            } else {
+                1
+            }
+        }
+        Iface::Cni0 => 1,
+    }
+}
+
+/// A reply to the emitted datagram `e`, arriving where `e` left.
+fn reply(rng: &mut ChaCha8Rng, e: &Egress) -> Option<(u8, Vec<u8>)> {
+    let (src, dst, proto, sport, dport) = wire::five_tuple(&e.pkt)?;
+    let seg = match proto {
+        TCP => wire::tcp(
+            dport,
+            sport,
+            rng.random(),
+            rng.random(),
+            tcp_flags(rng),
+            b"",
+        ),
+        UDP => wire::udp(dport, sport, b"r"),
+        ICMP => {
+            let ihl = wire::ihl(&e.pkt)?;
+            let rest: [u8; 4] = e.pkt.get(ihl + 4..ihl + 8)?.try_into().ok()?;
+            wire::icmp(0, 0, rest, b"")
+        }
+        _ => return None,
+    };
+    let pkt = wire::ipv4(dst, src, proto, 64, rng.random(), &seg);
+    Some((op_for(e.iface, src, rng), pkt))
+}
+
+/// An ICMP error about `quoted` (a datagram, emitted or not), from `from` to the quoted
+/// datagram's source.
+fn icmp_error(rng: &mut ChaCha8Rng, quoted: &[u8], from: Ipv4Addr) -> Option<Vec<u8>> {
+    let (qsrc, ..) = wire::five_tuple(quoted)?;
+    let ihl = wire::ihl(quoted)?;
+    let keep = match rng.random_range(0..3u8) {
+        0 => quoted.len(),
+        1 => (ihl + 8).min(quoted.len()),
+        _ => rng.random_range(0..=quoted.len()),
+    };
+    let (kind, code, rest) = match rng.random_range(0..6u8) {
+        0 => (3, 4, [0, 0, 0x05, 0xdc]), // fragmentation needed, MTU 1500
+        1 => (11, rng.random_range(0..2), [0; 4]),
+        2 => (12, 0, [rng.random(), 0, 0, 0]),
+        3 => (5, 1, NODES[1].octets()),
+        _ => (3, rng.random_range(0..16), [0; 4]),
+    };
+    let msg = wire::icmp(kind, code, rest, &quoted[..keep]);
+    Some(wire::ipv4(from, qsrc, ICMP, 64, rng.random(), &msg))
+}
+
+fn garbage(rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let n = rng.random_range(0..80usize);
+    let mut v: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+    if rng.random_bool(0.5) && v.len() >= 20 {
+        v[0] = 0x45;
+        wire::fix_checksums(&mut v);
+    }
+    v
+}
+
+impl PacketHarness {
+    fn pick_egress(&self, rng: &mut ChaCha8Rng) -> Option<Egress> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        self.ring.get(rng.random_range(0..self.ring.len())).cloned()
+    }
+
+    fn related(&mut self, rng: &mut ChaCha8Rng) -> Option<(u8, Vec<u8>)> {
+        if let Some(e) = self.pick_egress(rng).filter(|_| rng.random_bool(0.8)) {
+            let (_, dst, ..) = wire::five_tuple(&e.pkt)?;
+            let from = *[dst, e.next_hop, ROUTER, any_addr(rng)].choose(rng)?;
+            let err = icmp_error(rng, &e.pkt, from)?;
+            return Some((op_for(e.iface, from, rng), err));
+        }
+        // About a datagram the node would receive (a pod's reply the sender could not take).
+        let (op, q) = fresh(rng);
+        let from = any_addr(rng);
+        Some((op, icmp_error(rng, &q, from)?))
+    }
+}
+
+impl Harness for PacketHarness {
+    const NAME: &'static str = "packets";
+
+    fn generate(&mut self, rng: &mut ChaCha8Rng) -> Vec<u8> {
+        let t = if rng.random_bool(0.0005) {
+            rng.random_range(251..=255)
+        } else {
+            rng.random_range(0..=20)
+        };
+        let roll = rng.random_range(0..1000u32);
+        let made = match roll {
+            0..=4 => Some((3, Vec::new())),
+            5..=6 => Some((4, vec![rng.random()])),
+            7..=349 => {
+                self.counts.fresh += 1;
+                Some(fresh(rng))
+            }
+            350..=699 => {
+                self.counts.replies += 1;
+                self.pick_egress(rng).and_then(|e| reply(rng, &e))
+            }
+            700..=899 => {
+                self.counts.icmp_errors += 1;
+                self.related(rng)
+            }
+            _ => {
+                self.counts.garbage += 1;
+                Some((rng.random_range(0..3), garbage(rng)))
+            }
+        };
+        let (op, mut pkt) = made.unwrap_or_else(|| fresh(rng));
+        if op <= 2 && rng.random_bool(0.25) {
+            self.counts.mutated += 1;
+            havoc(rng, &mut pkt, 6, 1600);
+            if rng.random_bool(0.8) {
+                wire::fix_checksums(&mut pkt);
+            }
+        }
+        let mut input = Vec::with_capacity(pkt.len() + 2);
+        input.extend_from_slice(&[op, t]);
+        input.extend_from_slice(&pkt);
+        input
+    }
+
+    fn execute(&mut self, input: &[u8]) {
+        if self.since_reset >= RESET_EVERY {
+            self.rebuild();
+        }
+        self.since_reset += 1;
+        self.counts.packets += 1;
+        let (op, t, pkt) = match input {
+            [op, t, rest @ ..] => (*op, *t, rest),
+            [op] => (*op, 0, &[][..]),
+            [] => (3, 0, &[][..]),
+        };
+        self.now += step(t);
+        let now = self.now;
+        let rng = &mut self.rng;
+        let conntrack_before = self.node.proxier().conntrack().len();
+        let mut out = match op % 5 {
+            0 => self.node.receive(now, Iface::Eth0, pkt, rng),
+            1 => self.node.receive(now, Iface::Cni0, pkt, rng),
+            2 => {
+                self.counts.bridged += 1;
+                self.node.bridge(now, pkt, rng)
+            }
+            3 => Vec::new(),
+            _ => {
+                self.counts.resyncs += 1;
+                self.resync(pkt.first().copied().unwrap_or(0));
+                Vec::new()
+            }
+        };
+        if self.node.poll_at().is_some_and(|at| at <= now) || op % 5 == 3 {
+            out.extend(self.node.poll(now, &mut self.rng));
+        }
+        if conntrack_before >= 2048 {
+            self.counts.conntrack_full += 1;
+        }
+        if self.node.tracing {
+            self.node.drain_events();
+        }
+        self.remember(out);
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.counts;
+        let n = &self.node.counters;
+        vec![
+            ("packets", c.packets),
+            ("  fresh", c.fresh),
+            ("  replies", c.replies),
+            ("  icmp errors", c.icmp_errors),
+            ("  garbage", c.garbage),
+            ("  mutated", c.mutated),
+            ("  bridged", c.bridged),
+            ("  resyncs", c.resyncs),
+            ("datagrams out", c.egress),
+            ("node rebuilds", c.node_rebuilds),
+            ("engine drops", c.engine_drops + n.engine_drops),
+            ("rejects (ICMP)", c.rejects + n.rejects),
+            ("forwarded", c.forwarded + n.forwarded),
+            ("delivered local", c.delivered_local + n.delivered_local),
+            ("conntrack full", c.conntrack_full),
+        ]
+    }
+}
