@@ -58,6 +58,49 @@ impl StateDir {
         safe_component(name)?;
         Ok(self.root.join(name))
     }
+    /// `<root>/<dir>/<name>`, both checked like [`StateDir::child`] (e.g. the conntrack
+    /// snapshot of a node: `<root>/conntrack/<node>`).
+    pub fn child_in(&self, dir: &str, name: &str) -> Result<PathBuf> {
+        safe_component(name)?;
+        Ok(self.child(dir)?.join(name))
+    }
+    /// The names the lab recorded in `<root>/<dir>/` (its files, without `.`-hidden
+    /// temporaries), sorted; empty when there is no such directory.
+    pub fn recorded(&self, dir: &str) -> Vec<String> {
+        let Ok(d) = self.child(dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+    /// `<root>/<dir>/<name>` for a `name` the lab recorded there ([`StateDir::recorded`]);
+    /// any other name is refused with an error naming it and the recorded ones.
+    pub fn recorded_child(&self, dir: &str, name: &str) -> Result<PathBuf> {
+        let path = self.child_in(dir, name)?;
+        let known = self.recorded(dir);
+        if known.iter().any(|k| k == name) {
+            Ok(path)
+        } else {
+            Err(Error::Invalid(format!(
+                "{name:?} is not one the running lab recorded in {} (known: {})",
+                self.root.join(dir).display(),
+                if known.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )))
+        }
+    }
     /// `<root>/<pod>` (nginx config, logs, pid file of that pod); see [`StateDir::child`].
     pub fn pod_dir(&self, pod: &str) -> Result<PathBuf> {
         self.child(pod)
@@ -376,6 +419,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_recorded_names_are_known() {
+        let root = std::env::temp_dir().join(format!("nplab-rec-{}", std::process::id()));
+        let s = StateDir::new(&root);
+        let dir = root.join("conntrack");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("ydzs-node1"), "x").unwrap();
+        fs::write(dir.join(".ydzs-node2.tmp"), "x").unwrap();
+        assert_eq!(s.recorded("conntrack"), ["ydzs-node1"]);
+        assert_eq!(
+            s.recorded_child("conntrack", "ydzs-node1").unwrap(),
+            dir.join("ydzs-node1")
+        );
+        for bad in ["ydzs-node2", ".ydzs-node2.tmp", "../../etc/passwd", ""] {
+            let e = s.recorded_child("conntrack", bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+        assert!(s.recorded("nothing-here").is_empty());
+        assert!(s.recorded("../..").is_empty());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn state_dir_must_be_ours() {
         assert!(StateDir::new("/").check().is_err());
         assert!(StateDir::new("/run").check().is_err());
@@ -409,6 +474,12 @@ mod tests {
             assert!(e.contains("not a single file name"), "{bad:?}: {e}");
             assert!(s.pod_dir(bad).is_err(), "{bad:?}");
         }
+        assert!(s.child_in("conntrack", "../x").is_err());
+        assert!(s.child_in("..", "x").is_err());
+        assert_eq!(
+            s.child_in("conntrack", "ydzs-node1").unwrap(),
+            Path::new("/run/nplab/conntrack/ydzs-node1")
+        );
         // Whatever is accepted is a direct child of the root.
         for ok in ["a", "nginx-x", "...", "a.b", "-", "x".repeat(255).as_str()] {
             assert_eq!(s.child(ok).unwrap().parent(), Some(s.root()), "{ok:?}");
