@@ -263,6 +263,9 @@ struct Counts {
     forwarded: u64,
     delivered_local: u64,
     conntrack_full: u64,
+    icmp_errors_out: u64,
+    quotes_rewritten: u64,
+    nated_out: u64,
 }
 
 /// Fuzz target: datagrams into one node (see the module docs).
@@ -273,6 +276,8 @@ pub struct PacketHarness {
     now: Duration,
     rng: ChaCha8Rng,
     ring: VecDeque<Egress>,
+    /// Emitted datagrams the node NATed (their tuple differs from the input's).
+    nated: VecDeque<Egress>,
     counts: Counts,
 }
 
@@ -292,6 +297,7 @@ impl PacketHarness {
             now: Duration::ZERO,
             rng: ChaCha8Rng::seed_from_u64(0),
             ring: VecDeque::with_capacity(RING),
+            nated: VecDeque::with_capacity(RING),
             counts: Counts::default(),
         }
     }
@@ -310,13 +316,26 @@ impl PacketHarness {
         self.node = node(self.variant);
         self.now = Duration::ZERO;
         self.ring.clear();
+        self.nated.clear();
         self.since_reset = 0;
         self.counts.node_rebuilds += 1;
     }
 
-    fn remember(&mut self, out: Vec<Egress>) {
+    fn remember(&mut self, input: &[u8], out: Vec<Egress>) {
         self.counts.egress += out.len() as u64;
+        let tuple = wire::five_tuple(input);
         for e in out {
+            let t = wire::five_tuple(&e.pkt);
+            if t.is_some_and(|t| t.2 != ICMP)
+                && tuple.is_some_and(|i| i.2 == t.map_or(0, |t| t.2))
+                && t != tuple
+            {
+                self.counts.nated_out += 1;
+                if self.nated.len() == RING {
+                    self.nated.pop_front();
+                }
+                self.nated.push_back(e.clone());
+            }
             if self.ring.len() == RING {
                 self.ring.pop_front();
             }
@@ -424,11 +443,39 @@ fn l4(rng: &mut ChaCha8Rng, proto: u8, sport: u16, dport: u16) -> Vec<u8> {
     }
 }
 
+/// The services' frontends (address, port, protocol): what kube-proxy NATs.
+const FRONTENDS: [(Ipv4Addr, u16, u8); 14] = [
+    (VIPS[0], 80, TCP),
+    (VIPS[0], 53, UDP),
+    (NODE_IP, 30080, TCP),
+    (NODE_IP, 30053, UDP),
+    (CNI0, 30080, TCP),
+    (NODE_IP, 30081, TCP),
+    (VIPS[5], 80, TCP),
+    (VIPS[6], 80, TCP),
+    (VIPS[2], 81, TCP),
+    (NODE_IP, 30082, TCP),
+    (NODE_IP, 30083, TCP),
+    (VIPS[3], 80, TCP),
+    (VIPS[3], 53, UDP),
+    (VIPS[4], 53, UDP),
+];
+
 fn fresh(rng: &mut ChaCha8Rng) -> (u8, Vec<u8>) {
-    let src = any_addr(rng);
-    let dst = any_addr(rng);
-    let proto = *[TCP, TCP, UDP, ICMP].choose(rng).unwrap_or(&TCP);
-    let (sport, dport) = (any_port(rng), any_port(rng));
+    let mut src = any_addr(rng);
+    let mut dst = any_addr(rng);
+    let mut proto = *[TCP, TCP, UDP, ICMP].choose(rng).unwrap_or(&TCP);
+    let (sport, mut dport) = (any_port(rng), any_port(rng));
+    if rng.random_bool(0.5) {
+        // A new flow to a service, from a client or a pod on this node.
+        (dst, dport, proto) = *FRONTENDS.choose(rng).unwrap_or(&FRONTENDS[0]);
+        let pool: &[Ipv4Addr] = if rng.random_bool(0.5) {
+            &CLIENTS
+        } else {
+            &LOCAL_PODS
+        };
+        src = *pool.choose(rng).unwrap_or(&CLIENTS[0]);
+    }
     let seg = l4(rng, proto, sport, dport);
     let pkt = wire::ipv4(src, dst, proto, ttl(rng), rng.random(), &seg);
     let from_pod = u32::from(src) >> 8 == u32::from(CNI0) >> 8;
@@ -484,9 +531,9 @@ fn reply(rng: &mut ChaCha8Rng, e: &Egress) -> Option<(u8, Vec<u8>)> {
 fn icmp_error(rng: &mut ChaCha8Rng, quoted: &[u8], from: Ipv4Addr) -> Option<Vec<u8>> {
     let (qsrc, ..) = wire::five_tuple(quoted)?;
     let ihl = wire::ihl(quoted)?;
-    let keep = match rng.random_range(0..3u8) {
-        0 => quoted.len(),
-        1 => (ihl + 8).min(quoted.len()),
+    let keep = match rng.random_range(0..10u8) {
+        0..=3 => quoted.len(),
+        4..=8 => (ihl + 8).min(quoted.len()),
         _ => rng.random_range(0..=quoted.len()),
     };
     let (kind, code, rest) = match rng.random_range(0..6u8) {
@@ -500,6 +547,14 @@ fn icmp_error(rng: &mut ChaCha8Rng, quoted: &[u8], from: Ipv4Addr) -> Option<Vec
     Some(wire::ipv4(from, qsrc, ICMP, 64, rng.random(), &msg))
 }
 
+/// The quoted datagram of an ICMP error (destination unreachable, source quench, redirect,
+/// time exceeded, parameter problem).
+fn icmp_error_quote(p: &[u8]) -> Option<&[u8]> {
+    let ihl = wire::ihl(p)?;
+    let kind = *p.get(ihl)?;
+    (p[9] == ICMP && matches!(kind, 3 | 4 | 5 | 11 | 12)).then(|| p.get(ihl + 8..))?
+}
+
 fn garbage(rng: &mut ChaCha8Rng) -> Vec<u8> {
     let n = rng.random_range(0..80usize);
     let mut v: Vec<u8> = (0..n).map(|_| rng.random()).collect();
@@ -511,17 +566,28 @@ fn garbage(rng: &mut ChaCha8Rng) -> Vec<u8> {
 }
 
 impl PacketHarness {
+    /// A datagram the node emitted; a NATed one more often than not.
     fn pick_egress(&self, rng: &mut ChaCha8Rng) -> Option<Egress> {
-        if self.ring.is_empty() {
+        let ring = if !self.nated.is_empty() && rng.random_bool(0.6) {
+            &self.nated
+        } else {
+            &self.ring
+        };
+        if ring.is_empty() {
             return None;
         }
-        self.ring.get(rng.random_range(0..self.ring.len())).cloned()
+        ring.get(rng.random_range(0..ring.len())).cloned()
     }
 
     fn related(&mut self, rng: &mut ChaCha8Rng) -> Option<(u8, Vec<u8>)> {
         if let Some(e) = self.pick_egress(rng).filter(|_| rng.random_bool(0.8)) {
             let (_, dst, ..) = wire::five_tuple(&e.pkt)?;
-            let from = *[dst, e.next_hop, ROUTER, any_addr(rng)].choose(rng)?;
+            let from = match rng.random_range(0..20u8) {
+                0..=10 => dst,
+                11..=14 => e.next_hop,
+                15..=17 => ROUTER,
+                _ => any_addr(rng),
+            };
             let err = icmp_error(rng, &e.pkt, from)?;
             return Some((op_for(e.iface, from, rng), err));
         }
@@ -614,7 +680,16 @@ impl Harness for PacketHarness {
         if self.node.tracing {
             self.node.drain_events();
         }
-        self.remember(out);
+        let quoted_in = icmp_error_quote(pkt).map(|q| &q[..q.len().min(28)]);
+        for o in &out {
+            if let Some(q) = icmp_error_quote(&o.pkt) {
+                self.counts.icmp_errors_out += 1;
+                if quoted_in.is_some_and(|qi| qi != &q[..q.len().min(qi.len())]) {
+                    self.counts.quotes_rewritten += 1;
+                }
+            }
+        }
+        self.remember(pkt, out);
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
@@ -630,12 +705,47 @@ impl Harness for PacketHarness {
             ("  bridged", c.bridged),
             ("  resyncs", c.resyncs),
             ("datagrams out", c.egress),
+            ("  NATed", c.nated_out),
             ("node rebuilds", c.node_rebuilds),
             ("engine drops", c.engine_drops + n.engine_drops),
             ("rejects (ICMP)", c.rejects + n.rejects),
             ("forwarded", c.forwarded + n.forwarded),
             ("delivered local", c.delivered_local + n.delivered_local),
             ("conntrack full", c.conntrack_full),
+            ("ICMP errors out", c.icmp_errors_out),
+            ("  quote NAT-rewritten", c.quotes_rewritten),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The path the ICMP-error inputs are for: an error about a NATed flow comes back
+    /// to the node, which rewrites the quoted datagram to what the client sent.
+    #[test]
+    fn icmp_error_about_a_nated_flow_is_un_nated() {
+        let mut n = node(0);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for sport in 40000..40010u16 {
+            let syn = wire::tcp(sport, 30080, 1, 0, flags::SYN, b"");
+            let pkt = wire::ipv4(CLIENTS[0], NODE_IP, TCP, 64, 1, &syn);
+            let out = n.receive(Duration::ZERO, Iface::Eth0, &pkt, &mut rng);
+            let e = out.first().expect("SYN forwarded to an endpoint");
+            let (src, dst, ..) = wire::five_tuple(&e.pkt).unwrap();
+            let ihl = wire::ihl(&e.pkt).unwrap();
+            let msg = wire::icmp(3, 3, [0; 4], &e.pkt[..ihl + 8]);
+            let err = wire::ipv4(dst, src, ICMP, 64, 2, &msg);
+            let op = op_for(e.iface, dst, &mut rng);
+            let back = match op {
+                2 => n.bridge(Duration::ZERO, &err, &mut rng),
+                _ => n.receive(Duration::ZERO, e.iface, &err, &mut rng),
+            };
+            let b = back.first().expect("ICMP error forwarded to the client");
+            let (.., qdst_port) = wire::five_tuple(icmp_error_quote(&b.pkt).unwrap()).unwrap();
+            let (qsrc, qdst, ..) = wire::five_tuple(icmp_error_quote(&b.pkt).unwrap()).unwrap();
+            assert_eq!((qsrc, qdst, qdst_port), (CLIENTS[0], NODE_IP, 30080));
+        }
     }
 }
