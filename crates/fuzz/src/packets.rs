@@ -74,139 +74,158 @@ const RESET_EVERY: u64 = 200_000;
 /// Emitted datagrams remembered for replies and ICMP errors.
 const RING: usize = 256;
 
-fn port(name: &str, protocol: Protocol, port: u16, target: u16, node_port: u16) -> ServicePort {
-    ServicePort {
-        name: name.into(),
-        protocol,
-        port,
-        target_port: target,
-        node_port: (node_port != 0).then_some(node_port),
+/// One service of the fuzzed node, as data: ports are (name, protocol, port, targetPort =
+/// endpoint port, nodePort or 0); endpoints are (address, node, ready, terminating).
+struct Desc {
+    name: &'static str,
+    type_: ServiceType,
+    vip: Ipv4Addr,
+    local: (bool, bool),
+    ports: &'static [(&'static str, Protocol, u16, u16, u16)],
+    endpoints: &'static [(Ipv4Addr, &'static str, bool, bool)],
+}
+
+const N0: &str = "ydzs-master";
+const N1: &str = "ydzs-node1";
+const N2: &str = "ydzs-node2";
+
+/// NodePort with local, remote, terminating and not-ready endpoints (TCP + UDP); a
+/// LoadBalancer under Local policy (extras in [`services`]); no endpoints (REJECT); only a
+/// remote endpoint under Local policies (DROP); a ClusterIP with internal policy Local.
+const SERVICES: [Desc; 5] = [
+    Desc {
+        name: "web",
+        type_: ServiceType::NodePort,
+        vip: VIPS[0],
+        local: (false, false),
+        ports: &[
+            ("http", Protocol::Tcp, 80, 8080, 30080),
+            ("dns", Protocol::Udp, 53, 5353, 30053),
+        ],
+        endpoints: &[
+            (LOCAL_PODS[0], N1, true, false),
+            (REMOTE_PODS[0], N2, true, false),
+            (LOCAL_PODS[2], N1, false, true),
+            (REMOTE_PODS[2], N2, false, false),
+        ],
+    },
+    Desc {
+        name: "lb",
+        type_: ServiceType::LoadBalancer,
+        vip: VIPS[1],
+        local: (true, false),
+        ports: &[("", Protocol::Tcp, 80, 80, 30081)],
+        endpoints: &[
+            (LOCAL_PODS[1], N1, true, false),
+            (REMOTE_PODS[1], N0, true, false),
+        ],
+    },
+    Desc {
+        name: "empty",
+        type_: ServiceType::NodePort,
+        vip: VIPS[2],
+        local: (false, false),
+        ports: &[("", Protocol::Tcp, 81, 81, 30082)],
+        endpoints: &[],
+    },
+    Desc {
+        name: "remote",
+        type_: ServiceType::NodePort,
+        vip: VIPS[3],
+        local: (true, true),
+        ports: &[
+            ("", Protocol::Tcp, 80, 80, 30083),
+            ("u", Protocol::Udp, 53, 53, 0),
+        ],
+        endpoints: &[(REMOTE_PODS[2], N2, true, false)],
+    },
+    Desc {
+        name: "internal",
+        type_: ServiceType::ClusterIp,
+        vip: VIPS[4],
+        local: (false, true),
+        ports: &[("", Protocol::Udp, 53, 5353, 0)],
+        endpoints: &[
+            (LOCAL_PODS[0], N1, true, false),
+            (REMOTE_PODS[0], N2, true, false),
+        ],
+    },
+];
+
+fn policy(local: bool) -> TrafficPolicy {
+    if local {
+        TrafficPolicy::Local
+    } else {
+        TrafficPolicy::Cluster
     }
 }
 
-fn service(name: &str, type_: ServiceType, vip: Ipv4Addr, ports: Vec<ServicePort>) -> Service {
-    Service {
-        namespace: "default".into(),
-        name: name.into(),
-        type_,
-        cluster_ip: Some(vip),
-        ports,
-        external_traffic_policy: TrafficPolicy::Cluster,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
+impl Desc {
+    fn service(&self) -> Service {
+        Service {
+            namespace: "default".into(),
+            name: self.name.into(),
+            type_: self.type_,
+            cluster_ip: Some(self.vip),
+            ports: (self.ports.iter())
+                .map(|&(name, protocol, port, target_port, np)| ServicePort {
+                    name: name.into(),
+                    protocol,
+                    port,
+                    target_port,
+                    node_port: (np != 0).then_some(np),
+                })
+                .collect(),
+            external_traffic_policy: policy(self.local.0),
+            internal_traffic_policy: policy(self.local.1),
+            session_affinity: SessionAffinity::None,
+            health_check_node_port: None,
+            external_ips: Vec::new(),
+            load_balancer_ips: Vec::new(),
+        }
+    }
+
+    fn slice(&self) -> EndpointSlice {
+        EndpointSlice {
+            service: ServiceRef::new("default", self.name),
+            ports: (self.ports.iter())
+                .map(|&(name, protocol, _, port, _)| EndpointPort {
+                    name: name.into(),
+                    protocol,
+                    port,
+                })
+                .collect(),
+            endpoints: (self.endpoints.iter())
+                .map(|&(ip, node, ready, terminating)| Endpoint {
+                    ip,
+                    node_name: Some(node.into()),
+                    ready,
+                    serving: ready || terminating,
+                    terminating,
+                })
+                .collect(),
+        }
     }
 }
 
-fn endpoint(ip: Ipv4Addr, node: &str, ready: bool, terminating: bool) -> Endpoint {
-    Endpoint {
-        ip,
-        node_name: Some(node.into()),
-        ready,
-        serving: ready || terminating,
-        terminating,
-    }
-}
-
-fn slice(svc: &str, ports: &[(&str, Protocol, u16)], endpoints: Vec<Endpoint>) -> EndpointSlice {
-    EndpointSlice {
-        service: ServiceRef::new("default", svc),
-        ports: ports
-            .iter()
-            .map(|&(n, p, port)| EndpointPort {
-                name: n.into(),
-                protocol: p,
-                port,
-            })
-            .collect(),
-        endpoints,
-    }
-}
-
-/// The services and EndpointSlices of the fuzzed node (see the module docs).
+/// The services and EndpointSlices of the fuzzed node (see [`SERVICES`]); the
+/// LoadBalancer gets a healthCheckNodePort, an ingress IP, an external IP and ClientIP
+/// affinity.
 pub fn services() -> (Vec<Service>, Vec<EndpointSlice>) {
-    use Protocol::{Tcp, Udp};
-    let (n1, n2, n0) = ("ydzs-node1", "ydzs-node2", "ydzs-master");
-    let web = service(
-        "web",
-        ServiceType::NodePort,
-        VIPS[0],
-        vec![
-            port("http", Tcp, 80, 8080, 30080),
-            port("dns", Udp, 53, 5353, 30053),
-        ],
-    );
-    let web_eps = slice(
-        "web",
-        &[("http", Tcp, 8080), ("dns", Udp, 5353)],
-        vec![
-            endpoint(LOCAL_PODS[0], n1, true, false),
-            endpoint(REMOTE_PODS[0], n2, true, false),
-            endpoint(LOCAL_PODS[2], n1, false, true),
-            endpoint(REMOTE_PODS[2], n2, false, false),
-        ],
-    );
-    let mut lb = service(
-        "lb",
-        ServiceType::LoadBalancer,
-        VIPS[1],
-        vec![port("", Tcp, 80, 80, 30081)],
-    );
-    lb.external_traffic_policy = TrafficPolicy::Local;
-    lb.health_check_node_port = Some(32000);
-    lb.load_balancer_ips = vec![VIPS[5]];
-    lb.external_ips = vec![VIPS[6]];
-    lb.session_affinity = SessionAffinity::ClientIp {
-        timeout: Duration::from_secs(10),
-    };
-    let lb_eps = slice(
-        "lb",
-        &[("", Tcp, 80)],
-        vec![
-            endpoint(LOCAL_PODS[1], n1, true, false),
-            endpoint(REMOTE_PODS[1], n0, true, false),
-        ],
-    );
-    let empty = service(
-        "empty",
-        ServiceType::NodePort,
-        VIPS[2],
-        vec![port("", Tcp, 81, 81, 30082)],
-    );
-    let mut remote = service(
-        "remote",
-        ServiceType::NodePort,
-        VIPS[3],
-        vec![port("", Tcp, 80, 80, 30083), port("u", Udp, 53, 53, 0)],
-    );
-    remote.external_traffic_policy = TrafficPolicy::Local;
-    remote.internal_traffic_policy = TrafficPolicy::Local;
-    let remote_eps = slice(
-        "remote",
-        &[("", Tcp, 80), ("u", Udp, 53)],
-        vec![endpoint(REMOTE_PODS[2], n2, true, false)],
-    );
-    let mut internal = service(
-        "internal",
-        ServiceType::ClusterIp,
-        VIPS[4],
-        vec![port("", Udp, 53, 5353, 0)],
-    );
-    internal.internal_traffic_policy = TrafficPolicy::Local;
-    let internal_eps = slice(
-        "internal",
-        &[("", Udp, 5353)],
-        vec![
-            endpoint(LOCAL_PODS[0], n1, true, false),
-            endpoint(REMOTE_PODS[0], n2, true, false),
-        ],
-    );
-    (
-        vec![web, lb, empty, remote, internal],
-        vec![web_eps, lb_eps, remote_eps, internal_eps],
-    )
+    let mut svcs: Vec<Service> = SERVICES.iter().map(Desc::service).collect();
+    if let Some(lb) = svcs.iter_mut().find(|s| s.name == "lb") {
+        lb.health_check_node_port = Some(32000);
+        lb.load_balancer_ips = vec![VIPS[5]];
+        lb.external_ips = vec![VIPS[6]];
+        lb.session_affinity = SessionAffinity::ClientIp {
+            timeout: Duration::from_secs(10),
+        };
+    }
+    let slices = (SERVICES.iter())
+        .filter(|d| !d.endpoints.is_empty())
+        .map(Desc::slice)
+        .collect();
+    (svcs, slices)
 }
 
 /// The fuzzed node, in configuration `variant` (masquerade-all, random-fully,
