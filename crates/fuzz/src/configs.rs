@@ -17,16 +17,22 @@ use rand_chacha::ChaCha8Rng;
 use crate::mutate::havoc;
 use crate::Harness;
 
-/// Boundary values for tokens: numbers, addresses, CIDRs, names, keywords, durations.
-const DICT: &[&str] = &[
+/// Boundary numbers (ports, replicas, seeds, weights, counts).
+const NUMBERS: &[&str] = &[
     "0",
     "-1",
     "1",
     "255",
     "256",
+    "1023",
+    "1024",
+    "30000",
+    "32767",
+    "32768",
     "65535",
     "65536",
     "2147483647",
+    "2147483648",
     "4294967295",
     "4294967296",
     "18446744073709551615",
@@ -37,30 +43,46 @@ const DICT: &[&str] = &[
     "-.inf",
     "0x10",
     "0o17",
+    "1.5",
     "~",
-    "null",
-    "true",
-    "false",
-    "[]",
-    "{}",
-    "''",
-    "\"\"",
+];
+
+/// Boundary addresses and networks.
+const ADDRESSES: &[&str] = &[
     "255.255.255.255/32",
     "255.255.255.255",
+    "255.255.255.254/31",
     "0.0.0.0/0",
     "0.0.0.0",
+    "0.0.0.0/32",
     "10.0.0.0/8",
     "10.244.0.0/31",
     "10.244.0.0/32",
+    "10.244.0.255/24",
     "1.2.3.4/33",
     "256.1.1.1",
     "1.2.3",
     "::1",
     "fe80::/10",
     "10.151.30.11",
+    "10.151.30.0/24",
     "10.244.1.0/24",
     "10.96.0.1",
     "203.0.113.11",
+    "127.0.0.1",
+    "224.0.0.1",
+    "10.151.30.255",
+];
+
+/// Boundary words: names, keywords, durations, rates.
+const WORDS: &[&str] = &[
+    "true",
+    "false",
+    "null",
+    "[]",
+    "{}",
+    "''",
+    "\"\"",
     "Local",
     "Cluster",
     "NodePort",
@@ -102,6 +124,7 @@ const DICT: &[&str] = &[
     "101%",
     "1G",
     "1Mbit",
+    "\"a\\0b\"",
 ];
 
 /// Keys of the config and manifest formats, for token replacement.
@@ -255,14 +278,53 @@ fn token_at(text: &[u8], at: usize) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
+/// Offsets of the values in `text`: the first byte after `: ` or `- ` on lines that are
+/// not comments.
+fn value_starts(text: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut line_start = 0;
+    for line in text.split(|&b| b == b'\n') {
+        let comment = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'#');
+        if !comment {
+            for (i, w) in line.windows(2).enumerate() {
+                if (w == b": " || w == b"- ") && i + 2 < line.len() {
+                    out.push(line_start + i + 2);
+                }
+            }
+        }
+        line_start += line.len() + 1;
+    }
+    out
+}
+
+/// The dictionary for a token that looks like `tok`.
+fn dict_for(tok: &[u8]) -> &'static [&'static str] {
+    if tok.contains(&b'.') && tok.iter().any(u8::is_ascii_digit) {
+        ADDRESSES
+    } else if tok.iter().all(u8::is_ascii_digit) {
+        NUMBERS
+    } else {
+        WORDS
+    }
+}
+
+/// Replaces one token (a value, most of the time) by a boundary value of its kind.
 fn replace_token(rng: &mut ChaCha8Rng, text: &mut Vec<u8>) {
     if text.is_empty() {
         return;
     }
+    let values = value_starts(text);
     for _ in 0..8 {
-        let at = rng.random_range(0..text.len());
+        let at = match values.choose(rng) {
+            Some(&v) if rng.random_bool(0.8) => v,
+            _ => rng.random_range(0..text.len()),
+        };
         if let Some((s, e)) = token_at(text, at) {
-            let dict = if rng.random_bool(0.8) { DICT } else { KEYS };
+            let dict = match rng.random_range(0..10u8) {
+                0..=6 => dict_for(&text[s..e]),
+                7 => KEYS,
+                _ => *[NUMBERS, ADDRESSES, WORDS].choose(rng).unwrap_or(&WORDS),
+            };
             let mut with = dict.choose(rng).copied().unwrap_or("0").to_string();
             if rng.random_bool(0.03) {
                 with = "a".repeat(rng.random_range(60..300));

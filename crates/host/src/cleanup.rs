@@ -13,7 +13,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -105,10 +105,14 @@ impl StateDir {
     pub fn pod_dir(&self, pod: &str) -> Result<PathBuf> {
         self.child(pod)
     }
-    /// Creates the directory (mode 0755).
+    /// Creates the directory (mode 0755 whatever the umask: nginx's workers, which do not
+    /// run as root, must traverse it to their pod's docroot).
     pub fn ensure(&self) -> Result<()> {
         self.check()?;
-        fs::create_dir_all(&self.root).map_err(io_err(format!("mkdir {}", self.root.display())))
+        fs::create_dir_all(&self.root)
+            .map_err(io_err(format!("mkdir {}", self.root.display())))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))
+            .map_err(io_err(format!("chmod 0755 {}", self.root.display())))
     }
     fn check(&self) -> Result<()> {
         let ok = self
