@@ -236,7 +236,16 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
     };
     let router_ip = match &raw.router {
         Some(s) => parse_ip(f, "router", s)?,
-        None => Ipv4Addr::from(u32::from(node_network.network()) + 1),
+        // The first host of the network; 255.255.255.255/32 has none after it.
+        None => match u32::from(node_network.network()).checked_add(1) {
+            Some(a) => Ipv4Addr::from(a),
+            None => return Err(inv(
+                "router".into(),
+                format!(
+                    "nodeNetwork {node_network} has no address for the default router; set router"
+                ),
+            )),
+        },
     };
     if !node_network.contains(&router_ip) {
         return Err(inv(

@@ -1,7 +1,8 @@
 //! Lab configs and manifests into the cluster loader: the [`ConfigHarness`].
 //!
 //! Seeds are every `lab-configs/*.yaml` (with `- file:` manifests inlined as `- |` blocks,
-//! so the loop never reads files), the same configs as written (so relative manifest files
+//! so the loop never reads files; once more without the optional top-level keys, so the
+//! defaults are computed), the same configs as written (so relative manifest files
 //! resolve), and `tests/bad-configs/*.yaml` when that corpus exists. Each input is a seed
 //! after 1–6 text mutations: a token (number, address, CIDR, name, keyword) replaced from a
 //! dictionary of boundary values, a line deleted, duplicated, re-indented or swapped, a
@@ -225,6 +226,31 @@ pub fn inline_manifests(text: &str, dir: &Path) -> String {
     out
 }
 
+/// Top-level keys with defaults (the loader computes them when absent).
+const OPTIONAL_KEYS: [&str; 3] = ["seed:", "router:", "clusterCIDR:"];
+
+/// `text` without its top-level optional keys, so the defaults are computed.
+fn without_optional_keys(text: &str) -> String {
+    text.lines()
+        .filter(|l| !OPTIONAL_KEYS.iter().any(|k| l.starts_with(k)))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Deletes one top-level (unindented, non-comment) line: a key and, for a block key,
+/// leaves its indented body to the next key.
+fn delete_top_level_line(rng: &mut ChaCha8Rng, text: &mut Vec<u8>) {
+    let lines = lines_of(text);
+    let top: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].first().is_some_and(|b| b.is_ascii_alphabetic()))
+        .collect();
+    if let Some(&i) = top.choose(rng) {
+        let mut lines = lines;
+        lines.remove(i);
+        *text = lines.join(&b'\n');
+    }
+}
+
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
@@ -246,8 +272,13 @@ pub fn seeds() -> Vec<Seed> {
         let Ok(text) = std::fs::read_to_string(&p) else {
             continue;
         };
+        let inlined = inline_manifests(&text, &dir);
         out.push(Seed {
-            text: inline_manifests(&text, &dir),
+            text: without_optional_keys(&inlined),
+            path: p.clone(),
+        });
+        out.push(Seed {
+            text: inlined,
             path: p.clone(),
         });
         out.push(Seed { text, path: p });
@@ -441,7 +472,8 @@ impl Harness for ConfigHarness {
         for _ in 0..ops {
             match rng.random_range(0..10u8) {
                 0..=4 => replace_token(rng, &mut text),
-                5..=7 => mutate_lines(rng, &mut text, other),
+                5..=6 => mutate_lines(rng, &mut text, other),
+                7 => delete_top_level_line(rng, &mut text),
                 _ => havoc(rng, &mut text, 2, 64 * 1024),
             }
         }
