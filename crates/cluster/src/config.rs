@@ -239,12 +239,10 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
         // The first host of the network; 255.255.255.255/32 has none after it.
         None => match u32::from(node_network.network()).checked_add(1) {
             Some(a) => Ipv4Addr::from(a),
-            None => return Err(inv(
-                "router".into(),
-                format!(
-                    "nodeNetwork {node_network} has no address for the default router; set router"
-                ),
-            )),
+            None => {
+                let msg = format!("nodeNetwork {node_network} leaves no default; set router");
+                return Err(inv("router".into(), msg));
+            }
         },
     };
     if !node_network.contains(&router_ip) {

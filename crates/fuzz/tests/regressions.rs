@@ -49,5 +49,8 @@ fn broadcast_node_network_without_router_is_an_error() {
         panic!("no router address in 255.255.255.255/32: must be an error");
     };
     let msg = e.to_string();
-    assert!(msg.contains("router") && msg.contains("255.255.255.255/32"), "{msg}");
+    assert!(
+        msg.contains("router") && msg.contains("255.255.255.255/32"),
+        "{msg}"
+    );
 }

@@ -109,8 +109,7 @@ impl StateDir {
     /// run as root, must traverse it to their pod's docroot).
     pub fn ensure(&self) -> Result<()> {
         self.check()?;
-        fs::create_dir_all(&self.root)
-            .map_err(io_err(format!("mkdir {}", self.root.display())))?;
+        fs::create_dir_all(&self.root).map_err(io_err(format!("mkdir {}", self.root.display())))?;
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))
             .map_err(io_err(format!("chmod 0755 {}", self.root.display())))
     }
