@@ -237,7 +237,14 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
     };
     let router_ip = match &raw.router {
         Some(s) => parse_ip(f, "router", s)?,
-        None => Ipv4Addr::from(u32::from(node_network.network()) + 1),
+        // The first host of the network; 255.255.255.255/32 has none after it.
+        None => match u32::from(node_network.network()).checked_add(1) {
+            Some(a) => Ipv4Addr::from(a),
+            None => {
+                let msg = format!("nodeNetwork {node_network} leaves no default; set router");
+                return Err(inv("router".into(), msg));
+            }
+        },
     };
     if !node_network.contains(&router_ip) {
         return Err(inv(

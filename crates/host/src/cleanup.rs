@@ -13,7 +13,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -51,14 +51,67 @@ impl StateDir {
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("lab.lock")
     }
-    /// `<root>/<pod>` (nginx config, logs, pid file of that pod).
-    pub fn pod_dir(&self, pod: &str) -> PathBuf {
-        self.root.join(pod)
+    /// `<root>/<name>`: the one place the lab builds paths in its state directory. `name`
+    /// must be a single safe component ([`safe_component`]), so no name from a config, a
+    /// manifest or the command line can make the lab write or read outside `root`.
+    pub fn child(&self, name: &str) -> Result<PathBuf> {
+        safe_component(name)?;
+        Ok(self.root.join(name))
     }
-    /// Creates the directory (mode 0755).
+    /// `<root>/<dir>/<name>`, both checked like [`StateDir::child`] (e.g. the conntrack
+    /// snapshot of a node: `<root>/conntrack/<node>`).
+    pub fn child_in(&self, dir: &str, name: &str) -> Result<PathBuf> {
+        safe_component(name)?;
+        Ok(self.child(dir)?.join(name))
+    }
+    /// The names the lab recorded in `<root>/<dir>/` (its files, without `.`-hidden
+    /// temporaries), sorted; empty when there is no such directory.
+    pub fn recorded(&self, dir: &str) -> Vec<String> {
+        let Ok(d) = self.child(dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+    /// `<root>/<dir>/<name>` for a `name` the lab recorded there ([`StateDir::recorded`]);
+    /// any other name is refused with an error naming it and the recorded ones.
+    pub fn recorded_child(&self, dir: &str, name: &str) -> Result<PathBuf> {
+        let path = self.child_in(dir, name)?;
+        let known = self.recorded(dir);
+        if known.iter().any(|k| k == name) {
+            Ok(path)
+        } else {
+            Err(Error::Invalid(format!(
+                "{name:?} is not one the running lab recorded in {} (known: {})",
+                self.root.join(dir).display(),
+                if known.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )))
+        }
+    }
+    /// `<root>/<pod>` (nginx config, logs, pid file of that pod); see [`StateDir::child`].
+    pub fn pod_dir(&self, pod: &str) -> Result<PathBuf> {
+        self.child(pod)
+    }
+    /// Creates the directory (mode 0755 whatever the umask: nginx's workers, which do not
+    /// run as root, must traverse it to their pod's docroot).
     pub fn ensure(&self) -> Result<()> {
         self.check()?;
-        fs::create_dir_all(&self.root).map_err(io_err(format!("mkdir {}", self.root.display())))
+        fs::create_dir_all(&self.root).map_err(io_err(format!("mkdir {}", self.root.display())))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))
+            .map_err(io_err(format!("chmod 0755 {}", self.root.display())))
     }
     fn check(&self) -> Result<()> {
         let ok = self
@@ -74,6 +127,34 @@ impl StateDir {
                 self.root.display()
             )))
         }
+    }
+}
+
+/// Longest file name Linux accepts (NAME_MAX).
+const NAME_MAX: usize = 255;
+
+/// Checks that `name` is one plain path component: not empty, not `.` or `..`, no `/`, no
+/// NUL, at most 255 bytes. Everything the lab names in its state directory (pods, nodes,
+/// process records) goes through this.
+pub fn safe_component(name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        Some("is empty")
+    } else if name == "." || name == ".." {
+        Some("is a relative directory")
+    } else if name.contains('/') {
+        Some("contains '/'")
+    } else if name.contains('\0') {
+        Some("contains NUL")
+    } else if name.len() > NAME_MAX {
+        Some("is longer than 255 bytes")
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(Error::Invalid(format!(
+            "name {name:?} {why}: not a single file name in the lab's state directory"
+        ))),
     }
 }
 
@@ -391,6 +472,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_recorded_names_are_known() {
+        let root = std::env::temp_dir().join(format!("nplab-rec-{}", std::process::id()));
+        let s = StateDir::new(&root);
+        let dir = root.join("conntrack");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("ydzs-node1"), "x").unwrap();
+        fs::write(dir.join(".ydzs-node2.tmp"), "x").unwrap();
+        assert_eq!(s.recorded("conntrack"), ["ydzs-node1"]);
+        assert_eq!(
+            s.recorded_child("conntrack", "ydzs-node1").unwrap(),
+            dir.join("ydzs-node1")
+        );
+        for bad in ["ydzs-node2", ".ydzs-node2.tmp", "../../etc/passwd", ""] {
+            let e = s.recorded_child("conntrack", bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+        assert!(s.recorded("nothing-here").is_empty());
+        assert!(s.recorded("../..").is_empty());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn state_dir_must_be_ours() {
         assert!(StateDir::new("/").check().is_err());
         assert!(StateDir::new("/run").check().is_err());
@@ -398,5 +501,41 @@ mod tests {
         assert!(StateDir::new("/run/nplab").check().is_ok());
         assert!(down(&StateDir::new("/tmp"), PREFIX).is_err());
         assert!(down(&StateDir::new("/tmp/nplab-x"), "kref-").is_err());
+    }
+
+    #[test]
+    fn children_stay_inside_the_state_dir() {
+        let s = StateDir::new("/run/nplab");
+        assert_eq!(
+            s.child("nginx-54f57cf6bf-xhs8g").unwrap(),
+            Path::new("/run/nplab/nginx-54f57cf6bf-xhs8g")
+        );
+        assert_eq!(s.child("..x").unwrap(), Path::new("/run/nplab/..x"));
+        let long = "x".repeat(256);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../evil",
+            "../../etc/passwd",
+            "a/b",
+            "/etc",
+            "a\0b",
+            &long,
+        ] {
+            let e = s.child(bad).unwrap_err().to_string();
+            assert!(e.contains("not a single file name"), "{bad:?}: {e}");
+            assert!(s.pod_dir(bad).is_err(), "{bad:?}");
+        }
+        assert!(s.child_in("conntrack", "../x").is_err());
+        assert!(s.child_in("..", "x").is_err());
+        assert_eq!(
+            s.child_in("conntrack", "ydzs-node1").unwrap(),
+            Path::new("/run/nplab/conntrack/ydzs-node1")
+        );
+        // Whatever is accepted is a direct child of the root.
+        for ok in ["a", "nginx-x", "...", "a.b", "-", "x".repeat(255).as_str()] {
+            assert_eq!(s.child(ok).unwrap().parent(), Some(s.root()), "{ok:?}");
+        }
     }
 }

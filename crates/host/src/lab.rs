@@ -18,6 +18,7 @@ use vswitch::tun::{TunConfig, TunPort};
 
 use super::cleanup::{DownReport, Held, StateDir};
 use super::curl::{curl, CurlOutcome, CurlRequest};
+use super::identity::Identity;
 use super::netns::{ns_name, Netns};
 use super::nginx::{Nginx, NginxSpec};
 use super::preflight::{find_program, preflight, Needs};
@@ -130,6 +131,11 @@ impl Lab {
             curl: !clients.is_empty(),
             iperf3: false,
         })?;
+        // Every name that becomes a path must stay in the state dir: refuse before creating
+        // anything.
+        for p in pods {
+            opts.state.pod_dir(&p.name)?;
+        }
         // Leftovers of a killed run (namespaces, processes, state) go once we hold the lock.
         let held = Held::acquire(&opts.state, &opts.prefix)?;
         let mut lab = Lab {
@@ -152,7 +158,7 @@ impl Lab {
                     .port_name(format!("{}/cni0/{}", p.node, p.name)),
             )?;
             let nginx = if opts.nginx {
-                let spec = NginxSpec::new(&p.name, &p.node, p.ip, opts.state.root());
+                let spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
                 Some(Nginx::start(&ns, &spec)?)
             } else {
                 None
@@ -245,14 +251,17 @@ impl Lab {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let dir = self.held.state().pod_dir(pod);
+        let dir = self.held.state().pod_dir(pod)?;
+        let record = format!("{label}.proc.json");
+        super::cleanup::safe_component(&record)?;
         std::fs::create_dir_all(&dir).map_err(super::io_err(format!("mkdir {}", dir.display())))?;
-        Supervised::spawn(
+        Supervised::spawn_as(
             ns,
             &format!("{label} {pod}"),
             cmd,
-            Some(dir.join(format!("{label}.proc.json"))),
+            Some(dir.join(record)),
             prog,
+            Some(&Identity::unprivileged()?),
         )
     }
 

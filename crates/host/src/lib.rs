@@ -11,6 +11,7 @@
 //! - [`netns`]: create/delete/list named namespaces at `/run/netns/nplab-*`
 //! - [`process`]: commands entered into a namespace, supervised children, stop by pid
 //! - [`nginx`], [`curl`]: the pod server and the client
+//! - [`identity`]: who they run as (curl as `nobody`, nginx workers as `www-data`)
 //! - [`cleanup`]: state dir, the `up` lock, `down()`, the Ctrl-C/SIGTERM flag
 //! - [`driver`]: the poll(2) loop that moves packets between TUN ports and the fabric
 //! - [`kernel`]: the same topology built with Linux itself (veth, bridges, routes,
@@ -42,6 +43,7 @@
 pub mod cleanup;
 pub mod curl;
 pub mod driver;
+pub mod identity;
 pub mod kernel;
 pub mod lab;
 pub mod netns;
@@ -108,9 +110,10 @@ pub(crate) fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Err
     }
 }
 
-pub use cleanup::{down, DownReport, LabLock, StateDir};
+pub use cleanup::{down, safe_component, DownReport, LabLock, StateDir};
 pub use curl::{curl, CurlOutcome, CurlRequest, CurlResponse, CurlRun};
 pub use driver::{Driver, DriverStats, Fabric, Forwarder};
+pub use identity::Identity;
 pub use lab::{ClientSpec, EdgePort, Lab, PodSpec, Role, UpOptions};
 pub use netns::Netns;
 pub use nginx::{Nginx, NginxSpec};

@@ -1,7 +1,8 @@
 //! Processes the lab starts inside its namespaces, and stopping them by pid.
 //!
 //! A command enters its namespace with `setns` in a `pre_exec` hook (between fork and exec,
-//! so the lab's own threads never move) and starts its own session, so a Ctrl-C on the lab's
+//! so the lab's own threads never move), drops to its [`Identity`] if it has one (client
+//! tools run as `nobody`) and starts its own session, so a Ctrl-C on the lab's
 //! terminal reaches the lab, which then stops its children in order. Each long-running child
 //! can leave a *process record* (JSON: pid, start time, tag) in the state dir; `down()` stops
 //! a recorded pid only when `/proc/<pid>` still shows the same start time and the tag in its
@@ -19,6 +20,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use super::identity::Identity;
 use super::netns::{raw, Netns};
 use super::{io_err, Error, Result};
 
@@ -137,15 +139,21 @@ pub fn stop_recorded(record_path: &Path, grace: Duration) -> Result<bool> {
     Ok(stopped)
 }
 
-/// Makes `cmd` enter `ns` (setns in pre_exec) and start a new session; spawns it.
-pub fn spawn_in(ns: &Netns, cmd: &mut Command) -> Result<Child> {
+/// Makes `cmd` enter `ns` (setns in pre_exec), drop to `user` (after setns, which needs
+/// root) and start a new session; spawns it.
+pub fn spawn_in(ns: &Netns, cmd: &mut Command, user: Option<&Identity>) -> Result<Child> {
     let file = ns.file()?;
     let fd = raw(&file);
-    // SAFETY: the hook only makes async-signal-safe syscalls (setns, setsid).
+    let user = user.cloned();
+    // SAFETY: the hook only makes async-signal-safe syscalls (setns, setgroups, setgid,
+    // setuid, setsid); `user` was resolved before the fork.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(u) = &user {
+                u.drop_privileges()?;
             }
             libc::setsid();
             Ok(())
@@ -172,16 +180,29 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    /// Starts `cmd` in `ns`. With `record = Some(path)`, writes a [`ProcRecord`] there
+    /// Starts `cmd` in `ns` as root (nginx's master: it binds port 80 and runs its workers
+    /// as the config's `user`). With `record = Some(path)`, writes a [`ProcRecord`] there
     /// (`tag` must occur in the process's cmdline; used by `down()` after a crash).
     pub fn spawn(
+        ns: &Netns,
+        label: &str,
+        cmd: Command,
+        record: Option<PathBuf>,
+        tag: &str,
+    ) -> Result<Supervised> {
+        Supervised::spawn_as(ns, label, cmd, record, tag, None)
+    }
+
+    /// [`Supervised::spawn`] running as `user` (`None`: as the lab, root).
+    pub fn spawn_as(
         ns: &Netns,
         label: &str,
         mut cmd: Command,
         record: Option<PathBuf>,
         tag: &str,
+        user: Option<&Identity>,
     ) -> Result<Supervised> {
-        let child = spawn_in(ns, &mut cmd)?;
+        let child = spawn_in(ns, &mut cmd, user)?;
         let pid = child.id() as i32;
         let mut s = Supervised {
             label: label.to_string(),
@@ -279,19 +300,31 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `program args…` in `ns`; it is killed (SIGKILL) once `timeout` has passed.
+    /// Starts `program args…` in `ns` as `nobody` (a client tool:
+    /// [`Identity::unprivileged`]); it is killed (SIGKILL) once `timeout` has passed.
     pub fn spawn<S: AsRef<OsStr>>(
         ns: &Netns,
         program: &str,
         args: &[S],
         timeout: Duration,
     ) -> Result<Running> {
+        Running::spawn_as(ns, program, args, timeout, Some(&Identity::unprivileged()?))
+    }
+
+    /// [`Running::spawn`] as `user` (`None`: as the lab, root).
+    pub fn spawn_as<S: AsRef<OsStr>>(
+        ns: &Netns,
+        program: &str,
+        args: &[S],
+        timeout: Duration,
+        user: Option<&Identity>,
+    ) -> Result<Running> {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = spawn_in(ns, &mut cmd)?;
+        let mut child = spawn_in(ns, &mut cmd, user)?;
         let reader = |mut r: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
                 let mut v = Vec::new();
@@ -362,7 +395,8 @@ impl Drop for Running {
     }
 }
 
-/// Runs `program args…` in `ns` to completion with captured output; killed after `timeout`.
+/// Runs `program args…` in `ns` as `nobody` to completion with captured output; killed
+/// after `timeout`.
 pub fn run_in<S: AsRef<OsStr>>(
     ns: &Netns,
     program: &str,

@@ -24,7 +24,7 @@ use host::netns::{self, Netns};
 use host::nginx::{Nginx, NginxSpec};
 use host::preflight::{find_program, preflight, Needs};
 use host::process::{alive, run_in, Supervised};
-use host::Error;
+use host::{Error, Identity};
 use vswitch::tun::{TunConfig, TunPort};
 use vswitch::Port;
 
@@ -89,6 +89,29 @@ impl Drop for Scope {
             eprintln!("cleanup of {} failed: {e}", self.prefix);
         }
     }
+}
+
+/// Real uid of `pid` (`Uid:` line of /proc/<pid>/status).
+fn uid_of(pid: i32) -> Option<u32> {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = st.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Pids whose parent is `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let st = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        let ppid = st.lines().find_map(|l| l.strip_prefix("PPid:"));
+        if ppid.and_then(|v| v.trim().parse::<i32>().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 fn ip(args: &[&str]) -> String {
@@ -307,9 +330,27 @@ fn curl_reaches_nginx_through_forwarder_and_down_cleans_up() {
     let scope = Scope::new("web");
     scope.state.ensure().unwrap();
     let (cl, pod, fwd) = client_and_pod(&scope, 1500);
-    let spec = NginxSpec::new(POD, "ydzs-node1", POD_IP, scope.state.root());
+    let spec = NginxSpec::new(POD, "ydzs-node1", POD_IP, &scope.state).unwrap();
     let nginx = Nginx::start(&pod, &spec).expect("nginx");
     let nginx_pid = nginx.pid();
+    // Least privilege: the master is root (port 80), its workers run as www-data/nobody.
+    // (A worker is forked as root and drops to the user itself: wait for that.)
+    let worker = Identity::nginx_worker().unwrap();
+    assert_eq!(uid_of(nginx_pid), Some(0));
+    let t0 = Instant::now();
+    let uids = loop {
+        let uids: Vec<_> = children_of(nginx_pid).into_iter().map(uid_of).collect();
+        let settled = !uids.is_empty() && uids.iter().all(|&u| u == Some(worker.uid));
+        if settled || t0.elapsed() > Duration::from_secs(3) {
+            break uids;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(!uids.is_empty(), "nginx {nginx_pid} has no worker");
+    assert!(
+        uids.iter().all(|&u| u == Some(worker.uid)),
+        "workers of nginx {nginx_pid}: uids {uids:?}, expected {worker:?}"
+    );
 
     let out = curl(&cl, &CurlRequest::get("http://10.244.1.16/")).unwrap();
     let CurlOutcome::Ok(resp) = out else {
@@ -574,7 +615,18 @@ fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
         .expect("server");
     let server_pid = server.pid();
     assert!(alive(server_pid));
-    assert!(scope.state.pod_dir(POD).join("sleeper.proc.json").exists());
+    let nobody = Identity::nobody().unwrap();
+    assert_eq!(
+        uid_of(server_pid),
+        Some(nobody.uid),
+        "extra pod server runs as nobody"
+    );
+    assert!(scope
+        .state
+        .pod_dir(POD)
+        .unwrap()
+        .join("sleeper.proc.json")
+        .exists());
     std::mem::forget(server); // as if the lab crashed: down must stop it by its record
     drop(fwd);
     let rep = lab.shutdown().unwrap();
@@ -587,4 +639,77 @@ fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
     let (lab, _ports) = Lab::up(&pods, &[], &opts).expect("up again");
     drop(lab);
     assert!(netns::list(&scope.prefix).unwrap().is_empty());
+}
+
+#[test]
+fn client_tools_run_as_nobody_inside_their_namespace() {
+    let Some(_s) = begin(PLUMBING) else {
+        return;
+    };
+    let scope = Scope::new("who");
+    let mut guard = netns::NetnsGuard::new();
+    let cl = guard.create(&scope.ns("cl")).unwrap();
+    // The TUN port (created by the lab as root) configures the namespace...
+    let _port =
+        TunPort::create(&TunConfig::new(cl.name(), CLIENT_IP, 24).gateway(CLIENT_GW)).expect("tun");
+    // ...and what runs in it is nobody, with no supplementary groups, in that namespace.
+    let nobody = Identity::nobody().unwrap();
+    let run = |prog: &str, args: &[&str]| {
+        let out = run_in(&cl, prog, args, Duration::from_secs(5)).unwrap();
+        assert!(out.status.success(), "{prog} {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(run("id", &["-u"]), nobody.uid.to_string());
+    assert_eq!(run("id", &["-G"]), nobody.gid.to_string());
+    let status = run("cat", &["/proc/self/status"]);
+    let caps = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .expect("CapEff line");
+    assert!(caps.ends_with("0000000000000000"), "{caps}");
+    assert!(run("ip", &["-o", "-4", "addr"]).contains("203.0.113.11/24"));
+    // Writing where root could is refused to nobody.
+    let out = run_in(
+        &cl,
+        "sh",
+        &["-c", "echo x > /run/nplab-owned-by-root"],
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(!std::path::Path::new("/run/nplab-owned-by-root").exists());
+}
+
+#[test]
+fn lab_up_refuses_a_pod_name_that_leaves_the_state_dir() {
+    use host::lab::{Lab, PodSpec, UpOptions};
+    let Some(_s) = begin(PLUMBING) else {
+        return;
+    };
+    let scope = Scope::new("evil");
+    let opts = UpOptions {
+        state: scope.state.clone(),
+        prefix: scope.prefix.clone(),
+        nginx: false,
+        ..UpOptions::default()
+    };
+    // `/run/nplab-test-evil-<pid>/../nplab-tevil-<pid>` would be /run/nplab-tevil-<pid>.
+    let escape = format!("nplab-tevil-{}", std::process::id());
+    let pods = [PodSpec {
+        name: format!("../{escape}"),
+        node: "ydzs-node1".into(),
+        ip: POD_IP,
+        prefix_len: 24,
+        gateway: POD_GW,
+    }];
+    match Lab::up(&pods, &[], &opts) {
+        Err(Error::Invalid(m)) => assert!(m.contains(&pods[0].name), "{m}"),
+        other => panic!("an escaping pod name must be refused: {other:?}"),
+    }
+    assert!(!std::path::Path::new("/run").join(&escape).exists());
+    assert!(
+        netns::list(&scope.prefix).unwrap().is_empty(),
+        "nothing created"
+    );
+    assert!(LabLock::holder(&scope.state).is_none(), "lock released");
 }

@@ -195,7 +195,7 @@ fn real_curl_and_nginx_through_the_simulated_cluster() {
             Box::new(cl_port),
         )
         .unwrap();
-    let spec = NginxSpec::new(POD, "ydzs-node1", ip("10.244.1.16"), scope.state.root());
+    let spec = NginxSpec::new(POD, "ydzs-node1", ip("10.244.1.16"), &scope.state).unwrap();
     let nginx = Nginx::start(&pod_ns, &spec).expect("nginx");
     let mut driver = Driver::new(fds);
 

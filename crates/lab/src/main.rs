@@ -250,7 +250,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Down => lab::realrun::down(&mut out)?,
         Command::Status => lab::realrun::status(&mut out)?,
-        Command::Conntrack { node } => lab::realrun::conntrack(node.as_deref(), &mut out)?,
+        Command::Conntrack { node } => {
+            if let Some(n) = node.as_deref() {
+                check_conntrack_node(n)?;
+            }
+            lab::realrun::conntrack(node.as_deref(), &mut out)?
+        }
     }
     Ok(())
 }
@@ -404,6 +409,18 @@ fn init_tracing() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
         .init();
+}
+
+/// `lab conntrack NODE` reads `<state>/conntrack/NODE` as root, so NODE must be a single
+/// file name and, while a lab runs, one of the nodes it recorded; else exit 2 naming it.
+fn check_conntrack_node(node: &str) -> anyhow::Result<()> {
+    let state = host::StateDir::default();
+    let checked = if host::LabLock::holder(&state).is_some() {
+        state.recorded_child("conntrack", node).map(drop)
+    } else {
+        host::safe_component(node)
+    };
+    checked.map_err(|e| LabError::invalid("lab conntrack", "node", e.to_string()).into())
 }
 
 fn main() -> ExitCode {

@@ -435,9 +435,14 @@ fn write_snapshots(state: &StateDir, cluster: &Cluster, world: &sim::World) {
     }
     for n in &cluster.nodes {
         let body = world.conntrack(&n.name).join("\n");
-        let tmp = dir.join(format!(".{}.tmp", n.name));
+        let (Ok(tmp), Ok(dst)) = (
+            state.child_in("conntrack", &format!(".{}.tmp", n.name)),
+            state.child_in("conntrack", &n.name),
+        ) else {
+            continue;
+        };
         if fs::write(&tmp, body + "\n").is_ok() {
-            let _ = fs::rename(&tmp, dir.join(&n.name));
+            let _ = fs::rename(&tmp, dst);
         }
     }
 }
@@ -741,7 +746,9 @@ pub fn conntrack(node: Option<&str>, out: &mut impl Write) -> anyhow::Result<()>
     };
     nodes.sort();
     for n in nodes {
-        let p = dir.join(&n);
+        let p = state
+            .child_in("conntrack", &n)
+            .map_err(|e| anyhow!("{e}"))?;
         let body = fs::read_to_string(&p)
             .with_context(|| format!("no conntrack snapshot for node {n:?} ({})", p.display()))?;
         let age = fs::metadata(&p)

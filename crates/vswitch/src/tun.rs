@@ -493,8 +493,9 @@ fn ifreq_for(ifname: &str) -> libc::ifreq {
 
 fn set_txqueuelen(ctl: &File, ifname: &str, len: u32) -> io::Result<()> {
     let mut req = ifreq_for(ifname);
-    req.ifr_ifru.ifru_metric = len.min(i32::MAX as u32) as libc::c_int; // ifr_qlen
-                                                                        // SAFETY: valid fd and a properly initialised ifreq.
+    // ifr_qlen shares the union with ifr_metric.
+    req.ifr_ifru.ifru_metric = len.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: valid fd and a properly initialised ifreq.
     let rc = unsafe { libc::ioctl(ctl.as_raw_fd(), libc::SIOCSIFTXQLEN as _, &mut req) };
     if rc < 0 {
         Err(io::Error::last_os_error())
@@ -502,27 +503,6 @@ fn set_txqueuelen(ctl: &File, ifname: &str, len: u32) -> io::Result<()> {
         Ok(())
     }
 }
-
-/// `struct rtentry` from <net/route.h> (Linux).
-#[repr(C)]
-struct RtEntry {
-    rt_pad1: libc::c_ulong,
-    rt_dst: libc::sockaddr,
-    rt_gateway: libc::sockaddr,
-    rt_genmask: libc::sockaddr,
-    rt_flags: libc::c_ushort,
-    rt_pad2: libc::c_short,
-    rt_pad3: libc::c_ulong,
-    rt_pad4: *mut libc::c_void,
-    rt_metric: libc::c_short,
-    rt_dev: *mut libc::c_char,
-    rt_mtu: libc::c_ulong,
-    rt_window: libc::c_ulong,
-    rt_irtt: libc::c_ushort,
-}
-
-const RTF_UP: libc::c_ushort = 0x0001;
-const RTF_GATEWAY: libc::c_ushort = 0x0002;
 
 fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
@@ -543,22 +523,15 @@ fn add_default_route(ctl: &File, ifname: &str, gw: Ipv4Addr) -> io::Result<()> {
     let mut dev = std::ffi::CString::new(ifname)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?
         .into_bytes_with_nul();
-    let mut rt = RtEntry {
-        rt_pad1: 0,
-        rt_dst: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
-        rt_gateway: sockaddr_v4(gw),
-        rt_genmask: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
-        rt_flags: RTF_UP | RTF_GATEWAY,
-        rt_pad2: 0,
-        rt_pad3: 0,
-        rt_pad4: std::ptr::null_mut(),
-        rt_metric: 0,
-        rt_dev: dev.as_mut_ptr() as *mut libc::c_char,
-        rt_mtu: 0,
-        rt_window: 0,
-        rt_irtt: 0,
-    };
-    // SAFETY: valid fd; `rt` is a properly laid out rtentry and `dev` outlives the call.
+    // SAFETY: `rtentry` is plain data (integers, sockaddrs, raw pointers); all-zero is a
+    // valid value (null pointers, no route) that the fields below complete.
+    let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+    rt.rt_dst = sockaddr_v4(Ipv4Addr::UNSPECIFIED);
+    rt.rt_gateway = sockaddr_v4(gw);
+    rt.rt_genmask = sockaddr_v4(Ipv4Addr::UNSPECIFIED);
+    rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
+    rt.rt_dev = dev.as_mut_ptr() as *mut libc::c_char;
+    // SAFETY: valid fd; `rt` is libc's `struct rtentry` and `dev` outlives the call.
     let rc = unsafe { libc::ioctl(ctl.as_raw_fd(), libc::SIOCADDRT as _, &mut rt) };
     if rc < 0 {
         let e = io::Error::last_os_error();

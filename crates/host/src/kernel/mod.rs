@@ -306,7 +306,7 @@ impl KernelLab {
             let (i, n) = node_of(&p.node)?;
             let ns = self.ns_for("pod-", &p.name)?;
             self.pod_link(&nodes[i], &format!("p{j}"), &ns, n, p.ip)?;
-            let nginx = NginxSpec::new(&p.name, &p.node, p.ip, self.held.state().root());
+            let nginx = NginxSpec::new(&p.name, &p.node, p.ip, self.held.state())?;
             self.nginx.push(Nginx::start(&ns, &nginx)?);
         }
         let mut client_nets: Vec<(Ipv4Addr, u8)> = Vec::new();

@@ -145,7 +145,7 @@ pub fn iptables_load(ns: &Netns, rules: &str) -> Result<()> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = spawn_in(ns, &mut cmd)?;
+    let mut child = spawn_in(ns, &mut cmd, None)?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(rules.as_bytes()).map_err(io_err(format!(
             "{}: write rules to {}",
