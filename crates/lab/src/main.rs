@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use cluster::config::{leading_comment, load_cluster};
+use cluster::{leading_comment, load_cluster};
 use lab::report;
 use lab::runner::{self, RunOptions};
 use lab::LabError;
@@ -280,7 +280,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             for f in &file {
                 let (name, size) = split("--file", f)?;
-                extras.files.push((name, lab::realrun::parse_size(&size)?));
+                let bytes = lab::realrun::parse_size(&size)
+                    .map_err(|e| LabError::invalid("command line", "--file", e.to_string()))?;
+                extras.files.push((name, bytes));
             }
             lab::realrun::up(&cluster, pcap.as_deref(), &extras, &mut out)?;
         }

@@ -1,0 +1,250 @@
+//! Name and label validation, as the apiserver does it (k8s.io/apimachinery
+//! `pkg/util/validation/validation.go`: `IsDNS1123Label`, `IsDNS1123Subdomain`,
+//! `IsDNS1035Label`, `IsQualifiedName`, `IsValidLabelValue`, `IsValidPortName`), plus the lab's
+//! own rule for client names (they become namespace and file names in real mode).
+//!
+//! Each check returns `Err(reason)`, a phrase that follows the quoted value in a message:
+//! `"../evil" is not a valid name: must be a DNS-1123 subdomain (...)`.
+
+/// `IsDNS1123Label`: at most 63 characters.
+pub const DNS1123_LABEL_MAX: usize = 63;
+/// `IsDNS1123Subdomain`: at most 253 characters.
+pub const DNS1123_SUBDOMAIN_MAX: usize = 253;
+/// `IsValidPortName`: at most 15 characters (IANA service name).
+pub const PORT_NAME_MAX: usize = 15;
+/// Real mode names a client's namespace `nplab-cl-<name>`; the host crate keeps namespace
+/// names within 48 characters (`host::netns::MAX_NAME`) and would hash longer ones, so a
+/// client name has at most 48 - 9 characters and stays readable in `ip netns`.
+pub const CLIENT_NAME_MAX: usize = 48 - "nplab-cl-".len();
+
+const LABEL_SHAPE: &str =
+    "lower-case letters, digits and '-', starting and ending with a letter or digit";
+
+fn alnum_lower(c: u8) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+fn too_long(s: &str, max: usize) -> Result<(), String> {
+    if s.len() > max {
+        Err(format!("must be no more than {max} characters"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Shape of one RFC 1123 label, without the length rule.
+fn label_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && alnum_lower(b[0])
+        && alnum_lower(b[b.len() - 1])
+        && b.iter().all(|&c| alnum_lower(c) || c == b'-')
+}
+
+/// `IsDNS1123Label`: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters (namespaces).
+pub fn dns1123_label(s: &str) -> Result<(), String> {
+    too_long(s, DNS1123_LABEL_MAX)?;
+    if label_shape(s) {
+        Ok(())
+    } else {
+        Err(format!("must be a DNS-1123 label ({LABEL_SHAPE})"))
+    }
+}
+
+/// `IsDNS1123Subdomain`: dot-separated DNS-1123 labels, at most 253 characters
+/// (Deployment and node names). No `/`, no `..`, no leading or trailing dot.
+pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
+    too_long(s, DNS1123_SUBDOMAIN_MAX)?;
+    if s.split('.').all(label_shape) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a DNS-1123 subdomain ({LABEL_SHAPE}, or several such joined by '.')"
+        ))
+    }
+}
+
+/// `IsDNS1035Label`: `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters (Service names).
+pub fn dns1035_label(s: &str) -> Result<(), String> {
+    too_long(s, DNS1123_LABEL_MAX)?;
+    if label_shape(s) && s.as_bytes()[0].is_ascii_lowercase() {
+        Ok(())
+    } else {
+        Err(
+            "must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter and ending with a letter or digit)"
+                .to_string(),
+        )
+    }
+}
+
+/// The name part of a qualified name / a non-empty label value:
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
+fn qualified_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    let end = |c: u8| c.is_ascii_alphanumeric();
+    !b.is_empty()
+        && end(b[0])
+        && end(b[b.len() - 1])
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+const QUALIFIED_SHAPE: &str =
+    "letters, digits, '-', '_' and '.', starting and ending with a letter or digit";
+
+/// `IsQualifiedName` (label keys): `[prefix/]name`, prefix a DNS-1123 subdomain, name at most
+/// 63 characters.
+pub fn label_key(s: &str) -> Result<(), String> {
+    let name = match s.split_once('/') {
+        Some((prefix, name)) => {
+            if prefix.is_empty() {
+                return Err("prefix part must be non-empty".to_string());
+            }
+            dns1123_subdomain(prefix).map_err(|e| format!("prefix part {e}"))?;
+            name
+        }
+        None => s,
+    };
+    if name.is_empty() {
+        return Err("name part must be non-empty".to_string());
+    }
+    too_long(name, DNS1123_LABEL_MAX).map_err(|e| format!("name part {e}"))?;
+    if qualified_shape(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a qualified name ([prefix/]name; name: {QUALIFIED_SHAPE})"
+        ))
+    }
+}
+
+/// `IsValidLabelValue`: empty, or at most 63 characters of the qualified-name shape.
+pub fn label_value(s: &str) -> Result<(), String> {
+    too_long(s, DNS1123_LABEL_MAX)?;
+    if s.is_empty() || qualified_shape(s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a valid label value (empty, or {QUALIFIED_SHAPE})"
+        ))
+    }
+}
+
+/// `IsValidPortName` (IANA_SVC_NAME): 1-15 of `[-a-z0-9]`, at least one letter, no `--`,
+/// no leading or trailing `-`.
+pub fn port_name(s: &str) -> Result<(), String> {
+    too_long(s, PORT_NAME_MAX)?;
+    let ok = label_shape(s) && !s.contains("--") && s.bytes().any(|c| c.is_ascii_lowercase());
+    if ok {
+        Ok(())
+    } else {
+        Err("must be an IANA_SVC_NAME (at most 15 lower-case letters, digits and '-', at least one letter, no '--', starting and ending with a letter or digit)".to_string())
+    }
+}
+
+/// The lab's rule for client names: a DNS-1123 label (no `/`, `.`, NUL, so never a path) of
+/// at most [`CLIENT_NAME_MAX`] characters, so `nplab-cl-<name>` is a namespace name real mode
+/// can create unchanged.
+pub fn client_name(s: &str) -> Result<(), String> {
+    dns1123_label(s)?;
+    if s.len() > CLIENT_NAME_MAX {
+        return Err(format!(
+            "must be no more than {CLIENT_NAME_MAX} characters (real mode names its network namespace nplab-cl-<name>, at most 48 characters)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apimachinery_cases() {
+        // From apimachinery's validation_test.go (TestIsDNS1123Label/Subdomain/1035Label).
+        for ok in [
+            "a",
+            "ab",
+            "abc",
+            "a1",
+            "a-1",
+            "a--1--2--b",
+            "0",
+            "01",
+            "1-0",
+        ] {
+            assert!(dns1123_label(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "A", "ABC", "-", "a-", "-a", "a.b", "a_b", "a/b", "../evil", "a\0",
+        ] {
+            assert!(dns1123_label(bad).is_err(), "{bad:?}");
+        }
+        assert!(dns1123_label(&"a".repeat(63)).is_ok());
+        assert!(dns1123_label(&"a".repeat(64)).is_err());
+        for ok in ["a.b", "a.b.c", "1.2.3", "a-1.b-2", "web"] {
+            assert!(dns1123_subdomain(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", ".", "..", "../evil", "a..b", ".a", "a.", "a/b", "A.b", "a_b",
+        ] {
+            assert!(dns1123_subdomain(bad).is_err(), "{bad:?}");
+        }
+        assert!(dns1123_subdomain(&"a".repeat(253)).is_ok());
+        assert!(dns1123_subdomain(&"a".repeat(254)).is_err());
+        for ok in ["a", "ab", "a-1", "a--1"] {
+            assert!(dns1035_label(ok).is_ok(), "{ok}");
+        }
+        for bad in ["0", "1-a", "a.b", "A", "a-", ""] {
+            assert!(dns1035_label(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn labels_and_ports() {
+        for ok in [
+            "app",
+            "k8s.io/app",
+            "kubernetes.io/hostname",
+            "A_b.c-d",
+            "a/b",
+        ] {
+            assert!(label_key(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a/b/c",
+            "-a",
+            "a b",
+            "Bad_/x",
+            &"a".repeat(64),
+        ] {
+            assert!(label_key(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["", "nginx", "v1.2_x-Y"] {
+            assert!(label_value(ok).is_ok(), "{ok}");
+        }
+        for bad in ["-a", "a b", "a/b", &"a".repeat(64)] {
+            assert!(label_value(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["http", "https-alt", "h2c", "a1"] {
+            assert!(port_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "80",
+            "a--b",
+            "-http",
+            "HTTP",
+            "http_",
+            "abcdefghijklmnop",
+        ] {
+            assert!(port_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(client_name(&"c".repeat(39)).is_ok());
+        let e = client_name(&"c".repeat(40)).unwrap_err();
+        assert!(e.contains("nplab-cl-"), "{e}");
+    }
+}
