@@ -71,9 +71,30 @@ enum Command {
 enum ScenarioCommand {
     /// List the scenarios with the first line of their lesson.
     List,
+    /// Write a deterministic scale config to stdout (README: "Generated scale configs"), e.g.
+    /// `lab scenario gen --nodes 100 --services 100 --replicas 10 --requests 1000 | lab scenario run -`.
+    Gen {
+        #[arg(long, value_name = "N")]
+        nodes: u32,
+        /// NodePort Services, each with its own Deployment.
+        #[arg(long, value_name = "S")]
+        services: u32,
+        /// Pods per Deployment.
+        #[arg(long, value_name = "R")]
+        replicas: u32,
+        /// Requests in the plan, spread over the Services and nodes.
+        #[arg(long, value_name = "Q")]
+        requests: u64,
+        /// externalTrafficPolicy: Cluster, Local or mixed (even Services Cluster, odd Local).
+        #[arg(long, default_value = "Cluster")]
+        policy: cluster::gen::GenPolicy,
+        /// The config's seed (scheduling, allocation) and the plan's node choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Print the cluster a scenario builds (nodes, services, pods, clients, plan) without running.
     Show {
-        /// Scenario name (file stem in lab-configs/) or a path to a config file.
+        /// Scenario name (file stem in lab-configs/), a path to a config file, or `-` (stdin).
         scenario: String,
         /// Override the config's seed.
         #[arg(long)]
@@ -84,7 +105,7 @@ enum ScenarioCommand {
     },
     /// Run a scenario's traffic plan and report what each client and pod saw.
     Run {
-        /// Scenario name (file stem in lab-configs/) or a path to a config file.
+        /// Scenario name (file stem in lab-configs/), a path to a config file, or `-` (stdin).
         scenario: String,
         /// One JSON document instead of tables.
         #[arg(long)]
@@ -155,6 +176,18 @@ fn resolve(scenario: &str) -> anyhow::Result<PathBuf> {
     )))
 }
 
+/// Load a scenario by name or path; `-` reads the config from stdin (relative manifest
+/// files are then relative to the current directory).
+fn load(scenario: &str, seed: Option<u64>) -> anyhow::Result<cluster::Cluster> {
+    if scenario == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+            .map_err(|e| LabError::io("<stdin>", e))?;
+        return Ok(cluster::load_cluster_from_str(&text, Path::new("<stdin>"), seed)?);
+    }
+    Ok(load_cluster(&resolve(scenario)?, seed)?)
+}
+
 fn list_configs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -188,13 +221,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect();
                 write!(out, "{}", report::table(&["SCENARIO", "LESSON"], &rows))?;
             }
+            ScenarioCommand::Gen {
+                nodes,
+                services,
+                replicas,
+                requests,
+                policy,
+                seed,
+            } => {
+                let spec = cluster::gen::GenSpec {
+                    nodes,
+                    services,
+                    replicas,
+                    requests,
+                    policy,
+                    seed,
+                };
+                out.write_all(cluster::gen::scale_config(&spec)?.as_bytes())?;
+            }
             ScenarioCommand::Show {
                 scenario,
                 seed,
                 json,
             } => {
-                let path = resolve(&scenario)?;
-                let cluster = load_cluster(&path, seed)?;
+                let cluster = load(&scenario, seed)?;
                 if json {
                     let mut v = report::cluster_json(&cluster);
                     v["scenario"] = cluster.scenario.clone().into();
@@ -223,8 +273,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         format!("{s} is not a positive number of seconds"),
                     )));
                 }
-                let path = resolve(&scenario)?;
-                let mut cluster = load_cluster(&path, seed)?;
+                let mut cluster = load(&scenario, seed)?;
                 for step in &mut cluster.plan {
                     if let Some(n) = count {
                         step.count = step.count.min(n);
