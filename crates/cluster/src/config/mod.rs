@@ -184,7 +184,22 @@ fn load_manifests(f: &str, path: &Path, raw: &[Value]) -> Result<Vec<ManifestDoc
                         format!("unknown field `{key}`, expected `file: <path>` or an inline YAML string"),
                     ));
                 };
-                let mpath = base.join(rel);
+                let rel_path = Path::new(rel);
+                if rel_path.is_absolute()
+                    || rel_path.components().any(|c| {
+                        !matches!(
+                            c,
+                            std::path::Component::Normal(_) | std::path::Component::CurDir
+                        )
+                    })
+                {
+                    return Err(LabError::invalid(
+                        f,
+                        format!("{at}.file"),
+                        format!("{rel:?} must be a relative path below the config's directory (no '..', not absolute)"),
+                    ));
+                }
+                let mpath = base.join(rel_path);
                 let mfile = display_path(&mpath);
                 let text = std::fs::read_to_string(&mpath).map_err(|e| {
                     LabError::invalid(
