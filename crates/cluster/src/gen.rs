@@ -104,9 +104,7 @@ impl GenSpec {
     fn pod_host_bits(&self) -> u32 {
         let pods = u64::from(self.services) * u64::from(self.replicas);
         let per_node = pods.div_ceil(u64::from(self.nodes)) * 5 / 4 + 4;
-        (4..=16)
-            .find(|h| (1u64 << h) - 3 >= per_node)
-            .unwrap_or(16)
+        (4..=16).find(|h| (1u64 << h) - 3 >= per_node).unwrap_or(16)
     }
 }
 
@@ -130,7 +128,12 @@ pub fn scale_config(spec: &GenSpec) -> Result<String, LabError> {
     nodes(&mut out, spec, host_bits);
     out.push_str("clients:\n");
     for c in 0..CLIENTS {
-        let _ = writeln!(out, "  - {{name: client-{}, ip: 203.0.113.{}}}", c + 1, 10 + c);
+        let _ = writeln!(
+            out,
+            "  - {{name: client-{}, ip: 203.0.113.{}}}",
+            c + 1,
+            10 + c
+        );
     }
     manifests(&mut out, spec);
     plan(&mut out, spec);
@@ -284,8 +287,8 @@ mod tests {
     #[test]
     fn packed_nodes_get_bigger_pod_cidrs() {
         let s = spec(2, 10, 100, 1, GenPolicy::Cluster);
-        let c = crate::load_cluster_from_str(&scale_config(&s).unwrap(), "g".as_ref(), None)
-            .unwrap();
+        let c =
+            crate::load_cluster_from_str(&scale_config(&s).unwrap(), "g".as_ref(), None).unwrap();
         assert_eq!(c.pods.len(), 1000);
         assert!(c.nodes.iter().all(|n| n.pod_cidr.prefix_len() == 22));
     }

@@ -41,40 +41,39 @@ fn label_shape(s: &str) -> bool {
         && b.iter().all(|&c| alnum_lower(c) || c == b'-')
 }
 
-/// `IsDNS1123Label`: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters (namespaces).
-pub fn dns1123_label(s: &str) -> Result<(), String> {
-    too_long(s, DNS1123_LABEL_MAX)?;
-    if label_shape(s) {
+/// At most `max` characters and `ok`, else `Err(shape)`.
+fn shaped(s: &str, max: usize, ok: impl Fn(&str) -> bool, shape: &str) -> Result<(), String> {
+    too_long(s, max)?;
+    if ok(s) {
         Ok(())
     } else {
-        Err(format!("must be a DNS-1123 label ({LABEL_SHAPE})"))
+        Err(format!("must be {shape}"))
     }
+}
+
+/// `IsDNS1123Label`: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters (namespaces).
+pub fn dns1123_label(s: &str) -> Result<(), String> {
+    shaped(
+        s,
+        DNS1123_LABEL_MAX,
+        label_shape,
+        &format!("a DNS-1123 label ({LABEL_SHAPE})"),
+    )
 }
 
 /// `IsDNS1123Subdomain`: dot-separated DNS-1123 labels, at most 253 characters
 /// (Deployment and node names). No `/`, no `..`, no leading or trailing dot.
 pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
-    too_long(s, DNS1123_SUBDOMAIN_MAX)?;
-    if s.split('.').all(label_shape) {
-        Ok(())
-    } else {
-        Err(format!(
-            "must be a DNS-1123 subdomain ({LABEL_SHAPE}, or several such joined by '.')"
-        ))
-    }
+    let ok = |s: &str| s.split('.').all(label_shape);
+    let shape = format!("a DNS-1123 subdomain ({LABEL_SHAPE}, or several such joined by '.')");
+    shaped(s, DNS1123_SUBDOMAIN_MAX, ok, &shape)
 }
 
 /// `IsDNS1035Label`: `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters (Service names).
 pub fn dns1035_label(s: &str) -> Result<(), String> {
-    too_long(s, DNS1123_LABEL_MAX)?;
-    if label_shape(s) && s.as_bytes()[0].is_ascii_lowercase() {
-        Ok(())
-    } else {
-        Err(
-            "must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter and ending with a letter or digit)"
-                .to_string(),
-        )
-    }
+    let ok = |s: &str| label_shape(s) && s.as_bytes()[0].is_ascii_lowercase();
+    let shape = "a DNS-1035 label (lower-case letters, digits and '-', starting with a letter and ending with a letter or digit)";
+    shaped(s, DNS1123_LABEL_MAX, ok, shape)
 }
 
 /// The name part of a qualified name / a non-empty label value:
@@ -108,38 +107,30 @@ pub fn label_key(s: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("name part must be non-empty".to_string());
     }
-    too_long(name, DNS1123_LABEL_MAX).map_err(|e| format!("name part {e}"))?;
-    if qualified_shape(name) {
-        Ok(())
-    } else {
-        Err(format!(
-            "must be a qualified name ([prefix/]name; name: {QUALIFIED_SHAPE})"
-        ))
-    }
+    let shape = format!("a qualified name ([prefix/]name; name: {QUALIFIED_SHAPE})");
+    shaped(name, DNS1123_LABEL_MAX, qualified_shape, &shape).map_err(|e| {
+        if e.starts_with("must be no more") {
+            format!("name part {e}")
+        } else {
+            e
+        }
+    })
 }
 
 /// `IsValidLabelValue`: empty, or at most 63 characters of the qualified-name shape.
 pub fn label_value(s: &str) -> Result<(), String> {
-    too_long(s, DNS1123_LABEL_MAX)?;
-    if s.is_empty() || qualified_shape(s) {
-        Ok(())
-    } else {
-        Err(format!(
-            "must be a valid label value (empty, or {QUALIFIED_SHAPE})"
-        ))
-    }
+    let ok = |s: &str| s.is_empty() || qualified_shape(s);
+    let shape = format!("a valid label value (empty, or {QUALIFIED_SHAPE})");
+    shaped(s, DNS1123_LABEL_MAX, ok, &shape)
 }
 
 /// `IsValidPortName` (IANA_SVC_NAME): 1-15 of `[-a-z0-9]`, at least one letter, no `--`,
 /// no leading or trailing `-`.
 pub fn port_name(s: &str) -> Result<(), String> {
-    too_long(s, PORT_NAME_MAX)?;
-    let ok = label_shape(s) && !s.contains("--") && s.bytes().any(|c| c.is_ascii_lowercase());
-    if ok {
-        Ok(())
-    } else {
-        Err("must be an IANA_SVC_NAME (at most 15 lower-case letters, digits and '-', at least one letter, no '--', starting and ending with a letter or digit)".to_string())
-    }
+    let ok =
+        |s: &str| label_shape(s) && !s.contains("--") && s.bytes().any(|c| c.is_ascii_lowercase());
+    let shape = "an IANA_SVC_NAME (at most 15 lower-case letters, digits and '-', at least one letter, no '--', starting and ending with a letter or digit)";
+    shaped(s, PORT_NAME_MAX, ok, shape)
 }
 
 /// The lab's rule for client names: a DNS-1123 label (no `/`, `.`, NUL, so never a path) of

@@ -73,25 +73,7 @@ enum ScenarioCommand {
     List,
     /// Write a deterministic scale config to stdout (README: "Generated scale configs"), e.g.
     /// `lab scenario gen --nodes 100 --services 100 --replicas 10 --requests 1000 | lab scenario run -`.
-    Gen {
-        #[arg(long, value_name = "N")]
-        nodes: u32,
-        /// NodePort Services, each with its own Deployment.
-        #[arg(long, value_name = "S")]
-        services: u32,
-        /// Pods per Deployment.
-        #[arg(long, value_name = "R")]
-        replicas: u32,
-        /// Requests in the plan, spread over the Services and nodes.
-        #[arg(long, value_name = "Q")]
-        requests: u64,
-        /// externalTrafficPolicy: Cluster, Local or mixed (even Services Cluster, odd Local).
-        #[arg(long, default_value = "Cluster")]
-        policy: cluster::gen::GenPolicy,
-        /// The config's seed (scheduling, allocation) and the plan's node choices.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
+    Gen(GenArgs),
     /// Print the cluster a scenario builds (nodes, services, pods, clients, plan) without running.
     Show {
         /// Scenario name (file stem in lab-configs/), a path to a config file, or `-` (stdin).
@@ -141,6 +123,40 @@ enum ScenarioCommand {
     },
 }
 
+#[derive(clap::Args)]
+struct GenArgs {
+    #[arg(long, value_name = "N")]
+    nodes: u32,
+    /// NodePort Services, each with its own Deployment.
+    #[arg(long, value_name = "S")]
+    services: u32,
+    /// Pods per Deployment.
+    #[arg(long, value_name = "R")]
+    replicas: u32,
+    /// Requests in the plan, spread over the Services and nodes.
+    #[arg(long, value_name = "Q")]
+    requests: u64,
+    /// externalTrafficPolicy: Cluster, Local or mixed (even Services Cluster, odd Local).
+    #[arg(long, default_value = "Cluster")]
+    policy: cluster::gen::GenPolicy,
+    /// The config's seed (scheduling, allocation) and the plan's node choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl GenArgs {
+    fn spec(&self) -> cluster::gen::GenSpec {
+        cluster::gen::GenSpec {
+            nodes: self.nodes,
+            services: self.services,
+            replicas: self.replicas,
+            requests: self.requests,
+            policy: self.policy,
+            seed: self.seed,
+        }
+    }
+}
+
 /// `./lab-configs`, else the repository's (relative to this crate).
 fn configs_dir() -> PathBuf {
     let here = PathBuf::from("lab-configs");
@@ -183,7 +199,11 @@ fn load(scenario: &str, seed: Option<u64>) -> anyhow::Result<cluster::Cluster> {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
             .map_err(|e| LabError::io("<stdin>", e))?;
-        return Ok(cluster::load_cluster_from_str(&text, Path::new("<stdin>"), seed)?);
+        return Ok(cluster::load_cluster_from_str(
+            &text,
+            Path::new("<stdin>"),
+            seed,
+        )?);
     }
     Ok(load_cluster(&resolve(scenario)?, seed)?)
 }
@@ -221,23 +241,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect();
                 write!(out, "{}", report::table(&["SCENARIO", "LESSON"], &rows))?;
             }
-            ScenarioCommand::Gen {
-                nodes,
-                services,
-                replicas,
-                requests,
-                policy,
-                seed,
-            } => {
-                let spec = cluster::gen::GenSpec {
-                    nodes,
-                    services,
-                    replicas,
-                    requests,
-                    policy,
-                    seed,
-                };
-                out.write_all(cluster::gen::scale_config(&spec)?.as_bytes())?;
+            ScenarioCommand::Gen(args) => {
+                out.write_all(cluster::gen::scale_config(&args.spec())?.as_bytes())?;
             }
             ScenarioCommand::Show {
                 scenario,

@@ -24,20 +24,8 @@ pub(super) fn clients(
     let mut seen = HashSet::new();
     for (i, c) in raw.iter().enumerate() {
         let at = format!("clients[{i}]");
-        names::client_name(&c.name).map_err(|e| {
-            LabError::invalid(
-                f,
-                format!("{at}.name"),
-                format!("{:?} is not a valid client name: {e}", c.name),
-            )
-        })?;
-        if !seen.insert(c.name.as_str()) {
-            return Err(LabError::invalid(
-                f,
-                format!("{at}.name"),
-                format!("duplicate client name {:?}", c.name),
-            ));
-        }
+        let rule = names::client_name;
+        super::unique_name(f, format!("{at}.name"), &c.name, "client", rule, &mut seen)?;
         let ip = match &c.ip {
             Some(s) => Some(parse_ip(f, &format!("{at}.ip"), s)?),
             None => None,

@@ -16,7 +16,7 @@ mod raw;
 
 pub(crate) use nodes::check_labels;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -119,6 +119,32 @@ impl<'a> NodeIndex<'a> {
             )),
         }
     }
+}
+
+/// Check a node or client name with `rule` and that it was not `seen` before.
+pub(super) fn unique_name<'a>(
+    f: &str,
+    field: String,
+    name: &'a str,
+    kind: &str,
+    rule: fn(&str) -> Result<(), String>,
+    seen: &mut HashSet<&'a str>,
+) -> Result<(), LabError> {
+    if let Err(e) = rule(name) {
+        return Err(LabError::invalid(
+            f,
+            field,
+            format!("{name:?} is not a valid {kind} name: {e}"),
+        ));
+    }
+    if !seen.insert(name) {
+        return Err(LabError::invalid(
+            f,
+            field,
+            format!("duplicate {kind} name {name:?}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parse and validate the config itself (manifests parsed, not yet interpreted).

@@ -83,23 +83,11 @@ pub(super) fn nodes(
     claims: &mut Claims,
 ) -> Result<Vec<Node>, LabError> {
     let mut nodes: Vec<Node> = Vec::with_capacity(raw.len());
-    let mut names = HashSet::new();
+    let mut seen = HashSet::new();
     for (i, n) in raw.iter().enumerate() {
         let at = format!("nodes[{i}]");
-        names::dns1123_subdomain(&n.name).map_err(|e| {
-            LabError::invalid(
-                f,
-                format!("{at}.name"),
-                format!("{:?} is not a valid node name: {e}", n.name),
-            )
-        })?;
-        if !names.insert(n.name.as_str()) {
-            return Err(LabError::invalid(
-                f,
-                format!("{at}.name"),
-                format!("duplicate node name {:?}", n.name),
-            ));
-        }
+        let rule = names::dns1123_subdomain;
+        super::unique_name(f, format!("{at}.name"), &n.name, "node", rule, &mut seen)?;
         let ip = parse_ip(f, &format!("{at}.ip"), &n.ip)?;
         if !net::is_host_of(&nets.node_network, ip) {
             return Err(LabError::invalid(
