@@ -241,9 +241,10 @@ impl Cluster {
     }
     /// A service by `namespace/name`.
     pub fn service(&self, ns_name: &str) -> Option<&nodeport::Service> {
+        let (ns, name) = ns_name.split_once('/')?;
         self.services
             .iter()
-            .find(|s| format!("{}/{}", s.namespace, s.name) == ns_name)
+            .find(|s| s.namespace == ns && s.name == name)
     }
     /// The EndpointSlices of a service.
     pub fn slices_of<'a>(
