@@ -39,8 +39,8 @@ pub struct Node {
 impl Node {
     /// The cni0 bridge address: first host of the pod CIDR (10.244.N.1).
     pub fn cni0_ip(&self) -> Ipv4Addr {
-        let n = u32::from(self.pod_cidr.network());
-        Ipv4Addr::from(n + 1)
+        // The loader only accepts podCIDRs up to /30, which always have a first host.
+        crate::net::first_host(&self.pod_cidr).unwrap_or(self.pod_cidr.network())
     }
 }
 
