@@ -85,3 +85,78 @@ fn plan_destinations() {
     );
     assert_eq!(d.label, "nlb 198.51.100.10:80");
 }
+
+/// `lab scenario gen … | lab scenario run - --json`: a generated mixed cluster runs, Cluster
+/// Services answer every request, Local ones answer exactly when the node has a local pod.
+#[test]
+fn generated_config_runs_from_stdin() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let lab = env!("CARGO_BIN_EXE_lab");
+    let args = [
+        "scenario",
+        "gen",
+        "--nodes",
+        "6",
+        "--services",
+        "4",
+        "--replicas",
+        "2",
+    ];
+    let gen = Command::new(lab)
+        .args(args)
+        .args(["--requests", "40", "--policy", "mixed", "--seed", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let cluster = lab::load_cluster_from_str(
+        std::str::from_utf8(&gen.stdout).unwrap(),
+        std::path::Path::new("gen.yaml"),
+        None,
+    )
+    .unwrap();
+    let mut run = Command::new(lab)
+        .args(["scenario", "run", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    run.stdin.take().unwrap().write_all(&gen.stdout).unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let requests = v["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 40);
+    // The plan's request k goes to web-<k mod 4> (odd = Local) through the node it names.
+    let steps = cluster
+        .plan
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(s, s.count as usize));
+    for (k, (r, step)) in requests.iter().zip(steps).enumerate() {
+        let svc = step.service.as_deref().unwrap();
+        assert_eq!(svc, format!("default/web-{}", k % 4));
+        let cluster::Target::Node(node) = &step.target else {
+            panic!("{step:?}")
+        };
+        let deployment = &svc["default/".len()..];
+        let local_pod = cluster
+            .pods
+            .iter()
+            .any(|p| p.deployment == deployment && &p.node == node);
+        let want = if k % 2 == 0 || local_pod {
+            "ok"
+        } else {
+            "timeout"
+        };
+        assert_eq!(r["outcome"], want, "request {k} to {svc} via {node}: {r}");
+    }
+}
