@@ -204,22 +204,22 @@ mod tests {
 
     #[test]
     fn sizes_are_binary_k_m_g() {
-        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
-        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
-        assert_eq!(parse_size("100").unwrap(), 100);
-        assert_eq!(
-            parse_size("1T").unwrap_err().0,
-            "size \"1T\": unit must be K, M or G"
-        );
-        assert_eq!(parse_size("G").unwrap_err().0, "size \"G\": not a number");
-        assert_eq!(
-            parse_size("1.5G").unwrap_err().0,
-            "size \"1.5G\": not a number"
-        );
-        assert_eq!(
-            parse_size("99999999999G").unwrap_err().0,
-            "size \"99999999999G\" is too large"
-        );
+        let sizes = [
+            ("1G", 1 << 30),
+            ("512m", 512 << 20),
+            ("64K", 64 << 10),
+            ("100", 100),
+        ];
+        for (s, want) in sizes {
+            assert_eq!(parse_size(s), Ok(want), "{s}");
+        }
+        for (s, why) in [
+            ("1T", "size \"1T\": unit must be K, M or G"),
+            ("G", "size \"G\": not a number"),
+            ("1.5G", "size \"1.5G\": not a number"),
+            ("99999999999G", "size \"99999999999G\" is too large"),
+        ] {
+            assert_eq!(parse_size(s), Err(SizeError(why.into())), "{s}");
+        }
     }
 }

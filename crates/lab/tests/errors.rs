@@ -424,26 +424,12 @@ fn evil_deployment_name_refused_in_both_modes() {
 /// `-` reads the config from stdin, and a bad one there is refused the same way.
 #[test]
 fn stdin_config_is_checked_like_a_file() {
-    use std::io::Write;
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/bad-configs/node-name-dotdot.yaml"
     ))
     .unwrap();
-    let mut child = lab_bin()
-        .args(["scenario", "show", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = lab_with_stdin(&["scenario", "show", "-"], text.as_bytes());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(

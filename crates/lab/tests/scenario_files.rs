@@ -90,10 +90,7 @@ fn plan_destinations() {
 /// Services answer every request, Local ones answer exactly when the node has a local pod.
 #[test]
 fn generated_config_runs_from_stdin() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let lab = env!("CARGO_BIN_EXE_lab");
-    let args = [
+    let gen_args = [
         "scenario",
         "gen",
         "--nodes",
@@ -103,31 +100,22 @@ fn generated_config_runs_from_stdin() {
         "--replicas",
         "2",
     ];
-    let gen = Command::new(lab)
-        .args(args)
-        .args(["--requests", "40", "--policy", "mixed", "--seed", "5"])
-        .output()
-        .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
+    let gen = lab_with_stdin(
+        &[
+            &gen_args[..],
+            &["--requests", "40", "--policy", "mixed", "--seed", "5"],
+        ]
+        .concat(),
+        b"",
     );
+    assert_eq!(gen.status.code(), Some(0), "{gen:?}");
     let cluster = lab::load_cluster_from_str(
         std::str::from_utf8(&gen.stdout).unwrap(),
         std::path::Path::new("gen.yaml"),
         None,
     )
     .unwrap();
-    let mut run = Command::new(lab)
-        .args(["scenario", "run", "-", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    run.stdin.take().unwrap().write_all(&gen.stdout).unwrap();
-    let out = run.wait_with_output().unwrap();
+    let out = lab_with_stdin(&["scenario", "run", "-", "--json"], &gen.stdout);
     assert!(
         out.status.success(),
         "{}",
