@@ -175,10 +175,12 @@ pub(super) fn place_one(
             format!("no eligible node for a replica of deployment {ns}/{name}"),
         ));
     };
-    let ties: Vec<usize> = (0..ds.candidates.len())
-        .filter(|&k| load(k) == best)
-        .collect();
-    let k = ties[sched_rng.random_range(0..ties.len())];
+    let is_best = |k: &usize| load(*k) == best;
+    let ties = (0..ds.candidates.len()).filter(is_best).count();
+    let pick = sched_rng.random_range(0..ties);
+    let Some(k) = (0..ds.candidates.len()).filter(is_best).nth(pick) else {
+        return Err(ds.doc.err("spec.template.spec", "no candidate node left"));
+    };
     let i = ds.candidates[k];
     let node = &placement.nodes[i];
     let ip = placement.take_ip(i).ok_or_else(|| {
