@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use serde::Deserialize;
 
 use crate::error::LabError;
+use crate::names;
 
 /// A supported Kubernetes object.
 #[derive(Debug, Clone)]
@@ -171,10 +172,45 @@ pub fn parse_documents(text: &str, file: &str, prefix: &str) -> Result<Vec<Manif
             },
             object,
         };
-        if doc.object.name().is_empty() {
-            return Err(doc.err("metadata.name", "missing"));
-        }
+        check_metadata(&doc)?;
         out.push(doc);
     }
     Ok(out)
+}
+
+/// `metadata` as the apiserver validates it: the name (Deployment: DNS-1123 subdomain,
+/// `ValidateDeploymentName`; Service: DNS-1035 label, `ValidateServiceName`), the namespace
+/// (DNS-1123 label) and the labels (qualified-name keys, label values).
+fn check_metadata(doc: &ManifestDoc) -> Result<(), LabError> {
+    let name = doc.object.name();
+    if name.is_empty() {
+        return Err(doc.err("metadata.name", "missing"));
+    }
+    let kind = doc.object.kind();
+    let rule = match doc.object {
+        Object::Deployment(_) => names::dns1123_subdomain(&name),
+        Object::Service(_) => names::dns1035_label(&name),
+    };
+    rule.map_err(|e| {
+        doc.err(
+            "metadata.name",
+            format!("{name:?} is not a valid {kind} name: {e}"),
+        )
+    })?;
+    let ns = doc.object.namespace();
+    names::dns1123_label(&ns).map_err(|e| {
+        doc.err(
+            "metadata.namespace",
+            format!("{ns:?} is not a valid namespace: {e}"),
+        )
+    })?;
+    let labels = match &doc.object {
+        Object::Deployment(d) => d.metadata.labels.as_ref(),
+        Object::Service(s) => s.metadata.labels.as_ref(),
+    };
+    if let Some(labels) = labels {
+        crate::config::check_labels(labels)
+            .map_err(|(k, msg)| doc.err(&format!("metadata.labels.{k}"), msg))?;
+    }
+    Ok(())
 }

@@ -39,8 +39,8 @@ pub struct Node {
 impl Node {
     /// The cni0 bridge address: first host of the pod CIDR (10.244.N.1).
     pub fn cni0_ip(&self) -> Ipv4Addr {
-        let n = u32::from(self.pod_cidr.network());
-        Ipv4Addr::from(n + 1)
+        // The loader only accepts podCIDRs up to /30, which always have a first host.
+        crate::net::first_host(&self.pod_cidr).unwrap_or(self.pod_cidr.network())
     }
 }
 
@@ -241,9 +241,10 @@ impl Cluster {
     }
     /// A service by `namespace/name`.
     pub fn service(&self, ns_name: &str) -> Option<&nodeport::Service> {
+        let (ns, name) = ns_name.split_once('/')?;
         self.services
             .iter()
-            .find(|s| format!("{}/{}", s.namespace, s.name) == ns_name)
+            .find(|s| s.namespace == ns && s.name == name)
     }
     /// The EndpointSlices of a service.
     pub fn slices_of<'a>(

@@ -421,7 +421,7 @@ struct Counts {
     not_utf8: u64,
 }
 
-/// Fuzz target: mutated configs into [`cluster::config::load_cluster_from_str`].
+/// Fuzz target: mutated configs into [`cluster::load_cluster_from_str`].
 pub struct ConfigHarness {
     seeds: Vec<Seed>,
     counts: Counts,
@@ -486,7 +486,7 @@ impl Harness for ConfigHarness {
         if matches!(text, std::borrow::Cow::Owned(_)) {
             self.counts.not_utf8 += 1;
         }
-        match cluster::config::load_cluster_from_str(&text, &self.last_path, None) {
+        match cluster::load_cluster_from_str(&text, &self.last_path, None) {
             Ok(_) => self.counts.loaded += 1,
             Err(e) => {
                 self.counts.rejected += 1;

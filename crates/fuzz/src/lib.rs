@@ -7,7 +7,7 @@
 //!   and off the node, and live conntrack state; replies and ICMP errors quote the flows the
 //!   node NATed, from both the eth0 and the cni0 side.
 //! - [`configs`]: lab configs with inline manifests, mutated as text, into
-//!   [`cluster::config::load_cluster_from_str`].
+//!   [`cluster::load_cluster_from_str`].
 //!
 //! The engine is a plain loop: every thread has its own ChaCha8 generator seeded from
 //! `(seed, thread)`, its own harness, and catches panics per input (`catch_unwind`); a

@@ -45,7 +45,7 @@ fn broadcast_node_network_without_router_is_an_error() {
     let f = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/regressions/router-default-overflow.yaml");
     let text = std::fs::read_to_string(&f).unwrap();
-    let Err(e) = cluster::config::load_cluster_from_str(&text, &f, None) else {
+    let Err(e) = cluster::load_cluster_from_str(&text, &f, None) else {
         panic!("no router address in 255.255.255.255/32: must be an error");
     };
     let msg = e.to_string();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use cluster::config::{leading_comment, load_cluster};
+use cluster::{leading_comment, load_cluster};
 use lab::progress::Bar;
 use lab::report;
 use lab::runner::{self, RunOptions};
@@ -85,9 +85,12 @@ enum Command {
 enum ScenarioCommand {
     /// List the scenarios with the first line of their lesson.
     List,
+    /// Write a deterministic scale config to stdout (README: "Generated scale configs"), e.g.
+    /// `lab scenario gen --nodes 100 --services 100 --replicas 10 --requests 1000 | lab scenario run -`.
+    Gen(GenArgs),
     /// Print the cluster a scenario builds (nodes, services, pods, clients, plan) without running.
     Show {
-        /// Scenario name (file stem in lab-configs/) or a path to a config file.
+        /// Scenario name (file stem in lab-configs/), a path to a config file, or `-` (stdin).
         scenario: String,
         /// Override the config's seed.
         #[arg(long)]
@@ -127,7 +130,7 @@ struct UpArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Scenario name (file stem in lab-configs/) or a path to a config file.
+    /// Scenario name (file stem in lab-configs/), a path to a config file, or `-` (stdin).
     scenario: String,
     /// One JSON document instead of tables.
     #[arg(long)]
@@ -197,6 +200,56 @@ fn resolve(scenario: &str) -> anyhow::Result<PathBuf> {
     )))
 }
 
+#[derive(clap::Args)]
+struct GenArgs {
+    #[arg(long, value_name = "N")]
+    nodes: u32,
+    /// NodePort Services, each with its own Deployment.
+    #[arg(long, value_name = "S")]
+    services: u32,
+    /// Pods per Deployment.
+    #[arg(long, value_name = "R")]
+    replicas: u32,
+    /// Requests in the plan, spread over the Services and nodes.
+    #[arg(long, value_name = "Q")]
+    requests: u64,
+    /// externalTrafficPolicy: Cluster, Local or mixed (even Services Cluster, odd Local).
+    #[arg(long, default_value = "Cluster")]
+    policy: cluster::gen::GenPolicy,
+    /// The config's seed (scheduling, allocation) and the plan's node choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl GenArgs {
+    fn spec(&self) -> cluster::gen::GenSpec {
+        cluster::gen::GenSpec {
+            nodes: self.nodes,
+            services: self.services,
+            replicas: self.replicas,
+            requests: self.requests,
+            policy: self.policy,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Load a scenario by name or path; `-` reads the config from stdin (relative manifest
+/// files are then relative to the current directory).
+fn load(scenario: &str, seed: Option<u64>) -> anyhow::Result<cluster::Cluster> {
+    if scenario == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+            .map_err(|e| LabError::io("<stdin>", e))?;
+        return Ok(cluster::load_cluster_from_str(
+            &text,
+            Path::new("<stdin>"),
+            seed,
+        )?);
+    }
+    Ok(load_cluster(&resolve(scenario)?, seed)?)
+}
+
 fn list_configs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -211,6 +264,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Scenario { command } => match command {
             ScenarioCommand::List => scenario_list(&mut out)?,
+            ScenarioCommand::Gen(args) => {
+                out.write_all(cluster::gen::scale_config(&args.spec())?.as_bytes())?;
+            }
             ScenarioCommand::Show {
                 scenario,
                 seed,
@@ -289,8 +345,7 @@ fn scenario_show(
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let path = resolve(scenario)?;
-    let cluster = load_cluster(&path, seed)?;
+    let cluster = load(scenario, seed)?;
     if json {
         let mut v = report::cluster_json(&cluster);
         v["scenario"] = cluster.scenario.clone().into();
@@ -311,8 +366,7 @@ fn scenario_run(a: RunArgs, out: &mut impl Write) -> anyhow::Result<()> {
             format!("{s} is not a positive number of seconds"),
         )));
     }
-    let path = resolve(&a.scenario)?;
-    let mut cluster = load_cluster(&path, a.seed)?;
+    let mut cluster = load(&a.scenario, a.seed)?;
     for step in &mut cluster.plan {
         if let Some(n) = a.count {
             step.count = step.count.min(n);
@@ -359,7 +413,9 @@ fn up(a: UpArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     for f in &a.file {
         let (name, size) = split("--file", f)?;
-        extras.files.push((name, lab::realrun::parse_size(&size)?));
+        let bytes = lab::realrun::parse_size(&size)
+            .map_err(|e| LabError::invalid("command line", "--file", e.to_string()))?;
+        extras.files.push((name, bytes));
     }
     lab::realrun::up(&cluster, a.pcap.as_deref(), &extras, out)
 }

@@ -460,27 +460,7 @@ pub struct UpExtras {
     pub files: Vec<(String, u64)>,
 }
 
-/// Parses a size like `1G`, `512M`, `64K`, `100` (binary units).
-pub fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim();
-    let (num, mul) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => bail!("size {s:?}: unit must be K, M or G"),
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("size {s:?}: not a number"))?;
-    n.checked_mul(mul)
-        .with_context(|| format!("size {s:?} is too large"))
-}
+pub use cluster::units::parse_size;
 
 /// The pods `name` designates: the pod of that name, else every pod of that deployment.
 fn pods_named<'a>(cluster: &'a Cluster, name: &str) -> Vec<&'a cluster::Pod> {

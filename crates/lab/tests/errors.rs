@@ -351,3 +351,89 @@ fn manifest_type_error_has_field_path_and_line() {
         ],
     );
 }
+
+// --- the bad-config corpus, through the `lab` binary ----------------------------------------
+
+fn lab_bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    c
+}
+
+/// What a refused config must look like: exit code 2, nothing on stdout, exactly one line on
+/// stderr (`error: …`) that contains `expect`, and no panic.
+fn assert_refused(args: &[&str], expect: &str) {
+    let out = lab_bin().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let what = format!("lab {}: stderr {stderr:?}", args.join(" "));
+    assert_eq!(out.status.code(), Some(2), "{what}");
+    assert!(!stderr.contains("panicked"), "{what}");
+    assert_eq!(lines.len(), 1, "{what}");
+    assert!(lines[0].starts_with("error: "), "{what}");
+    assert!(
+        lines[0].contains(expect),
+        "{what}\nexpected to contain {expect:?}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: stdout {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `tests/bad-configs/*.yaml`: each file starts with `# expect: <part of the error line>`;
+/// the binary (debug or release, whichever `cargo test` built) refuses every one.
+#[test]
+fn bad_config_corpus() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/bad-configs");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 40, "only {} bad configs", files.len());
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        let head = String::from_utf8_lossy(&bytes);
+        let expect = head
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} has no `# expect:` first line", path.display()));
+        let rel = format!(
+            "tests/bad-configs/{}",
+            path.file_name().unwrap().to_string_lossy()
+        );
+        assert_refused(&["scenario", "show", &rel], &format!("error: {rel}: "));
+        assert_refused(&["scenario", "show", &rel], expect);
+    }
+}
+
+/// A Deployment named `../evil` is refused in real mode too, before anything needs root: the
+/// real mode loads the same config first.
+#[test]
+fn evil_deployment_name_refused_in_both_modes() {
+    let rel = "tests/bad-configs/deployment-name-path.yaml";
+    let expect = "metadata.name: \"../evil\" is not a valid Deployment name";
+    assert_refused(&["scenario", "run", rel], expect);
+    assert_refused(&["scenario", "run", rel, "--real", "--count", "1"], expect);
+}
+
+/// `-` reads the config from stdin, and a bad one there is refused the same way.
+#[test]
+fn stdin_config_is_checked_like_a_file() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/bad-configs/node-name-dotdot.yaml"
+    ))
+    .unwrap();
+    let out = lab_with_stdin(&["scenario", "show", "-"], text.as_bytes());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("<stdin>: nodes[1].name: \"..\" is not a valid node name"),
+        "{stderr}"
+    );
+}

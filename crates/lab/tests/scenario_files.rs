@@ -85,3 +85,66 @@ fn plan_destinations() {
     );
     assert_eq!(d.label, "nlb 198.51.100.10:80");
 }
+
+/// `lab scenario gen … | lab scenario run - --json`: a generated mixed cluster runs, Cluster
+/// Services answer every request, Local ones answer exactly when the node has a local pod.
+#[test]
+fn generated_config_runs_from_stdin() {
+    let gen_args = [
+        "scenario",
+        "gen",
+        "--nodes",
+        "6",
+        "--services",
+        "4",
+        "--replicas",
+        "2",
+    ];
+    let gen = lab_with_stdin(
+        &[
+            &gen_args[..],
+            &["--requests", "40", "--policy", "mixed", "--seed", "5"],
+        ]
+        .concat(),
+        b"",
+    );
+    assert_eq!(gen.status.code(), Some(0), "{gen:?}");
+    let cluster = lab::load_cluster_from_str(
+        std::str::from_utf8(&gen.stdout).unwrap(),
+        std::path::Path::new("gen.yaml"),
+        None,
+    )
+    .unwrap();
+    let out = lab_with_stdin(&["scenario", "run", "-", "--json"], &gen.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let requests = v["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 40);
+    // The plan's request k goes to web-<k mod 4> (odd = Local) through the node it names.
+    let steps = cluster
+        .plan
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(s, s.count as usize));
+    for (k, (r, step)) in requests.iter().zip(steps).enumerate() {
+        let svc = step.service.as_deref().unwrap();
+        assert_eq!(svc, format!("default/web-{}", k % 4));
+        let cluster::Target::Node(node) = &step.target else {
+            panic!("{step:?}")
+        };
+        let deployment = &svc["default/".len()..];
+        let local_pod = cluster
+            .pods
+            .iter()
+            .any(|p| p.deployment == deployment && &p.node == node);
+        let want = if k % 2 == 0 || local_pod {
+            "ok"
+        } else {
+            "timeout"
+        };
+        assert_eq!(r["outcome"], want, "request {k} to {svc} via {node}: {r}");
+    }
+}

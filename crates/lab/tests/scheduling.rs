@@ -318,3 +318,52 @@ nodes:
     let on: BTreeSet<&str> = c.pods.iter().map(|p| p.node.as_str()).collect();
     assert_eq!(on, BTreeSet::from(["a", "b"]));
 }
+
+/// The indexed scheduler still spreads like the recounting one did: each Deployment's
+/// replicas on distinct nodes while it has fewer replicas than nodes, and the nodes' totals
+/// within one pod of each other; every Service's EndpointSlice lists exactly its pods.
+#[test]
+fn generated_cluster_spreads_evenly() {
+    use std::collections::BTreeMap;
+    let spec = cluster::gen::GenSpec {
+        nodes: 50,
+        services: 40,
+        replicas: 7,
+        requests: 100,
+        policy: cluster::gen::GenPolicy::Mixed,
+        seed: 11,
+    };
+    let text = cluster::gen::scale_config(&spec).unwrap();
+    let c = lab::load_cluster_from_str(&text, std::path::Path::new("gen.yaml"), None).unwrap();
+    assert_eq!(c.pods.len(), 280);
+    let mut per_node: BTreeMap<&str, usize> =
+        c.nodes.iter().map(|n| (n.name.as_str(), 0)).collect();
+    let mut per_deploy: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for p in &c.pods {
+        *per_node.get_mut(p.node.as_str()).unwrap() += 1;
+        assert!(
+            per_deploy.entry(&p.deployment).or_default().insert(&p.node),
+            "{} twice on {}",
+            p.deployment,
+            p.node
+        );
+    }
+    let (lo, hi) = (
+        per_node.values().min().unwrap(),
+        per_node.values().max().unwrap(),
+    );
+    assert!(hi - lo <= 1, "per-node totals {lo}..{hi}");
+    for svc in c.services.iter().filter(|s| s.name.starts_with("web-")) {
+        let eps: BTreeSet<_> = c
+            .slices_of(svc)
+            .flat_map(|s| s.endpoints.iter().map(|e| e.ip))
+            .collect();
+        let pods: BTreeSet<_> = c
+            .pods
+            .iter()
+            .filter(|p| p.deployment == svc.name)
+            .map(|p| p.ip)
+            .collect();
+        assert_eq!(eps, pods, "{}", svc.name);
+    }
+}

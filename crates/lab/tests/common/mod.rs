@@ -126,3 +126,24 @@ pub fn scenario_run(scenario: &str, args: &[&str]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Run the built `lab ARGS…` from the repository root with `stdin` as its standard input.
+pub fn lab_with_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lab");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin)
+        .expect("write lab's stdin");
+    child.wait_with_output().expect("wait for lab")
+}

@@ -1,0 +1,117 @@
+//! The raw lab-config schema: what serde reads (strict: unknown fields are errors).
+//! Values that take units (durations, rates) stay YAML values until [`crate::units`] reads them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a lab config mapping (seed, nodes, clients, loadBalancer, manifests, plan, ...)"
+)]
+pub(super) struct RawConfig {
+    pub(super) seed: Option<u64>,
+    pub(super) node_network: Option<String>,
+    pub(super) router: Option<String>,
+    #[serde(rename = "clusterCIDR")]
+    pub(super) cluster_cidr: Option<String>,
+    pub(super) nodes: Vec<RawNode>,
+    #[serde(default)]
+    pub(super) clients: Vec<RawClient>,
+    pub(super) load_balancer: Option<RawLoadBalancer>,
+    #[serde(default)]
+    pub(super) manifests: Vec<Value>,
+    #[serde(default)]
+    pub(super) plan: Vec<RawPlan>,
+    #[serde(default)]
+    pub(super) links: Vec<RawLink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawLink {
+    pub(super) link: String,
+    pub(super) delay: Option<Value>,
+    pub(super) jitter: Option<Value>,
+    pub(super) loss: Option<f64>,
+    pub(super) rate: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawScale {
+    pub(super) deployment: String,
+    pub(super) replicas: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawNode {
+    pub(super) name: String,
+    pub(super) ip: String,
+    #[serde(rename = "podCIDR")]
+    pub(super) pod_cidr: Option<String>,
+    #[serde(default)]
+    pub(super) taints: Vec<RawTaint>,
+    #[serde(default)]
+    pub(super) labels: BTreeMap<String, String>,
+    pub(super) masquerade: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTaint {
+    pub(super) key: String,
+    pub(super) value: Option<String>,
+    pub(super) effect: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawClient {
+    pub(super) name: String,
+    pub(super) ip: Option<String>,
+    pub(super) can_reach: Option<Vec<String>>,
+    pub(super) node: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawLoadBalancer {
+    pub(super) name: Option<String>,
+    pub(super) ip: String,
+    pub(super) nodes: Option<Vec<String>>,
+    pub(super) health_check: Option<RawHealthCheck>,
+    #[serde(default)]
+    pub(super) weighted: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawHealthCheck {
+    pub(super) interval: Option<Value>,
+    pub(super) healthy_threshold: Option<u32>,
+    pub(super) unhealthy_threshold: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawPlan {
+    pub(super) from: Option<String>,
+    pub(super) to: Option<String>,
+    pub(super) scale: Option<RawScale>,
+    pub(super) wait: Option<Value>,
+    pub(super) service: Option<String>,
+    pub(super) port: Option<i64>,
+    pub(super) count: Option<i64>,
+    pub(super) path: Option<String>,
+    pub(super) connect_timeout: Option<Value>,
+    pub(super) max_time: Option<Value>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Validated config
+// ---------------------------------------------------------------------------------------

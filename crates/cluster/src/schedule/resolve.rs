@@ -1,0 +1,198 @@
+//! What needs the built objects: plan steps checked against the Services, `scale:` actions
+//! (pods deleted or placed, EndpointSlices recomputed), `links:` checked against pods and
+//! clients.
+
+use std::collections::{HashMap, HashSet};
+
+use nodeport::{EndpointSlice, ServiceType};
+use rand_chacha::ChaCha8Rng;
+
+use super::endpoints::{service_slices, Pending, PodIndex};
+use super::placement::{place_one, DeploySched, Placement};
+use crate::error::LabError;
+use crate::model::{ActionKind, Client, LinkSpec, PlanAction, PlanStep, Pod, Scaled, Target};
+
+/// Fill in the default service of each step and check service references and targets.
+pub(super) fn plan(
+    f: &str,
+    plan: &[PlanStep],
+    services: &[nodeport::Service],
+) -> Result<Vec<PlanStep>, LabError> {
+    let user_services: Vec<String> = services
+        .iter()
+        .filter(|s| !(s.namespace == "default" && s.name == "kubernetes"))
+        .map(|s| format!("{}/{}", s.namespace, s.name))
+        .collect();
+    let by_ref: HashMap<String, usize> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("{}/{}", s.namespace, s.name), i))
+        .collect();
+    let mut plan = plan.to_vec();
+    for (i, step) in plan.iter_mut().enumerate() {
+        let inv =
+            |field: &str, msg: String| LabError::invalid(f, format!("plan[{i}].{field}"), msg);
+        if step.service.is_none() && step.port.is_none() {
+            match user_services.as_slice() {
+                [only] => step.service = Some(only.clone()),
+                _ => {
+                    return Err(inv(
+                        "service",
+                        format!(
+                            "missing; set `service: namespace/name` or `port` (services: {})",
+                            user_services.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+        let Some(sref) = &step.service else { continue };
+        let Some(svc) = by_ref.get(sref).map(|&k| &services[k]) else {
+            return Err(inv(
+                "service",
+                format!(
+                    "unknown service {sref:?} (known: {})",
+                    user_services.join(", ")
+                ),
+            ));
+        };
+        if matches!(step.target, Target::LoadBalancer) && svc.type_ == ServiceType::ClusterIp {
+            return Err(inv(
+                "to",
+                format!("the load balancer forwards to node ports, but service {sref} is type ClusterIP"),
+            ));
+        }
+        if step.port.is_none()
+            && matches!(step.target, Target::Node(_))
+            && svc.type_ == ServiceType::ClusterIp
+        {
+            return Err(inv(
+                "to",
+                format!("service {sref} is type ClusterIP and has no nodePort; target its ClusterIP address or set `port`"),
+            ));
+        }
+    }
+    Ok(plan)
+}
+
+/// The built state `scale:` actions work on.
+pub(super) struct ScaleState<'a, 'n> {
+    pub scheds: Vec<DeploySched<'a>>,
+    pub placement: Placement<'n>,
+    pub sched_rng: ChaCha8Rng,
+    pub services: Vec<nodeport::Service>,
+    pub pending: Vec<Pending<'a>>,
+    /// The current slices, one list per pending service.
+    pub slices: Vec<Vec<EndpointSlice>>,
+}
+
+/// Run the `scale:` actions in order: scale-down deletes the newest pods, scale-up places new
+/// replicas; the Services selecting the Deployment get new EndpointSlices.
+pub(super) fn scale_actions(
+    f: &str,
+    actions: &[PlanAction],
+    pods: &[Pod],
+    st: &mut ScaleState,
+) -> Result<Vec<PlanAction>, LabError> {
+    let mut actions = actions.to_vec();
+    let mut cur_pods = pods.to_vec();
+    for a in &mut actions {
+        let ActionKind::Scale {
+            namespace,
+            deployment,
+            replicas,
+        } = &a.kind
+        else {
+            continue;
+        };
+        let Some(ds) = st
+            .scheds
+            .iter_mut()
+            .find(|d| d.namespace == *namespace && d.name == *deployment)
+        else {
+            let known: Vec<String> = st
+                .scheds
+                .iter()
+                .map(|d| format!("{}/{}", d.namespace, d.name))
+                .collect();
+            return Err(LabError::invalid(
+                f,
+                format!("plan[{}].scale.deployment", a.entry),
+                format!(
+                    "unknown deployment {namespace}/{deployment} (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let own: Vec<&Pod> = cur_pods
+            .iter()
+            .filter(|p| p.namespace == *namespace && p.deployment == *deployment)
+            .collect();
+        let (have, want) = (own.len(), *replicas as usize);
+        let mut removed = Vec::new();
+        if want < have {
+            removed = own[want..].iter().map(|p| (*p).clone()).collect();
+            let gone: HashSet<&str> = removed.iter().map(|p: &Pod| p.name.as_str()).collect();
+            cur_pods.retain(|p| !gone.contains(p.name.as_str()));
+        }
+        st.placement.recount(&cur_pods);
+        ds.recount(&cur_pods, &st.placement);
+        let mut added = Vec::new();
+        for _ in have..want {
+            let pod = place_one(ds, &mut st.placement, &mut st.sched_rng).map_err(|e| {
+                LabError::invalid(
+                    f,
+                    format!("plan[{}].scale.replicas", a.entry),
+                    format!("scaling {namespace}/{deployment} to {want}: {e}"),
+                )
+            })?;
+            cur_pods.push(pod.clone());
+            added.push(pod);
+        }
+        let index = PodIndex::new(&cur_pods);
+        for (k, p) in st.pending.iter().enumerate() {
+            let svc = &mut st.services[p.index];
+            if p.selects(svc, &ds.namespace, &ds.labels) {
+                st.slices[k] = service_slices(svc, p, &index)?;
+            }
+        }
+        a.scaled = Some(Scaled {
+            pods: cur_pods.clone(),
+            slices: st.slices.iter().flatten().cloned().collect(),
+            added,
+            removed,
+        });
+    }
+    Ok(actions)
+}
+
+/// Every `links:` entry names a client, a pod or a Deployment.
+pub(super) fn links(
+    f: &str,
+    links: &[LinkSpec],
+    clients: &[Client],
+    pods: &[Pod],
+) -> Result<(), LabError> {
+    for (i, l) in links.iter().enumerate() {
+        let known = clients.iter().any(|c| c.name == l.link)
+            || pods
+                .iter()
+                .any(|p| p.name == l.link || p.deployment == l.link);
+        if !known {
+            return Err(LabError::invalid(
+                f,
+                format!("links[{i}].link"),
+                format!(
+                    "unknown link {:?}: name a client, a pod or a Deployment (clients: {})",
+                    l.link,
+                    clients
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
