@@ -205,6 +205,31 @@ pub struct Cluster {
     pub actions: Vec<PlanAction>,
     /// Per-link impairments.
     pub links: Vec<LinkSpec>,
+    /// kube-proxy's configuration knobs (the same on every node).
+    pub kube_proxy: KubeProxy,
+}
+
+/// kube-proxy's configuration knobs the lab models (`kubeProxy:` in a lab config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubeProxy {
+    /// MASQUERADE with `--random-fully` (kube-proxy adds it wherever the kernel supports it);
+    /// `false` is a lab what-if: the client's source port is kept when free.
+    pub masquerade_random_fully: bool,
+    /// `iptables.localhostNodePorts`: NodePorts answer on 127.0.0.0/8 from the node itself.
+    pub localhost_node_ports: bool,
+    /// `conntrack.tcpBeLiberal`: kube-proxy then omits KUBE-FORWARD's
+    /// `--ctstate INVALID -j DROP` rule.
+    pub tcp_be_liberal: bool,
+}
+
+impl Default for KubeProxy {
+    fn default() -> Self {
+        KubeProxy {
+            masquerade_random_fully: true,
+            localhost_node_ports: true,
+            tcp_be_liberal: false,
+        }
+    }
 }
 
 impl Node {

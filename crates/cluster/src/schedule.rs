@@ -93,6 +93,7 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         seed: cfg.seed,
         actions,
         links: cfg.links,
+        kube_proxy: cfg.kube_proxy,
     })
 }
 
@@ -175,9 +176,12 @@ fn protocol(doc: &ManifestDoc, field: &str, p: Option<&str>) -> Result<Protocol,
     match p.unwrap_or("TCP") {
         "TCP" => Ok(Protocol::Tcp),
         "UDP" => Ok(Protocol::Udp),
+        // kube-proxy programs SCTP frontends like TCP/UDP ones (the engine and `lab rules`);
+        // the embedded and real clients speak TCP and UDP only.
+        "SCTP" => Ok(Protocol::Sctp),
         other => Err(doc.err(
             field,
-            format!("protocol {other:?} is not supported (TCP or UDP)"),
+            format!("protocol {other:?} is not supported (TCP, UDP or SCTP)"),
         )),
     }
 }

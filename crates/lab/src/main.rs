@@ -283,7 +283,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             count,
             connect_timeout,
         } => {
-            let cluster = load_cluster(&resolve(&scenario)?, seed)?;
+            let cluster = load(&scenario, seed)?;
             let args = lab::verify::VerifyArgs {
                 kernel,
                 json,
@@ -297,7 +297,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             node,
             seed,
         } => {
-            let cluster = load_cluster(&resolve(&scenario)?, seed)?;
+            let cluster = load(&scenario, seed)?;
             write!(
                 out,
                 "{}",

@@ -147,6 +147,9 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
             let mut cfg = nodeport::ProxyConfig::new(n.name.clone(), vec![n.ip, n.cni0_ip()]);
             cfg.cluster_cidr = Some(cluster.cluster_cidr);
             cfg.masquerade_enabled = n.masquerade;
+            cfg.masquerade_random_fully = cluster.kube_proxy.masquerade_random_fully;
+            cfg.localhost_node_ports = cluster.kube_proxy.localhost_node_ports;
+            cfg.conntrack_tcp_be_liberal = cluster.kube_proxy.tcp_be_liberal;
             sim::NodeDesc {
                 name: n.name.clone(),
                 ip: n.ip,

@@ -91,6 +91,7 @@ fn cluster() -> Cluster {
         seed: 1,
         actions: vec![],
         links: vec![],
+        kube_proxy: Default::default(),
     }
 }
 

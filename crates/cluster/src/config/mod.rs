@@ -25,7 +25,7 @@ use serde_yaml_ng::Value;
 
 use crate::error::{display_path, LabError};
 use crate::manifest::{parse_documents, ManifestDoc};
-use crate::model::{ClientAttach, LinkSpec, LoadBalancer, Node, PlanAction, PlanStep};
+use crate::model::{ClientAttach, KubeProxy, LinkSpec, LoadBalancer, Node, PlanAction, PlanStep};
 
 /// The hostname label every node carries.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -62,6 +62,8 @@ pub struct LabConfig {
     /// Per-link impairments (`links:`), names checked once pods exist.
     pub links: Vec<LinkSpec>,
     pub manifests: Vec<ManifestDoc>,
+    /// `kubeProxy:` knobs.
+    pub kube_proxy: KubeProxy,
 }
 
 /// Default seed when the config has none.
@@ -183,7 +185,25 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
         actions,
         links,
         manifests,
+        kube_proxy: kube_proxy(raw.kube_proxy.as_ref()),
     })
+}
+
+/// `kubeProxy:` with kube-proxy's defaults for what it leaves out.
+fn kube_proxy(raw: Option<&raw::RawKubeProxy>) -> KubeProxy {
+    let d = KubeProxy::default();
+    let Some(k) = raw else { return d };
+    KubeProxy {
+        masquerade_random_fully: k
+            .masquerade_random_fully
+            .unwrap_or(d.masquerade_random_fully),
+        localhost_node_ports: k.localhost_node_ports.unwrap_or(d.localhost_node_ports),
+        tcp_be_liberal: k
+            .conntrack
+            .as_ref()
+            .and_then(|c| c.tcp_be_liberal)
+            .unwrap_or(d.tcp_be_liberal),
+    }
 }
 
 /// `manifests:` entries: inline YAML strings or `file: <path>` (relative to the config).

@@ -28,6 +28,23 @@ pub(super) struct RawConfig {
     pub(super) plan: Vec<RawPlan>,
     #[serde(default)]
     pub(super) links: Vec<RawLink>,
+    pub(super) kube_proxy: Option<RawKubeProxy>,
+}
+
+/// `kubeProxy:`: kube-proxy's own configuration knobs (KubeProxyConfiguration) and the lab's
+/// MASQUERADE what-if.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawKubeProxy {
+    pub(super) masquerade_random_fully: Option<bool>,
+    pub(super) localhost_node_ports: Option<bool>,
+    pub(super) conntrack: Option<RawConntrack>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawConntrack {
+    pub(super) tcp_be_liberal: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
