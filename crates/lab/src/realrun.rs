@@ -651,10 +651,16 @@ pub fn down(out: &mut impl Write) -> anyhow::Result<()> {
     rep.recorded_stopped += k.recorded_stopped;
     rep.strays_stopped += k.strays_stopped;
     rep.namespaces.splice(0..0, k.namespaces);
-    rep.state_removed |= k.state_removed;
+    let mut dirs = Vec::new();
+    if k.state_removed {
+        dirs.push(host::kernel::KERNEL_STATE_DIR);
+    }
+    if rep.state_removed {
+        dirs.push(host::STATE_DIR);
+    }
     if rep.namespaces.is_empty()
         && rep.recorded_stopped + rep.strays_stopped == 0
-        && !rep.state_removed
+        && dirs.is_empty()
     {
         writeln!(
             out,
@@ -667,10 +673,10 @@ pub fn down(out: &mut impl Write) -> anyhow::Result<()> {
             rep.recorded_stopped + rep.strays_stopped,
             rep.namespaces.len(),
             rep.namespaces.join(", "),
-            if rep.state_removed {
-                ", removed /run/nplab"
+            if dirs.is_empty() {
+                String::new()
             } else {
-                ""
+                format!(", removed {}", dirs.join(", "))
             }
         )?;
     }
