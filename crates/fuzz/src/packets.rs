@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::mutate::havoc;
-use crate::wire::{self, flags, ICMP, TCP, UDP};
+use crate::wire::{self, ICMP, TCP, UDP};
 use crate::Harness;
 
 const fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
@@ -415,23 +415,11 @@ fn any_port(rng: &mut ChaCha8Rng) -> u16 {
 }
 
 fn tcp_flags(rng: &mut ChaCha8Rng) -> u8 {
-    use flags::*;
-    let choices = [
-        SYN,
-        SYN | ACK,
-        ACK,
-        PSH | ACK,
-        FIN | ACK,
-        RST,
-        RST | ACK,
-        0,
-        0xff,
-    ];
     if rng.random_bool(0.05) {
-        rng.random()
-    } else {
-        *choices.choose(rng).unwrap_or(&SYN)
+        return rng.random();
     }
+    let spec = ["S", "SA", "A", "PA", "FA", "R", "RA", ""].choose(rng);
+    wire::tcp_flags(spec.unwrap_or(&"S"))
 }
 
 fn ttl(rng: &mut ChaCha8Rng) -> u8 {
@@ -751,7 +739,7 @@ mod tests {
         let mut n = node(0);
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         for sport in 40000..40010u16 {
-            let syn = wire::tcp(sport, 30080, 1, 0, flags::SYN, b"");
+            let syn = wire::tcp(sport, 30080, 1, 0, wire::tcp_flags("S"), b"");
             let pkt = wire::ipv4(CLIENTS[0], NODE_IP, TCP, 64, 1, &syn);
             let out = n.receive(Duration::ZERO, Iface::Eth0, &pkt, &mut rng);
             let e = out.first().expect("SYN forwarded to an endpoint");

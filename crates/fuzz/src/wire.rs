@@ -11,18 +11,20 @@ pub const TCP: u8 = 6;
 /// UDP.
 pub const UDP: u8 = 17;
 
-/// TCP flag bits.
-pub mod flags {
-    /// FIN.
-    pub const FIN: u8 = 0x01;
-    /// SYN.
-    pub const SYN: u8 = 0x02;
-    /// RST.
-    pub const RST: u8 = 0x04;
-    /// PSH.
-    pub const PSH: u8 = 0x08;
-    /// ACK.
-    pub const ACK: u8 = 0x10;
+/// TCP flag bits (FIN, SYN, RST, PSH, ACK) by their RFC 9293 names.
+pub const TCP_FLAGS: [(&str, u8); 5] = [
+    ("FIN", 0x01),
+    ("SYN", 0x02),
+    ("RST", 0x04),
+    ("PSH", 0x08),
+    ("ACK", 0x10),
+];
+
+/// The flag byte for a name like `"SA"` (S SYN, A ACK, F FIN, R RST, P PSH).
+pub fn tcp_flags(spec: &str) -> u8 {
+    spec.chars()
+        .filter_map(|c| TCP_FLAGS.iter().find(|(n, _)| n.starts_with(c)))
+        .fold(0, |acc, (_, bit)| acc | bit)
 }
 
 /// The Internet checksum (RFC 1071) of `data`, starting from the partial sum `init`.
@@ -151,8 +153,10 @@ mod tests {
     fn checksums_verify_to_zero() {
         let a = Ipv4Addr::new(10, 0, 0, 1);
         let b = Ipv4Addr::new(10, 0, 0, 2);
-        let p = ipv4(a, b, TCP, 64, 1, &tcp(1, 2, 3, 4, flags::SYN, b"abc"));
+        let p = ipv4(a, b, TCP, 64, 1, &tcp(1, 2, 3, 4, tcp_flags("S"), b"abc"));
         assert_eq!(checksum(0, &p[..20]), 0);
+        assert_eq!(tcp_flags("SA"), 0x12);
+        assert_eq!(tcp_flags("FPA"), 0x19);
         let u = ipv4(a, b, UDP, 64, 1, &udp(53, 5353, b"q"));
         assert_eq!(five_tuple(&u), Some((a, b, UDP, 53, 5353)));
         let i = ipv4(a, b, ICMP, 64, 1, &icmp(3, 1, [0; 4], &p[..28]));
