@@ -163,9 +163,6 @@ fn policy(local: bool) -> TrafficPolicy {
 impl Desc {
     fn service(&self) -> Service {
         Service {
-            namespace: "default".into(),
-            name: self.name.into(),
-            type_: self.type_,
             cluster_ip: Some(self.vip),
             ports: (self.ports.iter())
                 .map(|&(name, protocol, port, target_port, np)| ServicePort {
@@ -178,11 +175,7 @@ impl Desc {
                 .collect(),
             external_traffic_policy: policy(self.local.0),
             internal_traffic_policy: policy(self.local.1),
-            session_affinity: SessionAffinity::None,
-            health_check_node_port: None,
-            external_ips: Vec::new(),
-            load_balancer_ips: Vec::new(),
-            load_balancer_source_ranges: vec![],
+            ..Service::new("default", self.name, self.type_)
         }
     }
 

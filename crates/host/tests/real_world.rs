@@ -20,7 +20,7 @@ use host::nginx::{Nginx, NginxSpec};
 use host::preflight::{preflight, Needs};
 use nodeport::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
-    SessionAffinity, TrafficPolicy,
+    TrafficPolicy,
 };
 use sim::{Attachment, NodeDesc, World, WorldSpec};
 use vswitch::tun::{TunConfig, TunPort};
@@ -34,24 +34,10 @@ const POD: &str = "nginx-54f57cf6bf-xhs8g";
 
 fn service(etp: TrafficPolicy) -> Service {
     Service {
-        namespace: "default".into(),
-        name: "nginx".into(),
-        type_: ServiceType::NodePort,
         cluster_ip: Some(ip("10.96.61.10")),
-        ports: vec![ServicePort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            target_port: 80,
-            node_port: Some(NODEPORT),
-        }],
+        ports: vec![ServicePort::tcp(80, 80, Some(NODEPORT))],
         external_traffic_policy: etp,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
+        ..Service::new("default", "nginx", ServiceType::NodePort)
     }
 }
 

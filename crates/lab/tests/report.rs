@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use cluster::{Client, ClientAttach, Cluster, Node, Pod};
 use lab::report::{get_pods_wide, get_svc, print_human, to_json};
 use lab::{Mode, Outcome, RequestResult, ScenarioResult};
-use nodeport::{Protocol, Service, ServicePort, ServiceType, SessionAffinity, TrafficPolicy};
+use nodeport::{Protocol, Service, ServicePort, ServiceType};
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -34,24 +34,9 @@ fn cluster() -> Cluster {
         ready: true,
     };
     let svc = |name: &str, type_, cip: &str, port, np| Service {
-        namespace: "default".into(),
-        name: name.into(),
-        type_,
         cluster_ip: Some(ip(cip)),
-        ports: vec![ServicePort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port,
-            target_port: 80,
-            node_port: np,
-        }],
-        external_traffic_policy: TrafficPolicy::Cluster,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
+        ports: vec![ServicePort::tcp(port, 80, np)],
+        ..Service::new("default", name, type_)
     };
     Cluster {
         scenario: "seed-cluster".into(),

@@ -43,24 +43,9 @@ const NODE_PORT: u16 = 32761;
 
 fn service() -> (Service, EndpointSlice) {
     let svc = Service {
-        namespace: "default".into(),
-        name: "nginx".into(),
-        type_: ServiceType::NodePort,
         cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 10)),
-        ports: vec![ServicePort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            target_port: 80,
-            node_port: Some(NODE_PORT),
-        }],
-        external_traffic_policy: TrafficPolicy::Cluster,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
+        ports: vec![ServicePort::tcp(80, 80, Some(NODE_PORT))],
+        ..Service::new("default", "nginx", ServiceType::NodePort)
     };
     let endpoints = (1..=3)
         .map(|n| Endpoint {

@@ -116,6 +116,19 @@ pub struct ServicePort {
     pub node_port: Option<u16>,
 }
 
+impl ServicePort {
+    /// An unnamed TCP port (a Service with a single port needs no name).
+    pub fn tcp(port: u16, target_port: u16, node_port: Option<u16>) -> Self {
+        ServicePort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port,
+            target_port,
+            node_port,
+        }
+    }
+}
+
 /// A Service as kube-proxy sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
@@ -141,6 +154,26 @@ pub struct Service {
 }
 
 impl Service {
+    /// A Service of `type_` with the apiserver's defaults for everything else: no ClusterIP
+    /// yet, no ports, both traffic policies Cluster, no session affinity, no health-check
+    /// NodePort, no external or load-balancer addresses, no source ranges. Fill the rest with
+    /// struct update syntax: `Service { ports, ..Service::new("default", "nginx", t) }`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>, type_: ServiceType) -> Self {
+        Service {
+            namespace: namespace.into(),
+            name: name.into(),
+            type_,
+            cluster_ip: None,
+            ports: Vec::new(),
+            external_traffic_policy: TrafficPolicy::Cluster,
+            internal_traffic_policy: TrafficPolicy::Cluster,
+            session_affinity: SessionAffinity::None,
+            health_check_node_port: None,
+            external_ips: Vec::new(),
+            load_balancer_ips: Vec::new(),
+            load_balancer_source_ranges: Vec::new(),
+        }
+    }
     pub fn service_ref(&self) -> ServiceRef {
         ServiceRef::new(self.namespace.clone(), self.name.clone())
     }

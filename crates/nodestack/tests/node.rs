@@ -6,7 +6,7 @@ use std::time::Duration;
 use etherparse::{IcmpEchoHeader, Icmpv4Type, PacketBuilder};
 use nodeport::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort, ServiceRef,
-    ServiceType, SessionAffinity, TrafficPolicy,
+    ServiceType, TrafficPolicy,
 };
 use nodestack::{Iface, Node, NodeSpec, Stage};
 use rand::SeedableRng;
@@ -58,24 +58,10 @@ fn browser_syn() -> Vec<u8> {
 
 fn nodeport_service(etp: TrafficPolicy) -> (Service, EndpointSlice) {
     let svc = Service {
-        namespace: "default".into(),
-        name: "nginx".into(),
-        type_: ServiceType::NodePort,
         cluster_ip: Some(ip("10.96.0.10")),
-        ports: vec![ServicePort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            target_port: 80,
-            node_port: Some(32761),
-        }],
+        ports: vec![ServicePort::tcp(80, 80, Some(32761))],
         external_traffic_policy: etp,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
+        ..Service::new("default", "nginx", ServiceType::NodePort)
     };
     let ep = |a: &str, n: &str| Endpoint {
         ip: ip(a),

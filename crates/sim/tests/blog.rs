@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nodeport::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
-    SessionAffinity, TrafficPolicy,
+    TrafficPolicy,
 };
 use sim::{
     Attachment, ClientDesc, LbDesc, NodeDesc, OutcomeKind, PodDesc, RequestOpts, World, WorldSpec,
@@ -71,24 +71,10 @@ fn browser() -> ClientDesc {
 
 fn service(etp: TrafficPolicy) -> Service {
     Service {
-        namespace: "default".into(),
-        name: "nginx".into(),
-        type_: ServiceType::NodePort,
         cluster_ip: Some(ip("10.96.145.24")),
-        ports: vec![ServicePort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            target_port: 80,
-            node_port: Some(NODEPORT),
-        }],
+        ports: vec![ServicePort::tcp(80, 80, Some(NODEPORT))],
         external_traffic_policy: etp,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
+        ..Service::new("default", "nginx", ServiceType::NodePort)
     }
 }
 

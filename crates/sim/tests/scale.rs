@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use nodeport::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
-    SessionAffinity, TrafficPolicy,
 };
 use sim::{Attachment, ClientDesc, NodeDesc, OutcomeKind, PodDesc, RequestOpts, World, WorldSpec};
 
@@ -42,26 +41,11 @@ fn pod_cidr(i: usize) -> Ipv4Net {
 
 fn service(s: usize) -> Service {
     Service {
-        namespace: "default".into(),
-        name: format!("svc-{s}"),
-        type_: ServiceType::NodePort,
         cluster_ip: Some(Ipv4Addr::from(
             u32::from(Ipv4Addr::new(10, 96, 0, 10)) + s as u32,
         )),
-        ports: vec![ServicePort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            target_port: 80,
-            node_port: Some(30000 + s as u16),
-        }],
-        external_traffic_policy: TrafficPolicy::Cluster,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
+        ports: vec![ServicePort::tcp(80, 80, Some(30000 + s as u16))],
+        ..Service::new("default", format!("svc-{s}"), ServiceType::NodePort)
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nodeport::{
     Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
-    SessionAffinity, TrafficPolicy,
+    TrafficPolicy,
 };
 use sim::{
     Attachment, ClientDesc, NodeDesc, OutcomeKind, PodDesc, RequestId, RequestOpts, RequestOutcome,
@@ -60,24 +60,11 @@ fn spec() -> WorldSpec {
 
 fn service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> Service {
     Service {
-        namespace: "default".into(),
-        name: "web".into(),
-        type_,
         cluster_ip: Some(ip("10.96.0.20")),
-        ports: vec![ServicePort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            target_port: 80,
-            node_port: Some(30080),
-        }],
+        ports: vec![ServicePort::tcp(80, 80, Some(30080))],
         external_traffic_policy: etp,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
         health_check_node_port: hc,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
+        ..Service::new("default", "web", type_)
     }
 }
 

@@ -62,24 +62,10 @@ pub fn terminating(mut e: Endpoint) -> Endpoint {
 /// `default/nginx`, type NodePort, port 80 → 80, nodePort 32761.
 pub fn nginx(etp: TrafficPolicy) -> Service {
     Service {
-        namespace: "default".into(),
-        name: "nginx".into(),
-        type_: ServiceType::NodePort,
         cluster_ip: Some(CLUSTER_IP),
-        ports: vec![ServicePort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            target_port: 80,
-            node_port: Some(NODE_PORT),
-        }],
+        ports: vec![ServicePort::tcp(80, 80, Some(NODE_PORT))],
         external_traffic_policy: etp,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
+        ..Service::new("default", "nginx", ServiceType::NodePort)
     }
 }
 

@@ -31,9 +31,6 @@ pub fn fake_config() -> ProxyConfig {
 /// `makeTestService(ns, name, …)` with one port "p80" (TCP 80, `node_port`).
 pub fn svc(ns: &str, name: &str, type_: ServiceType, cluster_ip: &str, np: Option<u16>) -> Service {
     Service {
-        namespace: ns.into(),
-        name: name.into(),
-        type_,
         cluster_ip: Some(ip(cluster_ip)),
         ports: vec![ServicePort {
             name: "p80".into(),
@@ -42,13 +39,7 @@ pub fn svc(ns: &str, name: &str, type_: ServiceType, cluster_ip: &str, np: Optio
             target_port: 80,
             node_port: np,
         }],
-        external_traffic_policy: TrafficPolicy::Cluster,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        session_affinity: SessionAffinity::None,
-        health_check_node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
+        ..Service::new(ns, name, type_)
     }
 }
 
