@@ -14,6 +14,9 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+#[path = "../crates/lab/tests/common/mod.rs"]
+mod common;
+
 /// Real-mode runs share the lab's lock and addresses: one at a time.
 static REAL: Mutex<()> = Mutex::new(());
 
@@ -46,36 +49,16 @@ fn missing(progs: &[&str]) -> Vec<String> {
     m
 }
 
-/// `true` = go on; `false` = skipped (reason printed). Panics under CI=true.
 fn prerequisites(what: &str, progs: &[&str]) -> bool {
-    let m = missing(progs);
-    if m.is_empty() {
-        return true;
-    }
-    let msg = format!("{what}: missing {}", m.join(", "));
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg} (CI=true: real-mode tests must run)");
-    }
-    eprintln!("SKIP {msg}");
-    false
+    common::run_or_skip(what, &missing(progs))
 }
 
 fn lab(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .current_dir(repo())
-        .args(args)
-        .output()
-        .expect("run lab");
-    assert!(
-        out.status.success(),
-        "lab {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let out = common::lab_ok(&repo(), args);
+    serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "lab {args:?}: not JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
+            String::from_utf8_lossy(&out)
         )
     })
 }

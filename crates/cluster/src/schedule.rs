@@ -227,24 +227,12 @@ const KUBERNETES_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 impl<'c> Converter<'c> {
     fn new(cfg: &'c LabConfig, service_cidr: Ipv4Net) -> Self {
         let kubernetes = nodeport::Service {
-            namespace: "default".into(),
-            name: "kubernetes".into(),
-            type_: ServiceType::ClusterIp,
             cluster_ip: Some(KUBERNETES_IP),
             ports: vec![ServicePort {
                 name: "https".into(),
-                protocol: Protocol::Tcp,
-                port: 443,
-                target_port: 6443,
-                node_port: None,
+                ..ServicePort::tcp(443, 6443, None)
             }],
-            external_traffic_policy: TrafficPolicy::Cluster,
-            internal_traffic_policy: TrafficPolicy::Cluster,
-            session_affinity: SessionAffinity::None,
-            health_check_node_port: None,
-            external_ips: Vec::new(),
-            load_balancer_ips: Vec::new(),
-            load_balancer_source_ranges: Vec::new(),
+            ..nodeport::Service::new("default", "kubernetes", ServiceType::ClusterIp)
         };
         Converter {
             cfg,

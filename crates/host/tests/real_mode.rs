@@ -23,10 +23,12 @@ use host::driver::{Driver, Forwarder};
 use host::netns::{self, Netns};
 use host::nginx::{Nginx, NginxSpec};
 use host::preflight::{find_program, preflight, Needs};
-use host::process::{alive, run_in, Supervised};
+use host::process::{alive, run_in};
 use host::{Error, Identity};
 use vswitch::tun::{TunConfig, TunPort};
 use vswitch::Port;
+
+mod common;
 
 /// Real-mode tests share the machine's namespaces and port numbers: run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -170,18 +172,8 @@ impl Drop for FwdThread {
 fn client_and_pod(scope: &Scope, mtu: u16) -> (Netns, Netns, FwdThread) {
     let cl = Netns::create(&scope.ns("cl")).expect("client ns");
     let pod = Netns::create(&scope.ns("pod")).expect("pod ns");
-    let cport = TunPort::create(
-        &TunConfig::new(cl.name(), CLIENT_IP, 24)
-            .gateway(CLIENT_GW)
-            .mtu(mtu),
-    )
-    .expect("client tun");
-    let pport = TunPort::create(
-        &TunConfig::new(pod.name(), POD_IP, 24)
-            .gateway(POD_GW)
-            .mtu(mtu),
-    )
-    .expect("pod tun");
+    let cport = common::tun(&cl, CLIENT_IP, CLIENT_GW, mtu);
+    let pport = common::tun(&pod, POD_IP, POD_GW, mtu);
     let mut fw = Forwarder::new();
     fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, cport);
     fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, pport);
@@ -490,45 +482,20 @@ fn bench_iperf3_through_forwarder() {
     scope.state.ensure().unwrap();
     let (cl, pod, fwd) = client_and_pod(&scope, mtu);
     let iperf3 = find_program("iperf3").unwrap();
-    let mut cmd = Command::new(&iperf3);
-    cmd.args(["-s", "-p", "5201", "--idle-timeout", "30"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut server = Supervised::spawn(
-        &pod,
-        "iperf3 server",
-        cmd,
-        Some(scope.state.root().join("iperf3.proc.json")),
-        "iperf3",
-    )
-    .unwrap();
+    let mut server = common::iperf3_server(&pod, scope.state.root());
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     let out = run_in(
         &cl,
         &iperf3.display().to_string(),
-        &[
-            "-c",
-            "10.244.1.16",
-            "-p",
-            "5201",
-            "-t",
-            "5",
-            "--connect-timeout",
-            "3000",
-            "-J",
-        ],
+        &common::iperf3_client_args("10.244.1.16", "5201"),
         Duration::from_secs(20),
     )
     .unwrap();
     let wall = t0.elapsed();
     let fw = fwd.finish();
     server.stop(Duration::from_secs(2)).unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let bps = json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
-    let retr = json["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    let (bps, retr) = common::iperf3_result(&out.stdout);
     println!(
         "iperf3 client->pod through trivial forwarder, MTU {mtu}: {:.2} Gbit/s, {retr} retransmits \
          ({} packets forwarded, {wall:?})",

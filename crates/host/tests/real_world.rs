@@ -25,6 +25,8 @@ use nodeport::{
 use sim::{Attachment, NodeDesc, World, WorldSpec};
 use vswitch::tun::{TunConfig, TunPort};
 
+mod common;
+
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
@@ -62,21 +64,30 @@ fn slice() -> EndpointSlice {
 /// The two lesson nodes, clients on 203.0.113.0/24.
 fn spec() -> WorldSpec {
     WorldSpec {
-        nodes: vec![
-            NodeDesc::new(
-                "ydzs-master",
-                ip("10.151.30.11"),
-                "10.244.0.0/24".parse().unwrap(),
-            ),
-            NodeDesc::new(
-                "ydzs-node1",
-                ip("10.151.30.12"),
-                "10.244.1.0/24".parse().unwrap(),
-            ),
-        ],
+        nodes: [
+            ("ydzs-master", "10.151.30.11", "10.244.0.0/24"),
+            ("ydzs-node1", "10.151.30.12", "10.244.1.0/24"),
+        ]
+        .map(|(name, addr, cidr)| NodeDesc::new(name, ip(addr), cidr.parse().unwrap()))
+        .into(),
         client_networks: vec!["203.0.113.0/24".parse().unwrap()],
         ..WorldSpec::default()
     }
+}
+
+/// Pod `name` at 10.244.1.16 on ydzs-node1 and the browser (203.0.113.11, reaching
+/// `can_reach`) as TUN ports of `world`.
+fn attach_ports(world: &mut World, pod: (&str, TunPort), browser: TunPort, can_reach: &[&str]) {
+    let (name, pod_port) = pod;
+    world
+        .add_pod_port(name, ip("10.244.1.16"), "ydzs-node1", Box::new(pod_port))
+        .unwrap();
+    let attach = Attachment::External {
+        can_reach: can_reach.iter().map(|n| n.to_string()).collect(),
+    };
+    world
+        .add_client_port("browser", ip("203.0.113.11"), &attach, Box::new(browser))
+        .unwrap();
 }
 
 struct Scope {
@@ -168,19 +179,12 @@ fn real_curl_and_nginx_through_the_simulated_cluster() {
     )
     .unwrap();
     let fds = vec![pod_port.raw_fd(), cl_port.raw_fd()];
-    world
-        .add_pod_port(POD, ip("10.244.1.16"), "ydzs-node1", Box::new(pod_port))
-        .unwrap();
-    world
-        .add_client_port(
-            "browser",
-            ip("203.0.113.11"),
-            &Attachment::External {
-                can_reach: vec!["ydzs-master".into(), "ydzs-node1".into()],
-            },
-            Box::new(cl_port),
-        )
-        .unwrap();
+    attach_ports(
+        &mut world,
+        (POD, pod_port),
+        cl_port,
+        &["ydzs-master", "ydzs-node1"],
+    );
     let spec = NginxSpec::new(POD, "ydzs-node1", ip("10.244.1.16"), &scope.state).unwrap();
     let nginx = Nginx::start(&pod_ns, &spec).expect("nginx");
     let mut driver = Driver::new(fds);
@@ -243,7 +247,7 @@ fn real_curl_and_nginx_through_the_simulated_cluster() {
 #[ignore]
 fn bench_iperf3_through_the_simulated_cluster() {
     use host::preflight::find_program;
-    use host::process::{Running, Supervised};
+    use host::process::Running;
     let needs = Needs {
         nginx: false,
         curl: false,
@@ -274,61 +278,18 @@ fn bench_iperf3_through_the_simulated_cluster() {
     sl.ports[0].port = 5201;
     world.set_services(&[svc], &[sl]);
     let pod_ns = Netns::create(&format!("{}pod", scope.prefix)).unwrap();
-    let pod_port = TunPort::create(
-        &TunConfig::new(pod_ns.name(), ip("10.244.1.16"), 24)
-            .gateway(ip("10.244.1.1"))
-            .mtu(mtu),
-    )
-    .unwrap();
+    let pod_port = common::tun(&pod_ns, ip("10.244.1.16"), ip("10.244.1.1"), mtu);
     let cl_ns = Netns::create(&format!("{}cl", scope.prefix)).unwrap();
-    let cl_port = TunPort::create(
-        &TunConfig::new(cl_ns.name(), ip("203.0.113.11"), 24)
-            .gateway(ip("203.0.113.1"))
-            .mtu(mtu),
-    )
-    .unwrap();
+    let cl_port = common::tun(&cl_ns, ip("203.0.113.11"), ip("203.0.113.1"), mtu);
     let mut driver = Driver::new(vec![pod_port.raw_fd(), cl_port.raw_fd()]);
-    world
-        .add_pod_port("iperf", ip("10.244.1.16"), "ydzs-node1", Box::new(pod_port))
-        .unwrap();
-    world
-        .add_client_port(
-            "browser",
-            ip("203.0.113.11"),
-            &Attachment::External {
-                can_reach: vec!["ydzs-master".into()],
-            },
-            Box::new(cl_port),
-        )
-        .unwrap();
+    attach_ports(&mut world, ("iperf", pod_port), cl_port, &["ydzs-master"]);
     let iperf3 = find_program("iperf3").unwrap().display().to_string();
-    let mut cmd = std::process::Command::new(&iperf3);
-    cmd.args(["-s", "-p", "5201", "--idle-timeout", "30"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut server = Supervised::spawn(
-        &pod_ns,
-        "iperf3 server",
-        cmd,
-        Some(scope.state.root().join("iperf3.proc.json")),
-        "iperf3",
-    )
-    .unwrap();
+    let mut server = common::iperf3_server(&pod_ns, scope.state.root());
     std::thread::sleep(Duration::from_millis(300));
     let mut client = Running::spawn(
         &cl_ns,
         &iperf3,
-        &[
-            "-c",
-            "10.151.30.11",
-            "-p",
-            "32201",
-            "-t",
-            "5",
-            "--connect-timeout",
-            "3000",
-            "-J",
-        ],
+        &common::iperf3_client_args("10.151.30.11", "32201"),
         Duration::from_secs(20),
     )
     .unwrap();
@@ -343,11 +304,7 @@ fn bench_iperf3_through_the_simulated_cluster() {
         .unwrap();
     let out = out.unwrap();
     server.stop(Duration::from_secs(2)).unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let bps = json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
-    let retr = json["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    let (bps, retr) = common::iperf3_result(&out.stdout);
     println!(
         "iperf3 browser -> master:32201 -> pod through the sim World, MTU {mtu}: {:.2} Gbit/s, \
          {retr} retransmits; driver {:?}",

@@ -1,5 +1,7 @@
 //! `lab scenario run X --pcap DIR`: one pcap file per link, read back with tcpdump.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,18 +61,8 @@ fn read_pcap(file: &Path) -> (u32, Vec<Vec<u8>>) {
 #[test]
 fn seed_cluster_pcap_per_link() {
     let dir = temp_dir("seed");
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["scenario", "run", "seed-cluster", "--json", "--pcap"])
-        .arg(&dir)
-        .output()
-        .expect("run lab");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON unchanged");
+    let out = common::scenario_run("seed-cluster", &["--json", "--pcap", dir.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON unchanged");
     let np = v["services"]
         .as_array()
         .unwrap()

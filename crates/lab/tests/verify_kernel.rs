@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 /// The kernel topology has one name space and one state dir: one run at a time.
 static KERNEL: Mutex<()> = Mutex::new(());
 
@@ -38,18 +40,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `true` = go on; `false` = skipped (reason printed). Panics under CI=true.
 fn prerequisites() -> bool {
-    let m = host::kernel::missing();
-    if m.is_empty() {
-        return true;
-    }
-    let msg = format!("lab verify --kernel: missing {}", m.join(", "));
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg} (CI=true: the kernel comparison must run)");
-    }
-    eprintln!("SKIP {msg}");
-    false
+    common::run_or_skip("lab verify --kernel", &host::kernel::missing())
 }
 
 fn lab(args: &[&str]) -> Output {

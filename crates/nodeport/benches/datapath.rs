@@ -186,20 +186,13 @@ fn memory(c: &mut Criterion) {
     let now = Duration::ZERO;
     let n = 1_000_000u32;
     for i in 0..n {
-        let o = Tuple {
-            proto: 6,
-            src: Ipv4Addr::from(0xcb00_0000 + i),
-            sport: 40000,
-            dst: MASTER,
-            dport: NODE_PORT,
-        };
-        let r = Tuple {
-            proto: 6,
-            src: Ipv4Addr::new(10, 244, 1, 16),
-            sport: 80,
-            dst: MASTER,
-            dport: (i % 60_000) as u16 + 1024,
-        };
+        let o = Tuple::tcp(Ipv4Addr::from(0xcb00_0000 + i), 40000, MASTER, NODE_PORT);
+        let r = Tuple::tcp(
+            Ipv4Addr::new(10, 244, 1, 16),
+            80,
+            MASTER,
+            (i % 60_000) as u16 + 1024,
+        );
         let r = Tuple {
             dst: Ipv4Addr::from(u32::from(MASTER) + i / 60_000),
             ..r
@@ -217,13 +210,12 @@ fn memory(c: &mut Criterion) {
     );
     let mut g = c.benchmark_group("conntrack_1M");
     g.throughput(Throughput::Elements(1));
-    let probe = Tuple {
-        proto: 6,
-        src: Ipv4Addr::from(0xcb00_0000 + 12345),
-        sport: 40000,
-        dst: MASTER,
-        dport: NODE_PORT,
-    };
+    let probe = Tuple::tcp(
+        Ipv4Addr::from(0xcb00_0000 + 12345),
+        40000,
+        MASTER,
+        NODE_PORT,
+    );
     g.bench_function("lookup_at_1M", |b| {
         b.iter(|| black_box(ct.lookup(black_box(&probe))))
     });

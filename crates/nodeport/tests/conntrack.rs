@@ -438,20 +438,13 @@ fn udp_entries_to_removed_endpoints_are_cleared_on_sync() {
 fn one_million_entries_fit_in_128_bytes_each() {
     let mut ct = Conntrack::new(1_000_000);
     for i in 0..1_000_000u32 {
-        let o = Tuple {
-            proto: 6,
-            src: Ipv4Addr::from(0xcb00_0000 + i),
-            sport: 40000,
-            dst: MASTER,
-            dport: NODE_PORT,
-        };
-        let r = Tuple {
-            proto: 6,
-            src: pod(1, 16),
-            sport: 80,
-            dst: Ipv4Addr::from(u32::from(MASTER) + i / 60_000),
-            dport: (i % 60_000) as u16 + 1024,
-        };
+        let o = Tuple::tcp(Ipv4Addr::from(0xcb00_0000 + i), 40000, MASTER, NODE_PORT);
+        let r = Tuple::tcp(
+            pod(1, 16),
+            80,
+            Ipv4Addr::from(u32::from(MASTER) + i / 60_000),
+            (i % 60_000) as u16 + 1024,
+        );
         ct.insert(ConnEntry::new(o, r, SYN, secs(0))).unwrap();
     }
     assert!(ct.is_full());

@@ -19,24 +19,14 @@ const MASTER: &str = "ydzs-master";
 const NODEPORT: u16 = 32761;
 
 fn nodes() -> Vec<NodeDesc> {
-    vec![
-        NodeDesc::new(MASTER, ip("10.151.30.11"), "10.244.0.0/24".parse().unwrap()),
-        NodeDesc::new(
-            "ydzs-node1",
-            ip("10.151.30.12"),
-            "10.244.1.0/24".parse().unwrap(),
-        ),
-        NodeDesc::new(
-            "ydzs-node2",
-            ip("10.151.30.13"),
-            "10.244.2.0/24".parse().unwrap(),
-        ),
-        NodeDesc::new(
-            "ydzs-node3",
-            ip("10.151.30.14"),
-            "10.244.3.0/24".parse().unwrap(),
-        ),
+    [
+        (MASTER, "10.151.30.11", "10.244.0.0/24"),
+        ("ydzs-node1", "10.151.30.12", "10.244.1.0/24"),
+        ("ydzs-node2", "10.151.30.13", "10.244.2.0/24"),
+        ("ydzs-node3", "10.151.30.14", "10.244.3.0/24"),
     ]
+    .map(|(name, addr, cidr)| NodeDesc::new(name, ip(addr), cidr.parse().unwrap()))
+    .into()
 }
 
 fn worker_pods() -> Vec<PodDesc> {

@@ -16,6 +16,17 @@ pub struct Tuple {
 }
 
 impl Tuple {
+    /// A TCP flow `src:sport → dst:dport`.
+    pub fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Tuple {
+        Tuple {
+            proto: crate::PROTO_TCP,
+            src,
+            sport,
+            dst,
+            dport,
+        }
+    }
+
     /// The tuple of a packet going the other way.
     #[inline]
     pub fn invert(&self) -> Tuple {

@@ -112,19 +112,43 @@ pub fn assert_mentions(msg: &str, parts: &[&str]) {
 /// Run the built `lab scenario run SCENARIO ARGS…` from the crate directory and return its
 /// stdout; panics with its stderr and stdout unless it succeeds.
 pub fn scenario_run(scenario: &str, args: &[&str]) -> Vec<u8> {
+    let all: Vec<&str> = ["scenario", "run", scenario]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    lab_ok(Path::new(env!("CARGO_MANIFEST_DIR")), &all)
+}
+
+/// Run the built `lab ARGS…` in `dir` and return its stdout; panics with its stderr and
+/// stdout unless it succeeds.
+pub fn lab_ok(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["scenario", "run", scenario])
+        .current_dir(dir)
         .args(args)
         .output()
         .expect("run lab");
     assert!(
         out.status.success(),
-        "lab scenario run {scenario} failed: {}\n{}",
+        "lab {args:?} failed: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
     out.stdout
+}
+
+/// For tests that need root, namespaces or programs: `true` = go on; `false` = skipped, with
+/// the reason on stderr. Under CI=true a missing prerequisite panics instead: there such
+/// tests must run.
+pub fn run_or_skip(what: &str, missing: &[String]) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("{what}: missing {}", missing.join(", "));
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg} (CI=true: this test must run, not skip)");
+    }
+    eprintln!("SKIP {msg}");
+    false
 }
 
 /// Run the built `lab ARGS…` from the repository root with `stdin` as its standard input.
