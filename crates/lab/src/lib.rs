@@ -16,12 +16,14 @@
 //! one way: runner → realrun → setup, plan; nothing calls back into runner.
 
 pub mod diagram;
+pub mod explain;
 pub mod plan;
 pub mod progress;
 pub mod realrun;
 pub mod report;
 pub mod rules;
 pub mod runner;
+pub mod serve;
 pub mod setup;
 pub mod verify;
 

@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub pcap: Option<PathBuf>,
     /// `--diagram FILE.svg`: draw the traced request (`trace`, default 1) as an SVG.
     pub diagram: Option<PathBuf>,
+    /// `--explain`: trace every request and explain each in plain words.
+    pub explain: bool,
 }
 
 impl RunOptions {

@@ -126,6 +126,7 @@ fn result() -> ScenarioResult {
         trace: None,
         conntrack: None,
         lb_health: vec![],
+        explanations: Vec::new(),
     }
 }
 

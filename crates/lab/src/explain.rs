@@ -1,0 +1,171 @@
+//! A request's story in plain words, derived from its hop events: which node kube-proxy ran
+//! on, whether it had a local endpoint, which pod DNAT chose, whether MASQUERADE rewrote the
+//! source (and so which address nginx logs), or why the SYN was dropped or rejected.
+//!
+//! Used by `lab scenario run --explain` and `lab serve`. Pure: cluster + result + hops in,
+//! text out.
+
+use nodeport::RewriteKind;
+use nodestack::{HopEvent, Stage};
+use sim::TraceEvent;
+
+use crate::report::{Outcome, RequestResult};
+use cluster::Cluster;
+
+/// The explanation of one request (see the module docs).
+pub fn explain(cluster: &Cluster, r: &RequestResult, hops: &[TraceEvent]) -> String {
+    let node_hops: Vec<&HopEvent> = hops
+        .iter()
+        .filter_map(|e| match e {
+            TraceEvent::Node(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(lb) = lb_sentence(hops) {
+        parts.push(lb);
+    }
+    let dnat = node_hops.iter().find_map(|h| {
+        h.rewrites
+            .iter()
+            .find(|w| w.kind == RewriteKind::Dnat)
+            .map(|w| (h, w))
+    });
+    let stop = node_hops
+        .iter()
+        .find(|h| matches!(h.stage, Stage::Drop | Stage::Reject));
+    match (dnat, stop) {
+        (Some((h, w)), _) => parts.push(dnat_sentence(cluster, h, *w.after.ip())),
+        (None, Some(h)) => parts.push(stop_sentence(h, r)),
+        (None, None) => {}
+    }
+    if let Some(s) = snat_sentence(&node_hops) {
+        parts.push(s);
+    } else if r.outcome == Outcome::Ok {
+        if let Some(ip) = r.logged_client_ip {
+            parts.push(format!(
+                "No node rewrote the source on the way, so nginx logs {ip}{}.",
+                if ip == r.client_ip {
+                    ", the client's real address"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    if parts.is_empty() || (dnat.is_none() && stop.is_none() && r.outcome != Outcome::Ok) {
+        parts.push(outcome_sentence(r));
+    }
+    parts.join(" ")
+}
+
+/// "The load balancer sent it to …" from the router's LB DNAT.
+fn lb_sentence(hops: &[TraceEvent]) -> Option<String> {
+    hops.iter().find_map(|e| match e {
+        TraceEvent::Router(ev) if ev.action.starts_with("LB ") && ev.action.contains(" DNAT ") => {
+            let after = ev.after.as_ref()?;
+            Some(format!(
+                "The load balancer forwarded the connection to {}:{}.",
+                after.tuple.dst, after.tuple.dport
+            ))
+        }
+        _ => None,
+    })
+}
+
+/// Which pod DNAT chose and whether the node had one of its own.
+fn dnat_sentence(cluster: &Cluster, h: &HopEvent, pod_ip: std::net::Ipv4Addr) -> String {
+    let Some(pod) = cluster.pods.iter().find(|p| p.ip == pod_ip) else {
+        return format!(
+            "kube-proxy on {} DNATed the connection to {pod_ip}.",
+            h.node
+        );
+    };
+    let service = cluster
+        .slices
+        .iter()
+        .find(|s| s.endpoints.iter().any(|e| e.ip == pod_ip));
+    let local = service.is_some_and(|s| {
+        s.endpoints
+            .iter()
+            .any(|e| e.node_name.as_deref() == Some(h.node.as_str()))
+    });
+    if pod.node == h.node {
+        format!(
+            "{} has a local endpoint, so DNAT chose {} on {} itself.",
+            h.node, pod.name, pod.node
+        )
+    } else if local {
+        format!(
+            "kube-proxy on {} (externalTrafficPolicy: Cluster) DNATed to {} on {}, although {} has an endpoint of its own.",
+            h.node, pod.name, pod.node, h.node
+        )
+    } else {
+        format!(
+            "{} has no local endpoint, so DNAT chose {} on {}.",
+            h.node, pod.name, pod.node
+        )
+    }
+}
+
+/// Why the SYN went no further.
+fn stop_sentence(h: &HopEvent, r: &RequestResult) -> String {
+    let reason = h
+        .verdict
+        .strip_prefix("drop: ")
+        .or_else(|| h.verdict.strip_prefix("reject: "))
+        .unwrap_or(&h.verdict);
+    let local = reason.contains("no local endpoints");
+    let what = match (h.stage, local) {
+        (Stage::Drop, true) => {
+            let svc = reason.split_whitespace().next().unwrap_or("the service");
+            format!(
+                "{} has no local endpoint for {svc} (externalTrafficPolicy: Local), so kube-proxy drops the SYN",
+                h.node
+            )
+        }
+        (Stage::Drop, false) => format!("{} drops the SYN ({reason})", h.node),
+        _ => format!("kube-proxy on {} rejects the SYN ({reason})", h.node),
+    };
+    let then = match r.outcome {
+        Outcome::Timeout => format!(
+            "; curl retries until its connect timeout ({:.1} s).",
+            r.elapsed_ms as f64 / 1000.0
+        ),
+        Outcome::Refused => ", so curl reports connection refused.".into(),
+        o => format!("; curl: {}.", o.as_str()),
+    };
+    format!("{what}{then}")
+}
+
+/// MASQUERADE (or SNAT) on the SYN's way: the interface and the new source.
+fn snat_sentence(hops: &[&HopEvent]) -> Option<String> {
+    hops.iter().find_map(|h| {
+        let w = h.rewrites.iter().find(|w| w.kind == RewriteKind::Snat)?;
+        let iface = h
+            .iface_out
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "its interface".into());
+        let masq = h.walk.steps.iter().any(|s| s.target.starts_with("MASQUERADE"));
+        Some(format!(
+            "The packet leaves {} through {iface}, so {} rewrote the source to {}, and nginx logs that address.",
+            h.node,
+            if masq { "MASQUERADE" } else { "SNAT" },
+            w.after.ip()
+        ))
+    })
+}
+
+/// When the hops say nothing kube-proxy did.
+fn outcome_sentence(r: &RequestResult) -> String {
+    match r.outcome {
+        Outcome::Ok => format!("{} got an answer from {}.", r.client, r.target),
+        Outcome::Timeout => format!(
+            "No answer reached {}; curl gave up after {:.1} s (connect timeout).",
+            r.client,
+            r.elapsed_ms as f64 / 1000.0
+        ),
+        Outcome::Refused => format!("{} was refused (TCP RST or ICMP unreachable).", r.target),
+        o => format!("The connection ended: {}.", o.as_str()),
+    }
+}
