@@ -73,7 +73,8 @@ fn lb_sentence(hops: &[TraceEvent]) -> Option<String> {
     })
 }
 
-/// Which pod DNAT chose and whether the node had one of its own.
+/// Which pod DNAT chose, and why that one could be chosen (the service's policy and
+/// whether the node had an endpoint of its own).
 fn dnat_sentence(cluster: &Cluster, h: &HopEvent, pod_ip: std::net::Ipv4Addr) -> String {
     let Some(pod) = cluster.pods.iter().find(|p| p.ip == pod_ip) else {
         return format!(
@@ -81,30 +82,40 @@ fn dnat_sentence(cluster: &Cluster, h: &HopEvent, pod_ip: std::net::Ipv4Addr) ->
             h.node
         );
     };
-    let service = cluster
+    let slices: Vec<_> = cluster
         .slices
         .iter()
-        .find(|s| s.endpoints.iter().any(|e| e.ip == pod_ip));
-    let local = service.is_some_and(|s| {
+        .filter(|s| s.endpoints.iter().any(|e| e.ip == pod_ip))
+        .collect();
+    let local = slices.iter().any(|s| {
         s.endpoints
             .iter()
             .any(|e| e.node_name.as_deref() == Some(h.node.as_str()))
     });
-    if pod.node == h.node {
-        format!(
-            "{} has a local endpoint, so DNAT chose {} on {} itself.",
+    let policy_local = slices.first().is_some_and(|s| {
+        cluster
+            .services
+            .iter()
+            .find(|v| v.namespace == s.service.namespace && v.name == s.service.name)
+            .is_some_and(|v| v.external_traffic_policy == nodeport::TrafficPolicy::Local)
+    });
+    match (pod.node == h.node, local, policy_local) {
+        (true, _, true) => format!(
+            "{} has a local endpoint and the policy is Local, so DNAT chose {} on {} itself.",
             h.node, pod.name, pod.node
-        )
-    } else if local {
-        format!(
-            "kube-proxy on {} (externalTrafficPolicy: Cluster) DNATed to {} on {}, although {} has an endpoint of its own.",
+        ),
+        (true, _, false) => format!(
+            "kube-proxy on {} (externalTrafficPolicy: Cluster, any endpoint) DNATed to {}, which runs on {} itself.",
+            h.node, pod.name, pod.node
+        ),
+        (false, true, _) => format!(
+            "kube-proxy on {} (externalTrafficPolicy: Cluster, any endpoint) DNATed to {} on {}, although {} has an endpoint of its own.",
             h.node, pod.name, pod.node, h.node
-        )
-    } else {
-        format!(
+        ),
+        (false, false, _) => format!(
             "{} has no local endpoint, so DNAT chose {} on {}.",
             h.node, pod.name, pod.node
-        )
+        ),
     }
 }
 
