@@ -58,6 +58,16 @@ pub fn traced_views(
         .then(|| hops.iter().map(|e| e.to_string()).collect()))
 }
 
+/// What the client is told for one request of `step` (path, connect timeout, max time).
+pub fn request_opts(step: &PlanStep) -> sim::RequestOpts {
+    sim::RequestOpts {
+        path: step.path.clone(),
+        connect_timeout: step.connect_timeout,
+        max_time: step.max_time,
+        host: None,
+    }
+}
+
 /// One resolved request of the plan.
 pub struct PlannedRequest<'a> {
     pub step: &'a PlanStep,

@@ -238,12 +238,7 @@ impl<'c> Embedded<'c> {
             .cluster
             .client(&step.client)
             .with_context(|| format!("unknown client {:?}", step.client))?;
-        let ropts = sim::RequestOpts {
-            path: step.path.clone(),
-            connect_timeout: step.connect_timeout,
-            max_time: step.max_time,
-            host: None,
-        };
+        let ropts = crate::plan::request_opts(step);
         let world = &mut self.world;
         let id = world
             .start_request(&step.client, req.dst, ropts)

@@ -253,12 +253,7 @@ impl LiveLab {
         emit: &mut dyn FnMut(Value),
     ) -> Result<Value, ApiError> {
         let number = self.requests.len() + 1;
-        let ropts = sim::RequestOpts {
-            path: step.path.clone(),
-            connect_timeout: step.connect_timeout,
-            max_time: step.max_time,
-            host: None,
-        };
+        let ropts = crate::plan::request_opts(step);
         let world = &mut self.world;
         let started = world.now();
         let id = world
