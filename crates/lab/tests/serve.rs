@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 struct Server {
     child: Child,
     addr: String,
+    /// The rest of its stdout (after the URL line).
+    stdout: Option<BufReader<std::process::ChildStdout>>,
 }
 
 impl Server {
@@ -33,9 +35,8 @@ impl Server {
             .expect("start lab serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the URL line");
+        let mut stdout = BufReader::new(stdout);
+        stdout.read_line(&mut line).expect("read the URL line");
         let addr = line
             .split_whitespace()
             .nth(1)
@@ -46,7 +47,11 @@ impl Server {
                 panic!("unexpected first line from lab serve: {line:?}")
             });
         assert!(addr.starts_with("127.0.0.1:"), "bound to {addr}");
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            stdout: Some(stdout),
+        }
     }
 
     /// One request; (status, body).
@@ -392,4 +397,82 @@ fn browser_walks_the_three_steps() {
             "{f}"
         );
     }
+}
+
+/// Reads from `s` until `needle` shows up (or 10 s pass); everything read.
+fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn events_stream_and_ctrl_c_stops_cleanly() {
+    let mut srv = Server::start("seed-cluster");
+    let mut sse = TcpStream::connect(&srv.addr).unwrap();
+    write!(
+        sse,
+        "GET /api/events HTTP/1.1\r\nHost: {}\r\n\r\n",
+        srv.addr
+    )
+    .unwrap();
+    let head = read_until(&mut sse, "\r\n\r\n");
+    assert!(head.contains("text/event-stream"), "{head}");
+    let (st, _) = srv.json(
+        "PATCH",
+        "/api/services/default/nginx",
+        Some(json!({"replicas": 1})),
+    );
+    assert_eq!(st, 200);
+    let (st, _) = srv.json(
+        "POST",
+        "/api/requests",
+        Some(json!({"client": "browser", "target": "ydzs-master"})),
+    );
+    assert_eq!(st, 200);
+    let events = read_until(&mut sse, r#""type":"request""#);
+    for t in ["sync", "hop", "log", "request"] {
+        assert!(
+            events.contains(&format!(r#""type":"{t}""#)),
+            "{t}: {events}"
+        );
+    }
+    // SIGINT (Ctrl-C) with the event stream still open: the server says so and exits 0.
+    let pid = srv.child.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 10 s after SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    if let Some(mut out) = srv.stdout.take() {
+        out.read_to_string(&mut rest).unwrap();
+    }
+    assert!(rest.contains("stopped"), "{rest:?}");
+}
+
+#[test]
+fn real_mode_is_refused_with_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["serve", "seed-cluster", "--real", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--real"));
 }
