@@ -34,10 +34,12 @@ pub fn explain(cluster: &Cluster, r: &RequestResult, hops: &[TraceEvent]) -> Str
     let stop = node_hops
         .iter()
         .find(|h| matches!(h.stage, Stage::Drop | Stage::Reject));
-    match (dnat, stop) {
-        (Some((h, w)), _) => parts.push(dnat_sentence(cluster, h, *w.after.ip())),
-        (None, Some(h)) => parts.push(stop_sentence(h, r)),
-        (None, None) => {}
+    let router_drop = router_drop_sentence(hops, r);
+    match (dnat, stop, &router_drop) {
+        (Some((h, w)), _, _) => parts.push(dnat_sentence(cluster, h, *w.after.ip())),
+        (None, Some(h), _) => parts.push(stop_sentence(h, r)),
+        (None, None, Some(s)) => parts.push(s.clone()),
+        (None, None, None) => {}
     }
     if let Some(s) = snat_sentence(&node_hops) {
         parts.push(s);
@@ -53,7 +55,8 @@ pub fn explain(cluster: &Cluster, r: &RequestResult, hops: &[TraceEvent]) -> Str
             ));
         }
     }
-    if parts.is_empty() || (dnat.is_none() && stop.is_none() && r.outcome != Outcome::Ok) {
+    let told = dnat.is_some() || stop.is_some() || router_drop.is_some();
+    if parts.is_empty() || (!told && r.outcome != Outcome::Ok) {
         parts.push(outcome_sentence(r));
     }
     parts.join(" ")
@@ -71,6 +74,24 @@ fn lb_sentence(hops: &[TraceEvent]) -> Option<String> {
         }
         _ => None,
     })
+}
+
+/// The router (or the LB) dropped the SYN: why, and what the client saw.
+fn router_drop_sentence(hops: &[TraceEvent], r: &RequestResult) -> Option<String> {
+    let reason = hops.iter().find_map(|e| match e {
+        TraceEvent::Router(ev) if ev.out_iface.is_none() => ev.action.strip_prefix("drop: "),
+        _ => None,
+    })?;
+    Some(format!(
+        "The router drops the SYN ({reason}), so no node sees it; curl {}.",
+        match r.outcome {
+            Outcome::Timeout => format!(
+                "retries until its connect timeout ({:.1} s)",
+                r.elapsed_ms as f64 / 1000.0
+            ),
+            o => format!("ends with {}", o.as_str()),
+        }
+    ))
 }
 
 /// Which pod DNAT chose, and why that one could be chosen (the service's policy and

@@ -7,7 +7,7 @@
 //! localhost, so no client crate is needed.
 //!
 //! The browser test needs /usr/bin/chromium, node and playwright-core
-//! (`npm install --prefix target/serve-e2e playwright-core@1`, done by .ci/run); without
+//! (`npm install --prefix target/serve-e2e playwright-core@1.65.1`, done by .ci/run); without
 //! them it is skipped with the reason printed, except under CI=true where it fails.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -207,6 +207,15 @@ fn api_walks_the_blog_and_validates_input() {
     assert_eq!(pods.len(), 2);
     assert!(pods.iter().all(|p| p["node"] != "ydzs-master"));
 
+    // A node the browser cannot reach: the router's drop, in words.
+    let (_, out) = srv.json(
+        "POST",
+        "/api/requests",
+        Some(json!({"client": "browser", "target": "ydzs-node1", "connectTimeout": 1})),
+    );
+    let e = out["requests"][0]["explanation"].as_str().unwrap();
+    assert!(e.starts_with("The router drops the SYN"), "{e}");
+
     // Bad input: 4xx JSON naming the field, never a crash.
     let bad: [(&str, &str, Option<&str>, u16, &str); 10] = [
         (
@@ -333,7 +342,7 @@ fn browser_walks_the_three_steps() {
     }
     if !pw.join("package.json").is_file() {
         return skip_or_fail(
-            "playwright-core is missing (npm install --prefix target/serve-e2e playwright-core@1)",
+            "playwright-core is missing (npm install --prefix target/serve-e2e playwright-core@1.65.1)",
         );
     }
     let shots = repo().join("target/serve-e2e/shots");
