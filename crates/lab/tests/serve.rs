@@ -7,7 +7,7 @@
 //! localhost, so no client crate is needed.
 //!
 //! The browser test needs /usr/bin/chromium, node and playwright-core
-//! (`npm install --prefix target/serve-e2e playwright-core@1.65.1`, done by .ci/run); without
+//! (`npm install --prefix target/serve-e2e playwright-core@1.48.2`, done by .ci/run); without
 //! them it is skipped with the reason printed, except under CI=true where it fails.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -342,7 +342,7 @@ fn browser_walks_the_three_steps() {
     }
     if !pw.join("package.json").is_file() {
         return skip_or_fail(
-            "playwright-core is missing (npm install --prefix target/serve-e2e playwright-core@1.65.1)",
+            "playwright-core is missing (npm install --prefix target/serve-e2e playwright-core@1.48.2)",
         );
     }
     let shots = repo().join("target/serve-e2e/shots");
