@@ -12,16 +12,20 @@
 //! Modules: [`plan`] (run options, the expanded plan, the [`plan::Progress`] hook),
 //! [`setup`] (the `sim::World` of a cluster), [`runner`] (dispatch + embedded mode),
 //! [`realrun`] (real mode, `lab up/down/status/conntrack`), [`report`] (text and JSON),
-//! [`diagram`] (`--diagram` SVG), [`progress`] (the stderr progress bar). Dependencies run
+//! [`diagram`] (`--diagram` SVG), [`progress`] (the stderr progress bar), [`explain`]
+//! (`--explain`: a request in plain words), [`serve`] (`lab serve`: the live page and its
+//! JSON API; uses setup, runner, report, diagram, explain, rules). Dependencies run
 //! one way: runner → realrun → setup, plan; nothing calls back into runner.
 
 pub mod diagram;
+pub mod explain;
 pub mod plan;
 pub mod progress;
 pub mod realrun;
 pub mod report;
 pub mod rules;
 pub mod runner;
+pub mod serve;
 pub mod setup;
 pub mod verify;
 

@@ -74,6 +74,24 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Serve the lab live in a browser on 127.0.0.1 (embedded mode): send requests by
+    /// clicking, change the Service, watch hops, logs and conntrack. Ctrl-C stops.
+    Serve {
+        /// Scenario name (file stem in lab-configs/) or a path to a config file.
+        scenario: String,
+        /// TCP port on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Open the page with xdg-open.
+        #[arg(long)]
+        open: bool,
+        /// Real mode (not available for serve yet: exits 2).
+        #[arg(long)]
+        real: bool,
+        /// Override the config's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Print node conntrack tables of the running `lab up` (`conntrack -L` style).
     Conntrack {
         /// Node name; all nodes when omitted.
@@ -163,6 +181,9 @@ struct RunArgs {
     /// SYN retry span, ~127 s — free in embedded mode, real waiting with --real).
     #[arg(long, value_name = "SECS")]
     connect_timeout: Option<f64>,
+    /// Explain every request in plain words, derived from its hop trace (embedded mode).
+    #[arg(long)]
+    explain: bool,
 }
 
 /// `./lab-configs`, else the repository's (relative to this crate).
@@ -304,6 +325,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 lab::rules::rules_text(&cluster, node.as_deref())?
             )?;
         }
+        Command::Serve {
+            scenario,
+            port,
+            open,
+            real,
+            seed,
+        } => {
+            if real {
+                return Err(anyhow::Error::new(LabError::invalid(
+                    "command line",
+                    "--real",
+                    "lab serve runs in embedded mode only for now (use `lab up` for real mode)",
+                )));
+            }
+            let path = resolve(&scenario)?;
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| LabError::io(&file, e))?;
+            let cfg = cluster::config::parse_config(&text, &path, seed)?;
+            drop(out);
+            lab::serve::serve(lab::serve::live::LiveLab::new(cfg)?, port, open)?;
+        }
         Command::Down => lab::realrun::down(&mut out)?,
         Command::Status => lab::realrun::status(&mut out)?,
         Command::Conntrack { node } => {
@@ -382,6 +424,7 @@ fn scenario_run(a: RunArgs, out: &mut impl Write) -> anyhow::Result<()> {
         conntrack: a.conntrack,
         pcap: a.pcap,
         diagram: a.diagram,
+        explain: a.explain,
     };
     let result = runner::run_with(&cluster, &opts, &mut Bar::for_stderr())
         .with_context(|| format!("running scenario {}", cluster.scenario))?;

@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub pcap: Option<PathBuf>,
     /// `--diagram FILE.svg`: draw the traced request (`trace`, default 1) as an SVG.
     pub diagram: Option<PathBuf>,
+    /// `--explain`: trace every request and explain each in plain words.
+    pub explain: bool,
 }
 
 impl RunOptions {
@@ -54,6 +56,16 @@ pub fn traced_views(
         .trace
         .is_some()
         .then(|| hops.iter().map(|e| e.to_string()).collect()))
+}
+
+/// What the client is told for one request of `step` (path, connect timeout, max time).
+pub fn request_opts(step: &PlanStep) -> sim::RequestOpts {
+    sim::RequestOpts {
+        path: step.path.clone(),
+        connect_timeout: step.connect_timeout,
+        max_time: step.max_time,
+        host: None,
+    }
 }
 
 /// One resolved request of the plan.

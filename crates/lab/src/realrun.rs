@@ -311,6 +311,7 @@ fn play(
         trace,
         conntrack,
         lb_health: Vec::new(),
+        explanations: Vec::new(),
     })
 }
 

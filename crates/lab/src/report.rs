@@ -95,6 +95,9 @@ pub struct ScenarioResult {
     /// LB health checking, when on: each health flip of a target and the final target
     /// states, as printable lines (human output only).
     pub lb_health: Vec<String>,
+    /// `--explain`: one plain-words explanation per request, in plan order (empty when not
+    /// asked for).
+    pub explanations: Vec<String>,
 }
 
 /// Requests answered by one pod.
@@ -699,6 +702,12 @@ fn print_diagnostics(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
             writeln!(w, "  {l}")?;
         }
     }
+    if !r.explanations.is_empty() {
+        writeln!(w, "\nexplanations:")?;
+        for (i, e) in r.explanations.iter().enumerate() {
+            writeln!(w, "  #{}: {e}", i + 1)?;
+        }
+    }
     if let Some(trace) = &r.trace {
         writeln!(w, "\ntrace:")?;
         for l in trace {
@@ -740,6 +749,19 @@ pub fn cluster_json(c: &Cluster) -> Value {
     })
 }
 
+/// One request in the `--json` schema.
+pub fn request_json(q: &RequestResult) -> Value {
+    json!({
+        "client": q.client,
+        "client_ip": q.client_ip.to_string(),
+        "target": q.target,
+        "outcome": q.outcome.as_str(),
+        "pod": q.pod,
+        "logged_client_ip": q.logged_client_ip.map(|i| i.to_string()),
+        "elapsed_ms": q.elapsed_ms,
+    })
+}
+
 /// The one JSON document of `--json`:
 /// `{scenario, mode, nodes, services, pods, requests, per_pod}` (field names are stable).
 pub fn to_json(r: &ScenarioResult) -> Value {
@@ -750,15 +772,13 @@ pub fn to_json(r: &ScenarioResult) -> Value {
         "nodes": c["nodes"],
         "services": c["services"],
         "pods": c["pods"],
-        "requests": r.requests.iter().map(|q| json!({
-            "client": q.client,
-            "client_ip": q.client_ip.to_string(),
-            "target": q.target,
-            "outcome": q.outcome.as_str(),
-            "pod": q.pod,
-            "logged_client_ip": q.logged_client_ip.map(|i| i.to_string()),
-            "elapsed_ms": q.elapsed_ms,
-        })).collect::<Vec<_>>(),
+        "requests": r.requests.iter().enumerate().map(|(i, q)| {
+            let mut v = request_json(q);
+            if let Some(e) = r.explanations.get(i) {
+                v["explanation"] = e.clone().into();
+            }
+            v
+        }).collect::<Vec<_>>(),
         "per_pod": per_pod(r).iter().map(|s| json!({
             "pod": s.pod, "node": s.node, "requests": s.requests, "share": s.share,
         })).collect::<Vec<_>>(),

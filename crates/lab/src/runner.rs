@@ -88,7 +88,7 @@ pub fn run_with(
     result
 }
 
-fn outcome_of(kind: sim::OutcomeKind) -> Outcome {
+pub fn outcome_of(kind: sim::OutcomeKind) -> Outcome {
     match kind {
         sim::OutcomeKind::Ok => Outcome::Ok,
         sim::OutcomeKind::Timeout => Outcome::Timeout,
@@ -106,25 +106,34 @@ pub fn run_embedded(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<ScenarioResult> {
     let traced = opts.traced_request();
-    let world = prepare_world(cluster, traced.is_some(), opts.pcap.as_deref())?;
-    let mut run = Embedded::new(cluster, world, traced.is_some());
+    let tracing = traced.is_some() || opts.explain;
+    let world = prepare_world(cluster, tracing, opts.pcap.as_deref())?;
+    let mut run = Embedded::new(cluster, world, tracing);
     let plan = expand_plan(cluster)?;
     progress.start(plan.len());
     let mut requests = Vec::with_capacity(plan.len());
     let mut trace = None;
+    let mut explanations = Vec::new();
     for (i, req) in plan.into_iter().enumerate() {
         let number = i + 1;
         run.run_actions(req.step_index)?;
         progress.request(number, &req, None);
-        let (result, hops) = run.request(number, req, traced == Some(number))?;
+        let (result, hops) = run.request(number, req, traced == Some(number) || opts.explain)?;
         if let Some(h) = hops {
-            trace = traced_views(opts, cluster, number, &result, &h)?;
+            if opts.explain {
+                explanations.push(crate::explain::explain(cluster, &result, &h));
+            }
+            if traced == Some(number) {
+                trace = traced_views(opts, cluster, number, &result, &h)?;
+            }
         }
         progress.done(number, &result);
         requests.push(result);
     }
     run.run_actions(cluster.plan.len())?;
-    run.finish(opts, requests, trace)
+    let mut result = run.finish(opts, requests, trace)?;
+    result.explanations = explanations;
+    Ok(result)
 }
 
 /// Embedded mode's state while the plan plays.
@@ -229,12 +238,7 @@ impl<'c> Embedded<'c> {
             .cluster
             .client(&step.client)
             .with_context(|| format!("unknown client {:?}", step.client))?;
-        let ropts = sim::RequestOpts {
-            path: step.path.clone(),
-            connect_timeout: step.connect_timeout,
-            max_time: step.max_time,
-            host: None,
-        };
+        let ropts = crate::plan::request_opts(step);
         let world = &mut self.world;
         let id = world
             .start_request(&step.client, req.dst, ropts)
@@ -326,6 +330,7 @@ impl<'c> Embedded<'c> {
             trace,
             conntrack,
             lb_health,
+            explanations: Vec::new(),
         })
     }
 }

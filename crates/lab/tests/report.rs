@@ -112,6 +112,7 @@ fn result() -> ScenarioResult {
         trace: None,
         conntrack: None,
         lb_health: vec![],
+        explanations: Vec::new(),
     }
 }
 

@@ -33,7 +33,7 @@ use model::{Flow, Mark, Place, Row};
 use rows::build_rows;
 use style::MARGIN;
 
-pub use rows::hop_lines;
+pub use rows::{hop_lines, hop_rows_json};
 pub use style::xml_escape;
 
 /// The title lines: scenario, request number, outcome, logged client IP.

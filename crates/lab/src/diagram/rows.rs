@@ -306,3 +306,40 @@ pub fn hop_lines(hops: &[TraceEvent]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The diagram's rows as JSON for `lab serve` (the same arrows and badges as the picture):
+/// `{"kind":"phase","title","flow"}`, `{"kind":"arrow","n","from","to","label","flow"}`,
+/// `{"kind":"badge","at","tag","mark","text"}`; rows of `client`'s connection when it has any.
+pub fn hop_rows_json(hops: &[TraceEvent], client: Option<&str>) -> Vec<serde_json::Value> {
+    let mut rows = build_rows(hops, client);
+    if rows.is_empty() {
+        rows = build_rows(hops, None);
+    }
+    let lower = |d: String| d.to_lowercase();
+    rows.into_iter()
+        .map(|r| match r {
+            Row::Phase { title, flow } => serde_json::json!({
+                "kind": "phase", "title": title, "flow": lower(format!("{flow:?}")),
+            }),
+            Row::Arrow {
+                n,
+                from,
+                to,
+                label,
+                flow,
+            } => serde_json::json!({
+                "kind": "arrow", "n": n, "from": from.name(), "to": to.name(),
+                "label": label, "flow": lower(format!("{flow:?}")),
+            }),
+            Row::Badge {
+                at,
+                mark,
+                tag,
+                text,
+            } => serde_json::json!({
+                "kind": "badge", "at": at.name(), "tag": tag,
+                "mark": lower(format!("{mark:?}")), "text": text,
+            }),
+        })
+        .collect()
+}
