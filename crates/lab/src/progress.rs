@@ -75,7 +75,7 @@ impl Bar {
     /// hanging real-mode request makes no calls for up to two minutes).
     fn show_later(&self, bar: &ProgressBar) {
         if self.show_after.is_zero() {
-            bar.set_draw_target(ProgressDrawTarget::stderr());
+            reveal(bar);
             return;
         }
         let weak = bar.downgrade();
@@ -85,13 +85,20 @@ impl Bar {
             .spawn(move || {
                 std::thread::sleep(delay);
                 if let Some(bar) = weak.upgrade().filter(|b| !b.is_finished()) {
-                    bar.set_draw_target(ProgressDrawTarget::stderr());
+                    reveal(&bar);
                 }
             });
         if spawned.is_err() {
             tracing::debug!("no progress timer thread: the bar stays hidden");
         }
     }
+}
+
+/// Shows `bar` on stderr and draws it at once (the steady tick would first draw a quarter of a
+/// second later, after a fast run has already ended).
+fn reveal(bar: &ProgressBar) {
+    bar.set_draw_target(ProgressDrawTarget::stderr());
+    bar.tick();
 }
 
 impl Progress for Bar {
