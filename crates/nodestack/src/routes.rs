@@ -4,8 +4,9 @@
 //! by prefix length → network → entry, so a lookup costs one hash probe per distinct prefix
 //! length (a handful) instead of a scan over every route (one per other node).
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
+
+use fnv::FnvHashMap;
 
 use crate::node::Route;
 
@@ -16,7 +17,7 @@ pub(crate) struct RouteTable {
     /// (prefix length, network → index into `routes`), longest prefix first. Of several
     /// routes with the same destination the last added wins, as the former linear
     /// `max_by_key` scan chose.
-    by_len: Vec<(u8, HashMap<u32, usize>)>,
+    by_len: Vec<(u8, FnvHashMap<u32, usize>)>,
 }
 
 impl RouteTable {
@@ -28,11 +29,11 @@ impl RouteTable {
         let pos = match self.by_len.iter().position(|(l, _)| *l <= len) {
             Some(p) if self.by_len[p].0 == len => p,
             Some(p) => {
-                self.by_len.insert(p, (len, HashMap::new()));
+                self.by_len.insert(p, (len, FnvHashMap::default()));
                 p
             }
             None => {
-                self.by_len.push((len, HashMap::new()));
+                self.by_len.push((len, FnvHashMap::default()));
                 self.by_len.len() - 1
             }
         };
