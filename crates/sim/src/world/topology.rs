@@ -57,6 +57,8 @@ fn build_node(spec: &WorldSpec, d: &NodeDesc, seed: u64) -> Result<Node, SimErro
         seed,
     );
     node.tracing = spec.tracing;
+    // Chain walks and rewrite lists exist only for hop events: skip them when not tracing.
+    node.proxier_mut().set_trace(spec.tracing);
     for o in &spec.nodes {
         if o.name != d.name {
             node.add_route(o.pod_cidr, o.ip);
