@@ -72,9 +72,9 @@ impl fmt::Display for Summary {
 /// Every combination of the five flags [`tcp_flags`] reports, indexed by S=1, F=2, R=4, P=8,
 /// A=16 (static strings: no allocation per summarised packet).
 const FLAG_NAMES: [&str; 32] = [
-    "", "S", "F", "SF", "R", "SR", "FR", "SFR", "P", "SP", "FP", "SFP", "RP", "SRP", "FRP",
-    "SFRP", "A", "SA", "FA", "SFA", "RA", "SRA", "FRA", "SFRA", "PA", "SPA", "FPA", "SFPA",
-    "RPA", "SRPA", "FRPA", "SFRPA",
+    "", "S", "F", "SF", "R", "SR", "FR", "SFR", "P", "SP", "FP", "SFP", "RP", "SRP", "FRP", "SFRP",
+    "A", "SA", "FA", "SFA", "RA", "SRA", "FRA", "SFRA", "PA", "SPA", "FPA", "SFPA", "RPA", "SRPA",
+    "FRPA", "SFRPA",
 ];
 
 fn tcp_flags(tcp: &TcpSlice<'_>) -> &'static str {
