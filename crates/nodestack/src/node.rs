@@ -514,13 +514,13 @@ impl Node {
     /// A kube-proxy sync: push the service view to the engine and open the
     /// healthCheckNodePort servers this node needs.
     pub fn set_services(&mut self, services: &[Service], slices: &[EndpointSlice]) {
-        tracing::debug!(node = %self.name, services = services.len(), slices = slices.len(), "kube-proxy sync");
         self.set_service_table(services, Arc::new(ServiceTable::compile(services, slices)));
     }
 
     /// [`Node::set_services`] with tables compiled once for many nodes
     /// ([`ServiceTable::compile`] of the same `services`).
     pub fn set_service_table(&mut self, services: &[Service], table: Arc<ServiceTable>) {
+        tracing::debug!(node = %self.name, services = services.len(), "kube-proxy sync");
         let now = self.proxier.latest_now();
         self.proxier.set_table(now, table);
         for svc in services {
