@@ -114,16 +114,17 @@ pub struct PodShare {
 /// included with 0), in the cluster's pod order.
 pub fn per_pod(result: &ScenarioResult) -> Vec<PodShare> {
     let answered = result.requests.iter().filter(|r| r.pod.is_some()).count() as u64;
+    // Counted once by pod name (not one scan of all requests per pod).
+    let mut counts: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for pod in result.requests.iter().filter_map(|r| r.pod.as_deref()) {
+        *counts.entry(pod).or_default() += 1;
+    }
     result
         .cluster
         .pods
         .iter()
         .map(|p| {
-            let n = result
-                .requests
-                .iter()
-                .filter(|r| r.pod.as_deref() == Some(p.name.as_str()))
-                .count() as u64;
+            let n = counts.get(p.name.as_str()).copied().unwrap_or(0);
             PodShare {
                 pod: p.name.clone(),
                 node: p.node.clone(),

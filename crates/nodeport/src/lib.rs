@@ -76,7 +76,7 @@ pub use model::{
 };
 pub use proxier::{
     DropReason, FrontendKind, Hook, NatPending, Postrouting, Prerouting, Proxier, Rewrite,
-    RewriteKind, Verdict,
+    RewriteKind, ServiceTable, Verdict,
 };
 /// The packet layer (the `wire` crate) under its old path `nodeport::packet`.
 pub use wire as packet;

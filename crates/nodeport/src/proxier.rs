@@ -11,25 +11,22 @@
 use std::collections::HashMap;
 use std::hash::Hasher;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::chains::{
-    endpoint_chain_name, port_proto_hash, service_port_name, ChainWalk, KUBE_POSTROUTING, MASQ_MARK,
-};
+use crate::chains::{ChainWalk, KUBE_POSTROUTING, MASQ_MARK};
 use crate::conntrack::{ConnEntry, Conntrack, Dir, InsertError, PendingFlow, Tuple};
 use crate::healthcheck::{self, HealthResponse};
-use crate::model::{
-    Endpoint, EndpointSlice, Protocol, ProxyConfig, Service, ServiceRef, ServiceType,
-    SessionAffinity, TrafficPolicy,
-};
-use crate::topology;
+use crate::model::{EndpointSlice, Protocol, ProxyConfig, Service, ServiceRef};
 use crate::Now;
 
+mod table;
 mod walk;
+pub use table::ServiceTable;
+use table::SvcPort;
 use wire::{tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
 /// Which netfilter hook a packet entered by.
@@ -239,87 +236,6 @@ enum Pick {
     Random { j: usize, n: usize },
 }
 
-/// One endpoint of a service port, as the rules see it.
-#[derive(Debug, Clone)]
-struct EpInfo {
-    addr: SocketAddrV4,
-    ip: Ipv4Addr,
-    serving: bool,
-    /// `KUBE-SEP-<hash>`.
-    sep: String,
-}
-
-/// One service port with its chains and categorised endpoints (what `syncProxyRules`
-/// writes for it).
-#[derive(Debug, Clone)]
-struct SvcPort {
-    svc: ServiceRef,
-    port_name: String,
-    /// `ns/svc:port`.
-    spn: String,
-    proto: Protocol,
-    etp_local: bool,
-    itp_local: bool,
-    affinity: Option<Duration>,
-    svc_chain: String,
-    svl_chain: String,
-    ext_chain: String,
-    /// `KUBE-FW-<hash>` (used only with [`SvcPort::firewall`]).
-    fw_chain: String,
-    /// `loadBalancerSourceRanges` of a service with LB IPs (`usesFWChain`).
-    firewall: Option<Firewall>,
-    /// Key of this port's ClientIP-affinity lists.
-    affinity_key: u64,
-    eps: Vec<EpInfo>,
-    cluster: Vec<usize>,
-    local: Vec<usize>,
-    has_any: bool,
-}
-
-/// KUBE-FW-<hash>: who may use the LB IPs of a service with `loadBalancerSourceRanges`.
-#[derive(Debug, Clone)]
-struct Firewall {
-    ranges: Vec<Ipv4Net>,
-    /// The LB IPs themselves, allowed as sources when a range contains the node IP (a node
-    /// reaching its own VIP loops back with the VIP as source).
-    lb_sources: Vec<Ipv4Addr>,
-}
-
-impl Firewall {
-    fn of(svc: &Service, config: &ProxyConfig) -> Option<Firewall> {
-        if svc.load_balancer_ips.is_empty() || svc.load_balancer_source_ranges.is_empty() {
-            return None;
-        }
-        let node_ip = config.node_addresses.first();
-        let allow_from_node = svc
-            .load_balancer_source_ranges
-            .iter()
-            .any(|r| node_ip.is_some_and(|ip| r.contains(ip)));
-        Some(Firewall {
-            ranges: svc.load_balancer_source_ranges.clone(),
-            lb_sources: if allow_from_node {
-                svc.load_balancer_ips.clone()
-            } else {
-                Vec::new()
-            },
-        })
-    }
-
-    /// The `-s` of the KUBE-FW rule `src` matches (a range, or an LB IP), `None`: dropped.
-    fn matching(&self, src: Ipv4Addr) -> Option<String> {
-        self.ranges
-            .iter()
-            .find(|r| r.contains(&src))
-            .map(|r| r.to_string())
-            .or_else(|| {
-                self.lb_sources
-                    .iter()
-                    .find(|ip| **ip == src)
-                    .map(|ip| ip.to_string())
-            })
-    }
-}
-
 /// Small recorder so that walks cost nothing when tracing is off.
 struct Rec {
     on: bool,
@@ -345,13 +261,8 @@ impl Rec {
 pub struct Proxier {
     config: ProxyConfig,
     conntrack: Conntrack,
-    ports: Vec<SvcPort>,
-    /// (proto, ip, port) of ClusterIP / externalIP / LB IP frontends.
-    frontends: HashMap<(u8, Ipv4Addr, u16), (usize, FrontendKind)>,
-    /// (proto, nodePort).
-    nodeports: HashMap<(u8, u16), usize>,
-    health_ports: HashMap<u16, ServiceRef>,
-    local_ready: HashMap<ServiceRef, usize>,
+    /// The rule view of the last sync, shared with the other nodes.
+    table: Arc<ServiceTable>,
     /// ClientIP affinity (`xt_recent` lists): (port key, client IP) → (endpoint, last seen,
     /// timeout).
     affinity: HashMap<(u64, Ipv4Addr), (SocketAddrV4, Now, Duration)>,
@@ -393,11 +304,7 @@ impl Proxier {
         Proxier {
             config,
             conntrack,
-            ports: Vec::new(),
-            frontends: HashMap::new(),
-            nodeports: HashMap::new(),
-            health_ports: HashMap::new(),
-            local_ready: HashMap::new(),
+            table: Arc::default(),
             affinity: HashMap::new(),
             last_update: None,
             latest_now: Duration::ZERO,
@@ -411,6 +318,11 @@ impl Proxier {
     /// passes its own seed so that ports follow the world's seed.
     pub fn set_port_seed(&mut self, seed: u64) {
         self.port_rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
+    /// The latest `now` this proxier has seen (the time [`Proxier::update`] syncs at).
+    pub fn latest_now(&self) -> Now {
+        self.latest_now
     }
 
     pub fn config(&self) -> &ProxyConfig {
@@ -433,90 +345,16 @@ impl Proxier {
 
     /// [`Proxier::update`] at a known time (reported as `lastUpdated` by `/healthz`).
     pub fn update_at(&mut self, now: Now, services: &[Service], slices: &[EndpointSlice]) {
+        self.set_table(now, Arc::new(ServiceTable::compile(services, slices)));
+    }
+
+    /// A sync with tables compiled once for all nodes ([`ServiceTable::compile`]): what
+    /// [`Proxier::update_at`] does, without compiling per node.
+    pub fn set_table(&mut self, now: Now, table: Arc<ServiceTable>) {
         self.latest_now = self.latest_now.max(now);
-        self.ports.clear();
-        self.frontends.clear();
-        self.nodeports.clear();
-        self.health_ports.clear();
-        self.local_ready.clear();
-        let node = self.config.node_name.clone();
-        for svc in services {
-            // Headless services get no rules.
-            let Some(cluster_ip) = svc.cluster_ip else {
-                continue;
-            };
-            let sref = svc.service_ref();
-            let my_slices: Vec<&EndpointSlice> =
-                slices.iter().filter(|s| s.service == sref).collect();
-            let ready_ips =
-                topology::local_ready_ips(my_slices.iter().flat_map(|s| s.endpoints.iter()), &node);
-            if svc.needs_health_check() {
-                if let Some(hc) = svc.health_check_node_port {
-                    self.health_ports.insert(hc, sref.clone());
-                }
-            }
-            self.local_ready.insert(sref.clone(), ready_ips.len());
-            for sp in &svc.ports {
-                let spn = service_port_name(&svc.namespace, &svc.name, &sp.name);
-                let proto = sp.protocol.as_lower();
-                let hash = port_proto_hash(&spn, proto);
-                // Endpoints of this port, in kube-proxy's "ip:port" order.
-                let eps = topology::port_endpoints(slices, &sref, sp);
-                let endpoints: Vec<Endpoint> = eps.iter().map(|(e, _)| e.clone()).collect();
-                let cat = topology::categorize(&endpoints, &node);
-                let infos = eps
-                    .iter()
-                    .map(|(e, a)| EpInfo {
-                        addr: *a,
-                        ip: e.ip,
-                        serving: e.serving,
-                        sep: endpoint_chain_name(&spn, proto, &a.to_string()),
-                    })
-                    .collect();
-                let idx = self.ports.len();
-                self.ports.push(SvcPort {
-                    svc: sref.clone(),
-                    port_name: sp.name.clone(),
-                    proto: sp.protocol,
-                    etp_local: svc.external_policy_local(),
-                    itp_local: svc.internal_traffic_policy == TrafficPolicy::Local,
-                    affinity: match svc.session_affinity {
-                        SessionAffinity::None => None,
-                        SessionAffinity::ClientIp { timeout } => Some(timeout),
-                    },
-                    svc_chain: format!("KUBE-SVC-{hash}"),
-                    svl_chain: format!("KUBE-SVL-{hash}"),
-                    ext_chain: format!("KUBE-EXT-{hash}"),
-                    fw_chain: format!("KUBE-FW-{hash}"),
-                    firewall: Firewall::of(svc, &self.config),
-                    affinity_key: affinity_key(&hash),
-                    eps: infos,
-                    cluster: cat.cluster,
-                    local: cat.local,
-                    has_any: cat.has_any,
-                    spn,
-                });
-                let pn = sp.protocol.number();
-                self.frontends
-                    .insert((pn, cluster_ip, sp.port), (idx, FrontendKind::ClusterIp));
-                for ip in &svc.external_ips {
-                    self.frontends
-                        .insert((pn, *ip, sp.port), (idx, FrontendKind::ExternalIp));
-                }
-                for ip in &svc.load_balancer_ips {
-                    self.frontends
-                        .insert((pn, *ip, sp.port), (idx, FrontendKind::LoadBalancer));
-                }
-                if matches!(svc.type_, ServiceType::NodePort | ServiceType::LoadBalancer) {
-                    if let Some(np) = sp.node_port {
-                        self.nodeports.insert((pn, np), idx);
-                    }
-                }
-            }
-        }
+        self.table = table;
         // Forget affinity of ports that no longer exist.
-        let keys: std::collections::HashSet<u64> =
-            self.ports.iter().map(|p| p.affinity_key).collect();
+        let keys = &self.table.affinity_keys;
         self.affinity.retain(|(k, _), _| keys.contains(k));
         self.clear_stale_udp();
         self.last_update = Some(now);
@@ -525,9 +363,9 @@ impl Proxier {
     /// §6.4 (≥ 1.32 reconciler): delete UDP entries whose original destination is a service
     /// frontend but whose reply source is not one of that port's serving endpoints.
     fn clear_stale_udp(&mut self) {
-        let ports = &self.ports;
-        let frontends = &self.frontends;
-        let nodeports = &self.nodeports;
+        let ports = &self.table.ports;
+        let frontends = &self.table.frontends;
+        let nodeports = &self.table.nodeports;
         let config = &self.config;
         self.conntrack.remove_where(|e| {
             if e.original.proto != PROTO_UDP {
@@ -770,8 +608,8 @@ impl Proxier {
         self.frontend_index(proto.number(), dst, dport)
             .map(|(i, k)| {
                 (
-                    self.ports[i].svc.clone(),
-                    self.ports[i].port_name.clone(),
+                    self.table.ports[i].svc.clone(),
+                    self.table.ports[i].port_name.clone(),
                     k,
                 )
             })
@@ -783,11 +621,11 @@ impl Proxier {
         dst: Ipv4Addr,
         dport: u16,
     ) -> Option<(usize, FrontendKind)> {
-        if let Some(&f) = self.frontends.get(&(proto, dst, dport)) {
+        if let Some(&f) = self.table.frontends.get(&(proto, dst, dport)) {
             return Some(f);
         }
         if is_nodeport_addr(&self.config, dst) {
-            if let Some(&i) = self.nodeports.get(&(proto, dport)) {
+            if let Some(&i) = self.table.nodeports.get(&(proto, dport)) {
                 return Some((i, FrontendKind::NodePort));
             }
         }
@@ -820,7 +658,7 @@ impl Proxier {
         let decision = self.decide(now, &t, si, kind, hook, rng);
         let walk = if self.record_walks {
             let cx = walk::FlowCtx {
-                sp: &self.ports[si],
+                sp: &self.table.ports[si],
                 config: &self.config,
                 t: &t,
                 kind,
@@ -867,7 +705,7 @@ impl Proxier {
         hook: Hook,
         rng: &mut dyn RngCore,
     ) -> FlowDecision {
-        let sp = &self.ports[si];
+        let sp = &self.table.ports[si];
         // A = false: REJECT (no nat rules exist for the port at all).
         if !sp.has_any {
             let lb_via_output = hook == Hook::Output
@@ -883,14 +721,17 @@ impl Proxier {
         // un-DNATed and KUBE-PROXY-FIREWALL drops them (NodePorts are not subject to it).
         if kind == FrontendKind::LoadBalancer {
             if let Some(fw) = &sp.firewall {
-                if fw.matching(t.src).is_none() {
+                if fw
+                    .matching(t.src, self.config.node_addresses.first())
+                    .is_none()
+                {
                     return FlowDecision::DropFirewall;
                 }
             }
         }
         let is_pod = self.is_pod(t.src);
         let via = if kind == FrontendKind::ClusterIp {
-            if sp.itp_local && sp.local.is_empty() {
+            if sp.itp_local && sp.local(&self.config.node_name).is_empty() {
                 return FlowDecision::DropNoLocal;
             }
             let detector = self.config.cluster_cidr.is_some();
@@ -905,7 +746,7 @@ impl Proxier {
                 ExtRoute::Pod
             } else if is_host {
                 ExtRoute::Host
-            } else if !sp.local.is_empty() {
+            } else if !sp.local(&self.config.node_name).is_empty() {
                 ExtRoute::Local
             } else {
                 return FlowDecision::DropNoLocal;
@@ -934,7 +775,11 @@ impl Proxier {
         local: bool,
         rng: &mut dyn RngCore,
     ) -> (usize, Pick) {
-        let pool = if local { &sp.local } else { &sp.cluster };
+        let pool = if local {
+            sp.local(&self.config.node_name)
+        } else {
+            &sp.cluster
+        };
         if let Some(timeout) = sp.affinity {
             if let Some(&(addr, last, _)) = self.affinity.get(&(sp.affinity_key, t.src)) {
                 if now.saturating_sub(last) < timeout {
@@ -962,7 +807,7 @@ impl Proxier {
         walk: ChainWalk,
     ) -> Prerouting {
         let t = p.tuple;
-        let sp = &self.ports[si];
+        let sp = &self.table.ports[si];
         let addr = sp.eps[dn.ep].addr;
         if let Some(timeout) = sp.affinity {
             self.affinity
@@ -989,7 +834,7 @@ impl Proxier {
     /// A filter-table DROP of a new flow: no local endpoints, or (`firewall`) a source
     /// outside loadBalancerSourceRanges.
     fn drop_flow(&self, si: usize, walk: ChainWalk, firewall: bool) -> Prerouting {
-        let sp = &self.ports[si];
+        let sp = &self.table.ports[si];
         let (service, port_name) = (sp.svc.clone(), sp.port_name.clone());
         Prerouting {
             verdict: Verdict::Drop(if firewall {
@@ -1199,12 +1044,12 @@ impl Proxier {
 
     /// If `port` is a healthCheckNodePort of a service this node knows, which service.
     pub fn health_check_service(&self, port: u16) -> Option<ServiceRef> {
-        self.health_ports.get(&port).cloned()
+        self.table.health_ports.get(&port).cloned()
     }
 
     /// The healthCheckNodePort answer for `service` on this node (spec §4.2).
     pub fn service_health(&self, service: &ServiceRef) -> HealthResponse {
-        let n = self.local_ready.get(service).copied().unwrap_or(0);
+        let n = self.table.local_ready(service, &self.config.node_name);
         healthcheck::service_response(service, n, self.last_update.is_some())
     }
 

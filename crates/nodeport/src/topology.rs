@@ -58,13 +58,13 @@ pub fn categorize(endpoints: &[Endpoint], node_name: &str) -> Categorized {
 /// The endpoints of one service port: for every slice of `service`, the slice port with the
 /// same name and protocol, each address once, ordered by their `"ip:port"` string as
 /// kube-proxy orders them (the order of the KUBE-SVC rules).
-pub fn port_endpoints(
-    slices: &[EndpointSlice],
+pub fn port_endpoints<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
     service: &ServiceRef,
     port: &ServicePort,
 ) -> Vec<(Endpoint, SocketAddrV4)> {
     let mut eps: Vec<(Endpoint, SocketAddrV4)> = Vec::new();
-    for s in slices.iter().filter(|s| s.service == *service) {
+    for s in slices.into_iter().filter(|s| s.service == *service) {
         let Some(p) = s
             .ports
             .iter()
@@ -79,7 +79,8 @@ pub fn port_endpoints(
             }
         }
     }
-    eps.sort_by_key(|(_, a)| a.to_string());
+    // Addresses are distinct here, so an unstable (cached-key) sort gives the same order.
+    eps.sort_by_cached_key(|(_, a)| a.to_string());
     eps
 }
 

@@ -23,5 +23,6 @@
 pub mod device;
 mod http;
 mod node;
+mod routes;
 
 pub use node::{Egress, HopEvent, Iface, Node, NodeCounters, NodeSpec, Route, RouteResult, Stage};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -11,12 +12,13 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use nodeport::{
     ChainWalk, DropReason, EndpointSlice, NatPending, Postrouting, Prerouting, Proxier,
-    ProxyConfig, Rewrite, Service, Verdict,
+    ProxyConfig, Rewrite, Service, ServiceTable, Verdict,
 };
 use vswitch::packet::{self, Summary};
 
 use crate::device::{duration, instant, QueueDevice};
 use crate::http::{Handler, Listener};
+use crate::routes::RouteTable;
 
 /// kube-proxy's health server port.
 pub const PROXY_HEALTH_PORT: u16 = 10256;
@@ -355,7 +357,7 @@ pub struct Node {
     eth0_net: Ipv4Net,
     cni0: Ipv4Addr,
     pod_cidr: Ipv4Net,
-    routes: Vec<Route>,
+    routes: RouteTable,
     proxier: Proxier,
     iface: Interface,
     dev: QueueDevice,
@@ -374,7 +376,7 @@ impl fmt::Debug for Node {
             .field("name", &self.name)
             .field("eth0", &self.eth0)
             .field("cni0", &self.cni0)
-            .field("routes", &self.routes)
+            .field("routes", &self.routes.as_slice())
             .finish_non_exhaustive()
     }
 }
@@ -394,18 +396,17 @@ impl Node {
                 proxy.node_addresses.push(a);
             }
         }
-        let mut routes = vec![
-            Route {
-                dest: eth0_net,
-                via: None,
-                dev: Iface::Eth0,
-            },
-            Route {
-                dest: pod_cidr,
-                via: None,
-                dev: Iface::Cni0,
-            },
-        ];
+        let mut routes = RouteTable::default();
+        routes.push(Route {
+            dest: eth0_net,
+            via: None,
+            dev: Iface::Eth0,
+        });
+        routes.push(Route {
+            dest: pod_cidr,
+            via: None,
+            dev: Iface::Cni0,
+        });
         if let Some(gw) = spec.gateway {
             routes.push(Route {
                 dest: Ipv4Net::default(),
@@ -477,7 +478,7 @@ impl Node {
         }
     }
     pub fn routes(&self) -> &[Route] {
-        &self.routes
+        self.routes.as_slice()
     }
     pub fn proxier(&self) -> &Proxier {
         &self.proxier
@@ -502,11 +503,7 @@ impl Node {
 
     /// Longest-prefix match.
     pub fn route(&self, dst: Ipv4Addr) -> Option<RouteResult> {
-        let r = self
-            .routes
-            .iter()
-            .filter(|r| r.dest.contains(&dst))
-            .max_by_key(|r| r.dest.prefix_len())?;
+        let r = self.routes.lookup(dst)?;
         Some(RouteResult {
             iface: r.dev,
             next_hop: r.via.unwrap_or(dst),
@@ -517,8 +514,15 @@ impl Node {
     /// A kube-proxy sync: push the service view to the engine and open the
     /// healthCheckNodePort servers this node needs.
     pub fn set_services(&mut self, services: &[Service], slices: &[EndpointSlice]) {
-        tracing::debug!(node = %self.name, services = services.len(), slices = slices.len(), "kube-proxy sync");
-        self.proxier.update(services, slices);
+        self.set_service_table(services, Arc::new(ServiceTable::compile(services, slices)));
+    }
+
+    /// [`Node::set_services`] with tables compiled once for many nodes
+    /// ([`ServiceTable::compile`] of the same `services`).
+    pub fn set_service_table(&mut self, services: &[Service], table: Arc<ServiceTable>) {
+        tracing::debug!(node = %self.name, services = services.len(), "kube-proxy sync");
+        let now = self.proxier.latest_now();
+        self.proxier.set_table(now, table);
         for svc in services {
             if let Some(port) = svc.health_check_node_port {
                 if self.listeners.iter().all(|l| l.port != port)
@@ -541,7 +545,15 @@ impl Node {
         self.next_poll
     }
 
-    fn note(&mut self, hop: Hop, stage: Stage, after: &[u8], step: EngineStep, verdict: String) {
+    /// Record a hop event; `verdict` is only formatted when tracing is on.
+    fn note(
+        &mut self,
+        hop: Hop,
+        stage: Stage,
+        after: &[u8],
+        step: EngineStep,
+        verdict: impl FnOnce() -> String,
+    ) {
         if !self.tracing {
             return;
         }
@@ -556,12 +568,12 @@ impl Node {
             walk: step.walk,
             rewrites: step.rewrites,
             ct_state: step.ct_state,
-            verdict,
+            verdict: verdict(),
         });
     }
 
     /// A drop decided by the node itself (no engine step); the caller counts it.
-    fn note_drop(&mut self, hop: Hop, pkt: &[u8], verdict: String) {
+    fn note_drop(&mut self, hop: Hop, pkt: &[u8], verdict: impl FnOnce() -> String) {
         self.note(hop, Stage::Drop, pkt, EngineStep::default(), verdict);
     }
 
@@ -571,20 +583,20 @@ impl Node {
         match verdict {
             Verdict::Accept(pending) => {
                 if hook.trace_untouched || !step.is_empty() {
-                    self.note(hop, hook.stage, pkt, step, "accept".into());
+                    self.note(hop, hook.stage, pkt, step, || "accept".into());
                 }
                 Hooked::Accept(pending)
             }
             Verdict::Drop(reason) => {
                 self.counters.engine_drops += 1;
-                let verdict = format!("{}: {}", hook.drop, describe(&reason));
+                let verdict = || format!("{}: {}", hook.drop, describe(&reason));
                 self.note(hop, Stage::Drop, pkt, step, verdict);
                 Hooked::Dropped
             }
             Verdict::Reject { mut icmp } => {
                 self.reject_source(&mut icmp);
                 self.counters.rejects += 1;
-                self.note(hop, Stage::Reject, &icmp, step, hook.reject.into());
+                self.note(hop, Stage::Reject, &icmp, step, || hook.reject.into());
                 Hooked::Reject(icmp)
             }
         }
@@ -610,7 +622,7 @@ impl Node {
             "-m conntrack --ctstate INVALID",
             "DROP",
         );
-        let verdict = "drop at FORWARD: conntrack INVALID (KUBE-FORWARD)".to_string();
+        let verdict = || "drop at FORWARD: conntrack INVALID (KUBE-FORWARD)".to_string();
         self.note(hop, Stage::Drop, pkt, step, verdict);
         true
     }
@@ -640,7 +652,7 @@ impl Node {
         } else {
             "INPUT"
         };
-        let verdict = format!("drop at {hook}: {}", describe(&reason));
+        let verdict = || format!("drop at {hook}: {}", describe(&reason));
         self.note(hop, Stage::Drop, pkt, step, verdict);
         None
     }
@@ -706,7 +718,7 @@ impl Node {
             Ok(s) => s,
             Err(e) => {
                 self.counters.malformed += 1;
-                self.note_drop(hop, &pkt, format!("malformed: {e}"));
+                self.note_drop(hop, &pkt, || format!("malformed: {e}"));
                 return out;
             }
         };
@@ -734,7 +746,7 @@ impl Node {
                 return out;
             };
             self.counters.delivered_local += 1;
-            let verdict = "deliver to local stack".to_string();
+            let verdict = || "deliver to local stack".to_string();
             self.note(hop, Stage::Input, &pkt, step, verdict);
             self.dev.rx.push_back(pkt);
             self.poll_into(now, rng, &mut out);
@@ -743,7 +755,7 @@ impl Node {
         // FORWARD.
         let Some(rt) = self.route(dst) else {
             self.counters.no_route += 1;
-            self.note_drop(hop, &pkt, format!("no route to {dst}"));
+            self.note_drop(hop, &pkt, || format!("no route to {dst}"));
             return out;
         };
         if ct_invalid && self.forward_drops_invalid(hop.out_of(rt.iface), &pkt) {
@@ -758,7 +770,7 @@ impl Node {
             Ok(Some(_)) => {}
             Ok(None) => {
                 self.counters.ttl_exceeded += 1;
-                self.note_drop(hop, &pkt, "ttl exceeded".into());
+                self.note_drop(hop, &pkt, || "ttl exceeded".into());
                 if let Ok(icmp) = packet::time_exceeded(self.address(iface), &pkt) {
                     self.local_out(now, icmp, rng, &mut out);
                 }
@@ -766,7 +778,7 @@ impl Node {
             }
             Err(e) => {
                 self.counters.malformed += 1;
-                self.note_drop(hop, &pkt, format!("malformed: {e}"));
+                self.note_drop(hop, &pkt, || format!("malformed: {e}"));
                 return out;
             }
         }
@@ -775,10 +787,12 @@ impl Node {
             return out;
         };
         self.counters.forwarded += 1;
-        let verdict = if switched {
-            format!("bridge to {} (br_netfilter)", rt.next_hop)
-        } else {
-            format!("forward via {} next hop {}", rt.iface, rt.next_hop)
+        let verdict = || {
+            if switched {
+                format!("bridge to {} (br_netfilter)", rt.next_hop)
+            } else {
+                format!("forward via {} next hop {}", rt.iface, rt.next_hop)
+            }
         };
         self.note(hop, Stage::Forward, &pkt, step, verdict);
         out.push(Egress {
@@ -871,14 +885,14 @@ impl Node {
         }
         let Some(rt) = self.route(dst) else {
             self.counters.no_route += 1;
-            self.note_drop(hop, &pkt, format!("no route to {dst}"));
+            self.note_drop(hop, &pkt, || format!("no route to {dst}"));
             return;
         };
         let hop = hop.out_of(rt.iface);
         let Some(step) = self.postrouting(hop, &mut pkt, pending, Some(rt.src), rng) else {
             return;
         };
-        let verdict = format!("send via {} next hop {}", rt.iface, rt.next_hop);
+        let verdict = || format!("send via {} next hop {}", rt.iface, rt.next_hop);
         self.note(hop, Stage::LocalOut, &pkt, step, verdict);
         out.push(Egress {
             iface: rt.iface,

@@ -492,7 +492,7 @@ struct CurlClient {
 
 /// Parse a complete response: (status, body) once complete.
 fn parse_response(buf: &[u8], eof: bool) -> Option<(u16, String)> {
-    parse_response_full(buf, eof).map(|(s, b, _)| (s, b))
+    parse_http(buf, eof, false).map(|(s, b, _)| (s, b))
 }
 
 /// (status, body, headers) of a complete response.
@@ -500,6 +500,12 @@ type Parsed = (u16, String, Vec<(String, String)>);
 
 /// Parse a complete response: (status, body, headers) once complete.
 fn parse_response_full(buf: &[u8], eof: bool) -> Option<Parsed> {
+    parse_http(buf, eof, true)
+}
+
+/// [`parse_response_full`]; the header list only `with_headers` (the per-segment
+/// completeness check needs none: no allocation per header there).
+fn parse_http(buf: &[u8], eof: bool, with_headers: bool) -> Option<Parsed> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let Ok(httparse::Status::Complete(n)) = resp.parse(buf) else {
@@ -520,6 +526,7 @@ fn parse_response_full(buf: &[u8], eof: bool) -> Option<Parsed> {
     let headers = resp
         .headers
         .iter()
+        .filter(|_| with_headers)
         .map(|h| {
             (
                 h.name.to_string(),

@@ -12,6 +12,7 @@
 //!   attachment owns this address).
 //! - [`router`]: the router between the node network and the client networks: longest-prefix
 //!   forwarding, TTL, client reachability, and the external load balancer ([`router::LoadBalancer`]).
+//! - [`prefix`]: the longest-prefix-match index of the routing tables (router and nodes).
 //! - [`mem`]: an in-memory [`Port`] (queues on both sides) for tests and glue.
 //! - [`tracer`]: the [`tracer::Tracer`] wrapper and its shared [`tracer::TraceSink`].
 //! - [`impair`]: the [`impair::Impair`] wrapper (one-way delay, jitter, rate, random loss).
@@ -27,6 +28,7 @@ pub mod impair;
 pub mod mem;
 pub mod packet;
 pub mod pcap;
+pub mod prefix;
 pub mod router;
 pub mod segment;
 pub mod tracer;

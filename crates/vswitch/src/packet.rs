@@ -23,7 +23,7 @@ pub struct Summary {
     pub tuple: FlowTuple,
     pub ttl: u8,
     /// TCP flags as letters in tcpdump order: "S", "SA", "A", "PA", "FA", "R", "RA" …
-    pub flags: String,
+    pub flags: &'static str,
     /// TCP/UDP payload length.
     pub payload_len: usize,
     /// ICMP: (type, code).
@@ -69,24 +69,21 @@ impl fmt::Display for Summary {
     }
 }
 
-fn tcp_flags(tcp: &TcpSlice<'_>) -> String {
-    let mut s = String::new();
-    if tcp.syn() {
-        s.push('S');
-    }
-    if tcp.fin() {
-        s.push('F');
-    }
-    if tcp.rst() {
-        s.push('R');
-    }
-    if tcp.psh() {
-        s.push('P');
-    }
-    if tcp.ack() {
-        s.push('A');
-    }
-    s
+/// Every combination of the five flags [`tcp_flags`] reports, indexed by S=1, F=2, R=4, P=8,
+/// A=16 (static strings: no allocation per summarised packet).
+const FLAG_NAMES: [&str; 32] = [
+    "", "S", "F", "SF", "R", "SR", "FR", "SFR", "P", "SP", "FP", "SFP", "RP", "SRP", "FRP", "SFRP",
+    "A", "SA", "FA", "SFA", "RA", "SRA", "FRA", "SFRA", "PA", "SPA", "FPA", "SFPA", "RPA", "SRPA",
+    "FRPA", "SFRPA",
+];
+
+fn tcp_flags(tcp: &TcpSlice<'_>) -> &'static str {
+    let bits = usize::from(tcp.syn())
+        | usize::from(tcp.fin()) << 1
+        | usize::from(tcp.rst()) << 2
+        | usize::from(tcp.psh()) << 3
+        | usize::from(tcp.ack()) << 4;
+    FLAG_NAMES[bits]
 }
 
 /// Parse a datagram's summary.
@@ -105,7 +102,7 @@ pub fn summarize(pkt: &[u8]) -> Result<Summary, PacketError> {
             dport: 0,
         },
         ttl,
-        flags: String::new(),
+        flags: "",
         payload_len: 0,
         icmp: None,
         inner: None,

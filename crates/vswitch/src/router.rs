@@ -8,6 +8,7 @@
 //! Sans-IO: [`Router::receive`] takes `(now, ingress interface, datagram, rng)` and returns
 //! the datagrams to transmit with their egress interface and next hop.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -17,6 +18,7 @@ use ipnet::Ipv4Net;
 use rand::{Rng, RngCore};
 
 use crate::packet::{self, FlowTuple, Summary};
+use crate::prefix::PrefixIndex;
 
 /// What an interface faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +218,7 @@ impl LoadBalancer {
 /// Result of the LB stage for one datagram.
 enum LbAction {
     NotOurs,
+    /// The rewritten datagram and the trace text (empty when not tracing).
     Translated(Vec<u8>, String),
     Drop(String),
 }
@@ -226,6 +229,8 @@ pub struct Router {
     name: String,
     ifaces: Vec<RouterIface>,
     routes: Vec<Route>,
+    /// Longest-prefix index over `routes`.
+    route_index: PrefixIndex,
     /// client address → addresses it may reach (LB frontends are always reachable).
     reach: HashMap<Ipv4Addr, BTreeSet<Ipv4Addr>>,
     lbs: Vec<LoadBalancer>,
@@ -240,6 +245,7 @@ impl Router {
             name: name.into(),
             ifaces: Vec::new(),
             routes: Vec::new(),
+            route_index: PrefixIndex::default(),
             reach: HashMap::new(),
             lbs: Vec::new(),
             events: Vec::new(),
@@ -267,7 +273,7 @@ impl Router {
             kind,
         });
         let i = self.ifaces.len() - 1;
-        self.routes.push(Route {
+        self.push_route(Route {
             dest: net.trunc(),
             via: None,
             iface: i,
@@ -279,11 +285,15 @@ impl Router {
     }
     /// A static route `dest via gateway` out of `iface`.
     pub fn add_route(&mut self, dest: Ipv4Net, via: Ipv4Addr, iface: usize) {
-        self.routes.push(Route {
+        self.push_route(Route {
             dest: dest.trunc(),
             via: Some(via),
             iface,
         });
+    }
+    fn push_route(&mut self, r: Route) {
+        self.route_index.insert(r.dest, self.routes.len());
+        self.routes.push(r);
     }
     /// Allow `client` to reach `dst`. A client with no entry reaches nothing but LB frontends.
     pub fn allow(&mut self, client: Ipv4Addr, dst: Ipv4Addr) {
@@ -305,11 +315,8 @@ impl Router {
 
     /// Longest-prefix match: (egress iface, next hop).
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<(usize, Ipv4Addr)> {
-        self.routes
-            .iter()
-            .filter(|r| r.dest.contains(&dst))
-            .max_by_key(|r| r.dest.prefix_len())
-            .map(|r| (r.iface, r.via.unwrap_or(dst)))
+        let r = &self.routes[self.route_index.lookup(dst)?];
+        Some((r.iface, r.via.unwrap_or(dst)))
     }
 
     fn note(
@@ -319,7 +326,7 @@ impl Router {
         out_iface: Option<usize>,
         before: Option<&Summary>,
         after: &[u8],
-        action: String,
+        action: impl Into<String>,
     ) {
         if !self.tracing {
             return;
@@ -335,7 +342,7 @@ impl Router {
             out_iface: out_iface.and_then(|o| self.ifaces.get(o).map(|i| i.name.clone())),
             before: before.cloned(),
             after: packet::summarize(after).ok(),
-            action,
+            action: action.into(),
         };
         self.events.push(ev);
     }
@@ -361,6 +368,9 @@ impl Router {
         rng: &mut dyn RngCore,
     ) -> LbAction {
         let t = s.tuple;
+        // Trace text only when tracing (no formatting per packet otherwise).
+        let tracing = self.tracing;
+        let text = |f: &dyn Fn() -> String| if tracing { f() } else { String::new() };
         for lb in &mut self.lbs {
             lb.expire(now);
             // ICMP errors about a translated flow (e.g. a node's REJECT): translate the
@@ -377,12 +387,14 @@ impl Router {
                     return match packet::rewrite_icmp_error(pkt, lb.frontend, front) {
                         Ok(p) => LbAction::Translated(
                             p,
-                            format!(
-                                "LB {} un-DNAT ICMP error {} → {}",
-                                lb.name,
-                                q.dst_addr(),
-                                front
-                            ),
+                            text(&|| {
+                                format!(
+                                    "LB {} un-DNAT ICMP error {} → {}",
+                                    lb.name,
+                                    q.dst_addr(),
+                                    front
+                                )
+                            }),
                         ),
                         Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
                     };
@@ -431,7 +443,7 @@ impl Router {
                 return match packet::rewrite(pkt, None, Some(target)) {
                     Ok(p) => LbAction::Translated(
                         p,
-                        format!("LB {} DNAT {} → {}", lb.name, t.dst_addr(), target),
+                        text(&|| format!("LB {} DNAT {} → {}", lb.name, t.dst_addr(), target)),
                     ),
                     Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
                 };
@@ -445,7 +457,7 @@ impl Router {
                 return match packet::rewrite(pkt, Some(from), None) {
                     Ok(p) => LbAction::Translated(
                         p,
-                        format!("LB {} un-DNAT {} → {}", lb.name, t.src_addr(), from),
+                        text(&|| format!("LB {} un-DNAT {} → {}", lb.name, t.src_addr(), from)),
                     ),
                     Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
                 };
@@ -506,17 +518,18 @@ impl Router {
             self.note_drop(now, in_iface, Some(&s), &pkt, "addressed to the router");
             return Vec::new();
         }
-        let (mut pkt, mut action) = match self.lb_stage(now, &s, &pkt, rng) {
-            LbAction::NotOurs => (pkt, "forward".to_string()),
-            LbAction::Translated(p, a) => (p, a),
+        let (mut pkt, mut action, translated) = match self.lb_stage(now, &s, &pkt, rng) {
+            LbAction::NotOurs => (pkt, Cow::Borrowed("forward"), false),
+            LbAction::Translated(p, a) => (p, Cow::Owned(a), true),
             LbAction::Drop(reason) => {
                 self.note_drop(now, in_iface, Some(&s), &pkt, reason);
                 return Vec::new();
             }
         };
-        let dst = match packet::summarize(&pkt) {
-            Ok(s2) => s2.tuple.dst,
-            Err(_) => s.tuple.dst,
+        // Only a translated datagram has a new destination.
+        let dst = match translated.then(|| packet::summarize(&pkt)) {
+            Some(Ok(s2)) => s2.tuple.dst,
+            _ => s.tuple.dst,
         };
         let Some((out, next_hop)) = self.lookup(dst) else {
             self.counters.unroutable += 1;
@@ -538,7 +551,7 @@ impl Router {
                         });
                     }
                 }
-                let action = "ttl exceeded: ICMP time exceeded sent".to_string();
+                let action = "ttl exceeded: ICMP time exceeded sent";
                 self.note(now, in_iface, None, Some(&s), &pkt, action);
                 return outs;
             }
@@ -548,8 +561,8 @@ impl Router {
                 return Vec::new();
             }
         }
-        if out == in_iface && action == "forward" {
-            action = "forward (same interface)".into();
+        if out == in_iface && !translated {
+            action = Cow::Borrowed("forward (same interface)");
         }
         self.counters.forwarded += 1;
         self.note(now, in_iface, Some(out), Some(&s), &pkt, action);

@@ -142,7 +142,7 @@ pub(super) fn what(s: &Summary) -> String {
             (t, c) => format!("ICMP type {t} code {c}"),
         };
     }
-    match s.flags.as_str() {
+    match s.flags {
         "S" => "SYN".into(),
         "SA" => "SYN-ACK".into(),
         "R" | "RA" => "RST".into(),

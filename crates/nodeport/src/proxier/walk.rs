@@ -176,7 +176,7 @@ fn frontend_steps(cx: &FlowCtx<'_>, walk: &mut ChainWalk) {
             };
             let chain = sp.fw_chain.as_str();
             walk.push("nat", KUBE_SERVICES, cx.dst_rule(&rule), chain);
-            if let Some(src) = fw.matching(cx.t.src) {
+            if let Some(src) = fw.matching(cx.t.src, cx.config.node_addresses.first()) {
                 walk.push("nat", chain, format!("-s {src}{rule}"), ext);
             }
         }

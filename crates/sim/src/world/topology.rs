@@ -57,6 +57,8 @@ fn build_node(spec: &WorldSpec, d: &NodeDesc, seed: u64) -> Result<Node, SimErro
         seed,
     );
     node.tracing = spec.tracing;
+    // Chain walks and rewrite lists exist only for hop events: skip them when not tracing.
+    node.proxier_mut().set_trace(spec.tracing);
     for o in &spec.nodes {
         if o.name != d.name {
             node.add_route(o.pod_cidr, o.ip);
@@ -445,8 +447,10 @@ impl World {
 
     /// A kube-proxy sync on every node (and the LB listeners, when derived from services).
     pub fn set_services(&mut self, services: &[Service], slices: &[EndpointSlice]) {
+        // The node-independent rule view is compiled once and shared by every node.
+        let table = std::sync::Arc::new(nodeport::ServiceTable::compile(services, slices));
         for n in &mut self.nodes {
-            n.node.set_services(services, slices);
+            n.node.set_service_table(services, table.clone());
         }
         // What the LB health checks probe: the first Local LoadBalancer service's
         // healthCheckNodePort, else kube-proxy's :10256 (spec §4.3).

@@ -1,0 +1,269 @@
+//! The compiled service tables of one sync, shared by every node (a child of [`super`]).
+//!
+//! Owns the node-independent half of `syncProxyRules`: service ports with their chain names,
+//! endpoints in kube-proxy's rule order, the cluster endpoint set, the frontend maps and the
+//! per-node local endpoint sets, all computed once per sync from the Services and
+//! EndpointSlices and then shared by every node's [`super::Proxier`] through an `Arc`. What a
+//! node adds on top is only its name (which local set applies) and its addresses (NodePort
+//! destinations, the KUBE-FW node-IP rule), read at decision time.
+//!
+//! EndpointSlices are indexed by service once, so a sync costs O(services + endpoints) and
+//! not O(services × slices) per node.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use super::{affinity_key, FrontendKind};
+use crate::chains::{endpoint_chain_name, port_proto_hash, service_port_name};
+use crate::model::{
+    EndpointSlice, Protocol, Service, ServiceRef, ServiceType, SessionAffinity, TrafficPolicy,
+};
+use crate::topology;
+
+/// One endpoint of a service port, as the rules see it.
+#[derive(Debug, Clone)]
+pub(super) struct EpInfo {
+    pub(super) addr: SocketAddrV4,
+    pub(super) ip: Ipv4Addr,
+    pub(super) serving: bool,
+    /// `KUBE-SEP-<hash>`.
+    pub(super) sep: String,
+}
+
+/// One service port with its chains and categorised endpoints (what `syncProxyRules`
+/// writes for it), for every node at once.
+#[derive(Debug, Clone)]
+pub(super) struct SvcPort {
+    pub(super) svc: ServiceRef,
+    pub(super) port_name: String,
+    /// `ns/svc:port`.
+    pub(super) spn: String,
+    pub(super) proto: Protocol,
+    pub(super) etp_local: bool,
+    pub(super) itp_local: bool,
+    pub(super) affinity: Option<Duration>,
+    pub(super) svc_chain: String,
+    pub(super) svl_chain: String,
+    pub(super) ext_chain: String,
+    /// `KUBE-FW-<hash>` (used only with [`SvcPort::firewall`]).
+    pub(super) fw_chain: String,
+    /// `loadBalancerSourceRanges` of a service with LB IPs (`usesFWChain`).
+    pub(super) firewall: Option<Firewall>,
+    /// Key of this port's ClientIP-affinity lists.
+    pub(super) affinity_key: u64,
+    pub(super) eps: Vec<EpInfo>,
+    pub(super) cluster: Vec<usize>,
+    /// The local set of each node that has one (`CategorizeEndpoints`: local Ready, else
+    /// local Serving+Terminating); nodes not listed have none.
+    local_by_node: HashMap<String, Vec<usize>>,
+    pub(super) has_any: bool,
+}
+
+impl SvcPort {
+    /// The local endpoints (indices into `eps`) on node `node`.
+    pub(super) fn local(&self, node: &str) -> &[usize] {
+        self.local_by_node.get(node).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// KUBE-FW-<hash>: who may use the LB IPs of a service with `loadBalancerSourceRanges`.
+#[derive(Debug, Clone)]
+pub(super) struct Firewall {
+    ranges: Vec<Ipv4Net>,
+    /// The LB IPs, allowed as sources when a range contains the node IP (a node reaching its
+    /// own VIP loops back with the VIP as source).
+    lb_ips: Vec<Ipv4Addr>,
+}
+
+impl Firewall {
+    fn of(svc: &Service) -> Option<Firewall> {
+        if svc.load_balancer_ips.is_empty() || svc.load_balancer_source_ranges.is_empty() {
+            return None;
+        }
+        Some(Firewall {
+            ranges: svc.load_balancer_source_ranges.clone(),
+            lb_ips: svc.load_balancer_ips.clone(),
+        })
+    }
+
+    /// The `-s` of the KUBE-FW rule `src` matches on the node whose first address is
+    /// `node_ip` (a range, or an LB IP), `None`: dropped.
+    pub(super) fn matching(&self, src: Ipv4Addr, node_ip: Option<&Ipv4Addr>) -> Option<String> {
+        if let Some(r) = self.ranges.iter().find(|r| r.contains(&src)) {
+            return Some(r.to_string());
+        }
+        let allow_from_node = self
+            .ranges
+            .iter()
+            .any(|r| node_ip.is_some_and(|ip| r.contains(ip)));
+        if !allow_from_node {
+            return None;
+        }
+        self.lb_ips
+            .iter()
+            .find(|ip| **ip == src)
+            .map(|ip| ip.to_string())
+    }
+}
+
+/// The rule view of one sync, node-independent. Build it once with
+/// [`ServiceTable::compile`] and hand the same `Arc` to every node's
+/// [`super::Proxier::set_table`].
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    pub(super) ports: Vec<SvcPort>,
+    /// (proto, ip, port) of ClusterIP / externalIP / LB IP frontends.
+    pub(super) frontends: HashMap<(u8, Ipv4Addr, u16), (usize, FrontendKind)>,
+    /// (proto, nodePort).
+    pub(super) nodeports: HashMap<(u8, u16), usize>,
+    pub(super) health_ports: HashMap<u16, ServiceRef>,
+    /// Per service, per node: distinct IPs of local Ready endpoints (`LocalReadyEndpoints`).
+    local_ready: HashMap<ServiceRef, HashMap<String, usize>>,
+    /// Affinity keys of all ports (affinity state of other keys is forgotten on sync).
+    pub(super) affinity_keys: HashSet<u64>,
+}
+
+impl ServiceTable {
+    /// Compile `services` and `slices` (what `syncProxyRules` reads) into shared tables.
+    pub fn compile(services: &[Service], slices: &[EndpointSlice]) -> ServiceTable {
+        let mut by_service: HashMap<&ServiceRef, Vec<&EndpointSlice>> = HashMap::new();
+        for s in slices {
+            by_service.entry(&s.service).or_default().push(s);
+        }
+        let mut t = ServiceTable::default();
+        for svc in services {
+            // Headless services get no rules.
+            let Some(cluster_ip) = svc.cluster_ip else {
+                continue;
+            };
+            let sref = svc.service_ref();
+            let my_slices = by_service.get(&sref).map_or(&[][..], Vec::as_slice);
+            if svc.needs_health_check() {
+                if let Some(hc) = svc.health_check_node_port {
+                    t.health_ports.insert(hc, sref.clone());
+                }
+            }
+            t.local_ready
+                .insert(sref.clone(), local_ready_counts(my_slices));
+            for sp in &svc.ports {
+                let idx = t.ports.len();
+                t.ports.push(compile_port(svc, &sref, sp, my_slices));
+                t.add_frontends(svc, cluster_ip, sp, idx);
+            }
+        }
+        t.affinity_keys = t.ports.iter().map(|p| p.affinity_key).collect();
+        t
+    }
+
+    fn add_frontends(
+        &mut self,
+        svc: &Service,
+        cluster_ip: Ipv4Addr,
+        sp: &crate::model::ServicePort,
+        idx: usize,
+    ) {
+        let pn = sp.protocol.number();
+        self.frontends
+            .insert((pn, cluster_ip, sp.port), (idx, FrontendKind::ClusterIp));
+        for ip in &svc.external_ips {
+            self.frontends
+                .insert((pn, *ip, sp.port), (idx, FrontendKind::ExternalIp));
+        }
+        for ip in &svc.load_balancer_ips {
+            self.frontends
+                .insert((pn, *ip, sp.port), (idx, FrontendKind::LoadBalancer));
+        }
+        if matches!(svc.type_, ServiceType::NodePort | ServiceType::LoadBalancer) {
+            if let Some(np) = sp.node_port {
+                self.nodeports.insert((pn, np), idx);
+            }
+        }
+    }
+
+    /// Distinct local Ready endpoint IPs of `service` on node `node`.
+    pub(super) fn local_ready(&self, service: &ServiceRef, node: &str) -> usize {
+        self.local_ready
+            .get(service)
+            .and_then(|m| m.get(node))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Per node: the number of distinct local Ready IPs ([`topology::local_ready_ips`]).
+fn local_ready_counts(slices: &[&EndpointSlice]) -> HashMap<String, usize> {
+    let mut nodes: HashSet<&str> = HashSet::new();
+    for e in slices.iter().flat_map(|s| s.endpoints.iter()) {
+        if let Some(n) = e.node_name.as_deref() {
+            nodes.insert(n);
+        }
+    }
+    nodes
+        .into_iter()
+        .filter_map(|n| {
+            let eps = slices.iter().flat_map(|s| s.endpoints.iter());
+            let k = topology::local_ready_ips(eps, n).len();
+            (k > 0).then(|| (n.to_string(), k))
+        })
+        .collect()
+}
+
+fn compile_port(
+    svc: &Service,
+    sref: &ServiceRef,
+    sp: &crate::model::ServicePort,
+    slices: &[&EndpointSlice],
+) -> SvcPort {
+    let spn = service_port_name(&svc.namespace, &svc.name, &sp.name);
+    let proto = sp.protocol.as_lower();
+    let hash = port_proto_hash(&spn, proto);
+    // Endpoints of this port, in kube-proxy's "ip:port" order.
+    let eps = topology::port_endpoints(slices.iter().copied(), sref, sp);
+    let endpoints: Vec<crate::model::Endpoint> = eps.iter().map(|(e, _)| e.clone()).collect();
+    // The cluster set and has_any do not depend on the node (an empty node name matches no
+    // endpoint's node, so the local set of this call is unused).
+    let cat = topology::categorize(&endpoints, "");
+    let mut local_by_node: HashMap<String, Vec<usize>> = HashMap::new();
+    for n in endpoints.iter().filter_map(|e| e.node_name.as_deref()) {
+        if !local_by_node.contains_key(n) {
+            let local = topology::categorize(&endpoints, n).local;
+            if !local.is_empty() {
+                local_by_node.insert(n.to_string(), local);
+            }
+        }
+    }
+    let infos = eps
+        .iter()
+        .map(|(e, a)| EpInfo {
+            addr: *a,
+            ip: e.ip,
+            serving: e.serving,
+            sep: endpoint_chain_name(&spn, proto, &a.to_string()),
+        })
+        .collect();
+    SvcPort {
+        svc: sref.clone(),
+        port_name: sp.name.clone(),
+        proto: sp.protocol,
+        etp_local: svc.external_policy_local(),
+        itp_local: svc.internal_traffic_policy == TrafficPolicy::Local,
+        affinity: match svc.session_affinity {
+            SessionAffinity::None => None,
+            SessionAffinity::ClientIp { timeout } => Some(timeout),
+        },
+        svc_chain: format!("KUBE-SVC-{hash}"),
+        svl_chain: format!("KUBE-SVL-{hash}"),
+        ext_chain: format!("KUBE-EXT-{hash}"),
+        fw_chain: format!("KUBE-FW-{hash}"),
+        firewall: Firewall::of(svc),
+        affinity_key: affinity_key(&hash),
+        eps: infos,
+        cluster: cat.cluster,
+        local_by_node,
+        has_any: cat.has_any,
+        spn,
+    }
+}
