@@ -77,6 +77,20 @@ pub struct PlannedRequest<'a> {
     pub label: String,
 }
 
+/// The `scale:`/`wait:` entries due before plan step `upto` that have not run yet (from
+/// `*next` on); advances `*next` past them.
+pub fn due_actions<'c>(
+    cluster: &'c Cluster,
+    next: &mut usize,
+    upto: usize,
+) -> &'c [cluster::PlanAction] {
+    let start = *next;
+    while cluster.actions.get(*next).is_some_and(|a| a.before <= upto) {
+        *next += 1;
+    }
+    &cluster.actions[start..*next]
+}
+
 /// Expand the plan (`count: N` → N requests), resolving each destination.
 pub fn expand_plan(cluster: &Cluster) -> anyhow::Result<Vec<PlannedRequest<'_>>> {
     let mut out = Vec::new();

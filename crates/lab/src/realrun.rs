@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::plan::{expand_plan, traced_views, PlannedRequest, Progress, RunOptions};
+use crate::plan::{due_actions, expand_plan, traced_views, PlannedRequest, Progress, RunOptions};
 use crate::report::{self, Mode, Outcome, RequestResult, ScenarioResult};
 use crate::setup::{attachment, prepare_world_with};
 use cluster::{ActionKind, ClientAttach, Cluster};
@@ -269,12 +269,7 @@ fn play(
     progress.start(plan.len());
     for (i, req) in plan.into_iter().enumerate() {
         let number = i + 1;
-        while let Some(a) = cluster
-            .actions
-            .get(next_action)
-            .filter(|a| a.before <= req.step_index)
-        {
-            next_action += 1;
+        for a in due_actions(cluster, &mut next_action, req.step_index) {
             if let ActionKind::Wait(d) = &a.kind {
                 rr.run_for(*d)?;
             }

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::Context;
 
-use crate::plan::{expand_plan, traced_views, PlannedRequest, Progress, Quiet};
+use crate::plan::{due_actions, expand_plan, traced_views, PlannedRequest, Progress, Quiet};
 use crate::report::{Mode, Outcome, RequestResult, ScenarioResult};
 use crate::setup::prepare_world;
 use cluster::{ActionKind, Cluster, PlanAction, Scaled};
@@ -177,9 +177,8 @@ impl<'c> Embedded<'c> {
 
     /// Runs the `scale:`/`wait:` entries due before request step `upto`.
     fn run_actions(&mut self, upto: usize) -> anyhow::Result<()> {
-        let actions = &self.cluster.actions;
-        while let Some(a) = actions.get(self.next_action).filter(|a| a.before <= upto) {
-            self.next_action += 1;
+        let cluster = self.cluster;
+        for a in due_actions(cluster, &mut self.next_action, upto) {
             match (&a.kind, &a.scaled) {
                 (ActionKind::Wait(d), _) => {
                     let t = self.world.now() + *d;

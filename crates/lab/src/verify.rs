@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
-use crate::plan::{expand_plan, RunOptions};
+use crate::plan::{due_actions, expand_plan, RunOptions};
 use crate::realrun::{first_word_ip, outcome_of};
 use crate::report::{self, Outcome};
 use crate::{runner, setup};
@@ -410,12 +410,7 @@ fn kernel_side(c: &Cluster, klab: &KernelLab) -> anyhow::Result<Observed> {
     let mut next_action = 0;
     let mut out = Vec::new();
     for (i, req) in expand_plan(c)?.into_iter().enumerate() {
-        while let Some(a) = c
-            .actions
-            .get(next_action)
-            .filter(|a| a.before <= req.step_index)
-        {
-            next_action += 1;
+        for a in due_actions(c, &mut next_action, req.step_index) {
             if let ActionKind::Wait(d) = &a.kind {
                 pause(*d)?;
             }

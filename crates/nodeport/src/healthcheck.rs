@@ -16,6 +16,20 @@ pub struct HealthResponse {
 }
 
 impl HealthResponse {
+    /// `status` with `body` of `content_type`, and the `nosniff` header Go's handlers add.
+    fn new(status: u16, content_type: &str, body: String) -> Self {
+        HealthResponse {
+            status,
+            headers: vec![
+                ("Content-Type".into(), content_type.into()),
+                ("X-Content-Type-Options".into(), "nosniff".into()),
+            ],
+            body,
+        }
+    }
+}
+
+impl HealthResponse {
     /// The status line's reason phrase.
     pub fn reason(&self) -> &'static str {
         match self.status {
@@ -71,30 +85,21 @@ pub fn service_response(
         local_endpoints,
         proxy_healthy
     );
-    HealthResponse {
-        status,
-        headers: vec![
-            ("Content-Type".into(), "application/json".into()),
-            ("X-Content-Type-Options".into(), "nosniff".into()),
-            (
-                "X-Load-Balancing-Endpoint-Weight".into(),
-                local_endpoints.to_string(),
-            ),
-        ],
-        body,
-    }
+    let mut r = HealthResponse::new(status, "application/json", body);
+    r.headers.push((
+        "X-Load-Balancing-Endpoint-Weight".into(),
+        local_endpoints.to_string(),
+    ));
+    r
 }
 
 /// Go's `http.NotFound`.
 pub fn not_found() -> HealthResponse {
-    HealthResponse {
-        status: 404,
-        headers: vec![
-            ("Content-Type".into(), "text/plain; charset=utf-8".into()),
-            ("X-Content-Type-Options".into(), "nosniff".into()),
-        ],
-        body: "404 page not found\n".into(),
-    }
+    HealthResponse::new(
+        404,
+        "text/plain; charset=utf-8",
+        "404 page not found\n".into(),
+    )
 }
 
 /// kube-proxy's `/healthz` (`healthz = true`) or `/livez` answer.
@@ -120,14 +125,7 @@ pub fn proxy_response(
         ", \"healthy\": {healthy}, \"status\": {{\"IPv4\": {{\"lastUpdated\": {:?}, \"healthy\": {healthy}}}}}}}",
         last_s
     ));
-    HealthResponse {
-        status,
-        headers: vec![
-            ("Content-Type".into(), "application/json".into()),
-            ("X-Content-Type-Options".into(), "nosniff".into()),
-        ],
-        body,
-    }
+    HealthResponse::new(status, "application/json", body)
 }
 
 /// `now` (an offset from the Unix epoch, by convention) as an RFC 3339 UTC timestamp.

@@ -132,6 +132,22 @@ pub struct Prerouting {
     pub ct_state: &'static str,
 }
 
+impl Prerouting {
+    /// A packet of a known flow (or an ICMP error about one): accepted, translated from its
+    /// conntrack entry by `rewrites`, no rule walk.
+    fn established(rewrites: Vec<Rewrite>, ct_state: &'static str) -> Self {
+        Prerouting {
+            verdict: Verdict::Accept(NatPending {
+                masquerade: false,
+                inner: PendingInner::Established,
+            }),
+            walk: ChainWalk::default(),
+            rewrites,
+            ct_state,
+        }
+    }
+}
+
 /// Result of the postrouting hook.
 #[derive(Debug)]
 pub struct Postrouting {
@@ -520,15 +536,7 @@ impl Proxier {
                 });
             }
         }
-        Prerouting {
-            verdict: Verdict::Accept(NatPending {
-                masquerade: false,
-                inner: PendingInner::Established,
-            }),
-            walk: ChainWalk::default(),
-            rewrites,
-            ct_state,
-        }
+        Prerouting::established(rewrites, ct_state)
     }
 
     /// ICMP error quoting a packet of a tracked flow: RELATED, translated outer and inner.
@@ -555,38 +563,25 @@ impl Proxier {
                 before: sock(inner.dst, inner.dport),
                 after: sock(other.dst, other.dport),
             });
-            if outer_dst != p.tuple.dst {
-                rewrites.push(Rewrite {
-                    kind: if d == Dir::Reply {
-                        RewriteKind::UnSnat
-                    } else {
-                        RewriteKind::Dnat
-                    },
-                    before: sock(p.tuple.dst, 0),
-                    after: sock(outer_dst, 0),
-                });
-            }
-            if outer_src != p.tuple.src {
-                rewrites.push(Rewrite {
-                    kind: if d == Dir::Reply {
-                        RewriteKind::UnDnat
-                    } else {
-                        RewriteKind::Snat
-                    },
-                    before: sock(p.tuple.src, 0),
-                    after: sock(outer_src, 0),
-                });
+            // The outer header's addresses: replies are un-NATed, originals NATed.
+            let (dst_kind, src_kind) = match d {
+                Dir::Reply => (RewriteKind::UnSnat, RewriteKind::UnDnat),
+                Dir::Original => (RewriteKind::Dnat, RewriteKind::Snat),
+            };
+            for (kind, before, after) in [
+                (dst_kind, p.tuple.dst, outer_dst),
+                (src_kind, p.tuple.src, outer_src),
+            ] {
+                if before != after {
+                    rewrites.push(Rewrite {
+                        kind,
+                        before: sock(before, 0),
+                        after: sock(after, 0),
+                    });
+                }
             }
         }
-        Prerouting {
-            verdict: Verdict::Accept(NatPending {
-                masquerade: false,
-                inner: PendingInner::Established,
-            }),
-            walk: ChainWalk::default(),
-            rewrites,
-            ct_state: "RELATED",
-        }
+        Prerouting::established(rewrites, "RELATED")
     }
 
     fn is_local_addr(&self, ip: Ipv4Addr) -> bool {

@@ -725,14 +725,14 @@ impl CurlClient {
         let s = sockets.get_mut::<tcp::Socket>(a.handle);
         let ms = now.saturating_sub(a.started).as_millis();
         let (ip, port) = (a.dst.ip(), a.dst.port());
+        let refused = || {
+            let msg = format!(
+                "curl: (7) Failed to connect to {ip} port {port} after {ms} ms: Connection refused"
+            );
+            Some((OutcomeKind::Refused, None, String::new(), msg, false))
+        };
         if a.refused {
-            return Some((
-                OutcomeKind::Refused,
-                None,
-                String::new(),
-                format!("curl: (7) Failed to connect to {ip} port {port} after {ms} ms: Connection refused"),
-                false,
-            ));
+            return refused();
         }
         let st = s.state();
         if !a.established {
@@ -749,15 +749,7 @@ impl CurlClient {
                     }
                     return None;
                 }
-                tcp::State::Closed | tcp::State::Listen => {
-                    return Some((
-                        OutcomeKind::Refused,
-                        None,
-                        String::new(),
-                        format!("curl: (7) Failed to connect to {ip} port {port} after {ms} ms: Connection refused"),
-                        false,
-                    ));
-                }
+                tcp::State::Closed | tcp::State::Listen => return refused(),
                 _ => a.established = true,
             }
         }

@@ -57,40 +57,34 @@ impl TraceEvent {
     }
 }
 
+/// ` <packet>` after an event line, when there is one.
+fn write_after(f: &mut fmt::Formatter<'_>, packet: Option<&impl fmt::Display>) -> fmt::Result {
+    match packet {
+        Some(p) => write!(f, " {p}"),
+        None => Ok(()),
+    }
+}
+
 impl fmt::Display for TraceEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TraceEvent::Link(e) => write!(f, "{e}"),
             TraceEvent::Node(e) => write!(f, "{e}"),
             TraceEvent::Router(e) => {
-                write!(
-                    f,
-                    "{:>10.6}s {} {}→{} {}",
-                    e.at.as_secs_f64(),
-                    e.router,
-                    e.in_iface,
-                    e.out_iface.as_deref().unwrap_or("-"),
-                    e.action
-                )?;
-                if let Some(a) = &e.after {
-                    write!(f, " {a}")?;
-                }
-                Ok(())
+                let (at, out) = (e.at.as_secs_f64(), e.out_iface.as_deref().unwrap_or("-"));
+                let (router, action) = (&e.router, &e.action);
+                write!(f, "{at:>10.6}s {router} {}→{out} {action}", e.in_iface)?;
+                write_after(f, e.after.as_ref())
             }
             TraceEvent::Fabric(e) => {
+                let to = e.to.as_deref().unwrap_or("<no neighbour: lost>");
+                let (at, hop) = (e.at.as_secs_f64(), e.next_hop);
                 write!(
                     f,
-                    "{:>10.6}s {} {} → {} (next hop {})",
-                    e.at.as_secs_f64(),
-                    e.segment,
-                    e.from,
-                    e.to.as_deref().unwrap_or("<no neighbour: lost>"),
-                    e.next_hop
+                    "{at:>10.6}s {} {} → {to} (next hop {hop})",
+                    e.segment, e.from
                 )?;
-                if let Some(s) = &e.summary {
-                    write!(f, " {s}")?;
-                }
-                Ok(())
+                write_after(f, e.summary.as_ref())
             }
         }
     }
