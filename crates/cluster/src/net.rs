@@ -16,10 +16,7 @@ pub fn offset(addr: Ipv4Addr, n: u32) -> Option<Ipv4Addr> {
 /// The first host address of a network (10.244.1.0/24 → 10.244.1.1): a node network's
 /// default router, a pod CIDR's cni0. `None` when the network has no room for it (/31, /32).
 pub fn first_host(net: &Ipv4Net) -> Option<Ipv4Addr> {
-    if net.prefix_len() > 30 {
-        return None;
-    }
-    offset(net.network(), 1)
+    wire::first_host(net.network(), net.prefix_len())
 }
 
 /// Whether `ip` is a host address of `net` (inside, neither network nor broadcast address).

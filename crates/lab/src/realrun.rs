@@ -38,15 +38,6 @@ pub struct RealRun {
     offsets: Vec<(String, PathBuf, u64)>,
 }
 
-fn first_host(ip: Ipv4Addr, prefix: u8) -> Ipv4Addr {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    Ipv4Addr::from((u32::from(ip) & mask) + 1)
-}
-
 /// Every datagram the fabric moves is a heap buffer of up to the TUN MTU (64 KiB with
 /// `--mtu 65000`). glibc's defaults hand such blocks back to the kernel as soon as they are
 /// freed (heap trimming above 128 KiB of free top, mmap for blocks above the dynamic
@@ -91,7 +82,7 @@ pub fn bring_up(
         .map(|c| {
             let (prefix_len, gateway) = match &c.attach {
                 // The world gives an external client its own /24 behind the router (.1).
-                ClientAttach::External { .. } => (24, first_host(c.ip, 24)),
+                ClientAttach::External { .. } => (24, gateway(c.ip, 24)),
                 ClientAttach::Pod { node } => {
                     let n = cluster
                         .node(node)
@@ -751,6 +742,11 @@ pub fn conntrack(node: Option<&str>, out: &mut impl Write) -> anyhow::Result<()>
         )?;
     }
     Ok(())
+}
+
+/// A client network's gateway (the router's address on it): its first host.
+fn gateway(ip: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
+    wire::first_host(ip, prefix_len).unwrap_or(ip)
 }
 
 #[cfg(test)]

@@ -12,11 +12,13 @@
 //! - [`checksum`]: RFC 1071 sums and RFC 1624 incremental updates; SCTP's CRC32c.
 //! - [`nat`]: in-place rewrite of a datagram's tuple ([`rewrite`]) and of an ICMP error with
 //!   its quoted datagram ([`rewrite_icmp_error`]), checksums fixed incrementally.
+//! - [`addr`]: network arithmetic ([`first_host`] of a network).
 //! - [`icmp`]: building ICMP errors that quote a datagram (REJECT, TTL exceeded, …).
 //!
 //! Never panics on any input: every parse path checks lengths, every rewrite takes a
 //! [`Parsed`] of the very buffer it edits.
 
+pub mod addr;
 pub mod checksum;
 pub mod error;
 pub mod icmp;
@@ -25,6 +27,7 @@ pub mod parse;
 pub mod proto;
 pub mod tuple;
 
+pub use addr::first_host;
 pub use error::PacketError;
 pub use nat::{rewrite, rewrite_icmp_error};
 pub use parse::{l4_ports, parse, L4Kind, Parsed};

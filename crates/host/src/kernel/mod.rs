@@ -151,13 +151,7 @@ pub fn missing() -> Vec<String> {
 }
 
 fn first_host(ip: Ipv4Addr, prefix: u8) -> Ipv4Addr {
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-    Ipv4Addr::from((u32::from(ip) & mask) + 1)
-}
-
-fn network(ip: Ipv4Addr, prefix: u8) -> Ipv4Addr {
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-    Ipv4Addr::from(u32::from(ip) & mask)
+    wire::first_host(ip, prefix).unwrap_or(ip)
 }
 
 /// New access-log lines of each pod since the last read (complete lines only).
@@ -319,7 +313,7 @@ impl KernelLab {
                     self.pod_link(&nodes[i], &format!("q{k}"), &ns, n, c.ip)?;
                 }
                 KAttach::External { prefix_len, reach } => {
-                    let net = (network(c.ip, *prefix_len), *prefix_len);
+                    let net = (wire::addr::network(c.ip, *prefix_len), *prefix_len);
                     let m = match client_nets.iter().position(|x| *x == net) {
                         Some(m) => m,
                         None => {
@@ -462,8 +456,8 @@ mod tests {
     fn addresses_and_reach_rules() {
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         assert_eq!(first_host(ip("203.0.113.11"), 24), ip("203.0.113.1"));
-        assert_eq!(network(ip("10.244.1.16"), 24), ip("10.244.1.0"));
-        assert_eq!(network(ip("10.244.1.16"), 0), ip("0.0.0.0"));
+        assert_eq!(wire::addr::network(ip("10.244.1.16"), 24), ip("10.244.1.0"));
+        assert_eq!(wire::addr::network(ip("10.244.1.16"), 0), ip("0.0.0.0"));
         let lb = KLoadBalancer {
             ip: ip("198.51.100.10"),
             targets: vec![ip("10.151.30.12"), ip("10.151.30.13")],

@@ -24,7 +24,7 @@ use crate::host::{AccessJournal, Host, HostConfig, ServerInfo};
 /// The first host address of a network (the gateway: the router's client-network address,
 /// a node's cni0).
 pub(super) fn first_host(net: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(net.network()).wrapping_add(1))
+    wire::first_host(net.network(), net.prefix_len()).unwrap_or(net.network())
 }
 
 /// One node of the description: its stack, kube-proxy config (the default one unless
