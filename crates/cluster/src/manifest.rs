@@ -33,6 +33,10 @@ impl Object {
         ns.filter(|n| !n.is_empty())
             .unwrap_or_else(|| "default".to_string())
     }
+    /// Whether this is the object `ns/name` (namespace defaulted as in [`Object::namespace`]).
+    pub fn is_named(&self, ns: &str, name: &str) -> bool {
+        self.name() == name && self.namespace() == ns
+    }
     pub fn name(&self) -> String {
         match self {
             Object::Deployment(d) => d.metadata.name.clone(),

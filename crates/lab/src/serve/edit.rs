@@ -101,15 +101,10 @@ pub fn apply_patch(
     };
     let mut matched = 0;
     for doc in &mut cfg.manifests {
+        let (d_ns, d_name) = (doc.object.namespace(), doc.object.name());
         let Object::Deployment(d) = &mut doc.object else {
             continue;
         };
-        let d_ns = d
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let d_name = d.metadata.name.clone().unwrap_or_default();
         let Some(spec) = d.spec.as_mut() else {
             continue;
         };
@@ -160,13 +155,9 @@ fn edit_service(
     let svc = cfg
         .manifests
         .iter_mut()
+        .filter(|d| d.object.is_named(ns, name))
         .find_map(|d| match &mut d.object {
-            Object::Service(s)
-                if s.metadata.name.as_deref() == Some(name)
-                    && s.metadata.namespace.as_deref().unwrap_or("default") == ns =>
-            {
-                Some(s)
-            }
+            Object::Service(s) => Some(s),
             _ => None,
         })
         .ok_or_else(|| ApiError::not_found("service", &format!("{ns}/{name}"), &known))?;
@@ -192,16 +183,14 @@ fn edit_service(
 
 /// The tolerations Deployment `ns/name` had as loaded.
 fn original_tolerations(original: &LabConfig, ns: &str, name: &str) -> Option<Vec<Toleration>> {
-    original.manifests.iter().find_map(|doc| match &doc.object {
-        Object::Deployment(d)
-            if d.metadata.name.as_deref() == Some(name)
-                && d.metadata.namespace.as_deref().unwrap_or("default") == ns =>
-        {
-            d.spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .and_then(|p| p.tolerations.clone())
-        }
+    let mut docs = original.manifests.iter();
+    docs.find_map(|doc| match &doc.object {
+        _ if !doc.object.is_named(ns, name) => None,
+        Object::Deployment(d) => d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.tolerations.clone()),
         _ => None,
     })
 }
