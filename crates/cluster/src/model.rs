@@ -73,6 +73,8 @@ pub struct Pod {
     pub labels: BTreeMap<String, String>,
     /// (name, port, protocol) of the container ports.
     pub container_ports: Vec<(String, u16, nodeport::Protocol)>,
+    /// The app of each container (from its image and args), where it really listens.
+    pub apps: Vec<crate::apps::AppSpec>,
     pub ready: bool,
 }
 
