@@ -258,3 +258,55 @@ fn serve_hostname(doc: &ManifestDoc, field: &str, args: &[&str]) -> Result<AppSp
         http,
     })
 }
+
+/// One warning per Service port whose target port no app of (some of) its selected pods
+/// listens on: the most common reason a user's own Service refuses. Names the Service, the
+/// port and what those pods listen on.
+pub fn port_warnings(c: &crate::model::Cluster) -> Vec<String> {
+    let mut out = Vec::new();
+    for svc in &c.services {
+        for slice in c.slices_of(svc) {
+            for ep in &slice.ports {
+                let pods: Vec<&crate::model::Pod> = slice
+                    .endpoints
+                    .iter()
+                    .filter_map(|e| c.pod_by_ip(e.ip))
+                    .collect();
+                let deaf: Vec<&&crate::model::Pod> = pods
+                    .iter()
+                    .filter(|p| !p.apps.iter().any(|a| a.listens_on(ep.port, ep.protocol)))
+                    .collect();
+                if deaf.is_empty() {
+                    continue;
+                }
+                let port = svc
+                    .ports
+                    .iter()
+                    .find(|p| p.name == ep.name && p.protocol == ep.protocol)
+                    .map_or(String::new(), |p| format!("port {} ", p.port));
+                let mut listen: Vec<String> = deaf
+                    .iter()
+                    .flat_map(|p| p.apps.iter().map(ToString::to_string))
+                    .collect();
+                listen.dedup();
+                let mut names: Vec<&str> = deaf.iter().take(3).map(|p| p.name.as_str()).collect();
+                if deaf.len() > 3 {
+                    names.push("…");
+                }
+                out.push(format!(
+                    "Service {}/{} {port}→ targetPort {}/{}: nothing listens there on {} of \
+                     its {} pods ({}: {}); requests sent to them are refused",
+                    svc.namespace,
+                    svc.name,
+                    ep.port,
+                    ep.protocol,
+                    deaf.len(),
+                    pods.len(),
+                    names.join(", "),
+                    listen.join(", "),
+                ));
+            }
+        }
+    }
+    out
+}
