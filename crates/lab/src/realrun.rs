@@ -73,6 +73,7 @@ pub fn bring_up(
                 ip: p.ip,
                 prefix_len: n.pod_cidr.prefix_len(),
                 gateway: n.cni0_ip(),
+                apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -128,9 +129,10 @@ pub fn bring_up(
     let offsets = cluster
         .pods
         .iter()
-        .filter_map(|p| {
-            lab.nginx(&p.name)
-                .map(|n| (p.name.clone(), n.spec().access_log(), 0))
+        .flat_map(|p| {
+            lab.access_logs(&p.name)
+                .into_iter()
+                .map(|log| (p.name.clone(), log, 0))
         })
         .collect();
     Ok(RealRun {
