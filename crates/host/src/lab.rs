@@ -132,6 +132,23 @@ fn default_apps() -> Vec<PodApp> {
 }
 
 impl RunningPod {
+    /// Stop every app of the pod (nginx, the lab's own servers).
+    fn stop_apps(&mut self) {
+        if let Some(n) = self.nginx.take() {
+            let _ = n.stop();
+        }
+        for a in self.apps.drain(..) {
+            let _ = a.stop();
+        }
+    }
+
+    /// `true` while the pod has apps and every one of their processes runs.
+    fn apps_running(&mut self) -> bool {
+        let any = self.nginx.is_some() || !self.apps.is_empty();
+        any && self.nginx.as_mut().is_none_or(Nginx::running)
+            && self.apps.iter_mut().all(AppProc::running)
+    }
+
     /// Start the pod's apps in its namespace.
     fn start_apps(&mut self, opts: &UpOptions) -> Result<()> {
         let p = &self.spec;
@@ -175,6 +192,7 @@ impl RunningPod {
 pub struct Lab {
     pods: Vec<RunningPod>,
     clients: Vec<(ClientSpec, Netns)>,
+    opts: UpOptions,
     // Last: `down` runs and the lock is released after everything else is gone.
     held: Held,
 }
@@ -204,6 +222,7 @@ impl Lab {
         let mut lab = Lab {
             pods: Vec::new(),
             clients: Vec::new(),
+            opts: opts.clone(),
             held,
         };
         let mut ports = Vec::new();
@@ -304,6 +323,30 @@ impl Lab {
             .chain(p.apps.iter().map(|a| a.spec().access_log()))
             .collect()
     }
+    fn pod_mut(&mut self, pod: &str) -> Result<&mut RunningPod> {
+        self.pods
+            .iter_mut()
+            .find(|p| p.spec.name == pod)
+            .ok_or_else(|| Error::Invalid(format!("no real pod {pod}")))
+    }
+    /// Stops pod `name`'s apps (as if its containers exited): its ports then refuse.
+    pub fn stop_apps(&mut self, pod: &str) -> Result<()> {
+        self.pod_mut(pod)?.stop_apps();
+        Ok(())
+    }
+    /// Starts pod `name`'s apps again (after [`Lab::stop_apps`] or a crash: whatever still
+    /// runs is stopped first); returns once they listen.
+    pub fn start_apps(&mut self, pod: &str) -> Result<()> {
+        let opts = self.opts.clone();
+        let p = self.pod_mut(pod)?;
+        p.stop_apps();
+        p.start_apps(&opts)
+    }
+    /// `false` once an app process of pod `name` has exited (crashed or killed), and after
+    /// [`Lab::stop_apps`].
+    pub fn apps_running(&mut self, pod: &str) -> bool {
+        self.pod_mut(pod).is_ok_and(RunningPod::apps_running)
+    }
     /// Pids of pod `name`'s app processes (nginx's master first).
     pub fn app_pids(&self, pod: &str) -> Vec<i32> {
         let Some(p) = self.pods.iter().find(|p| p.spec.name == pod) else {
@@ -392,12 +435,7 @@ impl Lab {
     /// Stops nginx, deletes the namespaces and the state dir, releases the lock.
     pub fn shutdown(mut self) -> Result<DownReport> {
         for p in &mut self.pods {
-            if let Some(n) = p.nginx.take() {
-                let _ = n.stop();
-            }
-            for a in p.apps.drain(..) {
-                let _ = a.stop();
-            }
+            p.stop_apps();
         }
         self.pods.clear();
         self.clients.clear();

@@ -682,3 +682,73 @@ fn lab_up_refuses_a_pod_name_that_leaves_the_state_dir() {
     );
     assert!(LabLock::holder(&scope.state).is_none(), "lock released");
 }
+
+#[test]
+fn real_pod_apps_listen_on_the_container_ports_and_stop_and_start() {
+    use host::lab::{ClientSpec, Lab, PodApp, PodSpec, Role, UpOptions};
+    let Some(_s) = begin(Needs::default()) else {
+        return;
+    };
+    let scope = Scope::new("apps");
+    let opts = UpOptions {
+        state: scope.state.clone(),
+        prefix: scope.prefix.clone(),
+        ..UpOptions::default()
+    };
+    let pods = [PodSpec {
+        name: POD.into(),
+        node: "ydzs-node1".into(),
+        ip: POD_IP,
+        prefix_len: 24,
+        gateway: POD_GW,
+        apps: vec![PodApp::Nginx {
+            ports: vec![8080, 8443],
+        }],
+    }];
+    let clients = [ClientSpec {
+        name: "browser".into(),
+        ip: CLIENT_IP,
+        prefix_len: 24,
+        gateway: CLIENT_GW,
+    }];
+    let (mut lab, ports) = Lab::up(&pods, &clients, &opts).expect("up");
+    let mut fw = Forwarder::new();
+    for p in ports {
+        match p.role {
+            Role::Pod { .. } => fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, p.port),
+            Role::Client => fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, p.port),
+        }
+    }
+    let fwd = FwdThread::start(fw);
+    let get = |lab: &Lab, url: &str| {
+        let req = CurlRequest::get(url);
+        lab.curl("browser", &req).unwrap().kind().to_string()
+    };
+    assert_eq!(get(&lab, "http://10.244.1.16:8080/"), "ok");
+    assert_eq!(get(&lab, "http://10.244.1.16:8443/"), "ok");
+    // Nothing on 80: the pod's kernel answers the SYN with an RST.
+    assert_eq!(get(&lab, "http://10.244.1.16/"), "refused");
+    assert!(lab.apps_running(POD));
+    let pids = lab.app_pids(POD);
+    assert_eq!(pids.len(), 1);
+    lab.stop_apps(POD).unwrap();
+    assert!(!lab.apps_running(POD));
+    assert!(!alive(pids[0]));
+    assert_eq!(get(&lab, "http://10.244.1.16:8080/"), "refused");
+    lab.start_apps(POD).unwrap();
+    assert!(lab.apps_running(POD));
+    assert_eq!(get(&lab, "http://10.244.1.16:8080/"), "ok");
+    // An app killed by hand is noticed.
+    let pid = lab.app_pids(POD)[0];
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.apps_running(POD) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!lab.apps_running(POD));
+    drop(fwd);
+    lab.shutdown().unwrap();
+}

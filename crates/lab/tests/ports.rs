@@ -321,3 +321,87 @@ fn port_name_must_name_a_service_port() {
     );
     common::assert_mentions(&common::error_of(&cfg), &["plan[0].portName", "not both"]);
 }
+
+#[test]
+fn the_app_comes_from_the_image_and_args() {
+    let c = |name: &str, image: &str, args: &str, ports: &str| {
+        format!(
+            "      - name: {name}\n        image: {image}\n        args: [{args}]\n        ports: [{ports}]\n"
+        )
+    };
+    let containers = [
+        c(
+            "a",
+            "docker.io/library/nginx:1.25@sha256:00",
+            "",
+            "{containerPort: 8080}, {containerPort: 53, protocol: UDP}",
+        ),
+        c(
+            "b",
+            "registry.k8s.io/e2e-test-images/agnhost:2.47",
+            "netexec, --http-port, '9000', --udp-port=-1",
+            "",
+        ),
+        c(
+            "c",
+            "registry.k8s.io/e2e-test-images/agnhost:2.47",
+            "serve-hostname, --udp, --http=false, --port=7000",
+            "",
+        ),
+        c(
+            "d",
+            "registry.k8s.io/e2e-test-images/agnhost:2.47",
+            "serve-hostname",
+            "",
+        ),
+        c("e", "busybox", "", ""),
+        c(
+            "f",
+            "ghcr.io/me/api:1",
+            "",
+            "{containerPort: 3000}, {containerPort: 3001, protocol: UDP}",
+        ),
+        c(
+            "g",
+            "registry.k8s.io/e2e-test-images/agnhost:2.47",
+            "pause",
+            "{containerPort: 5000}",
+        ),
+    ]
+    .concat();
+    let doc = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: multi}}\nspec:\n  replicas: 1\n  \
+         selector: {{matchLabels: {{app: multi}}}}\n  template:\n    metadata: {{labels: {{app: multi}}}}\n    \
+         spec:\n      containers:\n{containers}"
+    );
+    let cfg = config(&doc, "  - {from: browser, to: 10.151.30.12, port: 80}\n");
+    let cluster = common::load(&cfg).unwrap();
+    let apps: Vec<String> = cluster.pods[0]
+        .apps
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        apps,
+        [
+            "nginx :8080/TCP",
+            "agnhost netexec :9000/TCP",
+            "agnhost serve-hostname :7000/UDP",
+            "agnhost serve-hostname :9376/TCP",
+            "http :80/TCP",
+            "http :3000/TCP :3001/UDP",
+            "http :5000/TCP",
+        ]
+    );
+    // agnhost exits when serve-hostname is asked for HTTP and UDP at once.
+    let bad = cfg.replace("--udp, --http=false", "--udp");
+    common::assert_mentions(
+        &common::error_of(&bad),
+        &["spec.template.spec.containers[2].args", "--http=false"],
+    );
+    let bad = cfg.replace("--http-port, '9000'", "--http-port=http");
+    common::assert_mentions(
+        &common::error_of(&bad),
+        &["containers[1].args", "--http-port=http"],
+    );
+}
