@@ -157,30 +157,30 @@ impl RunningPod {
         } else {
             p.apps.clone()
         };
+        // Several nginx containers in one pod: one nginx listening on all their ports.
+        let nginx_ports: Vec<u16> = apps
+            .iter()
+            .filter_map(|a| match a {
+                PodApp::Nginx { ports } => Some(ports.iter().copied()),
+                PodApp::Lab { .. } => None,
+            })
+            .flatten()
+            .collect();
+        if apps.iter().any(|a| matches!(a, PodApp::Nginx { .. })) {
+            let mut spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
+            spec.ports = nginx_ports;
+            self.nginx = Some(Nginx::start(&self.ns, &spec)?);
+        }
         for (i, app) in apps.iter().enumerate() {
-            match app {
-                PodApp::Nginx { ports } if self.nginx.is_none() => {
-                    let mut spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
-                    spec.ports = ports.clone();
-                    self.nginx = Some(Nginx::start(&self.ns, &spec)?);
-                }
-                PodApp::Nginx { .. } => {
-                    return Err(Error::Invalid(format!(
-                        "pod {}: two nginx containers in one pod are not supported",
-                        p.name
-                    )))
-                }
-                PodApp::Lab { args } => {
-                    let exe = match &opts.app_exe {
-                        Some(e) => e.clone(),
-                        None => std::env::current_exe()
-                            .map_err(io_err("find the lab's own executable".to_string()))?,
-                    };
-                    let label = format!("app{i}");
-                    let spec = AppProcSpec::new(&p.name, &label, exe, args.clone(), &opts.state)?;
-                    self.apps.push(AppProc::start(&self.ns, &spec)?);
-                }
-            }
+            let PodApp::Lab { args } = app else { continue };
+            let exe = match &opts.app_exe {
+                Some(e) => e.clone(),
+                None => std::env::current_exe()
+                    .map_err(io_err("find the lab's own executable".to_string()))?,
+            };
+            let label = format!("app{i}");
+            let spec = AppProcSpec::new(&p.name, &label, exe, args.clone(), &opts.state)?;
+            self.apps.push(AppProc::start(&self.ns, &spec)?);
         }
         Ok(())
     }
