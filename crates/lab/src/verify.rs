@@ -352,6 +352,7 @@ pub fn kernel_spec(
                 name: p.name.clone(),
                 node: p.node.clone(),
                 ip: p.ip,
+                apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
             })
             .collect(),
         clients,
