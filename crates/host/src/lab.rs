@@ -107,6 +107,24 @@ struct RunningPod {
     spec: PodSpec,
     ns: Netns,
     nginx: Option<Nginx>,
+    /// The app exited (crashed or killed) and was not started again yet.
+    app_down: bool,
+}
+
+impl RunningPod {
+    /// What a container runtime does when the container's main process dies: the rest of
+    /// its processes die with it (here: nginx workers the master left behind in the pod's
+    /// namespace; other programs started there, e.g. `lab up --exec`, stay).
+    fn kill_leftovers(&self) {
+        for pid in self.ns.pids() {
+            if super::process::cmdline(pid).is_some_and(|c| c.starts_with("nginx")) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
 }
 
 /// The real-mode processes and namespaces of one `up`; torn down by
@@ -175,6 +193,7 @@ impl Lab {
                 spec: p.clone(),
                 ns,
                 nginx,
+                app_down: false,
             });
         }
         for c in clients {
@@ -221,6 +240,56 @@ impl Lab {
             .find(|p| p.spec.name == pod)
             .and_then(|p| p.nginx.as_ref())
     }
+    /// Pods whose app (nginx master) exited on its own or was killed by hand since it last
+    /// started, each reported once; its leftover processes are killed (the container is
+    /// gone). Cheap (`waitpid(WNOHANG)` per pod): call it when [`super::childwatch`] says a
+    /// child exited.
+    pub fn reap_exited_apps(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &mut self.pods {
+            let exited = !p.app_down && p.nginx.as_mut().is_some_and(|n| !n.running());
+            if exited {
+                p.app_down = true;
+                p.kill_leftovers();
+                out.push(p.spec.name.clone());
+            }
+        }
+        out
+    }
+
+    /// A `crash:` entry: pod `name`'s app dies now (SIGKILL, reaped, leftovers killed).
+    pub fn crash_app(&mut self, name: &str) -> Result<()> {
+        let p = self.running_pod(name)?;
+        if let Some(n) = &mut p.nginx {
+            n.kill()?;
+        }
+        p.app_down = true;
+        p.kill_leftovers();
+        Ok(())
+    }
+
+    /// kubelet restarts pod `name`'s container: its app starts again (same files, the
+    /// access log keeps its lines). Returns the new pid.
+    pub fn restart_app(&mut self, name: &str) -> Result<Option<i32>> {
+        let p = self.running_pod(name)?;
+        p.kill_leftovers();
+        let Some(old) = p.nginx.take() else {
+            return Ok(None);
+        };
+        let n = old.restart(&p.ns)?;
+        let pid = n.pid();
+        p.nginx = Some(n);
+        p.app_down = false;
+        Ok(Some(pid))
+    }
+
+    fn running_pod(&mut self, name: &str) -> Result<&mut RunningPod> {
+        self.pods
+            .iter_mut()
+            .find(|p| p.spec.name == name)
+            .ok_or_else(|| Error::Invalid(format!("no real pod {name}")))
+    }
+
     /// Pod `name`'s access log content (empty if none).
     pub fn access_log(&self, pod: &str) -> String {
         self.nginx(pod).map(Nginx::access_log).unwrap_or_default()

@@ -13,6 +13,7 @@
 //! - [`nginx`], [`curl`]: the pod server and the client
 //! - [`identity`]: who they run as (curl as `nobody`, nginx workers as `www-data`)
 //! - [`cleanup`]: state dir, the `up` lock, `down()`, the Ctrl-C/SIGTERM flag
+//! - [`childwatch`]: SIGCHLD as a pollable fd (an app that exits is noticed at once)
 //! - [`driver`]: the poll(2) loop that moves packets between TUN ports and the fabric
 //! - [`kernel`]: the same topology built with Linux itself (veth, bridges, routes,
 //!   iptables-restore) for `lab verify --kernel`
@@ -40,6 +41,7 @@
 //! This module tree only depends on external crates (no `crate::` paths), so integration
 //! tests can include it directly.
 
+pub mod childwatch;
 pub mod cleanup;
 pub mod curl;
 pub mod driver;

@@ -33,6 +33,8 @@ fn cluster() -> Cluster {
         container_ports: vec![(String::new(), 80, Protocol::Tcp)],
         apps: vec![cluster::AppSpec::Nginx { ports: vec![80] }],
         ready: true,
+        restarts: 0,
+        readiness_probe: None,
     };
     let svc = |name: &str, type_, cip: &str, port, np| Service {
         cluster_ip: Some(ip(cip)),
@@ -114,6 +116,7 @@ fn result() -> ScenarioResult {
         conntrack: None,
         lb_health: vec![],
         explanations: Vec::new(),
+        events: Vec::new(),
     }
 }
 

@@ -140,6 +140,7 @@ pub(super) struct DeploySched<'a> {
     pub container_ports: Vec<(String, u16, Protocol)>,
     /// The app of each container.
     pub apps: Vec<AppSpec>,
+    pub readiness_probe: Option<crate::model::ReadinessProbe>,
     /// Eligible node indices (preferred ones when any), in node order.
     pub candidates: Vec<usize>,
     /// Pods of this Deployment on each candidate (same order as `candidates`).
@@ -213,5 +214,7 @@ pub(super) fn place_one(
         container_ports: ds.container_ports.clone(),
         apps: ds.apps.clone(),
         ready: true,
+        restarts: 0,
+        readiness_probe: ds.readiness_probe.clone(),
     })
 }
