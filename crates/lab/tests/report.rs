@@ -125,7 +125,7 @@ fn json_shape_is_stable() {
     let v = to_json(&result());
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut want = vec![
-        "scenario", "mode", "nodes", "services", "pods", "requests", "per_pod",
+        "scenario", "mode", "nodes", "services", "pods", "requests", "per_pod", "events",
     ];
     want.sort();
     let mut got = keys.clone();
@@ -133,6 +133,7 @@ fn json_shape_is_stable() {
     assert_eq!(got, want);
     assert_eq!(v["scenario"], "seed-cluster");
     assert_eq!(v["mode"], "embedded");
+    assert_eq!(v["events"], serde_json::json!([]));
     assert_eq!(
         v["nodes"][0],
         serde_json::json!({"name": "ydzs-master", "ip": "10.151.30.11", "pod_cidr": "10.244.0.0/24"})
@@ -151,7 +152,7 @@ fn json_shape_is_stable() {
     );
     assert_eq!(
         v["pods"][0],
-        serde_json::json!({"name": "nginx-54f57cf6bf-xhs8g", "ip": "10.244.1.16", "node": "ydzs-node1"})
+        serde_json::json!({"name": "nginx-54f57cf6bf-xhs8g", "ip": "10.244.1.16", "node": "ydzs-node1", "restarts": 0})
     );
     assert_eq!(
         v["requests"][0],
