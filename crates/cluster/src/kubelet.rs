@@ -1,21 +1,23 @@
 //! kubelet's side of a pod whose app fails, sans-IO: time is a parameter, effects are
 //! returned as [`Action`]s for the runner (embedded world or real processes) to carry out.
 //!
-//! What it models (kubernetes/kubernetes pkg/kubelet):
-//! - The exit is noticed at the next PLEG relist (`genericPlegRelistPeriod`, 1 s); the pod
-//!   turns NotReady then (the status manager drops the container's Ready condition).
-//! - `restartPolicy: Always` restarts the container with CrashLoopBackOff
-//!   (kuberuntime `doBackOff` over client-go `flowcontrol.Backoff`, `backOffPeriod` 10 s,
-//!   `MaxContainerBackOff` 300 s): a container not in back-off since its exit restarts at
-//!   once and arms the back-off (10 s, then doubling, capped at 300 s); one that exits again
-//!   within the window waits until `finishedAt + backoff`. The entry expires after 2 × the
-//!   cap (600 s) without a restart.
-//! - Without a readinessProbe the pod is Ready as soon as the container runs. With one, the
-//!   prober worker's result starts at Failure for a new container, probes run every
-//!   `periodSeconds` (skipped before `initialDelaySeconds`), and `successThreshold`
-//!   consecutive passes make it Ready, `failureThreshold` failures NotReady again
-//!   (pkg/kubelet/prober/worker.go). A probe passes when the running app listens on the
-//!   probe's port (httpGet: the lab's apps answer every path with 200).
+//! What it models (kubernetes/kubernetes, read via the search tools):
+//! - The exit is noticed at the next PLEG relist (pkg/kubelet/kubelet.go
+//!   `genericPlegRelistPeriod = time.Second * 1`); the pod turns NotReady then.
+//! - `restartPolicy: Always` restarts the container with CrashLoopBackOff: kuberuntime's
+//!   `doBackOff` (pkg/kubelet/kuberuntime/kuberuntime_manager.go) asks client-go's
+//!   `flowcontrol.Backoff` (util/flowcontrol/backoff.go) `IsInBackOffSince(key,
+//!   finishedAt)`; if not, it restarts at once and calls `Next`, which arms 10 s
+//!   (pkg/kubelet/kubelet.go `backOffPeriod = time.Second * 10`) or doubles it, capped at
+//!   `MaxContainerBackOff = 300 * time.Second`. So the first restart is immediate, a
+//!   container that exits again within its window waits until `finishedAt + backoff`, and the
+//!   entry expires (`hasExpired`) after 2 × the cap without a restart.
+//! - Without a readinessProbe the pod is Ready as soon as the container runs. With one
+//!   (pkg/kubelet/prober/worker.go): a new container's result starts at Failure, probes run
+//!   every `periodSeconds` (skipped before `initialDelaySeconds`), `successThreshold`
+//!   consecutive passes make it Ready, `failureThreshold` failures NotReady again. A probe
+//!   passes when the running app listens on the probe's port (httpGet: the lab's HTTP apps
+//!   answer every path with 200; the path is not checked).
 //! - Every Ready change reaches the EndpointSlice at once and every node's kube-proxy
 //!   `sync_delay` later (one pending sync carries every change made before it, like
 //!   kube-proxy's `minSyncPeriod` runner).
