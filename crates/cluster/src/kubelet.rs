@@ -149,7 +149,8 @@ impl Kubelet {
         k
     }
 
-    /// A pod started (at construction or by a scale-up): running and Ready.
+    /// A pod started (at construction or by a scale-up): running, Ready as scheduled
+    /// (`Pod::ready`: false when its readinessProbe can never pass).
     pub fn add_pod(&mut self, p: &Pod, now: Duration) {
         let next_probe = p.readiness_probe.as_ref().map(|pr| now + pr.period);
         self.pods.insert(
@@ -160,8 +161,8 @@ impl Kubelet {
                 tcp_ports: p.tcp_ports(),
                 probe: p.readiness_probe.clone(),
                 container: Container::Running { started: now },
-                ready: true,
-                published: true,
+                ready: p.ready,
+                published: p.ready,
                 restarts: 0,
                 backoff: None,
                 successes: 0,

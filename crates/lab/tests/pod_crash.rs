@@ -325,3 +325,35 @@ fn master_pid(pod: &str) -> Option<i32> {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(rec).ok()?).ok()?;
     v["pid"].as_i64().map(|p| p as i32)
 }
+
+#[test]
+fn a_readiness_probe_that_never_passes_keeps_the_pod_out_of_the_slices() {
+    // nginx listens on :80; the probe asks :8080.
+    let deploy =
+        common::deployment("web", 1, "") + "        readinessProbe: {tcpSocket: {port: 8080}}\n";
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  \
+               selector:\n    app: web\n  ports:\n  - port: 80\n    targetPort: 80\n"
+        .to_string();
+    let cfg = format!(
+        "{}{}plan:\n  - {{from: browser, to: ydzs-master, count: 3, connectTimeout: 1s}}\n",
+        common::NODES,
+        common::block(&[deploy, svc])
+    );
+    let out = common::lab_with_stdin(&["scenario", "run", "-", "--json"], cfg.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in v["requests"].as_array().unwrap() {
+        assert_eq!(r["outcome"], "refused", "no ready endpoint: REJECT: {r}");
+    }
+    let text = common::lab_with_stdin(&["scenario", "show", "-"], cfg.as_bytes());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("web-") && l.contains(" 0/1 ")),
+        "{text}"
+    );
+}

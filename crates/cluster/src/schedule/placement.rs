@@ -204,7 +204,7 @@ pub(super) fn place_one(
     };
     ds.own[k] += 1;
     placement.pods_on[i] += 1;
-    Ok(Pod {
+    let mut pod = Pod {
         namespace: ns.clone(),
         name: pod_name,
         deployment: name.clone(),
@@ -216,5 +216,12 @@ pub(super) fn place_one(
         ready: true,
         restarts: 0,
         readiness_probe: ds.readiness_probe.clone(),
-    })
+    };
+    // A readinessProbe on a port the app does not listen on never passes: kubelet never
+    // marks the pod Ready, so its endpoints stay `ready: false`.
+    pod.ready = pod
+        .readiness_probe
+        .as_ref()
+        .is_none_or(|pr| pod.tcp_ports().contains(&pr.check.port()));
+    Ok(pod)
 }
