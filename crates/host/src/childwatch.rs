@@ -17,11 +17,12 @@ use super::{nix_err, Result};
 static EXITED: AtomicBool = AtomicBool::new(false);
 /// Write end of the self-pipe (-1 until [`watch`] ran).
 static WAKE_W: AtomicI32 = AtomicI32::new(-1);
-/// Read end, created once per process.
-static WAKE_R: Mutex<Option<RawFd>> = Mutex::new(None);
+/// Read end (-1 until [`watch`] ran).
+static WAKE_R: AtomicI32 = AtomicI32::new(-1);
+/// Serialises [`watch`] (the pipe and the handler are set up once per process).
+static SETUP: Mutex<()> = Mutex::new(());
 
 extern "C" fn on_sigchld(_: libc::c_int) {
-    EXITED.store(true, Ordering::SeqCst);
     let fd = WAKE_W.load(Ordering::SeqCst);
     if fd >= 0 {
         // SAFETY: write(2) is async-signal-safe; errno is saved and restored around it.
@@ -32,13 +33,16 @@ extern "C" fn on_sigchld(_: libc::c_int) {
             *libc::__errno_location() = errno;
         }
     }
+    // After the byte: a reader that sees the flag always finds the byte to drain.
+    EXITED.store(true, Ordering::SeqCst);
 }
 
 /// Installs the SIGCHLD handler (once per process) and returns the fd to poll for
 /// readability: it becomes readable when a child exits.
 pub fn watch() -> Result<RawFd> {
-    let mut r = WAKE_R.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(fd) = *r {
+    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let fd = WAKE_R.load(Ordering::SeqCst);
+    if fd >= 0 {
         return Ok(fd);
     }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
@@ -54,20 +58,21 @@ pub fn watch() -> Result<RawFd> {
     );
     // SAFETY: the handler only stores to atomics and calls write(2) (async-signal-safe).
     unsafe { sigaction(Signal::SIGCHLD, &act) }.map_err(nix_err("sigaction(SIGCHLD)"))?;
-    *r = Some(rd);
+    WAKE_R.store(rd, Ordering::SeqCst);
     Ok(rd)
 }
 
-/// `true` when a child exited since the last call (drains the self-pipe).
+/// `true` when a child exited since the last call (then the self-pipe is drained). Costs
+/// one atomic load when nothing exited, so the packet loop may call it on every turn.
 pub fn take_exited() -> bool {
-    let fd = WAKE_R
-        .lock()
-        .map(|r| *r)
-        .unwrap_or_else(|e| *e.into_inner());
-    if let Some(fd) = fd {
+    if !EXITED.swap(false, Ordering::SeqCst) {
+        return false;
+    }
+    let fd = WAKE_R.load(Ordering::SeqCst);
+    if fd >= 0 {
         let mut buf = [0u8; 64];
         // SAFETY: reading into a local buffer from our own non-blocking pipe.
         while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
-    EXITED.swap(false, Ordering::SeqCst)
+    true
 }
