@@ -24,33 +24,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn have(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(prog).is_file()
-        || Path::new("/sbin").join(prog).is_file()
-}
-
-fn missing(progs: &[&str]) -> Vec<String> {
-    let mut m = Vec::new();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        m.push("root".to_string());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        m.push("/dev/net/tun".into());
-    }
-    for p in progs {
-        if !have(p) {
-            m.push((*p).to_string());
-        }
-    }
-    m
-}
-
 fn prerequisites(what: &str, progs: &[&str]) -> bool {
-    common::run_or_skip(what, &missing(progs))
+    common::run_or_skip(what, &common::real_missing(progs))
 }
 
 fn lab(args: &[&str]) -> Value {

@@ -9,13 +9,15 @@
 //! (`apps/v1 Deployment` / `v1 Service` documents) → [`schedule`] (pods, IPs, ClusterIPs,
 //! NodePorts, EndpointSlices) → [`Cluster`] ([`model`]). Helpers: [`names`] (apiserver name
 //! and label rules), [`units`] (durations, rates, sizes), [`net`] (IPv4 helpers), [`gen`]
-//! (generated scale configs). Nothing here does I/O beyond reading the config and the
+//! (generated scale configs), [`kubelet`] (a pod's app crashes and restarts: back-off,
+//! readiness, kube-proxy resync; sans-IO). Nothing here does I/O beyond reading the config and the
 //! manifest files it names.
 
 pub mod apps;
 pub mod config;
 pub mod error;
 pub mod gen;
+pub mod kubelet;
 pub mod manifest;
 pub mod model;
 pub mod names;

@@ -76,6 +76,56 @@ pub struct Pod {
     /// The app of each container (from its image and args), where it really listens.
     pub apps: Vec<crate::apps::AppSpec>,
     pub ready: bool,
+    /// Container restarts so far (kubelet's restartCount; set by a run's result).
+    pub restarts: u32,
+    /// The first container's `readinessProbe` that declares one (kubelet gates Ready on it).
+    pub readiness_probe: Option<ReadinessProbe>,
+}
+
+/// A container's `readinessProbe` (k8s.io/api core/v1 Probe), with the apiserver's defaults
+/// filled in: `periodSeconds` 10, `timeoutSeconds` 1, `successThreshold` 1,
+/// `failureThreshold` 3, `initialDelaySeconds` 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadinessProbe {
+    pub check: ProbeCheck,
+    pub initial_delay: Duration,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+}
+
+/// What a probe checks (named ports already resolved to numbers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeCheck {
+    /// `httpGet`: a GET of `path` on the pod IP and `port`; 200-399 passes.
+    HttpGet { path: String, port: u16 },
+    /// `tcpSocket`: a TCP connect to the pod IP and `port`.
+    TcpSocket { port: u16 },
+}
+
+impl ProbeCheck {
+    pub fn port(&self) -> u16 {
+        match self {
+            ProbeCheck::HttpGet { port, .. } | ProbeCheck::TcpSocket { port } => *port,
+        }
+    }
+}
+
+impl Pod {
+    /// The TCP ports the pod's apps listen on (nginx on :80 when it has none, as the world
+    /// runs it).
+    pub fn tcp_ports(&self) -> Vec<u16> {
+        if self.apps.is_empty() {
+            return vec![80];
+        }
+        self.apps
+            .iter()
+            .flat_map(|a| a.listens())
+            .filter(|(_, proto)| *proto == nodeport::Protocol::Tcp)
+            .map(|(port, _)| port)
+            .collect()
+    }
 }
 
 /// An external load balancer in front of the nodes (NLB-style: keeps the client IP and
@@ -173,6 +223,25 @@ pub enum ActionKind {
     },
     /// Let virtual time pass (LB health checks keep probing).
     Wait(Duration),
+    /// `crash:`: one pod's app exits; kubelet restarts it with back-off ([`crate::kubelet`]).
+    Crash(Crash),
+}
+
+/// A `crash:` entry: what the config names, and the pod it hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crash {
+    pub namespace: String,
+    /// `crash: {pod: NAME}` or `crash: {deployment: NAME}`.
+    pub target: CrashTarget,
+    /// The pod whose app exits, resolved when the cluster is built (for a Deployment: its
+    /// oldest pod at that point of the plan). `None` only before scheduling.
+    pub pod: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrashTarget {
+    Pod(String),
+    Deployment(String),
 }
 
 /// An impaired link (`links:`): a client's uplink or a pod's veth (by pod, client or
@@ -229,6 +298,9 @@ pub struct KubeProxy {
     /// `conntrack.tcpBeLiberal`: kube-proxy then omits KUBE-FORWARD's
     /// `--ctstate INVALID -j DROP` rule.
     pub tcp_be_liberal: bool,
+    /// How long after an EndpointSlice change every node's kube-proxy applies it
+    /// (`syncDelay:`, default 1 s, like `iptables.minSyncPeriod`).
+    pub sync_delay: Duration,
 }
 
 impl Default for KubeProxy {
@@ -237,6 +309,7 @@ impl Default for KubeProxy {
             masquerade_random_fully: true,
             localhost_node_ports: true,
             tcp_be_liberal: false,
+            sync_delay: Duration::from_secs(1),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! [`nodeport::Service`]s. One job per submodule: [`naming`] (pod-template-hash, pod name
 //! suffixes, seeded RNGs), [`placement`] (taints/tolerations, nodeSelector, spread, pod
 //! addresses), [`deployments`] (Deployment checks and initial placement), [`endpoints`]
-//! (EndpointSlices), [`allocate`] (ClusterIPs, NodePorts), [`resolve`] (plan checks, `scale:`
+//! (EndpointSlices), [`probes`] (restartPolicy, readinessProbe), [`allocate`] (ClusterIPs, NodePorts), [`resolve`] (plan checks, `scale:`
 //! actions, links). Deterministic for a seed: every random choice comes from a ChaCha RNG
 //! derived from the seed and a purpose label.
 
@@ -14,6 +14,7 @@ mod deployments;
 mod endpoints;
 pub mod naming;
 pub mod placement;
+mod probes;
 mod resolve;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -73,7 +74,8 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         pending,
         slices,
     };
-    let actions = resolve::scale_actions(f, &cfg.actions, &pods, &mut st)?;
+    let mut actions = resolve::scale_actions(f, &cfg.actions, &pods, &mut st)?;
+    resolve::crash_targets(f, &mut actions, &pods)?;
     resolve::links(f, &cfg.links, &clients, &pods)?;
     let services = st.services;
     Ok(Cluster {

@@ -104,6 +104,39 @@ impl PodApps {
             && self.procs.iter_mut().all(AppProc::running)
     }
 
+    /// `true` if the pod has app processes (started, crashed or not).
+    pub fn is_empty(&self) -> bool {
+        self.nginx.is_none() && self.procs.is_empty()
+    }
+
+    /// Kills every app process at once (SIGKILL: the containers crash) and reaps them.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(n) = &mut self.nginx {
+            n.kill()?;
+        }
+        for a in &mut self.procs {
+            a.kill()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the exited apps again with the same files (kubelet restarting the
+    /// containers): access logs keep their lines. Returns nginx's new pid, else the first
+    /// app's.
+    pub fn restart(&mut self, ns: &Netns) -> Result<Option<i32>> {
+        if let Some(old) = self.nginx.take() {
+            self.nginx = Some(old.restart(ns)?);
+        }
+        for a in &mut self.procs {
+            if !a.running() {
+                let spec = a.spec.clone();
+                let _ = a.kill();
+                *a = AppProc::start(ns, &spec)?;
+            }
+        }
+        Ok(self.pids().first().copied())
+    }
+
     /// The pod's nginx, if it runs one.
     pub fn nginx(&self) -> Option<&Nginx> {
         self.nginx.as_ref()
@@ -247,6 +280,10 @@ impl AppProc {
     /// `true` while it runs.
     pub fn running(&mut self) -> bool {
         matches!(self.proc.try_wait(), Ok(None))
+    }
+    /// Kills it at once (SIGKILL: the app crashes) and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.proc.stop(Duration::ZERO).map(|_| ())
     }
     /// Stops it (SIGTERM, SIGKILL after the grace period).
     pub fn stop(mut self) -> Result<()> {

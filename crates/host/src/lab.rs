@@ -115,6 +115,8 @@ struct RunningPod {
     spec: PodSpec,
     ns: Netns,
     apps: PodApps,
+    /// The app exited (crashed or killed) and was not started again yet.
+    app_down: bool,
 }
 
 impl RunningPod {
@@ -128,6 +130,19 @@ impl RunningPod {
         };
         self.apps
             .start(&self.ns, &who, &opts.state, opts.app_exe.as_deref())
+    }
+    /// What a container runtime does when the container's main process dies: the rest of
+    /// its processes die with it (here: nginx workers the master left behind in the pod's
+    /// namespace; other programs started there, e.g. `lab up --exec`, stay).
+    fn kill_leftovers(&self) {
+        for pid in self.ns.pids() {
+            if super::process::cmdline(pid).is_some_and(|c| c.starts_with("nginx")) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }
 
@@ -196,6 +211,7 @@ impl Lab {
                 spec: p.clone(),
                 ns,
                 apps: PodApps::default(),
+                app_down: false,
             };
             let started = if opts.nginx {
                 pod.start_apps(opts)
@@ -250,6 +266,42 @@ impl Lab {
             .find(|p| p.spec.name == pod)
             .and_then(|p| p.apps.nginx())
     }
+    /// Pods whose app (nginx master) exited on its own or was killed by hand since it last
+    /// started, each reported once; its leftover processes are killed (the container is
+    /// gone). Cheap (`waitpid(WNOHANG)` per pod): call it when [`super::childwatch`] says a
+    /// child exited.
+    pub fn reap_exited_apps(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &mut self.pods {
+            let exited = !p.app_down && !p.apps.is_empty() && !p.apps.running();
+            if exited {
+                p.app_down = true;
+                p.kill_leftovers();
+                out.push(p.spec.name.clone());
+            }
+        }
+        out
+    }
+
+    /// A `crash:` entry: pod `name`'s app dies now (SIGKILL, reaped, leftovers killed).
+    pub fn crash_app(&mut self, name: &str) -> Result<()> {
+        let p = self.pod_mut(name)?;
+        p.apps.kill()?;
+        p.app_down = true;
+        p.kill_leftovers();
+        Ok(())
+    }
+
+    /// kubelet restarts pod `name`'s container: its app starts again (same files, the
+    /// access log keeps its lines). Returns the new pid.
+    pub fn restart_app(&mut self, name: &str) -> Result<Option<i32>> {
+        let p = self.pod_mut(name)?;
+        p.kill_leftovers();
+        let pid = p.apps.restart(&p.ns)?;
+        p.app_down = false;
+        Ok(pid)
+    }
+
     /// Pod `name`'s access log content (empty if none).
     pub fn access_log(&self, pod: &str) -> String {
         self.access_logs(pod)
@@ -282,6 +334,7 @@ impl Lab {
         let opts = self.opts.clone();
         let p = self.pod_mut(pod)?;
         p.apps.stop();
+        p.app_down = false;
         p.start_apps(&opts)
     }
     /// `false` once an app process of pod `name` has exited (crashed or killed), and after

@@ -14,6 +14,7 @@
 //! - [`app`]: the lab's own pod app servers (`lab app …`: agnhost models, generic HTTP)
 //! - [`identity`]: who they run as (curl as `nobody`, nginx workers as `www-data`)
 //! - [`cleanup`]: state dir, the `up` lock, `down()`, the Ctrl-C/SIGTERM flag
+//! - [`childwatch`]: SIGCHLD as a pollable fd (an app that exits is noticed at once)
 //! - [`driver`]: the poll(2) loop that moves packets between TUN ports and the fabric
 //! - [`kernel`]: the same topology built with Linux itself (veth, bridges, routes,
 //!   iptables-restore) for `lab verify --kernel`
@@ -42,6 +43,7 @@
 //! tests can include it directly.
 
 pub mod app;
+pub mod childwatch;
 pub mod cleanup;
 pub mod curl;
 pub mod driver;

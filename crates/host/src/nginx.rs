@@ -166,11 +166,25 @@ impl Nginx {
     /// Writes the files and starts nginx in `ns`; returns once nginx has written its pid file
     /// (its listening socket is open by then), or an error with the error log's content.
     pub fn start(ns: &Netns, spec: &NginxSpec) -> Result<Nginx> {
+        spec.write_files(Some(&Identity::nginx_worker()?))?;
+        Nginx::launch(ns, spec)
+    }
+
+    /// Starts nginx again after its master exited (kubelet restarting the container): the
+    /// files stay as they are, so the access log keeps its lines.
+    pub fn restart(self, ns: &Netns) -> Result<Nginx> {
+        let spec = self.spec.clone();
+        // The old master is gone; dropping it reaps it and removes its process record
+        // before the new one writes its own.
+        drop(self);
+        let _ = fs::remove_file(spec.pid_file());
+        Nginx::launch(ns, &spec)
+    }
+
+    fn launch(ns: &Netns, spec: &NginxSpec) -> Result<Nginx> {
         let nginx = find_program("nginx").ok_or_else(|| {
             Error::Preflight("nginx not found (apt-get install -y nginx-light)".into())
         })?;
-        let user = Identity::nginx_worker()?;
-        spec.write_files(Some(&user))?;
         let conf = spec.conf_path();
         let mut cmd = Command::new(&nginx);
         cmd.arg("-p")
@@ -235,6 +249,10 @@ impl Nginx {
     /// `true` while the master runs.
     pub fn running(&mut self) -> bool {
         matches!(self.proc.try_wait(), Ok(None))
+    }
+    /// Kills the master at once (SIGKILL: the app crashes) and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.proc.stop(Duration::ZERO).map(|_| ())
     }
     /// Stops nginx (SIGTERM = fast shutdown, SIGKILL after the grace period).
     pub fn stop(mut self) -> Result<()> {

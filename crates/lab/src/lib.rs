@@ -11,7 +11,8 @@
 //!
 //! Modules: [`plan`] (run options, the expanded plan, the [`plan::Progress`] hook),
 //! [`setup`] (the `sim::World` of a cluster), [`runner`] (dispatch + embedded mode),
-//! [`realrun`] (real mode, `lab up/down/status/conntrack`), [`report`] (text and JSON),
+//! [`realrun`] (real mode, `lab up/down/status/conntrack`), [`supervise`] (real mode's
+//! kubelet: apps that exit restart with back-off), [`report`] (text and JSON),
 //! [`diagram`] (`--diagram` SVG), [`progress`] (the stderr progress bar), [`explain`]
 //! (`--explain`: a request in plain words), [`serve`] (`lab serve`: the live page and its
 //! JSON API; uses setup, runner, report, diagram, explain, rules). Dependencies run
@@ -28,6 +29,7 @@ pub mod rules;
 pub mod runner;
 pub mod serve;
 pub mod setup;
+pub mod supervise;
 pub mod verify;
 
 pub use cluster::{load_cluster, load_cluster_from_str, Cluster, LabError};

@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Context};
 use crate::plan::{due_actions, expand_plan, traced_views, PlannedRequest, Progress, RunOptions};
 use crate::report::{self, Mode, Outcome, RequestResult, ScenarioResult};
 use crate::setup::{attachment, prepare_world_with};
+use crate::supervise::Supervisor;
 use cluster::{ActionKind, ClientAttach, Cluster};
 use host::cleanup::{self, StateDir};
 use host::curl::{CurlOutcome, CurlRequest, CurlRun};
@@ -34,6 +35,9 @@ pub struct RealRun {
     pub lab: Lab,
     pub world: sim::World,
     pub driver: Driver,
+    /// kubelet: apps that exit are noticed, restarted with back-off, kept out of the
+    /// EndpointSlices while NotReady.
+    pub supervisor: Supervisor,
     /// Access-log read offsets per pod (bytes), to read only what is new.
     offsets: Vec<(String, PathBuf, u64)>,
 }
@@ -121,6 +125,8 @@ pub fn bring_up(
         }
         Ok(())
     })?;
+    let supervisor = Supervisor::new(cluster, world.now(), false)?;
+    fds.push(supervisor.wake_fd());
     // The world's clock continues from where the virtual warm-up left it.
     let epoch = Instant::now()
         .checked_sub(world.now())
@@ -139,6 +145,7 @@ pub fn bring_up(
         lab,
         world,
         driver,
+        supervisor,
         offsets,
     })
 }
@@ -147,9 +154,9 @@ impl RealRun {
     /// Drive the world for `d` of wall time.
     pub fn run_for(&mut self, d: Duration) -> anyhow::Result<()> {
         let until = self.driver.now() + d;
-        let world = &mut self.world;
+        let (world, lab, sup) = (&mut self.world, &mut self.lab, &mut self.supervisor);
         self.driver
-            .run(&mut |now| world.poll(now), |now| {
+            .run(&mut |now| fabric(world, lab, sup, now), |now| {
                 now >= until || cleanup::stop_requested()
             })
             .map_err(|e| anyhow!("{e}"))?;
@@ -179,6 +186,18 @@ impl RealRun {
         }
         out
     }
+}
+
+/// One turn of the real-mode loop: the world moves packets, kubelet does what is due.
+fn fabric(
+    world: &mut sim::World,
+    lab: &mut Lab,
+    sup: &mut Supervisor,
+    now: Duration,
+) -> Option<Duration> {
+    let next = world.poll(now);
+    let kubelet = sup.tick(lab, world, now);
+    next.into_iter().chain(kubelet).min()
 }
 
 /// curl's outcome in the report's words. Linux giving up on the SYNs is reported by curl as
@@ -262,11 +281,7 @@ fn play(
     progress.start(plan.len());
     for (i, req) in plan.into_iter().enumerate() {
         let number = i + 1;
-        for a in due_actions(cluster, &mut next_action, req.step_index) {
-            if let ActionKind::Wait(d) = &a.kind {
-                rr.run_for(*d)?;
-            }
-        }
+        run_actions(cluster, rr, &mut next_action, req.step_index)?;
         if cleanup::stop_requested() {
             bail!("interrupted");
         }
@@ -284,6 +299,7 @@ fn play(
         progress.done(number, &result);
         requests.push(result);
     }
+    run_actions(cluster, rr, &mut next_action, cluster.plan.len())?;
     let conntrack = opts.conntrack.then(|| {
         cluster
             .nodes
@@ -292,7 +308,10 @@ fn play(
             .collect()
     });
     Ok(ScenarioResult {
-        cluster: cluster.clone(),
+        cluster: Cluster {
+            pods: rr.supervisor.pods(&cluster.pods),
+            ..cluster.clone()
+        },
         mode: Mode::Real,
         requests,
         access_logs: logs,
@@ -300,7 +319,31 @@ fn play(
         conntrack,
         lb_health: Vec::new(),
         explanations: Vec::new(),
+        events: rr.supervisor.events().to_vec(),
     })
+}
+
+/// The `wait:`/`crash:` entries due before plan step `upto` (`scale:` is refused earlier).
+fn run_actions(
+    cluster: &Cluster,
+    rr: &mut RealRun,
+    next: &mut usize,
+    upto: usize,
+) -> anyhow::Result<()> {
+    for a in due_actions(cluster, next, upto) {
+        match &a.kind {
+            ActionKind::Wait(d) => rr.run_for(*d)?,
+            ActionKind::Crash(c) => {
+                let pod = c.pod.as_deref().with_context(|| {
+                    format!("plan[{}]: crash entry was not resolved to a pod", a.entry)
+                })?;
+                let now = rr.driver.now();
+                rr.supervisor.crash(&mut rr.lab, pod, now)?;
+            }
+            ActionKind::Scale { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 impl RealRun {
@@ -361,8 +404,8 @@ impl RealRun {
         let mut run = CurlRun::spawn(ns, creq).map_err(|e| anyhow!("{e}"))?;
         // A curl process exiting does not wake poll(2): wait on the TUN fds in short turns
         // and check the child in between (waitpid WNOHANG is cheap).
-        let world = &mut self.world;
-        let mut fabric = |now| world.poll(now);
+        let (world, lab, sup) = (&mut self.world, &mut self.lab, &mut self.supervisor);
+        let mut fabric = |now| fabric(world, lab, sup, now);
         let mut next = None;
         loop {
             if cleanup::stop_requested() {
@@ -434,6 +477,60 @@ fn write_snapshots(state: &StateDir, cluster: &Cluster, world: &sim::World) {
             let _ = fs::rename(&tmp, dst);
         }
     }
+}
+
+/// Where `lab up` publishes its pods' restart counts and readiness for `lab status`:
+/// `<state>/pods`, one `name ready restarts node` line per pod.
+const POD_STATUS: &str = "pods";
+
+fn write_pod_status(state: &StateDir, cluster: &Cluster, sup: &Supervisor) {
+    let body: String = sup
+        .pods(&cluster.pods)
+        .iter()
+        .map(|p| format!("{} {} {} {}\n", p.name, p.ready, p.restarts, p.node))
+        .collect();
+    let (Ok(tmp), Ok(dst)) = (state.child(".pods.tmp"), state.child(POD_STATUS)) else {
+        return;
+    };
+    if fs::write(&tmp, body).is_ok() {
+        let _ = fs::rename(&tmp, dst);
+    }
+}
+
+/// `lab status`'s pod table from what `lab up` published.
+fn print_pod_status(state: &StateDir, out: &mut impl Write) -> anyhow::Result<()> {
+    let Some(body) = state
+        .child(POD_STATUS)
+        .ok()
+        .and_then(|p| fs::read_to_string(p).ok())
+    else {
+        return Ok(());
+    };
+    let rows: Vec<Vec<String>> = body
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [name, ready, restarts, node] = f[..] else {
+                return None;
+            };
+            let ready = if ready == "true" { "1/1" } else { "0/1" };
+            Some(vec![
+                name.into(),
+                ready.into(),
+                restarts.into(),
+                node.into(),
+            ])
+        })
+        .collect();
+    if !rows.is_empty() {
+        writeln!(out, "pods:")?;
+        write!(
+            out,
+            "{}",
+            report::table(&["NAME", "READY", "RESTARTS", "NODE"], &rows)
+        )?;
+    }
+    Ok(())
 }
 
 /// Extras of `lab up` for benchmarks: TUN MTU, extra servers in pods, files to serve.
@@ -564,13 +661,15 @@ pub fn up(
 /// second for `lab conntrack`.
 fn serve(cluster: &Cluster, rr: &mut RealRun, state: &StateDir) -> anyhow::Result<()> {
     let mut last = Instant::now() - Duration::from_secs(2);
-    let world = &mut rr.world;
+    let (world, lab, sup) = (&mut rr.world, &mut rr.lab, &mut rr.supervisor);
+    sup.set_echo(true);
     rr.driver
         .run(
             &mut |now| {
-                let next = world.poll(now);
+                let next = fabric(world, lab, sup, now);
                 if last.elapsed() >= Duration::from_secs(1) {
                     write_snapshots(state, cluster, world);
+                    write_pod_status(state, cluster, sup);
                     last = Instant::now();
                 }
                 next
@@ -683,6 +782,7 @@ pub fn status(out: &mut impl Write) -> anyhow::Result<()> {
                 "lab up is running: pid {pid}, scenario {}",
                 scenario.lines().next().unwrap_or("?")
             )?;
+            print_pod_status(&state, out)?;
         }
         None => writeln!(out, "no lab up is running")?,
     }

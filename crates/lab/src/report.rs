@@ -98,6 +98,9 @@ pub struct ScenarioResult {
     /// `--explain`: one plain-words explanation per request, in plan order (empty when not
     /// asked for).
     pub explanations: Vec<String>,
+    /// kubelet's pod events in time order (`crash:` entries, or an app that died in real
+    /// mode): crash, notready, restart, ready, and each node's kube-proxy sync.
+    pub events: Vec<cluster::kubelet::PodEvent>,
 }
 
 /// Requests answered by one pod.
@@ -293,7 +296,7 @@ pub fn get_pods_wide(c: &Cluster) -> String {
             p.name.clone(),
             if p.ready { "1/1" } else { "0/1" }.into(),
             "Running".into(),
-            "0".into(),
+            p.restarts.to_string(),
             AGE.into(),
             p.ip.to_string(),
             p.node.clone(),
@@ -455,6 +458,11 @@ pub fn plan_summary(c: &Cluster) -> String {
                 replicas,
             } => format!("scale {namespace}/{deployment} to {replicas}"),
             cluster::ActionKind::Wait(d) => format!("wait {} s", d.as_secs_f64()),
+            cluster::ActionKind::Crash(cr) => format!(
+                "crash {}/{}",
+                cr.namespace,
+                cr.pod.as_deref().unwrap_or("?")
+            ),
         };
         vec![
             "-".into(),
@@ -718,6 +726,12 @@ fn print_shares(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
 
 /// LB health checks, the trace and the conntrack tables, when the run collected them.
 fn print_diagnostics(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
+    if !r.events.is_empty() {
+        writeln!(w, "\npod events (run time, kind, pod, node):")?;
+        for e in &r.events {
+            writeln!(w, "  {e}")?;
+        }
+    }
     if !r.lb_health.is_empty() {
         writeln!(w, "\nload balancer health checks:")?;
         for l in &r.lb_health {
@@ -766,11 +780,24 @@ pub fn cluster_json(c: &Cluster) -> Value {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "pods": c.pods.iter().map(|p| json!({
-            "name": p.name, "ip": p.ip.to_string(), "node": p.node,
+            "name": p.name, "ip": p.ip.to_string(), "node": p.node, "restarts": p.restarts,
             "apps": p.apps.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "warnings": cluster::apps::port_warnings(c),
     })
+}
+
+/// `events[]`: `{time (seconds of run time), kind, pod, node}`.
+pub fn events_json(events: &[cluster::kubelet::PodEvent]) -> Value {
+    events
+        .iter()
+        .map(|e| {
+            json!({
+                "time": e.at.as_secs_f64(), "kind": e.kind.as_str(), "pod": e.pod, "node": e.node,
+            })
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// One request in the `--json` schema.
@@ -787,8 +814,9 @@ pub fn request_json(q: &RequestResult) -> Value {
 }
 
 /// The one JSON document of `--json`:
-/// `{scenario, mode, nodes, services, pods, warnings, requests, per_pod}` (field names are
-/// stable; `pods[].apps` and `warnings` came with issue 8).
+/// `{scenario, mode, nodes, services, pods, warnings, requests, per_pod, events}` (field
+/// names are stable; `pods[].apps`, `pods[].restarts`, `warnings` and `events` came with
+/// issue 8).
 pub fn to_json(r: &ScenarioResult) -> Value {
     let c = cluster_json(&r.cluster);
     json!({
@@ -808,5 +836,6 @@ pub fn to_json(r: &ScenarioResult) -> Value {
         "per_pod": per_pod(r).iter().map(|s| json!({
             "pod": s.pod, "node": s.node, "requests": s.requests, "share": s.share,
         })).collect::<Vec<_>>(),
+        "events": events_json(&r.events),
     })
 }

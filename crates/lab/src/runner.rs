@@ -16,6 +16,7 @@ use anyhow::Context;
 use crate::plan::{due_actions, expand_plan, traced_views, PlannedRequest, Progress, Quiet};
 use crate::report::{Mode, Outcome, RequestResult, ScenarioResult};
 use crate::setup::prepare_world;
+use cluster::kubelet::{Action, Kubelet};
 use cluster::{ActionKind, Cluster, PlanAction, Scaled};
 
 pub use crate::plan::RunOptions;
@@ -151,6 +152,11 @@ struct Embedded<'c> {
     /// Access-journal position of the last attribution (lines logged since belong to the
     /// next request).
     mark: usize,
+    /// kubelet: crashed apps restart with back-off, readiness reaches kube-proxy late.
+    kubelet: Kubelet,
+    /// The EndpointSlices as the EndpointSlice controller last computed them (before
+    /// kubelet's readiness is applied).
+    slices: Vec<nodeport::EndpointSlice>,
 }
 
 impl<'c> Embedded<'c> {
@@ -158,7 +164,16 @@ impl<'c> Embedded<'c> {
         if tracing {
             world.clear_trace();
         }
+        let nodes = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+        let kubelet = Kubelet::new(
+            &cluster.pods,
+            nodes,
+            cluster.kube_proxy.sync_delay,
+            world.now(),
+        );
         Embedded {
+            kubelet,
+            slices: cluster.slices.clone(),
             cluster,
             world,
             tracing,
@@ -182,7 +197,16 @@ impl<'c> Embedded<'c> {
             match (&a.kind, &a.scaled) {
                 (ActionKind::Wait(d), _) => {
                     let t = self.world.now() + *d;
-                    self.world.run_until(t);
+                    self.run_until(t)?;
+                }
+                (ActionKind::Crash(c), _) => {
+                    let pod = c.pod.as_deref().with_context(|| {
+                        format!("plan[{}]: crash entry was not resolved to a pod", a.entry)
+                    })?;
+                    self.world
+                        .set_apps_running(pod, false)
+                        .map_err(|e| anyhow::anyhow!("plan[{}]: {e}", a.entry))?;
+                    self.kubelet.crash(pod, self.world.now());
                 }
                 (ActionKind::Scale { .. }, Some(sc)) => self.scale(a, sc)?,
                 (ActionKind::Scale { .. }, None) => {
@@ -208,14 +232,61 @@ impl<'c> Embedded<'c> {
                 .add_pod(&crate::setup::pod_desc(p))
                 .map_err(err)?;
         }
-        self.world.set_services(&self.cluster.services, &sc.slices);
+        let now = self.world.now();
+        for p in &sc.added {
+            self.kubelet.add_pod(p, now);
+        }
+        self.slices = sc.slices.clone();
+        let slices = self.kubelet.apply(&self.slices);
+        self.world.set_services(&self.cluster.services, &slices);
         for r in &sc.removed {
             self.world.remove_pod(&r.name).map_err(err)?;
+            self.kubelet.remove_pod(&r.name);
         }
         for p in &sc.added {
             self.pod_index.insert(p.name.clone(), self.pods.len());
             self.pods.push(p.name.clone());
             self.all_pods.push(p.clone());
+        }
+        Ok(())
+    }
+
+    /// Virtual time up to `end`, doing kubelet's work when it falls due.
+    fn run_until(&mut self, end: std::time::Duration) -> anyhow::Result<()> {
+        while let Some(t) = self.kubelet.poll_at().filter(|t| *t <= end) {
+            self.world.run_until(t.max(self.world.now()));
+            self.kubelet_tick()?;
+        }
+        self.world.run_until(end);
+        Ok(())
+    }
+
+    /// Runs request `id` to its outcome, doing kubelet's work when it falls due meanwhile.
+    fn complete(&mut self, id: sim::RequestId) -> anyhow::Result<Option<sim::RequestOutcome>> {
+        let day = self.world.now() + std::time::Duration::from_secs(86_400);
+        while let Some(t) = self.kubelet.poll_at().filter(|t| *t <= day) {
+            let t = t.max(self.world.now());
+            if let Some(out) = self.world.run_until_complete_or(id, t) {
+                return Ok(Some(out));
+            }
+            self.kubelet_tick()?;
+        }
+        Ok(self.world.run_until_complete(id))
+    }
+
+    /// What kubelet does now: restart apps, push the readiness it published to every node.
+    fn kubelet_tick(&mut self) -> anyhow::Result<()> {
+        for a in self.kubelet.poll(self.world.now()) {
+            match a {
+                Action::StartApp { pod } => self
+                    .world
+                    .set_apps_running(&pod, true)
+                    .map_err(|e| anyhow::anyhow!("restarting {pod}: {e}"))?,
+                Action::Sync => {
+                    let slices = self.kubelet.apply(&self.slices);
+                    self.world.set_services(&self.cluster.services, &slices);
+                }
+            }
         }
         Ok(())
     }
@@ -235,14 +306,15 @@ impl<'c> Embedded<'c> {
             .client(&step.client)
             .with_context(|| format!("unknown client {:?}", step.client))?;
         let ropts = crate::plan::request_opts(step);
-        let world = &mut self.world;
-        let id = world
+        let id = self
+            .world
             .start_request(&step.client, req.dst, ropts)
             .map_err(|e| anyhow::anyhow!("request {number}: {e}"))?;
-        let out = world
-            .run_until_complete(id)
+        let out = self
+            .complete(id)?
             .with_context(|| format!("request {number} never finished"))?;
         // Let the closing handshake and the server's log write finish at this instant.
+        let world = &mut self.world;
         world.poll(world.now());
         let (pod, logged) = self.who_logged();
         let hops = traced.then(|| self.world.trace_for(id));
@@ -314,10 +386,11 @@ impl<'c> Embedded<'c> {
                 .collect()
         });
         let lb_health = lb_health_lines(world);
+        let pods = self.kubelet.status_of(&self.all_pods);
         Ok(ScenarioResult {
             // Pods started by `scale:` entries are listed too (their access logs and shares).
             cluster: Cluster {
-                pods: self.all_pods,
+                pods,
                 ..self.cluster.clone()
             },
             mode: Mode::Embedded,
@@ -327,6 +400,7 @@ impl<'c> Embedded<'c> {
             conntrack,
             lb_health,
             explanations: Vec::new(),
+            events: self.kubelet.events().to_vec(),
         })
     }
 }

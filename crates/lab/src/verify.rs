@@ -145,6 +145,17 @@ pub fn not_applicable(cluster: &Cluster) -> Option<String> {
             "it has `scale:` plan entries (pods started and stopped mid-run, embedded-only)".into(),
         );
     }
+    if cluster
+        .actions
+        .iter()
+        .any(|a| matches!(a.kind, ActionKind::Crash(_)))
+    {
+        return Some(
+            "it has `crash:` plan entries (kubelet restarting apps and resyncing kube-proxy: \
+             the kernel topology runs no kubelet)"
+                .into(),
+        );
+    }
     if !cluster.links.is_empty() {
         return Some(
             "it impairs links (`links:`): the lab's seeded loss and delay are not netem's, so \

@@ -33,6 +33,8 @@ fn cluster() -> Cluster {
         container_ports: vec![(String::new(), 80, Protocol::Tcp)],
         apps: vec![cluster::AppSpec::Nginx { ports: vec![80] }],
         ready: true,
+        restarts: 0,
+        readiness_probe: None,
     };
     let svc = |name: &str, type_, cip: &str, port, np| Service {
         cluster_ip: Some(ip(cip)),
@@ -114,6 +116,7 @@ fn result() -> ScenarioResult {
         conntrack: None,
         lb_health: vec![],
         explanations: Vec::new(),
+        events: Vec::new(),
     }
 }
 
@@ -123,6 +126,7 @@ fn json_shape_is_stable() {
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut want = vec![
         "scenario", "mode", "nodes", "services", "pods", "warnings", "requests", "per_pod",
+        "events",
     ];
     want.sort();
     let mut got = keys.clone();
@@ -130,6 +134,7 @@ fn json_shape_is_stable() {
     assert_eq!(got, want);
     assert_eq!(v["scenario"], "seed-cluster");
     assert_eq!(v["mode"], "embedded");
+    assert_eq!(v["events"], serde_json::json!([]));
     assert_eq!(
         v["nodes"][0],
         serde_json::json!({"name": "ydzs-master", "ip": "10.151.30.11", "pod_cidr": "10.244.0.0/24"})
@@ -149,7 +154,7 @@ fn json_shape_is_stable() {
     assert_eq!(
         v["pods"][0],
         serde_json::json!({"name": "nginx-54f57cf6bf-xhs8g", "ip": "10.244.1.16", "node": "ydzs-node1",
-            "apps": ["nginx :80/TCP"]})
+            "apps": ["nginx :80/TCP"], "restarts": 0})
     );
     assert_eq!(v["warnings"], serde_json::json!([]));
     assert_eq!(

@@ -185,15 +185,30 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
         actions,
         links,
         manifests,
-        kube_proxy: kube_proxy(raw.kube_proxy.as_ref()),
+        kube_proxy: kube_proxy(&file, raw.kube_proxy.as_ref())?,
     })
 }
 
+/// Longest `kubeProxy.syncDelay` the lab takes (10 min), so a typo cannot stall a run.
+const MAX_SYNC_DELAY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// `kubeProxy:` with kube-proxy's defaults for what it leaves out.
-fn kube_proxy(raw: Option<&raw::RawKubeProxy>) -> KubeProxy {
+fn kube_proxy(f: &str, raw: Option<&raw::RawKubeProxy>) -> Result<KubeProxy, LabError> {
     let d = KubeProxy::default();
-    let Some(k) = raw else { return d };
-    KubeProxy {
+    let Some(k) = raw else { return Ok(d) };
+    let sync_delay = match &k.sync_delay {
+        None => d.sync_delay,
+        Some(v) => crate::units::parse_duration(f, "kubeProxy.syncDelay", v)?,
+    };
+    if sync_delay > MAX_SYNC_DELAY {
+        return Err(LabError::invalid(
+            f,
+            "kubeProxy.syncDelay",
+            format!("{sync_delay:?} is longer than the lab allows (10m)"),
+        ));
+    }
+    Ok(KubeProxy {
+        sync_delay,
         masquerade_random_fully: k
             .masquerade_random_fully
             .unwrap_or(d.masquerade_random_fully),
@@ -203,7 +218,7 @@ fn kube_proxy(raw: Option<&raw::RawKubeProxy>) -> KubeProxy {
             .as_ref()
             .and_then(|c| c.tcp_be_liberal)
             .unwrap_or(d.tcp_be_liberal),
-    }
+    })
 }
 
 /// `manifests:` entries: inline YAML strings or `file: <path>` (relative to the config).

@@ -1,14 +1,14 @@
-//! `plan:` (requests, `scale:` and `wait:` actions) and `links:` (impairments).
+//! `plan:` (requests, `scale:`, `wait:` and `crash:` actions) and `links:` (impairments).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
-use super::raw::{RawLink, RawPlan, RawScale};
+use super::raw::{RawCrash, RawLink, RawPlan, RawScale};
 use super::{ClientSpec, NodeIndex};
 use crate::error::LabError;
-use crate::model::{ActionKind, LinkSpec, PlanAction, PlanStep, Target};
+use crate::model::{ActionKind, Crash, CrashTarget, LinkSpec, PlanAction, PlanStep, Target};
 use crate::units::{parse_duration, parse_rate};
 
 /// Most requests one plan entry may make.
@@ -42,7 +42,7 @@ pub(super) fn plan(
     Ok((plan, actions))
 }
 
-/// A `scale:` or `wait:` entry (`None` for a request).
+/// A `scale:`, `wait:` or `crash:` entry (`None` for a request).
 fn action(f: &str, at: &str, p: &RawPlan) -> Result<Option<ActionKind>, LabError> {
     let request_fields = p.from.is_some()
         || p.to.is_some()
@@ -53,26 +53,73 @@ fn action(f: &str, at: &str, p: &RawPlan) -> Result<Option<ActionKind>, LabError
         || p.path.is_some()
         || p.connect_timeout.is_some()
         || p.max_time.is_some();
-    let kind = match (&p.scale, &p.wait) {
-        (Some(_), Some(_)) => {
-            return Err(LabError::invalid(
-                f,
-                at,
-                "`scale` and `wait` must be separate plan entries",
-            ))
-        }
-        (Some(sc), None) => scale(f, at, sc)?,
-        (None, Some(v)) => ActionKind::Wait(parse_duration(f, &format!("{at}.wait"), v)?),
-        (None, None) => return Ok(None),
+    let given = [p.scale.is_some(), p.wait.is_some(), p.crash.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(LabError::invalid(
+            f,
+            at,
+            "`scale`, `wait` and `crash` must be separate plan entries",
+        ));
+    }
+    let kind = if let Some(sc) = &p.scale {
+        scale(f, at, sc)?
+    } else if let Some(v) = &p.wait {
+        ActionKind::Wait(parse_duration(f, &format!("{at}.wait"), v)?)
+    } else if let Some(c) = &p.crash {
+        crash(f, at, c)?
+    } else {
+        return Ok(None);
     };
     if request_fields {
         return Err(LabError::invalid(
             f,
             at,
-            "a `scale`/`wait` entry takes no request fields (from, to, count, ...)",
+            "a `scale`/`wait`/`crash` entry takes no request fields (from, to, count, ...)",
         ));
     }
     Ok(Some(kind))
+}
+
+/// `namespace/name` or `name` (namespace `default`).
+fn namespaced(s: &str) -> (String, String) {
+    match s.split_once('/') {
+        Some((ns, n)) => (ns.to_string(), n.to_string()),
+        None => ("default".to_string(), s.to_string()),
+    }
+}
+
+/// `crash: {pod: NAME}` or `crash: {deployment: NAME}` (exactly one; names checked when the
+/// cluster is built).
+fn crash(f: &str, at: &str, c: &RawCrash) -> Result<ActionKind, LabError> {
+    let (field, value) = match (&c.pod, &c.deployment) {
+        (Some(p), None) => ("pod", p),
+        (None, Some(d)) => ("deployment", d),
+        _ => {
+            return Err(LabError::invalid(
+                f,
+                format!("{at}.crash"),
+                "needs exactly one of `pod: NAME` or `deployment: NAME`",
+            ))
+        }
+    };
+    let (namespace, name) = namespaced(value);
+    if namespace.is_empty() || name.is_empty() || name.contains('/') {
+        return Err(LabError::invalid(
+            f,
+            format!("{at}.crash.{field}"),
+            format!("{value:?} is not NAME or NAMESPACE/NAME"),
+        ));
+    }
+    let target = if field == "pod" {
+        CrashTarget::Pod(name)
+    } else {
+        CrashTarget::Deployment(name)
+    };
+    Ok(ActionKind::Crash(Crash {
+        namespace,
+        target,
+        pod: None,
+    }))
 }
 
 fn scale(f: &str, at: &str, sc: &RawScale) -> Result<ActionKind, LabError> {
@@ -83,10 +130,7 @@ fn scale(f: &str, at: &str, sc: &RawScale) -> Result<ActionKind, LabError> {
             format!("{} is not in 0..={MAX_REPLICAS}", sc.replicas),
         ));
     }
-    let (namespace, name) = match sc.deployment.split_once('/') {
-        Some((ns, n)) => (ns.to_string(), n.to_string()),
-        None => ("default".to_string(), sc.deployment.clone()),
-    };
+    let (namespace, name) = namespaced(&sc.deployment);
     Ok(ActionKind::Scale {
         namespace,
         deployment: name,
@@ -106,7 +150,8 @@ fn request(
     let Some(from) = p.from.clone() else {
         return Err(inv(
             "from",
-            "missing (a request needs `from` and `to`; or use `scale:` / `wait:`)".into(),
+            "missing (a request needs `from` and `to`; or use `scale:` / `wait:` / `crash:`)"
+                .into(),
         ));
     };
     let Some(to) = p.to.as_deref() else {

@@ -39,6 +39,7 @@ pub(super) struct RawKubeProxy {
     pub(super) masquerade_random_fully: Option<bool>,
     pub(super) localhost_node_ports: Option<bool>,
     pub(super) conntrack: Option<RawConntrack>,
+    pub(super) sync_delay: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +63,14 @@ pub(super) struct RawLink {
 pub(super) struct RawScale {
     pub(super) deployment: String,
     pub(super) replicas: i64,
+}
+
+/// `crash: {pod: NAME}` or `crash: {deployment: NAME}` (`namespace/` prefix optional).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawCrash {
+    pub(super) pod: Option<String>,
+    pub(super) deployment: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +130,7 @@ pub(super) struct RawPlan {
     pub(super) to: Option<String>,
     pub(super) scale: Option<RawScale>,
     pub(super) wait: Option<Value>,
+    pub(super) crash: Option<RawCrash>,
     pub(super) service: Option<String>,
     pub(super) port: Option<i64>,
     pub(super) port_name: Option<String>,

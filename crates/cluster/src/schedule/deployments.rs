@@ -72,6 +72,7 @@ fn deploy_sched<'a>(
         .enumerate()
         .map(|(ci, c)| container_app(doc, ci, c))
         .collect::<Result<Vec<_>, _>>()?;
+    let readiness_probe = super::probes::readiness_probe(doc, pspec, &container_ports)?;
     let tolerations = pspec.tolerations.clone().unwrap_or_default();
     let selector = pspec.node_selector.clone().unwrap_or_default();
     check_labels(doc, "spec.template.spec.nodeSelector", &selector)?;
@@ -124,6 +125,7 @@ fn deploy_sched<'a>(
         labels,
         container_ports,
         apps,
+        readiness_probe,
         candidates,
         own,
         name_rng,

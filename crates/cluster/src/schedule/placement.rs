@@ -140,6 +140,7 @@ pub(super) struct DeploySched<'a> {
     pub container_ports: Vec<(String, u16, Protocol)>,
     /// The app of each container.
     pub apps: Vec<AppSpec>,
+    pub readiness_probe: Option<crate::model::ReadinessProbe>,
     /// Eligible node indices (preferred ones when any), in node order.
     pub candidates: Vec<usize>,
     /// Pods of this Deployment on each candidate (same order as `candidates`).
@@ -203,7 +204,7 @@ pub(super) fn place_one(
     };
     ds.own[k] += 1;
     placement.pods_on[i] += 1;
-    Ok(Pod {
+    let mut pod = Pod {
         namespace: ns.clone(),
         name: pod_name,
         deployment: name.clone(),
@@ -213,5 +214,14 @@ pub(super) fn place_one(
         container_ports: ds.container_ports.clone(),
         apps: ds.apps.clone(),
         ready: true,
-    })
+        restarts: 0,
+        readiness_probe: ds.readiness_probe.clone(),
+    };
+    // A readinessProbe on a port the app does not listen on never passes: kubelet never
+    // marks the pod Ready, so its endpoints stay `ready: false`.
+    pod.ready = pod
+        .readiness_probe
+        .as_ref()
+        .is_none_or(|pr| pod.tcp_ports().contains(&pr.check.port()));
+    Ok(pod)
 }

@@ -1,5 +1,5 @@
 //! What needs the built objects: plan steps checked against the Services, `scale:` actions
-//! (pods deleted or placed, EndpointSlices recomputed), `links:` checked against pods and
+//! (pods deleted or placed, EndpointSlices recomputed), `crash:` targets, `links:` checked against pods and
 //! clients.
 
 use std::collections::{HashMap, HashSet};
@@ -10,7 +10,9 @@ use rand_chacha::ChaCha8Rng;
 use super::endpoints::{service_slices, Pending, PodIndex};
 use super::placement::{place_one, DeploySched, Placement};
 use crate::error::LabError;
-use crate::model::{ActionKind, Client, LinkSpec, PlanAction, PlanStep, Pod, Scaled, Target};
+use crate::model::{
+    ActionKind, Client, CrashTarget, LinkSpec, PlanAction, PlanStep, Pod, Scaled, Target,
+};
 
 /// Fill in the default service of each step and check service references and targets.
 pub(super) fn plan(
@@ -228,6 +230,68 @@ pub(super) fn links(
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Resolve every `crash:` entry to the pod it hits, against the pods that exist at that
+/// point of the plan (after the `scale:` entries before it). `crash: {deployment: D}` hits
+/// D's oldest pod (first in pod order), so the choice is the same on every run.
+pub(super) fn crash_targets(
+    f: &str,
+    actions: &mut [PlanAction],
+    pods: &[Pod],
+) -> Result<(), LabError> {
+    let mut cur: Vec<Pod> = pods.to_vec();
+    for a in actions.iter_mut() {
+        if let Some(sc) = &a.scaled {
+            cur = sc.pods.clone();
+        }
+        let ActionKind::Crash(c) = &mut a.kind else {
+            continue;
+        };
+        let (field, found) = match &c.target {
+            CrashTarget::Pod(name) => (
+                "pod",
+                cur.iter()
+                    .find(|p| p.namespace == c.namespace && p.name == *name),
+            ),
+            CrashTarget::Deployment(name) => (
+                "deployment",
+                cur.iter()
+                    .find(|p| p.namespace == c.namespace && p.deployment == *name),
+            ),
+        };
+        let Some(pod) = found else {
+            let name = match &c.target {
+                CrashTarget::Pod(n) | CrashTarget::Deployment(n) => n,
+            };
+            let mut known: Vec<String> = cur
+                .iter()
+                .take(10)
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect();
+            if cur.len() > known.len() {
+                known.push("…".into());
+            }
+            let what = match &c.target {
+                CrashTarget::Pod(_) => format!("no pod {}/{name}", c.namespace),
+                CrashTarget::Deployment(_) => {
+                    format!("deployment {}/{name} has no pod", c.namespace)
+                }
+            };
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            return Err(LabError::invalid(
+                f,
+                format!("plan[{}].crash.{field}", a.entry),
+                format!("{what} at this point of the plan (pods: {known})"),
+            ));
+        };
+        c.pod = Some(pod.name.clone());
     }
     Ok(())
 }

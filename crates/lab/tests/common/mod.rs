@@ -151,6 +151,33 @@ pub fn run_or_skip(what: &str, missing: &[String]) -> bool {
     false
 }
 
+/// Whether `prog` is on PATH (or in /usr/sbin, /sbin).
+pub fn have(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(prog).is_file()
+        || Path::new("/sbin").join(prog).is_file()
+}
+
+/// What real mode lacks here: root, /dev/net/tun, and any of `progs` not installed.
+pub fn real_missing(progs: &[&str]) -> Vec<String> {
+    let mut m = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        m.push("root".to_string());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        m.push("/dev/net/tun".into());
+    }
+    for p in progs {
+        if !have(p) {
+            m.push((*p).to_string());
+        }
+    }
+    m
+}
+
 /// Run the built `lab ARGS…` from the repository root with `stdin` as its standard input.
 pub fn lab_with_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;

@@ -92,4 +92,28 @@ impl World {
             }
         }
     }
+
+    /// Virtual time: like [`World::run_until_complete`], but stop once the clock reaches
+    /// `limit` (then `now() == limit`) if request `id` has no outcome by then: the caller
+    /// does what is due at `limit` (a kubelet restart, a kube-proxy sync) and calls again.
+    pub fn run_until_complete_or(
+        &mut self,
+        id: RequestId,
+        limit: Duration,
+    ) -> Option<RequestOutcome> {
+        loop {
+            self.step();
+            if let Some(o) = self.outcome(id) {
+                return Some(o);
+            }
+            if !self.advance(limit) {
+                break;
+            }
+        }
+        if self.now < limit {
+            self.now = limit;
+            self.step();
+        }
+        self.outcome(id)
+    }
 }
