@@ -304,7 +304,7 @@ fn play(
 impl RealRun {
     /// Plays one request: real curl in the client's namespace while the world runs, then
     /// the pod that logged it (its new access-log lines are appended to `logs`).
-    fn request(
+    pub(crate) fn request(
         &mut self,
         cluster: &Cluster,
         number: usize,

@@ -477,11 +477,160 @@ fn events_stream_and_ctrl_c_stops_cleanly() {
 }
 
 #[test]
-fn real_mode_is_refused_with_exit_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .args(["serve", "seed-cluster", "--real", "--port", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--real"));
+fn patch_keeps_conntrack_logs_and_history() {
+    let srv = Server::start("seed-cluster");
+    let send = json!({"client": "browser", "target": "ydzs-master", "connectTimeout": 2});
+    let (st, out) = srv.json("POST", "/api/requests", Some(send.clone()));
+    assert_eq!(st, 200, "{out}");
+    let first = out["requests"][0].clone();
+    let pod = first["pod"].as_str().unwrap().to_string();
+    let (_, before) = srv.json("GET", "/api/conntrack/ydzs-master", None);
+    let entry = before["entries"][0].as_str().unwrap().to_string();
+    assert!(entry.contains("src=203.0.113.11"), "{before}");
+
+    // A policy change is a kube-proxy sync: the same pods, the entry, the log line and the
+    // request history are still there, and the world was not rebuilt.
+    let (st, state) = srv.json(
+        "PATCH",
+        "/api/services/default/nginx",
+        Some(json!({"externalTrafficPolicy": "Local"})),
+    );
+    assert_eq!(st, 200, "{state}");
+    assert_eq!(state["reset"], false);
+    assert!(state["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == pod.as_str()));
+    let (_, after) = srv.json("GET", "/api/conntrack/ydzs-master", None);
+    assert!(
+        after["entries"].as_array().unwrap().contains(&json!(entry)),
+        "conntrack lost: {after}"
+    );
+    let logs = &state["access_logs"][pod.as_str()];
+    assert_eq!(logs.as_array().map(Vec::len), Some(1), "{state}");
+    assert_eq!(logs[0], first["log_line"]);
+
+    // Scale 3 -> 2 -> 3: one pod deleted, then one started; the others keep their logs.
+    let (st, state) = srv.json(
+        "PATCH",
+        "/api/services/default/nginx",
+        Some(json!({"externalTrafficPolicy": "Cluster", "replicas": 2})),
+    );
+    assert_eq!((st, state["reset"].clone()), (200, json!(false)), "{state}");
+    assert_eq!(state["pods"].as_array().unwrap().len(), 2);
+    let (st, state) = srv.json(
+        "PATCH",
+        "/api/services/default/nginx",
+        Some(json!({"replicas": 3})),
+    );
+    assert_eq!((st, state["reset"].clone()), (200, json!(false)), "{state}");
+    assert_eq!(state["pods"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        state["access_logs"][pod.as_str()].as_array().map(Vec::len),
+        Some(1)
+    );
+    for _ in 0..6 {
+        let (st, out) = srv.json("POST", "/api/requests", Some(send.clone()));
+        assert_eq!(
+            (st, out["requests"][0]["outcome"].clone()),
+            (200, json!("ok")),
+            "{out}"
+        );
+    }
+    let (_, all) = srv.json("GET", "/api/requests", None);
+    let numbers: Vec<u64> = all["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=7).collect::<Vec<_>>());
+    // The pod that came back serves again.
+    let (_, state) = srv.json("GET", "/api/state", None);
+    let served: usize = state["access_logs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|l| l.as_array().map(Vec::len).unwrap_or(0))
+        .sum();
+    assert_eq!(served, 7, "{state}");
+}
+
+#[test]
+fn pcap_of_a_link_downloads_and_tcpdump_reads_it() {
+    let srv = Server::start("seed-cluster");
+    let (_, out) = srv.json(
+        "POST",
+        "/api/requests",
+        Some(json!({"client": "browser", "target": "ydzs-master"})),
+    );
+    assert_eq!(out["requests"][0]["outcome"], "ok");
+    let (_, state) = srv.json("GET", "/api/state", None);
+    let links: Vec<&str> = state["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    for l in [
+        "ydzs-master-eth0",
+        "browser",
+        "router-clients-203.0.113.0-24",
+    ] {
+        assert!(links.contains(&l), "{l} not in {links:?}");
+    }
+    let eth0 = &state["links"][0];
+    assert_eq!(eth0["name"], "ydzs-master-eth0");
+    assert!(eth0["packets"].as_u64().unwrap() >= 10, "{eth0}");
+
+    // Raw bytes: the HTTP helper above is text-only.
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    write!(
+        s,
+        "GET /api/pcap/ydzs-master-eth0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..at]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: application/vnd.tcpdump.pcap"),
+        "{head}"
+    );
+    let body = &raw[at..];
+    // Classic pcap with microsecond timestamps, in either byte order.
+    let magic = &body[..4];
+    assert!(
+        magic == [0xa1, 0xb2, 0xc3, 0xd4] || magic == [0xd4, 0xc3, 0xb2, 0xa1],
+        "not a pcap file: {magic:02x?}"
+    );
+    let file = std::env::temp_dir().join(format!("nplab-serve-{}.pcap", std::process::id()));
+    std::fs::write(&file, body).unwrap();
+    let td = Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(&file)
+        .output();
+    let _ = std::fs::remove_file(&file);
+    let td = match td {
+        Ok(o) => o,
+        Err(e) => return skip_or_fail(&format!("tcpdump is missing ({e})")),
+    };
+    let text = String::from_utf8_lossy(&td.stdout);
+    assert!(
+        td.status.success(),
+        "{}",
+        String::from_utf8_lossy(&td.stderr)
+    );
+    // The browser's SYN to the NodePort, then the MASQUERADEd one towards a pod.
+    assert!(text.contains("IP 203.0.113.11."), "{text}");
+    assert!(
+        text.contains("IP 10.151.30.11.") && text.contains(" > 10.244."),
+        "{text}"
+    );
+
+    let (st, err) = srv.json("GET", "/api/pcap/mars", None);
+    assert_eq!((st, err["field"].clone()), (404, json!("link")));
 }
