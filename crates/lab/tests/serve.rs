@@ -27,8 +27,15 @@ struct Server {
 
 impl Server {
     fn start(scenario: &str) -> Server {
+        Server::start_with(&[scenario])
+    }
+
+    /// `lab serve ARGS --port 0`.
+    fn start_with(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lab"))
-            .args(["serve", scenario, "--port", "0"])
+            .arg("serve")
+            .args(args)
+            .args(["--port", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -331,35 +338,42 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-#[test]
-fn browser_walks_the_three_steps() {
+/// The browser test's prerequisites: playwright-core's directory, or why it cannot run.
+fn browser_tools() -> Result<PathBuf, String> {
     let pw = repo().join("target/serve-e2e/node_modules/playwright-core");
     if !Path::new("/usr/bin/chromium").exists() {
-        return skip_or_fail("/usr/bin/chromium is missing (apt-get install chromium)");
+        return Err("/usr/bin/chromium is missing (apt-get install chromium)".into());
     }
     if Command::new("node").arg("--version").output().is_err() {
-        return skip_or_fail("node is missing");
+        return Err("node is missing".into());
     }
     if !pw.join("package.json").is_file() {
-        return skip_or_fail(
-            "playwright-core is missing (npm install --prefix target/serve-e2e playwright-core@1.48.2)",
-        );
+        return Err("playwright-core is missing (npm install --prefix target/serve-e2e playwright-core@1.48.2)".into());
     }
-    let shots = repo().join("target/serve-e2e/shots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let user_data = repo().join(format!("target/serve-e2e/profile-{}", std::process::id()));
+    Ok(pw)
+}
+
+/// Walks `srv`'s page with walk.cjs (`steps` of the blog; `real` names the screenshots
+/// real-… and records the countdown); the driver's JSON, checked for console errors and
+/// external requests.
+fn walk(srv: &Server, pw: &Path, shots: &Path, steps: usize, real: bool) -> Value {
+    std::fs::create_dir_all(shots).unwrap();
+    let user_data = repo().join(format!(
+        "target/serve-e2e/profile-{}-{steps}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&user_data);
-    let srv = Server::start("seed-cluster");
     let url = format!("http://{}/", srv.addr);
     let out = Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/walk.cjs"))
-        .arg(&pw)
+        .arg(pw)
         .arg(&url)
-        .arg(&shots)
+        .arg(shots)
         .arg(&user_data)
+        .arg(steps.to_string())
+        .arg(if real { "real" } else { "embedded" })
         .output()
         .expect("run node");
-    drop(srv);
     let _ = std::fs::remove_dir_all(&user_data);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -374,6 +388,12 @@ fn browser_walks_the_three_steps() {
         json!([]),
         "non-127.0.0.1 requests: {v}"
     );
+    v
+}
+
+/// Steps 1 and 2 of the blog as the page shows them, in either mode; also the pcap button,
+/// the hop trails along the drawn links and the badges on the topology.
+fn check_first_two_steps(v: &Value) {
     let step = |i: usize| &v["steps"][i];
     // 1. Cluster: nginx logs the master's address.
     assert!(
@@ -384,13 +404,51 @@ fn browser_walks_the_three_steps() {
         "{v}"
     );
     assert_eq!(step(0)["row"][3], "ok 200");
-    // 2. Local: timeout after the 2 s connect timeout (virtual), dropped on the master.
+    assert_eq!(step(0)["row"][5], "10.151.30.11");
+    // Every hop ran along the links: browser-router, router-bus-node, node-bus-node,
+    // node-lane-pod and back (8 trails; one from the master to node X crosses the bus).
+    let trails = step(0)["trails"].as_array().unwrap();
+    assert_eq!(trails.len(), 8, "{v}");
+    assert!(trails.iter().any(|n| n.as_u64().unwrap() >= 4), "{v}");
+    let badges = &step(0)["topo_badges"];
+    for b in ["DNAT", "SNAT (MASQUERADE)", "un-SNAT", "un-DNAT"] {
+        assert!(badges.as_array().unwrap().contains(&json!(b)), "{b}: {v}");
+    }
+    // The pcap button of the master's eth0 downloads a pcap file.
+    assert_eq!(v["pcap"]["name"], "ydzs-master-eth0.pcap", "{v}");
+    assert!(
+        ["a1b2c3d4", "d4c3b2a1"].contains(&v["pcap"]["magic"].as_str().unwrap()),
+        "{v}"
+    );
+    // 2. Local: timeout after the 2 s connect timeout, dropped on the master.
     assert_eq!(step(1)["row"][3], "timeout");
-    assert_eq!(step(1)["row"][6], "2.0 s");
     assert!(
         step(1)["hops"].as_array().unwrap().contains(&json!("DROP")),
         "{v}"
     );
+    assert!(
+        step(1)["topo_badges"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("DROP")),
+        "{v}"
+    );
+}
+
+#[test]
+fn browser_walks_the_three_steps() {
+    let pw = match browser_tools() {
+        Ok(p) => p,
+        Err(e) => return skip_or_fail(&e),
+    };
+    let shots = repo().join("target/serve-e2e/shots");
+    let srv = Server::start("seed-cluster");
+    let v = walk(&srv, &pw, &shots, 3, false);
+    drop(srv);
+    check_first_two_steps(&v);
+    let step = |i: usize| &v["steps"][i];
+    // Embedded: the 2 s are virtual.
+    assert_eq!(step(1)["row"][6], "2.0 s");
     // 3. Pinned to the master: the browser's own address.
     assert!(
         step(2)["log"]
@@ -406,6 +464,130 @@ fn browser_walks_the_three_steps() {
             "{f}"
         );
     }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Namespaces and processes whose names start with `nplab-`, and /run/nplab's contents.
+fn nplab_leftovers() -> Vec<String> {
+    let mut left = Vec::new();
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    for l in String::from_utf8_lossy(&ns.stdout).lines() {
+        if l.starts_with("nplab-") {
+            left.push(format!("netns {l}"));
+        }
+    }
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    for l in String::from_utf8_lossy(&links.stdout).lines() {
+        if l.contains("nplab-") {
+            left.push(format!("link {l}"));
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with("nplab-") {
+                left.push(format!("/run/netns/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    // The lab's nginx processes run from its state dir.
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&ps.stdout).lines() {
+        if l.contains("/run/nplab") {
+            left.push(format!("process {l}"));
+        }
+    }
+    left
+}
+
+/// `lab serve --real` (root; run the suite under `flock /tmp/nplab-real.lock`, as every
+/// real-mode test): the page walks the blog's first two steps on the real lab (real curl
+/// in the browser's namespace, real nginx logs), a pin is refused with 409, and SIGTERM
+/// stops the server and tears the lab down: nothing named nplab- is left.
+#[test]
+fn browser_walks_two_steps_on_the_real_lab_and_sigterm_tears_it_down() {
+    let pw = match browser_tools() {
+        Ok(p) => p,
+        Err(e) => return skip_or_fail(&e),
+    };
+    if !is_root() || !Path::new("/dev/net/tun").exists() {
+        return skip_or_fail("lab serve --real needs root and /dev/net/tun");
+    }
+    let before = nplab_leftovers();
+    if !before.is_empty() {
+        return skip_or_fail(&format!("a real lab is running here: {before:?}"));
+    }
+    let srv = Server::start_with(&["seed-cluster", "--real"]);
+    let (st, state) = srv.json("GET", "/api/state", None);
+    assert_eq!((st, state["mode"].clone()), (200, json!("real")), "{state}");
+    let pid = srv.child.id() as i32;
+    let shots = repo().join("target/serve-e2e/shots");
+    let v = walk(&srv, &pw, &shots, 2, true);
+    check_first_two_steps(&v);
+    let step = |i: usize| &v["steps"][i];
+    // Real seconds: curl's own give-up after the 2 s connect timeout, counted down.
+    let elapsed: f64 = step(1)["row"][6]
+        .as_str()
+        .unwrap()
+        .trim_end_matches(" s")
+        .parse()
+        .unwrap();
+    assert!((1.9..3.5).contains(&elapsed), "{v}");
+    assert!(
+        step(1)["countdown"]
+            .as_str()
+            .unwrap()
+            .contains("curl gives up connecting in"),
+        "{v}"
+    );
+    // Moving pods needs new pod namespaces: refused, named, nothing changed.
+    let (st, err) = srv.json(
+        "PATCH",
+        "/api/services/default/nginx",
+        Some(json!({"nodeName": "ydzs-master"})),
+    );
+    assert_eq!(st, 409, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("real mode"),
+        "{err}"
+    );
+    let (_, conn) = srv.json("GET", "/api/conntrack/ydzs-master", None);
+    assert!(
+        conn["entries"].to_string().contains("src=203.0.113.11"),
+        "{conn}"
+    );
+    assert!(!nplab_leftovers().is_empty(), "the lab is not up?");
+
+    // SIGTERM: the server stops and the lab goes.
+    let mut srv = srv;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 20 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    if let Some(mut out) = srv.stdout.take() {
+        out.read_to_string(&mut rest).unwrap();
+    }
+    assert!(status.success(), "{status}: {rest}");
+    assert!(
+        rest.contains("tearing the lab down") && rest.contains("removed 4 namespaces"),
+        "{rest:?}"
+    );
+    assert_eq!(nplab_leftovers(), Vec::<String>::new());
 }
 
 /// Reads from `s` until `needle` shows up (or 10 s pass); everything read.
