@@ -115,6 +115,8 @@ struct RunningPod {
 pub struct Lab {
     pods: Vec<RunningPod>,
     clients: Vec<(ClientSpec, Netns)>,
+    /// As given to [`Lab::up`] (pods added later use them too).
+    opts: UpOptions,
     // Last: `down` runs and the lock is released after everything else is gone.
     held: Held,
 }
@@ -141,41 +143,13 @@ impl Lab {
         let mut lab = Lab {
             pods: Vec::new(),
             clients: Vec::new(),
+            opts: opts.clone(),
             held,
         };
         let mut ports = Vec::new();
         let strip = |n: String| n.trim_start_matches(PREFIX).to_string();
         for p in pods {
-            let ns = Netns::create(&format!(
-                "{}{}",
-                opts.prefix,
-                strip(ns_name("pod", &p.name))
-            ))?;
-            let port = TunPort::create(
-                &TunConfig::new(ns.name(), p.ip, p.prefix_len)
-                    .gateway(p.gateway)
-                    .mtu(opts.mtu)
-                    .port_name(format!("{}/cni0/{}", p.node, p.name)),
-            )?;
-            let nginx = if opts.nginx {
-                let spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
-                Some(Nginx::start(&ns, &spec)?)
-            } else {
-                None
-            };
-            ports.push(EdgePort {
-                name: p.name.clone(),
-                ip: p.ip,
-                role: Role::Pod {
-                    node: p.node.clone(),
-                },
-                port,
-            });
-            lab.pods.push(RunningPod {
-                spec: p.clone(),
-                ns,
-                nginx,
-            });
+            ports.push(lab.add_pod(p)?);
         }
         for c in clients {
             let ns = Netns::create(&format!("{}{}", opts.prefix, strip(ns_name("cl", &c.name))))?;
@@ -194,6 +168,60 @@ impl Lab {
             lab.clients.push((c.clone(), ns));
         }
         Ok((lab, ports))
+    }
+
+    /// Starts pod `p` (namespace, TUN port, nginx), at [`Lab::up`] or later (a pod the
+    /// scheduler adds while the lab runs); its port is for the caller to attach.
+    pub fn add_pod(&mut self, p: &PodSpec) -> Result<EdgePort> {
+        let opts = &self.opts;
+        opts.state.pod_dir(&p.name)?;
+        if self.pods.iter().any(|r| r.spec.name == p.name) {
+            return Err(Error::Invalid(format!("pod {} is already running", p.name)));
+        }
+        let ns = Netns::create(&format!(
+            "{}{}",
+            opts.prefix,
+            ns_name("pod", &p.name).trim_start_matches(PREFIX)
+        ))?;
+        let port = TunPort::create(
+            &TunConfig::new(ns.name(), p.ip, p.prefix_len)
+                .gateway(p.gateway)
+                .mtu(opts.mtu)
+                .port_name(format!("{}/cni0/{}", p.node, p.name)),
+        )?;
+        let nginx = if opts.nginx {
+            let spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
+            Some(Nginx::start(&ns, &spec)?)
+        } else {
+            None
+        };
+        self.pods.push(RunningPod {
+            spec: p.clone(),
+            ns,
+            nginx,
+        });
+        Ok(EdgePort {
+            name: p.name.clone(),
+            ip: p.ip,
+            role: Role::Pod {
+                node: p.node.clone(),
+            },
+            port,
+        })
+    }
+
+    /// Stops pod `name` (nginx, then its namespace); `false` if no such pod runs. Its TUN
+    /// port, held by the caller, stays open until dropped.
+    pub fn remove_pod(&mut self, name: &str) -> Result<bool> {
+        let Some(i) = self.pods.iter().position(|r| r.spec.name == name) else {
+            return Ok(false);
+        };
+        let mut p = self.pods.remove(i);
+        if let Some(n) = p.nginx.take() {
+            n.stop()?;
+        }
+        p.ns.delete()?;
+        Ok(true)
     }
 
     /// Pid of a previous lab whose stale lock was taken over (it had been killed).

@@ -36,6 +36,8 @@ pub struct RealRun {
     pub driver: Driver,
     /// Access-log read offsets per pod (bytes), to read only what is new.
     offsets: Vec<(String, PathBuf, u64)>,
+    /// The TUN fd of every pod and client the driver polls.
+    fds: Vec<(String, RawFd)>,
 }
 
 /// Every datagram the fabric moves is a heap buffer of up to the TUN MTU (64 KiB with
@@ -63,18 +65,7 @@ pub fn bring_up(
     let pods = cluster
         .pods
         .iter()
-        .map(|p| {
-            let n = cluster
-                .node(&p.node)
-                .with_context(|| format!("pod {} on unknown node {}", p.name, p.node))?;
-            Ok(PodSpec {
-                name: p.name.clone(),
-                node: p.node.clone(),
-                ip: p.ip,
-                prefix_len: n.pod_cidr.prefix_len(),
-                gateway: n.cni0_ip(),
-            })
-        })
+        .map(|p| pod_spec(cluster, p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let clients = cluster
         .clients
@@ -101,10 +92,10 @@ pub fn bring_up(
 
     tune_allocator();
     let (lab, ports) = Lab::up(&pods, &clients, up).map_err(|e| anyhow!("{e}"))?;
-    let mut fds: Vec<RawFd> = Vec::new();
+    let mut fds: Vec<(String, RawFd)> = Vec::new();
     let world = prepare_world_with(cluster, false, tracing, pcap, |w| {
         for p in ports {
-            fds.push(p.port.raw_fd());
+            fds.push((p.name.clone(), p.port.raw_fd()));
             match p.role {
                 Role::Pod { node } => w
                     .add_pod_port(&p.name, p.ip, &node, Box::new(p.port))
@@ -124,7 +115,7 @@ pub fn bring_up(
     let epoch = Instant::now()
         .checked_sub(world.now())
         .unwrap_or_else(Instant::now);
-    let driver = Driver::with_epoch(fds, epoch);
+    let driver = Driver::with_epoch(fds.iter().map(|(_, fd)| *fd), epoch);
     let offsets = cluster
         .pods
         .iter()
@@ -138,6 +129,21 @@ pub fn bring_up(
         world,
         driver,
         offsets,
+        fds,
+    })
+}
+
+/// What [`Lab::up`] needs to start pod `p`.
+fn pod_spec(cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<PodSpec> {
+    let n = cluster
+        .node(&p.node)
+        .with_context(|| format!("pod {} on unknown node {}", p.name, p.node))?;
+    Ok(PodSpec {
+        name: p.name.clone(),
+        node: p.node.clone(),
+        ip: p.ip,
+        prefix_len: n.pod_cidr.prefix_len(),
+        gateway: n.cni0_ip(),
     })
 }
 
@@ -151,6 +157,43 @@ impl RealRun {
                 now >= until || cleanup::stop_requested()
             })
             .map_err(|e| anyhow!("{e}"))?;
+        Ok(())
+    }
+
+    /// Starts pod `p` of `cluster` while the lab runs (namespace, TUN port, nginx) and
+    /// attaches it to the world's fabric.
+    pub fn add_pod(&mut self, cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<()> {
+        let port = self
+            .lab
+            .add_pod(&pod_spec(cluster, p)?)
+            .map_err(|e| anyhow!("starting pod {}: {e}", p.name))?;
+        let fd = port.port.raw_fd();
+        self.world
+            .add_pod_port(&p.name, p.ip, &p.node, Box::new(port.port))
+            .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?;
+        self.fds.push((p.name.clone(), fd));
+        self.driver.set_fds(self.fds.iter().map(|(_, fd)| *fd));
+        if let Some(n) = self.lab.nginx(&p.name) {
+            // A pod name seen before (deleted, then back) may find its old log file.
+            let path = n.spec().access_log();
+            let start = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            self.offsets.retain(|(o, _, _)| *o != p.name);
+            self.offsets.push((p.name.clone(), path, start));
+        }
+        Ok(())
+    }
+
+    /// Deletes pod `name` while the lab runs: off the fabric, no longer polled, nginx
+    /// stopped, namespace deleted. Lines it logged before stay read.
+    pub fn remove_pod(&mut self, name: &str) -> anyhow::Result<()> {
+        self.world
+            .remove_pod(name)
+            .map_err(|e| anyhow!("deleting pod {name}: {e}"))?;
+        self.fds.retain(|(n, _)| n != name);
+        self.driver.set_fds(self.fds.iter().map(|(_, fd)| *fd));
+        self.lab
+            .remove_pod(name)
+            .map_err(|e| anyhow!("stopping pod {name}: {e}"))?;
         Ok(())
     }
 

@@ -507,11 +507,12 @@ fn nplab_leftovers() -> Vec<String> {
 }
 
 /// `lab serve --real` (root; run the suite under `flock /tmp/nplab-real.lock`, as every
-/// real-mode test): the page walks the blog's first two steps on the real lab (real curl
-/// in the browser's namespace, real nginx logs), a pin is refused with 409, and SIGTERM
-/// stops the server and tears the lab down: nothing named nplab- is left.
+/// real-mode test): the page walks the blog's three steps on the real lab (real curl in the
+/// browser's namespace, real nginx logs; the pin starts three pod namespaces on the master
+/// and deletes the old ones), and SIGTERM stops the server and tears the lab down: nothing
+/// named nplab- is left.
 #[test]
-fn browser_walks_two_steps_on_the_real_lab_and_sigterm_tears_it_down() {
+fn browser_walks_the_three_steps_on_the_real_lab_and_sigterm_tears_it_down() {
     let pw = match browser_tools() {
         Ok(p) => p,
         Err(e) => return skip_or_fail(&e),
@@ -526,9 +527,15 @@ fn browser_walks_two_steps_on_the_real_lab_and_sigterm_tears_it_down() {
     let srv = Server::start_with(&["seed-cluster", "--real"]);
     let (st, state) = srv.json("GET", "/api/state", None);
     assert_eq!((st, state["mode"].clone()), (200, json!("real")), "{state}");
+    let first_pods: Vec<String> = state["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
     let pid = srv.child.id() as i32;
     let shots = repo().join("target/serve-e2e/shots");
-    let v = walk(&srv, &pw, &shots, 2, true);
+    let v = walk(&srv, &pw, &shots, 3, true);
     check_first_two_steps(&v);
     let step = |i: usize| &v["steps"][i];
     // Real seconds: curl's own give-up after the 2 s connect timeout, counted down.
@@ -546,23 +553,41 @@ fn browser_walks_two_steps_on_the_real_lab_and_sigterm_tears_it_down() {
             .contains("curl gives up connecting in"),
         "{v}"
     );
-    // Moving pods needs new pod namespaces: refused, named, nothing changed.
-    let (st, err) = srv.json(
-        "PATCH",
-        "/api/services/default/nginx",
-        Some(json!({"nodeName": "ydzs-master"})),
-    );
-    assert_eq!(st, 409, "{err}");
+    // 3. Pinned: new pod namespaces on the master answer, with the browser's address.
     assert!(
-        err["error"].as_str().unwrap().contains("real mode"),
-        "{err}"
+        step(2)["log"]
+            .as_str()
+            .unwrap()
+            .contains(": 203.0.113.11 - -"),
+        "{v}"
     );
+    assert_eq!(step(2)["row"][5], "203.0.113.11");
+    let (_, state) = srv.json("GET", "/api/state", None);
+    let netns = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for p in state["pods"].as_array().unwrap() {
+        assert_eq!(p["node"], "ydzs-master", "{state}");
+        let name = p["name"].as_str().unwrap();
+        assert!(!first_pods.contains(&name.to_string()), "{state}");
+        assert!(netns.contains(&format!("nplab-pod-{name}")), "{netns}");
+    }
+    for old in &first_pods {
+        assert!(
+            !netns.contains(&format!("nplab-pod-{old}")),
+            "{old} left: {netns}"
+        );
+    }
     let (_, conn) = srv.json("GET", "/api/conntrack/ydzs-master", None);
     assert!(
         conn["entries"].to_string().contains("src=203.0.113.11"),
         "{conn}"
     );
-    assert!(!nplab_leftovers().is_empty(), "the lab is not up?");
 
     // SIGTERM: the server stops and the lab goes.
     let mut srv = srv;

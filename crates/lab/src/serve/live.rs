@@ -7,10 +7,11 @@
 //! ([`cluster::schedule::build_cluster`]). The running world is then brought to it as the
 //! cluster would (like a `scale:` plan entry): pods that appear start first, every node's
 //! kube-proxy syncs the new Services and EndpointSlices ([`sim::World::set_services`]),
-//! then pods that went away are deleted. Conntrack, access logs, captures and the request
-//! history stay. Only when the change would readdress a client (a pod client's address
-//! follows the Deployment pods of its node) is the embedded world rebuilt (`"reset": true`
-//! in the answer); real mode refuses changes that move pods or clients (409).
+//! then pods that went away are deleted (in real mode: pod namespaces with their nginx
+//! started and stopped while the lab runs). Conntrack, access logs, captures and the
+//! request history stay. Only when the change would readdress a client (a pod client's
+//! address follows the Deployment pods of its node) is the embedded world rebuilt
+//! (`"reset": true` in the answer); real mode refuses that change (409).
 
 use std::time::Duration;
 
@@ -405,19 +406,29 @@ impl LiveLab {
         Ok(state)
     }
 
-    /// Brings the running world from `self.cluster` to `new`; `true` when the embedded
-    /// world was rebuilt instead. Nothing changes on an error.
+    /// Brings the running world from `self.cluster` to `new` in a `scale:` entry's order
+    /// (see the runner): pods that appear start, every kube-proxy syncs the new Services
+    /// and EndpointSlices, then pods that went away are deleted. `true` when the embedded
+    /// world was rebuilt instead (a client moved). A pod that fails to start in real mode
+    /// leaves the pods changed so far in place (the answer is a 500 naming it).
     fn resync(&mut self, new: &Cluster) -> Result<bool, ApiError> {
         let old = &self.cluster;
         let added: Vec<&cluster::Pod> = new.pods.iter().filter(|p| !old.pods.contains(p)).collect();
         let removed: Vec<&cluster::Pod> =
             old.pods.iter().filter(|p| !new.pods.contains(p)).collect();
         let clients_moved = old.clients != new.clients;
-        let world = match &mut self.backend {
-            Backend::Real(_) if clients_moved || !added.is_empty() || !removed.is_empty() => {
-                return Err(real_refusal(&added, &removed, clients_moved));
+        match &mut self.backend {
+            Backend::Real(_) if clients_moved => {
+                return Err(ApiError {
+                    status: 409,
+                    field: "body".into(),
+                    message: "real mode cannot apply this change while the lab runs: it would \
+                              readdress a pod client (its address follows the Deployment pods \
+                              of its node). Stop `lab serve --real` and edit the scenario, or \
+                              use embedded mode"
+                        .into(),
+                });
             }
-            Backend::Real(r) => r.world_mut(),
             Backend::Embedded { .. } if clients_moved => {
                 let mut world = new_world(new).map_err(|e| ApiError::internal(format!("{e:#}")))?;
                 let captures = Captures::start(&mut world)
@@ -426,9 +437,24 @@ impl LiveLab {
                 self.captures = captures;
                 return Ok(true);
             }
-            Backend::Embedded { world, .. } => world,
-        };
-        move_pods(world, &mut self.captures, new, &added, &removed)?;
+            _ => {}
+        }
+        let (early, late) = removal_order(&added, &removed);
+        for r in early {
+            self.backend.remove_pod(&r.name)?;
+        }
+        for p in &added {
+            self.backend.add_pod(new, p)?;
+            self.captures
+                .add_pod(self.backend.world_mut(), &p.name)
+                .map_err(|e| ApiError::internal(format!("capturing pod {}: {e}", p.name)))?;
+        }
+        self.backend
+            .world_mut()
+            .set_services(&new.services, &new.slices);
+        for r in late {
+            self.backend.remove_pod(&r.name)?;
+        }
         Ok(false)
     }
 
@@ -540,68 +566,43 @@ fn embedded_request(
     })
 }
 
-/// A `scale:` entry's order (see the runner): pods that appear start, every kube-proxy
-/// syncs the new Services and EndpointSlices, then pods that went away are deleted. A
-/// removed pod whose name or address an added pod takes is deleted first.
-fn move_pods(
-    world: &mut sim::World,
-    captures: &mut Captures,
-    new: &Cluster,
+/// Removed pods split into those to delete before the added pods start (an added pod
+/// takes their name or address) and those deleted after the sync.
+fn removal_order<'p>(
     added: &[&cluster::Pod],
-    removed: &[&cluster::Pod],
-) -> Result<(), ApiError> {
-    let err = |e: sim::SimError| ApiError::internal(e.to_string());
+    removed: &[&'p cluster::Pod],
+) -> (Vec<&'p cluster::Pod>, Vec<&'p cluster::Pod>) {
     let clashes = |r: &cluster::Pod| added.iter().any(|a| a.name == r.name || a.ip == r.ip);
-    let (early, late): (Vec<&cluster::Pod>, Vec<&cluster::Pod>) =
-        removed.iter().partition(|r| clashes(r));
-    for r in early {
-        world.remove_pod(&r.name).map_err(err)?;
-    }
-    for p in added {
-        let desc = sim::PodDesc {
-            name: p.name.clone(),
-            ip: p.ip,
-            node: p.node.clone(),
-        };
-        world.add_pod(&desc).map_err(err)?;
-        captures
-            .add_pod(world, &p.name)
-            .map_err(|e| ApiError::internal(format!("capturing pod {}: {e}", p.name)))?;
-    }
-    world.set_services(&new.services, &new.slices);
-    for r in late {
-        world.remove_pod(&r.name).map_err(err)?;
-    }
-    Ok(())
+    removed.iter().partition(|r| clashes(r))
 }
 
-/// The 409 of a real-mode change that would move pods or clients.
-fn real_refusal(added: &[&cluster::Pod], removed: &[&cluster::Pod], clients: bool) -> ApiError {
-    let names = |ps: &[&cluster::Pod]| {
-        ps.iter()
-            .map(|p| format!("{} on {}", p.name, p.node))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut what = Vec::new();
-    if !added.is_empty() {
-        what.push(format!("start {}", names(added)));
+impl Backend {
+    fn add_pod(&mut self, cluster: &Cluster, p: &cluster::Pod) -> Result<(), ApiError> {
+        match self {
+            Backend::Embedded { world, .. } => {
+                let desc = sim::PodDesc {
+                    name: p.name.clone(),
+                    ip: p.ip,
+                    node: p.node.clone(),
+                };
+                world
+                    .add_pod(&desc)
+                    .map_err(|e| ApiError::internal(e.to_string()))
+            }
+            Backend::Real(r) => r
+                .add_pod(cluster, p)
+                .map_err(|e| ApiError::internal(format!("{e:#}"))),
+        }
     }
-    if !removed.is_empty() {
-        what.push(format!("delete {}", names(removed)));
-    }
-    if clients {
-        what.push("readdress a pod client".to_string());
-    }
-    ApiError {
-        status: 409,
-        field: "body".into(),
-        message: format!(
-            "real mode cannot apply this change while the lab runs: it would {} (starting or \
-             stopping pod namespaces mid-run is not supported; externalTrafficPolicy and \
-             sessionAffinity changes are). Stop `lab serve --real` and edit the scenario, or \
-             use embedded mode",
-            what.join(" and ")
-        ),
+
+    fn remove_pod(&mut self, name: &str) -> Result<(), ApiError> {
+        match self {
+            Backend::Embedded { world, .. } => world
+                .remove_pod(name)
+                .map_err(|e| ApiError::internal(e.to_string())),
+            Backend::Real(r) => r
+                .remove_pod(name)
+                .map_err(|e| ApiError::internal(format!("{e:#}"))),
+        }
     }
 }

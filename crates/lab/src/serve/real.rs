@@ -107,6 +107,20 @@ impl RealBackend {
         })
     }
 
+    /// Starts pod `p` (see [`RealRun::add_pod`]).
+    pub fn add_pod(&mut self, cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<()> {
+        self.rr.add_pod(cluster, p)?;
+        if !self.logs.iter().any(|(n, _)| *n == p.name) {
+            self.logs.push((p.name.clone(), Vec::new()));
+        }
+        Ok(())
+    }
+
+    /// Deletes pod `name` (see [`RealRun::remove_pod`]).
+    pub fn remove_pod(&mut self, name: &str) -> anyhow::Result<()> {
+        self.rr.remove_pod(name)
+    }
+
     /// Tears the lab down (namespaces, processes); says what was removed.
     pub fn shutdown(self) -> anyhow::Result<String> {
         let rep = self.rr.lab.shutdown().map_err(|e| anyhow!("{e}"))?;
