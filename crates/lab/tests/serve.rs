@@ -103,6 +103,31 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends `signal`, waits up to `secs` for the exit; its status and the rest of stdout.
+    fn stop_with(&mut self, signal: i32, secs: u64) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on the pid of our own child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running {secs} s after signal {signal}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut rest = String::new();
+        if let Some(mut out) = self.stdout.take() {
+            out.read_to_string(&mut rest).unwrap();
+        }
+        (status, rest)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -358,9 +383,11 @@ fn browser_tools() -> Result<PathBuf, String> {
 /// external requests.
 fn walk(srv: &Server, pw: &Path, shots: &Path, steps: usize, real: bool) -> Value {
     std::fs::create_dir_all(shots).unwrap();
+    // One profile per walk: the two browser tests run in parallel.
     let user_data = repo().join(format!(
-        "target/serve-e2e/profile-{}-{steps}",
-        std::process::id()
+        "target/serve-e2e/profile-{}-{}",
+        std::process::id(),
+        if real { "real" } else { "embedded" }
     ));
     let _ = std::fs::remove_dir_all(&user_data);
     let url = format!("http://{}/", srv.addr);
@@ -391,9 +418,9 @@ fn walk(srv: &Server, pw: &Path, shots: &Path, steps: usize, real: bool) -> Valu
     v
 }
 
-/// Steps 1 and 2 of the blog as the page shows them, in either mode; also the pcap button,
+/// The blog's three steps as the page shows them, in either mode; also the pcap button,
 /// the hop trails along the drawn links and the badges on the topology.
-fn check_first_two_steps(v: &Value) {
+fn check_steps(v: &Value) {
     let step = |i: usize| &v["steps"][i];
     // 1. Cluster: nginx logs the master's address.
     assert!(
@@ -433,6 +460,15 @@ fn check_first_two_steps(v: &Value) {
             .contains(&json!("DROP")),
         "{v}"
     );
+    // 3. Pinned to the master: the browser's own address.
+    assert!(
+        step(2)["log"]
+            .as_str()
+            .unwrap()
+            .contains(": 203.0.113.11 - -"),
+        "{v}"
+    );
+    assert_eq!(step(2)["row"][5], "203.0.113.11");
 }
 
 #[test]
@@ -445,19 +481,10 @@ fn browser_walks_the_three_steps() {
     let srv = Server::start("seed-cluster");
     let v = walk(&srv, &pw, &shots, 3, false);
     drop(srv);
-    check_first_two_steps(&v);
+    check_steps(&v);
     let step = |i: usize| &v["steps"][i];
     // Embedded: the 2 s are virtual.
     assert_eq!(step(1)["row"][6], "2.0 s");
-    // 3. Pinned to the master: the browser's own address.
-    assert!(
-        step(2)["log"]
-            .as_str()
-            .unwrap()
-            .contains(": 203.0.113.11 - -"),
-        "{v}"
-    );
-    assert_eq!(step(2)["row"][5], "203.0.113.11");
     for f in ["step1-cluster.png", "step2-local.png", "step3-pinned.png"] {
         assert!(
             shots.join(f).metadata().is_ok_and(|m| m.len() > 10_000),
@@ -524,7 +551,7 @@ fn browser_walks_the_three_steps_on_the_real_lab_and_sigterm_tears_it_down() {
     if !before.is_empty() {
         return skip_or_fail(&format!("a real lab is running here: {before:?}"));
     }
-    let srv = Server::start_with(&["seed-cluster", "--real"]);
+    let mut srv = Server::start_with(&["seed-cluster", "--real"]);
     let (st, state) = srv.json("GET", "/api/state", None);
     assert_eq!((st, state["mode"].clone()), (200, json!("real")), "{state}");
     let first_pods: Vec<String> = state["pods"]
@@ -533,10 +560,9 @@ fn browser_walks_the_three_steps_on_the_real_lab_and_sigterm_tears_it_down() {
         .iter()
         .map(|p| p["name"].as_str().unwrap().to_string())
         .collect();
-    let pid = srv.child.id() as i32;
     let shots = repo().join("target/serve-e2e/shots");
     let v = walk(&srv, &pw, &shots, 3, true);
-    check_first_two_steps(&v);
+    check_steps(&v);
     let step = |i: usize| &v["steps"][i];
     // Real seconds: curl's own give-up after the 2 s connect timeout, counted down.
     let elapsed: f64 = step(1)["row"][6]
@@ -553,15 +579,7 @@ fn browser_walks_the_three_steps_on_the_real_lab_and_sigterm_tears_it_down() {
             .contains("curl gives up connecting in"),
         "{v}"
     );
-    // 3. Pinned: new pod namespaces on the master answer, with the browser's address.
-    assert!(
-        step(2)["log"]
-            .as_str()
-            .unwrap()
-            .contains(": 203.0.113.11 - -"),
-        "{v}"
-    );
-    assert_eq!(step(2)["row"][5], "203.0.113.11");
+    // 3. Pinned: new pod namespaces on the master answered (see check_steps).
     let (_, state) = srv.json("GET", "/api/state", None);
     let netns = String::from_utf8_lossy(
         &Command::new("ip")
@@ -590,23 +608,7 @@ fn browser_walks_the_three_steps_on_the_real_lab_and_sigterm_tears_it_down() {
     );
 
     // SIGTERM: the server stops and the lab goes.
-    let mut srv = srv;
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = srv.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still running 20 s after SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let mut rest = String::new();
-    if let Some(mut out) = srv.stdout.take() {
-        out.read_to_string(&mut rest).unwrap();
-    }
+    let (status, rest) = srv.stop_with(libc::SIGTERM, 20);
     assert!(status.success(), "{status}: {rest}");
     assert!(
         rest.contains("tearing the lab down") && rest.contains("removed 4 namespaces"),
@@ -662,24 +664,8 @@ fn events_stream_and_ctrl_c_stops_cleanly() {
         );
     }
     // SIGINT (Ctrl-C) with the event stream still open: the server says so and exits 0.
-    let pid = srv.child.id() as i32;
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = srv.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still running 10 s after SIGINT"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let (status, rest) = srv.stop_with(libc::SIGINT, 10);
     assert!(status.success(), "{status}");
-    let mut rest = String::new();
-    if let Some(mut out) = srv.stdout.take() {
-        out.read_to_string(&mut rest).unwrap();
-    }
     assert!(rest.contains("stopped"), "{rest:?}");
 }
 

@@ -32,7 +32,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: f64 = 3.0;
 /// What runs the cluster.
 enum Backend {
     /// The embedded world on its virtual clock; `mark` is its access-journal position.
-    Embedded { world: sim::World, mark: usize },
+    Embedded { world: Box<sim::World>, mark: usize },
     /// The real-mode lab.
     Real(Box<RealBackend>),
 }
@@ -55,7 +55,14 @@ impl LiveLab {
     pub fn new(cfg: LabConfig) -> anyhow::Result<LiveLab> {
         let cluster = cluster::schedule::build_cluster(cfg.clone())?;
         let world = new_world(&cluster)?;
-        LiveLab::with(cfg, cluster, Backend::Embedded { world, mark: 0 })
+        LiveLab::with(
+            cfg,
+            cluster,
+            Backend::Embedded {
+                world: Box::new(world),
+                mark: 0,
+            },
+        )
     }
 
     /// Real mode: brings the lab up (root; see [`RealBackend::up`]). Tear it down with
@@ -433,7 +440,10 @@ impl LiveLab {
                 let mut world = new_world(new).map_err(|e| ApiError::internal(format!("{e:#}")))?;
                 let captures = Captures::start(&mut world)
                     .map_err(|e| ApiError::internal(format!("capturing: {e}")))?;
-                self.backend = Backend::Embedded { world, mark: 0 };
+                self.backend = Backend::Embedded {
+                    world: Box::new(world),
+                    mark: 0,
+                };
                 self.captures = captures;
                 return Ok(true);
             }

@@ -1,9 +1,8 @@
 // Drives `lab serve seed-cluster` in headless Chromium through the blog's three steps by
 // clicking (run by crates/lab/tests/serve.rs; see there).
 // usage: node walk.cjs <playwright-core dir> <url> <screenshot dir> <user-data dir> [steps]
-// [real]: with steps = 2 only the first two steps (real mode cannot move pods while it
-// runs); with "real" the screenshots are named real-step… and the countdown of the
-// hanging request is recorded.
+// [real]: steps (default 3) walks only the first ones; with "real" the screenshots are
+// named real-step… and the countdown of the hanging request is recorded.
 "use strict";
 const [pwDir, url, shots, userData, stepsArg, realArg] = process.argv.slice(2);
 const steps = parseInt(stepsArg || "3", 10);
