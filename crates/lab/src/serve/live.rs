@@ -69,7 +69,15 @@ impl LiveLab {
     /// [`LiveLab::shutdown`].
     pub fn new_real(cfg: LabConfig) -> anyhow::Result<LiveLab> {
         let cluster = cluster::schedule::build_cluster(cfg.clone())?;
+        // Ctrl-C / SIGTERM while the namespaces come up: noted, and the lab is torn down
+        // once up instead of the process dying half-way (the server's own signal handling
+        // comes later and chains to this one).
+        host::cleanup::install_stop_handler().map_err(|e| anyhow::anyhow!("{e}"))?;
         let real = RealBackend::up(&cluster)?;
+        if host::cleanup::stop_requested() {
+            let down = real.shutdown()?;
+            anyhow::bail!("interrupted while the lab came up ({down})");
+        }
         LiveLab::with(cfg, cluster, Backend::Real(Box::new(real)))
     }
 
