@@ -827,3 +827,52 @@ fn pcap_of_a_link_downloads_and_tcpdump_reads_it() {
     let (st, err) = srv.json("GET", "/api/pcap/mars", None);
     assert_eq!((st, err["field"].clone()), (404, json!("link")));
 }
+
+/// A pod client's address follows the Deployment pods of its node: pinning the pods to that
+/// node readdresses it, which the running world cannot do in place, so the embedded lab is
+/// rebuilt and the answer says so.
+#[test]
+fn patch_that_moves_a_pod_client_rebuilds_and_says_so() {
+    // pod-to-nodeport without its lab/web nodeSelector, so the pods may go to node1.
+    let text = std::fs::read_to_string(repo().join("lab-configs/pod-to-nodeport.yaml")).unwrap();
+    let selector = "          nodeSelector:\n            lab/web: \"yes\"      # node2 and node3: one replica each\n";
+    assert!(
+        text.contains(selector),
+        "the scenario changed: update this test"
+    );
+    let free = text.replace(selector, "");
+    let file = std::env::temp_dir().join(format!(
+        "nplab-serve-pod-client-{}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&file, free).unwrap();
+    let srv = Server::start(file.to_str().unwrap());
+    let _ = std::fs::remove_file(&file);
+    let (_, state) = srv.json("GET", "/api/state", None);
+    let ip_before = state["clients"][0]["ip"].clone();
+    let (st, state) = srv.json(
+        "PATCH",
+        "/api/services/default/nginx",
+        Some(json!({"nodeName": "ydzs-node1"})),
+    );
+    assert_eq!(st, 200, "{state}");
+    assert_eq!(state["reset"], true, "{state}");
+    assert_ne!(state["clients"][0]["ip"], ip_before, "{state}");
+    // The rebuilt lab answers, with its captures restarted.
+    let (st, out) = srv.json(
+        "POST",
+        "/api/requests",
+        Some(json!({"client": "client", "target": "ydzs-node1", "connectTimeout": 1})),
+    );
+    assert_eq!(
+        (st, out["requests"][0]["outcome"].clone()),
+        (200, json!("ok")),
+        "{out}"
+    );
+    let (_, state) = srv.json("GET", "/api/state", None);
+    assert!(state["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["packets"].as_u64() > Some(0)));
+}
