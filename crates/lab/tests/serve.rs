@@ -129,7 +129,21 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM first, so that a real-mode lab is torn down even when a test fails half-way
+    /// (a killed `lab serve --real` would leave its namespaces and nginx processes behind);
+    /// SIGKILL if it has not exited after 20 s.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
