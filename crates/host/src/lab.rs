@@ -152,6 +152,7 @@ impl RunningPod {
 pub struct Lab {
     pods: Vec<RunningPod>,
     clients: Vec<(ClientSpec, Netns)>,
+    /// As given to [`Lab::up`] (pods added later use them too).
     opts: UpOptions,
     // Last: `down` runs and the lock is released after everything else is gone.
     held: Held,
@@ -188,39 +189,7 @@ impl Lab {
         let mut ports = Vec::new();
         let strip = |n: String| n.trim_start_matches(PREFIX).to_string();
         for p in pods {
-            let ns = Netns::create(&format!(
-                "{}{}",
-                opts.prefix,
-                strip(ns_name("pod", &p.name))
-            ))?;
-            let port = TunPort::create(
-                &TunConfig::new(ns.name(), p.ip, p.prefix_len)
-                    .gateway(p.gateway)
-                    .mtu(opts.mtu)
-                    .port_name(format!("{}/cni0/{}", p.node, p.name)),
-            )?;
-            ports.push(EdgePort {
-                name: p.name.clone(),
-                ip: p.ip,
-                role: Role::Pod {
-                    node: p.node.clone(),
-                },
-                port,
-            });
-            let mut pod = RunningPod {
-                spec: p.clone(),
-                ns,
-                apps: PodApps::default(),
-                app_down: false,
-            };
-            let started = if opts.nginx {
-                pod.start_apps(opts)
-            } else {
-                Ok(())
-            };
-            // Pushed first: a failed start still stops what did start (shutdown / drop).
-            lab.pods.push(pod);
-            started?;
+            ports.push(lab.add_pod(p)?);
         }
         for c in clients {
             let ns = Netns::create(&format!("{}{}", opts.prefix, strip(ns_name("cl", &c.name))))?;
@@ -239,6 +208,61 @@ impl Lab {
             lab.clients.push((c.clone(), ns));
         }
         Ok((lab, ports))
+    }
+
+    /// Starts pod `p` (namespace, TUN port, nginx), at [`Lab::up`] or later (a pod the
+    /// scheduler adds while the lab runs); its port is for the caller to attach.
+    pub fn add_pod(&mut self, p: &PodSpec) -> Result<EdgePort> {
+        let opts = &self.opts;
+        opts.state.pod_dir(&p.name)?;
+        if self.pods.iter().any(|r| r.spec.name == p.name) {
+            return Err(Error::Invalid(format!("pod {} is already running", p.name)));
+        }
+        let ns = Netns::create(&format!(
+            "{}{}",
+            opts.prefix,
+            ns_name("pod", &p.name).trim_start_matches(PREFIX)
+        ))?;
+        let port = TunPort::create(
+            &TunConfig::new(ns.name(), p.ip, p.prefix_len)
+                .gateway(p.gateway)
+                .mtu(opts.mtu)
+                .port_name(format!("{}/cni0/{}", p.node, p.name)),
+        )?;
+        let mut pod = RunningPod {
+            spec: p.clone(),
+            ns,
+            apps: PodApps::default(),
+            app_down: false,
+        };
+        let started = if opts.nginx {
+            pod.start_apps(opts)
+        } else {
+            Ok(())
+        };
+        // Pushed first: a failed start still stops what did start (shutdown / drop).
+        self.pods.push(pod);
+        started?;
+        Ok(EdgePort {
+            name: p.name.clone(),
+            ip: p.ip,
+            role: Role::Pod {
+                node: p.node.clone(),
+            },
+            port,
+        })
+    }
+
+    /// Stops pod `name` (nginx, then its namespace); `false` if no such pod runs. Its TUN
+    /// port, held by the caller, stays open until dropped.
+    pub fn remove_pod(&mut self, name: &str) -> Result<bool> {
+        let Some(i) = self.pods.iter().position(|r| r.spec.name == name) else {
+            return Ok(false);
+        };
+        let mut p = self.pods.remove(i);
+        p.apps.stop();
+        p.ns.delete()?;
+        Ok(true)
     }
 
     /// Pid of a previous lab whose stale lock was taken over (it had been killed).

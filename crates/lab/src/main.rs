@@ -92,7 +92,7 @@ enum Command {
         /// Open the page with xdg-open.
         #[arg(long)]
         open: bool,
-        /// Real mode (not available for serve yet: exits 2).
+        /// Real mode (root): the lab of `lab up`, torn down when the server stops.
         #[arg(long)]
         real: bool,
         /// Override the config's seed.
@@ -340,19 +340,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             real,
             seed,
         } => {
-            if real {
-                return Err(anyhow::Error::new(LabError::invalid(
-                    "command line",
-                    "--real",
-                    "lab serve runs in embedded mode only for now (use `lab up` for real mode)",
-                )));
-            }
             let path = resolve(&scenario)?;
             let file = path.display().to_string();
             let text = std::fs::read_to_string(&path).map_err(|e| LabError::io(&file, e))?;
             let cfg = cluster::config::parse_config(&text, &path, seed)?;
             drop(out);
-            lab::serve::serve(lab::serve::live::LiveLab::new(cfg)?, port, open)?;
+            let live = if real {
+                lab::serve::live::LiveLab::new_real(cfg)?
+            } else {
+                lab::serve::live::LiveLab::new(cfg)?
+            };
+            lab::serve::serve(live, port, open)?;
         }
         Command::Down => lab::realrun::down(&mut out)?,
         Command::Status => lab::realrun::status(&mut out)?,

@@ -40,6 +40,8 @@ pub struct RealRun {
     pub supervisor: Supervisor,
     /// Access-log read offsets per pod (bytes), to read only what is new.
     offsets: Vec<(String, PathBuf, u64)>,
+    /// The TUN fd of every pod and client the driver polls.
+    fds: Vec<(String, RawFd)>,
 }
 
 /// Every datagram the fabric moves is a heap buffer of up to the TUN MTU (64 KiB with
@@ -67,19 +69,7 @@ pub fn bring_up(
     let pods = cluster
         .pods
         .iter()
-        .map(|p| {
-            let n = cluster
-                .node(&p.node)
-                .with_context(|| format!("pod {} on unknown node {}", p.name, p.node))?;
-            Ok(PodSpec {
-                name: p.name.clone(),
-                node: p.node.clone(),
-                ip: p.ip,
-                prefix_len: n.pod_cidr.prefix_len(),
-                gateway: n.cni0_ip(),
-                apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
-            })
-        })
+        .map(|p| pod_spec(cluster, p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let clients = cluster
         .clients
@@ -106,10 +96,10 @@ pub fn bring_up(
 
     tune_allocator();
     let (lab, ports) = Lab::up(&pods, &clients, up).map_err(|e| anyhow!("{e}"))?;
-    let mut fds: Vec<RawFd> = Vec::new();
+    let mut fds: Vec<(String, RawFd)> = Vec::new();
     let world = prepare_world_with(cluster, false, tracing, pcap, |w| {
         for p in ports {
-            fds.push(p.port.raw_fd());
+            fds.push((p.name.clone(), p.port.raw_fd()));
             match p.role {
                 Role::Pod { node } => w
                     .add_pod_port(&p.name, p.ip, &node, Box::new(p.port))
@@ -126,12 +116,13 @@ pub fn bring_up(
         Ok(())
     })?;
     let supervisor = Supervisor::new(cluster, world.now(), false)?;
-    fds.push(supervisor.wake_fd());
+    // Not a port: wakes the loop when an app exits (no pod or client has this name).
+    fds.push(("(sigchld)".into(), supervisor.wake_fd()));
     // The world's clock continues from where the virtual warm-up left it.
     let epoch = Instant::now()
         .checked_sub(world.now())
         .unwrap_or_else(Instant::now);
-    let driver = Driver::with_epoch(fds, epoch);
+    let driver = Driver::with_epoch(fds.iter().map(|(_, fd)| *fd), epoch);
     let offsets = cluster
         .pods
         .iter()
@@ -147,6 +138,22 @@ pub fn bring_up(
         driver,
         supervisor,
         offsets,
+        fds,
+    })
+}
+
+/// What [`Lab::up`] needs to start pod `p`.
+fn pod_spec(cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<PodSpec> {
+    let n = cluster
+        .node(&p.node)
+        .with_context(|| format!("pod {} on unknown node {}", p.name, p.node))?;
+    Ok(PodSpec {
+        name: p.name.clone(),
+        node: p.node.clone(),
+        ip: p.ip,
+        prefix_len: n.pod_cidr.prefix_len(),
+        gateway: n.cni0_ip(),
+        apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
     })
 }
 
@@ -160,6 +167,42 @@ impl RealRun {
                 now >= until || cleanup::stop_requested()
             })
             .map_err(|e| anyhow!("{e}"))?;
+        Ok(())
+    }
+
+    /// Starts pod `p` of `cluster` while the lab runs (namespace, TUN port, nginx) and
+    /// attaches it to the world's fabric.
+    pub fn add_pod(&mut self, cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<()> {
+        let port = self
+            .lab
+            .add_pod(&pod_spec(cluster, p)?)
+            .map_err(|e| anyhow!("starting pod {}: {e}", p.name))?;
+        let fd = port.port.raw_fd();
+        self.world
+            .add_pod_port(&p.name, p.ip, &p.node, Box::new(port.port))
+            .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?;
+        self.fds.push((p.name.clone(), fd));
+        self.driver.set_fds(self.fds.iter().map(|(_, fd)| *fd));
+        // A pod name seen before (deleted, then back) may find its old log files.
+        self.offsets.retain(|(o, _, _)| *o != p.name);
+        for path in self.lab.access_logs(&p.name) {
+            let start = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            self.offsets.push((p.name.clone(), path, start));
+        }
+        Ok(())
+    }
+
+    /// Deletes pod `name` while the lab runs: off the fabric, no longer polled, nginx
+    /// stopped, namespace deleted. Lines it logged before stay read.
+    pub fn remove_pod(&mut self, name: &str) -> anyhow::Result<()> {
+        self.world
+            .remove_pod(name)
+            .map_err(|e| anyhow!("deleting pod {name}: {e}"))?;
+        self.fds.retain(|(n, _)| n != name);
+        self.driver.set_fds(self.fds.iter().map(|(_, fd)| *fd));
+        self.lab
+            .remove_pod(name)
+            .map_err(|e| anyhow!("stopping pod {name}: {e}"))?;
         Ok(())
     }
 
@@ -349,7 +392,7 @@ fn run_actions(
 impl RealRun {
     /// Plays one request: real curl in the client's namespace while the world runs, then
     /// the pod that logged it (its new access-log lines are appended to `logs`).
-    fn request(
+    pub(crate) fn request(
         &mut self,
         cluster: &Cluster,
         number: usize,

@@ -1,18 +1,25 @@
 //! The live lab behind `lab serve`: the edited lab config, the cluster built from it and the
-//! embedded world running it, plus the requests sent so far.
+//! world running it (embedded, or the real-mode lab of [`super::real`]), plus the requests
+//! sent so far and the links captured for pcap downloads.
 //!
 //! A Service change edits the Service/Deployment objects of the loaded config and rebuilds
 //! the cluster with the same scheduling → EndpointSlice code as a config file
-//! ([`cluster::schedule::build_cluster`]), then rebuilds the world from it
-//! ([`crate::setup::prepare_world`]: every node's kube-proxy synced with `set_services`).
-//! Rebuilding the world (rather than adding/removing pods in place) keeps one code path;
-//! it forgets conntrack entries and access logs, like a fresh cluster.
+//! ([`cluster::schedule::build_cluster`]). The running world is then brought to it as the
+//! cluster would (like a `scale:` plan entry): pods that appear start first, every node's
+//! kube-proxy syncs the new Services and EndpointSlices ([`sim::World::set_services`]),
+//! then pods that went away are deleted (in real mode: pod namespaces with their nginx
+//! started and stopped while the lab runs). Conntrack, access logs, captures and the
+//! request history stay. Only when the change would readdress a client (a pod client's
+//! address follows the Deployment pods of its node) is the embedded world rebuilt
+//! (`"reset": true` in the answer); real mode refuses that change (409).
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::edit::{apply_patch, ApiError};
+use super::pcap::Captures;
+use super::real::{RealBackend, Sent};
 use crate::report::{self, RequestResult};
 use cluster::config::LabConfig;
 use cluster::{ClientAttach, Cluster, PlanStep, Target};
@@ -22,13 +29,21 @@ pub const MAX_COUNT: u64 = 100;
 /// curl `--connect-timeout` when the request names none (seconds).
 pub const DEFAULT_CONNECT_TIMEOUT: f64 = 3.0;
 
+/// What runs the cluster.
+enum Backend {
+    /// The embedded world on its virtual clock; `mark` is its access-journal position.
+    Embedded { world: Box<sim::World>, mark: usize },
+    /// The real-mode lab.
+    Real(Box<RealBackend>),
+}
+
 /// See the module docs.
 pub struct LiveLab {
     original: LabConfig,
     cfg: LabConfig,
     cluster: Cluster,
-    world: sim::World,
-    mark: usize,
+    backend: Backend,
+    captures: Captures,
     requests: Vec<Value>,
     diagrams: Vec<String>,
     /// Configuration generation (bumped by every applied PATCH).
@@ -36,19 +51,90 @@ pub struct LiveLab {
 }
 
 impl LiveLab {
+    /// Embedded mode.
     pub fn new(cfg: LabConfig) -> anyhow::Result<LiveLab> {
         let cluster = cluster::schedule::build_cluster(cfg.clone())?;
         let world = new_world(&cluster)?;
+        LiveLab::with(
+            cfg,
+            cluster,
+            Backend::Embedded {
+                world: Box::new(world),
+                mark: 0,
+            },
+        )
+    }
+
+    /// Real mode: brings the lab up (root; see [`RealBackend::up`]). Tear it down with
+    /// [`LiveLab::shutdown`].
+    pub fn new_real(cfg: LabConfig) -> anyhow::Result<LiveLab> {
+        let cluster = cluster::schedule::build_cluster(cfg.clone())?;
+        // Ctrl-C / SIGTERM while the namespaces come up: noted, and the lab is torn down
+        // once up instead of the process dying half-way (the server's own signal handling
+        // comes later and chains to this one).
+        host::cleanup::install_stop_handler().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let real = RealBackend::up(&cluster)?;
+        if host::cleanup::stop_requested() {
+            let down = real.shutdown()?;
+            anyhow::bail!("interrupted while the lab came up ({down})");
+        }
+        LiveLab::with(cfg, cluster, Backend::Real(Box::new(real)))
+    }
+
+    fn with(cfg: LabConfig, cluster: Cluster, mut backend: Backend) -> anyhow::Result<LiveLab> {
+        let captures = Captures::start(backend.world_mut())?;
         Ok(LiveLab {
             original: cfg.clone(),
             cfg,
             cluster,
-            world,
-            mark: 0,
+            backend,
+            captures,
             requests: Vec::new(),
             diagrams: Vec::new(),
             generation: 0,
         })
+    }
+
+    /// `"embedded"` or `"real"`.
+    pub fn mode(&self) -> &'static str {
+        match self.backend {
+            Backend::Embedded { .. } => "embedded",
+            Backend::Real(_) => "real",
+        }
+    }
+
+    /// Real mode: drives the fabric for `d` (the server's pump thread calls it between API
+    /// calls); embedded mode: nothing to do. `false` once it cannot run any more.
+    pub fn pump(&mut self, d: Duration) -> bool {
+        match &mut self.backend {
+            Backend::Embedded { .. } => false,
+            Backend::Real(r) => match r.run_for(d) {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!("lab serve: the fabric stopped: {e:#}");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Real mode: tears the lab down and says what was removed; embedded: `None`.
+    pub fn shutdown(self) -> anyhow::Result<Option<String>> {
+        match self.backend {
+            Backend::Embedded { .. } => Ok(None),
+            Backend::Real(r) => r.shutdown().map(Some),
+        }
+    }
+
+    fn world(&self) -> &sim::World {
+        self.backend.world()
+    }
+
+    /// `GET /api/pcap/{link}`: the link's capture so far.
+    pub fn pcap(&self, link: &str) -> Result<Vec<u8>, ApiError> {
+        self.captures
+            .file(link)
+            .ok_or_else(|| ApiError::not_found("link", link, &self.captures.names()))
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -61,10 +147,14 @@ impl LiveLab {
         let c = &self.cluster;
         let mut v = report::cluster_json(c);
         v["scenario"] = c.scenario.clone().into();
-        v["mode"] = "embedded".into();
+        v["mode"] = self.mode().into();
         v["description"] = c.description.clone().into();
         v["generation"] = self.generation.into();
-        v["virtual_time_ms"] = (self.world.now().as_millis() as u64).into();
+        v["virtual_time_ms"] = match self.backend {
+            Backend::Embedded { .. } => (self.world().now().as_millis() as u64).into(),
+            Backend::Real(_) => Value::Null,
+        };
+        v["links"] = self.captures.json();
         if let Some(services) = v["services"].as_array_mut() {
             for (s, j) in c.services.iter().zip(services.iter_mut()) {
                 j["session_affinity"] = match s.session_affinity {
@@ -96,7 +186,7 @@ impl LiveLab {
         v["access_logs"] = c
             .pods
             .iter()
-            .map(|p| (p.name.clone(), json!(self.world.access_log(&p.name))))
+            .map(|p| (p.name.clone(), json!(self.access_log(&p.name))))
             .collect::<serde_json::Map<_, _>>()
             .into();
         v["plan_requests"] = c
@@ -246,7 +336,8 @@ impl LiveLab {
         })
     }
 
-    /// One request on the virtual clock: result, hops, explanation, diagram.
+    /// One request (embedded: on the virtual clock; real: real curl): result, hops,
+    /// explanation, diagram.
     fn one(
         &mut self,
         step: &PlanStep,
@@ -255,35 +346,25 @@ impl LiveLab {
         emit: &mut dyn FnMut(Value),
     ) -> Result<Value, ApiError> {
         let number = self.requests.len() + 1;
-        let ropts = crate::plan::request_opts(step);
-        let world = &mut self.world;
-        let started = world.now();
-        let id = world
-            .start_request(&step.client, dst, ropts)
-            .map_err(|e| ApiError::bad("client", e.to_string()))?;
-        let out = world
-            .run_until_complete(id)
-            .ok_or_else(|| ApiError::internal(format!("request {number} never finished")))?;
-        world.poll(world.now());
-        let logged = world.access_entries_since(self.mark).into_iter().last();
-        self.mark = world.access_mark();
-        let hops = world.trace_for(id);
-        world.clear_trace();
-        let client = self
-            .cluster
-            .client(&step.client)
-            .ok_or_else(|| ApiError::bad("client", "unknown client"))?;
-        let result = RequestResult {
-            client: client.name.clone(),
-            client_ip: client.ip,
-            target: label.to_string(),
-            outcome: crate::runner::outcome_of(out.kind),
-            status: out.status,
-            pod: logged.as_ref().map(|(p, _)| p.clone()),
-            logged_client_ip: logged.as_ref().map(|(_, e)| e.remote_addr),
-            elapsed_ms: out.elapsed.as_millis() as u64,
-            curl_message: (!out.message.is_empty()).then(|| out.message.clone()),
+        let cluster = &self.cluster;
+        let (sent, started) = match &mut self.backend {
+            Backend::Embedded { world, mark } => {
+                let started = world.now().as_millis() as u64;
+                let sent = embedded_request(world, mark, cluster, step, dst, label, number)?;
+                (sent, Some(started))
+            }
+            Backend::Real(r) => {
+                let sent = r
+                    .request(cluster, number, step, dst, label)
+                    .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+                (sent, None)
+            }
         };
+        let Sent {
+            result,
+            hops,
+            log_line,
+        } = sent;
         let mut v = report::request_json(&result);
         let explanation = crate::explain::explain(&self.cluster, &result, &hops);
         let rows = crate::diagram::hop_rows_json(&hops, Some(&result.client));
@@ -293,12 +374,12 @@ impl LiveLab {
         v["number"] = number.into();
         v["status"] = result.status.into();
         v["curl_message"] = result.curl_message.clone().into();
-        v["started_ms"] = (started.as_millis() as u64).into();
+        v["started_ms"] = started.into();
         v["explanation"] = explanation.into();
-        v["log_line"] = logged.as_ref().map(|(_, e)| e.line.clone()).into();
+        v["log_line"] = log_line.clone().into();
         v["hops"] = rows.into();
-        if let Some((pod, e)) = &logged {
-            emit(json!({"type": "log", "request": number, "pod": pod, "line": e.line}));
+        if let (Some(pod), Some(line)) = (&result.pod, &log_line) {
+            emit(json!({"type": "log", "request": number, "pod": pod, "line": line}));
         }
         emit(json!({"type": "request", "request": v.clone()}));
         self.diagrams.push(crate::diagram::render_svg_numbered(
@@ -324,26 +405,83 @@ impl LiveLab {
         &self.requests
     }
 
-    /// `PATCH /api/services/{namespace}/{name}`: edit, rebuild, resync (see the module docs).
+    /// `PATCH /api/services/{namespace}/{name}`: edit, rebuild the cluster, bring the
+    /// running world to it (see the module docs). The new state, with `"reset": true` when
+    /// the embedded world had to be rebuilt.
     pub fn patch(&mut self, ns: &str, name: &str, body: &Value) -> Result<Value, ApiError> {
         let nodes: Vec<String> = self.cluster.nodes.iter().map(|n| n.name.clone()).collect();
         let mut cfg = self.cfg.clone();
         apply_patch(&mut cfg, &self.original, ns, name, body, &nodes)?;
         let cluster = cluster::schedule::build_cluster(cfg.clone())
             .map_err(|e| ApiError::bad("body", e.to_string()))?;
-        let world = new_world(&cluster).map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        let reset = self.resync(&cluster)?;
         self.cfg = cfg;
         self.cluster = cluster;
-        self.world = world;
-        self.mark = 0;
         self.generation += 1;
-        Ok(self.state())
+        let mut state = self.state();
+        state["reset"] = reset.into();
+        Ok(state)
+    }
+
+    /// Brings the running world from `self.cluster` to `new` in a `scale:` entry's order
+    /// (see the runner): pods that appear start, every kube-proxy syncs the new Services
+    /// and EndpointSlices, then pods that went away are deleted. `true` when the embedded
+    /// world was rebuilt instead (a client moved). A pod that fails to start in real mode
+    /// leaves the pods changed so far in place (the answer is a 500 naming it).
+    fn resync(&mut self, new: &Cluster) -> Result<bool, ApiError> {
+        let old = &self.cluster;
+        let added: Vec<&cluster::Pod> = new.pods.iter().filter(|p| !old.pods.contains(p)).collect();
+        let removed: Vec<&cluster::Pod> =
+            old.pods.iter().filter(|p| !new.pods.contains(p)).collect();
+        let clients_moved = old.clients != new.clients;
+        match &mut self.backend {
+            Backend::Real(_) if clients_moved => {
+                return Err(ApiError {
+                    status: 409,
+                    field: "body".into(),
+                    message: "real mode cannot apply this change while the lab runs: it would \
+                              readdress a pod client (its address follows the Deployment pods \
+                              of its node). Stop `lab serve --real` and edit the scenario, or \
+                              use embedded mode"
+                        .into(),
+                });
+            }
+            Backend::Embedded { .. } if clients_moved => {
+                let mut world = new_world(new).map_err(|e| ApiError::internal(format!("{e:#}")))?;
+                let captures = Captures::start(&mut world)
+                    .map_err(|e| ApiError::internal(format!("capturing: {e}")))?;
+                self.backend = Backend::Embedded {
+                    world: Box::new(world),
+                    mark: 0,
+                };
+                self.captures = captures;
+                return Ok(true);
+            }
+            _ => {}
+        }
+        let (early, late) = removal_order(&added, &removed);
+        for r in early {
+            self.backend.remove_pod(&r.name)?;
+        }
+        for p in &added {
+            self.backend.add_pod(new, p)?;
+            self.captures
+                .add_pod(self.backend.world_mut(), &p.name)
+                .map_err(|e| ApiError::internal(format!("capturing pod {}: {e}", p.name)))?;
+        }
+        self.backend
+            .world_mut()
+            .set_services(&new.services, &new.slices);
+        for r in late {
+            self.backend.remove_pod(&r.name)?;
+        }
+        Ok(false)
     }
 
     /// `GET /api/conntrack/{node}`.
     pub fn conntrack(&self, node: &str) -> Result<Value, ApiError> {
         self.check_node(node)?;
-        Ok(json!({"node": node, "entries": self.world.conntrack(node)}))
+        Ok(json!({"node": node, "entries": self.world().conntrack(node)}))
     }
 
     /// `GET /api/rules/{node}`: `lab rules` for the live cluster.
@@ -377,4 +515,110 @@ fn new_world(cluster: &Cluster) -> anyhow::Result<sim::World> {
     let mut world = crate::setup::prepare_world(cluster, true, None)?;
     world.clear_trace();
     Ok(world)
+}
+
+impl Backend {
+    fn world(&self) -> &sim::World {
+        match self {
+            Backend::Embedded { world, .. } => world,
+            Backend::Real(r) => r.world(),
+        }
+    }
+    fn world_mut(&mut self) -> &mut sim::World {
+        match self {
+            Backend::Embedded { world, .. } => world,
+            Backend::Real(r) => r.world_mut(),
+        }
+    }
+}
+
+impl LiveLab {
+    /// Pod `pod`'s access log (embedded: the world's; real: the lines read from nginx's
+    /// access log file so far).
+    fn access_log(&self, pod: &str) -> Vec<String> {
+        match &self.backend {
+            Backend::Embedded { world, .. } => world.access_log(pod),
+            Backend::Real(r) => r.access_log(pod),
+        }
+    }
+}
+
+/// One embedded request on the virtual clock; `mark` is the access journal's position.
+fn embedded_request(
+    world: &mut sim::World,
+    mark: &mut usize,
+    cluster: &Cluster,
+    step: &PlanStep,
+    dst: std::net::SocketAddrV4,
+    label: &str,
+    number: usize,
+) -> Result<Sent, ApiError> {
+    let ropts = crate::plan::request_opts(step);
+    let id = world
+        .start_request(&step.client, dst, ropts)
+        .map_err(|e| ApiError::bad("client", e.to_string()))?;
+    let out = world
+        .run_until_complete(id)
+        .ok_or_else(|| ApiError::internal(format!("request {number} never finished")))?;
+    world.poll(world.now());
+    let logged = world.access_entries_since(*mark).into_iter().last();
+    *mark = world.access_mark();
+    let hops = world.trace_for(id);
+    world.clear_trace();
+    let client = cluster
+        .client(&step.client)
+        .ok_or_else(|| ApiError::bad("client", "unknown client"))?;
+    let result = RequestResult {
+        client: client.name.clone(),
+        client_ip: client.ip,
+        target: label.to_string(),
+        outcome: crate::runner::outcome_of(out.kind),
+        status: out.status,
+        pod: logged.as_ref().map(|(p, _)| p.clone()),
+        logged_client_ip: logged.as_ref().map(|(_, e)| e.remote_addr),
+        elapsed_ms: out.elapsed.as_millis() as u64,
+        curl_message: (!out.message.is_empty()).then(|| out.message.clone()),
+    };
+    Ok(Sent {
+        result,
+        hops,
+        log_line: logged.map(|(_, e)| e.line),
+    })
+}
+
+/// Removed pods split into those to delete before the added pods start (an added pod
+/// takes their name or address) and those deleted after the sync.
+fn removal_order<'p>(
+    added: &[&cluster::Pod],
+    removed: &[&'p cluster::Pod],
+) -> (Vec<&'p cluster::Pod>, Vec<&'p cluster::Pod>) {
+    let clashes = |r: &cluster::Pod| added.iter().any(|a| a.name == r.name || a.ip == r.ip);
+    removed.iter().partition(|r| clashes(r))
+}
+
+impl Backend {
+    fn add_pod(&mut self, cluster: &Cluster, p: &cluster::Pod) -> Result<(), ApiError> {
+        match self {
+            Backend::Embedded { world, .. } => {
+                let desc = crate::setup::pod_desc(p);
+                world
+                    .add_pod(&desc)
+                    .map_err(|e| ApiError::internal(e.to_string()))
+            }
+            Backend::Real(r) => r
+                .add_pod(cluster, p)
+                .map_err(|e| ApiError::internal(format!("{e:#}"))),
+        }
+    }
+
+    fn remove_pod(&mut self, name: &str) -> Result<(), ApiError> {
+        match self {
+            Backend::Embedded { world, .. } => world
+                .remove_pod(name)
+                .map_err(|e| ApiError::internal(e.to_string())),
+            Backend::Real(r) => r
+                .remove_pod(name)
+                .map_err(|e| ApiError::internal(format!("{e:#}"))),
+        }
+    }
 }

@@ -3,16 +3,22 @@
 //!
 //! - `GET /api/state`, `POST /api/requests`, `PATCH /api/services/{namespace}/{name}`,
 //!   `GET /api/conntrack/{node}`, `GET /api/rules/{node}`, `POST /api/plan`,
-//!   `GET /api/requests/{n}/diagram.svg`, `GET /api/events` (server-sent events).
+//!   `GET /api/requests/{n}/diagram.svg`, `GET /api/pcap/{link}`, `GET /api/events`
+//!   (server-sent events).
 //!
-//! Embedded mode only: the world runs on its virtual clock, so a request that hangs until
-//! its connect timeout answers at once (its virtual elapsed time is shown). The state lives
-//! in [`live::LiveLab`] behind a mutex; handlers are thin.
+//! Embedded mode: the world runs on its virtual clock, so a request that hangs until its
+//! connect timeout answers at once (its virtual elapsed time is shown). Real mode
+//! (`--real`, [`real`]): the lab of `lab up`, real curl and nginx; a pump thread keeps the
+//! fabric running between API calls, and stopping the server tears the lab down. The
+//! state lives in [`live::LiveLab`] behind a mutex; handlers are thin.
 
 pub mod edit;
 pub mod live;
+pub mod pcap;
+pub mod real;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -33,7 +39,7 @@ pub const PAGE: &str = include_str!("page.html");
 
 /// Shared by the handlers.
 struct Shared {
-    lab: Mutex<LiveLab>,
+    lab: Arc<Mutex<LiveLab>>,
     events: broadcast::Sender<String>,
 }
 
@@ -49,7 +55,7 @@ impl IntoResponse for ApiError {
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, LiveLab> {
     // A panic while holding the lock cannot leave the lab half-edited (edits are applied
     // to a copy first), so a poisoned lock is still usable.
-    s.lab.lock().unwrap_or_else(|e| e.into_inner())
+    lock_arc(&s.lab)
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
@@ -78,10 +84,25 @@ async fn get_state(State(s): State<AppState>) -> Json<Value> {
     Json(lock(&s).state())
 }
 
+/// Runs `f` on the lab off the async workers (a real-mode request holds the lab while its
+/// curl runs, up to its connect timeout).
+async fn blocking<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&mut LiveLab) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let s2 = s.clone();
+    tokio::task::spawn_blocking(move || f(&mut lock(&s2)))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
 async fn send(State(s): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let v = parse_body(&body)?;
-    let mut events = Vec::new();
-    let out = lock(&s).send(&v, &mut |e| events.push(e))?;
+    let (out, events) = blocking(&s, move |lab| {
+        let mut events = Vec::new();
+        lab.send(&v, &mut |e| events.push(e)).map(|o| (o, events))
+    })
+    .await?;
     for e in events {
         emit(&s, e);
     }
@@ -98,7 +119,8 @@ async fn patch_service(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let v = parse_body(&body)?;
-    let state = lock(&s).patch(&ns, &name, &v)?;
+    let (ns2, name2, v2) = (ns.clone(), name.clone(), v.clone());
+    let state = blocking(&s, move |lab| lab.patch(&ns2, &name2, &v2)).await?;
     emit(
         &s,
         json!({"type": "sync", "service": format!("{ns}/{name}"), "change": v,
@@ -120,12 +142,28 @@ async fn rules(State(s): State<AppState>, Path(node): Path<String>) -> Result<Re
 }
 
 async fn plan(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let s2 = s.clone();
-    let out = tokio::task::spawn_blocking(move || lock(&s2).run_plan())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let out = blocking(&s, |lab| lab.run_plan()).await?;
     emit(&s, json!({"type": "plan", "per_pod": out["per_pod"]}));
     Ok(Json(out))
+}
+
+async fn pcap(State(s): State<AppState>, Path(link): Path<String>) -> Result<Response, ApiError> {
+    let file = lock(&s).pcap(&link)?;
+    let name = format!("{}.pcap", vswitch::pcap::sanitize(&link));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.tcpdump.pcap".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        file,
+    )
+        .into_response())
 }
 
 async fn diagram(
@@ -188,6 +226,7 @@ fn router(state: AppState) -> Router {
         .route("/api/conntrack/{node}", get(conntrack))
         .route("/api/rules/{node}", get(rules))
         .route("/api/plan", post(plan))
+        .route("/api/pcap/{link}", get(pcap))
         .route("/api/events", get(events))
         .fallback(not_found)
         .with_state(state)
@@ -195,7 +234,38 @@ fn router(state: AppState) -> Router {
 
 /// Serves `lab` on 127.0.0.1:`port` (0 = any free port) until Ctrl-C or SIGTERM; prints
 /// `serving http://127.0.0.1:PORT/` on stdout once listening; `open` runs `xdg-open` on it.
+/// A real-mode lab is torn down when the server stops (also when it cannot start).
 pub fn serve(lab: LiveLab, port: u16, open: bool) -> anyhow::Result<()> {
+    let lab = Arc::new(Mutex::new(lab));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pump = (lock_arc(&lab).mode() == "real")
+        .then(|| real::pump(lab.clone(), stop.clone(), |l| l.pump(real::TURN)));
+    let served = run_server(lab.clone(), port, open);
+    stop.store(true, Ordering::SeqCst);
+    if let Some(p) = pump {
+        let _ = p.join();
+    }
+    // The handlers and the pump are gone: this is the last reference.
+    let lab = match Arc::try_unwrap(lab) {
+        Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()),
+        Err(_) => anyhow::bail!("lab serve: the lab is still in use at shutdown"),
+    };
+    if lab.mode() == "real" {
+        println!("stopping: tearing the lab down");
+    }
+    let down = lab.shutdown()?;
+    if let Some(d) = down {
+        println!("{d}");
+    }
+    served
+}
+
+fn lock_arc(l: &Mutex<LiveLab>) -> std::sync::MutexGuard<'_, LiveLab> {
+    l.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run_server(lab: Arc<Mutex<LiveLab>>, port: u16, open: bool) -> anyhow::Result<()> {
+    let mode = lock_arc(&lab).mode();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -208,18 +278,20 @@ pub fn serve(lab: LiveLab, port: u16, open: bool) -> anyhow::Result<()> {
             })?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}/");
-        println!("serving {url} (embedded mode; Ctrl-C stops)");
+        println!("serving {url} ({mode} mode; Ctrl-C stops)");
         if open {
             open_browser(&url);
         }
         let (tx, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
-            lab: Mutex::new(lab),
+            lab,
             events: tx.clone(),
         });
         axum::serve(listener, router(shared))
             .with_graceful_shutdown(async move {
                 stop_signal().await;
+                // A real-mode request in flight stops its curl and answers at once.
+                host::cleanup::request_stop();
                 let _ = tx.send(SHUTDOWN.to_string());
             })
             .await?;

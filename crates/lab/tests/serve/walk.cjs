@@ -1,8 +1,14 @@
 // Drives `lab serve seed-cluster` in headless Chromium through the blog's three steps by
 // clicking (run by crates/lab/tests/serve.rs; see there).
-// usage: node walk.cjs <playwright-core dir> <url> <screenshot dir> <user-data dir>
+// usage: node walk.cjs <playwright-core dir> <url> <screenshot dir> <user-data dir> [steps]
+// [real]: steps (default 3) walks only the first ones; with "real" the screenshots are
+// named real-step… and the countdown of the hanging request is recorded.
 "use strict";
-const [pwDir, url, shots, userData] = process.argv.slice(2);
+const [pwDir, url, shots, userData, stepsArg, realArg] = process.argv.slice(2);
+const steps = parseInt(stepsArg || "3", 10);
+const real = realArg === "real";
+const shot = (name) => shots + "/" + (real ? "real-" : "") + name;
+const fs = require("fs");
 const { chromium } = require(pwDir);
 
 async function main() {
@@ -10,6 +16,7 @@ async function main() {
     executablePath: "/usr/bin/chromium",
     headless: true,
     viewport: { width: 1400, height: 1000 },
+    acceptDownloads: true,
     // The driver's own waitForFunction predicates are evaluated as strings; the page's CSP
     // (no eval) is for the page, not for the test harness.
     bypassCSP: true,
@@ -28,6 +35,11 @@ async function main() {
     await page.fill("#timeout", "2");
     const send = async (n) => {
       await page.click("#client-browser");
+      // The countdown of a request that hangs (seen only when it takes > 0.3 s).
+      const countdown = real
+        ? page.waitForFunction(() => document.querySelector("#countdown").textContent, null, { polling: 50, timeout: 8000 })
+          .then((h) => h.jsonValue()).catch(() => "")
+        : Promise.resolve("");
       await page.click("#node-ydzs-master text");
       await page.waitForFunction((k) => document.querySelectorAll("#requests tr").length >= k, n);
       await page.waitForFunction(() => document.querySelector("#status").textContent === "done");
@@ -37,7 +49,18 @@ async function main() {
         log: await page.textContent("#log"),
         explanation: await page.textContent("#explanation"),
         hops: await page.$$eval("#hops .badge", (bs) => bs.map((b) => b.textContent)),
+        // Drawn on the topology: one trail per hop along the links, and the badges.
+        trails: await page.$$eval("#anim polyline", (ps) => ps.map((p) => p.getAttribute("points").split(" ").length)),
+        topo_badges: await page.$$eval("#anim .tbadge text", (ts) => ts.map((t) => t.textContent)),
+        countdown: await countdown,
       };
+    };
+    // The pcap button of a link: the download is a pcap file.
+    const pcap = async (link) => {
+      const [dl] = await Promise.all([page.waitForEvent("download"), page.click("#pcap-" + link)]);
+      const path = await dl.path();
+      const head = fs.readFileSync(path).subarray(0, 4).toString("hex");
+      return { link, name: dl.suggestedFilename(), magic: head };
     };
     const apply = async () => {
       await page.click("#apply");
@@ -45,17 +68,20 @@ async function main() {
     };
     // 1. seed-cluster: the browser asks the master; nginx logs the master's address.
     out.steps.push(await send(1));
-    await page.screenshot({ path: shots + "/step1-cluster.png", fullPage: true });
+    await page.screenshot({ path: shot("step1-cluster.png"), fullPage: true });
+    out.pcap = await pcap("ydzs-master-eth0");
     // 2. externalTrafficPolicy: Local: no endpoint on the master, the request times out.
     await page.selectOption("#policy", "Local");
     await apply();
     out.steps.push(await send(2));
-    await page.screenshot({ path: shots + "/step2-local.png", fullPage: true });
-    // 3. Pods pinned to the master: the browser's own address is logged.
-    await page.selectOption("#pin", "ydzs-master");
-    await apply();
-    out.steps.push(await send(3));
-    await page.screenshot({ path: shots + "/step3-pinned.png", fullPage: true });
+    await page.screenshot({ path: shot("step2-local.png"), fullPage: true });
+    if (steps >= 3) {
+      // 3. Pods pinned to the master: the browser's own address is logged.
+      await page.selectOption("#pin", "ydzs-master");
+      await apply();
+      out.steps.push(await send(3));
+      await page.screenshot({ path: shot("step3-pinned.png"), fullPage: true });
+    }
     await page.close();
   } finally {
     await ctx.close();

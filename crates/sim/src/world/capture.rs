@@ -18,13 +18,34 @@ impl World {
     /// edge captures show the device side of an impaired link. Returns (link, path) pairs.
     pub fn capture_all(&mut self, dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         std::fs::create_dir_all(dir)?;
-        let base = Duration::from_secs(self.clock.base_unix);
+        let base = self.capture_base();
         let mut files = Vec::new();
-        let open = |link: String, files: &mut Vec<(String, PathBuf)>| {
-            let path = dir.join(format!("{}.pcap", vswitch::pcap::sanitize(&link)));
-            let sink = PcapSink::create(&path, base);
+        self.capture_all_with(&mut |link| {
+            let path = dir.join(format!("{}.pcap", vswitch::pcap::sanitize(link)));
+            let sink = PcapSink::create(&path, base)?;
+            files.push((link.to_string(), path));
+            Ok(sink)
+        })?;
+        Ok(files)
+    }
+
+    /// The pcap timestamp base of this world (its wall clock's epoch for virtual time 0).
+    pub fn capture_base(&self) -> Duration {
+        Duration::from_secs(self.clock.base_unix)
+    }
+
+    /// [`World::capture_all`] into sinks made by `open(link)` (e.g. in memory, for `lab
+    /// serve`'s pcap downloads), the links named as there (`pod-<pod>`, `<client>`,
+    /// `<node>-eth0`, `<node>-cni0`, `router-<iface>`). Returns the link names in order.
+    pub fn capture_all_with(
+        &mut self,
+        open: &mut dyn FnMut(&str) -> std::io::Result<PcapSink>,
+    ) -> std::io::Result<Vec<String>> {
+        let mut links = Vec::new();
+        let mut open = |link: String| {
+            let sink = open(&link);
             if sink.is_ok() {
-                files.push((link, path));
+                links.push(link);
             }
             sink
         };
@@ -32,13 +53,13 @@ impl World {
         for n in &self.nodes {
             let name = n.node.name().to_string();
             node_pcap.push([
-                Some(open(format!("{name}-eth0"), &mut files)?),
-                Some(open(format!("{name}-cni0"), &mut files)?),
+                Some(open(format!("{name}-eth0"))?),
+                Some(open(format!("{name}-cni0"))?),
             ]);
         }
         let mut router_pcap = Vec::new();
         for i in self.router.ifaces() {
-            router_pcap.push(Some(open(format!("router-{}", i.name), &mut files)?));
+            router_pcap.push(Some(open(format!("router-{}", i.name))?));
         }
         let mut edge_sinks = Vec::new();
         for e in &self.edges {
@@ -49,17 +70,24 @@ impl World {
                 EdgeKind::Pod { .. } => format!("pod-{}", e.name),
                 EdgeKind::Client => e.name.clone(),
             };
-            edge_sinks.push((e.name.clone(), open(link, &mut files)?));
+            edge_sinks.push((e.name.clone(), open(link)?));
         }
         self.node_pcap = node_pcap;
         self.router_pcap = router_pcap;
         for (name, sink) in edge_sinks {
-            let s2 = sink.clone();
-            self.wrap_port(&name, move |p| Box::new(Pcap::new(p, s2)))
-                .map_err(std::io::Error::other)?;
-            self.edge_pcap.push(sink);
+            self.capture_edge(&name, sink)?;
         }
-        Ok(files)
+        Ok(links)
+    }
+
+    /// Capture edge `name`'s link (pod or client; e.g. a pod added after
+    /// [`World::capture_all_with`]) into `sink`.
+    pub fn capture_edge(&mut self, name: &str, sink: PcapSink) -> std::io::Result<()> {
+        let s2 = sink.clone();
+        self.wrap_port(name, move |p| Box::new(Pcap::new(p, s2)))
+            .map_err(std::io::Error::other)?;
+        self.edge_pcap.push(sink);
+        Ok(())
     }
 
     /// Flush and close every capture file (also happens when the world is dropped).

@@ -367,7 +367,13 @@ impl World {
         node: usize,
         port: Box<dyn Port + Send>,
     ) -> Result<usize, SimError> {
-        if self.edge_index.contains_key(name) {
+        // A deleted pod's name may come back (a scale-down then up to the same replicas):
+        // the name then stands for the new pod; the old edge stays gone.
+        if self
+            .edge_index
+            .get(name)
+            .is_some_and(|&e| !self.edges[e].gone)
+        {
             return Err(SimError::Duplicate(name.to_string()));
         }
         let n = &self.nodes[node];
