@@ -347,6 +347,7 @@ impl RealRun {
             logged_client_ip: logged,
             elapsed_ms: elapsed.as_millis() as u64,
             curl_message: message,
+            reply: None,
         })
     }
 

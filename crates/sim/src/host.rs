@@ -416,6 +416,7 @@ impl NginxServer {
 #[derive(Debug, Default)]
 struct ClientShared {
     starts: VecDeque<(RequestId, SocketAddrV4, RequestOpts, Duration)>,
+    udp_starts: Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)>,
     outcomes: HashMap<RequestId, RequestOutcome>,
     ports: HashMap<RequestId, u16>,
 }
@@ -440,7 +441,29 @@ impl ClientHandle {
         self.0.lock().expect("poisoned").ports.get(&id).copied()
     }
     fn has_starts(&self) -> bool {
-        !self.0.lock().expect("poisoned").starts.is_empty()
+        let s = self.0.lock().expect("poisoned");
+        !s.starts.is_empty() || !s.udp_starts.is_empty()
+    }
+    pub(crate) fn start_udp(
+        &self,
+        id: RequestId,
+        dst: SocketAddrV4,
+        opts: crate::udp::UdpOpts,
+        now: Duration,
+    ) {
+        let mut s = self.0.lock().expect("poisoned");
+        s.udp_starts.push((id, dst, opts, now));
+    }
+    pub(crate) fn take_udp_starts(
+        &self,
+    ) -> Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)> {
+        std::mem::take(&mut self.0.lock().expect("poisoned").udp_starts)
+    }
+    pub(crate) fn set_port(&self, id: RequestId, port: u16) {
+        self.0.lock().expect("poisoned").ports.insert(id, port);
+    }
+    pub(crate) fn finish(&self, id: RequestId, out: RequestOutcome) {
+        self.0.lock().expect("poisoned").outcomes.insert(id, out);
     }
 }
 
@@ -833,6 +856,8 @@ pub struct Host {
     sockets: SocketSet<'static>,
     server: Option<NginxServer>,
     client: Option<CurlClient>,
+    /// The UDP side of the client (shares the curl client's handle).
+    udp: Option<crate::udp::UdpClient>,
     dirty: bool,
     next_poll: Option<Duration>,
     /// Datagrams that could not be parsed when inspected (still handed to smoltcp).
@@ -856,6 +881,7 @@ impl Host {
             sockets: SocketSet::new(Vec::new()),
             server: None,
             client: None,
+            udp: None,
             dirty: true,
             next_poll: None,
             malformed: 0,
@@ -882,6 +908,7 @@ impl Host {
             rng: ChaCha8Rng::seed_from_u64(seed),
             recent_ports: VecDeque::new(),
         });
+        self.udp = Some(crate::udp::UdpClient::new(ip, shared.clone(), seed));
         shared
     }
 
@@ -896,12 +923,21 @@ impl Host {
             if let Some(cl) = &mut self.client {
                 changed |= cl.service(now, &mut self.iface, &mut self.sockets);
             }
+            if let Some(u) = &mut self.udp {
+                changed |= u.service(now, &mut self.sockets);
+            }
             if !changed {
                 break;
             }
         }
         let stack = self.iface.poll_at(at, &self.sockets).map(duration);
-        let app = self.client.as_ref().and_then(|c| c.deadline());
+        let app = [
+            self.client.as_ref().and_then(|c| c.deadline()),
+            self.udp.as_ref().and_then(|u| u.deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         self.next_poll = match (stack, app) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -943,6 +979,9 @@ impl Port for Host {
         }
         if let Some(c) = &mut self.client {
             c.on_icmp(pkt);
+        }
+        if let Some(u) = &mut self.udp {
+            u.on_icmp(pkt);
         }
         self.dev.rx.push_back(pkt.to_vec());
         self.dirty = true;

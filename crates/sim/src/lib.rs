@@ -36,6 +36,7 @@
 
 pub mod clock;
 pub mod host;
+pub mod udp;
 pub mod world;
 
 pub use clock::WallClock;
@@ -43,6 +44,7 @@ pub use host::{
     AccessJournal, AccessLog, AccessLogEntry, ClientHandle, Host, HostConfig, OutcomeKind,
     RequestId, RequestOpts, RequestOutcome, ServerInfo, LINUX_CONNECT_TIMEOUT,
 };
+pub use udp::UdpOpts;
 pub use world::{
     Attachment, ClientDesc, FabricEvent, HealthCheckSpec, HealthEvent, LbDesc, NodeDesc, PodDesc,
     SimError, TraceEvent, World, WorldSpec,
