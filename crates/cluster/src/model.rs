@@ -347,8 +347,15 @@ impl Cluster {
     /// `port` always wins for the dialled port. `None` only for steps the loader would reject.
     pub fn destination(&self, step: &PlanStep) -> Option<Destination> {
         let svc = step.service.as_deref().and_then(|s| self.service(s));
-        // The service's first port of the step's protocol (UDP steps use a UDP port).
-        let sp = svc.and_then(|s| s.ports.iter().find(|p| p.protocol == step.protocol));
+        // The service's first port of the step's protocol; a TCP step falls back to the
+        // first port whatever its protocol (what it always did, e.g. for SCTP services).
+        let sp = svc.and_then(|s| {
+            let same = s.ports.iter().find(|p| p.protocol == step.protocol);
+            match step.protocol {
+                nodeport::Protocol::Udp => same,
+                _ => same.or(s.ports.first()),
+            }
+        });
         let svc_port = sp.map(|p| p.port);
         let node_port = sp.and_then(|p| p.node_port);
         let (name, ip, port, backend) = match &step.target {

@@ -115,6 +115,8 @@ struct RunningPod {
 pub struct Lab {
     pods: Vec<RunningPod>,
     clients: Vec<(ClientSpec, Netns)>,
+    /// What `up` was asked for (pods added later are made the same way).
+    opts: UpOptions,
     // Last: `down` runs and the lock is released after everything else is gone.
     held: Held,
 }
@@ -141,41 +143,13 @@ impl Lab {
         let mut lab = Lab {
             pods: Vec::new(),
             clients: Vec::new(),
+            opts: opts.clone(),
             held,
         };
         let mut ports = Vec::new();
         let strip = |n: String| n.trim_start_matches(PREFIX).to_string();
         for p in pods {
-            let ns = Netns::create(&format!(
-                "{}{}",
-                opts.prefix,
-                strip(ns_name("pod", &p.name))
-            ))?;
-            let port = TunPort::create(
-                &TunConfig::new(ns.name(), p.ip, p.prefix_len)
-                    .gateway(p.gateway)
-                    .mtu(opts.mtu)
-                    .port_name(format!("{}/cni0/{}", p.node, p.name)),
-            )?;
-            let nginx = if opts.nginx {
-                let spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
-                Some(Nginx::start(&ns, &spec)?)
-            } else {
-                None
-            };
-            ports.push(EdgePort {
-                name: p.name.clone(),
-                ip: p.ip,
-                role: Role::Pod {
-                    node: p.node.clone(),
-                },
-                port,
-            });
-            lab.pods.push(RunningPod {
-                spec: p.clone(),
-                ns,
-                nginx,
-            });
+            ports.push(lab.start_pod(p)?);
         }
         for c in clients {
             let ns = Netns::create(&format!("{}{}", opts.prefix, strip(ns_name("cl", &c.name))))?;
@@ -194,6 +168,66 @@ impl Lab {
             lab.clients.push((c.clone(), ns));
         }
         Ok((lab, ports))
+    }
+
+    /// One pod: its namespace, TUN port and nginx.
+    fn start_pod(&mut self, p: &PodSpec) -> Result<EdgePort> {
+        let opts = &self.opts;
+        let ns = Netns::create(&format!(
+            "{}{}",
+            opts.prefix,
+            ns_name("pod", &p.name).trim_start_matches(PREFIX)
+        ))?;
+        let port = TunPort::create(
+            &TunConfig::new(ns.name(), p.ip, p.prefix_len)
+                .gateway(p.gateway)
+                .mtu(opts.mtu)
+                .port_name(format!("{}/cni0/{}", p.node, p.name)),
+        )?;
+        let nginx = if opts.nginx {
+            let spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
+            Some(Nginx::start(&ns, &spec)?)
+        } else {
+            None
+        };
+        self.pods.push(RunningPod {
+            spec: p.clone(),
+            ns,
+            nginx,
+        });
+        Ok(EdgePort {
+            name: p.name.clone(),
+            ip: p.ip,
+            role: Role::Pod {
+                node: p.node.clone(),
+            },
+            port,
+        })
+    }
+
+    /// A pod started while the lab runs (a ReplicaSet's replacement): namespace, TUN port
+    /// and nginx like the pods of `up`. The caller attaches the port to its fabric.
+    pub fn add_pod(&mut self, p: &PodSpec) -> Result<EdgePort> {
+        self.opts.state.pod_dir(&p.name)?;
+        if self.pods.iter().any(|r| r.spec.name == p.name) {
+            return Err(Error::Invalid(format!("pod {} already runs", p.name)));
+        }
+        self.start_pod(p)
+    }
+
+    /// A deleted pod: nginx stopped, namespace deleted (its TUN device goes when the
+    /// fabric drops the port's fd).
+    pub fn remove_pod(&mut self, name: &str) -> Result<()> {
+        let i = self
+            .pods
+            .iter()
+            .position(|p| p.spec.name == name)
+            .ok_or_else(|| Error::Invalid(format!("no real pod {name}")))?;
+        let mut p = self.pods.remove(i);
+        if let Some(n) = p.nginx.take() {
+            n.stop()?;
+        }
+        p.ns.delete()
     }
 
     /// Pid of a previous lab whose stale lock was taken over (it had been killed).

@@ -58,7 +58,8 @@ pub(super) fn plan(
                 ),
             ));
         };
-        if step.port.is_none() && !svc.ports.iter().any(|p| p.protocol == step.protocol) {
+        let udp = step.protocol == nodeport::Protocol::Udp;
+        if udp && step.port.is_none() && !svc.ports.iter().any(|p| p.protocol == step.protocol) {
             return Err(inv(
                 "protocol",
                 format!(
