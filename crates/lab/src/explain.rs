@@ -145,7 +145,7 @@ fn dnat_sentence(cluster: &Cluster, h: &HopEvent, pod_ip: std::net::Ipv4Addr) ->
         .map(|w| w.before.port());
     let svc = slices
         .iter()
-        .filter_map(|s| service_of(s))
+        .filter_map(&service_of)
         .find(|v| {
             v.ports
                 .iter()
