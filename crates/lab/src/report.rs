@@ -328,6 +328,19 @@ pub fn get_pods_wide(c: &Cluster) -> String {
     table(&h, &rows)
 }
 
+/// Per pod: the app model of each container and where it listens.
+pub fn apps_table(c: &Cluster) -> String {
+    let rows: Vec<Vec<String>> = c
+        .pods
+        .iter()
+        .map(|p| {
+            let apps: Vec<String> = p.apps.iter().map(ToString::to_string).collect();
+            vec![p.name.clone(), apps.join("; ")]
+        })
+        .collect();
+    table(&["POD", "APP"], &rows)
+}
+
 /// Per service: policies, affinity, healthCheckNodePort and the endpoints (ip:port on node).
 pub fn service_details(c: &Cluster) -> String {
     let rows: Vec<Vec<String>> = c
@@ -520,6 +533,14 @@ fn print_overview(
 pub fn print_cluster(c: &Cluster, w: &mut impl Write) -> io::Result<()> {
     print_overview(c, c.source.display(), "kubectl get nodes", w)?;
     writeln!(w, "service details:\n{}", service_details(c))?;
+    writeln!(
+        w,
+        "apps (from each container's image and args):\n{}",
+        apps_table(c)
+    )?;
+    for warning in cluster::apps::port_warnings(c) {
+        writeln!(w, "warning: {warning}")?;
+    }
     writeln!(w, "lab:\n{}", lab_summary(c))?;
     if !c.plan.is_empty() {
         writeln!(w, "plan:\n{}", plan_summary(c))?;
@@ -753,7 +774,9 @@ pub fn cluster_json(c: &Cluster) -> Value {
         })).collect::<Vec<_>>(),
         "pods": c.pods.iter().map(|p| json!({
             "name": p.name, "ip": p.ip.to_string(), "node": p.node,
+            "apps": p.apps.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "warnings": cluster::apps::port_warnings(c),
     })
 }
 
@@ -785,6 +808,7 @@ pub fn to_json(r: &ScenarioResult) -> Value {
         "nodes": c["nodes"],
         "services": c["services"],
         "pods": c["pods"],
+        "warnings": c["warnings"],
         "requests": r.requests.iter().enumerate().map(|(i, q)| {
             let mut v = request_json(q);
             if let Some(e) = r.explanations.get(i) {

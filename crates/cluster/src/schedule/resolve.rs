@@ -48,8 +48,10 @@ pub(super) fn plan(
                 }
             }
         }
-        let Some(sref) = &step.service else { continue };
-        let Some(svc) = by_ref.get(sref).map(|&k| &services[k]) else {
+        let Some(sref) = step.service.clone() else {
+            continue;
+        };
+        let Some(svc) = by_ref.get(&sref).map(|&k| &services[k]) else {
             return Err(inv(
                 "service",
                 format!(
@@ -58,16 +60,7 @@ pub(super) fn plan(
                 ),
             ));
         };
-        let udp = step.protocol == nodeport::Protocol::Udp;
-        if udp && step.port.is_none() && !svc.ports.iter().any(|p| p.protocol == step.protocol) {
-            return Err(inv(
-                "protocol",
-                format!(
-                    "service {sref} has no {} port; set `port` or use the service's protocol",
-                    step.protocol.as_lower().to_uppercase()
-                ),
-            ));
-        }
+        pick_service_port(step, svc, &sref).map_err(|(field, msg)| inv(field, msg))?;
         if matches!(step.target, Target::LoadBalancer) && svc.type_ == ServiceType::ClusterIp {
             return Err(inv(
                 "to",
@@ -85,6 +78,62 @@ pub(super) fn plan(
         }
     }
     Ok(plan)
+}
+
+/// `portName:` (must name a port of the service) or a `port:` that is one of the service's
+/// port numbers picks that service port; any other `port:` stays an explicit destination.
+fn pick_service_port(
+    step: &mut PlanStep,
+    svc: &nodeport::Service,
+    sref: &str,
+) -> Result<(), (&'static str, String)> {
+    if let Some(name) = &step.port_name {
+        let Some(i) = svc.ports.iter().position(|p| &p.name == name) else {
+            let names: Vec<String> = svc
+                .ports
+                .iter()
+                .map(|p| format!("{:?} ({})", p.name, p.port))
+                .collect();
+            return Err((
+                "portName",
+                format!(
+                    "service {sref} has no port named {name:?} (ports: {})",
+                    names.join(", ")
+                ),
+            ));
+        };
+        let picked = svc.ports[i].protocol;
+        let udp = nodeport::Protocol::Udp;
+        if (picked == udp || step.protocol == udp) && picked != step.protocol {
+            return Err((
+                "portName",
+                format!(
+                    "port {name:?} of service {sref} is {}, but the entry sends {} (set `protocol`)",
+                    picked.as_lower().to_uppercase(),
+                    step.protocol.as_lower().to_uppercase()
+                ),
+            ));
+        }
+        step.service_port = Some(i);
+    } else if let Some(n) = step.port {
+        // The same number may be both TCP and UDP (DNS's 53): the step's protocol first.
+        let same = |p: &&nodeport::ServicePort| p.port == n && p.protocol == step.protocol;
+        let pos = svc.ports.iter().position(|p| same(&p));
+        if let Some(i) = pos.or_else(|| svc.ports.iter().position(|p| p.port == n)) {
+            step.service_port = Some(i);
+            step.port = None;
+        }
+    } else if step.protocol == nodeport::Protocol::Udp {
+        // A UDP entry uses the service's first UDP port.
+        let Some(i) = svc.ports.iter().position(|p| p.protocol == step.protocol) else {
+            return Err((
+                "protocol",
+                format!("service {sref} has no UDP port; set `port`, `portName` or `protocol`"),
+            ));
+        };
+        step.service_port = Some(i);
+    }
+    Ok(())
 }
 
 /// The built state `scale:` actions work on.

@@ -1,0 +1,573 @@
+//! The embedded curl-like HTTP client: requests queued by the world, one smoltcp socket per
+//! request, curl's outcomes and messages (`curl: (7) …`), Linux's SYN retry budget.
+//! The client closes first once the response is complete (like curl), so TIME-WAIT sits on
+//! the client as on a real host.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{IpAddress, IpEndpoint};
+
+use vswitch::packet::{self, PROTO_TCP};
+
+use super::tcp_socket;
+
+/// Linux `tcp_syn_retries = 6`: SYN at 0, retransmits after 1, 2, 4, 8, 16, 32 s, give up
+/// 64 s after the last one: ≈127 s.
+pub const LINUX_CONNECT_TIMEOUT: Duration = Duration::from_secs(127);
+
+/// Identifies one request started with [`crate::World::start_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// curl's options that matter here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestOpts {
+    pub path: String,
+    /// `--connect-timeout`; `None` = the kernel's SYN retry span ([`LINUX_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Option<Duration>,
+    /// `-m/--max-time`; `None` = unlimited.
+    pub max_time: Option<Duration>,
+    /// `Host:` header; `None` = the destination `ip:port` as curl sends it.
+    pub host: Option<String>,
+}
+
+impl Default for RequestOpts {
+    fn default() -> Self {
+        RequestOpts {
+            path: "/".into(),
+            connect_timeout: None,
+            max_time: None,
+            host: None,
+        }
+    }
+}
+
+/// How a request ended (with curl's exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// A complete HTTP response (exit 0).
+    Ok,
+    /// (28) connect or overall timeout.
+    Timeout,
+    /// (7) RST or ICMP port unreachable answered the SYN.
+    Refused,
+    /// (56) connection reset after it was established.
+    Reset,
+    /// (52) the server closed without answering.
+    EmptyReply,
+}
+
+impl OutcomeKind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            OutcomeKind::Ok => 0,
+            OutcomeKind::Timeout => 28,
+            OutcomeKind::Refused => 7,
+            OutcomeKind::Reset => 56,
+            OutcomeKind::EmptyReply => 52,
+        }
+    }
+}
+
+/// The end of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestOutcome {
+    pub kind: OutcomeKind,
+    /// HTTP status for [`OutcomeKind::Ok`].
+    pub status: Option<u16>,
+    pub body: String,
+    /// Virtual time from start to outcome.
+    pub elapsed: Duration,
+    pub started_at: Duration,
+    pub client_port: u16,
+    pub dst: SocketAddrV4,
+    /// curl's error line (`curl: (28) …`), empty on success.
+    pub message: String,
+    /// Response headers (name, value) in order, for [`OutcomeKind::Ok`].
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestOutcome {
+    /// A response header by (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl fmt::Display for RequestOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            OutcomeKind::Ok => write!(f, "{} {}", self.status.unwrap_or(0), self.body.trim_end()),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Requests queued by the world and outcomes reported back.
+#[derive(Debug, Default)]
+struct ClientShared {
+    starts: VecDeque<(RequestId, SocketAddrV4, RequestOpts, Duration)>,
+    udp_starts: Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)>,
+    outcomes: HashMap<RequestId, RequestOutcome>,
+    ports: HashMap<RequestId, u16>,
+}
+
+/// The world's handle on an embedded curl client.
+#[derive(Debug, Clone, Default)]
+pub struct ClientHandle(Arc<Mutex<ClientShared>>);
+
+impl ClientHandle {
+    pub(crate) fn start(&self, id: RequestId, dst: SocketAddrV4, opts: RequestOpts, now: Duration) {
+        self.0
+            .lock()
+            .expect("poisoned")
+            .starts
+            .push_back((id, dst, opts, now));
+    }
+    pub fn outcome(&self, id: RequestId) -> Option<RequestOutcome> {
+        self.0.lock().expect("poisoned").outcomes.get(&id).cloned()
+    }
+    /// The source port the request uses (known once the client picked it up).
+    pub fn client_port(&self, id: RequestId) -> Option<u16> {
+        self.0.lock().expect("poisoned").ports.get(&id).copied()
+    }
+    fn has_starts(&self) -> bool {
+        let s = self.0.lock().expect("poisoned");
+        !s.starts.is_empty() || !s.udp_starts.is_empty()
+    }
+    pub(crate) fn start_udp(
+        &self,
+        id: RequestId,
+        dst: SocketAddrV4,
+        opts: crate::udp::UdpOpts,
+        now: Duration,
+    ) {
+        let mut s = self.0.lock().expect("poisoned");
+        s.udp_starts.push((id, dst, opts, now));
+    }
+    pub(crate) fn take_udp_starts(
+        &self,
+    ) -> Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)> {
+        std::mem::take(&mut self.0.lock().expect("poisoned").udp_starts)
+    }
+    pub(crate) fn set_port(&self, id: RequestId, port: u16) {
+        self.0.lock().expect("poisoned").ports.insert(id, port);
+    }
+    pub(crate) fn finish(&self, id: RequestId, out: RequestOutcome) {
+        self.0.lock().expect("poisoned").outcomes.insert(id, out);
+    }
+}
+
+struct Active {
+    id: RequestId,
+    dst: SocketAddrV4,
+    opts: RequestOpts,
+    started: Duration,
+    port: u16,
+    handle: SocketHandle,
+    established: bool,
+    sent: bool,
+    refused: bool,
+    buf: Vec<u8>,
+    /// SYNs put on the wire so far (first + retransmits).
+    syns: u32,
+}
+
+/// Linux `net.ipv4.tcp_syn_retries` default: the first SYN plus 6 retransmits.
+pub const SYN_RETRIES: u32 = 6;
+
+impl Active {
+    fn connect_deadline(&self) -> Duration {
+        let c = self.opts.connect_timeout.unwrap_or(LINUX_CONNECT_TIMEOUT);
+        let c = match self.opts.max_time {
+            Some(m) => c.min(m),
+            None => c,
+        };
+        self.started + c
+    }
+    fn deadline(&self) -> Option<Duration> {
+        if !self.established {
+            Some(self.connect_deadline())
+        } else {
+            self.opts.max_time.map(|m| self.started + m)
+        }
+    }
+}
+
+/// The curl-like client.
+pub(super) struct CurlClient {
+    ip: Ipv4Addr,
+    shared: ClientHandle,
+    active: Vec<Active>,
+    closing: Vec<SocketHandle>,
+    rng: ChaCha8Rng,
+    recent_ports: VecDeque<u16>,
+}
+
+/// Parse a complete response: (status, body) once complete.
+fn parse_response(buf: &[u8], eof: bool) -> Option<(u16, String)> {
+    parse_http(buf, eof, false).map(|(s, b, _)| (s, b))
+}
+
+/// (status, body, headers) of a complete response.
+type Parsed = (u16, String, Vec<(String, String)>);
+
+/// Parse a complete response: (status, body, headers) once complete.
+fn parse_response_full(buf: &[u8], eof: bool) -> Option<Parsed> {
+    parse_http(buf, eof, true)
+}
+
+/// [`parse_response_full`]; the header list only `with_headers` (the per-segment
+/// completeness check needs none: no allocation per header there).
+fn parse_http(buf: &[u8], eof: bool, with_headers: bool) -> Option<Parsed> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(n)) = resp.parse(buf) else {
+        return None;
+    };
+    let status = resp.code.unwrap_or(0);
+    let cl = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        });
+    let headers = resp
+        .headers
+        .iter()
+        .filter(|_| with_headers)
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let body = &buf[n..];
+    match cl {
+        Some(len) if body.len() >= len => Some((
+            status,
+            String::from_utf8_lossy(&body[..len]).into_owned(),
+            headers,
+        )),
+        None if eof => Some((status, String::from_utf8_lossy(body).into_owned(), headers)),
+        _ => None,
+    }
+}
+
+impl CurlClient {
+    /// A client at `ip` whose source ports come from `seed`; the handle starts requests.
+    pub(super) fn new(ip: Ipv4Addr, seed: u64) -> (CurlClient, ClientHandle) {
+        let shared = ClientHandle::default();
+        let client = CurlClient {
+            ip,
+            shared: shared.clone(),
+            active: Vec::new(),
+            closing: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            recent_ports: VecDeque::new(),
+        };
+        (client, shared)
+    }
+
+    /// Requests queued and not picked up yet.
+    pub(super) fn has_starts(&self) -> bool {
+        self.shared.has_starts()
+    }
+
+    fn pick_port(&mut self) -> u16 {
+        loop {
+            let p: u16 = self.rng.random_range(32768..=60999);
+            if !self.recent_ports.contains(&p) && self.active.iter().all(|a| a.port != p) {
+                self.recent_ports.push_back(p);
+                if self.recent_ports.len() > 4096 {
+                    self.recent_ports.pop_front();
+                }
+                return p;
+            }
+        }
+    }
+
+    pub(super) fn deadline(&self) -> Option<Duration> {
+        self.active.iter().filter_map(|a| a.deadline()).min()
+    }
+
+    /// Model `tcp_syn_retries`: smoltcp keeps retransmitting SYNs (its backoff caps at
+    /// 60 s); Linux sends the first SYN and 6 retransmits (0, 1, 3, 7, 15, 31, 63 s) and
+    /// then waits for the connect timeout. Returns false for a SYN to swallow.
+    pub(super) fn allow_tx(&mut self, pkt: &[u8]) -> bool {
+        let Ok(s) = packet::summarize(pkt) else {
+            return true;
+        };
+        if s.tuple.proto != PROTO_TCP || s.flags != "S" {
+            return true;
+        }
+        match self
+            .active
+            .iter_mut()
+            .find(|a| a.port == s.tuple.sport && a.dst == s.tuple.dst_addr())
+        {
+            Some(a) => {
+                a.syns += 1;
+                a.syns <= SYN_RETRIES + 1
+            }
+            None => true,
+        }
+    }
+
+    /// ICMP destination unreachable for one of our SYNs: connection refused.
+    pub(super) fn on_icmp(&mut self, pkt: &[u8]) {
+        let Ok(s) = packet::summarize(pkt) else {
+            return;
+        };
+        if s.icmp.map(|(t, _)| t) != Some(3) {
+            return;
+        }
+        let Some(inner) = s.inner else { return };
+        for a in &mut self.active {
+            if inner.proto == PROTO_TCP
+                && inner.src == self.ip
+                && inner.sport == a.port
+                && inner.dst_addr() == a.dst
+                && !a.established
+            {
+                a.refused = true;
+            }
+        }
+    }
+
+    pub(super) fn service(
+        &mut self,
+        now: Duration,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+    ) -> bool {
+        let mut changed = false;
+        // Sockets that finished: drop them once closed.
+        self.closing.retain(|h| {
+            let st = sockets.get::<tcp::Socket>(*h).state();
+            if matches!(st, tcp::State::Closed | tcp::State::TimeWait) {
+                sockets.remove(*h);
+                false
+            } else {
+                true
+            }
+        });
+        // New requests.
+        let starts: Vec<_> = self
+            .shared
+            .0
+            .lock()
+            .expect("poisoned")
+            .starts
+            .drain(..)
+            .collect();
+        for (id, dst, opts, started) in starts {
+            let port = self.pick_port();
+            let mut s = tcp_socket(65536, 4096);
+            let res = s.connect(
+                iface.context(),
+                IpEndpoint::new(IpAddress::Ipv4(*dst.ip()), dst.port()),
+                port,
+            );
+            let handle = sockets.add(s);
+            self.shared
+                .0
+                .lock()
+                .expect("poisoned")
+                .ports
+                .insert(id, port);
+            let mut a = Active {
+                id,
+                dst,
+                opts,
+                started,
+                port,
+                handle,
+                established: false,
+                sent: false,
+                refused: false,
+                buf: Vec::new(),
+                syns: 0,
+            };
+            if res.is_err() {
+                a.refused = true;
+            }
+            self.active.push(a);
+            changed = true;
+        }
+        // Progress and outcomes.
+        let mut i = 0;
+        while i < self.active.len() {
+            let outcome = self.step(i, now, sockets);
+            if let Some((kind, status, body, message, graceful)) = outcome {
+                let headers = if kind == OutcomeKind::Ok {
+                    parse_response_full(&self.active[i].buf, true)
+                        .map(|(_, _, h)| h)
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let a = self.active.swap_remove(i);
+                let s = sockets.get_mut::<tcp::Socket>(a.handle);
+                if graceful {
+                    s.close();
+                    self.closing.push(a.handle);
+                } else {
+                    // Like close(2) on a socket that never connected: nothing on the wire.
+                    sockets.remove(a.handle);
+                }
+                let out = RequestOutcome {
+                    kind,
+                    status,
+                    body,
+                    elapsed: now.saturating_sub(a.started),
+                    started_at: a.started,
+                    client_port: a.port,
+                    dst: a.dst,
+                    message,
+                    headers,
+                };
+                self.shared
+                    .0
+                    .lock()
+                    .expect("poisoned")
+                    .outcomes
+                    .insert(a.id, out);
+                changed = true;
+            } else {
+                i += 1;
+            }
+        }
+        changed
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn step(
+        &mut self,
+        i: usize,
+        now: Duration,
+        sockets: &mut SocketSet<'static>,
+    ) -> Option<(OutcomeKind, Option<u16>, String, String, bool)> {
+        let a = &mut self.active[i];
+        let s = sockets.get_mut::<tcp::Socket>(a.handle);
+        let ms = now.saturating_sub(a.started).as_millis();
+        let (ip, port) = (a.dst.ip(), a.dst.port());
+        let refused = || {
+            let msg = format!(
+                "curl: (7) Failed to connect to {ip} port {port} after {ms} ms: Connection refused"
+            );
+            Some((OutcomeKind::Refused, None, String::new(), msg, false))
+        };
+        if a.refused {
+            return refused();
+        }
+        let st = s.state();
+        if !a.established {
+            match st {
+                tcp::State::SynSent | tcp::State::SynReceived => {
+                    if now >= a.connect_deadline() {
+                        return Some((
+                            OutcomeKind::Timeout,
+                            None,
+                            String::new(),
+                            format!("curl: (28) Failed to connect to {ip} port {port} after {ms} ms: Timeout was reached"),
+                            false,
+                        ));
+                    }
+                    return None;
+                }
+                tcp::State::Closed | tcp::State::Listen => return refused(),
+                _ => a.established = true,
+            }
+        }
+        if !a.sent && s.can_send() {
+            let host = a
+                .opts
+                .host
+                .clone()
+                .unwrap_or_else(|| format!("{ip}:{port}"));
+            let req = format!(
+                "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
+                a.opts.path
+            );
+            let _ = s.send_slice(req.as_bytes());
+            a.sent = true;
+        }
+        while s.can_recv() {
+            let buf = &mut a.buf;
+            let _ = s.recv(|d| {
+                buf.extend_from_slice(d);
+                (d.len(), ())
+            });
+        }
+        let eof = !s.may_recv() && s.state() != tcp::State::Established;
+        if let Some((status, body)) = parse_response(&a.buf, eof) {
+            return Some((OutcomeKind::Ok, Some(status), body, String::new(), true));
+        }
+        if st == tcp::State::Closed {
+            return Some((
+                OutcomeKind::Reset,
+                None,
+                String::new(),
+                "curl: (56) Recv failure: Connection reset by peer".into(),
+                false,
+            ));
+        }
+        if eof {
+            return Some((
+                OutcomeKind::EmptyReply,
+                None,
+                String::new(),
+                "curl: (52) Empty reply from server".into(),
+                true,
+            ));
+        }
+        if let Some(m) = a.opts.max_time {
+            if now >= a.started + m {
+                return Some((
+                    OutcomeKind::Timeout,
+                    None,
+                    String::new(),
+                    format!(
+                        "curl: (28) Operation timed out after {ms} milliseconds with {} bytes received",
+                        a.buf.len()
+                    ),
+                    false,
+                ));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_responses() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(parse_response(r, false), Some((200, "abc".into())));
+        assert_eq!(parse_response(&r[..r.len() - 1], false), None);
+        let r = b"HTTP/1.1 200 OK\r\n\r\nab";
+        assert_eq!(parse_response(r, false), None);
+        assert_eq!(parse_response(r, true), Some((200, "ab".into())));
+    }
+}
