@@ -67,6 +67,7 @@ fn pod_spec(cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<PodSpec> {
         ip: p.ip,
         prefix_len: n.pod_cidr.prefix_len(),
         gateway: n.cni0_ip(),
+        apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
     })
 }
 
@@ -134,9 +135,10 @@ pub fn bring_up(
     let offsets = cluster
         .pods
         .iter()
-        .filter_map(|p| {
-            lab.nginx(&p.name)
-                .map(|n| (p.name.clone(), n.spec().access_log(), 0))
+        .flat_map(|p| {
+            lab.access_logs(&p.name)
+                .into_iter()
+                .map(|log| (p.name.clone(), log, 0))
         })
         .collect();
     Ok(RealRun {
@@ -335,9 +337,8 @@ impl RealRun {
             self.world
                 .add_pod_port(&p.name, p.ip, &p.node, Box::new(port.port))
                 .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?;
-            if let Some(n) = self.lab.nginx(&p.name) {
-                self.offsets
-                    .push((p.name.clone(), n.spec().access_log(), 0));
+            for log in self.lab.access_logs(&p.name) {
+                self.offsets.push((p.name.clone(), log, 0));
             }
         }
         self.world.set_services(&cluster.services, &sc.slices);
