@@ -80,17 +80,11 @@ impl UdpClient {
 
     /// An ICMP destination unreachable quoting one of our datagrams.
     pub(crate) fn on_icmp(&mut self, pkt: &[u8]) {
-        let Ok(s) = packet::summarize(pkt) else {
+        let Some((code, sport, dst)) = unreachable_quoting(pkt, PROTO_UDP, self.ip) else {
             return;
         };
-        let Some((3, code)) = s.icmp else { return };
-        let Some(inner) = s.inner else { return };
         for a in &mut self.active {
-            if inner.proto == PROTO_UDP
-                && inner.src == self.ip
-                && inner.sport == a.port
-                && inner.dst_addr() == a.dst
-            {
+            if sport == a.port && dst == a.dst {
                 a.unreachable = Some(code);
             }
         }
@@ -149,6 +143,19 @@ impl UdpClient {
         }
         changed
     }
+}
+
+/// An ICMP destination unreachable (type 3) quoting a `proto` packet that `ip` sent:
+/// (code, the quoted source port, the quoted destination). Shared by the curl and UDP clients.
+pub(crate) fn unreachable_quoting(
+    pkt: &[u8],
+    proto: u8,
+    ip: Ipv4Addr,
+) -> Option<(u8, u16, SocketAddrV4)> {
+    let s = packet::summarize(pkt).ok()?;
+    let (3, code) = s.icmp? else { return None };
+    let inner = s.inner?;
+    (inner.proto == proto && inner.src == ip).then(|| (code, inner.sport, inner.dst_addr()))
 }
 
 /// One datagram's progress: (kind, answer, error line) once it ended.

@@ -247,32 +247,28 @@ fn udp_fields(f: &str, at: &str, p: &RawPlan) -> Result<UdpFields, LabError> {
         Some("UDP") => Protocol::Udp,
         Some(other) => return Err(inv("protocol", format!("{other:?} is not TCP or UDP"))),
     };
-    if protocol == Protocol::Tcp {
-        for (field, set) in [
-            ("payload", p.payload.is_some()),
-            ("timeout", p.timeout.is_some()),
-            ("sourcePort", p.source_port.is_some()),
-        ] {
-            if set {
-                return Err(inv(
-                    field,
-                    "only for `protocol: UDP` (TCP requests use connectTimeout/maxTime)".into(),
-                ));
-            }
-        }
+    // Fields of the other protocol are refused, naming the first one set.
+    let (others, msg) = if protocol == Protocol::Tcp {
+        (
+            [
+                ("payload", p.payload.is_some()),
+                ("timeout", p.timeout.is_some()),
+                ("sourcePort", p.source_port.is_some()),
+            ],
+            "only for `protocol: UDP` (TCP requests use connectTimeout/maxTime)",
+        )
     } else {
-        for (field, set) in [
-            ("path", p.path.is_some()),
-            ("connectTimeout", p.connect_timeout.is_some()),
-            ("maxTime", p.max_time.is_some()),
-        ] {
-            if set {
-                return Err(inv(
-                    field,
-                    "only for TCP requests (a UDP entry takes payload and timeout)".into(),
-                ));
-            }
-        }
+        (
+            [
+                ("path", p.path.is_some()),
+                ("connectTimeout", p.connect_timeout.is_some()),
+                ("maxTime", p.max_time.is_some()),
+            ],
+            "only for TCP requests (a UDP entry takes payload and timeout)",
+        )
+    };
+    if let Some((field, _)) = others.iter().find(|(_, set)| *set) {
+        return Err(inv(field, msg.into()));
     }
     let payload = p
         .payload

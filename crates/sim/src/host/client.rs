@@ -333,20 +333,11 @@ impl CurlClient {
 
     /// ICMP destination unreachable for one of our SYNs: connection refused.
     pub(super) fn on_icmp(&mut self, pkt: &[u8]) {
-        let Ok(s) = packet::summarize(pkt) else {
+        let Some((_, sport, dst)) = crate::udp::unreachable_quoting(pkt, PROTO_TCP, self.ip) else {
             return;
         };
-        if s.icmp.map(|(t, _)| t) != Some(3) {
-            return;
-        }
-        let Some(inner) = s.inner else { return };
         for a in &mut self.active {
-            if inner.proto == PROTO_TCP
-                && inner.src == self.ip
-                && inner.sport == a.port
-                && inner.dst_addr() == a.dst
-                && !a.established
-            {
+            if sport == a.port && dst == a.dst && !a.established {
                 a.refused = true;
             }
         }
