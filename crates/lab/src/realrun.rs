@@ -695,7 +695,20 @@ fn print_up_hints(
             continue;
         };
         for step in cluster.plan.iter().filter(|s| s.client == c.name) {
-            if let Some(d) = cluster.destination(step) {
+            let Some(d) = cluster.destination(step) else {
+                continue;
+            };
+            if crate::plan::is_udp(step) {
+                // No UDP client is installed by default: Python's socket module is.
+                writeln!(
+                    out,
+                    "  sudo ip netns exec {} python3 -c 'import socket; c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(2); c.connect((\"{}\", {})); c.send(b\"{}\"); print(c.recv(2048).decode())'",
+                    ns.name(),
+                    d.ip,
+                    d.port,
+                    step.payload.replace(['\'', '"', '\\'], "")
+                )?;
+            } else {
                 writeln!(
                     out,
                     "  sudo ip netns exec {} curl -sS --connect-timeout 3 http://{}:{}{}",
