@@ -248,3 +248,67 @@ fn udp_scenarios_in_real_mode() {
     let v = run_json("udp-stale-conntrack-nocleanup", &["--real"]);
     check_stale_without_cleanup(&v);
 }
+
+// ----- the delete: action as scheduled -----------------------------------------------------
+
+/// `delete:` as the scheduler computes it: the named (or the Deployment's oldest) pod goes, a
+/// replacement with a fresh name and address comes, and the EndpointSlices follow.
+#[test]
+fn delete_replaces_one_pod_and_its_endpoint() {
+    let base = format!(
+        "# delete test\n{}\n{}",
+        common::NODES,
+        common::block(&[
+            common::deployment("web", 2, ""),
+            r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+"#
+            .to_string()
+        ])
+    );
+    let c = common::load(&format!(
+        "{base}plan:\n  - {{from: browser, to: ydzs-master}}\n  - delete: {{deployment: web}}\n"
+    ))
+    .unwrap();
+    let a = &c.actions[0];
+    assert_eq!(a.before, 1);
+    let sc = a.scaled.as_ref().expect("scheduled");
+    let (old, new) = (&sc.removed[0], &sc.added[0]);
+    assert_eq!((sc.removed.len(), sc.added.len()), (1, 1));
+    assert_eq!(old.name, c.pods[0].name, "the oldest pod of the Deployment");
+    assert_ne!(new.name, old.name);
+    assert_ne!(new.ip, old.ip);
+    assert!(new.name.starts_with("web-"), "{}", new.name);
+    let ips: Vec<_> = sc
+        .slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter().map(|e| e.ip))
+        .collect();
+    assert!(ips.contains(&new.ip) && !ips.contains(&old.ip), "{ips:?}");
+    assert_eq!(sc.pods.len(), 2, "still two replicas");
+    // By name: the other pod.
+    let other = &c.pods[1].name;
+    let c2 = common::load(&format!(
+        "{base}plan:\n  - {{from: browser, to: ydzs-master}}\n  - delete: {{pod: {other}}}\n"
+    ))
+    .unwrap();
+    let sc2 = c2.actions[0].scaled.as_ref().unwrap();
+    assert_eq!(&sc2.removed[0].name, other);
+    // A second delete of the same Deployment deletes the next oldest (the first replacement
+    // is the newest).
+    let c3 = common::load(&format!(
+        "{base}plan:\n  - delete: {{deployment: web}}\n  - delete: {{deployment: web}}\n  - {{from: browser, to: ydzs-master}}\n"
+    ))
+    .unwrap();
+    let (d1, d2) = (
+        c3.actions[0].scaled.as_ref().unwrap(),
+        c3.actions[1].scaled.as_ref().unwrap(),
+    );
+    assert_eq!(d1.removed[0].name, c3.pods[0].name);
+    assert_eq!(d2.removed[0].name, c3.pods[1].name);
+}
