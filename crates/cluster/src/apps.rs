@@ -2,7 +2,7 @@
 //!
 //! In Kubernetes `containerPort` is informational: what answers is the process in the
 //! image. The lab models the images it knows:
-//! - `nginx*` images: nginx on the container's TCP ports (80 when it declares none);
+//! - `nginx*` images: nginx on the container's TCP ports (80 when it declares no TCP port);
 //! - `registry.k8s.io/e2e-test-images/agnhost:*` with `args[0]`:
 //!   - `netexec`: HTTP on `--http-port` (8080), UDP on `--udp-port` (8081, -1 = off)
 //!     (kubernetes/kubernetes test/images/agnhost/netexec/netexec.go);
@@ -140,7 +140,12 @@ pub fn container_app(doc: &ManifestDoc, ci: usize, c: &Container) -> Result<AppS
     let image = c.image.as_deref().unwrap_or_default();
     let name = image_name(image);
     if name.starts_with("nginx") {
-        return Ok(AppSpec::Nginx { ports: tcp_or_80() });
+        // nginx listens on 80 unless told otherwise: its TCP ports, or 80 (never UDP).
+        let mut ports = ports(Protocol::Tcp);
+        if ports.is_empty() {
+            ports.push(80);
+        }
+        return Ok(AppSpec::Nginx { ports });
     }
     if name == "agnhost" {
         // The image's entrypoint is /agnhost: the subcommand is the first arg (or what a

@@ -10,10 +10,119 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::net::Ipv4Addr;
+use std::path::Path;
+
 use super::cleanup::StateDir;
 use super::netns::Netns;
+use super::nginx::{Nginx, NginxSpec};
 use super::process::{Supervised, GRACE};
 use super::{io_err, Error, Result};
+
+/// What a pod's container runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodApp {
+    /// Debian's nginx on these TCP ports.
+    Nginx { ports: Vec<u16> },
+    /// The lab's own app server: `<lab> app <args…>` ([`AppProc`]).
+    Lab { args: Vec<String> },
+}
+
+/// The pod whose apps [`PodApps::start`] starts.
+#[derive(Clone, Copy, Debug)]
+pub struct AppsOf<'a> {
+    pub pod: &'a str,
+    pub node: &'a str,
+    pub ip: Ipv4Addr,
+    /// One per container; empty = nginx on 80.
+    pub apps: &'a [PodApp],
+}
+
+/// The app processes of one pod: one nginx for all its nginx containers (listening on all
+/// their ports), one [`AppProc`] per other container.
+#[derive(Debug, Default)]
+pub struct PodApps {
+    nginx: Option<Nginx>,
+    procs: Vec<AppProc>,
+}
+
+impl PodApps {
+    /// Starts the pod's apps in `ns` (after stopping whatever still runs); `exe` runs the
+    /// [`PodApp::Lab`] ones (`None`: this process's executable).
+    pub fn start(
+        &mut self,
+        ns: &Netns,
+        of: &AppsOf,
+        state: &StateDir,
+        exe: Option<&Path>,
+    ) -> Result<()> {
+        self.stop();
+        let default = [PodApp::Nginx { ports: vec![80] }];
+        let apps = if of.apps.is_empty() {
+            &default[..]
+        } else {
+            of.apps
+        };
+        let mut nginx_ports = Vec::new();
+        for a in apps {
+            if let PodApp::Nginx { ports } = a {
+                nginx_ports.extend(ports.iter().copied());
+            }
+        }
+        if apps.iter().any(|a| matches!(a, PodApp::Nginx { .. })) {
+            let mut spec = NginxSpec::new(of.pod, of.node, of.ip, state)?;
+            spec.ports = nginx_ports;
+            self.nginx = Some(Nginx::start(ns, &spec)?);
+        }
+        for (i, app) in apps.iter().enumerate() {
+            let PodApp::Lab { args } = app else { continue };
+            let exe = match exe {
+                Some(e) => e.to_path_buf(),
+                None => std::env::current_exe()
+                    .map_err(io_err("find the lab's own executable".to_string()))?,
+            };
+            let spec = AppProcSpec::new(of.pod, &format!("app{i}"), exe, args.clone(), state)?;
+            self.procs.push(AppProc::start(ns, &spec)?);
+        }
+        Ok(())
+    }
+
+    /// Stops every app process (the containers exit).
+    pub fn stop(&mut self) {
+        if let Some(n) = self.nginx.take() {
+            let _ = n.stop();
+        }
+        for a in self.procs.drain(..) {
+            let _ = a.stop();
+        }
+    }
+
+    /// `true` while there are apps and every one of their processes runs.
+    pub fn running(&mut self) -> bool {
+        let any = self.nginx.is_some() || !self.procs.is_empty();
+        any && self.nginx.as_mut().is_none_or(Nginx::running)
+            && self.procs.iter_mut().all(AppProc::running)
+    }
+
+    /// The pod's nginx, if it runs one.
+    pub fn nginx(&self) -> Option<&Nginx> {
+        self.nginx.as_ref()
+    }
+
+    /// The access logs (nginx's first).
+    pub fn access_logs(&self) -> Vec<PathBuf> {
+        let nginx = self.nginx.iter().map(|n| n.spec().access_log());
+        nginx
+            .chain(self.procs.iter().map(|a| a.spec().access_log()))
+            .collect()
+    }
+
+    /// The pids (nginx's master first).
+    pub fn pids(&self) -> Vec<i32> {
+        let nginx = self.nginx.iter().map(Nginx::pid);
+        nginx.chain(self.procs.iter().map(AppProc::pid)).collect()
+    }
+}
 
 /// What one pod app process runs.
 #[derive(Clone, Debug, PartialEq, Eq)]

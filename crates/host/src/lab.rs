@@ -17,15 +17,16 @@ use std::process::{Command, Stdio};
 
 use vswitch::tun::{TunConfig, TunPort};
 
-use super::app::{AppProc, AppProcSpec};
+pub use super::app::PodApp;
+use super::app::{AppsOf, PodApps};
 use super::cleanup::{DownReport, Held, StateDir};
 use super::curl::{curl, CurlOutcome, CurlRequest};
 use super::identity::Identity;
 use super::netns::{ns_name, Netns};
-use super::nginx::{Nginx, NginxSpec};
+use super::nginx::Nginx;
 use super::preflight::{find_program, preflight, Needs};
 use super::process::Supervised;
-use super::{io_err, Error, Result, PREFIX};
+use super::{Error, Result, PREFIX};
 
 /// A pod to run for real.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,15 +43,6 @@ pub struct PodSpec {
     pub gateway: Ipv4Addr,
     /// The app of each container; empty = nginx on 80.
     pub apps: Vec<PodApp>,
-}
-
-/// What a pod's container runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PodApp {
-    /// Debian's nginx on these TCP ports.
-    Nginx { ports: Vec<u16> },
-    /// The lab's own app server: `<lab> app <args…>` ([`super::app`]).
-    Lab { args: Vec<String> },
 }
 
 /// A client to run for real.
@@ -122,50 +114,20 @@ pub struct EdgePort {
 struct RunningPod {
     spec: PodSpec,
     ns: Netns,
-    nginx: Option<Nginx>,
-    apps: Vec<AppProc>,
-}
-
-/// The default app of a pod that names none: nginx on 80.
-fn default_apps() -> Vec<PodApp> {
-    vec![PodApp::Nginx { ports: vec![80] }]
+    apps: PodApps,
 }
 
 impl RunningPod {
-    /// Start the pod's apps in its namespace.
     fn start_apps(&mut self, opts: &UpOptions) -> Result<()> {
         let p = &self.spec;
-        let apps = if p.apps.is_empty() {
-            default_apps()
-        } else {
-            p.apps.clone()
+        let who = AppsOf {
+            pod: &p.name,
+            node: &p.node,
+            ip: p.ip,
+            apps: &p.apps,
         };
-        for (i, app) in apps.iter().enumerate() {
-            match app {
-                PodApp::Nginx { ports } if self.nginx.is_none() => {
-                    let mut spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
-                    spec.ports = ports.clone();
-                    self.nginx = Some(Nginx::start(&self.ns, &spec)?);
-                }
-                PodApp::Nginx { .. } => {
-                    return Err(Error::Invalid(format!(
-                        "pod {}: two nginx containers in one pod are not supported",
-                        p.name
-                    )))
-                }
-                PodApp::Lab { args } => {
-                    let exe = match &opts.app_exe {
-                        Some(e) => e.clone(),
-                        None => std::env::current_exe()
-                            .map_err(io_err("find the lab's own executable".to_string()))?,
-                    };
-                    let label = format!("app{i}");
-                    let spec = AppProcSpec::new(&p.name, &label, exe, args.clone(), &opts.state)?;
-                    self.apps.push(AppProc::start(&self.ns, &spec)?);
-                }
-            }
-        }
-        Ok(())
+        self.apps
+            .start(&self.ns, &who, &opts.state, opts.app_exe.as_deref())
     }
 }
 
@@ -250,8 +212,7 @@ impl Lab {
         let mut pod = RunningPod {
             spec: p.clone(),
             ns,
-            nginx: None,
-            apps: Vec::new(),
+            apps: PodApps::default(),
         };
         let started = if opts.nginx {
             pod.start_apps(opts)
@@ -290,12 +251,7 @@ impl Lab {
             .position(|p| p.spec.name == name)
             .ok_or_else(|| Error::Invalid(format!("no real pod {name}")))?;
         let mut p = self.pods.remove(i);
-        if let Some(n) = p.nginx.take() {
-            n.stop()?;
-        }
-        for a in p.apps.drain(..) {
-            a.stop()?;
-        }
+        p.apps.stop();
         p.ns.delete()
     }
 
@@ -322,7 +278,7 @@ impl Lab {
         self.pods
             .iter()
             .find(|p| p.spec.name == pod)
-            .and_then(|p| p.nginx.as_ref())
+            .and_then(|p| p.apps.nginx())
     }
     /// Pod `name`'s access log content (empty if none).
     pub fn access_log(&self, pod: &str) -> String {
@@ -333,24 +289,43 @@ impl Lab {
     }
     /// The access log files of pod `name`'s apps (nginx's, then the lab's own apps').
     pub fn access_logs(&self, pod: &str) -> Vec<PathBuf> {
-        let Some(p) = self.pods.iter().find(|p| p.spec.name == pod) else {
-            return Vec::new();
-        };
-        let nginx = p.nginx.iter().map(|n| n.spec().access_log());
-        nginx
-            .chain(p.apps.iter().map(|a| a.spec().access_log()))
-            .collect()
+        self.pods
+            .iter()
+            .find(|p| p.spec.name == pod)
+            .map(|p| p.apps.access_logs())
+            .unwrap_or_default()
+    }
+    fn pod_mut(&mut self, pod: &str) -> Result<&mut RunningPod> {
+        self.pods
+            .iter_mut()
+            .find(|p| p.spec.name == pod)
+            .ok_or_else(|| Error::Invalid(format!("no real pod {pod}")))
+    }
+    /// Stops pod `name`'s apps (as if its containers exited): its ports then refuse.
+    pub fn stop_apps(&mut self, pod: &str) -> Result<()> {
+        self.pod_mut(pod)?.apps.stop();
+        Ok(())
+    }
+    /// Starts pod `name`'s apps again (after [`Lab::stop_apps`] or a crash: whatever still
+    /// runs is stopped first); returns once they listen.
+    pub fn start_apps(&mut self, pod: &str) -> Result<()> {
+        let opts = self.opts.clone();
+        let p = self.pod_mut(pod)?;
+        p.apps.stop();
+        p.start_apps(&opts)
+    }
+    /// `false` once an app process of pod `name` has exited (crashed or killed), and after
+    /// [`Lab::stop_apps`].
+    pub fn apps_running(&mut self, pod: &str) -> bool {
+        self.pod_mut(pod).is_ok_and(|p| p.apps.running())
     }
     /// Pids of pod `name`'s app processes (nginx's master first).
     pub fn app_pids(&self, pod: &str) -> Vec<i32> {
-        let Some(p) = self.pods.iter().find(|p| p.spec.name == pod) else {
-            return Vec::new();
-        };
-        p.nginx
+        self.pods
             .iter()
-            .map(Nginx::pid)
-            .chain(p.apps.iter().map(AppProc::pid))
-            .collect()
+            .find(|p| p.spec.name == pod)
+            .map(|p| p.apps.pids())
+            .unwrap_or_default()
     }
     /// Runs curl from client `name` (blocking; packets must be moved by another thread —
     /// from a single-threaded loop use [`super::curl::CurlRun`] with [`Self::client_ns`]).
@@ -429,12 +404,7 @@ impl Lab {
     /// Stops nginx, deletes the namespaces and the state dir, releases the lock.
     pub fn shutdown(mut self) -> Result<DownReport> {
         for p in &mut self.pods {
-            if let Some(n) = p.nginx.take() {
-                let _ = n.stop();
-            }
-            for a in p.apps.drain(..) {
-                let _ = a.stop();
-            }
+            p.apps.stop();
         }
         self.pods.clear();
         self.clients.clear();

@@ -128,6 +128,49 @@ const POD_GW: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
 const POD: &str = "nginx-54f57cf6bf-xhs8g";
 
 /// The trivial forwarder running on its own thread; stopped and joined on drop.
+/// `up` options in `scope`, pod [`POD`] on ydzs-node1 running `apps`, client `browser`.
+fn one_pod_lab(
+    scope: &Scope,
+    apps: Vec<host::lab::PodApp>,
+) -> (
+    host::lab::UpOptions,
+    [host::lab::PodSpec; 1],
+    [host::lab::ClientSpec; 1],
+) {
+    let opts = host::lab::UpOptions {
+        state: scope.state.clone(),
+        prefix: scope.prefix.clone(),
+        ..host::lab::UpOptions::default()
+    };
+    let pods = [host::lab::PodSpec {
+        name: POD.into(),
+        node: "ydzs-node1".into(),
+        ip: POD_IP,
+        prefix_len: 24,
+        gateway: POD_GW,
+        apps,
+    }];
+    let clients = [host::lab::ClientSpec {
+        name: "browser".into(),
+        ip: CLIENT_IP,
+        prefix_len: 24,
+        gateway: CLIENT_GW,
+    }];
+    (opts, pods, clients)
+}
+
+/// The pod and client ports of an `up`, moved by the trivial forwarder on its own thread.
+fn forward(ports: Vec<host::lab::EdgePort>) -> FwdThread {
+    let mut fw = Forwarder::new();
+    for p in ports {
+        match p.role {
+            host::lab::Role::Pod { .. } => fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, p.port),
+            host::lab::Role::Client => fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, p.port),
+        }
+    }
+    FwdThread::start(fw)
+}
+
 struct FwdThread {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<Forwarder>>,
@@ -515,30 +558,12 @@ fn bench_iperf3_through_forwarder() {
 
 #[test]
 fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
-    use host::lab::{ClientSpec, Lab, PodSpec, Role, UpOptions};
+    use host::lab::{Lab, Role};
     let Some(_s) = begin(Needs::default()) else {
         return;
     };
     let scope = Scope::new("up");
-    let opts = UpOptions {
-        state: scope.state.clone(),
-        prefix: scope.prefix.clone(),
-        ..UpOptions::default()
-    };
-    let pods = [PodSpec {
-        name: POD.into(),
-        node: "ydzs-node1".into(),
-        ip: POD_IP,
-        prefix_len: 24,
-        gateway: POD_GW,
-        apps: Vec::new(),
-    }];
-    let clients = [ClientSpec {
-        name: "browser".into(),
-        ip: CLIENT_IP,
-        prefix_len: 24,
-        gateway: CLIENT_GW,
-    }];
+    let (opts, pods, clients) = one_pod_lab(&scope, Vec::new());
     let (lab, ports) = Lab::up(&pods, &clients, &opts).expect("up");
     assert_eq!(ports.len(), 2);
     assert_eq!(
@@ -564,14 +589,7 @@ fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
         "refused up must not touch the running lab"
     );
     // Serve through the trivial forwarder.
-    let mut fw = Forwarder::new();
-    for p in ports {
-        match p.role {
-            Role::Pod { .. } => fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, p.port),
-            Role::Client => fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, p.port),
-        }
-    }
-    let fwd = FwdThread::start(fw);
+    let fwd = forward(ports);
     let out = lab
         .curl("browser", &CurlRequest::get("http://10.244.1.16/"))
         .unwrap();
@@ -681,4 +699,50 @@ fn lab_up_refuses_a_pod_name_that_leaves_the_state_dir() {
         "nothing created"
     );
     assert!(LabLock::holder(&scope.state).is_none(), "lock released");
+}
+
+#[test]
+fn real_pod_apps_listen_on_the_container_ports_and_stop_and_start() {
+    use host::lab::{Lab, PodApp};
+    let Some(_s) = begin(Needs::default()) else {
+        return;
+    };
+    let scope = Scope::new("apps");
+    let nginx = PodApp::Nginx {
+        ports: vec![8080, 8443],
+    };
+    let (opts, pods, clients) = one_pod_lab(&scope, vec![nginx]);
+    let (mut lab, ports) = Lab::up(&pods, &clients, &opts).expect("up");
+    let fwd = forward(ports);
+    let get = |lab: &Lab, url: &str| {
+        let req = CurlRequest::get(url);
+        lab.curl("browser", &req).unwrap().kind().to_string()
+    };
+    assert_eq!(get(&lab, "http://10.244.1.16:8080/"), "ok");
+    assert_eq!(get(&lab, "http://10.244.1.16:8443/"), "ok");
+    // Nothing on 80: the pod's kernel answers the SYN with an RST.
+    assert_eq!(get(&lab, "http://10.244.1.16/"), "refused");
+    assert!(lab.apps_running(POD));
+    let pids = lab.app_pids(POD);
+    assert_eq!(pids.len(), 1);
+    lab.stop_apps(POD).unwrap();
+    assert!(!lab.apps_running(POD));
+    assert!(!alive(pids[0]));
+    assert_eq!(get(&lab, "http://10.244.1.16:8080/"), "refused");
+    lab.start_apps(POD).unwrap();
+    assert!(lab.apps_running(POD));
+    assert_eq!(get(&lab, "http://10.244.1.16:8080/"), "ok");
+    // An app killed by hand is noticed.
+    let pid = lab.app_pids(POD)[0];
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.apps_running(POD) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!lab.apps_running(POD));
+    drop(fwd);
+    lab.shutdown().unwrap();
 }

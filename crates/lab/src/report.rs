@@ -799,7 +799,8 @@ pub fn request_json(q: &RequestResult) -> Value {
 }
 
 /// The one JSON document of `--json`:
-/// `{scenario, mode, nodes, services, pods, requests, per_pod}` (field names are stable).
+/// `{scenario, mode, nodes, services, pods, warnings, requests, per_pod}` (field names are
+/// stable; `pods[].apps` and `warnings` came with issue 8).
 pub fn to_json(r: &ScenarioResult) -> Value {
     let c = cluster_json(&r.cluster);
     json!({

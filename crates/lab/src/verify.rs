@@ -158,7 +158,8 @@ pub fn not_applicable(cluster: &Cluster) -> Option<String> {
     }
     if cluster.plan.iter().any(crate::plan::is_udp) {
         return Some(
-            "it sends UDP (`protocol: UDP`): the kernel side runs curl and nginx only".into(),
+            "it sends UDP (`protocol: UDP`): the kernel side's client is curl (HTTP over TCP)"
+                .into(),
         );
     }
     if !cluster.links.is_empty() {
@@ -368,6 +369,7 @@ pub fn kernel_spec(
                 name: p.name.clone(),
                 node: p.node.clone(),
                 ip: p.ip,
+                apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
             })
             .collect(),
         clients,

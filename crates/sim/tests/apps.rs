@@ -225,3 +225,83 @@ fn a_syn_to_a_stopped_app_draws_an_rst() {
     };
     assert!(t.rst());
 }
+
+#[test]
+fn serve_hostname_and_generic_images_answer_over_http() {
+    let mut w = world();
+    let desc = |kind, port| AppDesc {
+        kind,
+        http_ports: vec![port],
+        raw_tcp_ports: Vec::new(),
+        udp_ports: Vec::new(),
+    };
+    for (name, ip, app) in [
+        ("sh", "10.244.1.20", desc(AppKind::ServeHostname, 9376)),
+        ("gen", "10.244.1.21", desc(AppKind::GenericHttp, 3000)),
+    ] {
+        let pod = PodDesc {
+            name: name.into(),
+            ip: ip.parse().unwrap(),
+            node: "node1".into(),
+            apps: vec![app],
+        };
+        w.add_pod(&pod).unwrap();
+    }
+    let out = get(&mut w, "10.244.1.20:9376", "/anything");
+    assert_eq!((out.kind, out.body.as_str()), (OutcomeKind::Ok, "sh"));
+    let out = get(&mut w, "10.244.1.21:3000", "/x");
+    assert_eq!(out.body, "pod gen on node1 (10.244.1.21)\n");
+    assert_eq!(out.header("Server"), None);
+}
+
+/// A TCP segment from the peer to the pod.
+fn segment(seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(PEER, POD, 64).tcp(40001, 8080, seq, 64240);
+    if syn {
+        b = b.syn();
+    }
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+/// Every TCP segment the host sends by `now`: (seq, fin, payload length).
+fn drain_tcp(h: &mut Host, now: Duration) -> Vec<(u32, bool, usize)> {
+    let mut v = Vec::new();
+    while let Some(p) = h.recv(now) {
+        let s = SlicedPacket::from_ip(&p).unwrap();
+        if let Some(TransportSlice::Tcp(t)) = s.transport {
+            v.push((t.sequence_number(), t.fin(), t.payload().len()));
+        }
+    }
+    v
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_closed_after_keepalive_timeout() {
+    let mut h = pod_host();
+    h.send(Duration::ZERO, &segment(1000, None, true, &[]));
+    let synack = drain_tcp(&mut h, Duration::ZERO);
+    let isn = synack[0].0;
+    let req = b"GET /hostname HTTP/1.1\r\nHost: x\r\n\r\n";
+    h.send(Duration::ZERO, &segment(1001, Some(isn + 1), false, req));
+    let resp = drain_tcp(&mut h, Duration::ZERO);
+    assert!(
+        resp.iter().any(|(_, fin, len)| *len > 0 && !fin),
+        "{resp:?}"
+    );
+    // Kept open: no FIN within 64 s of silence, one at 65 s (nginx's keepalive_timeout).
+    let mut t = Duration::ZERO;
+    while t < Duration::from_secs(64) {
+        t += Duration::from_secs(1);
+        assert!(
+            drain_tcp(&mut h, t).iter().all(|(_, fin, _)| !fin),
+            "FIN at {t:?}"
+        );
+    }
+    let at65 = drain_tcp(&mut h, Duration::from_secs(65));
+    assert!(at65.iter().any(|(_, fin, _)| *fin), "{at65:?}");
+}

@@ -24,9 +24,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use super::app::{AppsOf, PodApp, PodApps};
 use super::cleanup::{down, DownReport, Held, StateDir};
 use super::netns::{ns_name, Netns};
-use super::nginx::{Nginx, NginxSpec};
 use super::preflight::find_program;
 use super::{Error, Result, PREFIX};
 
@@ -52,12 +52,14 @@ pub struct KNode {
     pub rules: String,
 }
 
-/// A pod running nginx on a node's cni0.
+/// A pod on a node's cni0 running its containers' apps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KPod {
     pub name: String,
     pub node: String,
     pub ip: Ipv4Addr,
+    /// One per container; empty = nginx on 80.
+    pub apps: Vec<PodApp>,
 }
 
 /// Where a client sits.
@@ -193,7 +195,9 @@ impl LogTail {
 #[derive(Debug)]
 pub struct KernelLab {
     prefix: String,
-    nginx: Vec<Nginx>,
+    /// The pods and their apps (same order).
+    pods: Vec<KPod>,
+    apps: Vec<PodApps>,
     clients: Vec<(String, Netns)>,
     namespaces: Vec<String>,
     // Last: `down` runs and the lock is released after nginx has stopped.
@@ -219,7 +223,8 @@ impl KernelLab {
         }
         let mut lab = KernelLab {
             prefix: opts.prefix.clone(),
-            nginx: Vec::new(),
+            pods: spec.pods.clone(),
+            apps: Vec::new(),
             clients: Vec::new(),
             namespaces: Vec::new(),
             held: Held::acquire(&opts.state, &opts.prefix)?,
@@ -300,8 +305,16 @@ impl KernelLab {
             let (i, n) = node_of(&p.node)?;
             let ns = self.ns_for("pod-", &p.name)?;
             self.pod_link(&nodes[i], &format!("p{j}"), &ns, n, p.ip)?;
-            let nginx = NginxSpec::new(&p.name, &p.node, p.ip, self.held.state())?;
-            self.nginx.push(Nginx::start(&ns, &nginx)?);
+            let who = AppsOf {
+                pod: &p.name,
+                node: &p.node,
+                ip: p.ip,
+                apps: &p.apps,
+            };
+            let mut apps = PodApps::default();
+            let started = apps.start(&ns, &who, self.held.state(), None);
+            self.apps.push(apps); // stopped by shutdown/drop even if the start failed
+            started?;
         }
         let mut client_nets: Vec<(Ipv4Addr, u8)> = Vec::new();
         let mut reach_rules = String::new();
@@ -379,8 +392,10 @@ impl KernelLab {
     /// A tail on every pod's access log, from now on.
     pub fn log_tail(&self) -> LogTail {
         let mut t = LogTail::default();
-        for n in &self.nginx {
-            t.follow(&n.spec().pod, n.spec().access_log());
+        for (p, apps) in self.pods.iter().zip(&self.apps) {
+            for log in apps.access_logs() {
+                t.follow(&p.name, log);
+            }
         }
         t
     }
@@ -392,8 +407,8 @@ impl KernelLab {
 
     /// Stops nginx, deletes the namespaces and the state dir, releases the lock.
     pub fn shutdown(mut self) -> Result<DownReport> {
-        for n in self.nginx.drain(..) {
-            let _ = n.stop();
+        for a in &mut self.apps {
+            a.stop();
         }
         self.held.release()
     }
