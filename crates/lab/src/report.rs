@@ -492,7 +492,14 @@ pub fn plan_summary(c: &Cluster) -> String {
                 to,
                 svc,
                 s.count.to_string(),
-                s.path.clone(),
+                // HTTP path, or what a UDP step sends (and from which port, if fixed).
+                match (s.protocol, s.source_port) {
+                    (nodeport::Protocol::Udp, Some(sp)) => {
+                        format!("UDP {:?} from port {sp}", s.payload)
+                    }
+                    (nodeport::Protocol::Udp, None) => format!("UDP {:?}", s.payload),
+                    _ => s.path.clone(),
+                },
             ]
         })
         .enumerate()
