@@ -21,7 +21,7 @@ mod common;
 static KERNEL: Mutex<()> = Mutex::new(());
 
 /// The shipped scenarios the README lists as covered (the rest must be refused).
-const APPLICABLE: [&str; 12] = [
+const APPLICABLE: [&str; 13] = [
     "cluster-local-pod",
     "kernel-ref",
     "kernel-ref-local",
@@ -34,6 +34,7 @@ const APPLICABLE: [&str; 12] = [
     "seed-local",
     "seed-local-pinned",
     "session-affinity",
+    "targetport-8080",
 ];
 
 fn repo() -> PathBuf {
