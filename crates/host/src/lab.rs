@@ -189,7 +189,7 @@ impl Lab {
         let mut ports = Vec::new();
         let strip = |n: String| n.trim_start_matches(PREFIX).to_string();
         for p in pods {
-            ports.push(lab.add_pod(p)?);
+            ports.push(lab.start_pod(p)?);
         }
         for c in clients {
             let ns = Netns::create(&format!("{}{}", opts.prefix, strip(ns_name("cl", &c.name))))?;
@@ -210,14 +210,9 @@ impl Lab {
         Ok((lab, ports))
     }
 
-    /// Starts pod `p` (namespace, TUN port, nginx), at [`Lab::up`] or later (a pod the
-    /// scheduler adds while the lab runs); its port is for the caller to attach.
-    pub fn add_pod(&mut self, p: &PodSpec) -> Result<EdgePort> {
+    /// One pod: its namespace, TUN port and nginx.
+    fn start_pod(&mut self, p: &PodSpec) -> Result<EdgePort> {
         let opts = &self.opts;
-        opts.state.pod_dir(&p.name)?;
-        if self.pods.iter().any(|r| r.spec.name == p.name) {
-            return Err(Error::Invalid(format!("pod {} is already running", p.name)));
-        }
         let ns = Netns::create(&format!(
             "{}{}",
             opts.prefix,
@@ -253,16 +248,27 @@ impl Lab {
         })
     }
 
-    /// Stops pod `name` (nginx, then its namespace); `false` if no such pod runs. Its TUN
-    /// port, held by the caller, stays open until dropped.
-    pub fn remove_pod(&mut self, name: &str) -> Result<bool> {
-        let Some(i) = self.pods.iter().position(|r| r.spec.name == name) else {
-            return Ok(false);
-        };
+    /// A pod started while the lab runs (a ReplicaSet's replacement): namespace, TUN port
+    /// and apps like the pods of `up`. The caller attaches the port to its fabric.
+    pub fn add_pod(&mut self, p: &PodSpec) -> Result<EdgePort> {
+        self.opts.state.pod_dir(&p.name)?;
+        if self.pods.iter().any(|r| r.spec.name == p.name) {
+            return Err(Error::Invalid(format!("pod {} already runs", p.name)));
+        }
+        self.start_pod(p)
+    }
+
+    /// A deleted pod: its apps stopped, namespace deleted (its TUN device goes when the
+    /// fabric drops the port's fd).
+    pub fn remove_pod(&mut self, name: &str) -> Result<()> {
+        let i = self
+            .pods
+            .iter()
+            .position(|p| p.spec.name == name)
+            .ok_or_else(|| Error::Invalid(format!("no real pod {name}")))?;
         let mut p = self.pods.remove(i);
         p.apps.stop();
-        p.ns.delete()?;
-        Ok(true)
+        p.ns.delete()
     }
 
     /// Pid of a previous lab whose stale lock was taken over (it had been killed).

@@ -54,6 +54,7 @@ pub mod netns;
 pub mod nginx;
 pub mod preflight;
 pub mod process;
+pub mod udp;
 
 use std::io;
 

@@ -24,6 +24,7 @@ use host::cleanup::{self, StateDir};
 use host::curl::{CurlOutcome, CurlRequest, CurlRun};
 use host::driver::Driver;
 use host::lab::{ClientSpec, Lab, PodSpec, Role, UpOptions};
+use host::udp::{UdpOutcome, UdpRequest, UdpRun};
 use host::{netns, PREFIX};
 
 /// Connect timeout when the plan sets none: a little above Linux's SYN retry span
@@ -57,6 +58,21 @@ fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
+}
+
+/// What real mode needs to run `p`: its address on its node's cni0 network.
+fn pod_spec(cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<PodSpec> {
+    let n = cluster
+        .node(&p.node)
+        .with_context(|| format!("pod {} on unknown node {}", p.name, p.node))?;
+    Ok(PodSpec {
+        name: p.name.clone(),
+        node: p.node.clone(),
+        ip: p.ip,
+        prefix_len: n.pod_cidr.prefix_len(),
+        gateway: n.cni0_ip(),
+        apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
+    })
 }
 
 /// Namespaces, TUN ports, nginx; the world built around them (health-check warm-up first).
@@ -142,21 +158,6 @@ pub fn bring_up(
     })
 }
 
-/// What [`Lab::up`] needs to start pod `p`.
-fn pod_spec(cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<PodSpec> {
-    let n = cluster
-        .node(&p.node)
-        .with_context(|| format!("pod {} on unknown node {}", p.name, p.node))?;
-    Ok(PodSpec {
-        name: p.name.clone(),
-        node: p.node.clone(),
-        ip: p.ip,
-        prefix_len: n.pod_cidr.prefix_len(),
-        gateway: n.cni0_ip(),
-        apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
-    })
-}
-
 impl RealRun {
     /// Drive the world for `d` of wall time.
     pub fn run_for(&mut self, d: Duration) -> anyhow::Result<()> {
@@ -183,6 +184,7 @@ impl RealRun {
             .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?;
         self.fds.push((p.name.clone(), fd));
         self.driver.set_fds(self.fds.iter().map(|(_, fd)| *fd));
+        self.supervisor.add_pod(p, self.driver.now());
         // A pod name seen before (deleted, then back) may find its old log files.
         self.offsets.retain(|(o, _, _)| *o != p.name);
         for path in self.lab.access_logs(&p.name) {
@@ -192,9 +194,21 @@ impl RealRun {
         Ok(())
     }
 
+    /// New Services / EndpointSlices from the control plane: every node's kube-proxy syncs
+    /// them, with the readiness kubelet has now (a crashed pod stays NotReady).
+    pub fn set_services(
+        &mut self,
+        services: &[nodeport::Service],
+        slices: &[nodeport::EndpointSlice],
+    ) {
+        let slices = self.supervisor.set_services(services, slices);
+        self.world.set_services(services, &slices);
+    }
+
     /// Deletes pod `name` while the lab runs: off the fabric, no longer polled, nginx
     /// stopped, namespace deleted. Lines it logged before stay read.
     pub fn remove_pod(&mut self, name: &str) -> anyhow::Result<()> {
+        self.supervisor.remove_pod(name);
         self.world
             .remove_pod(name)
             .map_err(|e| anyhow!("deleting pod {name}: {e}"))?;
@@ -278,8 +292,8 @@ pub fn run_real(
         .any(|a| matches!(a.kind, ActionKind::Scale { .. }))
     {
         bail!(
-            "{}: `scale:` plan entries are embedded-only for now (real mode would have to start \
-             and stop nginx namespaces mid-run); run it without --real",
+            "{}: `scale:` plan entries are embedded-only for now (`delete:` entries work in real \
+             mode); run it without --real",
             cluster.source.display()
         );
     }
@@ -320,11 +334,19 @@ fn play(
         .map(|p| (p.name.clone(), Vec::new()))
         .collect();
     let mut trace = None;
+    let mut all_pods = cluster.pods.clone();
     let plan = expand_plan(cluster)?;
     progress.start(plan.len());
     for (i, req) in plan.into_iter().enumerate() {
         let number = i + 1;
-        run_actions(cluster, rr, &mut next_action, req.step_index)?;
+        run_actions(
+            cluster,
+            rr,
+            &mut next_action,
+            req.step_index,
+            &mut logs,
+            &mut all_pods,
+        )?;
         if cleanup::stop_requested() {
             bail!("interrupted");
         }
@@ -342,7 +364,14 @@ fn play(
         progress.done(number, &result);
         requests.push(result);
     }
-    run_actions(cluster, rr, &mut next_action, cluster.plan.len())?;
+    run_actions(
+        cluster,
+        rr,
+        &mut next_action,
+        cluster.plan.len(),
+        &mut logs,
+        &mut all_pods,
+    )?;
     let conntrack = opts.conntrack.then(|| {
         cluster
             .nodes
@@ -351,8 +380,9 @@ fn play(
             .collect()
     });
     Ok(ScenarioResult {
+        // Pods started by `delete:` entries (replacements) are listed too, as in embedded mode.
         cluster: Cluster {
-            pods: rr.supervisor.pods(&cluster.pods),
+            pods: rr.supervisor.pods(&all_pods),
             ..cluster.clone()
         },
         mode: Mode::Real,
@@ -372,10 +402,23 @@ fn run_actions(
     rr: &mut RealRun,
     next: &mut usize,
     upto: usize,
+    logs: &mut Vec<(String, Vec<String>)>,
+    all_pods: &mut Vec<cluster::Pod>,
 ) -> anyhow::Result<()> {
     for a in due_actions(cluster, next, upto) {
         match &a.kind {
             ActionKind::Wait(d) => rr.run_for(*d)?,
+            ActionKind::Delete(_) => {
+                let sc = a.scaled.as_ref().with_context(|| {
+                    format!("plan[{}]: delete entry was not scheduled", a.entry)
+                })?;
+                rr.replace_pods(cluster, sc)
+                    .with_context(|| format!("plan[{}]: delete", a.entry))?;
+                for p in &sc.added {
+                    logs.push((p.name.clone(), Vec::new()));
+                    all_pods.push(p.clone());
+                }
+            }
             ActionKind::Crash(c) => {
                 let pod = c.pod.as_deref().with_context(|| {
                     format!("plan[{}]: crash entry was not resolved to a pod", a.entry)
@@ -390,6 +433,21 @@ fn run_actions(
 }
 
 impl RealRun {
+    /// A `delete:` entry in real mode, in embedded mode's order: the replacement pods start
+    /// (namespace, TUN port, nginx) and join the fabric, every kube-proxy syncs the new
+    /// slices (stale UDP conntrack entries are cleared then, unless the what-if says not),
+    /// then the deleted pods leave the fabric and their namespaces go.
+    fn replace_pods(&mut self, cluster: &Cluster, sc: &cluster::Scaled) -> anyhow::Result<()> {
+        for p in &sc.added {
+            self.add_pod(cluster, p)?;
+        }
+        self.set_services(&cluster.services, &sc.slices);
+        for r in &sc.removed {
+            self.remove_pod(&r.name)?;
+        }
+        Ok(())
+    }
+
     /// Plays one request: real curl in the client's namespace while the world runs, then
     /// the pod that logged it (its new access-log lines are appended to `logs`).
     pub(crate) fn request(
@@ -406,18 +464,27 @@ impl RealRun {
         let client = cluster
             .client(&step.client)
             .with_context(|| format!("unknown client {:?}", step.client))?;
-        let connect = step.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let max = step.max_time.unwrap_or(connect + Duration::from_secs(60));
-        let url = format!("http://{}{}", req.dst, step.path);
-        let creq = CurlRequest::get(url).timeouts(connect, max);
-        progress.request(number, &req, Some(connect));
         let started = Instant::now();
-        let out = self
-            .curl(&step.client, &creq)
-            .map_err(|e| anyhow!("request {number}: {e}"))?;
+        let (outcome, status, message, reply) = if crate::plan::is_udp(step) {
+            progress.request(number, &req, Some(step.timeout));
+            let (outcome, message, reply) = self
+                .udp(&step.client, &req)
+                .map_err(|e| anyhow!("request {number}: {e}"))?;
+            (outcome, None, message, Some(reply))
+        } else {
+            let connect = step.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+            let max = step.max_time.unwrap_or(connect + Duration::from_secs(60));
+            let url = format!("http://{}{}", req.dst, step.path);
+            let creq = CurlRequest::get(url).timeouts(connect, max);
+            progress.request(number, &req, Some(connect));
+            let out = self
+                .curl(&step.client, &creq)
+                .map_err(|e| anyhow!("request {number}: {e}"))?;
+            let (outcome, status, message) =
+                outcome_of(&out).map_err(|e| anyhow!("request {number}: {e}"))?;
+            (outcome, status, message, None)
+        };
         let elapsed = started.elapsed();
-        let (outcome, status, message) =
-            outcome_of(&out).map_err(|e| anyhow!("request {number}: {e}"))?;
         let (pod, logged) = self.who_logged(outcome, logs)?;
         tracing::debug!(
             outcome = outcome.as_str(),
@@ -435,6 +502,7 @@ impl RealRun {
             logged_client_ip: logged,
             elapsed_ms: elapsed.as_millis() as u64,
             curl_message: message,
+            reply,
         })
     }
 
@@ -445,8 +513,41 @@ impl RealRun {
             .client_ns(client)
             .with_context(|| format!("no namespace for client {client}"))?;
         let mut run = CurlRun::spawn(ns, creq).map_err(|e| anyhow!("{e}"))?;
-        // A curl process exiting does not wake poll(2): wait on the TUN fds in short turns
-        // and check the child in between (waitpid WNOHANG is cheap).
+        self.drive_until(|| run.try_finish().map_err(|e| anyhow!("{e}")))
+    }
+
+    /// Sends one UDP datagram from a real socket in `client`'s namespace and waits for the
+    /// answer while the fabric runs: (outcome, error line, answer text).
+    fn udp(
+        &mut self,
+        client: &str,
+        req: &PlannedRequest<'_>,
+    ) -> anyhow::Result<(Outcome, Option<String>, String)> {
+        let ns = self
+            .lab
+            .client_ns(client)
+            .with_context(|| format!("no namespace for client {client}"))?;
+        let ureq = UdpRequest {
+            dst: req.dst,
+            payload: req.step.payload.clone(),
+            timeout: req.step.timeout,
+            source_port: req.step.source_port,
+        };
+        let mut run = UdpRun::start(ns, &ureq).map_err(|e| anyhow!("{e}"))?;
+        let out = self.drive_until(|| run.try_finish().map_err(|e| anyhow!("{e}")))?;
+        Ok(match out {
+            UdpOutcome::Ok { reply } => (Outcome::Ok, None, reply),
+            UdpOutcome::Timeout { message } => (Outcome::Timeout, Some(message), String::new()),
+            UdpOutcome::Refused { message } => (Outcome::Refused, Some(message), String::new()),
+        })
+    }
+
+    /// Moves packets until `done` has a value. A client finishing does not wake poll(2):
+    /// wait on the TUN fds in short turns and ask `done` in between (cheap).
+    fn drive_until<T>(
+        &mut self,
+        mut done: impl FnMut() -> anyhow::Result<Option<T>>,
+    ) -> anyhow::Result<T> {
         let (world, lab, sup) = (&mut self.world, &mut self.lab, &mut self.supervisor);
         let mut fabric = |now| fabric(world, lab, sup, now);
         let mut next = None;
@@ -458,7 +559,7 @@ impl RealRun {
                 .driver
                 .turn(&mut fabric, next, Duration::from_millis(2))
                 .map_err(|e| anyhow!("{e}"))?;
-            if let Some(o) = run.try_finish().map_err(|e| anyhow!("{e}"))? {
+            if let Some(o) = done()? {
                 return Ok(o);
             }
         }
@@ -743,7 +844,20 @@ fn print_up_hints(
             continue;
         };
         for step in cluster.plan.iter().filter(|s| s.client == c.name) {
-            if let Some(d) = cluster.destination(step) {
+            let Some(d) = cluster.destination(step) else {
+                continue;
+            };
+            if crate::plan::is_udp(step) {
+                // No UDP client is installed by default: Python's socket module is.
+                writeln!(
+                    out,
+                    "  sudo ip netns exec {} python3 -c 'import socket; c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(2); c.connect((\"{}\", {})); c.send(b\"{}\"); print(c.recv(2048).decode())'",
+                    ns.name(),
+                    d.ip,
+                    d.port,
+                    step.payload.replace(['\'', '"', '\\'], "")
+                )?;
+            } else {
                 writeln!(
                     out,
                     "  sudo ip netns exec {} curl -sS --connect-timeout 3 http://{}:{}{}",

@@ -73,8 +73,11 @@ pub struct RequestResult {
     /// Elapsed (virtual time in embedded mode) until the client finished.
     pub elapsed_ms: u64,
     /// curl's error line for failures, e.g.
-    /// `curl: (28) Connection timed out after 10001 milliseconds`.
+    /// `curl: (28) Connection timed out after 10001 milliseconds` (for UDP, the client's:
+    /// `udp: no answer from 10.151.30.11 port 30053 after 2000 ms`).
     pub curl_message: Option<String>,
+    /// UDP requests: the answer's text (empty when none came); `None` for HTTP over TCP.
+    pub reply: Option<String>,
 }
 
 /// Everything a run produced. The runner fills this in; [`print_human`] / [`to_json`] show it.
@@ -463,6 +466,7 @@ pub fn plan_summary(c: &Cluster) -> String {
                 cr.namespace,
                 cr.pod.as_deref().unwrap_or("?")
             ),
+            cluster::ActionKind::Delete(target) => format!("delete {target} (replaced)"),
         };
         vec![
             "-".into(),
@@ -496,7 +500,14 @@ pub fn plan_summary(c: &Cluster) -> String {
                 to,
                 svc,
                 s.count.to_string(),
-                s.path.clone(),
+                // HTTP path, or what a UDP step sends (and from which port, if fixed).
+                match (s.protocol, s.source_port) {
+                    (nodeport::Protocol::Udp, Some(sp)) => {
+                        format!("UDP {:?} from port {sp}", s.payload)
+                    }
+                    (nodeport::Protocol::Udp, None) => format!("UDP {:?}", s.payload),
+                    _ => s.path.clone(),
+                },
             ]
         })
         .enumerate()
@@ -563,6 +574,9 @@ fn elapsed(ms: u64) -> String {
 fn outcome_cell(r: &RequestResult) -> String {
     match (r.outcome, r.status) {
         (Outcome::Ok, Some(s)) => format!("ok {s}"),
+        (Outcome::Ok, None) if r.reply.is_some() => {
+            format!("ok {:?}", r.reply.as_deref().unwrap_or_default().trim_end())
+        }
         (o, _) => o.as_str().to_string(),
     }
 }
@@ -802,7 +816,7 @@ pub fn events_json(events: &[cluster::kubelet::PodEvent]) -> Value {
 
 /// One request in the `--json` schema.
 pub fn request_json(q: &RequestResult) -> Value {
-    json!({
+    let mut v = json!({
         "client": q.client,
         "client_ip": q.client_ip.to_string(),
         "target": q.target,
@@ -810,7 +824,12 @@ pub fn request_json(q: &RequestResult) -> Value {
         "pod": q.pod,
         "logged_client_ip": q.logged_client_ip.map(|i| i.to_string()),
         "elapsed_ms": q.elapsed_ms,
-    })
+    });
+    // UDP requests also carry the answer's text (TCP requests' JSON is unchanged).
+    if let Some(reply) = &q.reply {
+        v["reply"] = reply.clone().into();
+    }
+    v
 }
 
 /// The one JSON document of `--json`:

@@ -110,6 +110,29 @@ impl Supervisor {
         self.shown = events.len();
     }
 
+    /// The control plane changed the Services or EndpointSlices (a `delete:` entry, a
+    /// PATCH): kubelet keeps them for its later syncs; returns them with the readiness
+    /// kubelet has now, for every node to sync.
+    pub fn set_services(
+        &mut self,
+        services: &[nodeport::Service],
+        slices: &[nodeport::EndpointSlice],
+    ) -> Vec<nodeport::EndpointSlice> {
+        self.services = services.to_vec();
+        self.slices = slices.to_vec();
+        self.kubelet.apply(&self.slices)
+    }
+
+    /// A pod started while the lab runs (Ready once its app listens, like the others).
+    pub fn add_pod(&mut self, pod: &cluster::Pod, now: Duration) {
+        self.kubelet.add_pod(pod, now);
+    }
+
+    /// A pod deleted while the lab runs.
+    pub fn remove_pod(&mut self, name: &str) {
+        self.kubelet.remove_pod(name);
+    }
+
     pub fn events(&self) -> &[PodEvent] {
         self.kubelet.events()
     }

@@ -94,6 +94,7 @@ fn result() -> ScenarioResult {
         logged_client_ip: Some(ip("10.151.30.11")),
         elapsed_ms: 3,
         curl_message: None,
+        reply: None,
     };
     let timeout = RequestResult {
         outcome: Outcome::Timeout,
@@ -102,6 +103,7 @@ fn result() -> ScenarioResult {
         logged_client_ip: None,
         elapsed_ms: 10_001,
         curl_message: Some("curl: (28) Connection timed out after 10001 milliseconds".into()),
+        reply: None,
         ..ok.clone()
     };
     ScenarioResult {

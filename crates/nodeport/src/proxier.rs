@@ -372,7 +372,12 @@ impl Proxier {
         // Forget affinity of ports that no longer exist.
         let keys = &self.table.affinity_keys;
         self.affinity.retain(|(k, _), _| keys.contains(k));
-        self.clear_stale_udp();
+        // kube-proxy always does this (pkg/proxy/conntrack/cleanup.go, the reconciler since
+        // kubernetes#127318); skipping it is the lab's what-if for the classic stale-UDP-entry
+        // blackhole (kubernetes#59033).
+        if self.config.udp_conntrack_cleanup {
+            self.clear_stale_udp();
+        }
         self.last_update = Some(now);
     }
 

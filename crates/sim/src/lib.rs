@@ -5,6 +5,8 @@
 //!   (curl's outcomes and messages).
 //! - [`apps`]: the pods' apps (nginx, agnhost netexec and serve-hostname, a generic HTTP
 //!   server) on their container ports, TCP and UDP, access log in nginx's `main` format.
+//! - [`udp`]: the client's UDP side: one datagram from a fixed or ephemeral source port, then
+//!   the answer, a timeout or an ICMP error ([`World::start_udp`]).
 //! - [`clock`]: the virtual wall clock used for `$time_local` and `Date`.
 //! - [`world`]: the [`World`]: nodes ([`nodestack::Node`]), the router and load balancer
 //!   ([`vswitch::Router`]), segments, and the edge ports (pods and clients, embedded or
@@ -39,6 +41,7 @@
 pub mod apps;
 pub mod clock;
 pub mod host;
+pub mod udp;
 pub mod world;
 
 pub use apps::{AppDesc, AppKind, AppsHandle};
@@ -47,6 +50,7 @@ pub use host::{
     AccessJournal, AccessLog, AccessLogEntry, ClientHandle, Host, HostConfig, OutcomeKind,
     RequestId, RequestOpts, RequestOutcome, ServerInfo, LINUX_CONNECT_TIMEOUT,
 };
+pub use udp::UdpOpts;
 pub use world::{
     Attachment, ClientDesc, FabricEvent, HealthCheckSpec, HealthEvent, LbDesc, NodeDesc, PodDesc,
     SimError, TraceEvent, World, WorldSpec,

@@ -218,6 +218,7 @@ fn kube_proxy(f: &str, raw: Option<&raw::RawKubeProxy>) -> Result<KubeProxy, Lab
             .as_ref()
             .and_then(|c| c.tcp_be_liberal)
             .unwrap_or(d.tcp_be_liberal),
+        conntrack_cleanup: k.conntrack_cleanup.unwrap_or(d.conntrack_cleanup),
     })
 }
 

@@ -1,14 +1,19 @@
-//! `plan:` (requests, `scale:`, `wait:` and `crash:` actions) and `links:` (impairments).
+//! `plan:` (requests, `scale:`, `wait:`, `delete:` and `crash:` actions) and `links:`
+//! (impairments).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use nodeport::Protocol;
 use serde_yaml_ng::Value;
 
-use super::raw::{RawCrash, RawLink, RawPlan, RawScale};
+use super::raw::{RawCrash, RawDelete, RawLink, RawPlan, RawScale};
 use super::{ClientSpec, NodeIndex};
 use crate::error::LabError;
-use crate::model::{ActionKind, Crash, CrashTarget, LinkSpec, PlanAction, PlanStep, Target};
+use crate::model::{
+    ActionKind, Crash, CrashTarget, LinkSpec, PlanAction, PlanStep, PodRef, Target,
+    DEFAULT_UDP_PAYLOAD, DEFAULT_UDP_TIMEOUT,
+};
 use crate::units::{parse_duration, parse_rate};
 
 /// Most requests one plan entry may make.
@@ -42,7 +47,7 @@ pub(super) fn plan(
     Ok((plan, actions))
 }
 
-/// A `scale:`, `wait:` or `crash:` entry (`None` for a request).
+/// A `scale:`, `wait:`, `delete:` or `crash:` entry (`None` for a request).
 fn action(f: &str, at: &str, p: &RawPlan) -> Result<Option<ActionKind>, LabError> {
     let request_fields = p.from.is_some()
         || p.to.is_some()
@@ -52,19 +57,30 @@ fn action(f: &str, at: &str, p: &RawPlan) -> Result<Option<ActionKind>, LabError
         || p.count.is_some()
         || p.path.is_some()
         || p.connect_timeout.is_some()
-        || p.max_time.is_some();
-    let given = [p.scale.is_some(), p.wait.is_some(), p.crash.is_some()];
+        || p.max_time.is_some()
+        || p.protocol.is_some()
+        || p.payload.is_some()
+        || p.timeout.is_some()
+        || p.source_port.is_some();
+    let given = [
+        p.scale.is_some(),
+        p.wait.is_some(),
+        p.delete.is_some(),
+        p.crash.is_some(),
+    ];
     if given.iter().filter(|g| **g).count() > 1 {
         return Err(LabError::invalid(
             f,
             at,
-            "`scale`, `wait` and `crash` must be separate plan entries",
+            "`scale`, `wait`, `delete` and `crash` must be separate plan entries",
         ));
     }
     let kind = if let Some(sc) = &p.scale {
         scale(f, at, sc)?
     } else if let Some(v) = &p.wait {
         ActionKind::Wait(parse_duration(f, &format!("{at}.wait"), v)?)
+    } else if let Some(d) = &p.delete {
+        delete(f, at, d)?
     } else if let Some(c) = &p.crash {
         crash(f, at, c)?
     } else {
@@ -74,7 +90,7 @@ fn action(f: &str, at: &str, p: &RawPlan) -> Result<Option<ActionKind>, LabError
         return Err(LabError::invalid(
             f,
             at,
-            "a `scale`/`wait`/`crash` entry takes no request fields (from, to, count, ...)",
+            "a `scale`/`wait`/`delete`/`crash` entry takes no request fields (from, to, count, ...)",
         ));
     }
     Ok(Some(kind))
@@ -88,17 +104,24 @@ fn namespaced(s: &str) -> (String, String) {
     }
 }
 
-/// `crash: {pod: NAME}` or `crash: {deployment: NAME}` (exactly one; names checked when the
-/// cluster is built).
-fn crash(f: &str, at: &str, c: &RawCrash) -> Result<ActionKind, LabError> {
-    let (field, value) = match (&c.pod, &c.deployment) {
+/// `{pod: NAME}` or `{deployment: NAME}` of a `crash:` or `delete:` entry (`key`): exactly
+/// one of them, each `name` or `namespace/name` (names are checked when the cluster is built).
+/// Returns (is_pod, namespace, name).
+fn pod_or_deployment(
+    f: &str,
+    at: &str,
+    key: &str,
+    pod: &Option<String>,
+    deployment: &Option<String>,
+) -> Result<(bool, String, String), LabError> {
+    let (field, value) = match (pod, deployment) {
         (Some(p), None) => ("pod", p),
         (None, Some(d)) => ("deployment", d),
         _ => {
             return Err(LabError::invalid(
                 f,
-                format!("{at}.crash"),
-                "needs exactly one of `pod: NAME` or `deployment: NAME`",
+                format!("{at}.{key}"),
+                "give exactly one of `pod: NAME` or `deployment: NAME`",
             ))
         }
     };
@@ -106,11 +129,17 @@ fn crash(f: &str, at: &str, c: &RawCrash) -> Result<ActionKind, LabError> {
     if namespace.is_empty() || name.is_empty() || name.contains('/') {
         return Err(LabError::invalid(
             f,
-            format!("{at}.crash.{field}"),
-            format!("{value:?} is not NAME or NAMESPACE/NAME"),
+            format!("{at}.{key}.{field}"),
+            format!("{value:?} is not `name` or `namespace/name`"),
         ));
     }
-    let target = if field == "pod" {
+    Ok((field == "pod", namespace, name))
+}
+
+/// `crash: {pod: NAME}` or `crash: {deployment: NAME}`.
+fn crash(f: &str, at: &str, c: &RawCrash) -> Result<ActionKind, LabError> {
+    let (is_pod, namespace, name) = pod_or_deployment(f, at, "crash", &c.pod, &c.deployment)?;
+    let target = if is_pod {
         CrashTarget::Pod(name)
     } else {
         CrashTarget::Deployment(name)
@@ -119,6 +148,16 @@ fn crash(f: &str, at: &str, c: &RawCrash) -> Result<ActionKind, LabError> {
         namespace,
         target,
         pod: None,
+    }))
+}
+
+/// `delete: {pod: NAME}` or `delete: {deployment: NAME}`.
+fn delete(f: &str, at: &str, d: &RawDelete) -> Result<ActionKind, LabError> {
+    let (is_pod, namespace, name) = pod_or_deployment(f, at, "delete", &d.pod, &d.deployment)?;
+    Ok(ActionKind::Delete(if is_pod {
+        PodRef::Pod { namespace, name }
+    } else {
+        PodRef::Deployment { namespace, name }
     }))
 }
 
@@ -204,6 +243,7 @@ fn request(
         Some(v) => parse_duration(f, &format!("{at}.{field}"), v).map(Some),
         None => Ok(None),
     };
+    let udp = udp_fields(f, at, p)?;
     Ok(PlanStep {
         client: from,
         target,
@@ -215,6 +255,96 @@ fn request(
         path,
         connect_timeout: duration("connectTimeout", &p.connect_timeout)?,
         max_time: duration("maxTime", &p.max_time)?,
+        protocol: udp.protocol,
+        payload: udp.payload,
+        timeout: udp.timeout,
+        source_port: udp.source_port,
+    })
+}
+
+/// What a plan entry's `protocol`, `payload`, `timeout` and `sourcePort` say.
+struct UdpFields {
+    protocol: Protocol,
+    payload: String,
+    timeout: Duration,
+    source_port: Option<u16>,
+}
+
+/// Longest `payload:` (one datagram; agnhost netexec reads up to 1024 bytes).
+pub const MAX_PAYLOAD: usize = 1024;
+/// Longest UDP `timeout:`.
+pub const MAX_UDP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `protocol:` (TCP or UDP; default TCP) and the fields only UDP takes.
+fn udp_fields(f: &str, at: &str, p: &RawPlan) -> Result<UdpFields, LabError> {
+    let inv = |field: &str, msg: String| LabError::invalid(f, format!("{at}.{field}"), msg);
+    let protocol = match p.protocol.as_deref() {
+        None | Some("TCP") => Protocol::Tcp,
+        Some("UDP") => Protocol::Udp,
+        Some(other) => return Err(inv("protocol", format!("{other:?} is not TCP or UDP"))),
+    };
+    // Fields of the other protocol are refused, naming the first one set.
+    let (others, msg) = if protocol == Protocol::Tcp {
+        (
+            [
+                ("payload", p.payload.is_some()),
+                ("timeout", p.timeout.is_some()),
+                ("sourcePort", p.source_port.is_some()),
+            ],
+            "only for `protocol: UDP` (TCP requests use connectTimeout/maxTime)",
+        )
+    } else {
+        (
+            [
+                ("path", p.path.is_some()),
+                ("connectTimeout", p.connect_timeout.is_some()),
+                ("maxTime", p.max_time.is_some()),
+            ],
+            "only for TCP requests (a UDP entry takes payload and timeout)",
+        )
+    };
+    if let Some((field, _)) = others.iter().find(|(_, set)| *set) {
+        return Err(inv(field, msg.into()));
+    }
+    let payload = p
+        .payload
+        .clone()
+        .unwrap_or_else(|| DEFAULT_UDP_PAYLOAD.to_string());
+    if payload.is_empty() || payload.len() > MAX_PAYLOAD {
+        return Err(inv(
+            "payload",
+            format!("{} bytes; a payload takes 1..={MAX_PAYLOAD}", payload.len()),
+        ));
+    }
+    if payload.chars().any(|c| c.is_control()) {
+        return Err(inv(
+            "payload",
+            format!("{payload:?} must not contain control characters"),
+        ));
+    }
+    let timeout = match &p.timeout {
+        None => DEFAULT_UDP_TIMEOUT,
+        Some(v) => parse_duration(f, &format!("{at}.timeout"), v)?,
+    };
+    if timeout.is_zero() || timeout > MAX_UDP_TIMEOUT {
+        return Err(inv(
+            "timeout",
+            format!(
+                "{} s is not in (0, {}] s",
+                timeout.as_secs_f64(),
+                MAX_UDP_TIMEOUT.as_secs()
+            ),
+        ));
+    }
+    let source_port = match p.source_port {
+        None => None,
+        Some(v) => Some(check_port(f, &format!("{at}.sourcePort"), v)?),
+    };
+    Ok(UdpFields {
+        protocol,
+        payload,
+        timeout,
+        source_port,
     })
 }
 

@@ -290,6 +290,10 @@ impl LiveLab {
             path: "/".into(),
             connect_timeout: Some(Duration::from_secs_f64(secs)),
             max_time: None,
+            protocol: nodeport::Protocol::Tcp,
+            payload: cluster::DEFAULT_UDP_PAYLOAD.into(),
+            timeout: cluster::DEFAULT_UDP_TIMEOUT,
+            source_port: None,
         })
     }
 
@@ -469,9 +473,10 @@ impl LiveLab {
                 .add_pod(self.backend.world_mut(), &p.name)
                 .map_err(|e| ApiError::internal(format!("capturing pod {}: {e}", p.name)))?;
         }
-        self.backend
-            .world_mut()
-            .set_services(&new.services, &new.slices);
+        match &mut self.backend {
+            Backend::Embedded { world, .. } => world.set_services(&new.services, &new.slices),
+            Backend::Real(r) => r.set_services(&new.services, &new.slices),
+        }
         for r in late {
             self.backend.remove_pod(&r.name)?;
         }
@@ -578,6 +583,7 @@ fn embedded_request(
         logged_client_ip: logged.as_ref().map(|(_, e)| e.remote_addr),
         elapsed_ms: out.elapsed.as_millis() as u64,
         curl_message: (!out.message.is_empty()).then(|| out.message.clone()),
+        reply: None,
     };
     Ok(Sent {
         result,

@@ -116,6 +116,15 @@ impl RealBackend {
         Ok(())
     }
 
+    /// Every node syncs new Services / EndpointSlices (see [`RealRun::set_services`]).
+    pub fn set_services(
+        &mut self,
+        services: &[nodeport::Service],
+        slices: &[nodeport::EndpointSlice],
+    ) {
+        self.rr.set_services(services, slices);
+    }
+
     /// Deletes pod `name` (see [`RealRun::remove_pod`]).
     pub fn remove_pod(&mut self, name: &str) -> anyhow::Result<()> {
         self.rr.remove_pod(name)

@@ -118,6 +118,7 @@ impl fmt::Display for RequestOutcome {
 #[derive(Debug, Default)]
 struct ClientShared {
     starts: VecDeque<(RequestId, SocketAddrV4, RequestOpts, Duration)>,
+    udp_starts: Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)>,
     outcomes: HashMap<RequestId, RequestOutcome>,
     ports: HashMap<RequestId, u16>,
 }
@@ -142,7 +143,29 @@ impl ClientHandle {
         self.0.lock().expect("poisoned").ports.get(&id).copied()
     }
     fn has_starts(&self) -> bool {
-        !self.0.lock().expect("poisoned").starts.is_empty()
+        let s = self.0.lock().expect("poisoned");
+        !s.starts.is_empty() || !s.udp_starts.is_empty()
+    }
+    pub(crate) fn start_udp(
+        &self,
+        id: RequestId,
+        dst: SocketAddrV4,
+        opts: crate::udp::UdpOpts,
+        now: Duration,
+    ) {
+        let mut s = self.0.lock().expect("poisoned");
+        s.udp_starts.push((id, dst, opts, now));
+    }
+    pub(crate) fn take_udp_starts(
+        &self,
+    ) -> Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)> {
+        std::mem::take(&mut self.0.lock().expect("poisoned").udp_starts)
+    }
+    pub(crate) fn set_port(&self, id: RequestId, port: u16) {
+        self.0.lock().expect("poisoned").ports.insert(id, port);
+    }
+    pub(crate) fn finish(&self, id: RequestId, out: RequestOutcome) {
+        self.0.lock().expect("poisoned").outcomes.insert(id, out);
     }
 }
 
@@ -310,20 +333,11 @@ impl CurlClient {
 
     /// ICMP destination unreachable for one of our SYNs: connection refused.
     pub(super) fn on_icmp(&mut self, pkt: &[u8]) {
-        let Ok(s) = packet::summarize(pkt) else {
+        let Some((_, sport, dst)) = crate::udp::unreachable_quoting(pkt, PROTO_TCP, self.ip) else {
             return;
         };
-        if s.icmp.map(|(t, _)| t) != Some(3) {
-            return;
-        }
-        let Some(inner) = s.inner else { return };
         for a in &mut self.active {
-            if inner.proto == PROTO_TCP
-                && inner.src == self.ip
-                && inner.sport == a.port
-                && inner.dst_addr() == a.dst
-                && !a.established
-            {
+            if sport == a.port && dst == a.dst && !a.established {
                 a.refused = true;
             }
         }
