@@ -279,11 +279,11 @@ impl AppProc {
     }
     /// `true` while it runs.
     pub fn running(&mut self) -> bool {
-        matches!(self.proc.try_wait(), Ok(None))
+        self.proc.running()
     }
     /// Kills it at once (SIGKILL: the app crashes) and reaps it.
     pub fn kill(&mut self) -> Result<()> {
-        self.proc.stop(Duration::ZERO).map(|_| ())
+        self.proc.kill()
     }
     /// Stops it (SIGTERM, SIGKILL after the grace period).
     pub fn stop(mut self) -> Result<()> {

@@ -248,11 +248,11 @@ impl Nginx {
     }
     /// `true` while the master runs.
     pub fn running(&mut self) -> bool {
-        matches!(self.proc.try_wait(), Ok(None))
+        self.proc.running()
     }
     /// Kills the master at once (SIGKILL: the app crashes) and reaps it.
     pub fn kill(&mut self) -> Result<()> {
-        self.proc.stop(Duration::ZERO).map(|_| ())
+        self.proc.kill()
     }
     /// Stops nginx (SIGTERM = fast shutdown, SIGKILL after the grace period).
     pub fn stop(mut self) -> Result<()> {

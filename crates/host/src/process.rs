@@ -232,6 +232,14 @@ impl Supervised {
     pub fn label(&self) -> &str {
         &self.label
     }
+    /// `true` while the process runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.try_wait(), Ok(None))
+    }
+    /// Kills it at once (SIGKILL: the app crashes) and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.stop(Duration::ZERO).map(|_| ())
+    }
     /// `Some(status)` once the child has exited.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {

@@ -11,34 +11,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Mutex;
 
 use serde_json::Value;
 
 /// Real-mode runs share the lab's lock and addresses: one at a time.
 static REAL: Mutex<()> = Mutex::new(());
-
-fn missing_for_real() -> Vec<String> {
-    let mut m = Vec::new();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        m.push("root".to_string());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        m.push("/dev/net/tun".into());
-    }
-    for p in ["nginx", "curl", "ip"] {
-        let found = std::env::var_os("PATH")
-            .map(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
-            .unwrap_or(false)
-            || Path::new("/usr/sbin").join(p).is_file();
-        if !found {
-            m.push(p.to_string());
-        }
-    }
-    m
-}
 
 /// `lab scenario run - --json [--real]` on `config`: the JSON and stderr.
 fn run(config: &str, real: bool) -> (Value, String) {
@@ -59,7 +37,10 @@ fn both_modes(config: &str, check: impl Fn(&Value, &str)) {
     let (emb, err) = run(config, false);
     assert_eq!(emb["mode"], "embedded");
     check(&emb, &err);
-    if !common::run_or_skip("real-mode ports", &missing_for_real()) {
+    if !common::run_or_skip(
+        "real-mode ports",
+        &common::real_missing(&["nginx", "curl", "ip"]),
+    ) {
         return;
     }
     let _g = REAL.lock().unwrap_or_else(|e| e.into_inner());

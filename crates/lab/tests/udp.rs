@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
 
 fn run_json(scenario: &str, extra: &[&str]) -> Value {
@@ -212,32 +209,11 @@ spec:
 
 // ----- real mode ---------------------------------------------------------------------------
 
-fn missing_for_real() -> Vec<String> {
-    let mut m = Vec::new();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        m.push("root".to_string());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        m.push("/dev/net/tun".into());
-    }
-    for p in ["ip", "nginx"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {p} || test -x /usr/sbin/{p}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            m.push(p.to_string());
-        }
-    }
-    m
-}
-
 /// Real mode, serialized machine-wide by the caller (`flock /tmp/nplab-real.lock cargo
 /// test`) and within this binary by one test running all three scenarios in turn.
 #[test]
 fn udp_scenarios_in_real_mode() {
-    if !common::run_or_skip("UDP real mode", &missing_for_real()) {
+    if !common::run_or_skip("UDP real mode", &common::real_missing(&["ip", "nginx"])) {
         return;
     }
     let v = run_json("udp-stale-conntrack", &["--real"]);

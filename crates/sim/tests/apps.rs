@@ -1,63 +1,35 @@
 //! The pods' apps on their own ports: agnhost netexec over HTTP and UDP, refusals on ports
 //! nobody listens on, apps stopped and started, nginx's keep-alive.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use sim::{
-    AppDesc, AppKind, Attachment, ClientDesc, Host, HostConfig, NodeDesc, OutcomeKind, PodDesc,
-    RequestOpts, RequestOutcome, ServerInfo, WallClock, World, WorldSpec,
+    AppDesc, AppKind, Host, HostConfig, OutcomeKind, PodDesc, RequestOpts, RequestOutcome,
+    ServerInfo, WallClock, World,
 };
 use vswitch::Port;
 
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
-fn netexec(http: u16, udp: u16) -> AppDesc {
-    AppDesc {
-        kind: AppKind::Netexec,
-        http_ports: vec![http],
-        raw_tcp_ports: Vec::new(),
-        udp_ports: vec![udp],
-    }
-}
+mod common;
+use common::{ip, netexec, node1_world};
 
 /// node1 with a netexec pod `web` (8080/TCP, 8081/UDP), an nginx pod `ng` on 8000 and a
 /// client pod `tester` next to them.
 fn world() -> World {
-    World::new(WorldSpec {
-        nodes: vec![NodeDesc::new(
-            "node1",
-            ip("10.151.30.12"),
-            "10.244.1.0/24".parse().unwrap(),
-        )],
-        clients: vec![ClientDesc {
-            name: "tester".into(),
-            ip: ip("10.244.1.50"),
-            attach: Attachment::Pod {
-                node: "node1".into(),
-            },
-        }],
-        pods: vec![
-            PodDesc {
-                name: "web".into(),
-                ip: ip("10.244.1.16"),
-                node: "node1".into(),
-                apps: vec![netexec(8080, 8081)],
-            },
-            PodDesc {
-                name: "ng".into(),
-                ip: ip("10.244.1.17"),
-                node: "node1".into(),
-                apps: vec![AppDesc::nginx(8000)],
-            },
+    let pod = |name: &str, addr: &str, app: AppDesc| PodDesc {
+        name: name.into(),
+        ip: ip(addr),
+        node: "node1".into(),
+        apps: vec![app],
+    };
+    node1_world(
+        vec![
+            pod("web", "10.244.1.16", netexec(8080, 8081)),
+            pod("ng", "10.244.1.17", AppDesc::nginx(8000)),
         ],
-        seed: 3,
-        ..WorldSpec::default()
-    })
-    .unwrap()
+        3,
+        false,
+    )
 }
 
 fn get(w: &mut World, dst: &str, path: &str) -> RequestOutcome {

@@ -1,49 +1,22 @@
 //! The embedded UDP client (`World::start_udp`): one datagram, then the answer, a timeout or
 //! an ICMP error; a fixed source port is kept; the flow's trace follows the datagram.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use sim::{
-    AppDesc, AppKind, Attachment, ClientDesc, NodeDesc, OutcomeKind, PodDesc, UdpOpts, World,
-    WorldSpec,
-};
+use sim::{OutcomeKind, PodDesc, UdpOpts, World};
 
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
+mod common;
+use common::{ip, netexec, node1_world};
 
 /// One node, an agnhost netexec pod answering UDP on 8081, and a client pod next to it.
 fn world() -> World {
-    World::new(WorldSpec {
-        nodes: vec![NodeDesc::new(
-            "node1",
-            ip("10.151.30.12"),
-            "10.244.1.0/24".parse().unwrap(),
-        )],
-        clients: vec![ClientDesc {
-            name: "tester".into(),
-            ip: ip("10.244.1.50"),
-            attach: Attachment::Pod {
-                node: "node1".into(),
-            },
-        }],
-        pods: vec![PodDesc {
-            name: "netexec-1".into(),
-            ip: ip("10.244.1.16"),
-            node: "node1".into(),
-            apps: vec![AppDesc {
-                kind: AppKind::Netexec,
-                http_ports: vec![8080],
-                raw_tcp_ports: Vec::new(),
-                udp_ports: vec![8081],
-            }],
-        }],
-        seed: 5,
-        tracing: true,
-        ..WorldSpec::default()
-    })
-    .unwrap()
+    let pod = PodDesc {
+        name: "netexec-1".into(),
+        ip: ip("10.244.1.16"),
+        node: "node1".into(),
+        apps: vec![netexec(8080, 8081)],
+    };
+    node1_world(vec![pod], 5, true)
 }
 
 fn opts(payload: &str, source_port: Option<u16>) -> UdpOpts {
