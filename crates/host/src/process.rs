@@ -145,13 +145,22 @@ pub fn spawn_in(ns: &Netns, cmd: &mut Command, user: Option<&Identity>) -> Resul
     let file = ns.file()?;
     let fd = raw(&file);
     let user = user.cloned();
-    // SAFETY: the hook only makes async-signal-safe syscalls (setns, setgroups, setgid,
-    // setuid, setsid); `user` was resolved before the fork.
+    // SAFETY: the hook only makes async-signal-safe syscalls (setns, close_range,
+    // setgroups, setgid, setuid, setsid); `user` was resolved before the fork.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // What the lab starts inherits none of its descriptors (TUN devices, the state
+            // lock, a caller's flock): every fd above stderr closes at exec. Best effort
+            // (close_range needs Linux 5.11); stdio was set up before this hook runs.
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             if let Some(u) = &user {
                 u.drop_privileges()?;
             }
