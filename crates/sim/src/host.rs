@@ -480,12 +480,30 @@ impl Active {
     }
 }
 
+/// The client's socket buffers: a 64 KiB receive window (as advertised in every SYN and
+/// ACK), room for the request line and headers.
+const CLIENT_RX: usize = 65536;
+const CLIENT_TX: usize = 4096;
+
+/// Keep a socket taken out of the set (Closed or TIME-WAIT) for the next request: its
+/// `connect` resets every connection field (smoltcp's `Socket::reset`), so a reused socket
+/// behaves like a new one without allocating and zeroing its 68 KiB of buffers again.
+fn keep_spare(spare: &mut Vec<tcp::Socket<'static>>, s: smoltcp::socket::Socket<'static>) {
+    if let smoltcp::socket::Socket::Tcp(t) = s {
+        if !t.is_open() {
+            spare.push(t);
+        }
+    }
+}
+
 /// The curl-like client.
 struct CurlClient {
     ip: Ipv4Addr,
     shared: ClientHandle,
     active: Vec<Active>,
     closing: Vec<SocketHandle>,
+    /// Sockets of finished requests, out of the set, reused by the next ones.
+    spare: Vec<tcp::Socket<'static>>,
     rng: ChaCha8Rng,
     recent_ports: VecDeque<u16>,
 }
@@ -615,11 +633,12 @@ impl CurlClient {
         sockets: &mut SocketSet<'static>,
     ) -> bool {
         let mut changed = false;
-        // Sockets that finished: drop them once closed.
+        // Sockets that finished: out of the set once closed, kept for the next request.
+        let spare = &mut self.spare;
         self.closing.retain(|h| {
             let st = sockets.get::<tcp::Socket>(*h).state();
             if matches!(st, tcp::State::Closed | tcp::State::TimeWait) {
-                sockets.remove(*h);
+                keep_spare(spare, sockets.remove(*h));
                 false
             } else {
                 true
@@ -636,7 +655,10 @@ impl CurlClient {
             .collect();
         for (id, dst, opts, started) in starts {
             let port = self.pick_port();
-            let mut s = tcp_socket(65536, 4096);
+            let mut s = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| tcp_socket(CLIENT_RX, CLIENT_TX));
             let res = s.connect(
                 iface.context(),
                 IpEndpoint::new(IpAddress::Ipv4(*dst.ip()), dst.port()),
@@ -686,8 +708,13 @@ impl CurlClient {
                     s.close();
                     self.closing.push(a.handle);
                 } else {
-                    // Like close(2) on a socket that never connected: nothing on the wire.
-                    sockets.remove(a.handle);
+                    // Like close(2) on a socket that never connected: nothing on the wire
+                    // (out of the set before it is polled again, so its abort sends nothing).
+                    let mut s = sockets.remove(a.handle);
+                    if let smoltcp::socket::Socket::Tcp(t) = &mut s {
+                        t.abort();
+                    }
+                    keep_spare(&mut self.spare, s);
                 }
                 let out = RequestOutcome {
                     kind,
@@ -879,6 +906,7 @@ impl Host {
             shared: shared.clone(),
             active: Vec::new(),
             closing: Vec::new(),
+            spare: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             recent_ports: VecDeque::new(),
         });
