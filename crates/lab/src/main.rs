@@ -432,8 +432,7 @@ fn scenario_run(a: RunArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let result = runner::run_with(&cluster, &opts, &mut timings.around(&mut bar))
         .with_context(|| format!("running scenario {}", cluster.scenario))?;
     if a.json {
-        let doc = serde_json::to_string_pretty(&report::to_json(&result))?;
-        writeln!(out, "{doc}")?;
+        report::write_json(&result, out)?;
     } else {
         report::print_human(&result, out)?;
     }
