@@ -12,6 +12,7 @@
 //! (generated scale configs). Nothing here does I/O beyond reading the config and the
 //! manifest files it names.
 
+pub mod apps;
 pub mod config;
 pub mod error;
 pub mod gen;
@@ -24,6 +25,7 @@ pub mod units;
 
 use std::path::Path;
 
+pub use apps::AppSpec;
 pub use config::leading_comment;
 pub use error::LabError;
 pub use model::*;

@@ -73,6 +73,8 @@ pub struct Pod {
     pub labels: BTreeMap<String, String>,
     /// (name, port, protocol) of the container ports.
     pub container_ports: Vec<(String, u16, nodeport::Protocol)>,
+    /// The app of each container (from its image and args), where it really listens.
+    pub apps: Vec<crate::apps::AppSpec>,
     pub ready: bool,
 }
 
@@ -116,8 +118,15 @@ pub struct PlanStep {
     pub target: Target,
     /// `namespace/name` of the service whose (node)port is used; `None` with explicit `port`.
     pub service: Option<String>,
-    /// Explicit destination port (overrides the service's).
+    /// Explicit destination port (overrides the service's). A `port:` that is one of the
+    /// service's port numbers picks that service port instead (the loader then moves it to
+    /// [`PlanStep::service_port`] and clears this).
     pub port: Option<u16>,
+    /// `portName:`: the service port by name.
+    pub port_name: Option<String>,
+    /// The service port the step uses (index in the service's `ports`), from `portName:` or
+    /// a `port:` that names one; `None` = the first.
+    pub service_port: Option<usize>,
     pub count: u32,
     /// HTTP path.
     pub path: String,
@@ -297,14 +306,15 @@ pub struct Destination {
 
 impl Cluster {
     /// Resolve a plan step (validated by the loader) to the address and port the client dials:
-    /// a node → node IP + the service's first nodePort; the load balancer → LB IP + the
-    /// service's first port (the LB forwards to `backend_node_port`); an address → that
+    /// a node → node IP + the nodePort of the step's service port (the first unless
+    /// `port:`/`portName:` picked one); the load balancer → LB IP + that service port (the LB forwards to `backend_node_port`); an address → that
     /// address + the nodePort if it is a node's IP, else the service port. An explicit
     /// `port` always wins for the dialled port. `None` only for steps the loader would reject.
     pub fn destination(&self, step: &PlanStep) -> Option<Destination> {
         let svc = step.service.as_deref().and_then(|s| self.service(s));
-        let svc_port = svc.and_then(|s| s.ports.first()).map(|p| p.port);
-        let node_port = svc.and_then(|s| s.ports.first()).and_then(|p| p.node_port);
+        let sp = svc.and_then(|s| s.ports.get(step.service_port.unwrap_or(0)));
+        let svc_port = sp.map(|p| p.port);
+        let node_port = sp.and_then(|p| p.node_port);
         let (name, ip, port, backend) = match &step.target {
             Target::Node(n) => {
                 let node = self.node(n)?;

@@ -380,6 +380,13 @@ fn scenario_list(out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Services whose targetPort no app of their pods listens on (stderr).
+fn print_port_warnings(c: &cluster::Cluster) {
+    for w in cluster::apps::port_warnings(c) {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// `lab scenario show`.
 fn scenario_show(
     scenario: &str,
@@ -388,6 +395,7 @@ fn scenario_show(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let cluster = load(scenario, seed)?;
+    print_port_warnings(&cluster);
     if json {
         let mut v = report::cluster_json(&cluster);
         v["scenario"] = cluster.scenario.clone().into();
@@ -411,6 +419,7 @@ fn scenario_run(a: RunArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let mut timings = lab::timings::Timings::from_env();
     let mut cluster = load(&a.scenario, a.seed)?;
     timings.mark("load");
+    print_port_warnings(&cluster);
     for step in &mut cluster.plan {
         if let Some(n) = a.count {
             step.count = step.count.min(n);

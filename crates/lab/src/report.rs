@@ -325,6 +325,19 @@ pub fn get_pods_wide(c: &Cluster) -> String {
     table(&h, &rows)
 }
 
+/// Per pod: the app model of each container and where it listens.
+pub fn apps_table(c: &Cluster) -> String {
+    let rows: Vec<Vec<String>> = c
+        .pods
+        .iter()
+        .map(|p| {
+            let apps: Vec<String> = p.apps.iter().map(ToString::to_string).collect();
+            vec![p.name.clone(), apps.join("; ")]
+        })
+        .collect();
+    table(&["POD", "APP"], &rows)
+}
+
 /// Per service: policies, affinity, healthCheckNodePort and the endpoints (ip:port on node).
 pub fn service_details(c: &Cluster) -> String {
     let rows: Vec<Vec<String>> = c
@@ -516,6 +529,14 @@ fn print_overview(
 pub fn print_cluster(c: &Cluster, w: &mut impl Write) -> io::Result<()> {
     print_overview(c, c.source.display(), "kubectl get nodes", w)?;
     writeln!(w, "service details:\n{}", service_details(c))?;
+    writeln!(
+        w,
+        "apps (from each container's image and args):\n{}",
+        apps_table(c)
+    )?;
+    for warning in cluster::apps::port_warnings(c) {
+        writeln!(w, "warning: {warning}")?;
+    }
     writeln!(w, "lab:\n{}", lab_summary(c))?;
     if !c.plan.is_empty() {
         writeln!(w, "plan:\n{}", plan_summary(c))?;
@@ -746,7 +767,9 @@ pub fn cluster_json(c: &Cluster) -> Value {
         })).collect::<Vec<_>>(),
         "pods": c.pods.iter().map(|p| json!({
             "name": p.name, "ip": p.ip.to_string(), "node": p.node,
+            "apps": p.apps.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "warnings": cluster::apps::port_warnings(c),
     })
 }
 
@@ -804,8 +827,8 @@ impl Serialize for RequestsJson<'_> {
 }
 
 /// The one JSON document of `--json`:
-/// `{scenario, mode, nodes, services, pods, requests, per_pod}` (field names are stable),
-/// in name order so that writing it ([`write_json`]) prints what [`to_json`]'s sorted
+/// `{scenario, mode, nodes, services, pods, warnings, requests, per_pod}` (field names are
+/// stable), in name order so that writing it ([`write_json`]) prints what [`to_json`]'s sorted
 /// [`Value`] prints.
 #[derive(Serialize)]
 struct JsonDoc<'a> {
@@ -816,6 +839,7 @@ struct JsonDoc<'a> {
     requests: RequestsJson<'a>,
     scenario: &'a str,
     services: Value,
+    warnings: Value,
 }
 
 impl<'a> JsonDoc<'a> {
@@ -833,12 +857,14 @@ impl<'a> JsonDoc<'a> {
             requests: RequestsJson(r),
             scenario: &r.cluster.scenario,
             services: take("services"),
+            warnings: take("warnings"),
         }
     }
 }
 
 /// The one JSON document of `--json`:
-/// `{scenario, mode, nodes, services, pods, requests, per_pod}` (field names are stable).
+/// `{scenario, mode, nodes, services, pods, warnings, requests, per_pod}` (field names are
+/// stable).
 pub fn to_json(r: &ScenarioResult) -> Value {
     serde_json::to_value(JsonDoc::new(r)).unwrap_or(Value::Null)
 }

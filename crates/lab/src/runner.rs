@@ -204,12 +204,9 @@ impl<'c> Embedded<'c> {
         );
         let err = |e: sim::SimError| anyhow::anyhow!("plan[{}]: {e}", a.entry);
         for p in &sc.added {
-            let desc = sim::PodDesc {
-                name: p.name.clone(),
-                ip: p.ip,
-                node: p.node.clone(),
-            };
-            self.world.add_pod(&desc).map_err(err)?;
+            self.world
+                .add_pod(&crate::setup::pod_desc(p))
+                .map_err(err)?;
         }
         self.world.set_services(&self.cluster.services, &sc.slices);
         for r in &sc.removed {

@@ -161,15 +161,7 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
     let (clients, pods) = if embedded_edges {
         (
             cluster.clients.iter().map(client_desc).collect(),
-            cluster
-                .pods
-                .iter()
-                .map(|p| sim::PodDesc {
-                    name: p.name.clone(),
-                    ip: p.ip,
-                    node: p.node.clone(),
-                })
-                .collect(),
+            cluster.pods.iter().map(pod_desc).collect(),
         )
     } else {
         (Vec::new(), Vec::new())
@@ -191,6 +183,54 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
         seed: cluster.seed,
         wall_clock: sim::WallClock::default(),
         tracing,
+    }
+}
+
+/// The world's view of a pod: its address, node and the app of each container.
+pub fn pod_desc(p: &cluster::Pod) -> sim::PodDesc {
+    sim::PodDesc {
+        name: p.name.clone(),
+        ip: p.ip,
+        node: p.node.clone(),
+        apps: p.apps.iter().map(app_desc).collect(),
+    }
+}
+
+/// The embedded app that plays a container's app.
+pub fn app_desc(a: &cluster::AppSpec) -> sim::AppDesc {
+    use cluster::AppSpec;
+    let (kind, http, raw, udp) = match a {
+        AppSpec::Nginx { ports } => (sim::AppKind::Nginx, ports.clone(), vec![], vec![]),
+        AppSpec::Netexec {
+            http_port,
+            udp_port,
+        } => (
+            sim::AppKind::Netexec,
+            vec![*http_port],
+            vec![],
+            udp_port.iter().copied().collect(),
+        ),
+        AppSpec::ServeHostname {
+            port,
+            udp,
+            tcp,
+            http,
+        } => {
+            let on = |b: bool| if b { vec![*port] } else { vec![] };
+            (sim::AppKind::ServeHostname, on(*http), on(*tcp), on(*udp))
+        }
+        AppSpec::GenericHttp { ports, udp_ports } => (
+            sim::AppKind::GenericHttp,
+            ports.clone(),
+            vec![],
+            udp_ports.clone(),
+        ),
+    };
+    sim::AppDesc {
+        kind,
+        http_ports: http,
+        raw_tcp_ports: raw,
+        udp_ports: udp,
     }
 }
 

@@ -31,6 +31,7 @@ fn cluster() -> Cluster {
         ip: ip(addr),
         labels: BTreeMap::new(),
         container_ports: vec![(String::new(), 80, Protocol::Tcp)],
+        apps: vec![cluster::AppSpec::Nginx { ports: vec![80] }],
         ready: true,
     };
     let svc = |name: &str, type_, cip: &str, port, np| Service {

@@ -1,8 +1,10 @@
 //! # sim — the lab's runtime
 //!
 //! Owns the pieces that make a cluster run in one process:
-//! - [`host`]: embedded hosts on smoltcp — the nginx-like HTTP server (access log in nginx's
-//!   `main` format) and the curl-like client (curl's outcomes and messages).
+//! - [`host`]: embedded hosts on smoltcp running a pod's apps and/or the curl-like client
+//!   (curl's outcomes and messages).
+//! - [`apps`]: the pods' apps (nginx, agnhost netexec and serve-hostname, a generic HTTP
+//!   server) on their container ports, TCP and UDP, access log in nginx's `main` format.
 //! - [`clock`]: the virtual wall clock used for `$time_local` and `Date`.
 //! - [`world`]: the [`World`]: nodes ([`nodestack::Node`]), the router and load balancer
 //!   ([`vswitch::Router`]), segments, and the edge ports (pods and clients, embedded or
@@ -23,7 +25,7 @@
 //!         ip: "203.0.113.11".parse().unwrap(),
 //!         attach: Attachment::External { can_reach: vec!["master".into()] },
 //!     }],
-//!     pods: vec![PodDesc { name: "nginx-1".into(), ip: "10.244.0.5".parse().unwrap(), node: "master".into() }],
+//!     pods: vec![PodDesc { name: "nginx-1".into(), ip: "10.244.0.5".parse().unwrap(), node: "master".into(), apps: vec![] }],
 //!     ..WorldSpec::default()
 //! };
 //! let mut world = World::new(spec).unwrap();
@@ -34,10 +36,12 @@
 //! println!("{out}");
 //! ```
 
+pub mod apps;
 pub mod clock;
 pub mod host;
 pub mod world;
 
+pub use apps::{AppDesc, AppKind, AppsHandle};
 pub use clock::WallClock;
 pub use host::{
     AccessJournal, AccessLog, AccessLogEntry, ClientHandle, Host, HostConfig, OutcomeKind,

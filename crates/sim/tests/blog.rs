@@ -35,16 +35,19 @@ fn worker_pods() -> Vec<PodDesc> {
             name: "nginx-54f57cf6bf-xhs8g".into(),
             ip: ip("10.244.1.16"),
             node: "ydzs-node1".into(),
+            apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-54f57cf6bf-jmp4k".into(),
             ip: ip("10.244.2.11"),
             node: "ydzs-node2".into(),
+            apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-54f57cf6bf-8rw2c".into(),
             ip: ip("10.244.3.9"),
             node: "ydzs-node3".into(),
+            apps: Vec::new(),
         },
     ]
 }
@@ -199,6 +202,7 @@ fn local_policy_with_pod_on_master_keeps_browser_ip() {
         name: "nginx-54f57cf6bf-m4st3".into(),
         ip: ip("10.244.0.7"),
         node: MASTER.into(),
+        apps: Vec::new(),
     }];
     let mut w = world(pods, TrafficPolicy::Local, None);
     let out = w
@@ -282,16 +286,19 @@ fn thousand_requests_through_the_lb_split_per_node() {
             name: "nginx-a".into(),
             ip: ip("10.244.1.16"),
             node: "ydzs-node1".into(),
+            apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-b".into(),
             ip: ip("10.244.2.11"),
             node: "ydzs-node2".into(),
+            apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-c".into(),
             ip: ip("10.244.2.12"),
             node: "ydzs-node2".into(),
+            apps: Vec::new(),
         },
     ];
     let lb = LbDesc {

@@ -71,6 +71,7 @@ fn cluster(
                 name: format!("svc-{s}-{r}"),
                 ip,
                 node: format!("node-{n}"),
+                apps: Vec::new(),
             });
             endpoints.push(Endpoint {
                 ip,

@@ -52,6 +52,7 @@ fn spec() -> WorldSpec {
             name: "web".into(),
             ip: ip("10.244.1.16"),
             node: "node1".into(),
+            apps: Vec::new(),
         }],
         seed: 5,
         ..WorldSpec::default()
@@ -506,6 +507,7 @@ fn lb_world(initially_healthy: bool, weighted: bool) -> World {
         name: "web2".into(),
         ip: ip("10.244.1.17"),
         node: "node1".into(),
+        apps: Vec::new(),
     });
     s.load_balancer = Some(lb("nlb", "198.51.100.10", &["master", "node1"]));
     let mut w = world(

@@ -48,6 +48,7 @@ fn action(f: &str, at: &str, p: &RawPlan) -> Result<Option<ActionKind>, LabError
         || p.to.is_some()
         || p.service.is_some()
         || p.port.is_some()
+        || p.port_name.is_some()
         || p.count.is_some()
         || p.path.is_some()
         || p.connect_timeout.is_some()
@@ -126,6 +127,12 @@ fn request(
         None => None,
         Some(v) => Some(check_port(f, &format!("{at}.port"), v)?),
     };
+    if port.is_some() && p.port_name.is_some() {
+        return Err(inv(
+            "portName",
+            "set `port` (a service port number) or `portName`, not both".into(),
+        ));
+    }
     let service = p.service.as_ref().map(|s| {
         if s.contains('/') {
             s.clone()
@@ -157,6 +164,8 @@ fn request(
         target,
         service,
         port,
+        port_name: p.port_name.clone(),
+        service_port: None,
         count,
         path,
         connect_timeout: duration("connectTimeout", &p.connect_timeout)?,

@@ -123,6 +123,7 @@ pub(super) struct RawPlan {
     pub(super) wait: Option<Value>,
     pub(super) service: Option<String>,
     pub(super) port: Option<i64>,
+    pub(super) port_name: Option<String>,
     pub(super) count: Option<i64>,
     pub(super) path: Option<String>,
     pub(super) connect_timeout: Option<Value>,

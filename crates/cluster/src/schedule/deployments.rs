@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use super::naming::{pod_template_hash, rng_for};
 use super::placement::{ineligible_reason, place_one, prefers_not, DeploySched, Placement};
 use super::{check_labels, check_port, port_name, protocol};
+use crate::apps::container_app;
 use crate::config::LabConfig;
 use crate::error::LabError;
 use crate::manifest::ManifestDoc;
@@ -65,6 +66,12 @@ fn deploy_sched<'a>(
         .as_ref()
         .ok_or_else(|| doc.err("spec.template.spec", "missing"))?;
     let container_ports = container_ports(doc, pspec)?;
+    let apps = pspec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| container_app(doc, ci, c))
+        .collect::<Result<Vec<_>, _>>()?;
     let tolerations = pspec.tolerations.clone().unwrap_or_default();
     let selector = pspec.node_selector.clone().unwrap_or_default();
     check_labels(doc, "spec.template.spec.nodeSelector", &selector)?;
@@ -116,6 +123,7 @@ fn deploy_sched<'a>(
         hash,
         labels,
         container_ports,
+        apps,
         candidates,
         own,
         name_rng,

@@ -14,6 +14,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::naming::random_suffix;
+use crate::apps::AppSpec;
 use crate::error::LabError;
 use crate::manifest::ManifestDoc;
 use crate::model::{Node, Pod, Taint};
@@ -137,6 +138,8 @@ pub(super) struct DeploySched<'a> {
     pub hash: String,
     pub labels: BTreeMap<String, String>,
     pub container_ports: Vec<(String, u16, Protocol)>,
+    /// The app of each container.
+    pub apps: Vec<AppSpec>,
     /// Eligible node indices (preferred ones when any), in node order.
     pub candidates: Vec<usize>,
     /// Pods of this Deployment on each candidate (same order as `candidates`).
@@ -208,6 +211,7 @@ pub(super) fn place_one(
         ip,
         labels: ds.labels.clone(),
         container_ports: ds.container_ports.clone(),
+        apps: ds.apps.clone(),
         ready: true,
     })
 }

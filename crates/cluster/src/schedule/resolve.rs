@@ -46,8 +46,10 @@ pub(super) fn plan(
                 }
             }
         }
-        let Some(sref) = &step.service else { continue };
-        let Some(svc) = by_ref.get(sref).map(|&k| &services[k]) else {
+        let Some(sref) = step.service.clone() else {
+            continue;
+        };
+        let Some(svc) = by_ref.get(&sref).map(|&k| &services[k]) else {
             return Err(inv(
                 "service",
                 format!(
@@ -56,6 +58,7 @@ pub(super) fn plan(
                 ),
             ));
         };
+        pick_service_port(step, svc, &sref).map_err(|(field, msg)| inv(field, msg))?;
         if matches!(step.target, Target::LoadBalancer) && svc.type_ == ServiceType::ClusterIp {
             return Err(inv(
                 "to",
@@ -73,6 +76,38 @@ pub(super) fn plan(
         }
     }
     Ok(plan)
+}
+
+/// `portName:` (must name a port of the service) or a `port:` that is one of the service's
+/// port numbers picks that service port; any other `port:` stays an explicit destination.
+fn pick_service_port(
+    step: &mut PlanStep,
+    svc: &nodeport::Service,
+    sref: &str,
+) -> Result<(), (&'static str, String)> {
+    if let Some(name) = &step.port_name {
+        let Some(i) = svc.ports.iter().position(|p| &p.name == name) else {
+            let names: Vec<String> = svc
+                .ports
+                .iter()
+                .map(|p| format!("{:?} ({})", p.name, p.port))
+                .collect();
+            return Err((
+                "portName",
+                format!(
+                    "service {sref} has no port named {name:?} (ports: {})",
+                    names.join(", ")
+                ),
+            ));
+        };
+        step.service_port = Some(i);
+    } else if let Some(n) = step.port {
+        if let Some(i) = svc.ports.iter().position(|p| p.port == n) {
+            step.service_port = Some(i);
+            step.port = None;
+        }
+    }
+    Ok(())
 }
 
 /// The built state `scale:` actions work on.

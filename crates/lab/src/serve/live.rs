@@ -194,6 +194,8 @@ impl LiveLab {
             target,
             service: Some(service),
             port: None,
+            port_name: None,
+            service_port: None,
             count: count as u32,
             path: "/".into(),
             connect_timeout: Some(Duration::from_secs_f64(secs)),

@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use nodestack::{Iface, Node};
 use vswitch::{PcapSink, Port, Router, Segment, TraceSink, Tracer};
 
+use crate::apps::AppsHandle;
 use crate::clock::WallClock;
 use crate::host::{AccessJournal, AccessLog, ClientHandle, RequestId};
 
@@ -96,6 +97,8 @@ struct Edge {
     kind: EdgeKind,
     port: Tracer<Box<dyn Port + Send>>,
     access_log: Option<AccessLog>,
+    /// Starts and stops a pod's apps.
+    apps: Option<AppsHandle>,
     client: Option<ClientHandle>,
     /// Removed from the fabric (a deleted pod): not polled, its address detached.
     gone: bool,

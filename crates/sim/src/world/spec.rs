@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use nodeport::ProxyConfig;
 
+use crate::apps::AppDesc;
 use crate::clock::WallClock;
 
 /// A node of the description.
@@ -46,12 +47,14 @@ pub struct ClientDesc {
     pub attach: Attachment,
 }
 
-/// A pod running the nginx-like server.
+/// A pod and the apps its containers run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodDesc {
     pub name: String,
     pub ip: Ipv4Addr,
     pub node: String,
+    /// One per container; empty = nginx on 80/TCP (a container that declares no ports).
+    pub apps: Vec<AppDesc>,
 }
 
 /// The external load balancer (its frontend lives on the router).

@@ -19,6 +19,7 @@ use super::{
     Attach, Attachment, ClientDesc, Edge, EdgeKind, LbDesc, NodeDesc, NodeSlot, PodDesc, SimError,
     World, WorldSpec, PROXY_HEALTH_PORT,
 };
+use crate::apps::AppDesc;
 use crate::host::{AccessJournal, Host, HostConfig, ServerInfo};
 
 /// The first host address of a network (the gateway: the router's client-network address,
@@ -203,7 +204,7 @@ impl World {
         Ok(())
     }
 
-    /// Start an embedded nginx pod (at construction, or later: a scale-up).
+    /// Start an embedded pod and its apps (at construction, or later: a scale-up).
     pub fn add_pod(&mut self, p: &PodDesc) -> Result<(), SimError> {
         let n = self.node_index(&p.node)?;
         let mut host = self.embedded_host(&p.name, p.ip, n);
@@ -212,28 +213,52 @@ impl World {
             node: p.node.clone(),
             ip: p.ip,
         };
-        let log = host.with_server(info, self.clock);
+        let default = [AppDesc::nginx(80)];
+        let apps = if p.apps.is_empty() {
+            &default[..]
+        } else {
+            &p.apps
+        };
+        let (log, handle) = host.with_apps(info, self.clock, apps);
         let e = self.attach_pod(&p.name, p.ip, n, Box::new(host))?;
         log.set_journal(self.journal.clone(), e);
         self.edges[e].access_log = Some(log);
+        self.edges[e].apps = Some(handle);
         self.mark_embedded(e);
+        Ok(())
+    }
+
+    /// Stop (`false`: the app exited, its ports refuse) or start again (`true`) an embedded
+    /// pod's apps, from the next poll on.
+    pub fn set_apps_running(&mut self, pod: &str, running: bool) -> Result<(), SimError> {
+        let e = self.live_pod(pod)?;
+        let handle = self.edges[e]
+            .apps
+            .clone()
+            .ok_or_else(|| SimError::NotEmbedded(pod.to_string()))?;
+        handle.set_running(running);
+        self.kick(e);
         Ok(())
     }
 
     /// Delete a pod: its address leaves the cni0 segment (datagrams to it are lost, as for
     /// a deleted pod's veth) and it is no longer polled. Its access log stays readable.
     pub fn remove_pod(&mut self, name: &str) -> Result<(), SimError> {
-        let e = self
-            .edge_index
-            .get(name)
-            .copied()
-            .filter(|&e| matches!(self.edges[e].kind, EdgeKind::Pod { .. }) && !self.edges[e].gone)
-            .ok_or_else(|| SimError::UnknownPod(name.to_string()))?;
+        let e = self.live_pod(name)?;
         let (seg, ip) = (self.edges[e].seg, self.edges[e].ip);
         self.segments[seg].detach(ip);
         self.edges[e].gone = true;
         self.rewake(e);
         Ok(())
+    }
+
+    /// The edge of a pod that was not deleted.
+    fn live_pod(&self, name: &str) -> Result<usize, SimError> {
+        self.edge_index
+            .get(name)
+            .copied()
+            .filter(|&e| matches!(self.edges[e].kind, EdgeKind::Pod { .. }) && !self.edges[e].gone)
+            .ok_or_else(|| SimError::UnknownPod(name.to_string()))
     }
 
     pub(super) fn node_index(&self, name: &str) -> Result<usize, SimError> {
@@ -320,6 +345,7 @@ impl World {
             kind,
             port: self.tracer(port),
             access_log: None,
+            apps: None,
             client: None,
             gone: false,
             embedded: false,

@@ -1,9 +1,7 @@
-//! Embedded hosts: one smoltcp `Interface` (`Medium::Ip`, queue-backed device) per pod or
-//! client, running an nginx-like HTTP server and/or a curl-like HTTP client. A [`Host`] is a
-//! [`vswitch::Port`], so the world treats it exactly like a TUN device in real mode.
-//!
-//! State the world needs to read (access logs, request outcomes) is shared through
-//! [`AccessLog`] and [`ClientHandle`]; the host itself stays behind `Box<dyn Port>`.
+//! The embedded curl-like HTTP client: requests queued by the world, one smoltcp socket per
+//! request, curl's outcomes and messages (`curl: (7) …`), Linux's SYN retry budget.
+//! The client closes first once the response is complete (like curl), so TIME-WAIT sits on
+//! the client as on a real host.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -13,15 +11,13 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
-use nodestack::device::{duration, instant, QueueDevice};
 use vswitch::packet::{self, PROTO_TCP};
-use vswitch::Port;
 
-use crate::clock::WallClock;
+use super::tcp_socket;
 
 /// Linux `tcp_syn_retries = 6`: SYN at 0, retransmits after 1, 2, 4, 8, 16, 32 s, give up
 /// 64 s after the last one: ≈127 s.
@@ -118,300 +114,6 @@ impl fmt::Display for RequestOutcome {
     }
 }
 
-/// One access-log entry of the nginx-like server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLogEntry {
-    pub at: Duration,
-    /// `$remote_addr`: the peer address the server's socket saw.
-    pub remote_addr: Ipv4Addr,
-    pub remote_port: u16,
-    pub request: String,
-    pub status: u16,
-    pub body_bytes_sent: usize,
-    pub user_agent: Option<String>,
-    /// The line in nginx's `main` format.
-    pub line: String,
-}
-
-/// Every access-log line of a world's pods, in the order they were written: (the tag the
-/// log was registered with, the entry's index in that log). Appended to, never scanned.
-#[derive(Debug, Clone, Default)]
-pub struct AccessJournal(Arc<Mutex<Vec<(usize, usize)>>>);
-
-impl AccessJournal {
-    pub fn len(&self) -> usize {
-        self.0.lock().expect("poisoned").len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The (tag, index) pairs from position `mark` on.
-    pub fn since(&self, mark: usize) -> Vec<(usize, usize)> {
-        let j = self.0.lock().expect("poisoned");
-        j.get(mark..).map(<[_]>::to_vec).unwrap_or_default()
-    }
-    fn push(&self, tag: usize, index: usize) {
-        self.0.lock().expect("poisoned").push((tag, index));
-    }
-}
-
-#[derive(Debug, Default)]
-struct LogInner {
-    entries: Vec<AccessLogEntry>,
-    journal: Option<(AccessJournal, usize)>,
-}
-
-/// Shared view of a server's access log.
-#[derive(Debug, Clone, Default)]
-pub struct AccessLog(Arc<Mutex<LogInner>>);
-
-impl AccessLog {
-    pub fn entries(&self) -> Vec<AccessLogEntry> {
-        self.0.lock().expect("poisoned").entries.clone()
-    }
-    pub fn lines(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .expect("poisoned")
-            .entries
-            .iter()
-            .map(|e| e.line.clone())
-            .collect()
-    }
-    pub fn len(&self) -> usize {
-        self.0.lock().expect("poisoned").entries.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Entry `i` (0 = the first line).
-    pub fn get(&self, i: usize) -> Option<AccessLogEntry> {
-        self.0.lock().expect("poisoned").entries.get(i).cloned()
-    }
-    /// The latest entry.
-    pub fn last(&self) -> Option<AccessLogEntry> {
-        self.0.lock().expect("poisoned").entries.last().cloned()
-    }
-    /// Also note every new line in `journal`, tagged `tag`.
-    pub fn set_journal(&self, journal: AccessJournal, tag: usize) {
-        self.0.lock().expect("poisoned").journal = Some((journal, tag));
-    }
-    fn push(&self, e: AccessLogEntry) {
-        let mut log = self.0.lock().expect("poisoned");
-        log.entries.push(e);
-        if let Some((j, tag)) = &log.journal {
-            j.push(*tag, log.entries.len() - 1);
-        }
-    }
-}
-
-/// What the nginx-like server says about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerInfo {
-    pub pod: String,
-    pub node: String,
-    pub ip: Ipv4Addr,
-}
-
-fn dash(v: Option<&str>) -> &str {
-    match v {
-        Some(s) if !s.is_empty() => s,
-        _ => "-",
-    }
-}
-
-/// The nginx-like HTTP/1.1 server on :80 (`Connection: close`).
-struct NginxServer {
-    info: ServerInfo,
-    clock: WallClock,
-    port: u16,
-    slots: Vec<(SocketHandle, Vec<u8>, bool)>,
-    log: AccessLog,
-}
-
-/// At most this many connections at once (nginx's listen backlog, scaled down).
-const SERVER_POOL: usize = 16;
-
-fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
-    let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; rx]),
-        tcp::SocketBuffer::new(vec![0; tx]),
-    );
-    s.set_ack_delay(None);
-    s.set_nagle_enabled(false);
-    s
-}
-
-impl NginxServer {
-    fn new(info: ServerInfo, clock: WallClock, sockets: &mut SocketSet<'static>) -> Self {
-        let mut srv = NginxServer {
-            info,
-            clock,
-            port: 80,
-            slots: Vec::new(),
-            log: AccessLog::default(),
-        };
-        srv.ensure_listeners(sockets, 1);
-        srv
-    }
-
-    /// Grow the pool (in slot order, up to [`SERVER_POOL`]) until at least `wanted` sockets
-    /// listen. The pool used to be 16 listeners from the start (256 KiB of buffers per pod);
-    /// a SYN goes to the first listening socket in slot order, and the slots never created
-    /// are exactly the ones that would still be listening, so creating them only when the
-    /// datagrams queued for the stack could need them hands every SYN to the same slot.
-    fn ensure_listeners(&mut self, sockets: &mut SocketSet<'static>, wanted: usize) {
-        let mut listening = self
-            .slots
-            .iter()
-            .filter(|(h, _, _)| sockets.get::<tcp::Socket>(*h).state() == tcp::State::Listen)
-            .count();
-        while listening < wanted && self.slots.len() < SERVER_POOL {
-            let mut s = tcp_socket(8192, 8192);
-            let _ = s.listen(self.port);
-            self.slots.push((sockets.add(s), Vec::new(), false));
-            listening += 1;
-        }
-    }
-
-    fn respond(&self, now: Duration, path: &str) -> (u16, String, &'static str) {
-        match path {
-            "/" | "/index.html" => (
-                200,
-                format!(
-                    "pod {} on {} ({})\n",
-                    self.info.pod, self.info.node, self.info.ip
-                ),
-                "OK",
-            ),
-            _ => {
-                let _ = now;
-                (
-                    404,
-                    "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n".to_string(),
-                    "Not Found",
-                )
-            }
-        }
-    }
-
-    fn serve(&mut self, now: Duration, sockets: &mut SocketSet<'static>) -> bool {
-        let mut changed = false;
-        for i in 0..self.slots.len() {
-            let h = self.slots[i].0;
-            let st = sockets.get::<tcp::Socket>(h).state();
-            if st == tcp::State::TimeWait {
-                // The listening socket of a real server is not held up by TIME-WAIT: replace
-                // the finished connection's socket with a fresh listener (silently).
-                sockets.remove(h);
-                let mut s = tcp_socket(8192, 8192);
-                let _ = s.listen(self.port);
-                self.slots[i] = (sockets.add(s), Vec::new(), false);
-                continue;
-            }
-            let s = sockets.get_mut::<tcp::Socket>(h);
-            if !s.is_open() {
-                self.slots[i].1.clear();
-                self.slots[i].2 = false;
-                let _ = s.listen(self.port);
-                continue;
-            }
-            if s.can_recv() {
-                let buf = &mut self.slots[i].1;
-                let _ = s.recv(|d| {
-                    buf.extend_from_slice(d);
-                    (d.len(), ())
-                });
-            }
-            if self.slots[i].2 || self.slots[i].1.is_empty() {
-                if !self.slots[i].2 && !s.may_recv() && s.state() == tcp::State::CloseWait {
-                    s.close();
-                    changed = true;
-                }
-                continue;
-            }
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut req = httparse::Request::new(&mut headers);
-            let parsed = req.parse(&self.slots[i].1);
-            let (status, body, reason, request, ua, referer, xff) = match parsed {
-                Ok(httparse::Status::Complete(_)) => {
-                    let method = req.method.unwrap_or("GET");
-                    let path = req.path.unwrap_or("/");
-                    let version = if req.version == Some(0) {
-                        "HTTP/1.0"
-                    } else {
-                        "HTTP/1.1"
-                    };
-                    let hdr = |name: &str| {
-                        req.headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case(name))
-                            .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                    };
-                    let (status, body, reason) = self.respond(now, path);
-                    (
-                        status,
-                        body,
-                        reason,
-                        format!("{method} {path} {version}"),
-                        hdr("User-Agent"),
-                        hdr("Referer"),
-                        hdr("X-Forwarded-For"),
-                    )
-                }
-                Ok(httparse::Status::Partial) => continue,
-                Err(_) => (
-                    400,
-                    String::new(),
-                    "Bad Request",
-                    String::new(),
-                    None,
-                    None,
-                    None,
-                ),
-            };
-            let head = format!(
-                "HTTP/1.1 {status} {reason}\r\nServer: nginx\r\nDate: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                self.clock.http_date(now),
-                body.len()
-            );
-            let mut bytes = head.into_bytes();
-            bytes.extend_from_slice(body.as_bytes());
-            let _ = s.send_slice(&bytes);
-            s.close();
-            let (raddr, rport) = match s.remote_endpoint() {
-                Some(IpEndpoint {
-                    addr: IpAddress::Ipv4(a),
-                    port,
-                }) => (a, port),
-                _ => (Ipv4Addr::UNSPECIFIED, 0),
-            };
-            let line = format!(
-                "{raddr} - - [{}] \"{}\" {status} {} \"{}\" \"{}\" \"{}\"",
-                self.clock.time_local(now),
-                dash(Some(&request)),
-                body.len(),
-                dash(referer.as_deref()),
-                dash(ua.as_deref()),
-                dash(xff.as_deref()),
-            );
-            self.log.push(AccessLogEntry {
-                at: now,
-                remote_addr: raddr,
-                remote_port: rport,
-                request,
-                status,
-                body_bytes_sent: body.len(),
-                user_agent: ua,
-                line,
-            });
-            self.slots[i].2 = true;
-            changed = true;
-        }
-        changed
-    }
-}
-
 /// Requests queued by the world and outcomes reported back.
 #[derive(Debug, Default)]
 struct ClientShared {
@@ -497,7 +199,7 @@ fn keep_spare(spare: &mut Vec<tcp::Socket<'static>>, s: smoltcp::socket::Socket<
 }
 
 /// The curl-like client.
-struct CurlClient {
+pub(super) struct CurlClient {
     ip: Ipv4Addr,
     shared: ClientHandle,
     active: Vec<Active>,
@@ -565,6 +267,26 @@ fn parse_http(buf: &[u8], eof: bool, with_headers: bool) -> Option<Parsed> {
 }
 
 impl CurlClient {
+    /// A client at `ip` whose source ports come from `seed`; the handle starts requests.
+    pub(super) fn new(ip: Ipv4Addr, seed: u64) -> (CurlClient, ClientHandle) {
+        let shared = ClientHandle::default();
+        let client = CurlClient {
+            ip,
+            shared: shared.clone(),
+            active: Vec::new(),
+            closing: Vec::new(),
+            spare: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            recent_ports: VecDeque::new(),
+        };
+        (client, shared)
+    }
+
+    /// Requests queued and not picked up yet.
+    pub(super) fn has_starts(&self) -> bool {
+        self.shared.has_starts()
+    }
+
     fn pick_port(&mut self) -> u16 {
         loop {
             let p: u16 = self.rng.random_range(32768..=60999);
@@ -578,14 +300,14 @@ impl CurlClient {
         }
     }
 
-    fn deadline(&self) -> Option<Duration> {
+    pub(super) fn deadline(&self) -> Option<Duration> {
         self.active.iter().filter_map(|a| a.deadline()).min()
     }
 
     /// Model `tcp_syn_retries`: smoltcp keeps retransmitting SYNs (its backoff caps at
     /// 60 s); Linux sends the first SYN and 6 retransmits (0, 1, 3, 7, 15, 31, 63 s) and
     /// then waits for the connect timeout. Returns false for a SYN to swallow.
-    fn allow_tx(&mut self, pkt: &[u8]) -> bool {
+    pub(super) fn allow_tx(&mut self, pkt: &[u8]) -> bool {
         let Ok(s) = packet::summarize(pkt) else {
             return true;
         };
@@ -606,7 +328,7 @@ impl CurlClient {
     }
 
     /// ICMP destination unreachable for one of our SYNs: connection refused.
-    fn on_icmp(&mut self, pkt: &[u8]) {
+    pub(super) fn on_icmp(&mut self, pkt: &[u8]) {
         let Ok(s) = packet::summarize(pkt) else {
             return;
         };
@@ -626,7 +348,7 @@ impl CurlClient {
         }
     }
 
-    fn service(
+    pub(super) fn service(
         &mut self,
         now: Duration,
         iface: &mut Interface,
@@ -837,167 +559,6 @@ impl CurlClient {
             }
         }
         None
-    }
-}
-
-/// How to build a [`Host`].
-#[derive(Debug, Clone)]
-pub struct HostConfig {
-    /// Link name for traces (e.g. `ydzs-node1/cni0/nginx-…`).
-    pub link: String,
-    pub ip: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Ipv4Addr,
-    /// Seeds smoltcp (ISNs) and the client's source-port choice.
-    pub seed: u64,
-}
-
-/// A host on its own smoltcp stack.
-pub struct Host {
-    link: String,
-    iface: Interface,
-    dev: QueueDevice,
-    sockets: SocketSet<'static>,
-    server: Option<NginxServer>,
-    client: Option<CurlClient>,
-    dirty: bool,
-    next_poll: Option<Duration>,
-    /// Datagrams that could not be parsed when inspected (still handed to smoltcp).
-    pub malformed: u64,
-}
-
-impl Host {
-    pub fn new(cfg: HostConfig, now: Duration) -> Host {
-        let mut dev = QueueDevice::new(1500);
-        let mut config = Config::new(HardwareAddress::Ip);
-        config.random_seed = cfg.seed;
-        let mut iface = Interface::new(config, &mut dev, instant(now));
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.ip), cfg.prefix_len));
-        });
-        let _ = iface.routes_mut().add_default_ipv4_route(cfg.gateway);
-        Host {
-            link: cfg.link,
-            iface,
-            dev,
-            sockets: SocketSet::new(Vec::new()),
-            server: None,
-            client: None,
-            dirty: true,
-            next_poll: None,
-            malformed: 0,
-        }
-    }
-
-    /// Run the nginx-like server on :80; returns its access log.
-    pub fn with_server(&mut self, info: ServerInfo, clock: WallClock) -> AccessLog {
-        let srv = NginxServer::new(info, clock, &mut self.sockets);
-        let log = srv.log.clone();
-        self.server = Some(srv);
-        self.dirty = true;
-        log
-    }
-
-    /// Run the curl-like client; returns the handle to start requests and read outcomes.
-    pub fn with_client(&mut self, ip: Ipv4Addr, seed: u64) -> ClientHandle {
-        let shared = ClientHandle::default();
-        self.client = Some(CurlClient {
-            ip,
-            shared: shared.clone(),
-            active: Vec::new(),
-            closing: Vec::new(),
-            spare: Vec::new(),
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            recent_ports: VecDeque::new(),
-        });
-        shared
-    }
-
-    fn service(&mut self, now: Duration) {
-        let at = instant(now);
-        for _ in 0..64 {
-            self.iface.poll(at, &mut self.dev, &mut self.sockets);
-            let mut changed = false;
-            if let Some(srv) = &mut self.server {
-                changed |= srv.serve(now, &mut self.sockets);
-            }
-            if let Some(cl) = &mut self.client {
-                changed |= cl.service(now, &mut self.iface, &mut self.sockets);
-            }
-            if !changed {
-                break;
-            }
-        }
-        let stack = self.iface.poll_at(at, &self.sockets).map(duration);
-        let app = self.client.as_ref().and_then(|c| c.deadline());
-        self.next_poll = match (stack, app) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-}
-
-impl Port for Host {
-    fn name(&self) -> &str {
-        &self.link
-    }
-    fn send(&mut self, _now: Duration, pkt: &[u8]) {
-        let sum = packet::summarize(pkt);
-        if sum.is_err() {
-            self.malformed += 1;
-        }
-        // A retransmitted SYN for a connection a server socket already half-opened: Linux
-        // answers from the existing request socket. smoltcp would hand it to another
-        // listening socket of the pool (a second half-open connection with another ISN, and
-        // the client's ACK then draws an RST from the first), so leave it to the existing
-        // socket, which retransmits its SYN-ACK on its own timer.
-        if let (Ok(s), Some(srv)) = (&sum, &self.server) {
-            if s.tuple.proto == PROTO_TCP && s.flags == "S" && s.tuple.dport == srv.port {
-                let from = IpEndpoint::new(IpAddress::Ipv4(s.tuple.src), s.tuple.sport);
-                let half_open = srv.slots.iter().any(|(h, _, _)| {
-                    let sock = self.sockets.get::<tcp::Socket>(*h);
-                    sock.state() == tcp::State::SynReceived && sock.remote_endpoint() == Some(from)
-                });
-                if half_open {
-                    return;
-                }
-            }
-        }
-        // Enough listeners for every SYN that may be in the queue with this one.
-        if let (Ok(s), Some(srv)) = (&sum, &mut self.server) {
-            if s.tuple.proto == PROTO_TCP && s.flags == "S" && s.tuple.dport == srv.port {
-                srv.ensure_listeners(&mut self.sockets, self.dev.rx.len() + 1);
-            }
-        }
-        if let Some(c) = &mut self.client {
-            c.on_icmp(pkt);
-        }
-        self.dev.rx.push_back(pkt.to_vec());
-        self.dirty = true;
-    }
-    fn recv(&mut self, now: Duration) -> Option<Vec<u8>> {
-        let due = self.next_poll.is_some_and(|t| t <= now);
-        let starts = self.client.as_ref().is_some_and(|c| c.shared.has_starts());
-        if self.dirty || due || starts {
-            self.dirty = false;
-            self.service(now);
-        }
-        loop {
-            let pkt = self.dev.tx.pop_front()?;
-            let allowed = match &mut self.client {
-                Some(c) => c.allow_tx(&pkt),
-                None => true,
-            };
-            if allowed {
-                return Some(pkt);
-            }
-        }
-    }
-    fn poll_at(&self) -> Option<Duration> {
-        if self.dirty {
-            return Some(Duration::ZERO);
-        }
-        self.next_poll
     }
 }
 
