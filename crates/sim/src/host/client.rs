@@ -118,7 +118,9 @@ impl fmt::Display for RequestOutcome {
 #[derive(Debug, Default)]
 struct ClientShared {
     starts: VecDeque<(RequestId, SocketAddrV4, RequestOpts, Duration)>,
+    /// Outcomes not taken yet ([`ClientHandle::take_outcome`]).
     outcomes: HashMap<RequestId, RequestOutcome>,
+    /// Source ports of the requests in progress (a finished one's is in its outcome).
     ports: HashMap<RequestId, u16>,
 }
 
@@ -134,12 +136,33 @@ impl ClientHandle {
             .starts
             .push_back((id, dst, opts, now));
     }
+    /// The outcome of a finished request (until it is taken).
     pub fn outcome(&self, id: RequestId) -> Option<RequestOutcome> {
         self.0.lock().expect("poisoned").outcomes.get(&id).cloned()
     }
-    /// The source port the request uses (known once the client picked it up).
+    /// Whether request `id` finished (its outcome not taken yet); no copy made.
+    pub fn has_outcome(&self, id: RequestId) -> bool {
+        self.0.lock().expect("poisoned").outcomes.contains_key(&id)
+    }
+    /// The outcome of a finished request, handed over: the client keeps nothing of it
+    /// (memory stays O(requests in flight), not O(requests run)).
+    pub fn take_outcome(&self, id: RequestId) -> Option<RequestOutcome> {
+        self.0.lock().expect("poisoned").outcomes.remove(&id)
+    }
+    /// The source port the request uses (known once the client picked it up; for a
+    /// finished request while its outcome is not taken).
     pub fn client_port(&self, id: RequestId) -> Option<u16> {
-        self.0.lock().expect("poisoned").ports.get(&id).copied()
+        let shared = self.0.lock().expect("poisoned");
+        shared
+            .ports
+            .get(&id)
+            .copied()
+            .or_else(|| shared.outcomes.get(&id).map(|o| o.client_port))
+    }
+    fn finished(&self, id: RequestId, out: RequestOutcome) {
+        let mut shared = self.0.lock().expect("poisoned");
+        shared.ports.remove(&id);
+        shared.outcomes.insert(id, out);
     }
     fn has_starts(&self) -> bool {
         !self.0.lock().expect("poisoned").starts.is_empty()
@@ -182,6 +205,9 @@ impl Active {
     }
 }
 
+/// curl's request headers after `Host:`.
+const CURL_HEADERS: &str = "\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+
 /// The client's socket buffers: a 64 KiB receive window (as advertised in every SYN and
 /// ACK), room for the request line and headers.
 const CLIENT_RX: usize = 65536;
@@ -207,25 +233,53 @@ pub(super) struct CurlClient {
     /// Sockets of finished requests, out of the set, reused by the next ones.
     spare: Vec<tcp::Socket<'static>>,
     rng: ChaCha8Rng,
-    recent_ports: VecDeque<u16>,
+    recent_ports: RecentPorts,
 }
 
-/// Parse a complete response: (status, body) once complete.
-fn parse_response(buf: &[u8], eof: bool) -> Option<(u16, String)> {
-    parse_http(buf, eof, false).map(|(s, b, _)| (s, b))
+/// The last [`RecentPorts::KEEP`] source ports handed out, oldest first, with a bit per
+/// port so that checking one is O(1) (it was a scan of the 4096 per request).
+struct RecentPorts {
+    order: VecDeque<u16>,
+    bits: Vec<u64>,
+}
+
+impl RecentPorts {
+    const KEEP: usize = 4096;
+
+    fn new() -> Self {
+        RecentPorts {
+            order: VecDeque::new(),
+            bits: vec![0; 65536 / 64],
+        }
+    }
+    fn bit(p: u16) -> (usize, u64) {
+        (usize::from(p) / 64, 1 << (p % 64))
+    }
+    fn contains(&self, p: u16) -> bool {
+        let (w, b) = Self::bit(p);
+        self.bits[w] & b != 0
+    }
+    /// Remember `p` (not already in), forgetting the oldest beyond [`Self::KEEP`].
+    fn push(&mut self, p: u16) {
+        let (w, b) = Self::bit(p);
+        self.bits[w] |= b;
+        self.order.push_back(p);
+        if self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                let (w, b) = Self::bit(old);
+                self.bits[w] &= !b;
+            }
+        }
+    }
 }
 
 /// (status, body, headers) of a complete response.
 type Parsed = (u16, String, Vec<(String, String)>);
 
-/// Parse a complete response: (status, body, headers) once complete.
-fn parse_response_full(buf: &[u8], eof: bool) -> Option<Parsed> {
-    parse_http(buf, eof, true)
-}
-
-/// [`parse_response_full`]; the header list only `with_headers` (the per-segment
-/// completeness check needs none: no allocation per header there).
-fn parse_http(buf: &[u8], eof: bool, with_headers: bool) -> Option<Parsed> {
+/// Parse a response: (status, body, headers) once complete (`Content-Length` bytes of
+/// body, or everything up to `eof` without one). Checked after every segment, so nothing
+/// is allocated until the response is complete.
+fn parse_http(buf: &[u8], eof: bool) -> Option<Parsed> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let Ok(httparse::Status::Complete(n)) = resp.parse(buf) else {
@@ -243,10 +297,15 @@ fn parse_http(buf: &[u8], eof: bool, with_headers: bool) -> Option<Parsed> {
                 .parse::<usize>()
                 .ok()
         });
+    let body = &buf[n..];
+    let body = match cl {
+        Some(len) if body.len() >= len => &body[..len],
+        None if eof => body,
+        _ => return None,
+    };
     let headers = resp
         .headers
         .iter()
-        .filter(|_| with_headers)
         .map(|h| {
             (
                 h.name.to_string(),
@@ -254,15 +313,31 @@ fn parse_http(buf: &[u8], eof: bool, with_headers: bool) -> Option<Parsed> {
             )
         })
         .collect();
-    let body = &buf[n..];
-    match cl {
-        Some(len) if body.len() >= len => Some((
-            status,
-            String::from_utf8_lossy(&body[..len]).into_owned(),
-            headers,
-        )),
-        None if eof => Some((status, String::from_utf8_lossy(body).into_owned(), headers)),
-        _ => None,
+    Some((status, String::from_utf8_lossy(body).into_owned(), headers))
+}
+
+/// How a request ended, as [`CurlClient::step`] finds it.
+struct Ending {
+    kind: OutcomeKind,
+    status: Option<u16>,
+    body: String,
+    headers: Vec<(String, String)>,
+    /// curl's error line (empty on success).
+    message: String,
+    /// Close the connection (FIN); else drop the socket without a word.
+    graceful: bool,
+}
+
+impl Ending {
+    fn failed(kind: OutcomeKind, message: String, graceful: bool) -> Option<Ending> {
+        Some(Ending {
+            kind,
+            status: None,
+            body: String::new(),
+            headers: Vec::new(),
+            message,
+            graceful,
+        })
     }
 }
 
@@ -277,7 +352,7 @@ impl CurlClient {
             closing: Vec::new(),
             spare: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
-            recent_ports: VecDeque::new(),
+            recent_ports: RecentPorts::new(),
         };
         (client, shared)
     }
@@ -290,11 +365,8 @@ impl CurlClient {
     fn pick_port(&mut self) -> u16 {
         loop {
             let p: u16 = self.rng.random_range(32768..=60999);
-            if !self.recent_ports.contains(&p) && self.active.iter().all(|a| a.port != p) {
-                self.recent_ports.push_back(p);
-                if self.recent_ports.len() > 4096 {
-                    self.recent_ports.pop_front();
-                }
+            if !self.recent_ports.contains(p) && self.active.iter().all(|a| a.port != p) {
+                self.recent_ports.push(p);
                 return p;
             }
         }
@@ -415,18 +487,10 @@ impl CurlClient {
         // Progress and outcomes.
         let mut i = 0;
         while i < self.active.len() {
-            let outcome = self.step(i, now, sockets);
-            if let Some((kind, status, body, message, graceful)) = outcome {
-                let headers = if kind == OutcomeKind::Ok {
-                    parse_response_full(&self.active[i].buf, true)
-                        .map(|(_, _, h)| h)
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
+            if let Some(end) = self.step(i, now, sockets) {
                 let a = self.active.swap_remove(i);
                 let s = sockets.get_mut::<tcp::Socket>(a.handle);
-                if graceful {
+                if end.graceful {
                     s.close();
                     self.closing.push(a.handle);
                 } else {
@@ -439,22 +503,17 @@ impl CurlClient {
                     keep_spare(&mut self.spare, s);
                 }
                 let out = RequestOutcome {
-                    kind,
-                    status,
-                    body,
+                    kind: end.kind,
+                    status: end.status,
+                    body: end.body,
                     elapsed: now.saturating_sub(a.started),
                     started_at: a.started,
                     client_port: a.port,
                     dst: a.dst,
-                    message,
-                    headers,
+                    message: end.message,
+                    headers: end.headers,
                 };
-                self.shared
-                    .0
-                    .lock()
-                    .expect("poisoned")
-                    .outcomes
-                    .insert(a.id, out);
+                self.shared.finished(a.id, out);
                 changed = true;
             } else {
                 i += 1;
@@ -469,7 +528,7 @@ impl CurlClient {
         i: usize,
         now: Duration,
         sockets: &mut SocketSet<'static>,
-    ) -> Option<(OutcomeKind, Option<u16>, String, String, bool)> {
+    ) -> Option<Ending> {
         let a = &mut self.active[i];
         let s = sockets.get_mut::<tcp::Socket>(a.handle);
         let ms = now.saturating_sub(a.started).as_millis();
@@ -478,7 +537,7 @@ impl CurlClient {
             let msg = format!(
                 "curl: (7) Failed to connect to {ip} port {port} after {ms} ms: Connection refused"
             );
-            Some((OutcomeKind::Refused, None, String::new(), msg, false))
+            Ending::failed(OutcomeKind::Refused, msg, false)
         };
         if a.refused {
             return refused();
@@ -488,13 +547,11 @@ impl CurlClient {
             match st {
                 tcp::State::SynSent | tcp::State::SynReceived => {
                     if now >= a.connect_deadline() {
-                        return Some((
+                        return Ending::failed(
                             OutcomeKind::Timeout,
-                            None,
-                            String::new(),
                             format!("curl: (28) Failed to connect to {ip} port {port} after {ms} ms: Timeout was reached"),
                             false,
-                        ));
+                        );
                     }
                     return None;
                 }
@@ -503,15 +560,11 @@ impl CurlClient {
             }
         }
         if !a.sent && s.can_send() {
-            let host = a
-                .opts
-                .host
-                .clone()
-                .unwrap_or_else(|| format!("{ip}:{port}"));
-            let req = format!(
-                "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
-                a.opts.path
-            );
+            let path = &a.opts.path;
+            let req = match &a.opts.host {
+                Some(host) => format!("GET {path} HTTP/1.1\r\nHost: {host}{CURL_HEADERS}"),
+                None => format!("GET {path} HTTP/1.1\r\nHost: {ip}:{port}{CURL_HEADERS}"),
+            };
             let _ = s.send_slice(req.as_bytes());
             a.sent = true;
         }
@@ -523,39 +576,40 @@ impl CurlClient {
             });
         }
         let eof = !s.may_recv() && s.state() != tcp::State::Established;
-        if let Some((status, body)) = parse_response(&a.buf, eof) {
-            return Some((OutcomeKind::Ok, Some(status), body, String::new(), true));
+        if let Some((status, body, headers)) = parse_http(&a.buf, eof) {
+            return Some(Ending {
+                kind: OutcomeKind::Ok,
+                status: Some(status),
+                body,
+                headers,
+                message: String::new(),
+                graceful: true,
+            });
         }
         if st == tcp::State::Closed {
-            return Some((
+            return Ending::failed(
                 OutcomeKind::Reset,
-                None,
-                String::new(),
                 "curl: (56) Recv failure: Connection reset by peer".into(),
                 false,
-            ));
+            );
         }
         if eof {
-            return Some((
+            return Ending::failed(
                 OutcomeKind::EmptyReply,
-                None,
-                String::new(),
                 "curl: (52) Empty reply from server".into(),
                 true,
-            ));
+            );
         }
         if let Some(m) = a.opts.max_time {
             if now >= a.started + m {
-                return Some((
+                return Ending::failed(
                     OutcomeKind::Timeout,
-                    None,
-                    String::new(),
                     format!(
                         "curl: (28) Operation timed out after {ms} milliseconds with {} bytes received",
                         a.buf.len()
                     ),
                     false,
-                ));
+                );
             }
         }
         None
@@ -568,11 +622,14 @@ mod tests {
 
     #[test]
     fn parses_responses() {
+        let cl = || vec![("Content-Length".to_string(), "3".to_string())];
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
-        assert_eq!(parse_response(r, false), Some((200, "abc".into())));
-        assert_eq!(parse_response(&r[..r.len() - 1], false), None);
+        assert_eq!(parse_http(r, false), Some((200, "abc".into(), cl())));
+        assert_eq!(parse_http(&r[..r.len() - 1], false), None);
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef";
+        assert_eq!(parse_http(r, false), Some((200, "abc".into(), cl())));
         let r = b"HTTP/1.1 200 OK\r\n\r\nab";
-        assert_eq!(parse_response(r, false), None);
-        assert_eq!(parse_response(r, true), Some((200, "ab".into())));
+        assert_eq!(parse_http(r, false), None);
+        assert_eq!(parse_http(r, true), Some((200, "ab".into(), vec![])));
     }
 }

@@ -32,7 +32,7 @@ use vswitch::{PcapSink, Port, Router, Segment, TraceSink, Tracer};
 
 use crate::apps::AppsHandle;
 use crate::clock::WallClock;
-use crate::host::{AccessJournal, AccessLog, ClientHandle, RequestId};
+use crate::host::{AccessJournal, AccessLog, ClientHandle, RequestId, RequestOutcome};
 
 pub use prober::{HealthCheckSpec, HealthEvent};
 pub use spec::{Attachment, ClientDesc, LbDesc, NodeDesc, PodDesc, WorldSpec};
@@ -148,6 +148,9 @@ pub struct World {
     sink: TraceSink,
     tracing: bool,
     requests: HashMap<RequestId, RequestMeta>,
+    /// The last outcome [`World::run_until_complete`] took from its client (the clients
+    /// keep none once taken), for [`World::outcome`] and [`World::trace_for`].
+    done: Option<(RequestId, RequestOutcome)>,
     next_request: u64,
     lb: Option<LbDesc>,
     prober: Option<Prober>,

@@ -3,7 +3,9 @@
 use std::net::SocketAddrV4;
 
 use super::{Edge, EdgeKind, RequestMeta, SimError, World};
-use crate::host::{AccessLog, AccessLogEntry, RequestId, RequestOpts, RequestOutcome};
+use crate::host::{
+    AccessLog, AccessLogEntry, ClientHandle, RequestId, RequestOpts, RequestOutcome,
+};
 
 impl World {
     /// Start a curl-like GET from `client` to `dst`. Run the clock to make progress.
@@ -49,10 +51,32 @@ impl World {
         self.run_until_complete(id).ok_or(SimError::NoOutcome(id.0))
     }
 
-    /// The outcome of a request, once it ended.
+    /// The outcome of a request, once it ended: until [`World::run_until_complete`] took
+    /// it, or while it is the last one that did.
     pub fn outcome(&self, id: RequestId) -> Option<RequestOutcome> {
+        match &self.done {
+            Some((d, o)) if *d == id => Some(o.clone()),
+            _ => self.request_client(id)?.outcome(id),
+        }
+    }
+
+    /// The client that runs request `id`.
+    pub(super) fn request_client(&self, id: RequestId) -> Option<&ClientHandle> {
         let m = self.requests.get(&id)?;
-        self.edges[m.client].client.as_ref()?.outcome(id)
+        self.edges[m.client].client.as_ref()
+    }
+
+    /// Request `id`'s outcome taken from its client, once it ended; the world keeps it as
+    /// the last finished request.
+    pub(super) fn take_outcome(&mut self, id: RequestId) -> Option<RequestOutcome> {
+        if let Some((d, o)) = &self.done {
+            if *d == id {
+                return Some(o.clone());
+            }
+        }
+        let out = self.request_client(id)?.take_outcome(id)?;
+        self.done = Some((id, out.clone()));
+        Some(out)
     }
 
     // ----- observation -------------------------------------------------------------------

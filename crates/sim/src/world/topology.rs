@@ -123,6 +123,7 @@ impl World {
             sink: TraceSink::new(),
             tracing: spec.tracing,
             requests: HashMap::new(),
+            done: None,
             next_request: 0,
             lb: spec.load_balancer.clone(),
             prober: None,
