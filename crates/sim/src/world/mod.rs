@@ -141,6 +141,8 @@ pub struct World {
     wake: BTreeSet<(Duration, usize)>,
     /// Edges that are external ports (not deleted): polled on every step.
     external: BTreeSet<usize>,
+    /// Scratch list of the edges a step polls (kept to reuse its allocation).
+    due: Vec<usize>,
     /// Every access-log line the pods wrote, in order: (edge, entry index in its log).
     journal: AccessJournal,
     queue: VecDeque<(Attach, Vec<u8>)>,

@@ -134,6 +134,21 @@ impl World {
             .collect()
     }
 
+    /// (pod, `$remote_addr`) of every access-log line written since `mark`, in the order
+    /// they were logged: [`World::access_entries_since`] without copying the entries (the
+    /// runner asks once per request).
+    pub fn access_peers_since(&self, mark: usize) -> Vec<(&str, std::net::Ipv4Addr)> {
+        self.journal
+            .since(mark)
+            .into_iter()
+            .filter_map(|(e, i)| {
+                let edge = &self.edges[e];
+                let addr = edge.access_log.as_ref()?.remote_addr(i)?;
+                Some((edge.name.as_str(), addr))
+            })
+            .collect()
+    }
+
     /// Names of the pods (edges running or standing in for servers), in attachment order.
     pub fn pods(&self) -> Vec<String> {
         self.edges

@@ -124,6 +124,7 @@ impl World {
             tracing: spec.tracing,
             requests: HashMap::new(),
             done: None,
+            due: Vec::new(),
             next_request: 0,
             lb: spec.load_balancer.clone(),
             prober: None,
