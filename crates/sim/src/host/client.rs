@@ -378,8 +378,12 @@ impl CurlClient {
 
     /// Model `tcp_syn_retries`: smoltcp keeps retransmitting SYNs (its backoff caps at
     /// 60 s); Linux sends the first SYN and 6 retransmits (0, 1, 3, 7, 15, 31, 63 s) and
-    /// then waits for the connect timeout. Returns false for a SYN to swallow.
+    /// then waits for the connect timeout. Returns false for a SYN to swallow. Only
+    /// connections not established send SYNs: with none of those, nothing is inspected.
     pub(super) fn allow_tx(&mut self, pkt: &[u8]) -> bool {
+        if self.active.iter().all(|a| a.established) {
+            return true;
+        }
         let Ok(s) = packet::summarize(pkt) else {
             return true;
         };
@@ -399,11 +403,9 @@ impl CurlClient {
         }
     }
 
-    /// ICMP destination unreachable for one of our SYNs: connection refused.
-    pub(super) fn on_icmp(&mut self, pkt: &[u8]) {
-        let Ok(s) = packet::summarize(pkt) else {
-            return;
-        };
+    /// ICMP destination unreachable for one of our SYNs (`s`, a datagram the host
+    /// received): connection refused.
+    pub(super) fn on_icmp(&mut self, s: &packet::Summary) {
         if s.icmp.map(|(t, _)| t) != Some(3) {
             return;
         }

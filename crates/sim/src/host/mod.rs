@@ -199,8 +199,8 @@ impl Port for Host {
                 }
             }
         }
-        if let Some(c) = &mut self.client {
-            c.on_icmp(pkt);
+        if let (Some(c), Ok(s)) = (&mut self.client, &sum) {
+            c.on_icmp(s);
         }
         self.dev.rx.push_back(pkt.to_vec());
         self.dirty = true;
