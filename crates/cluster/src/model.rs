@@ -134,7 +134,22 @@ pub struct PlanStep {
     pub connect_timeout: Option<Duration>,
     /// curl `-m` overall limit; `None` = no limit.
     pub max_time: Option<Duration>,
+    /// `protocol:` TCP (an HTTP GET, curl) or UDP (one datagram, then wait for the answer).
+    pub protocol: nodeport::Protocol,
+    /// UDP: the datagram's text (`payload:`, default `hostname`: an agnhost netexec command).
+    pub payload: String,
+    /// UDP: how long the client waits for the answer (`timeout:`, default 2 s).
+    pub timeout: Duration,
+    /// UDP: the client's source port (`sourcePort:`); `None` = a fresh ephemeral port per
+    /// datagram, like an unbound socket.
+    pub source_port: Option<u16>,
 }
+
+/// `timeout:` of a UDP plan entry when the config leaves it out.
+pub const DEFAULT_UDP_TIMEOUT: Duration = Duration::from_secs(2);
+/// `payload:` of a UDP plan entry when the config leaves it out (agnhost netexec's
+/// `hostname` command).
+pub const DEFAULT_UDP_PAYLOAD: &str = "hostname";
 
 /// A `scale:` or `wait:` entry of the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +188,30 @@ pub enum ActionKind {
     },
     /// Let virtual time pass (LB health checks keep probing).
     Wait(Duration),
+    /// `delete: {pod: NAME}` or `delete: {deployment: NAME}` (its first pod): the pod goes
+    /// away and its ReplicaSet creates a replacement with a fresh name and IP (placed like a
+    /// scale-up); the EndpointSlices are recomputed and pushed to every node's kube-proxy.
+    Delete(PodRef),
+}
+
+impl std::fmt::Display for PodRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PodRef::Pod { namespace, name } => write!(f, "pod {namespace}/{name}"),
+            PodRef::Deployment { namespace, name } => {
+                write!(f, "a pod of deployment {namespace}/{name}")
+            }
+        }
+    }
+}
+
+/// Which pod a `delete:` entry means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodRef {
+    /// `pod: [namespace/]name`.
+    Pod { namespace: String, name: String },
+    /// `deployment: [namespace/]name`: its first (oldest) pod.
+    Deployment { namespace: String, name: String },
 }
 
 /// An impaired link (`links:`): a client's uplink or a pod's veth (by pod, client or
@@ -229,6 +268,10 @@ pub struct KubeProxy {
     /// `conntrack.tcpBeLiberal`: kube-proxy then omits KUBE-FORWARD's
     /// `--ctstate INVALID -j DROP` rule.
     pub tcp_be_liberal: bool,
+    /// Lab what-if `conntrackCleanup: false`: kube-proxy never deletes stale UDP conntrack
+    /// entries after endpoint changes (Kubernetes' classic UDP bug, kubernetes#59033), so a
+    /// client reusing its 5-tuple keeps hitting a deleted pod until the entry expires.
+    pub conntrack_cleanup: bool,
 }
 
 impl Default for KubeProxy {
@@ -237,6 +280,7 @@ impl Default for KubeProxy {
             masquerade_random_fully: true,
             localhost_node_ports: true,
             tcp_be_liberal: false,
+            conntrack_cleanup: true,
         }
     }
 }
@@ -312,6 +356,8 @@ impl Cluster {
     /// `port` always wins for the dialled port. `None` only for steps the loader would reject.
     pub fn destination(&self, step: &PlanStep) -> Option<Destination> {
         let svc = step.service.as_deref().and_then(|s| self.service(s));
+        // The step's service port, picked by the loader (`port:`/`portName:`, a UDP entry's
+        // first UDP port), else the first.
         let sp = svc.and_then(|s| s.ports.get(step.service_port.unwrap_or(0)));
         let svc_port = sp.map(|p| p.port);
         let node_port = sp.and_then(|p| p.node_port);

@@ -21,6 +21,7 @@ fn up() -> host::Result<()> {
         ip: Ipv4Addr::new(10, 244, 1, 16),
         prefix_len: 24,
         gateway: Ipv4Addr::new(10, 244, 1, 1),
+        apps: Vec::new(),
     }];
     let clients = [ClientSpec {
         name: "browser".into(),

@@ -12,10 +12,12 @@
 //! ```
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use vswitch::tun::{TunConfig, TunPort};
 
+use super::app::{AppProc, AppProcSpec};
 use super::cleanup::{DownReport, Held, StateDir};
 use super::curl::{curl, CurlOutcome, CurlRequest};
 use super::identity::Identity;
@@ -23,7 +25,7 @@ use super::netns::{ns_name, Netns};
 use super::nginx::{Nginx, NginxSpec};
 use super::preflight::{find_program, preflight, Needs};
 use super::process::Supervised;
-use super::{Error, Result, PREFIX};
+use super::{io_err, Error, Result, PREFIX};
 
 /// A pod to run for real.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +40,17 @@ pub struct PodSpec {
     pub prefix_len: u8,
     /// The node's cni0 address (default gateway of the pod).
     pub gateway: Ipv4Addr,
+    /// The app of each container; empty = nginx on 80.
+    pub apps: Vec<PodApp>,
+}
+
+/// What a pod's container runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodApp {
+    /// Debian's nginx on these TCP ports.
+    Nginx { ports: Vec<u16> },
+    /// The lab's own app server: `<lab> app <args…>` ([`super::app`]).
+    Lab { args: Vec<String> },
 }
 
 /// A client to run for real.
@@ -62,8 +75,10 @@ pub struct UpOptions {
     pub prefix: String,
     /// TUN MTU (default 1500).
     pub mtu: u16,
-    /// Start nginx in every pod (default true).
+    /// Start the apps (nginx, the lab's own servers) in every pod (default true).
     pub nginx: bool,
+    /// The binary run for [`PodApp::Lab`] apps (`None`: this process's executable).
+    pub app_exe: Option<PathBuf>,
 }
 
 impl Default for UpOptions {
@@ -73,6 +88,7 @@ impl Default for UpOptions {
             prefix: PREFIX.to_string(),
             mtu: 1500,
             nginx: true,
+            app_exe: None,
         }
     }
 }
@@ -107,6 +123,50 @@ struct RunningPod {
     spec: PodSpec,
     ns: Netns,
     nginx: Option<Nginx>,
+    apps: Vec<AppProc>,
+}
+
+/// The default app of a pod that names none: nginx on 80.
+fn default_apps() -> Vec<PodApp> {
+    vec![PodApp::Nginx { ports: vec![80] }]
+}
+
+impl RunningPod {
+    /// Start the pod's apps in its namespace.
+    fn start_apps(&mut self, opts: &UpOptions) -> Result<()> {
+        let p = &self.spec;
+        let apps = if p.apps.is_empty() {
+            default_apps()
+        } else {
+            p.apps.clone()
+        };
+        for (i, app) in apps.iter().enumerate() {
+            match app {
+                PodApp::Nginx { ports } if self.nginx.is_none() => {
+                    let mut spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
+                    spec.ports = ports.clone();
+                    self.nginx = Some(Nginx::start(&self.ns, &spec)?);
+                }
+                PodApp::Nginx { .. } => {
+                    return Err(Error::Invalid(format!(
+                        "pod {}: two nginx containers in one pod are not supported",
+                        p.name
+                    )))
+                }
+                PodApp::Lab { args } => {
+                    let exe = match &opts.app_exe {
+                        Some(e) => e.clone(),
+                        None => std::env::current_exe()
+                            .map_err(io_err("find the lab's own executable".to_string()))?,
+                    };
+                    let label = format!("app{i}");
+                    let spec = AppProcSpec::new(&p.name, &label, exe, args.clone(), &opts.state)?;
+                    self.apps.push(AppProc::start(&self.ns, &spec)?);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The real-mode processes and namespaces of one `up`; torn down by
@@ -115,6 +175,8 @@ struct RunningPod {
 pub struct Lab {
     pods: Vec<RunningPod>,
     clients: Vec<(ClientSpec, Netns)>,
+    /// What `up` was asked for (pods added later are made the same way).
+    opts: UpOptions,
     // Last: `down` runs and the lock is released after everything else is gone.
     held: Held,
 }
@@ -126,8 +188,11 @@ impl Lab {
         clients: &[ClientSpec],
         opts: &UpOptions,
     ) -> Result<(Lab, Vec<EdgePort>)> {
+        let nginx_apps = pods
+            .iter()
+            .any(|p| p.apps.is_empty() || p.apps.iter().any(|a| matches!(a, PodApp::Nginx { .. })));
         preflight(Needs {
-            nginx: opts.nginx && !pods.is_empty(),
+            nginx: opts.nginx && nginx_apps,
             curl: !clients.is_empty(),
             iperf3: false,
         })?;
@@ -141,41 +206,13 @@ impl Lab {
         let mut lab = Lab {
             pods: Vec::new(),
             clients: Vec::new(),
+            opts: opts.clone(),
             held,
         };
         let mut ports = Vec::new();
         let strip = |n: String| n.trim_start_matches(PREFIX).to_string();
         for p in pods {
-            let ns = Netns::create(&format!(
-                "{}{}",
-                opts.prefix,
-                strip(ns_name("pod", &p.name))
-            ))?;
-            let port = TunPort::create(
-                &TunConfig::new(ns.name(), p.ip, p.prefix_len)
-                    .gateway(p.gateway)
-                    .mtu(opts.mtu)
-                    .port_name(format!("{}/cni0/{}", p.node, p.name)),
-            )?;
-            let nginx = if opts.nginx {
-                let spec = NginxSpec::new(&p.name, &p.node, p.ip, &opts.state)?;
-                Some(Nginx::start(&ns, &spec)?)
-            } else {
-                None
-            };
-            ports.push(EdgePort {
-                name: p.name.clone(),
-                ip: p.ip,
-                role: Role::Pod {
-                    node: p.node.clone(),
-                },
-                port,
-            });
-            lab.pods.push(RunningPod {
-                spec: p.clone(),
-                ns,
-                nginx,
-            });
+            ports.push(lab.start_pod(p)?);
         }
         for c in clients {
             let ns = Netns::create(&format!("{}{}", opts.prefix, strip(ns_name("cl", &c.name))))?;
@@ -194,6 +231,72 @@ impl Lab {
             lab.clients.push((c.clone(), ns));
         }
         Ok((lab, ports))
+    }
+
+    /// One pod: its namespace, TUN port and nginx.
+    fn start_pod(&mut self, p: &PodSpec) -> Result<EdgePort> {
+        let opts = &self.opts;
+        let ns = Netns::create(&format!(
+            "{}{}",
+            opts.prefix,
+            ns_name("pod", &p.name).trim_start_matches(PREFIX)
+        ))?;
+        let port = TunPort::create(
+            &TunConfig::new(ns.name(), p.ip, p.prefix_len)
+                .gateway(p.gateway)
+                .mtu(opts.mtu)
+                .port_name(format!("{}/cni0/{}", p.node, p.name)),
+        )?;
+        let mut pod = RunningPod {
+            spec: p.clone(),
+            ns,
+            nginx: None,
+            apps: Vec::new(),
+        };
+        let started = if opts.nginx {
+            pod.start_apps(opts)
+        } else {
+            Ok(())
+        };
+        // Pushed first: a failed start still stops what did start (shutdown / drop).
+        self.pods.push(pod);
+        started?;
+        Ok(EdgePort {
+            name: p.name.clone(),
+            ip: p.ip,
+            role: Role::Pod {
+                node: p.node.clone(),
+            },
+            port,
+        })
+    }
+
+    /// A pod started while the lab runs (a ReplicaSet's replacement): namespace, TUN port
+    /// and apps like the pods of `up`. The caller attaches the port to its fabric.
+    pub fn add_pod(&mut self, p: &PodSpec) -> Result<EdgePort> {
+        self.opts.state.pod_dir(&p.name)?;
+        if self.pods.iter().any(|r| r.spec.name == p.name) {
+            return Err(Error::Invalid(format!("pod {} already runs", p.name)));
+        }
+        self.start_pod(p)
+    }
+
+    /// A deleted pod: its apps stopped, namespace deleted (its TUN device goes when the
+    /// fabric drops the port's fd).
+    pub fn remove_pod(&mut self, name: &str) -> Result<()> {
+        let i = self
+            .pods
+            .iter()
+            .position(|p| p.spec.name == name)
+            .ok_or_else(|| Error::Invalid(format!("no real pod {name}")))?;
+        let mut p = self.pods.remove(i);
+        if let Some(n) = p.nginx.take() {
+            n.stop()?;
+        }
+        for a in p.apps.drain(..) {
+            a.stop()?;
+        }
+        p.ns.delete()
     }
 
     /// Pid of a previous lab whose stale lock was taken over (it had been killed).
@@ -223,7 +326,31 @@ impl Lab {
     }
     /// Pod `name`'s access log content (empty if none).
     pub fn access_log(&self, pod: &str) -> String {
-        self.nginx(pod).map(Nginx::access_log).unwrap_or_default()
+        self.access_logs(pod)
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect()
+    }
+    /// The access log files of pod `name`'s apps (nginx's, then the lab's own apps').
+    pub fn access_logs(&self, pod: &str) -> Vec<PathBuf> {
+        let Some(p) = self.pods.iter().find(|p| p.spec.name == pod) else {
+            return Vec::new();
+        };
+        let nginx = p.nginx.iter().map(|n| n.spec().access_log());
+        nginx
+            .chain(p.apps.iter().map(|a| a.spec().access_log()))
+            .collect()
+    }
+    /// Pids of pod `name`'s app processes (nginx's master first).
+    pub fn app_pids(&self, pod: &str) -> Vec<i32> {
+        let Some(p) = self.pods.iter().find(|p| p.spec.name == pod) else {
+            return Vec::new();
+        };
+        p.nginx
+            .iter()
+            .map(Nginx::pid)
+            .chain(p.apps.iter().map(AppProc::pid))
+            .collect()
     }
     /// Runs curl from client `name` (blocking; packets must be moved by another thread —
     /// from a single-threaded loop use [`super::curl::CurlRun`] with [`Self::client_ns`]).
@@ -276,11 +403,16 @@ impl Lab {
             ));
         }
         for p in &self.pods {
-            let log = p
-                .nginx
-                .as_ref()
-                .map(|n| n.spec().access_log().display().to_string())
-                .unwrap_or_else(|| "-".into());
+            let logs: Vec<String> = self
+                .access_logs(&p.spec.name)
+                .iter()
+                .map(|l| l.display().to_string())
+                .collect();
+            let log = if logs.is_empty() {
+                "-".to_string()
+            } else {
+                logs.join(", ")
+            };
             h.push(format!(
                 "pod {} ({} on {}): sudo ip netns exec {} ss -tn; access log {}",
                 p.spec.name,
@@ -299,6 +431,9 @@ impl Lab {
         for p in &mut self.pods {
             if let Some(n) = p.nginx.take() {
                 let _ = n.stop();
+            }
+            for a in p.apps.drain(..) {
+                let _ = a.stop();
             }
         }
         self.pods.clear();

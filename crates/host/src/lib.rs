@@ -11,6 +11,7 @@
 //! - [`netns`]: create/delete/list named namespaces at `/run/netns/nplab-*`
 //! - [`process`]: commands entered into a namespace, supervised children, stop by pid
 //! - [`nginx`], [`curl`]: the pod server and the client
+//! - [`app`]: the lab's own pod app servers (`lab app …`: agnhost models, generic HTTP)
 //! - [`identity`]: who they run as (curl as `nobody`, nginx workers as `www-data`)
 //! - [`cleanup`]: state dir, the `up` lock, `down()`, the Ctrl-C/SIGTERM flag
 //! - [`driver`]: the poll(2) loop that moves packets between TUN ports and the fabric
@@ -40,6 +41,7 @@
 //! This module tree only depends on external crates (no `crate::` paths), so integration
 //! tests can include it directly.
 
+pub mod app;
 pub mod cleanup;
 pub mod curl;
 pub mod driver;
@@ -50,6 +52,7 @@ pub mod netns;
 pub mod nginx;
 pub mod preflight;
 pub mod process;
+pub mod udp;
 
 use std::io;
 

@@ -1,6 +1,7 @@
 //! Debian's nginx as a pod: a generated config under `<state>/<pod>/`, started in the pod's
-//! namespace with `daemon off;` and supervised as a child of the lab. The master runs as
-//! root (port 80, logs); its workers as [`Identity::nginx_worker`] (`user www-data;`).
+//! namespace with `daemon off;` and supervised as a child of the lab, listening on the
+//! container's TCP ports. The master runs as root (ports below 1024, logs); its workers as
+//! [`Identity::nginx_worker`] (`user www-data;`).
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -30,12 +31,13 @@ pub struct NginxSpec {
     pub ip: Ipv4Addr,
     /// The pod's state directory (e.g. `/run/nplab/nginx-54f57cf6bf-xhs8g`).
     pub dir: PathBuf,
-    /// Port to listen on (80).
-    pub port: u16,
+    /// TCP ports to listen on (the container's ports; 80 by default).
+    pub ports: Vec<u16>,
 }
 
 impl NginxSpec {
-    /// A spec with the pod's state in [`StateDir::pod_dir`] and port 80; fails for a pod
+    /// A spec with the pod's state in [`StateDir::pod_dir`] and port 80 (set
+    /// [`NginxSpec::ports`] for others); fails for a pod
     /// name that is not a single safe file name.
     pub fn new(pod: &str, node: &str, ip: Ipv4Addr, state: &StateDir) -> Result<Self> {
         Ok(NginxSpec {
@@ -43,7 +45,7 @@ impl NginxSpec {
             node: node.into(),
             ip,
             dir: state.pod_dir(pod)?,
-            port: 80,
+            ports: vec![80],
         })
     }
     /// `<dir>/nginx.conf`.
@@ -97,7 +99,7 @@ http {{\n\
     log_format main {fmt};\n\
     access_log {d}/access.log main;\n\
     server {{\n\
-        listen {port};\n\
+{listen}\
         root {d}/html;\n\
         index index.html;\n\
         location / {{ }}\n\
@@ -107,7 +109,11 @@ http {{\n\
             ip = self.ip,
             node = self.node,
             fmt = LOG_FORMAT_MAIN,
-            port = self.port,
+            listen = self
+                .ports
+                .iter()
+                .map(|p| format!("        listen {p};\n"))
+                .collect::<String>(),
         )
     }
 
@@ -272,6 +278,13 @@ mod tests {
             s.index_html(),
             "pod nginx-54f57cf6bf-xhs8g on ydzs-node1 (10.244.1.16)\n"
         );
+        let ports = NginxSpec {
+            ports: vec![8080, 8443],
+            ..s
+        }
+        .render_config(None);
+        assert!(ports.contains("listen 8080;\n") && ports.contains("listen 8443;\n"));
+        assert!(!ports.contains("listen 80;"), "{ports}");
     }
 
     #[test]

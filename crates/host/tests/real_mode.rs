@@ -531,6 +531,7 @@ fn real_lab_up_serves_refuses_second_up_and_shuts_down() {
         ip: POD_IP,
         prefix_len: 24,
         gateway: POD_GW,
+        apps: Vec::new(),
     }];
     let clients = [ClientSpec {
         name: "browser".into(),
@@ -668,6 +669,7 @@ fn lab_up_refuses_a_pod_name_that_leaves_the_state_dir() {
         ip: POD_IP,
         prefix_len: 24,
         gateway: POD_GW,
+        apps: Vec::new(),
     }];
     match Lab::up(&pods, &[], &opts) {
         Err(Error::Invalid(m)) => assert!(m.contains(&pods[0].name), "{m}"),

@@ -36,6 +36,17 @@ pub fn explain(cluster: &Cluster, r: &RequestResult, hops: &[TraceEvent]) -> Str
         .find(|h| matches!(h.stage, Stage::Drop | Stage::Reject));
     let router_drop = router_drop_sentence(hops, r);
     match (dnat, stop, &router_drop) {
+        // A UDP datagram reusing an earlier one's 5-tuple: no rule was walked.
+        (Some((h, w)), _, _) if h.walk.steps.is_empty() => {
+            let to = w.after.ip();
+            let pod = cluster.pods.iter().find(|p| p.ip == *to);
+            parts.push(format!(
+                "Same 5-tuple as an earlier packet: {}'s conntrack entry, not the rules, DNATs it to {}{to}{}.",
+                h.node,
+                pod.map(|p| format!("{} (", p.name)).unwrap_or_default(),
+                if pod.is_some() { ")" } else { "" },
+            ));
+        }
         (Some((h, w)), _, _) => parts.push(dnat_sentence(cluster, h, *w.after.ip())),
         (None, Some(h), _) => parts.push(stop_sentence(h, r)),
         (None, None, Some(s)) => parts.push(s.clone()),
@@ -54,6 +65,13 @@ pub fn explain(cluster: &Cluster, r: &RequestResult, hops: &[TraceEvent]) -> Str
                 }
             ));
         }
+    }
+    if r.reply.is_some() && r.outcome == Outcome::Timeout && dnat.is_some() {
+        parts.push(format!(
+            "No answer reached {} within {:.1} s: the datagram went where nobody answers.",
+            r.client,
+            r.elapsed_ms as f64 / 1000.0
+        ));
     }
     let told = dnat.is_some() || stop.is_some() || router_drop.is_some();
     if parts.is_empty() || (!told && r.outcome != Outcome::Ok) {
@@ -113,13 +131,29 @@ fn dnat_sentence(cluster: &Cluster, h: &HopEvent, pod_ip: std::net::Ipv4Addr) ->
             .iter()
             .any(|e| e.node_name.as_deref() == Some(h.node.as_str()))
     });
-    let policy_local = slices.first().is_some_and(|s| {
+    let service_of = |s: &&nodeport::EndpointSlice| {
         cluster
             .services
             .iter()
             .find(|v| v.namespace == s.service.namespace && v.name == s.service.name)
-            .is_some_and(|v| v.external_traffic_policy == nodeport::TrafficPolicy::Local)
-    });
+    };
+    // With several Services in front of the pod, the one whose (node) port was dialled.
+    let dialled = h
+        .rewrites
+        .iter()
+        .find(|w| w.kind == RewriteKind::Dnat)
+        .map(|w| w.before.port());
+    let svc = slices
+        .iter()
+        .filter_map(&service_of)
+        .find(|v| {
+            v.ports
+                .iter()
+                .any(|p| Some(p.port) == dialled || p.node_port.is_some() && p.node_port == dialled)
+        })
+        .or_else(|| slices.first().and_then(service_of));
+    let policy_local =
+        svc.is_some_and(|v| v.external_traffic_policy == nodeport::TrafficPolicy::Local);
     match (pod.node == h.node, local, policy_local) {
         (true, _, true) => format!(
             "{} has a local endpoint and the policy is Local, so DNAT chose {} on {} itself.",
@@ -148,24 +182,34 @@ fn stop_sentence(h: &HopEvent, r: &RequestResult) -> String {
         .or_else(|| h.verdict.strip_prefix("reject: "))
         .unwrap_or(&h.verdict);
     let local = reason.contains("no local endpoints");
+    // A UDP request's first packet is a datagram, not a SYN, and its client is not curl.
+    let (pkt, client) = if r.reply.is_some() {
+        ("datagram", "the UDP client")
+    } else {
+        ("SYN", "curl")
+    };
     let what = match (h.stage, local) {
         (Stage::Drop, true) => {
             let svc = reason.split_whitespace().next().unwrap_or("the service");
             format!(
-                "{} has no local endpoint for {svc} (externalTrafficPolicy: Local), so kube-proxy drops the SYN",
+                "{} has no local endpoint for {svc} (externalTrafficPolicy: Local), so kube-proxy drops the {pkt}",
                 h.node
             )
         }
-        (Stage::Drop, false) => format!("{} drops the SYN ({reason})", h.node),
-        _ => format!("kube-proxy on {} rejects the SYN ({reason})", h.node),
+        (Stage::Drop, false) => format!("{} drops the {pkt} ({reason})", h.node),
+        _ => format!("kube-proxy on {} rejects the {pkt} ({reason})", h.node),
     };
-    let then = match r.outcome {
-        Outcome::Timeout => format!(
+    let then = match (r.outcome, r.reply.is_some()) {
+        (Outcome::Timeout, false) => format!(
             "; curl retries until its connect timeout ({:.1} s).",
             r.elapsed_ms as f64 / 1000.0
         ),
-        Outcome::Refused => ", so curl reports connection refused.".into(),
-        o => format!("; curl: {}.", o.as_str()),
+        (Outcome::Timeout, true) => format!(
+            "; no answer comes and {client} gives up after {:.1} s.",
+            r.elapsed_ms as f64 / 1000.0
+        ),
+        (Outcome::Refused, _) => format!(", so {client} reports connection refused."),
+        (o, _) => format!("; {client}: {}.", o.as_str()),
     };
     format!("{what}{then}")
 }
@@ -174,6 +218,12 @@ fn stop_sentence(h: &HopEvent, r: &RequestResult) -> String {
 fn snat_sentence(hops: &[&HopEvent]) -> Option<String> {
     hops.iter().find_map(|h| {
         let w = h.rewrites.iter().find(|w| w.kind == RewriteKind::Snat)?;
+        if h.walk.steps.is_empty() {
+            return Some(format!(
+                "Its conntrack entry also rewrote the source to {}, as for the flow's first packet.",
+                w.after.ip()
+            ));
+        }
         let iface = h
             .iface_out
             .map(|i| i.to_string())

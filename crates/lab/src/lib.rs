@@ -18,6 +18,7 @@
 //! JSON API; uses setup, runner, report, diagram, explain, rules). Dependencies run
 //! one way: runner → realrun → setup, plan; nothing calls back into runner.
 
+pub mod app;
 pub mod diagram;
 pub mod explain;
 pub mod plan;

@@ -34,6 +34,13 @@ enum Command {
     /// Bring a scenario's cluster up in real mode (root) and keep it running until Ctrl-C:
     /// pods are namespaces running nginx, clients namespaces where you run curl yourself.
     Up(UpArgs),
+    /// A pod app of real mode (agnhost netexec/serve-hostname, generic HTTP), started by
+    /// the lab in a pod namespace.
+    #[command(hide = true)]
+    App {
+        #[command(subcommand)]
+        app: lab::app::AppCommand,
+    },
     /// Compare the lab with the Linux kernel: build the scenario with network namespaces,
     /// veth pairs, a router namespace, host-gw routes and the rules of `lab rules` loaded with
     /// iptables-restore (root), run its plan with real nginx and curl, and print lab vs
@@ -296,6 +303,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ScenarioCommand::Run(args) => scenario_run(args, &mut out)?,
         },
         Command::Up(args) => up(args, &mut out)?,
+        Command::App { app } => lab::app::main(app)?,
         Command::Verify {
             scenario,
             kernel,

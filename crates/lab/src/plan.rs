@@ -68,6 +68,20 @@ pub fn request_opts(step: &PlanStep) -> sim::RequestOpts {
     }
 }
 
+/// What the UDP client is told for one datagram of `step` (payload, timeout, source port).
+pub fn udp_opts(step: &PlanStep) -> sim::UdpOpts {
+    sim::UdpOpts {
+        payload: step.payload.clone(),
+        timeout: step.timeout,
+        source_port: step.source_port,
+    }
+}
+
+/// Whether `step` sends UDP datagrams (else it is an HTTP GET over TCP).
+pub fn is_udp(step: &PlanStep) -> bool {
+    step.protocol == nodeport::Protocol::Udp
+}
+
 /// One resolved request of the plan.
 pub struct PlannedRequest<'a> {
     pub step: &'a PlanStep,
@@ -101,12 +115,18 @@ pub fn expand_plan(cluster: &Cluster) -> anyhow::Result<Vec<PlannedRequest<'_>>>
                 cluster.source.display()
             )
         })?;
+        // UDP targets say so (`ydzs-master 10.151.30.11:30053/udp`); TCP ones stay as they were.
+        let label = if is_udp(step) {
+            format!("{}/udp", d.label)
+        } else {
+            d.label.clone()
+        };
         for _ in 0..step.count {
             out.push(PlannedRequest {
                 step,
                 step_index: i,
                 dst: SocketAddrV4::new(d.ip, d.port),
-                label: d.label.clone(),
+                label: label.clone(),
             });
         }
     }

@@ -23,6 +23,7 @@ use host::cleanup::{self, StateDir};
 use host::curl::{CurlOutcome, CurlRequest, CurlRun};
 use host::driver::Driver;
 use host::lab::{ClientSpec, Lab, PodSpec, Role, UpOptions};
+use host::udp::{UdpOutcome, UdpRequest, UdpRun};
 use host::{netns, PREFIX};
 
 /// Connect timeout when the plan sets none: a little above Linux's SYN retry span
@@ -36,6 +37,8 @@ pub struct RealRun {
     pub driver: Driver,
     /// Access-log read offsets per pod (bytes), to read only what is new.
     offsets: Vec<(String, PathBuf, u64)>,
+    /// The TUN fd of every pod and client port (name, fd): what the driver polls.
+    fds: Vec<(String, RawFd)>,
 }
 
 /// Every datagram the fabric moves is a heap buffer of up to the TUN MTU (64 KiB with
@@ -53,6 +56,21 @@ fn tune_allocator() {
     }
 }
 
+/// What real mode needs to run `p`: its address on its node's cni0 network.
+fn pod_spec(cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<PodSpec> {
+    let n = cluster
+        .node(&p.node)
+        .with_context(|| format!("pod {} on unknown node {}", p.name, p.node))?;
+    Ok(PodSpec {
+        name: p.name.clone(),
+        node: p.node.clone(),
+        ip: p.ip,
+        prefix_len: n.pod_cidr.prefix_len(),
+        gateway: n.cni0_ip(),
+        apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
+    })
+}
+
 /// Namespaces, TUN ports, nginx; the world built around them (health-check warm-up first).
 pub fn bring_up(
     cluster: &Cluster,
@@ -63,18 +81,7 @@ pub fn bring_up(
     let pods = cluster
         .pods
         .iter()
-        .map(|p| {
-            let n = cluster
-                .node(&p.node)
-                .with_context(|| format!("pod {} on unknown node {}", p.name, p.node))?;
-            Ok(PodSpec {
-                name: p.name.clone(),
-                node: p.node.clone(),
-                ip: p.ip,
-                prefix_len: n.pod_cidr.prefix_len(),
-                gateway: n.cni0_ip(),
-            })
-        })
+        .map(|p| pod_spec(cluster, p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let clients = cluster
         .clients
@@ -101,10 +108,10 @@ pub fn bring_up(
 
     tune_allocator();
     let (lab, ports) = Lab::up(&pods, &clients, up).map_err(|e| anyhow!("{e}"))?;
-    let mut fds: Vec<RawFd> = Vec::new();
+    let mut fds: Vec<(String, RawFd)> = Vec::new();
     let world = prepare_world_with(cluster, false, tracing, pcap, |w| {
         for p in ports {
-            fds.push(p.port.raw_fd());
+            fds.push((p.name.clone(), p.port.raw_fd()));
             match p.role {
                 Role::Pod { node } => w
                     .add_pod_port(&p.name, p.ip, &node, Box::new(p.port))
@@ -124,13 +131,14 @@ pub fn bring_up(
     let epoch = Instant::now()
         .checked_sub(world.now())
         .unwrap_or_else(Instant::now);
-    let driver = Driver::with_epoch(fds, epoch);
+    let driver = Driver::with_epoch(fds.iter().map(|(_, fd)| *fd), epoch);
     let offsets = cluster
         .pods
         .iter()
-        .filter_map(|p| {
-            lab.nginx(&p.name)
-                .map(|n| (p.name.clone(), n.spec().access_log(), 0))
+        .flat_map(|p| {
+            lab.access_logs(&p.name)
+                .into_iter()
+                .map(|log| (p.name.clone(), log, 0))
         })
         .collect();
     Ok(RealRun {
@@ -138,6 +146,7 @@ pub fn bring_up(
         world,
         driver,
         offsets,
+        fds,
     })
 }
 
@@ -214,8 +223,8 @@ pub fn run_real(
         .any(|a| matches!(a.kind, ActionKind::Scale { .. }))
     {
         bail!(
-            "{}: `scale:` plan entries are embedded-only for now (real mode would have to start \
-             and stop nginx namespaces mid-run); run it without --real",
+            "{}: `scale:` plan entries are embedded-only for now (`delete:` entries work in real \
+             mode); run it without --real",
             cluster.source.display()
         );
     }
@@ -256,13 +265,23 @@ fn play(
         .map(|p| (p.name.clone(), Vec::new()))
         .collect();
     let mut trace = None;
+    let mut all_pods = cluster.pods.clone();
     let plan = expand_plan(cluster)?;
     progress.start(plan.len());
     for (i, req) in plan.into_iter().enumerate() {
         let number = i + 1;
         for a in due_actions(cluster, &mut next_action, req.step_index) {
-            if let ActionKind::Wait(d) = &a.kind {
-                rr.run_for(*d)?;
+            match (&a.kind, &a.scaled) {
+                (ActionKind::Wait(d), _) => rr.run_for(*d)?,
+                (ActionKind::Delete(_), Some(sc)) => {
+                    rr.replace_pods(cluster, sc)
+                        .with_context(|| format!("plan[{}]: delete", a.entry))?;
+                    for p in &sc.added {
+                        logs.push((p.name.clone(), Vec::new()));
+                        all_pods.push(p.clone());
+                    }
+                }
+                _ => bail!("plan[{}]: entry was not scheduled", a.entry),
             }
         }
         if cleanup::stop_requested() {
@@ -290,7 +309,11 @@ fn play(
             .collect()
     });
     Ok(ScenarioResult {
-        cluster: cluster.clone(),
+        // Pods started by `delete:` entries (replacements) are listed too, as in embedded mode.
+        cluster: Cluster {
+            pods: all_pods,
+            ..cluster.clone()
+        },
         mode: Mode::Real,
         requests,
         access_logs: logs,
@@ -302,6 +325,36 @@ fn play(
 }
 
 impl RealRun {
+    /// A `delete:` entry in real mode, in embedded mode's order: the replacement pods start
+    /// (namespace, TUN port, nginx) and join the fabric, every kube-proxy syncs the new
+    /// slices (stale UDP conntrack entries are cleared then, unless the what-if says not),
+    /// then the deleted pods leave the fabric and their namespaces go.
+    fn replace_pods(&mut self, cluster: &Cluster, sc: &cluster::Scaled) -> anyhow::Result<()> {
+        for p in &sc.added {
+            let spec = pod_spec(cluster, p)?;
+            let port = self.lab.add_pod(&spec).map_err(|e| anyhow!("{e}"))?;
+            self.fds.push((p.name.clone(), port.port.raw_fd()));
+            self.world
+                .add_pod_port(&p.name, p.ip, &p.node, Box::new(port.port))
+                .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?;
+            for log in self.lab.access_logs(&p.name) {
+                self.offsets.push((p.name.clone(), log, 0));
+            }
+        }
+        self.world.set_services(&cluster.services, &sc.slices);
+        for r in &sc.removed {
+            self.world
+                .remove_pod(&r.name)
+                .map_err(|e| anyhow!("removing pod {}: {e}", r.name))?;
+            // The world no longer reads the port: stop polling its fd (the fd itself closes
+            // with the world).
+            self.fds.retain(|(n, _)| *n != r.name);
+            self.lab.remove_pod(&r.name).map_err(|e| anyhow!("{e}"))?;
+        }
+        self.driver.set_fds(self.fds.iter().map(|(_, fd)| *fd));
+        Ok(())
+    }
+
     /// Plays one request: real curl in the client's namespace while the world runs, then
     /// the pod that logged it (its new access-log lines are appended to `logs`).
     fn request(
@@ -318,18 +371,27 @@ impl RealRun {
         let client = cluster
             .client(&step.client)
             .with_context(|| format!("unknown client {:?}", step.client))?;
-        let connect = step.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let max = step.max_time.unwrap_or(connect + Duration::from_secs(60));
-        let url = format!("http://{}{}", req.dst, step.path);
-        let creq = CurlRequest::get(url).timeouts(connect, max);
-        progress.request(number, &req, Some(connect));
         let started = Instant::now();
-        let out = self
-            .curl(&step.client, &creq)
-            .map_err(|e| anyhow!("request {number}: {e}"))?;
+        let (outcome, status, message, reply) = if crate::plan::is_udp(step) {
+            progress.request(number, &req, Some(step.timeout));
+            let (outcome, message, reply) = self
+                .udp(&step.client, &req)
+                .map_err(|e| anyhow!("request {number}: {e}"))?;
+            (outcome, None, message, Some(reply))
+        } else {
+            let connect = step.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+            let max = step.max_time.unwrap_or(connect + Duration::from_secs(60));
+            let url = format!("http://{}{}", req.dst, step.path);
+            let creq = CurlRequest::get(url).timeouts(connect, max);
+            progress.request(number, &req, Some(connect));
+            let out = self
+                .curl(&step.client, &creq)
+                .map_err(|e| anyhow!("request {number}: {e}"))?;
+            let (outcome, status, message) =
+                outcome_of(&out).map_err(|e| anyhow!("request {number}: {e}"))?;
+            (outcome, status, message, None)
+        };
         let elapsed = started.elapsed();
-        let (outcome, status, message) =
-            outcome_of(&out).map_err(|e| anyhow!("request {number}: {e}"))?;
         let (pod, logged) = self.who_logged(outcome, logs)?;
         tracing::debug!(
             outcome = outcome.as_str(),
@@ -347,6 +409,7 @@ impl RealRun {
             logged_client_ip: logged,
             elapsed_ms: elapsed.as_millis() as u64,
             curl_message: message,
+            reply,
         })
     }
 
@@ -357,8 +420,41 @@ impl RealRun {
             .client_ns(client)
             .with_context(|| format!("no namespace for client {client}"))?;
         let mut run = CurlRun::spawn(ns, creq).map_err(|e| anyhow!("{e}"))?;
-        // A curl process exiting does not wake poll(2): wait on the TUN fds in short turns
-        // and check the child in between (waitpid WNOHANG is cheap).
+        self.drive_until(|| run.try_finish().map_err(|e| anyhow!("{e}")))
+    }
+
+    /// Sends one UDP datagram from a real socket in `client`'s namespace and waits for the
+    /// answer while the fabric runs: (outcome, error line, answer text).
+    fn udp(
+        &mut self,
+        client: &str,
+        req: &PlannedRequest<'_>,
+    ) -> anyhow::Result<(Outcome, Option<String>, String)> {
+        let ns = self
+            .lab
+            .client_ns(client)
+            .with_context(|| format!("no namespace for client {client}"))?;
+        let ureq = UdpRequest {
+            dst: req.dst,
+            payload: req.step.payload.clone(),
+            timeout: req.step.timeout,
+            source_port: req.step.source_port,
+        };
+        let mut run = UdpRun::start(ns, &ureq).map_err(|e| anyhow!("{e}"))?;
+        let out = self.drive_until(|| run.try_finish().map_err(|e| anyhow!("{e}")))?;
+        Ok(match out {
+            UdpOutcome::Ok { reply } => (Outcome::Ok, None, reply),
+            UdpOutcome::Timeout { message } => (Outcome::Timeout, Some(message), String::new()),
+            UdpOutcome::Refused { message } => (Outcome::Refused, Some(message), String::new()),
+        })
+    }
+
+    /// Moves packets until `done` has a value. A client finishing does not wake poll(2):
+    /// wait on the TUN fds in short turns and ask `done` in between (cheap).
+    fn drive_until<T>(
+        &mut self,
+        mut done: impl FnMut() -> anyhow::Result<Option<T>>,
+    ) -> anyhow::Result<T> {
         let world = &mut self.world;
         let mut fabric = |now| world.poll(now);
         let mut next = None;
@@ -370,7 +466,7 @@ impl RealRun {
                 .driver
                 .turn(&mut fabric, next, Duration::from_millis(2))
                 .map_err(|e| anyhow!("{e}"))?;
-            if let Some(o) = run.try_finish().map_err(|e| anyhow!("{e}"))? {
+            if let Some(o) = done()? {
                 return Ok(o);
             }
         }

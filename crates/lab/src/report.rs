@@ -73,8 +73,11 @@ pub struct RequestResult {
     /// Elapsed (virtual time in embedded mode) until the client finished.
     pub elapsed_ms: u64,
     /// curl's error line for failures, e.g.
-    /// `curl: (28) Connection timed out after 10001 milliseconds`.
+    /// `curl: (28) Connection timed out after 10001 milliseconds` (for UDP, the client's:
+    /// `udp: no answer from 10.151.30.11 port 30053 after 2000 ms`).
     pub curl_message: Option<String>,
+    /// UDP requests: the answer's text (empty when none came); `None` for HTTP over TCP.
+    pub reply: Option<String>,
 }
 
 /// Everything a run produced. The runner fills this in; [`print_human`] / [`to_json`] show it.
@@ -455,6 +458,7 @@ pub fn plan_summary(c: &Cluster) -> String {
                 replicas,
             } => format!("scale {namespace}/{deployment} to {replicas}"),
             cluster::ActionKind::Wait(d) => format!("wait {} s", d.as_secs_f64()),
+            cluster::ActionKind::Delete(target) => format!("delete {target} (replaced)"),
         };
         vec![
             "-".into(),
@@ -555,6 +559,9 @@ fn elapsed(ms: u64) -> String {
 fn outcome_cell(r: &RequestResult) -> String {
     match (r.outcome, r.status) {
         (Outcome::Ok, Some(s)) => format!("ok {s}"),
+        (Outcome::Ok, None) if r.reply.is_some() => {
+            format!("ok {:?}", r.reply.as_deref().unwrap_or_default().trim_end())
+        }
         (o, _) => o.as_str().to_string(),
     }
 }
@@ -786,6 +793,9 @@ struct RequestJson<'a> {
     logged_client_ip: Option<std::net::Ipv4Addr>,
     outcome: &'static str,
     pod: Option<&'a str>,
+    /// UDP requests also carry the answer's text (TCP requests' JSON has no such field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply: Option<&'a str>,
     target: &'a str,
 }
 
@@ -799,6 +809,7 @@ impl<'a> RequestJson<'a> {
             logged_client_ip: q.logged_client_ip,
             outcome: q.outcome.as_str(),
             pod: q.pod.as_deref(),
+            reply: q.reply.as_deref(),
             target: &q.target,
         }
     }

@@ -184,17 +184,19 @@ impl<'c> Embedded<'c> {
                     let t = self.world.now() + *d;
                     self.world.run_until(t);
                 }
-                (ActionKind::Scale { .. }, Some(sc)) => self.scale(a, sc)?,
-                (ActionKind::Scale { .. }, None) => {
-                    anyhow::bail!("plan[{}]: scale entry was not scheduled", a.entry)
+                (ActionKind::Scale { .. } | ActionKind::Delete(_), Some(sc)) => {
+                    self.scale(a, sc)?
+                }
+                (ActionKind::Scale { .. } | ActionKind::Delete(_), None) => {
+                    anyhow::bail!("plan[{}]: entry was not scheduled", a.entry)
                 }
             }
         }
         Ok(())
     }
 
-    /// A `scale:` entry: new pods start first, then every kube-proxy syncs the new slices,
-    /// then deleted pods go away.
+    /// A `scale:` or `delete:` entry: new pods start first, then every kube-proxy syncs the
+    /// new slices, then deleted pods go away.
     fn scale(&mut self, a: &PlanAction, sc: &Scaled) -> anyhow::Result<()> {
         tracing::debug!(
             entry = a.entry,
@@ -234,11 +236,13 @@ impl<'c> Embedded<'c> {
             .cluster
             .client(&step.client)
             .with_context(|| format!("unknown client {:?}", step.client))?;
-        let ropts = crate::plan::request_opts(step);
         let world = &mut self.world;
-        let id = world
-            .start_request(&step.client, req.dst, ropts)
-            .map_err(|e| anyhow::anyhow!("request {number}: {e}"))?;
+        let started = if crate::plan::is_udp(step) {
+            world.start_udp(&step.client, req.dst, crate::plan::udp_opts(step))
+        } else {
+            world.start_request(&step.client, req.dst, crate::plan::request_opts(step))
+        };
+        let id = started.map_err(|e| anyhow::anyhow!("request {number}: {e}"))?;
         let out = world
             .run_until_complete(id)
             .with_context(|| format!("request {number} never finished"))?;
@@ -259,6 +263,7 @@ impl<'c> Embedded<'c> {
             logged_client_ip: logged,
             elapsed_ms: out.elapsed.as_millis() as u64,
             curl_message: (!out.message.is_empty()).then(|| out.message.clone()),
+            reply: crate::plan::is_udp(step).then(|| out.body.clone()),
         };
         tracing::debug!(
             outcome = result.outcome.as_str(),

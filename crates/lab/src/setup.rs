@@ -150,6 +150,7 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
             cfg.masquerade_random_fully = cluster.kube_proxy.masquerade_random_fully;
             cfg.localhost_node_ports = cluster.kube_proxy.localhost_node_ports;
             cfg.conntrack_tcp_be_liberal = cluster.kube_proxy.tcp_be_liberal;
+            cfg.udp_conntrack_cleanup = cluster.kube_proxy.conntrack_cleanup;
             sim::NodeDesc {
                 name: n.name.clone(),
                 ip: n.ip,

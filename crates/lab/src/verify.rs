@@ -145,6 +145,22 @@ pub fn not_applicable(cluster: &Cluster) -> Option<String> {
             "it has `scale:` plan entries (pods started and stopped mid-run, embedded-only)".into(),
         );
     }
+    if cluster
+        .actions
+        .iter()
+        .any(|a| matches!(a.kind, ActionKind::Delete(_)))
+    {
+        return Some(
+            "it has `delete:` plan entries (pods replaced mid-run; the kernel topology is built \
+             once)"
+                .into(),
+        );
+    }
+    if cluster.plan.iter().any(crate::plan::is_udp) {
+        return Some(
+            "it sends UDP (`protocol: UDP`): the kernel side runs curl and nginx only".into(),
+        );
+    }
     if !cluster.links.is_empty() {
         return Some(
             "it impairs links (`links:`): the lab's seeded loss and delay are not netem's, so \

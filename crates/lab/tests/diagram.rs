@@ -54,6 +54,7 @@ fn run_plan(scenario: &str) -> (Cluster, Vec<(RequestResult, Vec<sim::TraceEvent
             logged_client_ip: logged,
             elapsed_ms: done.elapsed.as_millis() as u64,
             curl_message: (!done.message.is_empty()).then(|| done.message.clone()),
+            reply: None,
         };
         out.push((result, world.trace_for(id)));
         world.clear_trace();

@@ -92,6 +92,7 @@ fn result() -> ScenarioResult {
         logged_client_ip: Some(ip("10.151.30.11")),
         elapsed_ms: 3,
         curl_message: None,
+        reply: None,
     };
     let timeout = RequestResult {
         outcome: Outcome::Timeout,
@@ -100,6 +101,7 @@ fn result() -> ScenarioResult {
         logged_client_ip: None,
         elapsed_ms: 10_001,
         curl_message: Some("curl: (28) Connection timed out after 10001 milliseconds".into()),
+        reply: None,
         ..ok.clone()
     };
     ScenarioResult {
@@ -180,6 +182,7 @@ fn json_shape_is_stable() {
 fn written_json_is_the_pretty_value() {
     let mut r = result();
     r.explanations = vec!["first \"quoted\"".into(), "second".into()];
+    r.requests[1].reply = Some("nginx-54f57cf6bf-xhs8g".into());
     let mut written = Vec::new();
     write_json(&r, &mut written).unwrap();
     let want = serde_json::to_string_pretty(&to_json(&r)).unwrap() + "\n";
@@ -187,6 +190,8 @@ fn written_json_is_the_pretty_value() {
     let v = to_json(&r);
     assert_eq!(v["requests"][1]["explanation"], "second");
     assert!(v["requests"][2].get("explanation").is_none());
+    assert_eq!(v["requests"][1]["reply"], "nginx-54f57cf6bf-xhs8g");
+    assert!(v["requests"][0].get("reply").is_none());
 }
 
 #[test]

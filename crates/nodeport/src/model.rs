@@ -257,6 +257,13 @@ pub struct ProxyConfig {
     /// mark out-of-window TCP packets INVALID.
     #[serde(default)]
     pub conntrack_tcp_be_liberal: bool,
+    /// kube-proxy deletes stale UDP conntrack entries after endpoint changes (default true;
+    /// §6.4, upstream `pkg/proxy/conntrack/cleanup.go`). False is a lab what-if that brings
+    /// back Kubernetes' classic UDP bug (kubernetes#59033 "conntrack table for UDP to vanished
+    /// pod not flushed", #65228; the ≥ 1.32 reconciler is kubernetes#126130): a client that
+    /// keeps its 5-tuple keeps being sent to a deleted endpoint until the entry expires.
+    #[serde(default = "yes")]
+    pub udp_conntrack_cleanup: bool,
 }
 
 impl ProxyConfig {
@@ -290,6 +297,7 @@ impl ProxyConfig {
             masquerade_enabled: true,
             localhost_node_ports: true,
             conntrack_tcp_be_liberal: false,
+            udp_conntrack_cleanup: true,
         }
     }
 }

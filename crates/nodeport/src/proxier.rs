@@ -372,7 +372,9 @@ impl Proxier {
         // Forget affinity of ports that no longer exist.
         let keys = &self.table.affinity_keys;
         self.affinity.retain(|(k, _), _| keys.contains(k));
-        self.clear_stale_udp();
+        if self.config.udp_conntrack_cleanup {
+            self.clear_stale_udp();
+        }
         self.last_update = Some(now);
     }
 

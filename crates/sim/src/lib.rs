@@ -39,6 +39,7 @@
 pub mod apps;
 pub mod clock;
 pub mod host;
+pub mod udp;
 pub mod world;
 
 pub use apps::{AppDesc, AppKind, AppsHandle};
@@ -47,6 +48,7 @@ pub use host::{
     AccessJournal, AccessLog, AccessLogEntry, ClientHandle, Host, HostConfig, OutcomeKind,
     RequestId, RequestOpts, RequestOutcome, ServerInfo, LINUX_CONNECT_TIMEOUT,
 };
+pub use udp::UdpOpts;
 pub use world::{
     Attachment, ClientDesc, FabricEvent, HealthCheckSpec, HealthEvent, LbDesc, NodeDesc, PodDesc,
     SimError, TraceEvent, World, WorldSpec,

@@ -203,6 +203,7 @@ fn kube_proxy(raw: Option<&raw::RawKubeProxy>) -> KubeProxy {
             .as_ref()
             .and_then(|c| c.tcp_be_liberal)
             .unwrap_or(d.tcp_be_liberal),
+        conntrack_cleanup: k.conntrack_cleanup.unwrap_or(d.conntrack_cleanup),
     }
 }
 

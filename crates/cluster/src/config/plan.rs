@@ -1,14 +1,18 @@
-//! `plan:` (requests, `scale:` and `wait:` actions) and `links:` (impairments).
+//! `plan:` (requests, `scale:`, `wait:` and `delete:` actions) and `links:` (impairments).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use nodeport::Protocol;
 use serde_yaml_ng::Value;
 
-use super::raw::{RawLink, RawPlan, RawScale};
+use super::raw::{RawDelete, RawLink, RawPlan, RawScale};
 use super::{ClientSpec, NodeIndex};
 use crate::error::LabError;
-use crate::model::{ActionKind, LinkSpec, PlanAction, PlanStep, Target};
+use crate::model::{
+    ActionKind, LinkSpec, PlanAction, PlanStep, PodRef, Target, DEFAULT_UDP_PAYLOAD,
+    DEFAULT_UDP_TIMEOUT,
+};
 use crate::units::{parse_duration, parse_rate};
 
 /// Most requests one plan entry may make.
@@ -42,7 +46,7 @@ pub(super) fn plan(
     Ok((plan, actions))
 }
 
-/// A `scale:` or `wait:` entry (`None` for a request).
+/// A `scale:`, `wait:` or `delete:` entry (`None` for a request).
 fn action(f: &str, at: &str, p: &RawPlan) -> Result<Option<ActionKind>, LabError> {
     let request_fields = p.from.is_some()
         || p.to.is_some()
@@ -52,27 +56,74 @@ fn action(f: &str, at: &str, p: &RawPlan) -> Result<Option<ActionKind>, LabError
         || p.count.is_some()
         || p.path.is_some()
         || p.connect_timeout.is_some()
-        || p.max_time.is_some();
-    let kind = match (&p.scale, &p.wait) {
-        (Some(_), Some(_)) => {
-            return Err(LabError::invalid(
-                f,
-                at,
-                "`scale` and `wait` must be separate plan entries",
-            ))
-        }
-        (Some(sc), None) => scale(f, at, sc)?,
-        (None, Some(v)) => ActionKind::Wait(parse_duration(f, &format!("{at}.wait"), v)?),
-        (None, None) => return Ok(None),
+        || p.max_time.is_some()
+        || p.protocol.is_some()
+        || p.payload.is_some()
+        || p.timeout.is_some()
+        || p.source_port.is_some();
+    let given = [p.scale.is_some(), p.wait.is_some(), p.delete.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(LabError::invalid(
+            f,
+            at,
+            "`scale`, `wait` and `delete` must be separate plan entries",
+        ));
+    }
+    let kind = match (&p.scale, &p.wait, &p.delete) {
+        (Some(sc), _, _) => scale(f, at, sc)?,
+        (_, Some(v), _) => ActionKind::Wait(parse_duration(f, &format!("{at}.wait"), v)?),
+        (_, _, Some(d)) => delete(f, at, d)?,
+        (None, None, None) => return Ok(None),
     };
     if request_fields {
         return Err(LabError::invalid(
             f,
             at,
-            "a `scale`/`wait` entry takes no request fields (from, to, count, ...)",
+            "a `scale`/`wait`/`delete` entry takes no request fields (from, to, count, ...)",
         ));
     }
     Ok(Some(kind))
+}
+
+/// `namespace/name` or `name` (namespace `default`).
+fn ns_name(s: &str) -> (String, String) {
+    match s.split_once('/') {
+        Some((ns, n)) => (ns.to_string(), n.to_string()),
+        None => ("default".to_string(), s.to_string()),
+    }
+}
+
+/// `delete: {pod: NAME}` or `delete: {deployment: NAME}` (exactly one of them).
+fn delete(f: &str, at: &str, d: &RawDelete) -> Result<ActionKind, LabError> {
+    let named = |field: &str, v: &str| -> Result<(String, String), LabError> {
+        let (namespace, name) = ns_name(v);
+        if namespace.is_empty() || name.is_empty() || name.contains('/') {
+            return Err(LabError::invalid(
+                f,
+                format!("{at}.delete.{field}"),
+                format!("{v:?} is not `name` or `namespace/name`"),
+            ));
+        }
+        Ok((namespace, name))
+    };
+    let target = match (&d.pod, &d.deployment) {
+        (Some(p), None) => {
+            let (namespace, name) = named("pod", p)?;
+            PodRef::Pod { namespace, name }
+        }
+        (None, Some(dep)) => {
+            let (namespace, name) = named("deployment", dep)?;
+            PodRef::Deployment { namespace, name }
+        }
+        _ => {
+            return Err(LabError::invalid(
+                f,
+                format!("{at}.delete"),
+                "give exactly one of `pod: NAME` or `deployment: NAME`",
+            ))
+        }
+    };
+    Ok(ActionKind::Delete(target))
 }
 
 fn scale(f: &str, at: &str, sc: &RawScale) -> Result<ActionKind, LabError> {
@@ -83,10 +134,7 @@ fn scale(f: &str, at: &str, sc: &RawScale) -> Result<ActionKind, LabError> {
             format!("{} is not in 0..={MAX_REPLICAS}", sc.replicas),
         ));
     }
-    let (namespace, name) = match sc.deployment.split_once('/') {
-        Some((ns, n)) => (ns.to_string(), n.to_string()),
-        None => ("default".to_string(), sc.deployment.clone()),
-    };
+    let (namespace, name) = ns_name(&sc.deployment);
     Ok(ActionKind::Scale {
         namespace,
         deployment: name,
@@ -159,6 +207,7 @@ fn request(
         Some(v) => parse_duration(f, &format!("{at}.{field}"), v).map(Some),
         None => Ok(None),
     };
+    let udp = udp_fields(f, at, p)?;
     Ok(PlanStep {
         client: from,
         target,
@@ -170,6 +219,100 @@ fn request(
         path,
         connect_timeout: duration("connectTimeout", &p.connect_timeout)?,
         max_time: duration("maxTime", &p.max_time)?,
+        protocol: udp.protocol,
+        payload: udp.payload,
+        timeout: udp.timeout,
+        source_port: udp.source_port,
+    })
+}
+
+/// What a plan entry's `protocol`, `payload`, `timeout` and `sourcePort` say.
+struct UdpFields {
+    protocol: Protocol,
+    payload: String,
+    timeout: Duration,
+    source_port: Option<u16>,
+}
+
+/// Longest `payload:` (one datagram; agnhost netexec reads up to 1024 bytes).
+pub const MAX_PAYLOAD: usize = 1024;
+/// Longest UDP `timeout:`.
+pub const MAX_UDP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `protocol:` (TCP or UDP; default TCP) and the fields only UDP takes.
+fn udp_fields(f: &str, at: &str, p: &RawPlan) -> Result<UdpFields, LabError> {
+    let inv = |field: &str, msg: String| LabError::invalid(f, format!("{at}.{field}"), msg);
+    let protocol = match p.protocol.as_deref() {
+        None | Some("TCP") => Protocol::Tcp,
+        Some("UDP") => Protocol::Udp,
+        Some(other) => return Err(inv("protocol", format!("{other:?} is not TCP or UDP"))),
+    };
+    if protocol == Protocol::Tcp {
+        for (field, set) in [
+            ("payload", p.payload.is_some()),
+            ("timeout", p.timeout.is_some()),
+            ("sourcePort", p.source_port.is_some()),
+        ] {
+            if set {
+                return Err(inv(
+                    field,
+                    "only for `protocol: UDP` (TCP requests use connectTimeout/maxTime)".into(),
+                ));
+            }
+        }
+    } else {
+        for (field, set) in [
+            ("path", p.path.is_some()),
+            ("connectTimeout", p.connect_timeout.is_some()),
+            ("maxTime", p.max_time.is_some()),
+        ] {
+            if set {
+                return Err(inv(
+                    field,
+                    "only for TCP requests (a UDP entry takes payload and timeout)".into(),
+                ));
+            }
+        }
+    }
+    let payload = p
+        .payload
+        .clone()
+        .unwrap_or_else(|| DEFAULT_UDP_PAYLOAD.to_string());
+    if payload.is_empty() || payload.len() > MAX_PAYLOAD {
+        return Err(inv(
+            "payload",
+            format!("{} bytes; a payload takes 1..={MAX_PAYLOAD}", payload.len()),
+        ));
+    }
+    if payload.chars().any(|c| c.is_control()) {
+        return Err(inv(
+            "payload",
+            format!("{payload:?} must not contain control characters"),
+        ));
+    }
+    let timeout = match &p.timeout {
+        None => DEFAULT_UDP_TIMEOUT,
+        Some(v) => parse_duration(f, &format!("{at}.timeout"), v)?,
+    };
+    if timeout.is_zero() || timeout > MAX_UDP_TIMEOUT {
+        return Err(inv(
+            "timeout",
+            format!(
+                "{} s is not in (0, {}] s",
+                timeout.as_secs_f64(),
+                MAX_UDP_TIMEOUT.as_secs()
+            ),
+        ));
+    }
+    let source_port = match p.source_port {
+        None => None,
+        Some(v) => Some(check_port(f, &format!("{at}.sourcePort"), v)?),
+    };
+    Ok(UdpFields {
+        protocol,
+        payload,
+        timeout,
+        source_port,
     })
 }
 

@@ -39,6 +39,7 @@ pub(super) struct RawKubeProxy {
     pub(super) masquerade_random_fully: Option<bool>,
     pub(super) localhost_node_ports: Option<bool>,
     pub(super) conntrack: Option<RawConntrack>,
+    pub(super) conntrack_cleanup: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +129,19 @@ pub(super) struct RawPlan {
     pub(super) path: Option<String>,
     pub(super) connect_timeout: Option<Value>,
     pub(super) max_time: Option<Value>,
+    pub(super) protocol: Option<String>,
+    pub(super) payload: Option<String>,
+    pub(super) timeout: Option<Value>,
+    pub(super) source_port: Option<i64>,
+    pub(super) delete: Option<RawDelete>,
+}
+
+/// `delete:` a pod by name, or one pod of a Deployment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawDelete {
+    pub(super) pod: Option<String>,
+    pub(super) deployment: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------

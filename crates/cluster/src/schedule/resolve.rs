@@ -10,7 +10,9 @@ use rand_chacha::ChaCha8Rng;
 use super::endpoints::{service_slices, Pending, PodIndex};
 use super::placement::{place_one, DeploySched, Placement};
 use crate::error::LabError;
-use crate::model::{ActionKind, Client, LinkSpec, PlanAction, PlanStep, Pod, Scaled, Target};
+use crate::model::{
+    ActionKind, Client, LinkSpec, PlanAction, PlanStep, Pod, PodRef, Scaled, Target,
+};
 
 /// Fill in the default service of each step and check service references and targets.
 pub(super) fn plan(
@@ -100,12 +102,36 @@ fn pick_service_port(
                 ),
             ));
         };
+        let picked = svc.ports[i].protocol;
+        let udp = nodeport::Protocol::Udp;
+        if (picked == udp || step.protocol == udp) && picked != step.protocol {
+            return Err((
+                "portName",
+                format!(
+                    "port {name:?} of service {sref} is {}, but the entry sends {} (set `protocol`)",
+                    picked.as_lower().to_uppercase(),
+                    step.protocol.as_lower().to_uppercase()
+                ),
+            ));
+        }
         step.service_port = Some(i);
     } else if let Some(n) = step.port {
-        if let Some(i) = svc.ports.iter().position(|p| p.port == n) {
+        // The same number may be both TCP and UDP (DNS's 53): the step's protocol first.
+        let same = |p: &&nodeport::ServicePort| p.port == n && p.protocol == step.protocol;
+        let pos = svc.ports.iter().position(|p| same(&p));
+        if let Some(i) = pos.or_else(|| svc.ports.iter().position(|p| p.port == n)) {
             step.service_port = Some(i);
             step.port = None;
         }
+    } else if step.protocol == nodeport::Protocol::Udp {
+        // A UDP entry uses the service's first UDP port.
+        let Some(i) = svc.ports.iter().position(|p| p.protocol == step.protocol) else {
+            return Err((
+                "protocol",
+                format!("service {sref} has no UDP port; set `port`, `portName` or `protocol`"),
+            ));
+        };
+        step.service_port = Some(i);
     }
     Ok(())
 }
@@ -121,8 +147,9 @@ pub(super) struct ScaleState<'a, 'n> {
     pub slices: Vec<Vec<EndpointSlice>>,
 }
 
-/// Run the `scale:` actions in order: scale-down deletes the newest pods, scale-up places new
-/// replicas; the Services selecting the Deployment get new EndpointSlices.
+/// Run the `scale:` and `delete:` actions in order: scale-down deletes the newest pods,
+/// scale-up places new replicas, a delete removes one pod and its ReplicaSet places a
+/// replacement; the Services selecting the Deployment get new EndpointSlices.
 pub(super) fn scale_actions(
     f: &str,
     actions: &[PlanAction],
@@ -132,63 +159,59 @@ pub(super) fn scale_actions(
     let mut actions = actions.to_vec();
     let mut cur_pods = pods.to_vec();
     for a in &mut actions {
-        let ActionKind::Scale {
-            namespace,
-            deployment,
-            replicas,
-        } = &a.kind
-        else {
-            continue;
+        let (k, removed, want) = match &a.kind {
+            ActionKind::Scale {
+                namespace,
+                deployment,
+                replicas,
+            } => {
+                let k = find_sched(f, a.entry, "scale.deployment", st, namespace, deployment)?;
+                let own: Vec<&Pod> = own_pods(&cur_pods, &st.scheds[k]).collect();
+                let removed: Vec<Pod> = own
+                    .iter()
+                    .skip(*replicas as usize)
+                    .map(|p| (*p).clone())
+                    .collect();
+                (k, removed, *replicas as usize)
+            }
+            ActionKind::Delete(target) => {
+                let pod = deleted_pod(f, a.entry, &cur_pods, target)?;
+                let k = find_sched(f, a.entry, "delete", st, &pod.namespace, &pod.deployment)?;
+                let want = own_pods(&cur_pods, &st.scheds[k]).count();
+                (k, vec![pod], want)
+            }
+            ActionKind::Wait(_) => continue,
         };
-        let Some(ds) = st
-            .scheds
-            .iter_mut()
-            .find(|d| d.namespace == *namespace && d.name == *deployment)
-        else {
-            let known: Vec<String> = st
-                .scheds
-                .iter()
-                .map(|d| format!("{}/{}", d.namespace, d.name))
-                .collect();
-            return Err(LabError::invalid(
-                f,
-                format!("plan[{}].scale.deployment", a.entry),
-                format!(
-                    "unknown deployment {namespace}/{deployment} (known: {})",
-                    known.join(", ")
-                ),
-            ));
-        };
-        let own: Vec<&Pod> = cur_pods
-            .iter()
-            .filter(|p| p.namespace == *namespace && p.deployment == *deployment)
-            .collect();
-        let (have, want) = (own.len(), *replicas as usize);
-        let mut removed = Vec::new();
-        if want < have {
-            removed = own[want..].iter().map(|p| (*p).clone()).collect();
-            let gone: HashSet<&str> = removed.iter().map(|p: &Pod| p.name.as_str()).collect();
-            cur_pods.retain(|p| !gone.contains(p.name.as_str()));
-        }
+        let gone: HashSet<&str> = removed.iter().map(|p| p.name.as_str()).collect();
+        cur_pods.retain(|p| !gone.contains(p.name.as_str()));
+        let ds = &mut st.scheds[k];
+        let have = own_pods(&cur_pods, ds).count();
         st.placement.recount(&cur_pods);
         ds.recount(&cur_pods, &st.placement);
         let mut added = Vec::new();
         for _ in have..want {
             let pod = place_one(ds, &mut st.placement, &mut st.sched_rng).map_err(|e| {
+                let (ns, name) = (&ds.namespace, &ds.name);
+                let (field, what) = match &a.kind {
+                    ActionKind::Scale { .. } => {
+                        ("scale.replicas", format!("scaling {ns}/{name} to {want}"))
+                    }
+                    _ => ("delete", format!("replacing a deleted pod of {ns}/{name}")),
+                };
                 LabError::invalid(
                     f,
-                    format!("plan[{}].scale.replicas", a.entry),
-                    format!("scaling {namespace}/{deployment} to {want}: {e}"),
+                    format!("plan[{}].{field}", a.entry),
+                    format!("{what}: {e}"),
                 )
             })?;
             cur_pods.push(pod.clone());
             added.push(pod);
         }
         let index = PodIndex::new(&cur_pods);
-        for (k, p) in st.pending.iter().enumerate() {
+        for (j, p) in st.pending.iter().enumerate() {
             let svc = &mut st.services[p.index];
             if p.selects(svc, &ds.namespace, &ds.labels) {
-                st.slices[k] = service_slices(svc, p, &index)?;
+                st.slices[j] = service_slices(svc, p, &index)?;
             }
         }
         a.scaled = Some(Scaled {
@@ -199,6 +222,78 @@ pub(super) fn scale_actions(
         });
     }
     Ok(actions)
+}
+
+/// A Deployment's pods, oldest first.
+fn own_pods<'p>(pods: &'p [Pod], ds: &DeploySched<'_>) -> impl Iterator<Item = &'p Pod> {
+    let (ns, name) = (ds.namespace.clone(), ds.name.clone());
+    pods.iter()
+        .filter(move |p| p.namespace == ns && p.deployment == name)
+}
+
+/// The index of a Deployment's scheduler state; an error naming `plan[entry].field`.
+fn find_sched(
+    f: &str,
+    entry: usize,
+    field: &str,
+    st: &ScaleState,
+    namespace: &str,
+    deployment: &str,
+) -> Result<usize, LabError> {
+    st.scheds
+        .iter()
+        .position(|d| d.namespace == namespace && d.name == deployment)
+        .ok_or_else(|| {
+            let known: Vec<String> = st
+                .scheds
+                .iter()
+                .map(|d| format!("{}/{}", d.namespace, d.name))
+                .collect();
+            LabError::invalid(
+                f,
+                format!("plan[{entry}].{field}"),
+                format!(
+                    "unknown deployment {namespace}/{deployment} (known: {})",
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
+/// The pod a `delete:` entry removes: the named pod, or the Deployment's oldest pod.
+fn deleted_pod(f: &str, entry: usize, pods: &[Pod], target: &PodRef) -> Result<Pod, LabError> {
+    let (field, found) = match target {
+        PodRef::Pod { namespace, name } => (
+            "delete.pod",
+            pods.iter()
+                .find(|p| p.namespace == *namespace && p.name == *name),
+        ),
+        PodRef::Deployment { namespace, name } => (
+            "delete.deployment",
+            pods.iter()
+                .find(|p| p.namespace == *namespace && p.deployment == *name),
+        ),
+    };
+    found.cloned().ok_or_else(|| {
+        let known: Vec<String> = pods
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        let what = match target {
+            PodRef::Pod { namespace, name } => format!("no pod {namespace}/{name}"),
+            PodRef::Deployment { namespace, name } => {
+                format!("deployment {namespace}/{name} has no pod (or does not exist)")
+            }
+        };
+        LabError::invalid(
+            f,
+            format!("plan[{entry}].{field}"),
+            format!(
+                "{what} at this point of the plan (pods: {})",
+                known.join(", ")
+            ),
+        )
+    })
 }
 
 /// Every `links:` entry names a client, a pod or a Deployment.

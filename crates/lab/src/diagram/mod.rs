@@ -46,9 +46,12 @@ fn title_lines(cluster: &Cluster, number: Option<usize>, r: &RequestResult) -> V
         "{} — {req}: {} {} → {}",
         cluster.scenario, r.client, r.client_ip, r.target
     )];
-    let outcome = match (r.outcome, r.status) {
-        (Outcome::Ok, Some(s)) => format!("outcome: ok, HTTP {s}"),
-        (o, _) => format!("outcome: {} after {} ms", o.as_str(), r.elapsed_ms),
+    let outcome = match (r.outcome, r.status, &r.reply) {
+        (Outcome::Ok, Some(s), _) => format!("outcome: ok, HTTP {s}"),
+        (Outcome::Ok, None, Some(reply)) => {
+            format!("outcome: ok, UDP answer {:?}", reply.trim_end())
+        }
+        (o, _, _) => format!("outcome: {} after {} ms", o.as_str(), r.elapsed_ms),
     };
     let pod = match &r.pod {
         Some(p) => format!("answered by {p}"),
@@ -106,6 +109,13 @@ fn request_rows(request: &RequestResult, hops: &[TraceEvent]) -> Vec<Row> {
             Some(ip) => format!("curl: HTTP {s}; nginx logged client IP {ip}"),
             None => format!("curl: HTTP {s}"),
         },
+        (Outcome::Ok, None) if request.reply.is_some() => {
+            let reply = request.reply.as_deref().unwrap_or_default().trim_end();
+            match request.logged_client_ip {
+                Some(ip) => format!("udp: answer {reply:?}; the app saw client IP {ip}"),
+                None => format!("udp: answer {reply:?}"),
+            }
+        }
         _ => request
             .curl_message
             .clone()

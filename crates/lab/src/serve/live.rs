@@ -200,6 +200,10 @@ impl LiveLab {
             path: "/".into(),
             connect_timeout: Some(Duration::from_secs_f64(secs)),
             max_time: None,
+            protocol: nodeport::Protocol::Tcp,
+            payload: cluster::DEFAULT_UDP_PAYLOAD.into(),
+            timeout: cluster::DEFAULT_UDP_TIMEOUT,
+            source_port: None,
         })
     }
 
@@ -283,6 +287,7 @@ impl LiveLab {
             logged_client_ip: logged.as_ref().map(|(_, e)| e.remote_addr),
             elapsed_ms: out.elapsed.as_millis() as u64,
             curl_message: (!out.message.is_empty()).then(|| out.message.clone()),
+            reply: None,
         };
         let mut v = report::request_json(&result);
         let explanation = crate::explain::explain(&self.cluster, &result, &hops);

@@ -13,7 +13,8 @@ use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use super::log::Access;
-use super::{answer_http, AppCtx, AppKind};
+use super::{answer_http, AppCtx, AppKind, ServerInfo};
+use crate::clock::WallClock;
 use crate::host::tcp_socket;
 
 /// nginx's `keepalive_timeout` default.
@@ -23,7 +24,7 @@ pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(65);
 const SERVER_POOL: usize = 16;
 
 /// A parsed request, as responders see it.
-pub(crate) struct HttpRequest<'a> {
+pub struct HttpRequest<'a> {
     /// The request target (path and query).
     pub path: &'a str,
     /// The peer address the socket saw.
@@ -31,7 +32,8 @@ pub(crate) struct HttpRequest<'a> {
 }
 
 /// A responder's answer.
-pub(crate) struct HttpResponse {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
     pub status: u16,
     pub reason: &'static str,
     pub body: String,
@@ -225,20 +227,19 @@ fn serve_http(
         return false;
     }
     let peer = remote(s);
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let (access, bytes, close) = match req.parse(&slot.buf) {
-        Ok(httparse::Status::Complete(n)) => {
-            let (access, bytes, close) = http_answer(&req, peer, kind, now, ctx);
-            slot.buf.drain(..n);
-            (access, bytes, close)
-        }
-        Ok(httparse::Status::Partial) if s.may_recv() => return false,
-        _ => {
-            slot.buf.clear();
-            bad_request(ctx, now)
-        }
+    let Some(a) = answer_request(
+        kind,
+        ctx.info,
+        ctx.clock,
+        now,
+        peer,
+        &slot.buf,
+        !s.may_recv(),
+    ) else {
+        return false;
     };
+    slot.buf.drain(..a.consumed);
+    let (bytes, close, access) = (a.bytes, a.close, a.access);
     let _ = s.send_slice(&bytes);
     if close {
         s.close();
@@ -249,13 +250,65 @@ fn serve_http(
     true
 }
 
+/// One request answered off the front of a connection's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// Request bytes used (the rest is the next, pipelined request).
+    pub consumed: usize,
+    /// The response on the wire.
+    pub bytes: Vec<u8>,
+    /// Close the connection after sending it.
+    pub close: bool,
+    /// The access-log entry.
+    pub access: Access,
+}
+
+/// The answer of app `kind` to the request at the front of `buf` (shared with real mode's
+/// `lab app`): `None` while the request is incomplete and more bytes may come (`eof`
+/// false); a request that cannot be parsed (or is cut off by `eof`) gets nginx's 400 and the
+/// connection closes.
+pub fn answer_request(
+    kind: AppKind,
+    info: &ServerInfo,
+    clock: &WallClock,
+    now: Duration,
+    peer: SocketAddrV4,
+    buf: &[u8],
+    eof: bool,
+) -> Option<Answered> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let (access, bytes, close) = http_answer(&req, peer, kind, info, clock, now);
+            Some(Answered {
+                consumed: n,
+                bytes,
+                close,
+                access,
+            })
+        }
+        Ok(httparse::Status::Partial) if !eof => None,
+        _ => {
+            let (access, bytes, close) = bad_request(clock, now);
+            Some(Answered {
+                consumed: buf.len(),
+                bytes,
+                close,
+                access,
+            })
+        }
+    }
+}
+
 /// The response bytes to a parsed request, its access-log entry and whether to close.
 fn http_answer(
     req: &httparse::Request,
     peer: SocketAddrV4,
     kind: AppKind,
+    info: &ServerInfo,
+    clock: &WallClock,
     now: Duration,
-    ctx: &AppCtx,
 ) -> (Access, Vec<u8>, bool) {
     let method = req.method.unwrap_or("GET");
     let path = req.path.unwrap_or("/");
@@ -267,10 +320,10 @@ fn http_answer(
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| String::from_utf8_lossy(h.value).into_owned())
     };
-    let conn = hdr("Connection").unwrap_or_default().to_ascii_lowercase();
-    let close = conn.contains("close") || (http10 && !conn.contains("keep-alive"));
-    let resp = answer_http(kind, ctx, now, &HttpRequest { path, remote: peer });
-    let bytes = response_bytes(&resp, ctx, now, close);
+    let close = wants_close(http10, hdr("Connection").as_deref());
+    let req = HttpRequest { path, remote: peer };
+    let resp = answer_http(kind, info, clock, now, &req);
+    let bytes = response_bytes(&resp, clock, now, close);
     let access = Access {
         request: format!("{method} {path} {version}"),
         status: resp.status,
@@ -283,7 +336,7 @@ fn http_answer(
 }
 
 /// nginx's answer to a request it cannot parse: 400, then close.
-fn bad_request(ctx: &AppCtx, now: Duration) -> (Access, Vec<u8>, bool) {
+fn bad_request(clock: &WallClock, now: Duration) -> (Access, Vec<u8>, bool) {
     let resp = HttpResponse {
         status: 400,
         reason: "Bad Request",
@@ -296,10 +349,24 @@ fn bad_request(ctx: &AppCtx, now: Duration) -> (Access, Vec<u8>, bool) {
         status: 400,
         ..Access::default()
     };
-    (access, response_bytes(&resp, ctx, now, true), true)
+    (access, response_bytes(&resp, clock, now, true), true)
 }
 
-fn response_bytes(resp: &HttpResponse, ctx: &AppCtx, now: Duration, close: bool) -> Vec<u8> {
+/// Whether the server closes after answering: the client asked (`Connection: close`), or
+/// spoke HTTP/1.0 without asking for keep-alive.
+pub fn wants_close(http10: bool, connection: Option<&str>) -> bool {
+    let conn = connection.unwrap_or_default().to_ascii_lowercase();
+    conn.contains("close") || (http10 && !conn.contains("keep-alive"))
+}
+
+/// The response on the wire: status line, headers (`Server:` if the app sends one, `Date`,
+/// `Content-Type`, `Content-Length`, `Connection`), body.
+pub fn response_bytes(
+    resp: &HttpResponse,
+    clock: &WallClock,
+    now: Duration,
+    close: bool,
+) -> Vec<u8> {
     let server = resp
         .server
         .map(|s| format!("Server: {s}\r\n"))
@@ -315,13 +382,23 @@ fn response_bytes(resp: &HttpResponse, ctx: &AppCtx, now: Duration, close: bool)
         "HTTP/1.1 {} {}\r\n{server}Date: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{connection}\r\n",
         resp.status,
         resp.reason,
-        ctx.clock.http_date(now),
+        clock.http_date(now),
         resp.content_type,
         resp.body.len()
     );
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(resp.body.as_bytes());
     bytes
+}
+
+/// The access-log entry of a raw TCP answer (serve-hostname `--tcp`).
+pub fn raw_access(body_bytes_sent: usize) -> Access {
+    Access {
+        request: "TCP".into(),
+        status: 200,
+        body_bytes_sent,
+        ..Access::default()
+    }
 }
 
 /// serve-hostname `--tcp`: the hostname, then close.
@@ -333,17 +410,7 @@ fn serve_raw(slot: &mut Slot, s: &mut tcp::Socket, now: Duration, ctx: &AppCtx) 
     let _ = s.send_slice(body.as_bytes());
     s.close();
     slot.closing = true;
-    let peer = remote(s);
-    ctx.log.record(
-        ctx.clock,
-        now,
-        peer,
-        Access {
-            request: "TCP".into(),
-            status: 200,
-            body_bytes_sent: body.len(),
-            ..Access::default()
-        },
-    );
+    ctx.log
+        .record(ctx.clock, now, remote(s), raw_access(body.len()));
     true
 }

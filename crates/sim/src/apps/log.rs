@@ -24,8 +24,8 @@ pub struct AccessLogEntry {
 }
 
 /// What an app writes for one request (the rest comes from the clock).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Access {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
     /// `$request`, e.g. `GET / HTTP/1.1` or `UDP hostname`.
     pub request: String,
     pub status: u16,
@@ -108,25 +108,13 @@ impl AccessLog {
         self.0.lock().expect("poisoned").journal = Some((journal, tag));
     }
 
-    /// Write one entry in nginx's `main` format:
-    /// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer"
-    /// "$http_user_agent" "$http_x_forwarded_for"`.
+    /// Write one entry (its line by [`main_line`]).
     pub(crate) fn record(&self, clock: &WallClock, now: Duration, peer: SocketAddrV4, a: Access) {
-        let (raddr, rport) = (*peer.ip(), peer.port());
-        let line = format!(
-            "{raddr} - - [{}] \"{}\" {} {} \"{}\" \"{}\" \"{}\"",
-            clock.time_local(now),
-            dash(Some(&a.request)),
-            a.status,
-            a.body_bytes_sent,
-            dash(a.referer.as_deref()),
-            dash(a.user_agent.as_deref()),
-            dash(a.forwarded_for.as_deref()),
-        );
+        let line = main_line(clock, now, peer, &a);
         self.push(AccessLogEntry {
+            remote_addr: *peer.ip(),
+            remote_port: peer.port(),
             at: now,
-            remote_addr: raddr,
-            remote_port: rport,
             request: a.request,
             status: a.status,
             body_bytes_sent: a.body_bytes_sent,
@@ -142,6 +130,23 @@ impl AccessLog {
             j.push(*tag, log.entries.len() - 1);
         }
     }
+}
+
+/// One line in nginx's `main` format:
+/// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer"
+/// "$http_user_agent" "$http_x_forwarded_for"`.
+pub fn main_line(clock: &WallClock, now: Duration, peer: SocketAddrV4, a: &Access) -> String {
+    format!(
+        "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\" \"{}\"",
+        peer.ip(),
+        clock.time_local(now),
+        dash(Some(&a.request)),
+        a.status,
+        a.body_bytes_sent,
+        dash(a.referer.as_deref()),
+        dash(a.user_agent.as_deref()),
+        dash(a.forwarded_for.as_deref()),
+    )
 }
 
 fn dash(v: Option<&str>) -> &str {

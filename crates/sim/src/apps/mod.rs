@@ -26,8 +26,9 @@ use std::time::Duration;
 use smoltcp::iface::SocketSet;
 
 use crate::clock::WallClock;
-use http::{HttpRequest, HttpResponse, TcpApp, TcpServer};
-pub use log::{AccessJournal, AccessLog, AccessLogEntry};
+pub use http::{HttpRequest, HttpResponse};
+use http::{TcpApp, TcpServer};
+pub use log::{main_line, Access, AccessJournal, AccessLog, AccessLogEntry};
 use udp::UdpServer;
 
 /// Which app a container runs (chosen from its image and args by the `cluster` crate).
@@ -82,21 +83,34 @@ pub(crate) struct AppCtx<'a> {
     pub log: &'a AccessLog,
 }
 
-/// The HTTP answer of `kind` to a request.
-fn answer_http(kind: AppKind, ctx: &AppCtx, now: Duration, req: &HttpRequest) -> HttpResponse {
+/// The HTTP answer of `kind` to a request (shared with real mode's `lab app`: one
+/// definition of what each app says).
+pub fn answer_http(
+    kind: AppKind,
+    info: &ServerInfo,
+    clock: &WallClock,
+    now: Duration,
+    req: &HttpRequest,
+) -> HttpResponse {
     match kind {
-        AppKind::Nginx => nginx::respond(ctx.info, req),
-        AppKind::Netexec => netexec::respond(ctx, now, req),
-        AppKind::ServeHostname => serve_hostname::respond(ctx.info),
-        AppKind::GenericHttp => nginx::generic(ctx.info),
+        AppKind::Nginx => nginx::respond(info, req),
+        AppKind::Netexec => netexec::respond(info, clock, now, req),
+        AppKind::ServeHostname => serve_hostname::respond(info),
+        AppKind::GenericHttp => nginx::generic(info),
     }
 }
 
-/// The UDP answer of `kind` to a datagram (`None`: no answer).
-fn answer_udp(kind: AppKind, ctx: &AppCtx, text: &[u8], from: SocketAddrV4) -> Option<String> {
+/// The UDP answer of `kind` to a datagram (`None`: no answer): netexec's commands, the
+/// hostname for serve-hostname `--udp` and every other app.
+pub fn answer_udp(
+    kind: AppKind,
+    info: &ServerInfo,
+    text: &[u8],
+    from: SocketAddrV4,
+) -> Option<String> {
     match kind {
-        AppKind::Netexec => netexec::udp_answer(ctx.info, text, from),
-        _ => Some(ctx.info.pod.clone()),
+        AppKind::Netexec => netexec::udp_answer(info, text, from),
+        _ => Some(info.pod.clone()),
     }
 }
 

@@ -11,7 +11,8 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use super::http::{HttpRequest, HttpResponse};
-use super::{AppCtx, ServerInfo};
+use super::ServerInfo;
+use crate::clock::WallClock;
 
 /// netexec's default `--http-port`.
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
@@ -29,14 +30,19 @@ fn ok(body: String) -> HttpResponse {
     }
 }
 
-pub(crate) fn respond(ctx: &AppCtx, now: Duration, req: &HttpRequest) -> HttpResponse {
+pub(crate) fn respond(
+    info: &ServerInfo,
+    clock: &WallClock,
+    now: Duration,
+    req: &HttpRequest,
+) -> HttpResponse {
     let (path, query) = req.path.split_once('?').unwrap_or((req.path, ""));
     match path {
         "/clientip" => ok(req.remote.to_string()),
-        "/hostname" | "/hostName" => ok(ctx.info.pod.clone()),
+        "/hostname" | "/hostName" => ok(info.pod.clone()),
         "/echo" => ok(query_value(query, "msg").unwrap_or_default()),
         "/healthz" => ok(String::new()),
-        _ => ok(format!("NOW: {}", ctx.clock.time_local(now))),
+        _ => ok(format!("NOW: {}", clock.time_local(now))),
     }
 }
 

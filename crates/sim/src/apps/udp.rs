@@ -14,6 +14,17 @@ use super::{answer_udp, AppCtx, AppKind};
 /// Datagrams buffered per direction.
 const QUEUE: usize = 16;
 
+/// The access-log entry of a datagram: `"UDP <text>"`, 200 when answered (else 400).
+pub fn udp_access(text: &[u8], answer: Option<&str>, sent: bool) -> Access {
+    let request = String::from_utf8_lossy(text).trim().to_string();
+    Access {
+        request: format!("UDP {request}"),
+        status: if sent { 200 } else { 400 },
+        body_bytes_sent: answer.map_or(0, str::len),
+        ..Access::default()
+    }
+}
+
 pub(crate) struct UdpServer {
     pub port: u16,
     kind: AppKind,
@@ -56,7 +67,7 @@ impl UdpServer {
             let IpAddress::Ipv4(ip) = meta.endpoint.addr;
             let from = SocketAddrV4::new(ip, meta.endpoint.port);
             let text = &buf[..n];
-            let answer = answer_udp(self.kind, ctx, text, from);
+            let answer = answer_udp(self.kind, ctx.info, text, from);
             let sent = match &answer {
                 Some(a) => {
                     let mut reply = udp::UdpMetadata::from(meta.endpoint);
@@ -65,17 +76,11 @@ impl UdpServer {
                 }
                 None => false,
             };
-            let request = String::from_utf8_lossy(text).trim().to_string();
             ctx.log.record(
                 ctx.clock,
                 now,
                 from,
-                Access {
-                    request: format!("UDP {request}"),
-                    status: if sent { 200 } else { 400 },
-                    body_bytes_sent: answer.map_or(0, |a| a.len()),
-                    ..Access::default()
-                },
+                udp_access(text, answer.as_deref(), sent),
             );
             changed = true;
         }

@@ -118,6 +118,7 @@ impl fmt::Display for RequestOutcome {
 #[derive(Debug, Default)]
 struct ClientShared {
     starts: VecDeque<(RequestId, SocketAddrV4, RequestOpts, Duration)>,
+    udp_starts: Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)>,
     /// Outcomes not taken yet ([`ClientHandle::take_outcome`]).
     outcomes: HashMap<RequestId, RequestOutcome>,
     /// Source ports of the requests in progress (a finished one's is in its outcome).
@@ -159,13 +160,33 @@ impl ClientHandle {
             .copied()
             .or_else(|| shared.outcomes.get(&id).map(|o| o.client_port))
     }
-    fn finished(&self, id: RequestId, out: RequestOutcome) {
+    fn has_starts(&self) -> bool {
+        let s = self.0.lock().expect("poisoned");
+        !s.starts.is_empty() || !s.udp_starts.is_empty()
+    }
+    pub(crate) fn start_udp(
+        &self,
+        id: RequestId,
+        dst: SocketAddrV4,
+        opts: crate::udp::UdpOpts,
+        now: Duration,
+    ) {
+        let mut s = self.0.lock().expect("poisoned");
+        s.udp_starts.push((id, dst, opts, now));
+    }
+    pub(crate) fn take_udp_starts(
+        &self,
+    ) -> Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)> {
+        std::mem::take(&mut self.0.lock().expect("poisoned").udp_starts)
+    }
+    pub(crate) fn set_port(&self, id: RequestId, port: u16) {
+        self.0.lock().expect("poisoned").ports.insert(id, port);
+    }
+    /// Request `id` ended: its outcome waits to be taken, its port is in there.
+    pub(crate) fn finish(&self, id: RequestId, out: RequestOutcome) {
         let mut shared = self.0.lock().expect("poisoned");
         shared.ports.remove(&id);
         shared.outcomes.insert(id, out);
-    }
-    fn has_starts(&self) -> bool {
-        !self.0.lock().expect("poisoned").starts.is_empty()
     }
 }
 
@@ -515,7 +536,7 @@ impl CurlClient {
                     message: end.message,
                     headers: end.headers,
                 };
-                self.shared.finished(a.id, out);
+                self.shared.finish(a.id, out);
                 changed = true;
             } else {
                 i += 1;

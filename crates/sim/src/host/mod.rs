@@ -63,6 +63,8 @@ pub struct Host {
     sockets: SocketSet<'static>,
     apps: Option<Apps>,
     client: Option<CurlClient>,
+    /// The UDP side of the client (shares the curl client's handle).
+    udp: Option<crate::udp::UdpClient>,
     dirty: bool,
     next_poll: Option<Duration>,
     /// Datagrams that could not be parsed when inspected (still handed to smoltcp).
@@ -86,6 +88,7 @@ impl Host {
             sockets: SocketSet::new(Vec::new()),
             apps: None,
             client: None,
+            udp: None,
             dirty: true,
             next_poll: None,
             malformed: 0,
@@ -140,6 +143,7 @@ impl Host {
     pub fn with_client(&mut self, ip: Ipv4Addr, seed: u64) -> ClientHandle {
         let (client, handle) = CurlClient::new(ip, seed);
         self.client = Some(client);
+        self.udp = Some(crate::udp::UdpClient::new(ip, handle.clone(), seed));
         handle
     }
 
@@ -162,6 +166,9 @@ impl Host {
             if let Some(cl) = &mut self.client {
                 changed |= cl.service(now, &mut self.iface, &mut self.sockets);
             }
+            if let Some(u) = &mut self.udp {
+                changed |= u.service(now, &mut self.sockets);
+            }
             if !changed {
                 break;
             }
@@ -169,6 +176,7 @@ impl Host {
         let stack = self.iface.poll_at(at, &self.sockets).map(duration);
         let app = [
             self.client.as_ref().and_then(CurlClient::deadline),
+            self.udp.as_ref().and_then(crate::udp::UdpClient::deadline),
             self.apps.as_ref().and_then(Apps::deadline),
         ];
         self.next_poll = app.into_iter().flatten().chain(stack).min();
@@ -201,6 +209,9 @@ impl Port for Host {
         }
         if let (Some(c), Ok(s)) = (&mut self.client, &sum) {
             c.on_icmp(s);
+        }
+        if let Some(u) = &mut self.udp {
+            u.on_icmp(pkt);
         }
         self.dev.rx.push_back(pkt.to_vec());
         self.dirty = true;

@@ -114,6 +114,8 @@ struct RequestMeta {
     client: usize,
     dst: SocketAddrV4,
     started: Duration,
+    /// IP protocol of the request's flow (TCP for curl, UDP for a datagram).
+    proto: u8,
 }
 
 /// The running lab.

@@ -6,6 +6,8 @@ use super::{Edge, EdgeKind, RequestMeta, SimError, World};
 use crate::host::{
     AccessLog, AccessLogEntry, ClientHandle, RequestId, RequestOpts, RequestOutcome,
 };
+use crate::udp::UdpOpts;
+use vswitch::packet::{PROTO_TCP, PROTO_UDP};
 
 impl World {
     /// Start a curl-like GET from `client` to `dst`. Run the clock to make progress.
@@ -15,6 +17,33 @@ impl World {
         dst: SocketAddrV4,
         opts: RequestOpts,
     ) -> Result<RequestId, SimError> {
+        let (e, handle, id) = self.new_request(client, dst, PROTO_TCP)?;
+        handle.start(id, dst, opts, self.now);
+        self.kick(e);
+        Ok(id)
+    }
+
+    /// Send one UDP datagram from `client` to `dst` and wait for the answer (outcome `Ok`
+    /// with the answer as body, `Timeout` or `Refused`). Run the clock to make progress.
+    pub fn start_udp(
+        &mut self,
+        client: &str,
+        dst: SocketAddrV4,
+        opts: UdpOpts,
+    ) -> Result<RequestId, SimError> {
+        let (e, handle, id) = self.new_request(client, dst, PROTO_UDP)?;
+        handle.start_udp(id, dst, opts, self.now);
+        self.kick(e);
+        Ok(id)
+    }
+
+    /// A new request id from an embedded client (its edge and handle).
+    fn new_request(
+        &mut self,
+        client: &str,
+        dst: SocketAddrV4,
+        proto: u8,
+    ) -> Result<(usize, ClientHandle, RequestId), SimError> {
         let e = self
             .edge_index
             .get(client)
@@ -27,17 +56,16 @@ impl World {
             .ok_or_else(|| SimError::NotEmbedded(client.to_string()))?;
         let id = RequestId(self.next_request);
         self.next_request += 1;
-        handle.start(id, dst, opts, self.now);
-        self.kick(e);
         self.requests.insert(
             id,
             RequestMeta {
                 client: e,
                 dst,
                 started: self.now,
+                proto,
             },
         );
-        Ok(id)
+        Ok((e, handle, id))
     }
 
     /// `start_request` + `run_until_complete`.

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use nodestack::HopEvent;
-use vswitch::packet::{FlowTuple, Summary, PROTO_TCP};
+use vswitch::packet::{FlowTuple, Summary};
 use vswitch::{LinkEvent, RouterEvent};
 
 use super::{Attach, World};
@@ -137,7 +137,7 @@ impl World {
         };
         let client_ip = self.edges[m.client].ip;
         let first = FlowTuple {
-            proto: PROTO_TCP,
+            proto: m.proto,
             src: client_ip,
             sport: out.client_port,
             dst: *m.dst.ip(),
