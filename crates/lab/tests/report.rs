@@ -124,7 +124,7 @@ fn json_shape_is_stable() {
     let v = to_json(&result());
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut want = vec![
-        "scenario", "mode", "nodes", "services", "pods", "requests", "per_pod",
+        "scenario", "mode", "nodes", "services", "pods", "warnings", "requests", "per_pod",
     ];
     want.sort();
     let mut got = keys.clone();
@@ -150,8 +150,10 @@ fn json_shape_is_stable() {
     );
     assert_eq!(
         v["pods"][0],
-        serde_json::json!({"name": "nginx-54f57cf6bf-xhs8g", "ip": "10.244.1.16", "node": "ydzs-node1"})
+        serde_json::json!({"name": "nginx-54f57cf6bf-xhs8g", "ip": "10.244.1.16", "node": "ydzs-node1",
+            "apps": ["nginx :80/TCP"]})
     );
+    assert_eq!(v["warnings"], serde_json::json!([]));
     assert_eq!(
         v["requests"][0],
         serde_json::json!({
