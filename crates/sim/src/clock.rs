@@ -39,30 +39,16 @@ impl WallClock {
 
     /// nginx `$time_local` with a UTC zone: `07/Dec/2019:16:44:38 +0000`.
     pub fn time_local(&self, now: Duration) -> String {
-        let t = self.at(now);
-        format!(
-            "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
-            t.day(),
-            month_abbr(t.month()),
-            t.year(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
+        let p = Parts::of(&self.at(now));
+        format!("{:02}/{}/{:04}:{} +0000", p.day, p.month, p.year, p.hms)
     }
 
     /// HTTP `Date`: `Sat, 07 Dec 2019 16:44:38 GMT`.
     pub fn http_date(&self, now: Duration) -> String {
-        let t = self.at(now);
+        let p = Parts::of(&self.at(now));
         format!(
-            "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-            DAYS[usize::from(t.weekday().to_monday_zero_offset().unsigned_abs()) % 7],
-            t.day(),
-            month_abbr(t.month()),
-            t.year(),
-            t.hour(),
-            t.minute(),
-            t.second()
+            "{}, {:02} {} {:04} {} GMT",
+            p.weekday, p.day, p.month, p.year, p.hms
         )
     }
 }
@@ -73,6 +59,37 @@ const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+
+/// The fields both formats print.
+struct Parts {
+    weekday: &'static str,
+    day: i8,
+    month: &'static str,
+    year: i16,
+    hms: Hms,
+}
+
+/// `%H:%M:%S`.
+struct Hms(i8, i8, i8);
+
+impl std::fmt::Display for Hms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:02}:{:02}:{:02}", self.0, self.1, self.2)
+    }
+}
+
+impl Parts {
+    fn of(t: &Zoned) -> Parts {
+        let wd = usize::from(t.weekday().to_monday_zero_offset().unsigned_abs());
+        Parts {
+            weekday: DAYS[wd % 7],
+            day: t.day(),
+            month: month_abbr(t.month()),
+            year: t.year(),
+            hms: Hms(t.hour(), t.minute(), t.second()),
+        }
+    }
+}
 
 /// `%b` of month 1..=12.
 fn month_abbr(month: i8) -> &'static str {
