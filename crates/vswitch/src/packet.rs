@@ -177,8 +177,20 @@ pub fn rewrite(
     new_src: Option<SocketAddrV4>,
     new_dst: Option<SocketAddrV4>,
 ) -> Result<Vec<u8>, PacketError> {
+    let mut out = pkt.to_vec();
+    rewrite_in_place(&mut out, new_src, new_dst)?;
+    Ok(out)
+}
+
+/// [`rewrite`] on the datagram itself (for an owner that forwards it: no copy). On an
+/// error the datagram is unchanged.
+pub fn rewrite_in_place(
+    pkt: &mut Vec<u8>,
+    new_src: Option<SocketAddrV4>,
+    new_dst: Option<SocketAddrV4>,
+) -> Result<(), PacketError> {
     let p = wire::parse(pkt)?;
-    let mut out = pkt[..p.total_len].to_vec();
+    pkt.truncate(p.total_len);
     let mut t = p.tuple;
     if let Some(s) = new_src {
         (t.src, t.sport) = (*s.ip(), s.port());
@@ -186,8 +198,8 @@ pub fn rewrite(
     if let Some(d) = new_dst {
         (t.dst, t.dport) = (*d.ip(), d.port());
     }
-    wire::rewrite(&mut out, &p, &t);
-    Ok(out)
+    wire::rewrite(pkt, &p, &t);
+    Ok(())
 }
 
 /// Translate an ICMP error (destination unreachable, time exceeded) for a NAT: a copy with

@@ -365,7 +365,7 @@ impl Router {
         &mut self,
         now: Duration,
         s: &Summary,
-        pkt: &[u8],
+        pkt: &mut Vec<u8>,
         rng: &mut dyn RngCore,
     ) -> LbAction {
         let t = s.tuple;
@@ -441,9 +441,9 @@ impl Router {
                     lb.replies.insert(reply, t);
                     to
                 };
-                return match packet::rewrite(pkt, None, Some(target)) {
-                    Ok(p) => LbAction::Translated(
-                        p,
+                return match packet::rewrite_in_place(pkt, None, Some(target)) {
+                    Ok(()) => LbAction::Translated(
+                        std::mem::take(pkt),
                         text(&|| format!("LB {} DNAT {} → {}", lb.name, t.dst_addr(), target)),
                     ),
                     Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
@@ -455,9 +455,9 @@ impl Router {
                     f.last_seen = now;
                 }
                 let from = SocketAddrV4::new(lb.frontend, orig.dport);
-                return match packet::rewrite(pkt, Some(from), None) {
-                    Ok(p) => LbAction::Translated(
-                        p,
+                return match packet::rewrite_in_place(pkt, Some(from), None) {
+                    Ok(()) => LbAction::Translated(
+                        std::mem::take(pkt),
                         text(&|| format!("LB {} un-DNAT {} → {}", lb.name, t.src_addr(), from)),
                     ),
                     Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
@@ -519,7 +519,8 @@ impl Router {
             self.note_drop(now, in_iface, Some(&s), &pkt, "addressed to the router");
             return Vec::new();
         }
-        let (mut pkt, mut action, translated) = match self.lb_stage(now, &s, &pkt, rng) {
+        let mut pkt = pkt;
+        let (mut pkt, mut action, translated) = match self.lb_stage(now, &s, &mut pkt, rng) {
             LbAction::NotOurs => (pkt, Cow::Borrowed("forward"), false),
             LbAction::Translated(p, a) => (p, Cow::Owned(a), true),
             LbAction::Drop(reason) => {
