@@ -14,7 +14,8 @@
 //! [`realrun`] (real mode, `lab up/down/status/conntrack`), [`supervise`] (real mode's
 //! kubelet: apps that exit restart with back-off), [`report`] (text and JSON),
 //! [`diagram`] (`--diagram` SVG), [`progress`] (the stderr progress bar), [`explain`]
-//! (`--explain`: a request in plain words), [`serve`] (`lab serve`: the live page and its
+//! (`--explain`: a request in plain words), [`timings`] (`LAB_TIMINGS=1`: phase times for
+//! benchmarks), [`serve`] (`lab serve`: the live page and its
 //! JSON API; uses setup, runner, report, diagram, explain, rules). Dependencies run
 //! one way: runner → realrun → setup, plan; nothing calls back into runner.
 
@@ -30,6 +31,7 @@ pub mod runner;
 pub mod serve;
 pub mod setup;
 pub mod supervise;
+pub mod timings;
 pub mod verify;
 
 pub use cluster::{load_cluster, load_cluster_from_str, Cluster, LabError};

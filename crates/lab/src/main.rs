@@ -422,7 +422,9 @@ fn scenario_run(a: RunArgs, out: &mut impl Write) -> anyhow::Result<()> {
             format!("{s} is not a positive number of seconds"),
         )));
     }
+    let mut timings = lab::timings::Timings::from_env();
     let mut cluster = load(&a.scenario, a.seed)?;
+    timings.mark("load");
     print_port_warnings(&cluster);
     for step in &mut cluster.plan {
         if let Some(n) = a.count {
@@ -441,13 +443,18 @@ fn scenario_run(a: RunArgs, out: &mut impl Write) -> anyhow::Result<()> {
         diagram: a.diagram,
         explain: a.explain,
     };
-    let result = runner::run_with(&cluster, &opts, &mut Bar::for_stderr())
+    let mut bar = Bar::for_stderr();
+    let result = runner::run_with(&cluster, &opts, &mut timings.around(&mut bar))
         .with_context(|| format!("running scenario {}", cluster.scenario))?;
     if a.json {
-        let doc = serde_json::to_string_pretty(&report::to_json(&result))?;
-        writeln!(out, "{doc}")?;
+        report::write_json(&result, out)?;
     } else {
         report::print_human(&result, out)?;
+    }
+    out.flush()?;
+    timings.mark("output");
+    if let Some(line) = timings.line() {
+        eprintln!("{line}");
     }
     Ok(())
 }

@@ -352,10 +352,10 @@ impl<'c> Embedded<'c> {
     /// the client address it logged.
     fn who_logged(&mut self) -> (Option<String>, Option<Ipv4Addr>) {
         let mut grew: Option<(usize, Ipv4Addr)> = None;
-        for (name, entry) in self.world.access_entries_since(self.mark) {
-            if let Some(&k) = self.pod_index.get(&name) {
+        for (name, addr) in self.world.access_peers_since(self.mark) {
+            if let Some(&k) = self.pod_index.get(name) {
                 if grew.is_none_or(|(g, _)| k >= g) {
-                    grew = Some((k, entry.remote_addr));
+                    grew = Some((k, addr));
                 }
             }
         }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use cluster::{Client, ClientAttach, Cluster, Node, Pod};
-use lab::report::{get_pods_wide, get_svc, print_human, to_json};
+use lab::report::{get_pods_wide, get_svc, print_human, to_json, write_json};
 use lab::{Mode, Outcome, RequestResult, ScenarioResult};
 use nodeport::{Protocol, Service, ServicePort, ServiceType};
 
@@ -180,6 +180,25 @@ fn json_shape_is_stable() {
             {"pod": "nginx-54f57cf6bf-ptvgs", "node": "ydzs-node1", "requests": 0, "share": 0.0}
         ])
     );
+}
+
+/// `--json` is written as it is serialized (no document built first); the bytes must be
+/// those of the sorted `Value` pretty-printed, explanations (present for some requests
+/// only) included.
+#[test]
+fn written_json_is_the_pretty_value() {
+    let mut r = result();
+    r.explanations = vec!["first \"quoted\"".into(), "second".into()];
+    r.requests[1].reply = Some("nginx-54f57cf6bf-xhs8g".into());
+    let mut written = Vec::new();
+    write_json(&r, &mut written).unwrap();
+    let want = serde_json::to_string_pretty(&to_json(&r)).unwrap() + "\n";
+    assert_eq!(String::from_utf8(written).unwrap(), want);
+    let v = to_json(&r);
+    assert_eq!(v["requests"][1]["explanation"], "second");
+    assert!(v["requests"][2].get("explanation").is_none());
+    assert_eq!(v["requests"][1]["reply"], "nginx-54f57cf6bf-xhs8g");
+    assert!(v["requests"][0].get("reply").is_none());
 }
 
 #[test]

@@ -79,8 +79,8 @@ impl UdpClient {
     }
 
     /// An ICMP destination unreachable quoting one of our datagrams.
-    pub(crate) fn on_icmp(&mut self, pkt: &[u8]) {
-        let Some((code, sport, dst)) = unreachable_quoting(pkt, PROTO_UDP, self.ip) else {
+    pub(crate) fn on_icmp(&mut self, s: &packet::Summary) {
+        let Some((code, sport, dst)) = unreachable_quoting(s, PROTO_UDP, self.ip) else {
             return;
         };
         for a in &mut self.active {
@@ -148,11 +148,10 @@ impl UdpClient {
 /// An ICMP destination unreachable (type 3) quoting a `proto` packet that `ip` sent:
 /// (code, the quoted source port, the quoted destination). Shared by the curl and UDP clients.
 pub(crate) fn unreachable_quoting(
-    pkt: &[u8],
+    s: &packet::Summary,
     proto: u8,
     ip: Ipv4Addr,
 ) -> Option<(u8, u16, SocketAddrV4)> {
-    let s = packet::summarize(pkt).ok()?;
     let (3, code) = s.icmp? else { return None };
     let inner = s.inner?;
     (inner.proto == proto && inner.src == ip).then(|| (code, inner.sport, inner.dst_addr()))

@@ -649,3 +649,28 @@ fn pcap_capture_of_every_link() {
     assert!(!n1.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `run_until_complete` takes the outcome from the client: the world remembers only the
+/// last finished request's (for `outcome` and `trace_for`), so a long plan keeps nothing
+/// per request; an outcome nobody took stays readable.
+#[test]
+fn finished_outcomes_are_handed_over() {
+    let mut w = world(
+        spec(),
+        service(ServiceType::NodePort, TrafficPolicy::Cluster, None),
+        &[("10.244.1.16", "node1")],
+    );
+    let first = start(&mut w, "browser", "10.151.30.11:30080");
+    let out = w.run_until_complete(first).unwrap();
+    assert_eq!(out.kind, OutcomeKind::Ok);
+    assert_eq!(w.outcome(first), Some(out.clone()));
+    let second = start(&mut w, "browser", "10.151.30.11:30080");
+    let out2 = w.run_until_complete(second).unwrap();
+    assert_eq!(w.outcome(second), Some(out2.clone()));
+    assert_eq!(w.outcome(first), None, "the first outcome was handed over");
+    assert_ne!(out.client_port, out2.client_port);
+    // Polled by hand (not taken): still there after it finished.
+    let third = start(&mut w, "browser", "10.151.30.11:30080");
+    w.run_until_idle();
+    assert_eq!(w.outcome(third).map(|o| o.kind), Some(OutcomeKind::Ok));
+}

@@ -177,8 +177,20 @@ pub fn rewrite(
     new_src: Option<SocketAddrV4>,
     new_dst: Option<SocketAddrV4>,
 ) -> Result<Vec<u8>, PacketError> {
+    let mut out = pkt.to_vec();
+    rewrite_in_place(&mut out, new_src, new_dst)?;
+    Ok(out)
+}
+
+/// [`rewrite`] on the datagram itself (for an owner that forwards it: no copy). On an
+/// error the datagram is unchanged.
+pub fn rewrite_in_place(
+    pkt: &mut Vec<u8>,
+    new_src: Option<SocketAddrV4>,
+    new_dst: Option<SocketAddrV4>,
+) -> Result<(), PacketError> {
     let p = wire::parse(pkt)?;
-    let mut out = pkt[..p.total_len].to_vec();
+    pkt.truncate(p.total_len);
     let mut t = p.tuple;
     if let Some(s) = new_src {
         (t.src, t.sport) = (*s.ip(), s.port());
@@ -186,8 +198,8 @@ pub fn rewrite(
     if let Some(d) = new_dst {
         (t.dst, t.dport) = (*d.ip(), d.port());
     }
-    wire::rewrite(&mut out, &p, &t);
-    Ok(out)
+    wire::rewrite(pkt, &p, &t);
+    Ok(())
 }
 
 /// Translate an ICMP error (destination unreachable, time exceeded) for a NAT: a copy with
@@ -217,18 +229,26 @@ pub fn rewrite_icmp_error(
 
 /// Decrement the TTL in place (header checksum recomputed). Returns the new TTL, or `None`
 /// when the TTL was already ≤ 1 (the datagram must not be forwarded; packet unchanged).
+/// Only the TTL byte and the checksum are written (every forwarding hop does this: no
+/// header struct round trip).
 pub fn decrement_ttl(pkt: &mut [u8]) -> Result<Option<u8>, PacketError> {
-    let hs = Ipv4HeaderSlice::from_slice(pkt).map_err(|e| PacketError::Ip(e.to_string()))?;
-    let len = hs.slice().len();
-    let mut h = hs.to_header();
-    if h.time_to_live <= 1 {
+    let len = Ipv4HeaderSlice::from_slice(pkt)
+        .map_err(|e| PacketError::Ip(e.to_string()))?
+        .slice()
+        .len();
+    // A valid header slice is at least 20 bytes: TTL at 8, checksum at 10..12.
+    let Some(header) = pkt.get_mut(..len).filter(|h| h.len() >= 20) else {
+        return Err(PacketError::Ip("short IPv4 header".into()));
+    };
+    let ttl = header[8];
+    if ttl <= 1 {
         return Ok(None);
     }
-    h.time_to_live -= 1;
-    h.header_checksum = h.calc_header_checksum();
-    let bytes = h.to_bytes();
-    pkt[..len].copy_from_slice(&bytes);
-    Ok(Some(h.time_to_live))
+    header[8] = ttl - 1;
+    header[10..12].fill(0);
+    let sum = wire::checksum::checksum(header);
+    header[10..12].copy_from_slice(&sum.to_be_bytes());
+    Ok(Some(ttl - 1))
 }
 
 /// ICMP time exceeded in transit (type 11 code 0), sent by a router at `from`.
@@ -377,6 +397,42 @@ mod tests {
         assert!(summarize(&[]).is_err());
         let mut p = vec![0x45u8; 3];
         assert!(decrement_ttl(&mut p).is_err());
+    }
+
+    /// The in-place TTL decrement writes what etherparse's header round trip wrote (with
+    /// and without options, any TTL and addresses); a TTL of 0 or 1 leaves the datagram.
+    #[test]
+    fn decrement_ttl_matches_a_header_round_trip() {
+        for (k, ttl) in [(0u8, 64u8), (1, 2), (2, 255), (3, 1), (4, 0), (5, 17)] {
+            let mut h = etherparse::Ipv4Header::new(
+                20,
+                ttl,
+                IpNumber::TCP,
+                [10, 0, k, 1],
+                [203, 0, 113, k],
+            )
+            .unwrap();
+            h.identification = 0x1234 + u16::from(k);
+            h.dont_fragment = k % 2 == 0;
+            if k >= 3 {
+                h.options = [1, 1, 1, 0].as_slice().try_into().unwrap();
+            }
+            h.header_checksum = h.calc_header_checksum();
+            let mut p = h.to_bytes().to_vec();
+            p.extend_from_slice(&[7u8; 20]);
+            let orig = p.clone();
+            let got = decrement_ttl(&mut p).unwrap();
+            if ttl <= 1 {
+                assert_eq!((got, &p), (None, &orig));
+                continue;
+            }
+            let mut want = h.clone();
+            want.time_to_live -= 1;
+            want.header_checksum = want.calc_header_checksum();
+            assert_eq!(got, Some(ttl - 1));
+            assert_eq!(&p[..want.header_len()], &want.to_bytes()[..]);
+            assert_eq!(&p[want.header_len()..], &orig[want.header_len()..]);
+        }
     }
 
     #[test]

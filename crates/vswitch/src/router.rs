@@ -9,11 +9,12 @@
 //! the datagrams to transmit with their egress interface and next hop.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
+use fnv::FnvHashMap;
 use ipnet::Ipv4Net;
 use rand::{Rng, RngCore};
 
@@ -118,13 +119,13 @@ pub struct LoadBalancer {
     pub targets: Vec<LbTarget>,
     /// Idle flows are forgotten after this long (AWS NLB: 350 s for TCP).
     pub idle_timeout: Duration,
-    flows: HashMap<FlowTuple, LbFlow>,
+    flows: FnvHashMap<FlowTuple, LbFlow>,
     /// A lower bound of every flow's `last_seen` (exact after each sweep): while
     /// `now - oldest_seen < idle_timeout` no flow can have expired, so `expire` skips the
     /// sweep (it was O(flows) per datagram).
     oldest_seen: Duration,
     /// reply tuple (target → client) → original tuple (client → frontend)
-    replies: HashMap<FlowTuple, FlowTuple>,
+    replies: FnvHashMap<FlowTuple, FlowTuple>,
     /// New flows per target name.
     pub picks: BTreeMap<String, u64>,
 }
@@ -137,9 +138,9 @@ impl LoadBalancer {
             listeners: Vec::new(),
             targets: Vec::new(),
             idle_timeout: Duration::from_secs(350),
-            flows: HashMap::new(),
+            flows: FnvHashMap::default(),
             oldest_seen: Duration::ZERO,
-            replies: HashMap::new(),
+            replies: FnvHashMap::default(),
             picks: BTreeMap::new(),
         }
     }
@@ -232,7 +233,7 @@ pub struct Router {
     /// Longest-prefix index over `routes`.
     route_index: PrefixIndex,
     /// client address → addresses it may reach (LB frontends are always reachable).
-    reach: HashMap<Ipv4Addr, BTreeSet<Ipv4Addr>>,
+    reach: FnvHashMap<Ipv4Addr, BTreeSet<Ipv4Addr>>,
     lbs: Vec<LoadBalancer>,
     events: Vec<RouterEvent>,
     pub counters: RouterCounters,
@@ -246,7 +247,7 @@ impl Router {
             ifaces: Vec::new(),
             routes: Vec::new(),
             route_index: PrefixIndex::default(),
-            reach: HashMap::new(),
+            reach: FnvHashMap::default(),
             lbs: Vec::new(),
             events: Vec::new(),
             counters: RouterCounters::default(),
@@ -364,7 +365,7 @@ impl Router {
         &mut self,
         now: Duration,
         s: &Summary,
-        pkt: &[u8],
+        pkt: &mut Vec<u8>,
         rng: &mut dyn RngCore,
     ) -> LbAction {
         let t = s.tuple;
@@ -440,9 +441,9 @@ impl Router {
                     lb.replies.insert(reply, t);
                     to
                 };
-                return match packet::rewrite(pkt, None, Some(target)) {
-                    Ok(p) => LbAction::Translated(
-                        p,
+                return match packet::rewrite_in_place(pkt, None, Some(target)) {
+                    Ok(()) => LbAction::Translated(
+                        std::mem::take(pkt),
                         text(&|| format!("LB {} DNAT {} → {}", lb.name, t.dst_addr(), target)),
                     ),
                     Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
@@ -454,9 +455,9 @@ impl Router {
                     f.last_seen = now;
                 }
                 let from = SocketAddrV4::new(lb.frontend, orig.dport);
-                return match packet::rewrite(pkt, Some(from), None) {
-                    Ok(p) => LbAction::Translated(
-                        p,
+                return match packet::rewrite_in_place(pkt, Some(from), None) {
+                    Ok(()) => LbAction::Translated(
+                        std::mem::take(pkt),
                         text(&|| format!("LB {} un-DNAT {} → {}", lb.name, t.src_addr(), from)),
                     ),
                     Err(e) => LbAction::Drop(format!("LB {}: {e}", lb.name)),
@@ -518,7 +519,8 @@ impl Router {
             self.note_drop(now, in_iface, Some(&s), &pkt, "addressed to the router");
             return Vec::new();
         }
-        let (mut pkt, mut action, translated) = match self.lb_stage(now, &s, &pkt, rng) {
+        let mut pkt = pkt;
+        let (mut pkt, mut action, translated) = match self.lb_stage(now, &s, &mut pkt, rng) {
             LbAction::NotOurs => (pkt, Cow::Borrowed("forward"), false),
             LbAction::Translated(p, a) => (p, Cow::Owned(a), true),
             LbAction::Drop(reason) => {
@@ -713,7 +715,7 @@ mod tests {
         lb.add_target("node2", ip("10.151.30.13"));
         r.add_load_balancer(lb);
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut per = HashMap::new();
+        let mut per = std::collections::HashMap::new();
         for port in 0..1000u16 {
             let p = tcp_packet(
                 SocketAddrV4::new(ip("203.0.113.50"), 30000 + port),

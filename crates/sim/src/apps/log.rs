@@ -90,6 +90,15 @@ impl AccessLog {
     pub fn get(&self, i: usize) -> Option<AccessLogEntry> {
         self.0.lock().expect("poisoned").entries.get(i).cloned()
     }
+    /// `$remote_addr` of entry `i`, without copying the entry.
+    pub fn remote_addr(&self, i: usize) -> Option<Ipv4Addr> {
+        self.0
+            .lock()
+            .expect("poisoned")
+            .entries
+            .get(i)
+            .map(|e| e.remote_addr)
+    }
     /// The latest entry.
     pub fn last(&self) -> Option<AccessLogEntry> {
         self.0.lock().expect("poisoned").entries.last().cloned()

@@ -119,7 +119,9 @@ impl fmt::Display for RequestOutcome {
 struct ClientShared {
     starts: VecDeque<(RequestId, SocketAddrV4, RequestOpts, Duration)>,
     udp_starts: Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)>,
+    /// Outcomes not taken yet ([`ClientHandle::take_outcome`]).
     outcomes: HashMap<RequestId, RequestOutcome>,
+    /// Source ports of the requests in progress (a finished one's is in its outcome).
     ports: HashMap<RequestId, u16>,
 }
 
@@ -135,12 +137,28 @@ impl ClientHandle {
             .starts
             .push_back((id, dst, opts, now));
     }
+    /// The outcome of a finished request (until it is taken).
     pub fn outcome(&self, id: RequestId) -> Option<RequestOutcome> {
         self.0.lock().expect("poisoned").outcomes.get(&id).cloned()
     }
-    /// The source port the request uses (known once the client picked it up).
+    /// Whether request `id` finished (its outcome not taken yet); no copy made.
+    pub fn has_outcome(&self, id: RequestId) -> bool {
+        self.0.lock().expect("poisoned").outcomes.contains_key(&id)
+    }
+    /// The outcome of a finished request, handed over: the client keeps nothing of it
+    /// (memory stays O(requests in flight), not O(requests run)).
+    pub fn take_outcome(&self, id: RequestId) -> Option<RequestOutcome> {
+        self.0.lock().expect("poisoned").outcomes.remove(&id)
+    }
+    /// The source port the request uses (known once the client picked it up; for a
+    /// finished request while its outcome is not taken).
     pub fn client_port(&self, id: RequestId) -> Option<u16> {
-        self.0.lock().expect("poisoned").ports.get(&id).copied()
+        let shared = self.0.lock().expect("poisoned");
+        shared
+            .ports
+            .get(&id)
+            .copied()
+            .or_else(|| shared.outcomes.get(&id).map(|o| o.client_port))
     }
     fn has_starts(&self) -> bool {
         let s = self.0.lock().expect("poisoned");
@@ -164,8 +182,11 @@ impl ClientHandle {
     pub(crate) fn set_port(&self, id: RequestId, port: u16) {
         self.0.lock().expect("poisoned").ports.insert(id, port);
     }
+    /// Request `id` ended: its outcome waits to be taken, its port is in there.
     pub(crate) fn finish(&self, id: RequestId, out: RequestOutcome) {
-        self.0.lock().expect("poisoned").outcomes.insert(id, out);
+        let mut shared = self.0.lock().expect("poisoned");
+        shared.ports.remove(&id);
+        shared.outcomes.insert(id, out);
     }
 }
 
@@ -205,32 +226,81 @@ impl Active {
     }
 }
 
+/// curl's request headers after `Host:`.
+const CURL_HEADERS: &str = "\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+
+/// The client's socket buffers: a 64 KiB receive window (as advertised in every SYN and
+/// ACK), room for the request line and headers.
+const CLIENT_RX: usize = 65536;
+const CLIENT_TX: usize = 4096;
+
+/// Keep a socket taken out of the set (Closed or TIME-WAIT) for the next request: its
+/// `connect` resets every connection field (smoltcp's `Socket::reset`), so a reused socket
+/// behaves like a new one without allocating and zeroing its 68 KiB of buffers again.
+fn keep_spare(spare: &mut Vec<tcp::Socket<'static>>, s: smoltcp::socket::Socket<'static>) {
+    if let smoltcp::socket::Socket::Tcp(t) = s {
+        if !t.is_open() {
+            spare.push(t);
+        }
+    }
+}
+
 /// The curl-like client.
 pub(super) struct CurlClient {
     ip: Ipv4Addr,
     shared: ClientHandle,
     active: Vec<Active>,
     closing: Vec<SocketHandle>,
+    /// Sockets of finished requests, out of the set, reused by the next ones.
+    spare: Vec<tcp::Socket<'static>>,
     rng: ChaCha8Rng,
-    recent_ports: VecDeque<u16>,
+    recent_ports: RecentPorts,
 }
 
-/// Parse a complete response: (status, body) once complete.
-fn parse_response(buf: &[u8], eof: bool) -> Option<(u16, String)> {
-    parse_http(buf, eof, false).map(|(s, b, _)| (s, b))
+/// The last [`RecentPorts::KEEP`] source ports handed out, oldest first, with a bit per
+/// port so that checking one is O(1) (it was a scan of the 4096 per request).
+struct RecentPorts {
+    order: VecDeque<u16>,
+    bits: Vec<u64>,
+}
+
+impl RecentPorts {
+    const KEEP: usize = 4096;
+
+    fn new() -> Self {
+        RecentPorts {
+            order: VecDeque::new(),
+            bits: vec![0; 65536 / 64],
+        }
+    }
+    fn bit(p: u16) -> (usize, u64) {
+        (usize::from(p) / 64, 1 << (p % 64))
+    }
+    fn contains(&self, p: u16) -> bool {
+        let (w, b) = Self::bit(p);
+        self.bits[w] & b != 0
+    }
+    /// Remember `p` (not already in), forgetting the oldest beyond [`Self::KEEP`].
+    fn push(&mut self, p: u16) {
+        let (w, b) = Self::bit(p);
+        self.bits[w] |= b;
+        self.order.push_back(p);
+        if self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                let (w, b) = Self::bit(old);
+                self.bits[w] &= !b;
+            }
+        }
+    }
 }
 
 /// (status, body, headers) of a complete response.
 type Parsed = (u16, String, Vec<(String, String)>);
 
-/// Parse a complete response: (status, body, headers) once complete.
-fn parse_response_full(buf: &[u8], eof: bool) -> Option<Parsed> {
-    parse_http(buf, eof, true)
-}
-
-/// [`parse_response_full`]; the header list only `with_headers` (the per-segment
-/// completeness check needs none: no allocation per header there).
-fn parse_http(buf: &[u8], eof: bool, with_headers: bool) -> Option<Parsed> {
+/// Parse a response: (status, body, headers) once complete (`Content-Length` bytes of
+/// body, or everything up to `eof` without one). Checked after every segment, so nothing
+/// is allocated until the response is complete.
+fn parse_http(buf: &[u8], eof: bool) -> Option<Parsed> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let Ok(httparse::Status::Complete(n)) = resp.parse(buf) else {
@@ -248,10 +318,15 @@ fn parse_http(buf: &[u8], eof: bool, with_headers: bool) -> Option<Parsed> {
                 .parse::<usize>()
                 .ok()
         });
+    let body = &buf[n..];
+    let body = match cl {
+        Some(len) if body.len() >= len => &body[..len],
+        None if eof => body,
+        _ => return None,
+    };
     let headers = resp
         .headers
         .iter()
-        .filter(|_| with_headers)
         .map(|h| {
             (
                 h.name.to_string(),
@@ -259,15 +334,31 @@ fn parse_http(buf: &[u8], eof: bool, with_headers: bool) -> Option<Parsed> {
             )
         })
         .collect();
-    let body = &buf[n..];
-    match cl {
-        Some(len) if body.len() >= len => Some((
-            status,
-            String::from_utf8_lossy(&body[..len]).into_owned(),
-            headers,
-        )),
-        None if eof => Some((status, String::from_utf8_lossy(body).into_owned(), headers)),
-        _ => None,
+    Some((status, String::from_utf8_lossy(body).into_owned(), headers))
+}
+
+/// How a request ended, as [`CurlClient::step`] finds it.
+struct Ending {
+    kind: OutcomeKind,
+    status: Option<u16>,
+    body: String,
+    headers: Vec<(String, String)>,
+    /// curl's error line (empty on success).
+    message: String,
+    /// Close the connection (FIN); else drop the socket without a word.
+    graceful: bool,
+}
+
+impl Ending {
+    fn failed(kind: OutcomeKind, message: String, graceful: bool) -> Option<Ending> {
+        Some(Ending {
+            kind,
+            status: None,
+            body: String::new(),
+            headers: Vec::new(),
+            message,
+            graceful,
+        })
     }
 }
 
@@ -280,8 +371,9 @@ impl CurlClient {
             shared: shared.clone(),
             active: Vec::new(),
             closing: Vec::new(),
+            spare: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
-            recent_ports: VecDeque::new(),
+            recent_ports: RecentPorts::new(),
         };
         (client, shared)
     }
@@ -294,11 +386,8 @@ impl CurlClient {
     fn pick_port(&mut self) -> u16 {
         loop {
             let p: u16 = self.rng.random_range(32768..=60999);
-            if !self.recent_ports.contains(&p) && self.active.iter().all(|a| a.port != p) {
-                self.recent_ports.push_back(p);
-                if self.recent_ports.len() > 4096 {
-                    self.recent_ports.pop_front();
-                }
+            if !self.recent_ports.contains(p) && self.active.iter().all(|a| a.port != p) {
+                self.recent_ports.push(p);
                 return p;
             }
         }
@@ -310,8 +399,12 @@ impl CurlClient {
 
     /// Model `tcp_syn_retries`: smoltcp keeps retransmitting SYNs (its backoff caps at
     /// 60 s); Linux sends the first SYN and 6 retransmits (0, 1, 3, 7, 15, 31, 63 s) and
-    /// then waits for the connect timeout. Returns false for a SYN to swallow.
+    /// then waits for the connect timeout. Returns false for a SYN to swallow. Only
+    /// connections not established send SYNs: with none of those, nothing is inspected.
     pub(super) fn allow_tx(&mut self, pkt: &[u8]) -> bool {
+        if self.active.iter().all(|a| a.established) {
+            return true;
+        }
         let Ok(s) = packet::summarize(pkt) else {
             return true;
         };
@@ -331,9 +424,10 @@ impl CurlClient {
         }
     }
 
-    /// ICMP destination unreachable for one of our SYNs: connection refused.
-    pub(super) fn on_icmp(&mut self, pkt: &[u8]) {
-        let Some((_, sport, dst)) = crate::udp::unreachable_quoting(pkt, PROTO_TCP, self.ip) else {
+    /// ICMP destination unreachable for one of our SYNs (`s`, a datagram the host
+    /// received): connection refused.
+    pub(super) fn on_icmp(&mut self, s: &packet::Summary) {
+        let Some((_, sport, dst)) = crate::udp::unreachable_quoting(s, PROTO_TCP, self.ip) else {
             return;
         };
         for a in &mut self.active {
@@ -350,11 +444,12 @@ impl CurlClient {
         sockets: &mut SocketSet<'static>,
     ) -> bool {
         let mut changed = false;
-        // Sockets that finished: drop them once closed.
+        // Sockets that finished: out of the set once closed, kept for the next request.
+        let spare = &mut self.spare;
         self.closing.retain(|h| {
             let st = sockets.get::<tcp::Socket>(*h).state();
             if matches!(st, tcp::State::Closed | tcp::State::TimeWait) {
-                sockets.remove(*h);
+                keep_spare(spare, sockets.remove(*h));
                 false
             } else {
                 true
@@ -371,7 +466,10 @@ impl CurlClient {
             .collect();
         for (id, dst, opts, started) in starts {
             let port = self.pick_port();
-            let mut s = tcp_socket(65536, 4096);
+            let mut s = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| tcp_socket(CLIENT_RX, CLIENT_TX));
             let res = s.connect(
                 iface.context(),
                 IpEndpoint::new(IpAddress::Ipv4(*dst.ip()), dst.port()),
@@ -406,41 +504,33 @@ impl CurlClient {
         // Progress and outcomes.
         let mut i = 0;
         while i < self.active.len() {
-            let outcome = self.step(i, now, sockets);
-            if let Some((kind, status, body, message, graceful)) = outcome {
-                let headers = if kind == OutcomeKind::Ok {
-                    parse_response_full(&self.active[i].buf, true)
-                        .map(|(_, _, h)| h)
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
+            if let Some(end) = self.step(i, now, sockets) {
                 let a = self.active.swap_remove(i);
                 let s = sockets.get_mut::<tcp::Socket>(a.handle);
-                if graceful {
+                if end.graceful {
                     s.close();
                     self.closing.push(a.handle);
                 } else {
-                    // Like close(2) on a socket that never connected: nothing on the wire.
-                    sockets.remove(a.handle);
+                    // Like close(2) on a socket that never connected: nothing on the wire
+                    // (out of the set before it is polled again, so its abort sends nothing).
+                    let mut s = sockets.remove(a.handle);
+                    if let smoltcp::socket::Socket::Tcp(t) = &mut s {
+                        t.abort();
+                    }
+                    keep_spare(&mut self.spare, s);
                 }
                 let out = RequestOutcome {
-                    kind,
-                    status,
-                    body,
+                    kind: end.kind,
+                    status: end.status,
+                    body: end.body,
                     elapsed: now.saturating_sub(a.started),
                     started_at: a.started,
                     client_port: a.port,
                     dst: a.dst,
-                    message,
-                    headers,
+                    message: end.message,
+                    headers: end.headers,
                 };
-                self.shared
-                    .0
-                    .lock()
-                    .expect("poisoned")
-                    .outcomes
-                    .insert(a.id, out);
+                self.shared.finish(a.id, out);
                 changed = true;
             } else {
                 i += 1;
@@ -455,7 +545,7 @@ impl CurlClient {
         i: usize,
         now: Duration,
         sockets: &mut SocketSet<'static>,
-    ) -> Option<(OutcomeKind, Option<u16>, String, String, bool)> {
+    ) -> Option<Ending> {
         let a = &mut self.active[i];
         let s = sockets.get_mut::<tcp::Socket>(a.handle);
         let ms = now.saturating_sub(a.started).as_millis();
@@ -464,7 +554,7 @@ impl CurlClient {
             let msg = format!(
                 "curl: (7) Failed to connect to {ip} port {port} after {ms} ms: Connection refused"
             );
-            Some((OutcomeKind::Refused, None, String::new(), msg, false))
+            Ending::failed(OutcomeKind::Refused, msg, false)
         };
         if a.refused {
             return refused();
@@ -474,13 +564,11 @@ impl CurlClient {
             match st {
                 tcp::State::SynSent | tcp::State::SynReceived => {
                     if now >= a.connect_deadline() {
-                        return Some((
+                        return Ending::failed(
                             OutcomeKind::Timeout,
-                            None,
-                            String::new(),
                             format!("curl: (28) Failed to connect to {ip} port {port} after {ms} ms: Timeout was reached"),
                             false,
-                        ));
+                        );
                     }
                     return None;
                 }
@@ -489,15 +577,11 @@ impl CurlClient {
             }
         }
         if !a.sent && s.can_send() {
-            let host = a
-                .opts
-                .host
-                .clone()
-                .unwrap_or_else(|| format!("{ip}:{port}"));
-            let req = format!(
-                "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
-                a.opts.path
-            );
+            let path = &a.opts.path;
+            let req = match &a.opts.host {
+                Some(host) => format!("GET {path} HTTP/1.1\r\nHost: {host}{CURL_HEADERS}"),
+                None => format!("GET {path} HTTP/1.1\r\nHost: {ip}:{port}{CURL_HEADERS}"),
+            };
             let _ = s.send_slice(req.as_bytes());
             a.sent = true;
         }
@@ -509,39 +593,40 @@ impl CurlClient {
             });
         }
         let eof = !s.may_recv() && s.state() != tcp::State::Established;
-        if let Some((status, body)) = parse_response(&a.buf, eof) {
-            return Some((OutcomeKind::Ok, Some(status), body, String::new(), true));
+        if let Some((status, body, headers)) = parse_http(&a.buf, eof) {
+            return Some(Ending {
+                kind: OutcomeKind::Ok,
+                status: Some(status),
+                body,
+                headers,
+                message: String::new(),
+                graceful: true,
+            });
         }
         if st == tcp::State::Closed {
-            return Some((
+            return Ending::failed(
                 OutcomeKind::Reset,
-                None,
-                String::new(),
                 "curl: (56) Recv failure: Connection reset by peer".into(),
                 false,
-            ));
+            );
         }
         if eof {
-            return Some((
+            return Ending::failed(
                 OutcomeKind::EmptyReply,
-                None,
-                String::new(),
                 "curl: (52) Empty reply from server".into(),
                 true,
-            ));
+            );
         }
         if let Some(m) = a.opts.max_time {
             if now >= a.started + m {
-                return Some((
+                return Ending::failed(
                     OutcomeKind::Timeout,
-                    None,
-                    String::new(),
                     format!(
                         "curl: (28) Operation timed out after {ms} milliseconds with {} bytes received",
                         a.buf.len()
                     ),
                     false,
-                ));
+                );
             }
         }
         None
@@ -554,11 +639,14 @@ mod tests {
 
     #[test]
     fn parses_responses() {
+        let cl = || vec![("Content-Length".to_string(), "3".to_string())];
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
-        assert_eq!(parse_response(r, false), Some((200, "abc".into())));
-        assert_eq!(parse_response(&r[..r.len() - 1], false), None);
+        assert_eq!(parse_http(r, false), Some((200, "abc".into(), cl())));
+        assert_eq!(parse_http(&r[..r.len() - 1], false), None);
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef";
+        assert_eq!(parse_http(r, false), Some((200, "abc".into(), cl())));
         let r = b"HTTP/1.1 200 OK\r\n\r\nab";
-        assert_eq!(parse_response(r, false), None);
-        assert_eq!(parse_response(r, true), Some((200, "ab".into())));
+        assert_eq!(parse_http(r, false), None);
+        assert_eq!(parse_http(r, true), Some((200, "ab".into(), vec![])));
     }
 }

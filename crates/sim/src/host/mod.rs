@@ -207,13 +207,16 @@ impl Port for Host {
                 }
             }
         }
-        if let Some(c) = &mut self.client {
-            c.on_icmp(pkt);
+        if let Ok(s) = &sum {
+            if let Some(c) = &mut self.client {
+                c.on_icmp(s);
+            }
+            if let Some(u) = &mut self.udp {
+                u.on_icmp(s);
+            }
         }
-        if let Some(u) = &mut self.udp {
-            u.on_icmp(pkt);
-        }
-        self.dev.rx.push_back(pkt.to_vec());
+        let buf = self.dev.copy_in(pkt);
+        self.dev.rx.push_back(buf);
         self.dirty = true;
     }
     fn recv(&mut self, now: Duration) -> Option<Vec<u8>> {

@@ -79,16 +79,18 @@ impl World {
     }
 
     /// Virtual time: run until request `id` has an outcome (then finish what is in flight
-    /// at that instant, e.g. the closing handshake, without advancing time).
+    /// at that instant, e.g. the closing handshake, without advancing time). The client
+    /// hands the outcome over: [`World::outcome`] has it until the next request this call
+    /// completes, so a long plan keeps no outcome per request.
     pub fn run_until_complete(&mut self, id: RequestId) -> Option<RequestOutcome> {
         let limit = self.now + Duration::from_secs(86_400);
         loop {
             self.step();
-            if let Some(o) = self.outcome(id) {
+            if let Some(o) = self.take_outcome(id) {
                 return Some(o);
             }
             if !self.advance(limit) {
-                return self.outcome(id);
+                return self.take_outcome(id);
             }
         }
     }
@@ -103,7 +105,7 @@ impl World {
     ) -> Option<RequestOutcome> {
         loop {
             self.step();
-            if let Some(o) = self.outcome(id) {
+            if let Some(o) = self.take_outcome(id) {
                 return Some(o);
             }
             if !self.advance(limit) {
@@ -114,6 +116,6 @@ impl World {
             self.now = limit;
             self.step();
         }
-        self.outcome(id)
+        self.take_outcome(id)
     }
 }

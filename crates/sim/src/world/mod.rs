@@ -32,7 +32,7 @@ use vswitch::{PcapSink, Port, Router, Segment, TraceSink, Tracer};
 
 use crate::apps::AppsHandle;
 use crate::clock::WallClock;
-use crate::host::{AccessJournal, AccessLog, ClientHandle, RequestId};
+use crate::host::{AccessJournal, AccessLog, ClientHandle, RequestId, RequestOutcome};
 
 pub use prober::{HealthCheckSpec, HealthEvent};
 pub use spec::{Attachment, ClientDesc, LbDesc, NodeDesc, PodDesc, WorldSpec};
@@ -143,6 +143,8 @@ pub struct World {
     wake: BTreeSet<(Duration, usize)>,
     /// Edges that are external ports (not deleted): polled on every step.
     external: BTreeSet<usize>,
+    /// Scratch list of the edges a step polls (kept to reuse its allocation).
+    due: Vec<usize>,
     /// Every access-log line the pods wrote, in order: (edge, entry index in its log).
     journal: AccessJournal,
     queue: VecDeque<(Attach, Vec<u8>)>,
@@ -150,6 +152,9 @@ pub struct World {
     sink: TraceSink,
     tracing: bool,
     requests: HashMap<RequestId, RequestMeta>,
+    /// The last outcome [`World::run_until_complete`] took from its client (the clients
+    /// keep none once taken), for [`World::outcome`] and [`World::trace_for`].
+    done: Option<(RequestId, RequestOutcome)>,
     next_request: u64,
     lb: Option<LbDesc>,
     prober: Option<Prober>,

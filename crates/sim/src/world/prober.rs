@@ -170,7 +170,8 @@ impl World {
         let lb_name = self.lb.as_ref().map(|l| l.name.clone()).unwrap_or_default();
         for t in &mut pr.targets {
             let Some(id) = t.pending else { continue };
-            let Some(out) = self.outcome(id) else {
+            // Taken: the probe's client keeps no outcome (one probe per target per round).
+            let Some(out) = self.request_client(id).and_then(|c| c.take_outcome(id)) else {
                 continue;
             };
             t.pending = None;

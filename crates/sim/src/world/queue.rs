@@ -13,17 +13,18 @@ use super::{Attach, World};
 
 impl World {
     /// The edges a step polls at `now`, in index order (the order every step has always
-    /// used): embedded edges due now, and every external port.
-    fn due_edges(&self, now: Duration) -> Vec<usize> {
-        let mut due: Vec<usize> = self
-            .wake
-            .range(..=(now, usize::MAX))
-            .map(|&(_, e)| e)
-            .chain(self.external.iter().copied())
-            .collect();
+    /// used): embedded edges due now, and every external port. Written into `due` (the
+    /// world's reused scratch list: a step runs several times per datagram).
+    fn due_edges(&self, now: Duration, due: &mut Vec<usize>) {
+        due.clear();
+        due.extend(
+            self.wake
+                .range(..=(now, usize::MAX))
+                .map(|&(_, e)| e)
+                .chain(self.external.iter().copied()),
+        );
         due.sort_unstable();
         due.dedup();
-        due
     }
 
     /// Re-register embedded edge `e` under its current `poll_at` after the world touched it
@@ -186,7 +187,9 @@ impl World {
             let mut progress = false;
             let now = self.now;
             self.probe_tick();
-            for e in self.due_edges(now) {
+            let mut due = std::mem::take(&mut self.due);
+            self.due_edges(now, &mut due);
+            for &e in &due {
                 while let Some(p) = self.edges[e].port.recv(now) {
                     progress = true;
                     self.collect();
@@ -194,6 +197,7 @@ impl World {
                 }
                 self.rewake(e);
             }
+            self.due = due;
             for n in 0..self.nodes.len() {
                 if self.nodes[n].node.poll_at().is_some_and(|t| t <= now) {
                     let outs = self.nodes[n].node.poll(now, &mut self.rng);

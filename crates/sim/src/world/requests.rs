@@ -79,10 +79,32 @@ impl World {
         self.run_until_complete(id).ok_or(SimError::NoOutcome(id.0))
     }
 
-    /// The outcome of a request, once it ended.
+    /// The outcome of a request, once it ended: until [`World::run_until_complete`] took
+    /// it, or while it is the last one that did.
     pub fn outcome(&self, id: RequestId) -> Option<RequestOutcome> {
+        match &self.done {
+            Some((d, o)) if *d == id => Some(o.clone()),
+            _ => self.request_client(id)?.outcome(id),
+        }
+    }
+
+    /// The client that runs request `id`.
+    pub(super) fn request_client(&self, id: RequestId) -> Option<&ClientHandle> {
         let m = self.requests.get(&id)?;
-        self.edges[m.client].client.as_ref()?.outcome(id)
+        self.edges[m.client].client.as_ref()
+    }
+
+    /// Request `id`'s outcome taken from its client, once it ended; the world keeps it as
+    /// the last finished request.
+    pub(super) fn take_outcome(&mut self, id: RequestId) -> Option<RequestOutcome> {
+        if let Some((d, o)) = &self.done {
+            if *d == id {
+                return Some(o.clone());
+            }
+        }
+        let out = self.request_client(id)?.take_outcome(id)?;
+        self.done = Some((id, out.clone()));
+        Some(out)
     }
 
     // ----- observation -------------------------------------------------------------------
@@ -136,6 +158,21 @@ impl World {
                 let edge = &self.edges[e];
                 let entry = edge.access_log.as_ref()?.get(i)?;
                 Some((edge.name.clone(), entry))
+            })
+            .collect()
+    }
+
+    /// (pod, `$remote_addr`) of every access-log line written since `mark`, in the order
+    /// they were logged: [`World::access_entries_since`] without copying the entries (the
+    /// runner asks once per request).
+    pub fn access_peers_since(&self, mark: usize) -> Vec<(&str, std::net::Ipv4Addr)> {
+        self.journal
+            .since(mark)
+            .into_iter()
+            .filter_map(|(e, i)| {
+                let edge = &self.edges[e];
+                let addr = edge.access_log.as_ref()?.remote_addr(i)?;
+                Some((edge.name.as_str(), addr))
             })
             .collect()
     }

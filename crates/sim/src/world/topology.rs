@@ -123,6 +123,8 @@ impl World {
             sink: TraceSink::new(),
             tracing: spec.tracing,
             requests: HashMap::new(),
+            done: None,
+            due: Vec::new(),
             next_request: 0,
             lb: spec.load_balancer.clone(),
             prober: None,
