@@ -28,7 +28,7 @@ fn world() -> World {
             pod("ng", "10.244.1.17", AppDesc::nginx(8000)),
         ],
         3,
-        false,
+        true,
     )
 }
 
