@@ -17,6 +17,8 @@
 //! - [`tracer`]: the [`tracer::Tracer`] wrapper and its shared [`tracer::TraceSink`].
 //! - [`impair`]: the [`impair::Impair`] wrapper (one-way delay, jitter, rate, random loss).
 //! - [`pcap`]: the [`pcap::Pcap`] wrapper and its [`pcap::PcapSink`] (LINKTYPE_RAW files).
+//! - [`gso`]: the `virtio_net_hdr` of TUN devices with offloads (partial checksums completed on
+//!   read, superpackets written as TSO or cut into segments).
 //! - `tun` (feature `tun`): the real-mode TUN port.
 //!
 //! Not here: anything node-specific (netfilter, kube-proxy) — that is `nodestack`/`nodeport`;
@@ -24,6 +26,7 @@
 
 use std::time::Duration;
 
+pub mod gso;
 pub mod impair;
 pub mod mem;
 pub mod packet;
