@@ -40,6 +40,10 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::time::Duration;
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crate::tuntx::{self, TxSide};
 use crate::{gso, Port};
 
 /// Where network namespaces created by `ip netns add` (and by the lab) are bind-mounted.
@@ -92,6 +96,9 @@ pub struct TunConfig {
     pub port_name: Option<String>,
     /// Open with `IFF_VNET_HDR` and enable checksum/TSO offloads (default `true`).
     pub offload: bool,
+    /// Write through the process-wide TX thread (default `false`: writes happen in the
+    /// caller's `send`). See the `tuntx` module.
+    pub tx_thread: bool,
 }
 
 impl TunConfig {
@@ -107,7 +114,13 @@ impl TunConfig {
             txqueuelen: 5000,
             port_name: None,
             offload: true,
+            tx_thread: false,
         }
+    }
+    /// Routes writes through the TX thread (or not).
+    pub fn tx_thread(mut self, on: bool) -> Self {
+        self.tx_thread = on;
+        self
     }
     /// Enables or disables the offloads (`IFF_VNET_HDR` + `TUNSETOFFLOAD`).
     pub fn offload(mut self, on: bool) -> Self {
@@ -181,24 +194,20 @@ pub struct TunStats {
 
 /// A TUN device in a network namespace, as a fabric [`Port`].
 pub struct TunPort {
-    /// The TUN fd alone: the `tun::Device` (and its control socket, which would pin the
-    /// namespace and keep it alive after deletion) is dismantled after configuration.
-    dev: File,
-    name: String,
-    netns: String,
+    /// The write half, with the TUN fd alone: the `tun::Device` (and its control socket,
+    /// which would pin the namespace and keep it alive after deletion) is dismantled after
+    /// configuration. Shared with datagrams queued for the TX thread.
+    tx: Arc<TxSide>,
+    /// Writes go through the TX thread.
+    tx_thread: bool,
     ifname: String,
     address: Ipv4Addr,
-    mtu: u16,
     /// Reused read buffer (small packets are copied out of it, superpackets taken whole).
     buf: Vec<u8>,
     /// Scratch for userspace segmentation.
     seg: Vec<u8>,
-    /// The device was opened with `IFF_VNET_HDR`: every read and write carries the header.
-    vnet: bool,
-    /// The `TUN_F_*` offloads the kernel accepted.
-    offloads: u32,
+    /// Read-side counters (the write side's are [`TxSide::counters`]).
     stats: TunStats,
-    dead: Option<String>,
 }
 
 /// Offload sets tried in order with `TUNSETOFFLOAD` (first the kernel accepts wins).
@@ -215,11 +224,11 @@ const COPY_BELOW: usize = 4096;
 impl fmt::Debug for TunPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TunPort")
-            .field("name", &self.name)
-            .field("fd", &self.dev.as_raw_fd())
+            .field("name", &self.tx.name)
+            .field("fd", &self.tx.dev.as_raw_fd())
             .field("address", &self.address)
-            .field("mtu", &self.mtu)
-            .field("dead", &self.dead)
+            .field("mtu", &self.tx.mtu)
+            .field("dead", &self.tx.dead.get())
             .finish()
     }
 }
@@ -276,28 +285,32 @@ impl TunPort {
             .clone()
             .unwrap_or_else(|| format!("{}/{}", cfg.netns, cfg.ifname));
         Ok(TunPort {
-            dev,
-            name,
-            netns: cfg.netns.clone(),
+            tx: Arc::new(TxSide {
+                dev,
+                name,
+                netns: cfg.netns.clone(),
+                mtu: cfg.mtu,
+                vnet: cfg.offload,
+                offloads,
+                counters: Default::default(),
+                dead: Default::default(),
+            }),
+            tx_thread: cfg.tx_thread,
             ifname: cfg.ifname.clone(),
             address: cfg.address,
-            mtu: cfg.mtu,
             buf: Vec::new(),
             seg: Vec::new(),
-            vnet: cfg.offload,
-            offloads,
             stats: TunStats::default(),
-            dead: None,
         })
     }
 
     /// The device fd, for poll(2)/epoll (readable = at least one packet queued).
     pub fn raw_fd(&self) -> RawFd {
-        self.dev.as_raw_fd()
+        self.tx.dev.as_raw_fd()
     }
     /// The namespace this port lives in.
     pub fn netns(&self) -> &str {
-        &self.netns
+        &self.tx.netns
     }
     /// The interface name inside the namespace.
     pub fn ifname(&self) -> &str {
@@ -309,41 +322,40 @@ impl TunPort {
     }
     /// The link MTU.
     pub fn mtu(&self) -> u16 {
-        self.mtu
+        self.tx.mtu
     }
     /// The `TUN_F_*` offloads in effect (0 = none: plain datagrams of at most the MTU).
     pub fn offloads(&self) -> u32 {
-        self.offloads
+        self.tx.offloads
     }
     /// Room a read needs: a superpacket with offloads, else the MTU plus slack (so an
     /// oversize read is detectable).
     pub fn read_capacity(&self) -> usize {
-        if self.offloads & libc::TUN_F_TSO4 != 0 {
+        if self.tx.offloads & libc::TUN_F_TSO4 != 0 {
             MAX_DATAGRAM
         } else {
-            usize::from(self.mtu).max(576) + 64
+            usize::from(self.tx.mtu).max(576) + 64
         }
     }
-    /// Counters.
-    pub fn stats(&self) -> &TunStats {
-        &self.stats
+    /// Counters (the write side's as of now: the TX thread may still be writing).
+    pub fn stats(&self) -> TunStats {
+        let c = &self.tx.counters;
+        TunStats {
+            tx_packets: c.packets.load(Relaxed),
+            tx_bytes: c.bytes.load(Relaxed),
+            tx_dropped: c.dropped.load(Relaxed),
+            tx_superpackets: c.superpackets.load(Relaxed),
+            tx_segmented: c.segmented.load(Relaxed),
+            ..self.stats.clone()
+        }
     }
     /// `true` once the device is gone (namespace deleted: EBADFD). Fatal for this port only.
     pub fn is_dead(&self) -> bool {
-        self.dead.is_some()
+        self.tx.dead.get().is_some()
     }
     /// Why the port died, if it did.
     pub fn dead_reason(&self) -> Option<&str> {
-        self.dead.as_deref()
-    }
-
-    fn mark_dead(&mut self, what: &str, e: &io::Error) {
-        if self.dead.is_none() {
-            self.dead = Some(format!(
-                "{}: {what} failed: {e} (TUN device in {} is gone)",
-                self.name, self.netns
-            ));
-        }
+        self.tx.dead.get().map(String::as_str)
     }
 
     /// Reads one packet into `buf` (which should hold at least [`TunPort::read_capacity`]
@@ -360,7 +372,7 @@ impl TunPort {
     /// # Safety
     /// `ptr` must be valid for writes of `cap` bytes.
     unsafe fn recv_raw(&mut self, ptr: *mut u8, cap: usize) -> RecvOutcome {
-        if self.dead.is_some() {
+        if self.is_dead() {
             return RecvOutcome::Empty;
         }
         let mut hdr = [0u8; gso::VNET_HDR_LEN];
@@ -374,14 +386,19 @@ impl TunPort {
                 iov_len: cap,
             },
         ];
-        let (iov, skip) = if self.vnet {
+        let (iov, skip) = if self.tx.vnet {
             (&iov[..], hdr.len())
         } else {
             (&iov[1..], 0)
         };
         // SAFETY: every iovec points to memory valid for writes of its length.
-        let rc =
-            unsafe { libc::readv(self.dev.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
+        let rc = unsafe {
+            libc::readv(
+                self.tx.dev.as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+            )
+        };
         if rc < 0 {
             return self.read_error(io::Error::last_os_error());
         }
@@ -391,7 +408,7 @@ impl TunPort {
         }
         // SAFETY: the kernel initialised the first `n` bytes at `ptr` (n <= cap).
         let pkt = unsafe { std::slice::from_raw_parts_mut(ptr, n) };
-        if self.vnet {
+        if self.tx.vnet {
             let h = gso::VnetHdr::parse(&hdr);
             if gso::complete_ingress(&h, pkt).is_err() {
                 self.stats.rx_dropped_offload += 1;
@@ -402,7 +419,7 @@ impl TunPort {
             Ok(len) => {
                 self.stats.rx_packets += 1;
                 self.stats.rx_bytes += len as u64;
-                if len > usize::from(self.mtu) {
+                if len > usize::from(self.tx.mtu) {
                     self.stats.rx_superpackets += 1;
                 }
                 RecvOutcome::Packet(len)
@@ -422,7 +439,7 @@ impl TunPort {
         match e.raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::EINTR) => RecvOutcome::Empty,
             Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::EBADF) => {
-                self.mark_dead("read", &e);
+                self.tx.mark_dead("read", &e);
                 RecvOutcome::Empty
             }
             _ => {
@@ -460,73 +477,25 @@ impl TunPort {
         }
     }
 
-    /// Writes one packet to the device (towards the namespace). Returns `false` if it was
-    /// dropped (and counted). A datagram longer than the MTU goes as a TSO superpacket when
-    /// the device has TSO, else cut into segments here ([`crate::gso`]).
+    /// Writes one packet to the device (towards the namespace), or queues a copy for the
+    /// TX thread ([`TunConfig::tx_thread`]). Returns `false` if it was dropped (and counted).
+    /// A datagram longer than the MTU goes as a TSO superpacket when the device has TSO, else
+    /// cut into segments here ([`crate::gso`]).
     pub fn send_packet(&mut self, pkt: &[u8]) -> bool {
-        if self.dead.is_some() {
-            self.stats.tx_dropped += 1;
-            return false;
-        }
-        if pkt.len() > usize::from(self.mtu) {
-            if self.offloads & libc::TUN_F_TSO4 != 0 {
-                if let Some((h, field, sum)) = gso::egress(pkt, self.mtu) {
-                    let sum = sum.to_be_bytes();
-                    let parts = [&h.to_bytes()[..], &pkt[..field], &sum, &pkt[field + 2..]];
-                    let ok = self.write_parts(&parts, pkt.len());
-                    self.stats.tx_superpackets += u64::from(ok);
-                    return ok;
-                }
-            } else {
-                let mut seg = std::mem::take(&mut self.seg);
-                let mut ok = true;
-                let cut = gso::segment_tcp(pkt, self.mtu, &mut seg, |s| ok &= self.write_plain(s));
-                self.seg = seg;
-                if cut {
-                    self.stats.tx_segmented += 1;
-                    return ok;
-                }
-            }
-        }
-        self.write_plain(pkt)
-    }
-
-    /// One datagram as is (behind an all-zero header with offloads).
-    fn write_plain(&mut self, pkt: &[u8]) -> bool {
-        if self.vnet {
-            let h = [0u8; gso::VNET_HDR_LEN];
-            self.write_parts(&[&h, pkt], pkt.len())
+        if self.tx_thread {
+            tuntx::enqueue(&self.tx, pkt.to_vec(), &mut self.seg)
         } else {
-            self.write_parts(&[pkt], pkt.len())
+            self.tx.send(pkt, &mut self.seg)
         }
     }
 
-    /// One writev(2) of `parts` (a TUN write takes the whole packet or fails); `len` = the
-    /// datagram's length for the counters.
-    fn write_parts(&mut self, parts: &[&[u8]], len: usize) -> bool {
-        let iov: [libc::iovec; 4] = std::array::from_fn(|i| libc::iovec {
-            iov_base: parts
-                .get(i)
-                .map_or(std::ptr::null_mut(), |p| p.as_ptr() as *mut _),
-            iov_len: parts.get(i).map_or(0, |p| p.len()),
-        });
-        let cnt = parts.len().min(iov.len()) as libc::c_int;
-        // SAFETY: every iovec points to a live slice of its length; the kernel only reads.
-        let rc = unsafe { libc::writev(self.dev.as_raw_fd(), iov.as_ptr(), cnt) };
-        if rc >= 0 {
-            self.stats.tx_packets += 1;
-            self.stats.tx_bytes += len as u64;
-            return true;
+    /// [`TunPort::send_packet`] taking the datagram by value: queued without a copy.
+    pub fn send_owned(&mut self, pkt: Vec<u8>) -> bool {
+        if self.tx_thread {
+            tuntx::enqueue(&self.tx, pkt, &mut self.seg)
+        } else {
+            self.tx.send(&pkt, &mut self.seg)
         }
-        let e = io::Error::last_os_error();
-        if matches!(
-            e.raw_os_error(),
-            Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::EBADF)
-        ) {
-            self.mark_dead("write", &e);
-        }
-        self.stats.tx_dropped += 1;
-        false
     }
 }
 
@@ -554,24 +523,28 @@ fn check_ipv4(pkt: &[u8]) -> Result<usize, Invalid> {
 
 impl AsRawFd for TunPort {
     fn as_raw_fd(&self) -> RawFd {
-        self.dev.as_raw_fd()
+        self.tx.dev.as_raw_fd()
     }
 }
 
 impl AsFd for TunPort {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the fd is owned by `self.dev` and stays open as long as `self` is borrowed.
-        unsafe { BorrowedFd::borrow_raw(self.dev.as_raw_fd()) }
+        unsafe { BorrowedFd::borrow_raw(self.tx.dev.as_raw_fd()) }
     }
 }
 
 impl Port for TunPort {
     fn name(&self) -> &str {
-        &self.name
+        &self.tx.name
     }
 
     fn send(&mut self, _now: Duration, pkt: &[u8]) {
         self.send_packet(pkt);
+    }
+
+    fn send_owned(&mut self, _now: Duration, pkt: Vec<u8>) {
+        self.send_owned(pkt);
     }
 
     fn recv(&mut self, _now: Duration) -> Option<Vec<u8>> {
