@@ -11,7 +11,8 @@
 #   iperf3    client -> pod throughput (NodePort 32201 -> iperf3 -s in pod web-w1)
 #   curl-1GiB pod -> client, GET /1g.bin (sparse file) through NodePort 32761
 #   wrk-ka    wrk -t1 -c32 keep-alive request rate, GET /
-#   wrk-close same with "Connection: close" (a new connection per request)
+#   wrk-close same with "Connection: close" (a new connection per request), each run on a
+#             freshly started lab (the kernel side rebuilds its topology before each run too)
 # then prints kernel, lab and lab/kernel for each figure: first at LAB_MTU (1500, what pods
 # really have, the same as the kernel reference's veths), then at each of EXTRA_MTUS.
 #
@@ -168,10 +169,17 @@ lab_curl() { # path host
   rec "lab@$MTU" "$1" curl-1GiB "$(med "${vals[@]}")"
 }
 
-lab_wrk() { # path host mode
+lab_wrk() { # path host mode scenario
   local i out rps vals=() hdr=()
   [[ $3 == close ]] && hdr=(-H "Connection: close")
   for ((i = 1; i <= RUNS; i++)); do
+    # Like bench.sh's fresh_* preps on the kernel side: every Connection: close run starts on
+    # a lab just brought up (no TIME_WAIT sockets in the pods, empty conntrack tables);
+    # back-to-back runs through the SNAT path collapse on both (PAWS rejects, SYN retries).
+    if [[ $3 == close ]]; then
+      lab_stop
+      lab_start "$4"
+    fi
     out=$(timeout 60 ip netns exec "$CL_NS" wrk -t1 -c32 -d"$WRK_D" "${hdr[@]}" "http://$2:32761/" 2>&1)
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     echo "lab@$MTU wrk-$3 $1 run$i: ${rps:-0} req/s $(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr '\n' ' ')" >>"$OUT_DIR/lab-raw.txt"
@@ -186,8 +194,8 @@ lab_path() { # scenario path host
   cx curl -s --connect-timeout 3 -m 5 -o /dev/null "http://$3:32761/" || say "WARNING: first request via $3 failed"
   lab_iperf "$2" "$3"
   lab_curl "$2" "$3"
-  lab_wrk "$2" "$3" keepalive
-  lab_wrk "$2" "$3" close
+  lab_wrk "$2" "$3" keepalive "$1"
+  lab_wrk "$2" "$3" close "$1"
   lab_stop
 }
 
