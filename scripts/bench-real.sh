@@ -11,17 +11,20 @@
 #   iperf3    client -> pod throughput (NodePort 32201 -> iperf3 -s in pod web-w1)
 #   curl-1GiB pod -> client, GET /1g.bin (sparse file) through NodePort 32761
 #   wrk-ka    wrk -t1 -c32 keep-alive request rate, GET /
-#   wrk-close same with "Connection: close" (a new connection per request)
-# then prints kernel, lab and lab/kernel for each figure.
+#   wrk-close same with "Connection: close" (a new connection per request), each run on a
+#             freshly started lab (the kernel side rebuilds its topology before each run too)
+# then prints kernel, lab and lab/kernel for each figure: first at LAB_MTU (1500, what pods
+# really have, the same as the kernel reference's veths), then at each of EXTRA_MTUS.
 #
 # The two never run at once (2 cores): the kernel side is the reference's own bench.sh
 # (SECTIONS/RUNS/IPERF_T/WRK_D passed through; it also measures its direct-pod baselines),
 # then the lab comes up once per policy. Everything is torn down at the end (trap).
-# Bounded: about 8 minutes with the defaults (RUNS=1: about 3); every client command has a timeout.
+# Bounded: about 12 minutes with the defaults (RUNS=1: about 5); every client command has a timeout.
 #
 # Usage (root):  scripts/bench-real.sh            # build (release) if needed, then measure
 # Env:
-#   LAB_MTU=65000     MTU of the lab's TUN links (pods and clients see it; 1500 = like a veth)
+#   LAB_MTU=1500      MTU of the lab's TUN links (pods and clients see it; 1500 = like a veth)
+#   EXTRA_MTUS="9000 65000"  further lab MTUs measured after LAB_MTU (rows of their own; "" = none)
 #   RUNS=3            runs per figure (median printed); IPERF_T=3 (s); WRK_D=3s; CURL_RUNS=$RUNS
 #   SIDES=kernel,lab  which sides to run
 #   LAB_BIN=path      the lab binary (default: target-bench/release/lab, built if missing)
@@ -33,7 +36,9 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 KREF_DIR=${KREF_DIR:-$REPO/../shared/reference}
-LAB_MTU=${LAB_MTU:-65000}
+LAB_MTU=${LAB_MTU:-1500}
+EXTRA_MTUS=${EXTRA_MTUS-9000 65000}
+MTU=$LAB_MTU   # the MTU of the lab run in progress
 RUNS=${RUNS:-3}
 CURL_RUNS=${CURL_RUNS:-$RUNS}
 IPERF_T=${IPERF_T:-3}
@@ -111,13 +116,13 @@ lab_bin() {
 lab_start() { # scenario
   local log=$OUT_DIR/lab-up-$1.log
   wait_idle
-  (cd "$REPO" && exec "$LAB_BIN" up "lab-configs/$1.yaml" --mtu "$LAB_MTU" \
+  (cd "$REPO" && exec "$LAB_BIN" up "lab-configs/$1.yaml" --mtu "$MTU" \
       --exec 'web-w1=iperf3 -s -p 5201' --file 1g.bin=1G) >"$log" 2>&1 &
   LAB_PID=$!
   local i
   for i in $(seq 1 300); do
     if grep -q '^ready:' "$log"; then
-      say "lab up ($1, mtu $LAB_MTU, pid $LAB_PID)"
+      say "lab up ($1, mtu $MTU, pid $LAB_PID)"
       # Warm the page cache like bench.sh does: the first read of a sparse file fills 1 GiB
       # of cache pages, which otherwise halves the first download from each pod.
       cat /run/nplab/*/html/1g.bin >/dev/null 2>&1
@@ -147,34 +152,41 @@ lab_iperf() { # path host
   for ((i = 1; i <= RUNS; i++)); do
     v=$(timeout $((IPERF_T + 15)) ip netns exec "$CL_NS" iperf3 -c "$2" -p 32201 -t "$IPERF_T" -O 1 -J --connect-timeout 3000 2>/dev/null |
         python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))' 2>/dev/null) || v=0
-    echo "lab iperf3 $1 run$i: $v Gbit/s" >>"$OUT_DIR/lab-raw.txt"
+    echo "lab@$MTU iperf3 $1 run$i: $v Gbit/s" >>"$OUT_DIR/lab-raw.txt"
     vals+=("$v"); sleep 0.5
   done
-  rec lab "$1" iperf3 "$(med "${vals[@]}")"
+  rec "lab@$MTU" "$1" iperf3 "$(med "${vals[@]}")"
 }
 
 lab_curl() { # path host
   local i v vals=()
   for ((i = 1; i <= CURL_RUNS; i++)); do
     v=$(cx curl -s --connect-timeout 3 -m 60 -o /dev/null -w '%{speed_download} %{size_download}' "http://$2:32761/1g.bin")
-    echo "lab curl-1GiB $1 run$i: $v (B/s bytes)" >>"$OUT_DIR/lab-raw.txt"
+    echo "lab@$MTU curl-1GiB $1 run$i: $v (B/s bytes)" >>"$OUT_DIR/lab-raw.txt"
     v=$(python3 -c "import sys; s,n='${v:-0 0}'.split(); print('%.2f' % (float(s)*8/1e9) if int(float(n)) == 1<<30 else 0)")
     vals+=("$v")
   done
-  rec lab "$1" curl-1GiB "$(med "${vals[@]}")"
+  rec "lab@$MTU" "$1" curl-1GiB "$(med "${vals[@]}")"
 }
 
-lab_wrk() { # path host mode
+lab_wrk() { # path host mode scenario
   local i out rps vals=() hdr=()
   [[ $3 == close ]] && hdr=(-H "Connection: close")
   for ((i = 1; i <= RUNS; i++)); do
+    # Like bench.sh's fresh_* preps on the kernel side: every Connection: close run starts on
+    # a lab just brought up (no TIME_WAIT sockets in the pods, empty conntrack tables);
+    # back-to-back runs through the SNAT path collapse on both (PAWS rejects, SYN retries).
+    if [[ $3 == close ]]; then
+      lab_stop
+      lab_start "$4"
+    fi
     out=$(timeout 60 ip netns exec "$CL_NS" wrk -t1 -c32 -d"$WRK_D" "${hdr[@]}" "http://$2:32761/" 2>&1)
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    echo "lab wrk-$3 $1 run$i: ${rps:-0} req/s $(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr '\n' ' ')" >>"$OUT_DIR/lab-raw.txt"
+    echo "lab@$MTU wrk-$3 $1 run$i: ${rps:-0} req/s $(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr '\n' ' ')" >>"$OUT_DIR/lab-raw.txt"
     vals+=("${rps:-0}"); sleep 0.5
   done
   local fig=wrk-ka; [[ $3 == close ]] && fig=wrk-close
-  rec lab "$1" "$fig" "$(med "${vals[@]}")"
+  rec "lab@$MTU" "$1" "$fig" "$(med "${vals[@]}")"
 }
 
 lab_path() { # scenario path host
@@ -182,14 +194,13 @@ lab_path() { # scenario path host
   cx curl -s --connect-timeout 3 -m 5 -o /dev/null "http://$3:32761/" || say "WARNING: first request via $3 failed"
   lab_iperf "$2" "$3"
   lab_curl "$2" "$3"
-  lab_wrk "$2" "$3" keepalive
-  lab_wrk "$2" "$3" close
+  lab_wrk "$2" "$3" keepalive "$1"
+  lab_wrk "$2" "$3" close "$1"
   lab_stop
 }
 
 lab_side() {
   lab_bin
-  : >"$OUT_DIR/lab-raw.txt"
   lab_path kernel-ref np-cluster-master 10.151.30.11
   lab_path kernel-ref-local np-local-worker1 10.151.30.12
 }
@@ -211,24 +222,43 @@ wait_idle() {
 say "start $(date -u +%FT%TZ) kernel $(uname -r) nproc $(nproc) loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 [[ $SIDES == *lab* ]] && lab_bin   # build before anything is measured
 wait_idle
-[[ $SIDES == *kernel* ]] && kernel_side
-[[ $SIDES == *lab* ]] && { wait_idle; lab_side; }
+loadavg() { # side: the 1/5/15-minute load just before a side starts (other work on the machine)
+  local l
+  l=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)
+  echo "loadavg $1 - $l" >>"$RES"
+  say "loadavg before $1: $l"
+}
+: >"$OUT_DIR/lab-raw.txt"
+[[ $SIDES == *kernel* ]] && { loadavg kernel; kernel_side; }
+if [[ $SIDES == *lab* ]]; then
+  for MTU in $LAB_MTU $EXTRA_MTUS; do
+    wait_idle
+    loadavg "lab@$MTU"
+    lab_side
+  done
+fi
 cleanup
 
-python3 - "$RES" "$LAB_MTU" <<'EOF'
+python3 - "$RES" "$LAB_MTU" $EXTRA_MTUS <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 val = {(s, p, f): v for s, p, f, *r in rows for v in [r[0] if r else "n/a"]}
 units = {"iperf3": "Gbit/s", "curl-1GiB": "Gbit/s", "wrk-ka": "req/s", "wrk-close": "req/s"}
-print(f"\n| path | figure | kernel | lab (MTU {sys.argv[2]}) | lab/kernel |")
-print("|---|---|---|---|---|")
-for p in ["np-cluster-master", "np-local-worker1"]:
-    for f, u in units.items():
-        k, l = val.get(("kernel", p, f), "n/a"), val.get(("lab", p, f), "n/a")
-        try:
-            r = "%.2f×" % (float(l) / float(k))
-        except (ValueError, ZeroDivisionError):
-            r = "n/a"
-        print(f"| {p} | {f} ({u}) | {k} | {l} | {r} |")
+load = {p: r[0] for s, p, f, *r in rows if s == "loadavg" and r}
+for mtu in sys.argv[2:]:
+    lab = f"lab@{mtu}"
+    if not any(k[0] == lab for k in val):
+        continue
+    print(f"\nloadavg (1/5/15 min) before kernel: {load.get('kernel', 'n/a')}, before lab at MTU {mtu}: {load.get(lab, 'n/a')}")
+    print(f"| path | figure | kernel (veth MTU 1500) | lab (MTU {mtu}) | lab/kernel |")
+    print("|---|---|---|---|---|")
+    for p in ["np-cluster-master", "np-local-worker1"]:
+        for f, u in units.items():
+            k, l = val.get(("kernel", p, f), "n/a"), val.get((lab, p, f), "n/a")
+            try:
+                r = "%.2f×" % (float(l) / float(k))
+            except (ValueError, ZeroDivisionError):
+                r = "n/a"
+            print(f"| {p} | {f} ({u}) | {k} | {l} | {r} |")
 EOF
 say "done $(date -u +%FT%TZ); raw figures in $OUT_DIR"

@@ -197,7 +197,7 @@ impl Forwarder {
     }
     /// Adds a port owning `net/len`.
     pub fn add(&mut self, net: Ipv4Addr, len: u8, port: TunPort) {
-        let need = usize::from(port.mtu()) + 64;
+        let need = port.read_capacity();
         if self.buf.len() < need {
             self.buf.resize(need, 0);
         }

@@ -506,6 +506,92 @@ fn lock_refuses_second_up_and_takes_over_stale() {
     }
 }
 
+/// TCP superpackets (TSO, up to 64 KiB) from the client's kernel cross the forwarder at MTU
+/// 1500: written as TSO to a pod TUN with offloads, cut into segments by the lab for a pod
+/// TUN without. Bad segments (checksums, lengths, sequence numbers) would be dropped by the
+/// pod's kernel and iperf3 would stall.
+#[test]
+fn tso_superpackets_forwarded_as_tso_or_segmented() {
+    let Some(_s) = begin(Needs {
+        iperf3: true,
+        ..PLUMBING
+    }) else {
+        return;
+    };
+    let scope = Scope::new("gso");
+    scope.state.ensure().unwrap();
+    let iperf3 = find_program("iperf3").unwrap();
+    for (i, pod_offload) in [true, false].into_iter().enumerate() {
+        let cl = Netns::create(&scope.ns(&format!("cl{i}"))).expect("client ns");
+        let pod = Netns::create(&scope.ns(&format!("pod{i}"))).expect("pod ns");
+        let cport = common::tun(&cl, CLIENT_IP, CLIENT_GW, 1500);
+        let pport = TunPort::create(
+            &TunConfig::new(pod.name(), POD_IP, 24)
+                .gateway(POD_GW)
+                .offload(pod_offload),
+        )
+        .expect("pod tun");
+        assert_ne!(cport.offloads(), 0, "the kernel refused every offload");
+        assert_eq!(pport.offloads() != 0, pod_offload);
+        let mut fw = Forwarder::new();
+        fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, cport);
+        fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, pport);
+        let fwd = FwdThread::start(fw);
+        let mut server = common::iperf3_server(&pod, scope.state.root());
+        std::thread::sleep(Duration::from_millis(300));
+        let args = [
+            "-c",
+            "10.244.1.16",
+            "-p",
+            "5201",
+            "-t",
+            "2",
+            "--connect-timeout",
+            "3000",
+            "-J",
+        ];
+        let out = run_in(
+            &cl,
+            &iperf3.display().to_string(),
+            &args,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        let fw = fwd.finish();
+        server.stop(Duration::from_secs(2)).unwrap();
+        let (bps, retr) = common::iperf3_result(&out.stdout);
+        let st: Vec<_> = fw.ports().map(|p| p.stats()).collect();
+        eprintln!(
+            "pod offload {pod_offload}: {:.2} Gbit/s, {retr} retransmits, {st:?}",
+            bps / 1e9
+        );
+        assert!(
+            bps > 1e8,
+            "iperf3: {bps} bit/s, {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            st[0].rx_superpackets > 0,
+            "client sent no superpackets: {:?}",
+            st[0]
+        );
+        if pod_offload {
+            assert!(
+                st[1].tx_superpackets > 0 && st[1].tx_segmented == 0,
+                "{:?}",
+                st[1]
+            );
+        } else {
+            assert!(
+                st[1].tx_segmented > 0 && st[1].tx_superpackets == 0,
+                "{:?}",
+                st[1]
+            );
+        }
+        assert_eq!(st[0].rx_dropped_offload + st[1].rx_dropped_offload, 0);
+    }
+}
+
 /// Throughput of the trivial forwarder (iperf3, 5 s). Run with --ignored --nocapture.
 /// `NPLAB_BENCH_MTU` sets the TUN MTU (default 1500).
 #[test]

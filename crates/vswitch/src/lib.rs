@@ -17,6 +17,8 @@
 //! - [`tracer`]: the [`tracer::Tracer`] wrapper and its shared [`tracer::TraceSink`].
 //! - [`impair`]: the [`impair::Impair`] wrapper (one-way delay, jitter, rate, random loss).
 //! - [`pcap`]: the [`pcap::Pcap`] wrapper and its [`pcap::PcapSink`] (LINKTYPE_RAW files).
+//! - [`gso`]: the `virtio_net_hdr` of TUN devices with offloads (partial checksums completed on
+//!   read, superpackets written as TSO or cut into segments).
 //! - `tun` (feature `tun`): the real-mode TUN port.
 //!
 //! Not here: anything node-specific (netfilter, kube-proxy) — that is `nodestack`/`nodeport`;
@@ -24,6 +26,7 @@
 
 use std::time::Duration;
 
+pub mod gso;
 pub mod impair;
 pub mod mem;
 pub mod packet;
@@ -34,6 +37,8 @@ pub mod segment;
 pub mod tracer;
 #[cfg(feature = "tun")]
 pub mod tun;
+#[cfg(feature = "tun")]
+pub(crate) mod tuntx;
 
 pub use impair::{Impair, ImpairConfig};
 pub use mem::{MemHandle, MemPort};
@@ -50,6 +55,11 @@ pub trait Port {
     fn name(&self) -> &str;
     /// Fabric → device.
     fn send(&mut self, now: Duration, pkt: &[u8]);
+    /// Fabric → device, the datagram by value (the fabric's hot path: a port that queues
+    /// datagrams, like a TUN port with a TX thread, takes it without a copy).
+    fn send_owned(&mut self, now: Duration, pkt: Vec<u8>) {
+        self.send(now, &pkt)
+    }
     /// Device → fabric: the next packet the device transmitted, if any. Devices with timers
     /// (smoltcp hosts) advance them here, so polling `recv` at `poll_at()` is enough to drive
     /// them.
@@ -66,6 +76,9 @@ impl<P: Port + ?Sized> Port for Box<P> {
     }
     fn send(&mut self, now: Duration, pkt: &[u8]) {
         (**self).send(now, pkt)
+    }
+    fn send_owned(&mut self, now: Duration, pkt: Vec<u8>) {
+        (**self).send_owned(now, pkt)
     }
     fn recv(&mut self, now: Duration) -> Option<Vec<u8>> {
         (**self).recv(now)

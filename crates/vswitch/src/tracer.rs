@@ -133,6 +133,10 @@ impl<P: Port> Port for Tracer<P> {
         self.note(now, Direction::ToDevice, pkt);
         self.inner.send(now, pkt);
     }
+    fn send_owned(&mut self, now: Duration, pkt: Vec<u8>) {
+        self.note(now, Direction::ToDevice, &pkt);
+        self.inner.send_owned(now, pkt);
+    }
     fn recv(&mut self, now: Duration) -> Option<Vec<u8>> {
         let pkt = self.inner.recv(now)?;
         self.note(now, Direction::FromDevice, &pkt);

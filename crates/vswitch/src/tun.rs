@@ -4,6 +4,14 @@
 //! interface is a TUN device owned by the lab process; [`TunPort`] is that device seen from
 //! the fabric. Packets are raw IPv4 datagrams (`tun` 0.8 always sets `IFF_NO_PI`).
 //!
+//! Offloads (default on, [`TunConfig::offload`]): the device is opened with `IFF_VNET_HDR`
+//! and `TUNSETOFFLOAD` (`TUN_F_CSUM | TSO4 | TSO6 | TSO_ECN`, falling back to `TUN_F_CSUM`,
+//! then none, where the kernel refuses). Reads then return TCP superpackets of up to 64 KiB
+//! and writes may hand the kernel superpackets: one syscall per 64 KiB instead of per 1.5 KiB
+//! at MTU 1500. What happens to the `virtio_net_hdr` at each end is [`crate::gso`]'s:
+//! partial checksums are completed on read, superpackets longer than the MTU are written as
+//! TSO (or cut into segments in userspace when the device has no TSO).
+//!
 //! Creation follows the measured recipe (`shared/design/tun-and-smoltcp-notes.md`): on a
 //! short-lived helper thread, remember `/proc/thread-self/ns/net`, `setns` into
 //! `/run/netns/<ns>`, disable IPv6 for links created from now on (no `fe80::`, no router
@@ -27,12 +35,16 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::time::Duration;
 
-use crate::Port;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crate::tuntx::{self, TxSide};
+use crate::{gso, Port};
 
 /// Where network namespaces created by `ip netns add` (and by the lab) are bind-mounted.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
@@ -82,6 +94,11 @@ pub struct TunConfig {
     pub txqueuelen: u32,
     /// [`Port::name`] of the port (default `<netns>/<ifname>`).
     pub port_name: Option<String>,
+    /// Open with `IFF_VNET_HDR` and enable checksum/TSO offloads (default `true`).
+    pub offload: bool,
+    /// Write through the process-wide TX thread (default `false`: writes happen in the
+    /// caller's `send`). See the `tuntx` module.
+    pub tx_thread: bool,
 }
 
 impl TunConfig {
@@ -96,7 +113,19 @@ impl TunConfig {
             mtu: 1500,
             txqueuelen: 5000,
             port_name: None,
+            offload: true,
+            tx_thread: false,
         }
+    }
+    /// Routes writes through the TX thread (or not).
+    pub fn tx_thread(mut self, on: bool) -> Self {
+        self.tx_thread = on;
+        self
+    }
+    /// Enables or disables the offloads (`IFF_VNET_HDR` + `TUNSETOFFLOAD`).
+    pub fn offload(mut self, on: bool) -> Self {
+        self.offload = on;
+        self
     }
     /// Sets the default gateway.
     pub fn gateway(mut self, gw: Ipv4Addr) -> Self {
@@ -153,31 +182,53 @@ pub struct TunStats {
     pub tx_bytes: u64,
     /// Packets the fabric delivered that could not be written (device busy, error, dead port).
     pub tx_dropped: u64,
+    /// Reads that were TSO superpackets (longer than the MTU).
+    pub rx_superpackets: u64,
+    /// Reads dropped because their `virtio_net_hdr` was unusable ([`crate::gso::IngressError`]).
+    pub rx_dropped_offload: u64,
+    /// Writes handed to the kernel as TSO superpackets.
+    pub tx_superpackets: u64,
+    /// Datagrams longer than the MTU cut into segments here (device without TSO).
+    pub tx_segmented: u64,
 }
 
 /// A TUN device in a network namespace, as a fabric [`Port`].
 pub struct TunPort {
-    /// The TUN fd alone: the `tun::Device` (and its control socket, which would pin the
-    /// namespace and keep it alive after deletion) is dismantled after configuration.
-    dev: File,
-    name: String,
-    netns: String,
+    /// The write half, with the TUN fd alone: the `tun::Device` (and its control socket,
+    /// which would pin the namespace and keep it alive after deletion) is dismantled after
+    /// configuration. Shared with datagrams queued for the TX thread.
+    tx: Arc<TxSide>,
+    /// Writes go through the TX thread.
+    tx_thread: bool,
     ifname: String,
     address: Ipv4Addr,
-    mtu: u16,
+    /// Reused read buffer (small packets are copied out of it, superpackets taken whole).
     buf: Vec<u8>,
+    /// Scratch for userspace segmentation.
+    seg: Vec<u8>,
+    /// Read-side counters (the write side's are [`TxSide::counters`]).
     stats: TunStats,
-    dead: Option<String>,
 }
+
+/// Offload sets tried in order with `TUNSETOFFLOAD` (first the kernel accepts wins).
+const OFFLOAD_SETS: [libc::c_uint; 2] = [
+    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN,
+    libc::TUN_F_CSUM,
+];
+
+/// Largest IPv4 datagram (and so the largest superpacket a read can return).
+const MAX_DATAGRAM: usize = 65_535;
+/// Reads up to this size are copied out of the reused buffer; longer ones take it.
+const COPY_BELOW: usize = 4096;
 
 impl fmt::Debug for TunPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TunPort")
-            .field("name", &self.name)
-            .field("fd", &self.dev.as_raw_fd())
+            .field("name", &self.tx.name)
+            .field("fd", &self.tx.dev.as_raw_fd())
             .field("address", &self.address)
-            .field("mtu", &self.mtu)
-            .field("dead", &self.dead)
+            .field("mtu", &self.tx.mtu)
+            .field("dead", &self.tx.dead.get())
             .finish()
     }
 }
@@ -224,31 +275,42 @@ impl TunPort {
         // SAFETY: `into_raw_fd` hands over sole ownership of the TUN fd.
         let dev = unsafe { File::from_raw_fd(dev.into_raw_fd()) };
         set_nonblock(&dev).map_err(step_err("set O_NONBLOCK"))?;
+        let offloads = if cfg.offload {
+            enable_offloads(&dev).map_err(step_err("TUNSETOFFLOAD"))?
+        } else {
+            0
+        };
         let name = cfg
             .port_name
             .clone()
             .unwrap_or_else(|| format!("{}/{}", cfg.netns, cfg.ifname));
         Ok(TunPort {
-            dev,
-            name,
-            netns: cfg.netns.clone(),
+            tx: Arc::new(TxSide {
+                dev,
+                name,
+                netns: cfg.netns.clone(),
+                mtu: cfg.mtu,
+                vnet: cfg.offload,
+                offloads,
+                counters: Default::default(),
+                dead: Default::default(),
+            }),
+            tx_thread: cfg.tx_thread,
             ifname: cfg.ifname.clone(),
             address: cfg.address,
-            mtu: cfg.mtu,
-            // Room for one maximum-size packet plus slack so oversize reads are detectable.
-            buf: vec![0u8; usize::from(cfg.mtu).max(576) + 64],
+            buf: Vec::new(),
+            seg: Vec::new(),
             stats: TunStats::default(),
-            dead: None,
         })
     }
 
     /// The device fd, for poll(2)/epoll (readable = at least one packet queued).
     pub fn raw_fd(&self) -> RawFd {
-        self.dev.as_raw_fd()
+        self.tx.dev.as_raw_fd()
     }
     /// The namespace this port lives in.
     pub fn netns(&self) -> &str {
-        &self.netns
+        &self.tx.netns
     }
     /// The interface name inside the namespace.
     pub fn ifname(&self) -> &str {
@@ -260,90 +322,179 @@ impl TunPort {
     }
     /// The link MTU.
     pub fn mtu(&self) -> u16 {
-        self.mtu
+        self.tx.mtu
     }
-    /// Counters.
-    pub fn stats(&self) -> &TunStats {
-        &self.stats
+    /// The `TUN_F_*` offloads in effect (0 = none: plain datagrams of at most the MTU).
+    pub fn offloads(&self) -> u32 {
+        self.tx.offloads
+    }
+    /// Room a read needs: a superpacket with offloads, else the MTU plus slack (so an
+    /// oversize read is detectable).
+    pub fn read_capacity(&self) -> usize {
+        if self.tx.offloads & libc::TUN_F_TSO4 != 0 {
+            MAX_DATAGRAM
+        } else {
+            usize::from(self.tx.mtu).max(576) + 64
+        }
+    }
+    /// Counters (the write side's as of now: the TX thread may still be writing).
+    pub fn stats(&self) -> TunStats {
+        let c = &self.tx.counters;
+        TunStats {
+            tx_packets: c.packets.load(Relaxed),
+            tx_bytes: c.bytes.load(Relaxed),
+            tx_dropped: c.dropped.load(Relaxed),
+            tx_superpackets: c.superpackets.load(Relaxed),
+            tx_segmented: c.segmented.load(Relaxed),
+            ..self.stats.clone()
+        }
     }
     /// `true` once the device is gone (namespace deleted: EBADFD). Fatal for this port only.
     pub fn is_dead(&self) -> bool {
-        self.dead.is_some()
+        self.tx.dead.get().is_some()
     }
     /// Why the port died, if it did.
     pub fn dead_reason(&self) -> Option<&str> {
-        self.dead.as_deref()
+        self.tx.dead.get().map(String::as_str)
     }
 
-    fn mark_dead(&mut self, what: &str, e: &io::Error) {
-        if self.dead.is_none() {
-            self.dead = Some(format!(
-                "{}: {what} failed: {e} (TUN device in {} is gone)",
-                self.name, self.netns
-            ));
-        }
-    }
-
-    /// Reads one packet into `buf` (which should hold at least MTU bytes). Non-blocking.
+    /// Reads one packet into `buf` (which should hold at least [`TunPort::read_capacity`]
+    /// bytes). Non-blocking. With offloads the `virtio_net_hdr` is consumed here and a
+    /// partial checksum completed ([`crate::gso::complete_ingress`]).
     pub fn recv_into(&mut self, buf: &mut [u8]) -> RecvOutcome {
-        if self.dead.is_some() {
+        // SAFETY: `buf` is valid for writes of its length.
+        unsafe { self.recv_raw(buf.as_mut_ptr(), buf.len()) }
+    }
+
+    /// [`TunPort::recv_into`] on raw memory (possibly uninitialised: only the kernel writes
+    /// it, and only the returned length is then initialised).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `cap` bytes.
+    unsafe fn recv_raw(&mut self, ptr: *mut u8, cap: usize) -> RecvOutcome {
+        if self.is_dead() {
             return RecvOutcome::Empty;
         }
-        match (&self.dev).read(buf) {
-            Ok(0) => RecvOutcome::Empty,
-            Ok(n) => match check_ipv4(&buf[..n]) {
-                Ok(len) => {
-                    self.stats.rx_packets += 1;
-                    self.stats.rx_bytes += len as u64;
-                    RecvOutcome::Packet(len)
-                }
-                Err(Invalid::NotIpv4) => {
-                    self.stats.rx_dropped_not_ipv4 += 1;
-                    RecvOutcome::Dropped
-                }
-                Err(Invalid::Malformed) => {
-                    self.stats.rx_dropped_malformed += 1;
-                    RecvOutcome::Dropped
-                }
+        let mut hdr = [0u8; gso::VNET_HDR_LEN];
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
             },
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => RecvOutcome::Empty,
-                Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::EBADF) => {
-                    self.mark_dead("read", &e);
-                    RecvOutcome::Empty
-                }
-                _ => {
-                    self.stats.rx_errors += 1;
-                    RecvOutcome::Dropped
-                }
+            libc::iovec {
+                iov_base: ptr.cast(),
+                iov_len: cap,
             },
+        ];
+        let (iov, skip) = if self.tx.vnet {
+            (&iov[..], hdr.len())
+        } else {
+            (&iov[1..], 0)
+        };
+        // SAFETY: every iovec points to memory valid for writes of its length.
+        let rc = unsafe {
+            libc::readv(
+                self.tx.dev.as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+            )
+        };
+        if rc < 0 {
+            return self.read_error(io::Error::last_os_error());
+        }
+        let n = (rc as usize).saturating_sub(skip);
+        if n == 0 {
+            return RecvOutcome::Empty;
+        }
+        // SAFETY: the kernel initialised the first `n` bytes at `ptr` (n <= cap).
+        let pkt = unsafe { std::slice::from_raw_parts_mut(ptr, n) };
+        if self.tx.vnet {
+            let h = gso::VnetHdr::parse(&hdr);
+            if gso::complete_ingress(&h, pkt).is_err() {
+                self.stats.rx_dropped_offload += 1;
+                return RecvOutcome::Dropped;
+            }
+        }
+        match check_ipv4(pkt) {
+            Ok(len) => {
+                self.stats.rx_packets += 1;
+                self.stats.rx_bytes += len as u64;
+                if len > usize::from(self.tx.mtu) {
+                    self.stats.rx_superpackets += 1;
+                }
+                RecvOutcome::Packet(len)
+            }
+            Err(Invalid::NotIpv4) => {
+                self.stats.rx_dropped_not_ipv4 += 1;
+                RecvOutcome::Dropped
+            }
+            Err(Invalid::Malformed) => {
+                self.stats.rx_dropped_malformed += 1;
+                RecvOutcome::Dropped
+            }
         }
     }
 
-    /// Writes one packet to the device (towards the namespace). Returns `false` if it was
-    /// dropped (and counted).
-    pub fn send_packet(&mut self, pkt: &[u8]) -> bool {
-        if self.dead.is_some() {
-            self.stats.tx_dropped += 1;
-            return false;
+    fn read_error(&mut self, e: io::Error) -> RecvOutcome {
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => RecvOutcome::Empty,
+            Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::EBADF) => {
+                self.tx.mark_dead("read", &e);
+                RecvOutcome::Empty
+            }
+            _ => {
+                self.stats.rx_errors += 1;
+                RecvOutcome::Dropped
+            }
         }
-        match (&self.dev).write(pkt) {
-            // A TUN write takes the whole packet or fails.
-            Ok(n) => {
-                self.stats.tx_packets += 1;
-                self.stats.tx_bytes += n as u64;
-                true
+    }
+
+    /// The next packet as an owned buffer, without zero-filling or copying a superpacket:
+    /// it is read straight into a fresh allocation that becomes the packet; small packets
+    /// are copied out of the reused buffer.
+    pub fn recv_owned(&mut self) -> Option<Vec<u8>> {
+        let cap = self.read_capacity();
+        loop {
+            if self.buf.capacity() < cap {
+                self.buf = Vec::with_capacity(cap);
             }
-            Err(e) => {
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::EBADF)
-                ) {
-                    self.mark_dead("write", &e);
+            let ptr = self.buf.as_mut_ptr();
+            // SAFETY: the buffer's allocation holds `cap` bytes.
+            match unsafe { self.recv_raw(ptr, cap) } {
+                RecvOutcome::Packet(n) if n < COPY_BELOW => {
+                    // SAFETY: the kernel initialised the first n bytes.
+                    return Some(unsafe { std::slice::from_raw_parts(ptr, n) }.to_vec());
                 }
-                self.stats.tx_dropped += 1;
-                false
+                RecvOutcome::Packet(n) => {
+                    let mut v = std::mem::take(&mut self.buf);
+                    // SAFETY: the first n <= capacity bytes were initialised by the kernel.
+                    unsafe { v.set_len(n) };
+                    return Some(v);
+                }
+                RecvOutcome::Empty => return None,
+                RecvOutcome::Dropped => continue,
             }
+        }
+    }
+
+    /// Writes one packet to the device (towards the namespace), or queues a copy for the
+    /// TX thread ([`TunConfig::tx_thread`]). Returns `false` if it was dropped (and counted).
+    /// A datagram longer than the MTU goes as a TSO superpacket when the device has TSO, else
+    /// cut into segments here ([`crate::gso`]).
+    pub fn send_packet(&mut self, pkt: &[u8]) -> bool {
+        if self.tx_thread {
+            tuntx::enqueue(&self.tx, pkt.to_vec(), &mut self.seg)
+        } else {
+            self.tx.send(pkt, &mut self.seg)
+        }
+    }
+
+    /// [`TunPort::send_packet`] taking the datagram by value: queued without a copy.
+    pub fn send_owned(&mut self, pkt: Vec<u8>) -> bool {
+        if self.tx_thread {
+            tuntx::enqueue(&self.tx, pkt, &mut self.seg)
+        } else {
+            self.tx.send(&pkt, &mut self.seg)
         }
     }
 }
@@ -372,37 +523,32 @@ fn check_ipv4(pkt: &[u8]) -> Result<usize, Invalid> {
 
 impl AsRawFd for TunPort {
     fn as_raw_fd(&self) -> RawFd {
-        self.dev.as_raw_fd()
+        self.tx.dev.as_raw_fd()
     }
 }
 
 impl AsFd for TunPort {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the fd is owned by `self.dev` and stays open as long as `self` is borrowed.
-        unsafe { BorrowedFd::borrow_raw(self.dev.as_raw_fd()) }
+        unsafe { BorrowedFd::borrow_raw(self.tx.dev.as_raw_fd()) }
     }
 }
 
 impl Port for TunPort {
     fn name(&self) -> &str {
-        &self.name
+        &self.tx.name
     }
 
     fn send(&mut self, _now: Duration, pkt: &[u8]) {
         self.send_packet(pkt);
     }
 
+    fn send_owned(&mut self, _now: Duration, pkt: Vec<u8>) {
+        self.send_owned(pkt);
+    }
+
     fn recv(&mut self, _now: Duration) -> Option<Vec<u8>> {
-        let mut buf = std::mem::take(&mut self.buf);
-        let out = loop {
-            match self.recv_into(&mut buf) {
-                RecvOutcome::Packet(n) => break Some(buf[..n].to_vec()),
-                RecvOutcome::Empty => break None,
-                RecvOutcome::Dropped => continue,
-            }
-        };
-        self.buf = buf;
-        out
+        self.recv_owned()
     }
 }
 
@@ -417,6 +563,29 @@ fn set_nonblock(f: &File) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `TUNSETOFFLOAD` with the first of [`OFFLOAD_SETS`] the kernel accepts (EINVAL = a flag
+/// it does not know); 0 if it accepts none. Returns the set in effect.
+fn enable_offloads(f: &File) -> io::Result<u32> {
+    for set in OFFLOAD_SETS {
+        // SAFETY: TUNSETOFFLOAD takes the flags by value on a valid TUN fd.
+        let rc = unsafe {
+            libc::ioctl(
+                f.as_raw_fd(),
+                libc::TUNSETOFFLOAD as _,
+                set as libc::c_ulong,
+            )
+        };
+        if rc == 0 {
+            return Ok(set);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+    }
+    Ok(0)
 }
 
 fn setns_file(f: &File) -> io::Result<()> {
@@ -451,6 +620,10 @@ fn configure_inside(cfg: &TunConfig) -> Result<tun::Device, TunError> {
         Err(e) => return Err(step_err("disable IPv6 (conf/default/disable_ipv6)")(e)),
     }
     let mut tc = tun::Configuration::default();
+    let vnet = cfg.offload;
+    tc.platform_config(|p| {
+        p.vnet_hdr(vnet);
+    });
     tc.tun_name(&cfg.ifname)
         .address(cfg.address)
         .netmask(cfg.netmask())

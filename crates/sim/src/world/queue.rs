@@ -161,7 +161,7 @@ impl World {
             }
             Attach::Edge(e) => {
                 if !self.edges[e].gone {
-                    self.edges[e].port.send(now, &pkt);
+                    self.edges[e].port.send_owned(now, pkt);
                     self.collect();
                     self.rewake(e);
                 }

@@ -1,0 +1,379 @@
+//! Checksum and segmentation offload at the TUN edge: the `virtio_net_hdr` a TUN device
+//! opened with `IFF_VNET_HDR` puts in front of every packet, and what the fabric does with it.
+//! Sans-IO: bytes in, bytes out.
+//!
+//! The kernel ABI (include/uapi/linux/virtio_net.h, drivers/net/tun.c):
+//! - With `TUNSETOFFLOAD` (`TUN_F_CSUM | TUN_F_TSO4 | …`) a read may return a TCP
+//!   *superpacket* of up to 64 KiB (IPv4 total length = the whole thing) with `gso_type`
+//!   `TCPV4` and `gso_size` = the sender's MSS, and with `NEEDS_CSUM`: the TCP checksum field
+//!   holds only the pseudo-header sum (`CHECKSUM_PARTIAL`) and the device must finish it from
+//!   `csum_start`.
+//! - A write may hand the kernel such a superpacket; the receiving stack takes it as one skb
+//!   (as GRO would build it) and segments it only if it is forwarded to a device that cannot.
+//!
+//! What the lab does ([`complete_ingress`], [`egress`]):
+//! - On read, a `NEEDS_CSUM` checksum is completed (one fast sum over the L4 bytes, once per
+//!   superpacket), so every hop of the fabric (nodes, NAT, router, tracer, pcap, embedded
+//!   stacks) sees an ordinary IPv4 datagram whose checksums are valid: the NAT's RFC 1624
+//!   update stays exact, pcap shows correct sums. The datagram is only longer than the MTU.
+//! - On write to a device with offloads, a TCP datagram longer than the link MTU goes out as a
+//!   TSO superpacket: `gso_size` = MTU − IP − TCP header (the MSS its segments had: every lab
+//!   link has the same MTU), `NEEDS_CSUM` with the pseudo-header sum in the field (cheap: no
+//!   payload pass; the receiving kernel then trusts the sum as it does on a veth).
+//! - A device without offloads gets the superpacket cut into MTU-sized segments
+//!   ([`segment_tcp`]), as the kernel's `tcp_gso_segment` would.
+
+use wire::checksum::{checksum, ones_sum, pseudo_sum};
+use wire::proto::PROTO_TCP;
+
+/// Size of the legacy `struct virtio_net_hdr` (the TUN default without `TUNSETVNETHDRSZ`).
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the L4 checksum is partial (pseudo-header only).
+pub const F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_NONE`.
+pub const GSO_NONE: u8 = 0;
+/// `VIRTIO_NET_HDR_GSO_TCPV4`.
+pub const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_ECN` (bit or'ed into the type: the first segment carries CWR).
+pub const GSO_ECN: u8 = 0x80;
+
+/// TCP flag bits touched by segmentation.
+const TCP_FIN: u8 = 0x01;
+const TCP_PSH: u8 = 0x08;
+const TCP_CWR: u8 = 0x80;
+
+/// `struct virtio_net_hdr`. Multi-byte fields are in the host's byte order (legacy virtio
+/// on a TUN without `TUNSETVNETLE`/`TUNSETVNETBE`: `tun_is_little_endian` = host order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VnetHdr {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub hdr_len: u16,
+    pub gso_size: u16,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    /// Reads the header from the first [`VNET_HDR_LEN`] bytes.
+    pub fn parse(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
+        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        }
+    }
+    /// The header's bytes.
+    pub fn to_bytes(&self) -> [u8; VNET_HDR_LEN] {
+        let mut b = [0u8; VNET_HDR_LEN];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        for (i, v) in [
+            self.hdr_len,
+            self.gso_size,
+            self.csum_start,
+            self.csum_offset,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b[2 + 2 * i..4 + 2 * i].copy_from_slice(&v.to_ne_bytes());
+        }
+        b
+    }
+}
+
+/// Why a packet read from a device was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngressError {
+    /// A GSO type the lab did not negotiate (IPv6, UDP): never sent by a kernel that honours
+    /// `TUNSETOFFLOAD`.
+    GsoType(u8),
+    /// `csum_start`/`csum_offset` outside the packet.
+    CsumRange,
+}
+
+/// Makes a packet read with header `h` an ordinary datagram: completes a partial checksum
+/// (`NEEDS_CSUM`) in place. Superpackets stay whole (the fabric forwards them as one).
+pub fn complete_ingress(h: &VnetHdr, pkt: &mut [u8]) -> Result<(), IngressError> {
+    match h.gso_type & !GSO_ECN {
+        GSO_NONE | GSO_TCPV4 => {}
+        t => return Err(IngressError::GsoType(t)),
+    }
+    if h.flags & F_NEEDS_CSUM == 0 {
+        return Ok(());
+    }
+    let start = usize::from(h.csum_start);
+    let field = start + usize::from(h.csum_offset);
+    if start < 20 || field + 2 > pkt.len() {
+        return Err(IngressError::CsumRange);
+    }
+    // The field holds the pseudo-header sum; the sum over [start, end) including it is the
+    // complete one (skb_checksum_help).
+    let mut c = !ones_sum(&pkt[start..]);
+    if c == 0 && pkt.get(9) == Some(&wire::proto::PROTO_UDP) {
+        c = 0xffff; // RFC 768: a computed zero is sent as all ones
+    }
+    pkt[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
+/// IPv4 TCP header lengths of a whole datagram: (ihl, tcp header length, total length).
+fn tcp_layout(pkt: &[u8]) -> Option<(usize, usize, usize)> {
+    if pkt.len() < 40 || pkt[0] >> 4 != 4 || pkt[9] != PROTO_TCP {
+        return None;
+    }
+    // Fragments are not segmentable (offset or MF set).
+    if u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let ihl = usize::from(pkt[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+    let thl = usize::from(*pkt.get(ihl + 12)? >> 4) * 4;
+    (ihl >= 20 && thl >= 20 && ihl + thl <= total && total <= pkt.len())
+        .then_some((ihl, thl, total))
+}
+
+/// How to write `pkt` to a device with offloads whose MTU is `mtu`: `None` = as is (header
+/// all zero); `Some((hdr, field, sum))` = with `hdr`, the two bytes at `field` replaced by
+/// `sum` (the pseudo-header sum of a partial checksum). Only TCP datagrams longer than the
+/// MTU become superpackets.
+pub fn egress(pkt: &[u8], mtu: u16) -> Option<(VnetHdr, usize, u16)> {
+    if pkt.len() <= usize::from(mtu) {
+        return None;
+    }
+    let (ihl, thl, total) = tcp_layout(pkt)?;
+    let mss = usize::from(mtu)
+        .checked_sub(ihl + thl)
+        .filter(|&m| m >= 8)?;
+    let l4_len = u16::try_from(total - ihl).ok()?;
+    let ecn = if pkt[ihl + 13] & TCP_CWR != 0 {
+        GSO_ECN
+    } else {
+        0
+    };
+    let sum = pseudo_sum(
+        [pkt[12], pkt[13], pkt[14], pkt[15]],
+        [pkt[16], pkt[17], pkt[18], pkt[19]],
+        PROTO_TCP,
+        l4_len,
+    );
+    let hdr = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_TCPV4 | ecn,
+        hdr_len: (ihl + thl) as u16,
+        gso_size: mss as u16,
+        csum_start: ihl as u16,
+        csum_offset: 16,
+    };
+    Some((hdr, ihl + 16, sum))
+}
+
+/// Cuts a TCP datagram longer than `mtu` into segments of at most `mtu` bytes, handing each
+/// to `emit` (built in `scratch`, reused): IP id incremented per segment, sequence numbers
+/// advanced, FIN/PSH only on the last segment and CWR only on the first (`tcp_gso_segment`),
+/// both checksums recomputed. Returns `false` (and emits nothing) if `pkt` is not a
+/// segmentable TCP datagram or needs no cutting.
+pub fn segment_tcp(
+    pkt: &[u8],
+    mtu: u16,
+    scratch: &mut Vec<u8>,
+    mut emit: impl FnMut(&[u8]),
+) -> bool {
+    if pkt.len() <= usize::from(mtu) {
+        return false;
+    }
+    let Some((ihl, thl, total)) = tcp_layout(pkt) else {
+        return false;
+    };
+    let hl = ihl + thl;
+    let Some(mss) = usize::from(mtu).checked_sub(hl).filter(|&m| m >= 8) else {
+        return false;
+    };
+    let payload = &pkt[hl..total];
+    let id = u16::from_be_bytes([pkt[4], pkt[5]]);
+    let seq = u32::from_be_bytes([pkt[ihl + 4], pkt[ihl + 5], pkt[ihl + 6], pkt[ihl + 7]]);
+    let n = payload.len().div_ceil(mss);
+    for (i, chunk) in payload.chunks(mss).enumerate() {
+        scratch.clear();
+        scratch.extend_from_slice(&pkt[..hl]);
+        scratch.extend_from_slice(chunk);
+        let len = scratch.len() as u16;
+        scratch[2..4].copy_from_slice(&len.to_be_bytes());
+        scratch[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+        scratch[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum(&scratch[..ihl]);
+        scratch[10..12].copy_from_slice(&c.to_be_bytes());
+        let s = seq.wrapping_add((i * mss) as u32);
+        scratch[ihl + 4..ihl + 8].copy_from_slice(&s.to_be_bytes());
+        if i + 1 < n {
+            scratch[ihl + 13] &= !(TCP_FIN | TCP_PSH);
+        }
+        if i > 0 {
+            scratch[ihl + 13] &= !TCP_CWR;
+        }
+        let sum = pseudo_sum(
+            [pkt[12], pkt[13], pkt[14], pkt[15]],
+            [pkt[16], pkt[17], pkt[18], pkt[19]],
+            PROTO_TCP,
+            (scratch.len() - ihl) as u16,
+        );
+        scratch[ihl + 16..ihl + 18].copy_from_slice(&sum.to_be_bytes());
+        let c = !ones_sum(&scratch[ihl..]);
+        scratch[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
+        emit(scratch);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 TCP datagram with timestamps (32-byte TCP header), `payload` bytes, flags
+    /// PSH|ACK|FIN|CWR, valid checksums.
+    fn superpacket(payload: usize) -> Vec<u8> {
+        let total = 20 + 32 + payload;
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&0xfffeu16.to_be_bytes());
+        p[6] = 0x40; // DF
+        p[8] = 64;
+        p[9] = PROTO_TCP;
+        p[12..16].copy_from_slice(&[203, 0, 113, 10]);
+        p[16..20].copy_from_slice(&[10, 244, 1, 16]);
+        p[20..24].copy_from_slice(&[0x9c, 0x40, 0x14, 0x51]);
+        p[24..28].copy_from_slice(&0xffff_f000u32.to_be_bytes()); // seq wraps inside
+        p[32] = 0x80; // data offset 8 words
+        p[33] = TCP_CWR | TCP_PSH | 0x10 | TCP_FIN;
+        for (i, b) in p.iter_mut().enumerate().skip(52) {
+            *b = (i * 7) as u8;
+        }
+        let c = checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let s = pseudo_sum(
+            [203, 0, 113, 10],
+            [10, 244, 1, 16],
+            PROTO_TCP,
+            (total - 20) as u16,
+        );
+        p[36..38].copy_from_slice(&s.to_be_bytes());
+        let c = !ones_sum(&p[20..]);
+        p[36..38].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn header_round_trip() {
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4 | GSO_ECN,
+            hdr_len: 52,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        assert_eq!(VnetHdr::parse(&h.to_bytes()), h);
+    }
+
+    #[test]
+    fn partial_checksum_completed_on_ingress() {
+        let full = superpacket(60_000);
+        assert_eq!(wire::checksum::verify(&full), Ok(()));
+        let mut partial = full.clone();
+        let s = pseudo_sum(
+            [203, 0, 113, 10],
+            [10, 244, 1, 16],
+            PROTO_TCP,
+            (full.len() - 20) as u16,
+        );
+        partial[36..38].copy_from_slice(&s.to_be_bytes());
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 52,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        assert_eq!(complete_ingress(&h, &mut partial), Ok(()));
+        assert_eq!(partial, full);
+        let bad = VnetHdr {
+            csum_start: 19,
+            ..h
+        };
+        assert_eq!(
+            complete_ingress(&bad, &mut partial),
+            Err(IngressError::CsumRange)
+        );
+        let bad = VnetHdr {
+            csum_offset: 60_031,
+            ..h
+        };
+        assert_eq!(
+            complete_ingress(&bad, &mut partial),
+            Err(IngressError::CsumRange)
+        );
+        let v6 = VnetHdr { gso_type: 4, ..h };
+        assert_eq!(
+            complete_ingress(&v6, &mut partial),
+            Err(IngressError::GsoType(4))
+        );
+    }
+
+    #[test]
+    fn egress_header_of_a_superpacket() {
+        let p = superpacket(10_000);
+        let (h, field, sum) = egress(&p, 1500).unwrap();
+        assert_eq!(h.gso_type, GSO_TCPV4 | GSO_ECN);
+        assert_eq!(
+            (h.gso_size, h.hdr_len, h.csum_start, h.csum_offset),
+            (1448, 52, 20, 16)
+        );
+        assert_eq!(field, 36);
+        // Completing the partial sum as the kernel would gives the datagram's own checksum.
+        let mut q = p.clone();
+        q[36..38].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(!ones_sum(&q[20..]), u16::from_be_bytes([p[36], p[37]]));
+        assert_eq!(egress(&p, 65_000), None);
+        assert_eq!(egress(&p[..1400], 1500), None);
+    }
+
+    #[test]
+    fn segmentation_like_the_kernel() {
+        let p = superpacket(3000);
+        let mut segs: Vec<Vec<u8>> = Vec::new();
+        let mut scratch = Vec::new();
+        assert!(segment_tcp(&p, 1500, &mut scratch, |s| segs.push(s.to_vec())));
+        assert_eq!(
+            segs.iter().map(Vec::len).collect::<Vec<_>>(),
+            [1500, 1500, 52 + 104]
+        );
+        let mut data = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            assert_eq!(wire::checksum::verify(s), Ok(()), "segment {i}");
+            let seq = u32::from_be_bytes([s[24], s[25], s[26], s[27]]);
+            assert_eq!(seq, 0xffff_f000u32.wrapping_add(1448 * i as u32));
+            assert_eq!(
+                u16::from_be_bytes([s[4], s[5]]),
+                0xfffeu16.wrapping_add(i as u16)
+            );
+            let flags = s[33];
+            assert_eq!(flags & TCP_CWR != 0, i == 0);
+            assert_eq!(flags & (TCP_FIN | TCP_PSH) != 0, i == 2);
+            data.extend_from_slice(&s[52..]);
+        }
+        assert_eq!(data, p[52..]);
+        assert!(!segment_tcp(&p, 65_000, &mut scratch, |_| panic!(
+            "no cut needed"
+        )));
+        assert!(!segment_tcp(&p[..30], 20, &mut scratch, |_| panic!(
+            "not TCP"
+        )));
+    }
+}
