@@ -286,17 +286,6 @@ pub fn run_real(
     opts: &RunOptions,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<ScenarioResult> {
-    if cluster
-        .actions
-        .iter()
-        .any(|a| matches!(a.kind, ActionKind::Scale { .. }))
-    {
-        bail!(
-            "{}: `scale:` plan entries are embedded-only for now (`delete:` entries work in real \
-             mode); run it without --real",
-            cluster.source.display()
-        );
-    }
     cleanup::install_stop_handler().map_err(|e| anyhow!("{e}"))?;
     let traced = opts.traced_request();
     let mut rr = bring_up(
@@ -396,7 +385,7 @@ fn play(
     })
 }
 
-/// The `wait:`/`crash:` entries due before plan step `upto` (`scale:` is refused earlier).
+/// The `wait:`, `scale:`, `delete:` and `crash:` entries due before plan step `upto`.
 fn run_actions(
     cluster: &Cluster,
     rr: &mut RealRun,
@@ -408,12 +397,17 @@ fn run_actions(
     for a in due_actions(cluster, next, upto) {
         match &a.kind {
             ActionKind::Wait(d) => rr.run_for(*d)?,
-            ActionKind::Delete(_) => {
+            ActionKind::Delete(_) | ActionKind::Scale { .. } => {
+                let what = if matches!(a.kind, ActionKind::Delete(_)) {
+                    "delete"
+                } else {
+                    "scale"
+                };
                 let sc = a.scaled.as_ref().with_context(|| {
-                    format!("plan[{}]: delete entry was not scheduled", a.entry)
+                    format!("plan[{}]: {what} entry was not scheduled", a.entry)
                 })?;
                 rr.replace_pods(cluster, sc)
-                    .with_context(|| format!("plan[{}]: delete", a.entry))?;
+                    .with_context(|| format!("plan[{}]: {what}", a.entry))?;
                 for p in &sc.added {
                     logs.push((p.name.clone(), Vec::new()));
                     all_pods.push(p.clone());
@@ -426,14 +420,13 @@ fn run_actions(
                 let now = rr.driver.now();
                 rr.supervisor.crash(&mut rr.lab, pod, now)?;
             }
-            ActionKind::Scale { .. } => {}
         }
     }
     Ok(())
 }
 
 impl RealRun {
-    /// A `delete:` entry in real mode, in embedded mode's order: the replacement pods start
+    /// A `delete:` or `scale:` entry in real mode, in embedded mode's order: the new pods start
     /// (namespace, TUN port, nginx) and join the fabric, every kube-proxy syncs the new
     /// slices (stale UDP conntrack entries are cleared then, unless the what-if says not),
     /// then the deleted pods leave the fabric and their namespaces go.

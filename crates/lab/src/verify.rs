@@ -142,7 +142,9 @@ pub fn not_applicable(cluster: &Cluster) -> Option<String> {
         .any(|a| matches!(a.kind, ActionKind::Scale { .. }))
     {
         return Some(
-            "it has `scale:` plan entries (pods started and stopped mid-run, embedded-only)".into(),
+            "it has `scale:` plan entries (pods started and stopped mid-run; the kernel topology is \
+             built once)"
+                .into(),
         );
     }
     if cluster
