@@ -241,13 +241,27 @@ fn ctrl_c_and_kill_9_leave_nothing_behind() {
     // kill -9: namespaces and nginx stay until `lab down`.
     let mut child = spawn_verify("pod-to-nodeport");
     wait_for_pods(&mut child);
-    let nginx: Vec<i32> = kernel_namespaces()
-        .iter()
-        .filter(|n| n.contains("-pod-"))
-        .filter_map(|n| host::netns::Netns::open(n).ok())
-        .flat_map(|ns| ns.pids())
-        .collect();
-    assert!(!nginx.is_empty());
+    // The pods' servers (a process seen by wait_for_pods may have been a short-lived one of
+    // the start-up): wait for them a few seconds, and never leave the child running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let nginx: Vec<i32> = loop {
+        let pids: Vec<i32> = kernel_namespaces()
+            .iter()
+            .filter(|n| n.contains("-pod-"))
+            .filter_map(|n| host::netns::Netns::open(n).ok())
+            .flat_map(|ns| ns.pids())
+            .collect();
+        if !pids.is_empty() || Instant::now() >= deadline {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if nginx.is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = lab(&["down"]);
+        panic!("no process in the kernel topology's pod namespaces");
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!kernel_namespaces().is_empty(), "kill -9 cannot clean up");
