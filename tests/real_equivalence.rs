@@ -95,8 +95,16 @@ fn every_scenario_behaves_the_same_in_real_and_embedded_mode() {
         let emb = lab(&args);
         let mut real_args = args.to_vec();
         real_args.push("--real");
-        let real = lab(&real_args);
+        let mut real = lab(&real_args);
         no_leftovers();
+        if observations(&real) != observations(&emb) {
+            // Real mode runs on the wall clock: a request that a loaded machine delays past
+            // the 2 s connect timeout differs once (seen once in a CI rehearsal, pod-to-nodeport:
+            // one `timeout` where its own pod was picked); a real difference shows twice.
+            eprintln!("{name}: differed from embedded mode on the first run, running again");
+            real = lab(&real_args);
+            no_leftovers();
+        }
         assert_eq!(emb["mode"], "embedded");
         assert_eq!(real["mode"], "real");
         assert_eq!(emb["pods"], real["pods"], "{name}: same cluster");
