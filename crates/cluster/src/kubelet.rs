@@ -246,7 +246,7 @@ impl Kubelet {
         let mut out = slices.to_vec();
         for s in &mut out {
             for e in &mut s.endpoints {
-                if down.contains(&e.ip) {
+                if down.contains(&wire::v4(e.ip)) {
                     e.ready = false;
                     e.serving = false;
                 }
@@ -577,13 +577,14 @@ mod tests {
             ]
         );
         let slice = EndpointSlice {
+            address_type: Default::default(),
             service: nodeport::ServiceRef {
                 namespace: "default".into(),
                 name: "web".into(),
             },
             ports: vec![],
             endpoints: vec![nodeport::Endpoint {
-                ip: Ipv4Addr::new(10, 244, 1, 2),
+                ip: std::net::IpAddr::V4(Ipv4Addr::new(10, 244, 1, 2)),
                 node_name: Some("node1".into()),
                 ready: true,
                 serving: true,

@@ -229,7 +229,7 @@ const KUBERNETES_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 impl<'c> Converter<'c> {
     fn new(cfg: &'c LabConfig, service_cidr: Ipv4Net) -> Self {
         let kubernetes = nodeport::Service {
-            cluster_ip: Some(KUBERNETES_IP),
+            cluster_ips: vec![KUBERNETES_IP.into()],
             ports: vec![ServicePort {
                 name: "https".into(),
                 ..ServicePort::tcp(443, 6443, None)
@@ -282,26 +282,30 @@ impl<'c> Converter<'c> {
         let cluster_ip = self.explicit_cluster_ip(doc, &spec)?;
         let mut external_ips = Vec::new();
         for (i, s) in spec.external_ips.iter().flatten().enumerate() {
-            external_ips.push(s.parse::<Ipv4Addr>().map_err(|_| {
-                doc.err(
-                    &format!("spec.externalIPs[{i}]"),
-                    format!("{s:?} is not an IPv4 address"),
-                )
-            })?);
+            external_ips.push(std::net::IpAddr::V4(s.parse::<Ipv4Addr>().map_err(
+                |_| {
+                    doc.err(
+                        &format!("spec.externalIPs[{i}]"),
+                        format!("{s:?} is not an IPv4 address"),
+                    )
+                },
+            )?));
         }
         let health_check_node_port = self.health_check_node_port(doc, &spec, type_, etp, &owner)?;
         if let Some(sel) = &spec.selector {
             check_labels(doc, "spec.selector", sel)?;
         }
         let load_balancer_ips = match (&type_, &self.cfg.load_balancer) {
-            (ServiceType::LoadBalancer, Some(lb)) => vec![lb.ip],
+            (ServiceType::LoadBalancer, Some(lb)) => vec![lb.ip.into()],
             _ => Vec::new(),
         };
         self.services.push(nodeport::Service {
             namespace: ns,
             name,
             type_,
-            cluster_ip,
+            cluster_ips: cluster_ip.into_iter().map(Into::into).collect(),
+            ip_families: Vec::new(),
+            ip_family_policy: nodeport::IpFamilyPolicy::SingleStack,
             ports,
             external_traffic_policy: etp,
             internal_traffic_policy: itp,
@@ -309,7 +313,10 @@ impl<'c> Converter<'c> {
             health_check_node_port,
             external_ips,
             load_balancer_ips,
-            load_balancer_source_ranges: source_ranges(doc, &spec)?,
+            load_balancer_source_ranges: source_ranges(doc, &spec)?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
         });
         self.pending.push(Pending {
             index: self.services.len() - 1,

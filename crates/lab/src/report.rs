@@ -262,7 +262,7 @@ pub fn get_svc(c: &Cluster) -> String {
             r.extend([
                 s.name.clone(),
                 type_name(s.type_).into(),
-                s.cluster_ip
+                s.cluster_ip()
                     .map(|i| i.to_string())
                     .unwrap_or_else(|| "None".into()),
                 external_ip_column(s),
@@ -786,7 +786,7 @@ pub fn cluster_json(c: &Cluster) -> Value {
             "namespace": s.namespace,
             "name": s.name,
             "type": type_name(s.type_),
-            "cluster_ip": s.cluster_ip.map(|i| i.to_string()),
+            "cluster_ip": s.cluster_ip().map(|i| i.to_string()),
             "external_traffic_policy": policy_name(s.external_traffic_policy),
             "ports": s.ports.iter().map(|p| json!({
                 "port": p.port, "target_port": p.target_port, "node_port": p.node_port,

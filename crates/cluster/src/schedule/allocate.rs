@@ -25,14 +25,14 @@ pub(super) fn cluster_ips(
     let lo = u32::from(service_cidr.network()) + 2;
     let hi = u32::from(service_cidr.broadcast()) - 1;
     for svc in services.iter_mut() {
-        if svc.cluster_ip.is_none() {
+        if svc.cluster_ips.is_empty() {
             let ip = loop {
                 let ip = Ipv4Addr::from(ip_rng.random_range(lo..=hi));
                 if taken.insert(ip) {
                     break ip;
                 }
             };
-            svc.cluster_ip = Some(ip);
+            svc.cluster_ips = vec![ip.into()];
         }
     }
 }

@@ -100,7 +100,7 @@ pub(super) fn service_slices(
     for pod in &matching {
         let eps = pod_ports(svc, &pending.targets, pod);
         let ep = Endpoint {
-            ip: pod.ip,
+            ip: std::net::IpAddr::V4(pod.ip),
             node_name: Some(pod.node.clone()),
             ready: pod.ready,
             serving: pod.ready,
@@ -128,6 +128,7 @@ pub(super) fn service_slices(
     Ok(groups
         .into_iter()
         .map(|(ports, endpoints)| EndpointSlice {
+            address_type: Default::default(),
             service: svc.service_ref(),
             ports,
             endpoints,

@@ -210,7 +210,7 @@ impl LiveLab {
         self.cluster
             .pods
             .iter()
-            .filter(|p| ips.contains(&p.ip))
+            .filter(|p| ips.contains(&p.ip.into()))
             .collect()
     }
 
