@@ -329,6 +329,50 @@ fn tun_in_namespace_has_address_route_and_dies_with_its_device() {
     assert!(port.recv(Duration::ZERO).is_none());
 }
 
+/// A link with IPv6 (issue 10) gets the lab's address and default route and nothing else:
+/// no fe80:: link-local (so no router solicitations into the fabric), and no other link of
+/// the namespace gets IPv6.
+#[test]
+fn tun_with_ipv6_has_only_the_labs_address_and_route() {
+    let Some(_s) = begin(PLUMBING) else {
+        return;
+    };
+    let scope = Scope::new("tun6");
+    let ns = Netns::create(&scope.ns("pod")).unwrap();
+    let v6: std::net::Ipv6Addr = "fd00:10:244:1::10".parse().unwrap();
+    let gw6: std::net::Ipv6Addr = "fd00:10:244:1::1".parse().unwrap();
+    let _port = TunPort::create(&TunConfig::new(ns.name(), POD_IP, 24).gateway(POD_GW).ipv6(
+        v6,
+        64,
+        Some(gw6),
+    ))
+    .expect("tun with IPv6");
+    let addr = ip(&["-n", ns.name(), "-o", "addr", "show", "dev", "eth0"]);
+    assert!(addr.contains("inet 10.244.1.16/24"), "{addr}");
+    assert!(addr.contains("inet6 fd00:10:244:1::10/64"), "{addr}");
+    assert!(!addr.contains("fe80"), "no link-local: {addr}");
+    let routes = ip(&["-n", ns.name(), "-6", "route"]);
+    assert!(routes.contains("fd00:10:244:1::/64 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("default via fd00:10:244:1::1 dev eth0"),
+        "{routes}"
+    );
+    let sysctl = |key: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "cat"])
+            .arg(format!("/proc/sys/net/ipv6/conf/{key}"))
+            .output()
+            .expect("cat");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(sysctl("eth0/disable_ipv6"), "0");
+    assert_eq!(
+        sysctl("default/disable_ipv6"),
+        "1",
+        "other links stay IPv4-only"
+    );
+}
+
 fn csum(data: &[u8]) -> u16 {
     let mut s: u32 = 0;
     for c in data.chunks(2) {

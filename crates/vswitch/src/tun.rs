@@ -36,7 +36,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::time::Duration;
 
@@ -99,6 +99,9 @@ pub struct TunConfig {
     /// Write through the process-wide TX thread (default `false`: writes happen in the
     /// caller's `send`). See the `tuntx` module.
     pub tx_thread: bool,
+    /// IPv6 on this link too (default `None`: the device has no IPv6 at all). See
+    /// [`crate::tun6`].
+    pub ipv6: Option<crate::tun6::Ipv6Setup>,
 }
 
 impl TunConfig {
@@ -115,7 +118,17 @@ impl TunConfig {
             port_name: None,
             offload: true,
             tx_thread: false,
+            ipv6: None,
         }
+    }
+    /// Adds an IPv6 address (and a default route via `gateway`) to the link.
+    pub fn ipv6(mut self, address: Ipv6Addr, prefix_len: u8, gateway: Option<Ipv6Addr>) -> Self {
+        self.ipv6 = Some(crate::tun6::Ipv6Setup {
+            address,
+            prefix_len,
+            gateway,
+        });
+        self
     }
     /// Routes writes through the TX thread (or not).
     pub fn tx_thread(mut self, on: bool) -> Self {
@@ -640,6 +653,12 @@ fn configure_inside(cfg: &TunConfig) -> Result<tun::Device, TunError> {
         add_default_route(&ctl, &cfg.ifname, gw).map_err(step_err(format!(
             "add default route via {gw} dev {}",
             cfg.ifname
+        )))?;
+    }
+    if let Some(v6) = &cfg.ipv6 {
+        crate::tun6::configure(&cfg.ifname, v6).map_err(step_err(format!(
+            "add {}/{} to {}",
+            v6.address, v6.prefix_len, cfg.ifname
         )))?;
     }
     Ok(dev)
