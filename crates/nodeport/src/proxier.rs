@@ -669,15 +669,17 @@ impl Proxier {
             FlowDecision::Pass => self.accept_new(t, t.invert(), flags, false, walk, Vec::new()),
             FlowDecision::Reject => Prerouting {
                 verdict: Verdict::Reject {
-                    // __icmp_send: the original destination when it is a local address,
-                    // else 0.0.0.0 = the route back to the sender chooses.
+                    // __icmp_send / icmp6_send: the original destination when it is a local
+                    // address, else 0.0.0.0 / :: = the route back to the sender chooses.
                     icmp: wire::icmp::port_unreachable(
                         pkt,
                         p,
                         if self.is_local_addr(t.dst) {
-                            wire::v4(t.dst)
+                            t.dst
+                        } else if t.is_ipv6() {
+                            std::net::Ipv6Addr::UNSPECIFIED.into()
                         } else {
-                            Ipv4Addr::UNSPECIFIED
+                            Ipv4Addr::UNSPECIFIED.into()
                         },
                     ),
                 },
