@@ -320,14 +320,33 @@ impl ProxyConfig {
             .find(|n| IpFamily::of(n.addr()) == family)
     }
     /// Whether NodePorts answer on 127.0.0.0/8: `localhostNodePorts`, which kube-proxy turns
-    /// off when `nodePortAddresses` is set without a loopback range (`NewProxier`).
+    /// off when `nodePortAddresses` has IPv4 ranges without a loopback one (`NewProxier`:
+    /// `!nodePortAddresses.ContainsIPv4Loopback()`; no IPv4 range = `0.0.0.0/0`, which holds
+    /// it).
     pub fn localhost_node_ports_effective(&self) -> bool {
+        let v4 = self.node_port_ranges(IpFamily::V4);
         self.localhost_node_ports
-            && (self.node_port_addresses.is_empty()
-                || self
-                    .node_port_addresses
+            && (v4.is_empty()
+                || v4
                     .iter()
                     .any(|n| n.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST))))
+    }
+    /// The `nodePortAddresses` ranges of `family`; empty = every local address of that
+    /// family (proxyutil `NewNodePortAddresses(family, …)` adds `0.0.0.0/0` / `::/0` when
+    /// none of the family is given, even if the other family has some).
+    pub fn node_port_ranges(&self, family: IpFamily) -> Vec<IpNet> {
+        self.node_port_addresses
+            .iter()
+            .copied()
+            .filter(|n| IpFamily::of(n.addr()) == family)
+            .collect()
+    }
+    /// The node's first address of `family` (its node IP for that family's proxier).
+    pub fn node_address(&self, family: IpFamily) -> Option<IpAddr> {
+        self.node_addresses
+            .iter()
+            .copied()
+            .find(|a| IpFamily::of(*a) == family)
     }
 }
 
