@@ -31,8 +31,8 @@ use crate::chains::{
     KUBE_POSTROUTING, KUBE_SERVICES, MASQ_MARK,
 };
 use crate::model::{
-    Endpoint, EndpointSlice, ProxyConfig, Service, ServicePort, ServiceType, SessionAffinity,
-    TrafficPolicy,
+    addrs_of, nets_of, Endpoint, EndpointSlice, ProxyConfig, Service, ServicePort, ServiceType,
+    SessionAffinity, TrafficPolicy,
 };
 use crate::topology;
 
@@ -656,26 +656,15 @@ impl<'a> PortView<'a> {
             })
             .collect();
         let family = IpFamily::of(cluster_ip);
-        let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
-            ips.iter()
-                .copied()
-                .filter(|ip| IpFamily::of(*ip) == family)
-                .collect()
-        };
         PortView {
             svc,
             sp,
             proto,
             family,
             cluster_ip,
-            external_ips: of_family(&svc.external_ips),
-            lb_ips: of_family(&svc.load_balancer_ips),
-            lb_ranges: svc
-                .load_balancer_source_ranges
-                .iter()
-                .copied()
-                .filter(|r| IpFamily::of(r.addr()) == family)
-                .collect(),
+            external_ips: addrs_of(&svc.external_ips, family),
+            lb_ips: addrs_of(&svc.load_balancer_ips, family),
+            lb_ranges: nets_of(&svc.load_balancer_source_ranges, family),
             svc_chain: format!("KUBE-SVC-{hash}"),
             svl_chain: format!("KUBE-SVL-{hash}"),
             ext_chain: format!("KUBE-EXT-{hash}"),

@@ -335,11 +335,7 @@ impl ProxyConfig {
     /// family (proxyutil `NewNodePortAddresses(family, …)` adds `0.0.0.0/0` / `::/0` when
     /// none of the family is given, even if the other family has some).
     pub fn node_port_ranges(&self, family: IpFamily) -> Vec<IpNet> {
-        self.node_port_addresses
-            .iter()
-            .copied()
-            .filter(|n| IpFamily::of(n.addr()) == family)
-            .collect()
+        nets_of(&self.node_port_addresses, family)
     }
     /// The node's first address of `family` (its node IP for that family's proxier).
     pub fn node_address(&self, family: IpFamily) -> Option<IpAddr> {
@@ -348,6 +344,22 @@ impl ProxyConfig {
             .copied()
             .find(|a| IpFamily::of(*a) == family)
     }
+}
+
+/// The addresses of `family` in `ips` (kube-proxy's per-family `MapIPsByIPFamily`).
+pub(crate) fn addrs_of(ips: &[IpAddr], family: IpFamily) -> Vec<IpAddr> {
+    ips.iter()
+        .copied()
+        .filter(|ip| IpFamily::of(*ip) == family)
+        .collect()
+}
+
+/// The networks of `family` in `nets` (`MapCIDRsByIPFamily`).
+pub(crate) fn nets_of(nets: &[IpNet], family: IpFamily) -> Vec<IpNet> {
+    nets.iter()
+        .copied()
+        .filter(|n| IpFamily::of(n.addr()) == family)
+        .collect()
 }
 
 fn yes() -> bool {

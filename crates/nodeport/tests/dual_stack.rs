@@ -105,19 +105,7 @@ fn through(
     egress: Option<IpAddr>,
     rng: &mut ChaCha8Rng,
 ) -> (Prerouting, Option<Postrouting>) {
-    let mut pre = p.prerouting(secs(0), pkt, rng);
-    let post = match std::mem::replace(&mut pre.verdict, Verdict::Drop(DropReason::ConntrackFull)) {
-        Verdict::Accept(pending) => {
-            let post = p.postrouting(secs(0), pkt, pending.clone(), egress, rng);
-            pre.verdict = Verdict::Accept(pending);
-            Some(post)
-        }
-        v => {
-            pre.verdict = v;
-            None
-        }
-    };
-    (pre, post)
+    forward_ip(p, secs(0), pkt, egress, rng)
 }
 
 fn tuple(pkt: &[u8]) -> Tuple {

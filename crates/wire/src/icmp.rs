@@ -49,7 +49,7 @@ pub const ERROR_MAX: usize = 576;
 pub fn port_unreachable(orig: &[u8], p: &Parsed, from: IpAddr) -> Vec<u8> {
     match p.family {
         IpFamily::V4 => port_unreachable_v4(orig, p, crate::addr::v4(from)),
-        IpFamily::V6 => port_unreachable_v6(orig, p, as_v6(from)),
+        IpFamily::V6 => port_unreachable_v6(orig, p, crate::addr::v6(from)),
     }
 }
 
@@ -151,21 +151,13 @@ pub fn error_reply_v6(
     ))
 }
 
-/// The address of `a`'s family as IPv6 (IPv4-mapped for an IPv4 one).
-fn as_v6(a: IpAddr) -> Ipv6Addr {
-    match a {
-        IpAddr::V6(x) => x,
-        IpAddr::V4(x) => x.to_ipv6_mapped(),
-    }
-}
-
 /// A router's "time exceeded in transit" from `from` for `original`, of `original`'s
 /// family: ICMP type 11 code 0 quoting the IP header and 8 bytes, or ICMPv6 type 3 code 0
 /// quoting up to the minimum MTU.
 pub fn time_exceeded(from: IpAddr, original: &[u8]) -> Result<Vec<u8>, PacketError> {
     match original.first().map(|b| b >> 4) {
         Some(6) => error_reply_v6(
-            as_v6(from),
+            crate::addr::v6(from),
             original,
             v6::TIME_EXCEEDED,
             v6::CODE_HOP_LIMIT,
@@ -185,7 +177,7 @@ pub fn time_exceeded(from: IpAddr, original: &[u8]) -> Result<Vec<u8>, PacketErr
 pub fn packet_too_big(from: IpAddr, original: &[u8], mtu: u32) -> Result<Vec<u8>, PacketError> {
     match original.first().map(|b| b >> 4) {
         Some(6) => error_reply_v6(
-            as_v6(from),
+            crate::addr::v6(from),
             original,
             v6::PACKET_TOO_BIG,
             0,
@@ -212,7 +204,7 @@ fn port_unreachable_v6(orig: &[u8], p: &Parsed, from: Ipv6Addr) -> Vec<u8> {
     let len = p.total_len.min(orig.len()).min(IPV6_MIN_MTU - 40 - 8);
     icmpv6_packet(
         from,
-        as_v6(p.tuple.src),
+        crate::addr::v6(p.tuple.src),
         v6::DEST_UNREACHABLE,
         v6::CODE_PORT_UNREACHABLE,
         [0; 4],

@@ -4,9 +4,9 @@
 //! [`rewrite_icmp_error`] translates an ICMP error and the datagram it quotes, as
 //! `nf_nat_icmp_reply_translation` does. Both take the [`Parsed`] of the buffer they edit.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
-use crate::addr::{v4, IpFamily};
+use crate::addr::{v4, v6, IpFamily};
 use crate::checksum::{
     apply_delta, csum_replace2, csum_replace4, delta16, delta32, delta_bytes, l4_checksum,
     sctp_crc32c,
@@ -39,15 +39,6 @@ fn l4_csum_off(proto: u8) -> Option<(usize, bool)> {
         PROTO_ICMP => Some((2, false)),
         PROTO_ICMPV6 => Some((2, true)),
         _ => None,
-    }
-}
-
-/// An address as IPv6 (an IPv4 one as its IPv4-mapped form; never used when the
-/// datagram's family and the address agree, as callers ensure).
-fn v6(a: IpAddr) -> Ipv6Addr {
-    match a {
-        IpAddr::V6(x) => x,
-        IpAddr::V4(x) => x.to_ipv6_mapped(),
     }
 }
 

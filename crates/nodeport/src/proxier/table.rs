@@ -19,8 +19,8 @@ use ipnet::IpNet;
 use super::{affinity_key, FrontendKind};
 use crate::chains::{endpoint_chain_name, port_proto_hash, service_port_name};
 use crate::model::{
-    EndpointSlice, IpFamily, Protocol, Service, ServiceRef, ServiceType, SessionAffinity,
-    TrafficPolicy,
+    addrs_of, nets_of, EndpointSlice, IpFamily, Protocol, Service, ServiceRef, ServiceType,
+    SessionAffinity, TrafficPolicy,
 };
 use crate::topology;
 
@@ -86,13 +86,8 @@ impl Firewall {
     /// The firewall of `svc`'s `family` proxier: its LB IPs and source ranges of that family
     /// only (serviceport.go `newBaseServiceInfo`: `MapCIDRsByIPFamily(...)[ipFamily]`).
     fn of(svc: &Service, family: IpFamily) -> Option<Firewall> {
-        let ranges: Vec<IpNet> = svc
-            .load_balancer_source_ranges
-            .iter()
-            .copied()
-            .filter(|r| IpFamily::of(r.addr()) == family)
-            .collect();
-        let lb_ips = of_family(&svc.load_balancer_ips, family);
+        let ranges = nets_of(&svc.load_balancer_source_ranges, family);
+        let lb_ips = addrs_of(&svc.load_balancer_ips, family);
         if lb_ips.is_empty() || ranges.is_empty() {
             return None;
         }
@@ -200,11 +195,11 @@ impl ServiceTable {
         let family = IpFamily::of(cluster_ip);
         self.frontends
             .insert((pn, cluster_ip, sp.port), (idx, FrontendKind::ClusterIp));
-        for ip in of_family(&svc.external_ips, family) {
+        for ip in addrs_of(&svc.external_ips, family) {
             self.frontends
                 .insert((pn, ip, sp.port), (idx, FrontendKind::ExternalIp));
         }
-        for ip in of_family(&svc.load_balancer_ips, family) {
+        for ip in addrs_of(&svc.load_balancer_ips, family) {
             self.frontends
                 .insert((pn, ip, sp.port), (idx, FrontendKind::LoadBalancer));
         }
@@ -232,14 +227,6 @@ impl ServiceTable {
             .copied()
             .unwrap_or(0)
     }
-}
-
-/// The addresses of `family` in `ips`.
-fn of_family(ips: &[IpAddr], family: IpFamily) -> Vec<IpAddr> {
-    ips.iter()
-        .copied()
-        .filter(|ip| IpFamily::of(*ip) == family)
-        .collect()
 }
 
 /// Per node: the number of distinct local Ready IPs ([`topology::local_ready_ips`]).
