@@ -398,6 +398,41 @@ fn ip6tables_save_of_the_dual_stack_service() {
     assert_eq!(text4, single);
 }
 
+/// External and LB IPs, and loadBalancerSourceRanges, count per family (serviceport.go
+/// `newBaseServiceInfo` filters them with `MapIPsByIPFamily` / `MapCIDRsByIPFamily`): the
+/// IPv6 LB IP is guarded by the IPv6 range only; with IPv4 ranges alone it is open.
+#[test]
+fn external_and_lb_ips_and_source_ranges_per_family() {
+    let mut svc = nginx_ds(TrafficPolicy::Cluster);
+    svc.type_ = ServiceType::LoadBalancer;
+    svc.external_ips = vec![EXT_IP.into(), a("2001:db8:60::1")];
+    svc.load_balancer_ips = vec![LB_IP.into(), a("2001:db8:50::1")];
+    svc.load_balancer_source_ranges = vec!["198.51.100.0/24".parse().unwrap()];
+    let sl = slices(&svc);
+    let to = |svc: &Service, src: &str, dst: &str, port: u16| {
+        let mut p = proxier_ds(svc, &sl);
+        let mut pkt = tcp6(src, 40000, dst, port, SYN);
+        let pre = p.prerouting(secs(0), &mut pkt, &mut rng(1));
+        (pre.verdict, tuple(&pkt).dst)
+    };
+    let (v, dst) = to(&svc, BROWSER6, "2001:db8:60::1", 80);
+    assert!(matches!(v, Verdict::Accept(_)) && dst.is_ipv6() && dst != a("2001:db8:60::1"));
+    let (v, dst) = to(&svc, BROWSER6, "2001:db8:50::1", 80);
+    assert!(matches!(v, Verdict::Accept(_)) && dst.is_ipv6() && dst != a("2001:db8:50::1"));
+    svc.load_balancer_source_ranges
+        .push("2001:db8:1234::/48".parse().unwrap());
+    let (v, _) = to(&svc, BROWSER6, "2001:db8:50::1", 80);
+    assert!(
+        matches!(v, Verdict::Drop(DropReason::SourceRangesDenied { .. })),
+        "{v:?}"
+    );
+    let (v, _) = to(&svc, "2001:db8:1234::7", "2001:db8:50::1", 80);
+    assert!(matches!(v, Verdict::Accept(_)));
+    let text6 = ip6tables_save(&config(), std::slice::from_ref(&svc), &sl);
+    assert!(text6.contains("-s 2001:db8:1234::/48"), "{text6}");
+    assert!(!text6.contains("198.51.100.0/24"), "{text6}");
+}
+
 fn udp6(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Vec<u8> {
     let b = PacketBuilder::ipv6(wire::v6(src).octets(), wire::v6(dst).octets(), 64);
     let mut out = Vec::new();
