@@ -433,6 +433,35 @@ fn external_and_lb_ips_and_source_ranges_per_family() {
     assert!(!text6.contains("198.51.100.0/24"), "{text6}");
 }
 
+/// §6.4 for IPv6: a UDP entry through the IPv6 NodePort to an IPv6 endpoint that leaves the
+/// IPv6 slice is deleted on sync; the IPv4 entry of the same Service whose endpoint stays
+/// is kept.
+#[test]
+fn stale_ipv6_udp_entries_are_cleared_on_sync() {
+    let mut svc = nginx_ds(TrafficPolicy::Cluster);
+    svc.ports[0].protocol = Protocol::Udp;
+    let v4 = slice(&svc, vec![ep(pod(1, 16), "node1")]);
+    let one6 = |n, i| EndpointSlice {
+        address_type: IpFamily::V6,
+        ..slice(
+            &svc,
+            vec![Endpoint {
+                ip: pod6(n, i),
+                ..ep(pod(n, i), "node1")
+            }],
+        )
+    };
+    let mut p = proxier_ds(&svc, &[v4.clone(), one6(1, 16)]);
+    let mut q6 = udp6(a(BROWSER6), 5353, a(MASTER6), NODE_PORT, b"query");
+    through(&mut p, &mut q6, Some(a(MASTER6)), &mut rng(15));
+    let mut q4 = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    forward(&mut p, secs(0), &mut q4, Some(MASTER), &mut rng(15));
+    assert_eq!(p.conntrack().len(), 2);
+    p.update(std::slice::from_ref(&svc), &[v4, one6(2, 7)]);
+    assert_eq!(p.conntrack().len(), 1, "the IPv6 entry is stale");
+    assert!(p.conntrack().entries().all(|e| !e.original.is_ipv6()));
+}
+
 fn udp6(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Vec<u8> {
     let b = PacketBuilder::ipv6(wire::v6(src).octets(), wire::v6(dst).octets(), 64);
     let mut out = Vec::new();
