@@ -135,6 +135,9 @@ pub struct LoadBalancer {
     pub name: String,
     /// Frontend address clients connect to.
     pub ip: Ipv4Addr,
+    /// IPv6 frontend (`loadBalancer.ipv6`), also the IPv6 status address of type
+    /// LoadBalancer Services that have the IPv6 family; `None` = IPv4 only.
+    pub ipv6: Option<std::net::Ipv6Addr>,
     /// Nodes in the target group, split evenly per node.
     pub nodes: Vec<String>,
     /// Health checking of healthCheckNodePort (issue 5); `None` = no health checks.

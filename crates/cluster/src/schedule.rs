@@ -12,6 +12,7 @@
 mod allocate;
 mod deployments;
 mod endpoints;
+mod families;
 pub mod naming;
 pub mod placement;
 mod probes;
