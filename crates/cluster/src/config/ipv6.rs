@@ -370,3 +370,99 @@ fn check_pod_v6(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{parse_config, LabConfig};
+
+    fn parse(text: &str) -> Result<LabConfig, String> {
+        parse_config(text, Path::new("t.yaml"), None).map_err(|e| e.to_string())
+    }
+
+    const V4_ONLY: &str =
+        "nodes:\n  - {name: a, ip: 10.151.30.11}\n  - {name: b, ip: 10.151.30.12}\n";
+
+    #[test]
+    fn ipv4_only_configs_get_no_ipv6() {
+        let c = parse(V4_ONLY).unwrap();
+        assert_eq!(c.node_network_v6, None);
+        assert_eq!(c.router_ipv6, None);
+        assert_eq!(c.cluster_cidr_v6, None);
+        assert_eq!(c.service_cidrs, vec!["10.96.0.0/12".parse().unwrap()]);
+        assert!(c
+            .nodes_v6
+            .iter()
+            .all(|n| n.ipv6.is_none() && n.pod_cidr_v6.is_none()));
+    }
+
+    #[test]
+    fn dual_stack_defaults() {
+        let text = "nodes:\n  - {name: a, ip: 10.151.30.11, ipv6: \"fd00:151:30::11\"}\n  - {name: b, ip: 10.151.30.12, ipv6: \"fd00:151:30::12\"}\n  - {name: c, ip: 10.151.30.13}\nclients:\n  - {name: browser, ip: 203.0.113.11, ipv6: \"2001:db8::11\"}\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.node_network_v6, Some("fd00:151:30::/64".parse().unwrap()));
+        assert_eq!(c.router_ipv6, Some("fd00:151:30::1".parse().unwrap()));
+        assert_eq!(c.cluster_cidr_v6, Some("fd00:10:244::/56".parse().unwrap()));
+        let svc: Vec<String> = c.service_cidrs.iter().map(|n| n.to_string()).collect();
+        assert_eq!(svc, ["10.96.0.0/12", "fd00:10:96::/112"]);
+        assert_eq!(
+            c.nodes_v6[1].pod_cidr_v6,
+            Some("fd00:10:244:1::/64".parse().unwrap())
+        );
+        assert_eq!(
+            c.nodes_v6[2].pod_cidr_v6, None,
+            "a node without ipv6 gets no IPv6 pods"
+        );
+        assert_eq!(c.clients[0].ipv6, Some("2001:db8::11".parse().unwrap()));
+        // The IPv4 side is untouched.
+        assert_eq!(c.cluster_cidr, "10.244.0.0/16".parse().unwrap());
+        assert_eq!(c.nodes[1].pod_cidr, "10.244.1.0/24".parse().unwrap());
+    }
+
+    #[test]
+    fn explicit_pairs() {
+        let text = "clusterCIDR: 10.244.0.0/16,fd00:10:244::/56\nserviceCIDR: [fd00:10:96::/112, 10.96.0.0/16]\nnodeNetworkV6: fd00:151:30::/64\nrouterV6: fd00:151:30::fe\nnodes:\n  - {name: a, ip: 10.151.30.11, ipv6: \"fd00:151:30::11\", podCIDRs: [10.244.7.0/24, \"fd00:10:244:7::/64\"]}\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.router_ipv6, Some("fd00:151:30::fe".parse().unwrap()));
+        assert_eq!(c.service_cidrs[0], "fd00:10:96::/112".parse().unwrap());
+        assert_eq!(c.nodes[0].pod_cidr, "10.244.7.0/24".parse().unwrap());
+        assert_eq!(
+            c.nodes_v6[0].pod_cidr_v6,
+            Some("fd00:10:244:7::/64".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn bad_ipv6_configs_name_the_field() {
+        let node = |extra: &str| {
+            format!("nodes:\n  - {{name: a, ip: 10.151.30.11, ipv6: \"fd00:151:30::11\"{extra}}}\n")
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (node(", podCIDRs: [\"fd00:10:244:1::5/64\"]"), "nodes[0].podCIDRs[0]: fd00:10:244:1::5/64 has host bits set"),
+            (node(", podCIDRs: [\"fd00:99::/64\"]"), "nodes[0].podCIDRs[0]: fd00:99::/64 is not inside clusterCIDR fd00:10:244::/56"),
+            (node(", podCIDRs: [\"fd00:10:244::/121\"]"), "is smaller than the IPv4 podCIDR 10.244.0.0/24"),
+            (node(", podCIDRs: [10.244.0.0/24, 10.244.1.0/24]"), "nodes[0].podCIDRs[1]: \"10.244.1.0/24\": at most one CIDR per IP family"),
+            (node(", podCIDR: 10.244.0.0/24, podCIDRs: [10.244.3.0/24]"), "nodes[0].podCIDRs[0]: \"10.244.3.0/24\" must match podCIDR"),
+            ("nodes:\n  - {name: a, ip: 10.151.30.11, ipv6: \"10.1.1.1\"}\n".into(), "nodes[0].ipv6: \"10.1.1.1\" is not an IPv6 address"),
+            ("nodeNetworkV6: fd00:1::/64\nnodes:\n  - {name: a, ip: 10.151.30.11, ipv6: \"fd00:2::11\"}\n".into(), "nodes[0].ipv6: fd00:2::11 is not a host address of nodeNetworkV6 fd00:1::/64"),
+            ("nodes:\n  - {name: a, ip: 10.151.30.11, podCIDRs: [10.244.0.0/24, \"fd00:10:244::/64\"]}\n".into(), "nodes[0].podCIDRs[1]: fd00:10:244::/64: an IPv6 podCIDR needs the node's `ipv6` address"),
+            ("routerV6: fd00:1::1\nnodes:\n  - {name: a, ip: 10.151.30.11}\n".into(), "routerV6: fd00:1::1 needs nodeNetworkV6"),
+            (node("").replace("nodes:", "routerV6: fd00:9::1\nnodes:"), "routerV6: fd00:9::1 is not a host address of nodeNetworkV6 fd00:151:30::/64"),
+            (node("").replace("nodes:", "clusterCIDR: [10.244.0.0/16, \"fd00:151::/32\"]\nnodes:"), "clusterCIDR: fd00:151::/32 overlaps nodeNetworkV6 fd00:151:30::/64"),
+            (node("").replace("nodes:", "serviceCIDR: fd00:10:96::/64,10.96.0.0/12\nnodes:"), "serviceCIDR: fd00:10:96::/64 is too large; for 128-bit addresses, the mask must be >= 108"),
+            (node("").replace("nodes:", "serviceCIDR: 10.0.0.0/8\nnodes:"), "serviceCIDR: 10.0.0.0/8 is too large; for 32-bit addresses, the mask must be >= 12"),
+            (node("").replace("nodes:", "serviceCIDR: fd00:10:96::/112\nnodes:"), "serviceCIDR: \"fd00:10:96::/112\" has no IPv4 range"),
+            (node("").replace("nodes:", "serviceCIDR: 10.96.0.0/31\nnodes:"), "serviceCIDR: 10.96.0.0/31 has no room for ClusterIPs"),
+            (format!("{}clients:\n  - {{name: c, ip: 203.0.113.1, ipv6: \"fd00:151:30::99\"}}\n", node("")), "clients[0].ipv6: fd00:151:30::99 is inside nodeNetworkV6"),
+            (format!("{}clients:\n  - {{name: c, ip: 203.0.113.1, ipv6: \"fd00:10:244::9\"}}\n", node("")), "clients[0].ipv6: fd00:10:244::9 is inside clusterCIDR fd00:10:244::/56"),
+            (format!("{}clients:\n  - {{name: c, node: a, ipv6: \"2001:db8::1\"}}\n", node("")), "clients[0].ipv6: 2001:db8::1: a pod client's IPv6 address comes from node a's IPv6 podCIDR"),
+            (format!("{V4_ONLY}clients:\n  - {{name: c, ip: 203.0.113.1, ipv6: \"2001:db8::1\"}}\n"), "clients[0].ipv6: 2001:db8::1: the lab has no IPv6"),
+            (format!("{}loadBalancer: {{ip: 198.51.100.10, ipv6: \"fd00:151:30::11\"}}\n", node("")), "loadBalancer.ipv6: duplicate address fd00:151:30::11 (already used by node a)"),
+        ];
+        for (text, want) in cases {
+            let e = parse(&text).expect_err(&text);
+            assert!(e.contains(want), "{text}\n got: {e}\nwant: {want}");
+        }
+    }
+}
