@@ -42,6 +42,19 @@ impl Node {
         // The loader only accepts podCIDRs up to /30, which always have a first host.
         crate::net::first_host(&self.pod_cidr).unwrap_or(self.pod_cidr.network())
     }
+
+    /// cni0's IPv6 address: the first host of the IPv6 pod CIDR (`None` on an IPv4-only
+    /// node).
+    pub fn cni0_ipv6(&self) -> Option<std::net::Ipv6Addr> {
+        self.pod_cidr_v6.as_ref().and_then(crate::net::first_host6)
+    }
+
+    /// The IPv6 address of a pod whose IPv4 address is `ip`: the same offset in the node's
+    /// IPv6 pod CIDR (10.244.1.5 → fd00:10:244:1::5); `None` on an IPv4-only node.
+    pub fn ipv6_of_pod(&self, ip: Ipv4Addr) -> Option<std::net::Ipv6Addr> {
+        self.pod_cidr_v6
+            .and_then(|p6| crate::net::pod_ipv6(&self.pod_cidr, ip, &p6))
+    }
 }
 
 /// Where a client sits.

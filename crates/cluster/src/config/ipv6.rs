@@ -392,7 +392,7 @@ mod tests {
         assert_eq!(c.cluster_cidr_v6, None);
         assert_eq!(c.service_cidrs, vec!["10.96.0.0/12".parse().unwrap()]);
         assert!(c
-            .nodes_v6
+            .nodes
             .iter()
             .all(|n| n.ipv6.is_none() && n.pod_cidr_v6.is_none()));
     }
@@ -407,11 +407,11 @@ mod tests {
         let svc: Vec<String> = c.service_cidrs.iter().map(|n| n.to_string()).collect();
         assert_eq!(svc, ["10.96.0.0/12", "fd00:10:96::/112"]);
         assert_eq!(
-            c.nodes_v6[1].pod_cidr_v6,
+            c.nodes[1].pod_cidr_v6,
             Some("fd00:10:244:1::/64".parse().unwrap())
         );
         assert_eq!(
-            c.nodes_v6[2].pod_cidr_v6, None,
+            c.nodes[2].pod_cidr_v6, None,
             "a node without ipv6 gets no IPv6 pods"
         );
         assert_eq!(c.clients[0].ipv6, Some("2001:db8::11".parse().unwrap()));
@@ -428,7 +428,7 @@ mod tests {
         assert_eq!(c.service_cidrs[0], "fd00:10:96::/112".parse().unwrap());
         assert_eq!(c.nodes[0].pod_cidr, "10.244.7.0/24".parse().unwrap());
         assert_eq!(
-            c.nodes_v6[0].pod_cidr_v6,
+            c.nodes[0].pod_cidr_v6,
             Some("fd00:10:244:7::/64".parse().unwrap())
         );
     }

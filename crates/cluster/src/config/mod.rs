@@ -19,7 +19,6 @@ pub use ipv6::{
     DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_CIDR_V6, DEFAULT_SERVICE_CIDR, DEFAULT_SERVICE_CIDR_V6,
 };
 pub(crate) use nodes::check_labels;
-pub use nodes::NodeV6;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -66,8 +65,6 @@ pub struct LabConfig {
     /// ClusterIP ranges (kube-apiserver's --service-cluster-ip-range), primary family first.
     pub service_cidrs: Vec<IpNet>,
     pub nodes: Vec<Node>,
-    /// Each node's IPv6 address and pod CIDR (same order as `nodes`).
-    pub nodes_v6: Vec<NodeV6>,
     pub clients: Vec<ClientSpec>,
     pub load_balancer: Option<LoadBalancer>,
     /// Plan with `service` normalised to `namespace/name` (existence checked later).
@@ -171,14 +168,15 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
     let raw: raw::RawConfig = serde_yaml_ng::from_str(text).map_err(|e| LabError::yaml(f, &e))?;
     let mut claims = crate::net::Claims::default();
     let nets = nodes::networks(f, &raw, &mut claims)?;
-    let (nodes, nodes_v6) = nodes::nodes(f, &raw.nodes, &nets, &mut claims)?;
+    let nodes = nodes::nodes(f, &raw.nodes, &nets, &mut claims)?;
     let index = NodeIndex::new(&nodes);
     let clients = clients::clients(f, &raw.clients, &index, &nets, &mut claims)?;
     let load_balancer = match &raw.load_balancer {
         Some(lb) => Some(clients::load_balancer(f, lb, &index, &nets, &mut claims)?),
         None => None,
     };
-    let (plan, actions) = plan::plan(f, &raw.plan, &clients, &index, load_balancer.is_some())?;
+    let lb = load_balancer.as_ref();
+    let (plan, actions) = plan::plan(f, &raw.plan, &clients, &index, lb)?;
     let links = plan::links(f, &raw.links)?;
     let manifests = load_manifests(f, path, &raw.manifests)?;
     Ok(LabConfig {
@@ -198,7 +196,6 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
         cluster_cidr_v6: nets.v6.as_ref().map(|v| v.cluster_cidr),
         service_cidrs: nets.service_cidrs,
         nodes,
-        nodes_v6,
         clients,
         load_balancer,
         plan,

@@ -2,7 +2,7 @@
 //! taints, labels); the IPv6 half in [`super::ipv6`].
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -23,13 +23,6 @@ pub(super) struct Networks {
     pub v6: Option<V6Networks>,
     /// ClusterIP ranges, primary family first.
     pub service_cidrs: Vec<IpNet>,
-}
-
-/// A node's IPv6 address and pod CIDR (both `None` on an IPv4-only node).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NodeV6 {
-    pub ipv6: Option<Ipv6Addr>,
-    pub pod_cidr_v6: Option<Ipv6Net>,
 }
 
 /// Node network (default: the first node's /24), router (default: its first host),
@@ -100,10 +93,9 @@ pub(super) fn nodes(
     raw: &[RawNode],
     nets: &Networks,
     claims: &mut Claims,
-) -> Result<(Vec<Node>, Vec<NodeV6>), LabError> {
+) -> Result<Vec<Node>, LabError> {
     let mut nodes: Vec<Node> = Vec::with_capacity(raw.len());
     let mut v6s: Vec<(String, Option<Ipv6Net>)> = Vec::with_capacity(raw.len());
-    let mut out_v6 = Vec::with_capacity(raw.len());
     let mut seen = HashSet::new();
     for (i, n) in raw.iter().enumerate() {
         let at = format!("nodes[{i}]");
@@ -123,16 +115,11 @@ pub(super) fn nodes(
         claims.claim(f, ip, &format!("{at}.ip"), &format!("node {}", n.name))?;
         let (v4_field, v6_field) = ipv6::pod_cidr_fields(f, &at, n)?;
         let pod_cidr = pod_cidr(f, &at, i, v4_field, nets, &nodes)?;
-        let v6 = match &nets.v6 {
-            Some(n6) => {
-                let (ipv6, pod_cidr_v6) =
-                    ipv6::node_v6(f, &at, i, n, v6_field, pod_cidr, n6, &v6s, claims)?;
-                NodeV6 { ipv6, pod_cidr_v6 }
-            }
-            None => NodeV6::default(),
+        let (ipv6, pod_cidr_v6) = match &nets.v6 {
+            Some(n6) => ipv6::node_v6(f, &at, i, n, v6_field, pod_cidr, n6, &v6s, claims)?,
+            None => (None, None),
         };
-        v6s.push((n.name.clone(), v6.pod_cidr_v6));
-        out_v6.push(v6);
+        v6s.push((n.name.clone(), pod_cidr_v6));
         let taints = taints(f, &at, &n.taints)?;
         let labels = labels(f, &format!("{at}.labels"), &n.labels)?;
         let mut labels = labels;
@@ -140,14 +127,16 @@ pub(super) fn nodes(
         nodes.push(Node {
             name: n.name.clone(),
             ip,
+            ipv6,
             prefix_len: nets.node_network.prefix_len(),
             pod_cidr,
+            pod_cidr_v6,
             taints,
             labels,
             masquerade: n.masquerade.unwrap_or(true),
         });
     }
-    Ok((nodes, out_v6))
+    Ok(nodes)
 }
 
 /// A node's podCIDR (default: the i-th /24 of clusterCIDR), checked against the networks and

@@ -16,18 +16,7 @@ use k8s_openapi::api::core::v1::ServiceSpec;
 use crate::error::LabError;
 use crate::manifest::ManifestDoc;
 
-// TEMP until the shared types land on main (nodeport::IpFamily / IpFamilyPolicy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpFamily {
-    V4,
-    V6,
-}
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpFamilyPolicy {
-    SingleStack,
-    PreferDualStack,
-    RequireDualStack,
-}
+pub(super) use nodeport::{IpFamily, IpFamilyPolicy};
 
 /// What the apiserver settles for a new Service: its families (primary first), its policy
 /// and the explicit ClusterIP of each family (`None` = allocate one).
@@ -37,20 +26,6 @@ pub(super) struct Families {
     pub policy: IpFamilyPolicy,
     /// One per family, same order.
     pub explicit: Vec<Option<IpAddr>>,
-}
-
-pub(super) fn family_of(ip: IpAddr) -> IpFamily {
-    match ip {
-        IpAddr::V4(_) => IpFamily::V4,
-        IpAddr::V6(_) => IpFamily::V6,
-    }
-}
-
-fn family_name(f: IpFamily) -> &'static str {
-    match f {
-        IpFamily::V4 => "IPv4",
-        IpFamily::V6 => "IPv6",
-    }
 }
 
 fn other(f: IpFamily) -> IpFamily {
@@ -84,12 +59,12 @@ pub(super) fn init_ip_families(
     let mut families = ip_families(doc, spec)?;
     // ValidateServiceClusterIPsRelatedFields: clusterIPs match their ipFamilies entries.
     for (i, (ip, fam)) in ips.iter().zip(&families).enumerate() {
-        if family_of(*ip) != *fam {
+        if IpFamily::of(*ip) != *fam {
             return Err(doc.err(
                 &format!("spec.clusterIPs[{i}]"),
                 format!(
                     "Invalid value: \"{ip}\": expected an {} value as indicated by `ipFamilies[{i}]`",
-                    family_name(*fam)
+                    fam.as_str()
                 ),
             ));
         }
@@ -112,13 +87,13 @@ pub(super) fn init_ip_families(
     }
     // Infer missing ipFamilies from the clusterIPs.
     for (i, ip) in ips.iter().enumerate().skip(families.len()) {
-        let fam = family_of(*ip);
+        let fam = IpFamily::of(*ip);
         if !cluster.contains(&fam) {
             return Err(doc.err(
                 &format!("spec.clusterIPs[{i}]"),
                 format!(
                     "Invalid value: \"{ip}\": {} is not configured on this cluster",
-                    family_name(fam)
+                    fam.as_str()
                 ),
             ));
         }
@@ -136,7 +111,7 @@ pub(super) fn init_ip_families(
                 &format!("spec.ipFamilies[{i}]"),
                 format!(
                     "Invalid value: \"{}\": not configured on this cluster",
-                    family_name(*fam)
+                    fam.as_str()
                 ),
             ));
         }
@@ -193,7 +168,7 @@ fn cluster_ips(doc: &ManifestDoc, spec: &ServiceSpec) -> Result<Vec<IpAddr>, Lab
             format!("Invalid value: {list:?}: may only hold up to 2 values"),
         ));
     }
-    if ips.len() == 2 && family_of(ips[0]) == family_of(ips[1]) {
+    if ips.len() == 2 && IpFamily::of(ips[0]) == IpFamily::of(ips[1]) {
         return Err(doc.err(
             "spec.clusterIPs",
             format!("Invalid value: {list:?}: may specify no more than one IP for each IP family"),
