@@ -275,7 +275,7 @@ pub fn port_warnings(c: &crate::model::Cluster) -> Vec<String> {
                 let pods: Vec<&crate::model::Pod> = slice
                     .endpoints
                     .iter()
-                    .filter_map(|e| c.pod_by_ip(e.ip))
+                    .filter_map(|e| c.pod_by_addr(e.ip))
                     .collect();
                 let deaf: Vec<&&crate::model::Pod> = pods
                     .iter()

@@ -262,7 +262,7 @@ pub fn get_svc(c: &Cluster) -> String {
             r.extend([
                 s.name.clone(),
                 type_name(s.type_).into(),
-                s.cluster_ip
+                s.cluster_ip()
                     .map(|i| i.to_string())
                     .unwrap_or_else(|| "None".into()),
                 external_ip_column(s),
@@ -363,7 +363,7 @@ pub fn service_details(c: &Cluster) -> String {
                 for e in &slice.endpoints {
                     let at = e.node_name.as_deref().unwrap_or("?");
                     match port {
-                        Some(p) => eps.push(format!("{}:{p}@{at}", e.ip)),
+                        Some(p) => eps.push(format!("{}@{at}", std::net::SocketAddr::new(e.ip, p))),
                         None => eps.push(format!("{}@{at}", e.ip)),
                     }
                 }
@@ -488,7 +488,9 @@ pub fn plan_summary(c: &Cluster) -> String {
                 cluster::Target::LoadBalancer => "loadBalancer".into(),
                 cluster::Target::Address(ip) => ip.to_string(),
             };
-            if s.family == nodeport::IpFamily::V6 && !matches!(s.target, cluster::Target::Address(_)) {
+            if s.family == nodeport::IpFamily::V6
+                && !matches!(s.target, cluster::Target::Address(_))
+            {
                 to.push_str(" (IPv6)");
             }
             let svc = match (&s.service, s.port) {
@@ -577,19 +579,38 @@ pub fn ipv6_summary(c: &Cluster) -> Option<String> {
     let opt = |a: Option<std::net::Ipv6Addr>| a.map_or_else(|| "<none>".into(), |a| a.to_string());
     let mut rows: Vec<Vec<String>> = Vec::new();
     for n in &c.nodes {
-        let pods = n.pod_cidr_v6.map_or_else(|| "no IPv6 pods".into(), |p| format!("podCIDR {p}"));
+        let pods = n
+            .pod_cidr_v6
+            .map_or_else(|| "no IPv6 pods".into(), |p| format!("podCIDR {p}"));
         rows.push(vec!["node".into(), n.name.clone(), opt(n.ipv6), pods]);
     }
     for p in &c.pods {
-        rows.push(vec!["pod".into(), p.name.clone(), opt(p.ipv6), format!("on {}", p.node)]);
+        rows.push(vec![
+            "pod".into(),
+            p.name.clone(),
+            opt(p.ipv6),
+            format!("on {}", p.node),
+        ]);
     }
     for cl in &c.clients {
-        rows.push(vec!["client".into(), cl.name.clone(), opt(cl.ipv6), String::new()]);
+        rows.push(vec![
+            "client".into(),
+            cl.name.clone(),
+            opt(cl.ipv6),
+            String::new(),
+        ]);
     }
     if let Some(lb) = &c.load_balancer {
-        rows.push(vec!["loadBalancer".into(), lb.name.clone(), opt(lb.ipv6), String::new()]);
+        rows.push(vec![
+            "loadBalancer".into(),
+            lb.name.clone(),
+            opt(lb.ipv6),
+            String::new(),
+        ]);
     }
-    let net = c.node_network_v6.map_or_else(|| "<none>".into(), |n| n.to_string());
+    let net = c
+        .node_network_v6
+        .map_or_else(|| "<none>".into(), |n| n.to_string());
     rows.push(vec![
         "router".into(),
         "router".into(),
@@ -616,7 +637,10 @@ pub fn families_table(c: &Cluster) -> String {
             ]
         })
         .collect();
-    table(&["SERVICE", "IP-FAMILY-POLICY", "IP-FAMILIES", "CLUSTER-IPS"], &rows)
+    table(
+        &["SERVICE", "IP-FAMILY-POLICY", "IP-FAMILIES", "CLUSTER-IPS"],
+        &rows,
+    )
 }
 
 fn elapsed(ms: u64) -> String {
@@ -842,7 +866,7 @@ pub fn cluster_json(c: &Cluster) -> Value {
             "namespace": s.namespace,
             "name": s.name,
             "type": type_name(s.type_),
-            "cluster_ip": s.cluster_ip.map(|i| i.to_string()),
+            "cluster_ip": s.cluster_ip().map(|i| i.to_string()),
             "external_traffic_policy": policy_name(s.external_traffic_policy),
             "ports": s.ports.iter().map(|p| json!({
                 "port": p.port, "target_port": p.target_port, "node_port": p.node_port,

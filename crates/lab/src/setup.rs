@@ -144,8 +144,14 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
         .nodes
         .iter()
         .map(|n| {
-            let mut cfg = nodeport::ProxyConfig::new(n.name.clone(), vec![n.ip, n.cni0_ip()]);
-            cfg.cluster_cidr = Some(cluster.cluster_cidr);
+            let mut cfg = nodeport::ProxyConfig::new(
+                n.name.clone(),
+                vec![
+                    std::net::IpAddr::V4(n.ip),
+                    std::net::IpAddr::V4(n.cni0_ip()),
+                ],
+            );
+            cfg.cluster_cidrs = vec![cluster.cluster_cidr.into()];
             cfg.masquerade_enabled = n.masquerade;
             cfg.masquerade_random_fully = cluster.kube_proxy.masquerade_random_fully;
             cfg.localhost_node_ports = cluster.kube_proxy.localhost_node_ports;

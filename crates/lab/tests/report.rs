@@ -37,7 +37,7 @@ fn cluster() -> Cluster {
         readiness_probe: None,
     };
     let svc = |name: &str, type_, cip: &str, port, np| Service {
-        cluster_ip: Some(ip(cip)),
+        cluster_ips: vec![ip(cip).into()],
         ports: vec![ServicePort::tcp(port, 80, np)],
         ..Service::new("default", name, type_)
     };

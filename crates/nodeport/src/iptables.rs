@@ -16,8 +16,9 @@
 //! Not generated: nfacct matches (kube-proxy omits them when the counters cannot be created),
 //! large-cluster mode (comments dropped above 1000 endpoints), IPv6, the mangle canary chain.
 
+use crate::model::IpFamily;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::chains::{
     port_proto_hash, service_port_name, KUBE_EXTERNAL_SERVICES, KUBE_MARK_MASQ, KUBE_NODEPORTS,
@@ -521,14 +522,14 @@ fn epilogue(c: &ProxyConfig, nat: &mut Table, filter: &mut Table) {
         );
     } else {
         let lo_ok = c.localhost_node_ports_effective();
-        let mut ips: Vec<Ipv4Addr> = c
+        let mut ips: Vec<IpAddr> = c
             .node_addresses
             .iter()
             .copied()
             .filter(|ip| c.node_port_addresses.iter().any(|n| n.contains(ip)))
             .collect();
         if lo_ok {
-            ips.push(Ipv4Addr::LOCALHOST);
+            ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
         for ip in ips {
             nat.rule(KUBE_SERVICES, format!("{np} -d {ip} -j {KUBE_NODEPORTS}"));
@@ -559,12 +560,12 @@ struct PortView<'a> {
     sp: &'a ServicePort,
     spn: String,
     proto: &'static str,
-    cluster_ip: Ipv4Addr,
+    cluster_ip: IpAddr,
     svc_chain: String,
     svl_chain: String,
     ext_chain: String,
     fw_chain: String,
-    eps: Vec<(Endpoint, SocketAddrV4, String)>,
+    eps: Vec<(Endpoint, SocketAddr, String)>,
     cluster: Vec<usize>,
     local: Vec<usize>,
     has_endpoints: bool,
@@ -575,7 +576,7 @@ impl<'a> PortView<'a> {
         c: &ProxyConfig,
         svc: &'a Service,
         sp: &'a ServicePort,
-        cluster_ip: Ipv4Addr,
+        cluster_ip: IpAddr,
         slices: &[EndpointSlice],
     ) -> Self {
         let spn = service_port_name(&svc.namespace, &svc.name, &sp.name);
@@ -618,13 +619,13 @@ impl<'a> PortView<'a> {
 
     /// `-m comment --comment <comment> -m tcp -p tcp -d <ip> --dport <port>` (`comment`
     /// already quoted).
-    fn dst_match(&self, comment: &str, ip: Ipv4Addr) -> String {
+    fn dst_match(&self, comment: &str, ip: IpAddr) -> String {
         let (p, port) = (self.proto, self.sp.port);
         format!("-m comment --comment {comment} -m {p} -p {p} -d {ip} --dport {port}")
     }
 
     /// [`PortView::dst_match`] with the comment `"<spn> <what>"`.
-    fn frontend(&self, what: &str, ip: Ipv4Addr) -> String {
+    fn frontend(&self, what: &str, ip: IpAddr) -> String {
         self.dst_match(&format!("\"{} {what}\"", self.spn), ip)
     }
 }
@@ -669,7 +670,7 @@ impl<'v> Policy<'v> {
     }
 
     /// The filter rule for `ip:port` without (local) endpoints, in `chain`.
-    fn filter_rule(&self, v: &PortView, chain: &str, ip: Ipv4Addr, filter: &mut Table) {
+    fn filter_rule(&self, v: &PortView, chain: &str, ip: IpAddr, filter: &mut Table) {
         let m = v.dst_match(&self.filter_comment, ip);
         filter.rule(chain, format!("{m} -j {}", self.filter_target));
     }
@@ -755,7 +756,7 @@ fn service_port(c: &ProxyConfig, v: &PortView, nat: &mut Table, filter: &mut Tab
         let args = v.frontend("cluster IP", v.cluster_ip);
         if c.masquerade_all {
             nat.rule(pol.internal_chain, format!("{args} -j {KUBE_MARK_MASQ}"));
-        } else if let Some(cidr) = c.cluster_cidr {
+        } else if let Some(cidr) = c.cluster_cidr(IpFamily::V4) {
             nat.rule(
                 pol.internal_chain,
                 format!("{args} ! -s {cidr} -j {KUBE_MARK_MASQ}"),
@@ -795,7 +796,7 @@ fn external_chain(
             format!("-m comment --comment \"masquerade traffic for {spn} external destinations\" -j {KUBE_MARK_MASQ}"),
         );
     } else {
-        if let Some(cidr) = c.cluster_cidr {
+        if let Some(cidr) = c.cluster_cidr(IpFamily::V4) {
             nat.rule(
                 ext,
                 format!("-m comment --comment \"pod traffic for {spn} external destinations\" -s {cidr} -j {}", v.svc_chain),
@@ -903,7 +904,7 @@ fn build(c: &ProxyConfig, services: &[Service], slices: &[EndpointSlice]) -> Tab
     prologue(c, &mut nat, &mut filter);
     for svc in services {
         // Headless services get no rules.
-        let Some(cluster_ip) = svc.cluster_ip else {
+        let Some(cluster_ip) = svc.cluster_ip() else {
             continue;
         };
         for sp in &svc.ports {

@@ -71,8 +71,8 @@ pub use conntrack::{ConnEntry, Conntrack, TcpState, Tuple};
 pub use healthcheck::HealthResponse;
 pub use iptables::{iptables_save, RulesFormat};
 pub use model::{
-    Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort, ServiceRef,
-    ServiceType, SessionAffinity, TrafficPolicy,
+    Endpoint, EndpointPort, EndpointSlice, IpFamily, IpFamilyPolicy, Protocol, ProxyConfig,
+    Service, ServicePort, ServiceRef, ServiceType, SessionAffinity, TrafficPolicy,
 };
 pub use proxier::{
     DropReason, FrontendKind, Hook, NatPending, Postrouting, Prerouting, Proxier, Rewrite,

@@ -8,9 +8,10 @@
 //! CONTRACT (used by `nodestack`): the public types and method signatures in this file are
 //! what the node stack codes against. Bodies are the engine's business.
 
+use crate::model::IpFamily;
 use std::collections::HashMap;
 use std::hash::Hasher;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +43,8 @@ pub enum Hook {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewrite {
     pub kind: RewriteKind,
-    pub before: SocketAddrV4,
-    pub after: SocketAddrV4,
+    pub before: SocketAddr,
+    pub after: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,7 +282,7 @@ pub struct Proxier {
     table: Arc<ServiceTable>,
     /// ClientIP affinity (`xt_recent` lists): (port key, client IP) → (endpoint, last seen,
     /// timeout).
-    affinity: HashMap<(u64, Ipv4Addr), (SocketAddrV4, Now, Duration)>,
+    affinity: HashMap<(u64, IpAddr), (SocketAddr, Now, Duration)>,
     last_update: Option<Now>,
     latest_now: Now,
     last_full_expire: Option<Now>,
@@ -300,8 +301,8 @@ fn proto_of(n: u8) -> Option<Protocol> {
     }
 }
 
-fn sock(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(ip, port)
+fn sock(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
 }
 
 /// The key of a service port's ClientIP-affinity lists: 64-bit FNV-1a of its chain hash
@@ -589,12 +590,14 @@ impl Proxier {
         Prerouting::established(rewrites, "RELATED")
     }
 
-    fn is_local_addr(&self, ip: Ipv4Addr) -> bool {
+    fn is_local_addr(&self, ip: IpAddr) -> bool {
         ip.is_loopback() || self.config.node_addresses.contains(&ip)
     }
 
-    fn is_pod(&self, ip: Ipv4Addr) -> bool {
-        self.config.cluster_cidr.is_some_and(|c| c.contains(&ip))
+    fn is_pod(&self, ip: IpAddr) -> bool {
+        self.config
+            .cluster_cidr(IpFamily::of(ip))
+            .is_some_and(|c| c.contains(&ip))
     }
 
     /// Which frontend (if any) a new flow's destination hits (KUBE-SERVICES order: exact
@@ -602,7 +605,7 @@ impl Proxier {
     pub fn match_frontend(
         &self,
         proto: Protocol,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         dport: u16,
     ) -> Option<(ServiceRef, String, FrontendKind)> {
         self.frontend_index(proto.number(), dst, dport)
@@ -615,12 +618,7 @@ impl Proxier {
             })
     }
 
-    fn frontend_index(
-        &self,
-        proto: u8,
-        dst: Ipv4Addr,
-        dport: u16,
-    ) -> Option<(usize, FrontendKind)> {
+    fn frontend_index(&self, proto: u8, dst: IpAddr, dport: u16) -> Option<(usize, FrontendKind)> {
         if let Some(&f) = self.table.frontends.get(&(proto, dst, dport)) {
             return Some(f);
         }
@@ -677,7 +675,7 @@ impl Proxier {
                         pkt,
                         p,
                         if self.is_local_addr(t.dst) {
-                            t.dst
+                            wire::v4(t.dst)
                         } else {
                             Ipv4Addr::UNSPECIFIED
                         },
@@ -734,7 +732,7 @@ impl Proxier {
             if sp.itp_local && sp.local(&self.config.node_name).is_empty() {
                 return FlowDecision::DropNoLocal;
             }
-            let detector = self.config.cluster_cidr.is_some();
+            let detector = self.config.cluster_cidr(IpFamily::of(t.src)).is_some();
             Via::ClusterIp {
                 masq: self.config.masquerade_all || (detector && !is_pod),
             }
@@ -814,7 +812,7 @@ impl Proxier {
                 .insert((sp.affinity_key, t.src), (addr, now, timeout));
         }
         let new = Tuple {
-            dst: *addr.ip(),
+            dst: addr.ip(),
             dport: addr.port(),
             ..t
         };
@@ -880,7 +878,7 @@ impl Proxier {
         now: Now,
         pkt: &mut [u8],
         pending: NatPending,
-        egress_addr: Option<Ipv4Addr>,
+        egress_addr: Option<IpAddr>,
         _rng: &mut dyn RngCore,
     ) -> Postrouting {
         let mut out = Postrouting {
@@ -896,7 +894,7 @@ impl Proxier {
             walk: ChainWalk::default(),
         };
         let mut reply = pf.reply;
-        let mut snat_to: Option<Ipv4Addr> = None;
+        let mut snat_to: Option<IpAddr> = None;
         if pending.masquerade {
             if let Some(addr) = egress_addr {
                 rec.push(
@@ -1068,11 +1066,11 @@ impl Proxier {
 /// `--dst-type LOCAL` (or the `nodePortAddresses` subset): may `ip` carry NodePort traffic?
 /// 127.0.0.0/8 only with `localhostNodePorts` (`route_localnet`; `! -d 127.0.0.0/8`
 /// otherwise), and with `nodePortAddresses` only 127.0.0.1 if a range holds it.
-fn is_nodeport_addr(config: &ProxyConfig, ip: Ipv4Addr) -> bool {
+fn is_nodeport_addr(config: &ProxyConfig, ip: IpAddr) -> bool {
     if ip.is_loopback() {
         return config.localhost_node_ports_effective()
             && (config.node_port_addresses.is_empty()
-                || (ip == Ipv4Addr::LOCALHOST
+                || (ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
                     && config.node_port_addresses.iter().any(|n| n.contains(&ip))));
     }
     config.node_addresses.contains(&ip)

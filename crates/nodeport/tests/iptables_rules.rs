@@ -31,8 +31,8 @@ fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
         Some(3001),
     );
     svc2.external_traffic_policy = TrafficPolicy::Local;
-    svc2.load_balancer_ips = vec![Ipv4Addr::new(1, 2, 3, 4)];
-    svc2.external_ips = vec![Ipv4Addr::new(192, 168, 99, 22)];
+    svc2.load_balancer_ips = vec![std::net::IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4))];
+    svc2.external_ips = vec![std::net::IpAddr::V4(Ipv4Addr::new(192, 168, 99, 22))];
     svc2.health_check_node_port = Some(30000);
     let svc3 = svc(
         "ns3",
@@ -42,7 +42,7 @@ fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
         Some(3003),
     );
     let mut svc4 = svc("ns4", "svc4", ServiceType::NodePort, "172.30.0.44", None);
-    svc4.external_ips = vec![Ipv4Addr::new(192, 168, 99, 33)];
+    svc4.external_ips = vec![std::net::IpAddr::V4(Ipv4Addr::new(192, 168, 99, 33))];
     let mut svc5 = svc(
         "ns5",
         "svc5",
@@ -50,7 +50,7 @@ fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
         "172.30.0.45",
         Some(3002),
     );
-    svc5.load_balancer_ips = vec![Ipv4Addr::new(5, 6, 7, 8)];
+    svc5.load_balancer_ips = vec![std::net::IpAddr::V4(Ipv4Addr::new(5, 6, 7, 8))];
     // Upstream sets healthCheckNodePort on this Cluster-policy service too; kube-proxy
     // ignores it (no NeedsHealthCheck), as does the lab.
     svc5.health_check_node_port = Some(30000);

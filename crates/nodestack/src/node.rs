@@ -392,8 +392,8 @@ impl Node {
         let cni0 = Ipv4Addr::from(u32::from(pod_cidr.network()).wrapping_add(1));
         let mut proxy = spec.proxy;
         for a in [spec.ip, cni0] {
-            if !proxy.node_addresses.contains(&a) {
-                proxy.node_addresses.push(a);
+            if !proxy.node_addresses.contains(&a.into()) {
+                proxy.node_addresses.push(a.into());
             }
         }
         let mut routes = RouteTable::default();
@@ -639,9 +639,9 @@ impl Node {
         egress_addr: Option<Ipv4Addr>,
         rng: &mut dyn RngCore,
     ) -> Option<EngineStep> {
-        let post = self
-            .proxier
-            .postrouting(hop.now, pkt, pending, egress_addr, rng);
+        let post =
+            self.proxier
+                .postrouting(hop.now, pkt, pending, egress_addr.map(Into::into), rng);
         let (dropped, step) = EngineStep::postrouting(post);
         let Some(reason) = dropped else {
             return Some(step);
@@ -740,7 +740,7 @@ impl Node {
             Ok(s) => s.tuple.dst,
             Err(_) => before.tuple.dst,
         };
-        if self.is_local(dst) {
+        if self.is_local(nodeport::packet::v4(dst)) {
             // INPUT: conntrack confirmed, no masquerade; hand to the local stack.
             let Some(step) = self.postrouting(hop, &mut pkt, pending, None, rng) else {
                 return out;
@@ -753,7 +753,7 @@ impl Node {
             return out;
         }
         // FORWARD.
-        let Some(rt) = self.route(dst) else {
+        let Some(rt) = self.route(nodeport::packet::v4(dst)) else {
             self.counters.no_route += 1;
             self.note_drop(hop, &pkt, || format!("no route to {dst}"));
             return out;
@@ -814,7 +814,7 @@ impl Node {
         if !s.tuple.src.is_unspecified() {
             return;
         }
-        let to = s.tuple.dst;
+        let to = nodeport::packet::v4(s.tuple.dst);
         let src = if self.is_local(to) {
             Some(to)
         } else {
@@ -832,7 +832,7 @@ impl Node {
             self.counters.malformed += 1;
             return;
         };
-        match self.route(s.tuple.dst) {
+        match self.route(nodeport::packet::v4(s.tuple.dst)) {
             Some(rt) => out.push(Egress {
                 iface: rt.iface,
                 next_hop: rt.next_hop,
@@ -876,14 +876,14 @@ impl Node {
         let dst = packet::summarize(&pkt)
             .map(|s| s.tuple.dst)
             .unwrap_or(before.tuple.dst);
-        if self.is_local(dst) {
+        if self.is_local(nodeport::packet::v4(dst)) {
             let post = self.proxier.postrouting(now, &mut pkt, pending, None, rng);
             if post.dropped.is_none() {
                 self.dev.rx.push_back(pkt);
             }
             return;
         }
-        let Some(rt) = self.route(dst) else {
+        let Some(rt) = self.route(nodeport::packet::v4(dst)) else {
             self.counters.no_route += 1;
             self.note_drop(hop, &pkt, || format!("no route to {dst}"));
             return;

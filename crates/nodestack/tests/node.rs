@@ -26,7 +26,7 @@ fn node1() -> Node {
 
 fn node1_with(tune: impl FnOnce(&mut ProxyConfig)) -> Node {
     let mut proxy = ProxyConfig::new("ydzs-node1", vec![]);
-    proxy.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    proxy.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
     tune(&mut proxy);
     let mut n = Node::new(
         NodeSpec {
@@ -58,19 +58,20 @@ fn browser_syn() -> Vec<u8> {
 
 fn nodeport_service(etp: TrafficPolicy) -> (Service, EndpointSlice) {
     let svc = Service {
-        cluster_ip: Some(ip("10.96.0.10")),
+        cluster_ips: vec![ip("10.96.0.10").into()],
         ports: vec![ServicePort::tcp(80, 80, Some(32761))],
         external_traffic_policy: etp,
         ..Service::new("default", "nginx", ServiceType::NodePort)
     };
     let ep = |a: &str, n: &str| Endpoint {
-        ip: ip(a),
+        ip: std::net::IpAddr::V4(ip(a)),
         node_name: Some(n.into()),
         ready: true,
         serving: true,
         terminating: false,
     };
     let slice = EndpointSlice {
+        address_type: Default::default(),
         service: ServiceRef::new("default", "nginx"),
         ports: vec![EndpointPort {
             name: String::new(),
@@ -209,7 +210,10 @@ fn the_node_answers_ping_on_both_addresses() {
         assert_eq!(out.len(), 1, "reply to {from}");
         let s = summarize(&out[0].pkt).unwrap();
         assert_eq!(s.icmp, Some((0, 0)));
-        assert_eq!((s.tuple.src, s.tuple.dst), (ip(dst), ip(from)));
+        assert_eq!(
+            (s.tuple.src, s.tuple.dst),
+            (ip(dst).into(), ip(from).into())
+        );
         assert_eq!(out[0].iface, iface);
     }
 }
@@ -268,7 +272,7 @@ fn reject_source_is_the_route_back_for_a_cluster_ip() {
     let s = summarize(&out[0].pkt).unwrap();
     assert_eq!(
         (s.tuple.src, s.tuple.dst),
-        (ip("10.244.1.1"), ip("10.244.1.5"))
+        (ip("10.244.1.1").into(), ip("10.244.1.5").into())
     );
     let syn = browser_syn();
     let out = n.receive(Duration::ZERO, Iface::Eth0, &syn, &mut rng);

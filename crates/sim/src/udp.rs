@@ -154,7 +154,13 @@ pub(crate) fn unreachable_quoting(
 ) -> Option<(u8, u16, SocketAddrV4)> {
     let (3, code) = s.icmp? else { return None };
     let inner = s.inner?;
-    (inner.proto == proto && inner.src == ip).then(|| (code, inner.sport, inner.dst_addr()))
+    (inner.proto == proto && inner.src == ip).then(|| {
+        (
+            code,
+            inner.sport,
+            SocketAddrV4::new(wire::v4(inner.dst), inner.dport),
+        )
+    })
 }
 
 /// One datagram's progress: (kind, answer, error line) once it ended.

@@ -64,7 +64,7 @@ fn browser() -> ClientDesc {
 
 fn service(etp: TrafficPolicy) -> Service {
     Service {
-        cluster_ip: Some(ip("10.96.145.24")),
+        cluster_ips: vec![ip("10.96.145.24").into()],
         ports: vec![ServicePort::tcp(80, 80, Some(NODEPORT))],
         external_traffic_policy: etp,
         ..Service::new("default", "nginx", ServiceType::NodePort)
@@ -73,6 +73,7 @@ fn service(etp: TrafficPolicy) -> Service {
 
 fn slice(pods: &[PodDesc]) -> EndpointSlice {
     EndpointSlice {
+        address_type: Default::default(),
         service: ServiceRef::new("default", "nginx"),
         ports: vec![EndpointPort {
             name: String::new(),
@@ -82,7 +83,7 @@ fn slice(pods: &[PodDesc]) -> EndpointSlice {
         endpoints: pods
             .iter()
             .map(|p| Endpoint {
-                ip: p.ip,
+                ip: std::net::IpAddr::V4(p.ip),
                 node_name: Some(p.node.clone()),
                 ready: true,
                 serving: true,
@@ -373,8 +374,11 @@ fn without_masquerade_the_reply_bypasses_the_master_and_the_client_hangs() {
     let mut ns = nodes();
     for n in &mut ns {
         let cni0 = Ipv4Addr::from(u32::from(n.pod_cidr.network()) + 1);
-        let mut p = nodeport::ProxyConfig::new(n.name.clone(), vec![n.ip, cni0]);
-        p.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+        let mut p = nodeport::ProxyConfig::new(
+            n.name.clone(),
+            vec![std::net::IpAddr::V4(n.ip), std::net::IpAddr::V4(cni0)],
+        );
+        p.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
         p.masquerade_enabled = false;
         n.proxy = Some(p);
     }

@@ -41,9 +41,9 @@ fn pod_cidr(i: usize) -> Ipv4Net {
 
 fn service(s: usize) -> Service {
     Service {
-        cluster_ip: Some(Ipv4Addr::from(
-            u32::from(Ipv4Addr::new(10, 96, 0, 10)) + s as u32,
-        )),
+        cluster_ips: vec![
+            Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 10)) + s as u32).into(),
+        ],
         ports: vec![ServicePort::tcp(80, 80, Some(30000 + s as u16))],
         ..Service::new("default", format!("svc-{s}"), ServiceType::NodePort)
     }
@@ -74,7 +74,7 @@ fn cluster(
                 apps: Vec::new(),
             });
             endpoints.push(Endpoint {
-                ip,
+                ip: std::net::IpAddr::V4(ip),
                 node_name: Some(format!("node-{n}")),
                 ready: true,
                 serving: true,
@@ -82,6 +82,7 @@ fn cluster(
             });
         }
         slices.push(EndpointSlice {
+            address_type: Default::default(),
             service: ServiceRef::new("default", format!("svc-{s}")),
             ports: vec![EndpointPort {
                 name: String::new(),

@@ -61,7 +61,7 @@ fn spec() -> WorldSpec {
 
 fn service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> Service {
     Service {
-        cluster_ip: Some(ip("10.96.0.20")),
+        cluster_ips: vec![ip("10.96.0.20").into()],
         ports: vec![ServicePort::tcp(80, 80, Some(30080))],
         external_traffic_policy: etp,
         health_check_node_port: hc,
@@ -71,6 +71,7 @@ fn service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> Service {
 
 fn slice(eps: &[(&str, &str)]) -> EndpointSlice {
     EndpointSlice {
+        address_type: Default::default(),
         service: ServiceRef::new("default", "web"),
         ports: vec![EndpointPort {
             name: String::new(),
@@ -80,7 +81,7 @@ fn slice(eps: &[(&str, &str)]) -> EndpointSlice {
         endpoints: eps
             .iter()
             .map(|(a, n)| Endpoint {
-                ip: ip(a),
+                ip: std::net::IpAddr::V4(ip(a)),
                 node_name: Some(n.to_string()),
                 ready: true,
                 serving: true,
@@ -252,10 +253,14 @@ fn external_port_stands_in_for_a_pod() {
     let seq = etherparse::TcpSlice::from_slice(ip_slice.payload().payload)
         .unwrap()
         .sequence_number();
-    let b = etherparse::PacketBuilder::ipv4(syn.tuple.dst.octets(), syn.tuple.src.octets(), 64)
-        .tcp(syn.tuple.dport, syn.tuple.sport, 0, 0)
-        .rst()
-        .ack(seq.wrapping_add(1));
+    let b = etherparse::PacketBuilder::ipv4(
+        wire::v4(syn.tuple.dst).octets(),
+        wire::v4(syn.tuple.src).octets(),
+        64,
+    )
+    .tcp(syn.tuple.dport, syn.tuple.sport, 0, 0)
+    .rst()
+    .ack(seq.wrapping_add(1));
     let mut rst = Vec::new();
     b.write(&mut rst, &[]).unwrap();
     handle.inject(rst);

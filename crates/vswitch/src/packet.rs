@@ -5,7 +5,7 @@
 //! error, never a panic.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use etherparse::{
     Icmpv4Slice, Icmpv4Type, IpNumber, Ipv4HeaderSlice, Ipv4Slice, PacketBuilder, TcpSlice,
@@ -96,9 +96,9 @@ pub fn summarize(pkt: &[u8]) -> Result<Summary, PacketError> {
     let mut s = Summary {
         tuple: FlowTuple {
             proto: proto.0,
-            src,
+            src: std::net::IpAddr::V4(src),
             sport: 0,
-            dst,
+            dst: std::net::IpAddr::V4(dst),
             dport: 0,
         },
         ttl,
@@ -163,9 +163,9 @@ pub fn quoted_tuple(quoted: &[u8]) -> Option<FlowTuple> {
     let (sport, dport) = wire::l4_ports(proto, &quoted[h.slice().len()..]).unwrap_or((0, 0));
     Some(FlowTuple {
         proto,
-        src: h.source_addr(),
+        src: std::net::IpAddr::V4(h.source_addr()),
         sport,
-        dst: h.destination_addr(),
+        dst: std::net::IpAddr::V4(h.destination_addr()),
         dport,
     })
 }
@@ -193,10 +193,10 @@ pub fn rewrite_in_place(
     pkt.truncate(p.total_len);
     let mut t = p.tuple;
     if let Some(s) = new_src {
-        (t.src, t.sport) = (*s.ip(), s.port());
+        (t.src, t.sport) = (IpAddr::V4(*s.ip()), s.port());
     }
     if let Some(d) = new_dst {
-        (t.dst, t.dport) = (*d.ip(), d.port());
+        (t.dst, t.dport) = (IpAddr::V4(*d.ip()), d.port());
     }
     wire::rewrite(pkt, &p, &t);
     Ok(())
@@ -219,11 +219,17 @@ pub fn rewrite_icmp_error(
     };
     let mut out = pkt[..p.total_len].to_vec();
     let quoted = FlowTuple {
-        dst: *new_inner_dst.ip(),
+        dst: std::net::IpAddr::V4(*new_inner_dst.ip()),
         dport: new_inner_dst.port(),
         ..inner
     };
-    wire::rewrite_icmp_error(&mut out, &p, new_outer_src, p.tuple.dst, &quoted);
+    wire::rewrite_icmp_error(
+        &mut out,
+        &p,
+        std::net::IpAddr::V4(new_outer_src),
+        p.tuple.dst,
+        &quoted,
+    );
     Ok(out)
 }
 
@@ -320,7 +326,10 @@ mod tests {
         assert_eq!(s.to_string(), "203.0.113.11:40312 → 10.151.30.11:32761 S");
         let q = rewrite(&p, None, Some(sa("10.244.1.16:80"))).unwrap();
         let s2 = summarize(&q).unwrap();
-        assert_eq!(s2.tuple.dst_addr(), sa("10.244.1.16:80"));
+        assert_eq!(
+            s2.tuple.dst_addr(),
+            std::net::SocketAddr::V4(sa("10.244.1.16:80"))
+        );
         // recompute with etherparse and compare
         let ip = Ipv4Slice::from_slice(&q).unwrap();
         let h = ip.header().to_header();
@@ -359,8 +368,14 @@ mod tests {
         assert_eq!(s.tuple.src, "198.51.100.10".parse::<Ipv4Addr>().unwrap());
         assert_eq!(s.icmp, Some((3, 3)));
         let inner = s.inner.unwrap();
-        assert_eq!(inner.dst_addr(), sa("198.51.100.10:80"));
-        assert_eq!(inner.src_addr(), sa("203.0.113.11:40312"));
+        assert_eq!(
+            inner.dst_addr(),
+            std::net::SocketAddr::V4(sa("198.51.100.10:80"))
+        );
+        assert_eq!(
+            inner.src_addr(),
+            std::net::SocketAddr::V4(sa("203.0.113.11:40312"))
+        );
         let ip = Ipv4Slice::from_slice(&q).unwrap();
         let h = ip.header().to_header();
         assert_eq!(h.header_checksum, h.calc_header_checksum());

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use fnv::FnvHashMap;
@@ -381,7 +381,7 @@ impl Router {
                     orig.proto == q.proto
                         && orig.src == q.src
                         && orig.sport == q.sport
-                        && f.target == q.dst_addr()
+                        && SocketAddr::V4(f.target) == q.dst_addr()
                 });
                 if let Some((orig, _)) = hit {
                     let front = SocketAddrV4::new(lb.frontend, orig.dport);
@@ -433,7 +433,7 @@ impl Router {
                     );
                     let reply = FlowTuple {
                         proto: t.proto,
-                        src: target.ip,
+                        src: std::net::IpAddr::V4(target.ip),
                         sport: l.node_port,
                         dst: t.src,
                         dport: t.sport,
@@ -505,8 +505,8 @@ impl Router {
             let is_lb = self.lbs.iter().any(|l| l.frontend == dst);
             let allowed = self
                 .reach
-                .get(&s.tuple.src)
-                .is_some_and(|set| set.contains(&dst));
+                .get(&wire::v4(s.tuple.src))
+                .is_some_and(|set| set.contains(&wire::v4(dst)));
             if !is_lb && !allowed {
                 self.counters.filtered += 1;
                 let why = format!("{} is unreachable from {}", dst, s.tuple.src);
@@ -533,7 +533,7 @@ impl Router {
             Some(Ok(s2)) => s2.tuple.dst,
             _ => s.tuple.dst,
         };
-        let Some((out, next_hop)) = self.lookup(dst) else {
+        let Some((out, next_hop)) = self.lookup(wire::v4(dst)) else {
             self.counters.unroutable += 1;
             let why = format!("no route to {dst}");
             self.note_drop(now, in_iface, Some(&s), &pkt, why);
@@ -545,7 +545,7 @@ impl Router {
                 self.counters.ttl_exceeded += 1;
                 let mut outs = Vec::new();
                 if let Ok(icmp) = packet::time_exceeded(in_addr, &pkt) {
-                    if let Some((o, nh)) = self.lookup(s.tuple.src) {
+                    if let Some((o, nh)) = self.lookup(wire::v4(s.tuple.src)) {
                         outs.push(RouterOutput {
                             iface: o,
                             next_hop: nh,
@@ -734,7 +734,7 @@ mod tests {
             assert_eq!(summarize(&again[0].pkt).unwrap().tuple.dst, s.tuple.dst);
             // reply is un-DNATed
             let reply = tcp_packet(
-                SocketAddrV4::new(s.tuple.dst, 32761),
+                SocketAddrV4::new(wire::v4(s.tuple.dst), 32761),
                 SocketAddrV4::new(ip("203.0.113.50"), 30000 + port),
                 64,
                 "SA",
@@ -743,10 +743,10 @@ mod tests {
             let back = r.receive(Duration::ZERO, 0, &reply, &mut rng);
             assert_eq!(
                 summarize(&back[0].pkt).unwrap().tuple.src_addr(),
-                sa("198.51.100.100:80")
+                std::net::SocketAddr::V4(sa("198.51.100.100:80"))
             );
         }
-        let a = per[&ip("10.151.30.12")];
+        let a = per[&ip("10.151.30.12").into()];
         assert!((430..=570).contains(&a), "split {a}/1000");
         // weights / health hook
         let lb = r.load_balancer_mut("lb").unwrap();

@@ -50,7 +50,7 @@ pub fn port_unreachable(orig: &[u8], p: &Parsed, from: Ipv4Addr) -> Vec<u8> {
     let room = ERROR_MAX - 20 - 8;
     let mut out = error_packet(
         from,
-        p.tuple.src,
+        crate::addr::v4(p.tuple.src),
         Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
         &orig[..p.total_len.min(orig.len()).min(room)],
     );

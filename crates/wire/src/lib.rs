@@ -27,7 +27,7 @@ pub mod parse;
 pub mod proto;
 pub mod tuple;
 
-pub use addr::first_host;
+pub use addr::{first_host, v4, IpFamily};
 pub use error::PacketError;
 pub use nat::{rewrite, rewrite_icmp_error};
 pub use parse::{l4_ports, parse, L4Kind, Parsed};

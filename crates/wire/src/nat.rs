@@ -4,8 +4,9 @@
 //! [`rewrite_icmp_error`] translates an ICMP error and the datagram it quotes, as
 //! `nf_nat_icmp_reply_translation` does. Both take the [`Parsed`] of the buffer they edit.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
+use crate::addr::v4;
 use crate::checksum::{
     apply_delta, checksum, csum_replace2, csum_replace4, delta16, delta32, sctp_crc32c,
 };
@@ -97,7 +98,7 @@ pub fn rewrite(pkt: &mut [u8], p: &Parsed, new: &Tuple) {
     let l4 = p.ihl;
     let old_src = rd32(pkt, 12);
     let old_dst = rd32(pkt, 16);
-    let (new_src, new_dst) = (u32::from(new.src), u32::from(new.dst));
+    let (new_src, new_dst) = (u32::from(v4(new.src)), u32::from(v4(new.dst)));
     let addr_delta = delta32(delta32(0, old_src, new_src), old_dst, new_dst);
     if old_src != new_src || old_dst != new_dst {
         pkt[12..16].copy_from_slice(&new_src.to_be_bytes());
@@ -141,8 +142,8 @@ pub fn rewrite(pkt: &mut [u8], p: &Parsed, new: &Tuple) {
 pub fn rewrite_icmp_error(
     pkt: &mut [u8],
     p: &Parsed,
-    outer_src: Ipv4Addr,
-    outer_dst: Ipv4Addr,
+    outer_src: IpAddr,
+    outer_dst: IpAddr,
     inner: &Tuple,
 ) {
     let L4Kind::IcmpError {
@@ -153,14 +154,17 @@ pub fn rewrite_icmp_error(
     else {
         return;
     };
-    set_ip_addr(pkt, 0, true, outer_src);
-    set_ip_addr(pkt, 0, false, outer_dst);
+    set_ip_addr(pkt, 0, true, v4(outer_src));
+    set_ip_addr(pkt, 0, false, v4(outer_dst));
     let end = p.total_len;
     let iproto = old_inner.proto;
     let il4 = inner_off + inner_ihl;
     let csum_off = l4_csum_off(iproto).map(|(o, pseudo)| (il4 + o, pseudo));
     for (is_src, addr) in [(true, inner.src), (false, inner.dst)] {
-        let (old, new) = (set_ip_addr(pkt, inner_off, is_src, addr), u32::from(addr));
+        let (old, new) = (
+            set_ip_addr(pkt, inner_off, is_src, v4(addr)),
+            u32::from(v4(addr)),
+        );
         if let (Some((off, true)), true) = (csum_off, old != new) {
             if off + 2 <= end {
                 fix_l4_csum(pkt, off, iproto, delta32(0, old, new));

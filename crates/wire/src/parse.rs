@@ -3,7 +3,7 @@
 //! Strict by design (the engine's view): fragments, unknown protocols and ICMP types other
 //! than echo and the errors (3, 11, 12) are errors. Header validation is etherparse's.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
 
@@ -77,8 +77,8 @@ pub fn l4_ports(proto: u8, l4: &[u8]) -> Option<(u16, u16)> {
 /// Tuple of an L4 header in `l4` (at least 8 bytes needed, as an ICMP error quotes).
 fn embedded_tuple(
     proto: u8,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: impl Into<IpAddr>,
+    dst: impl Into<IpAddr>,
     l4: &[u8],
 ) -> Result<Tuple, PacketError> {
     if l4.len() < 8 {
@@ -91,9 +91,9 @@ fn embedded_tuple(
                 l4_ports(proto, l4).ok_or(PacketError::UnsupportedProtocol(proto))?;
             Ok(Tuple {
                 proto,
-                src,
+                src: src.into(),
                 sport,
-                dst,
+                dst: dst.into(),
                 dport,
             })
         }
@@ -120,7 +120,10 @@ pub fn parse(pkt: &[u8]) -> Result<Parsed, PacketError> {
     if ip.more_fragments() || ip.fragments_offset().value() != 0 {
         return Err(PacketError::Fragment);
     }
-    let (src, dst) = (ip.source_addr(), ip.destination_addr());
+    let (src, dst) = (
+        IpAddr::V4(ip.source_addr()),
+        IpAddr::V4(ip.destination_addr()),
+    );
     let proto = ip.protocol().0;
     let l4 = &pkt[ihl..total_len];
     let tuple = |sport, dport| Tuple {

@@ -376,7 +376,11 @@ fn family(
             if let Some(g) = given.filter(|g| *g != own) {
                 return Err(inv(
                     "family",
-                    format!("{} but `to` {ip} is an {} address", g.as_str(), own.as_str()),
+                    format!(
+                        "{} but `to` {ip} is an {} address",
+                        g.as_str(),
+                        own.as_str()
+                    ),
                 ));
             }
             own

@@ -11,10 +11,10 @@
 //! not O(services × slices) per node.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::{affinity_key, FrontendKind};
 use crate::chains::{endpoint_chain_name, port_proto_hash, service_port_name};
@@ -26,8 +26,8 @@ use crate::topology;
 /// One endpoint of a service port, as the rules see it.
 #[derive(Debug, Clone)]
 pub(super) struct EpInfo {
-    pub(super) addr: SocketAddrV4,
-    pub(super) ip: Ipv4Addr,
+    pub(super) addr: SocketAddr,
+    pub(super) ip: IpAddr,
     pub(super) serving: bool,
     /// `KUBE-SEP-<hash>`.
     pub(super) sep: String,
@@ -72,10 +72,10 @@ impl SvcPort {
 /// KUBE-FW-<hash>: who may use the LB IPs of a service with `loadBalancerSourceRanges`.
 #[derive(Debug, Clone)]
 pub(super) struct Firewall {
-    ranges: Vec<Ipv4Net>,
+    ranges: Vec<IpNet>,
     /// The LB IPs, allowed as sources when a range contains the node IP (a node reaching its
     /// own VIP loops back with the VIP as source).
-    lb_ips: Vec<Ipv4Addr>,
+    lb_ips: Vec<IpAddr>,
 }
 
 impl Firewall {
@@ -91,7 +91,7 @@ impl Firewall {
 
     /// The `-s` of the KUBE-FW rule `src` matches on the node whose first address is
     /// `node_ip` (a range, or an LB IP), `None`: dropped.
-    pub(super) fn matching(&self, src: Ipv4Addr, node_ip: Option<&Ipv4Addr>) -> Option<String> {
+    pub(super) fn matching(&self, src: IpAddr, node_ip: Option<&IpAddr>) -> Option<String> {
         if let Some(r) = self.ranges.iter().find(|r| r.contains(&src)) {
             return Some(r.to_string());
         }
@@ -116,7 +116,7 @@ impl Firewall {
 pub struct ServiceTable {
     pub(super) ports: Vec<SvcPort>,
     /// (proto, ip, port) of ClusterIP / externalIP / LB IP frontends.
-    pub(super) frontends: HashMap<(u8, Ipv4Addr, u16), (usize, FrontendKind)>,
+    pub(super) frontends: HashMap<(u8, IpAddr, u16), (usize, FrontendKind)>,
     /// (proto, nodePort).
     pub(super) nodeports: HashMap<(u8, u16), usize>,
     pub(super) health_ports: HashMap<u16, ServiceRef>,
@@ -136,7 +136,7 @@ impl ServiceTable {
         let mut t = ServiceTable::default();
         for svc in services {
             // Headless services get no rules.
-            let Some(cluster_ip) = svc.cluster_ip else {
+            let Some(cluster_ip) = svc.cluster_ip() else {
                 continue;
             };
             let sref = svc.service_ref();
@@ -161,7 +161,7 @@ impl ServiceTable {
     fn add_frontends(
         &mut self,
         svc: &Service,
-        cluster_ip: Ipv4Addr,
+        cluster_ip: IpAddr,
         sp: &crate::model::ServicePort,
         idx: usize,
     ) {

@@ -12,6 +12,7 @@ use crate::chains::{
 };
 use crate::conntrack::Tuple;
 use crate::iptables::KUBE_PROXY_FIREWALL;
+use crate::model::IpFamily;
 use crate::model::ProxyConfig;
 
 /// What a new flow's rule path needs besides the decision.
@@ -193,7 +194,10 @@ fn service_steps(cx: &FlowCtx<'_>, dn: &DnatDecision, walk: &mut ChainWalk) {
     match dn.via {
         Via::ClusterIp { masq: false } => {}
         Via::ClusterIp { masq: true } => {
-            let not_src = match (cx.config.masquerade_all, cx.config.cluster_cidr) {
+            let not_src = match (
+                cx.config.masquerade_all,
+                cx.config.cluster_cidr(IpFamily::of(cx.t.src)),
+            ) {
                 (false, Some(c)) => format!(" ! -s {c}"),
                 _ => String::new(),
             };
@@ -214,7 +218,7 @@ fn service_steps(cx: &FlowCtx<'_>, dn: &DnatDecision, walk: &mut ChainWalk) {
         Via::External(ExtRoute::Pod) => {
             let cidr = cx
                 .config
-                .cluster_cidr
+                .cluster_cidr(IpFamily::of(cx.t.src))
                 .map(|c| c.to_string())
                 .unwrap_or_default();
             walk.push(

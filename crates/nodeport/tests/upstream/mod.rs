@@ -21,9 +21,13 @@ pub fn ip(s: &str) -> Ipv4Addr {
 pub fn fake_config() -> ProxyConfig {
     let mut c = ProxyConfig::new(
         "test-node",
-        vec![ip(NODE_IP), ip(NODE_IP_ALT), ip(EXTERNAL_IP)],
+        vec![
+            std::net::IpAddr::V4(ip(NODE_IP)),
+            std::net::IpAddr::V4(ip(NODE_IP_ALT)),
+            std::net::IpAddr::V4(ip(EXTERNAL_IP)),
+        ],
     );
-    c.cluster_cidr = Some("10.0.0.0/8".parse().unwrap());
+    c.cluster_cidrs = vec!["10.0.0.0/8".parse().unwrap()];
     c.masquerade_random_fully = false;
     c
 }
@@ -31,7 +35,7 @@ pub fn fake_config() -> ProxyConfig {
 /// `makeTestService(ns, name, …)` with one port "p80" (TCP 80, `node_port`).
 pub fn svc(ns: &str, name: &str, type_: ServiceType, cluster_ip: &str, np: Option<u16>) -> Service {
     Service {
-        cluster_ip: Some(ip(cluster_ip)),
+        cluster_ips: vec![ip(cluster_ip).into()],
         ports: vec![ServicePort {
             name: "p80".into(),
             protocol: Protocol::Tcp,
@@ -46,6 +50,7 @@ pub fn svc(ns: &str, name: &str, type_: ServiceType, cluster_ip: &str, np: Optio
 /// `makeTestEndpointSlice(ns, name, …)`: port "p80" TCP 80, ready endpoints (ip, nodeName).
 pub fn slice(ns: &str, name: &str, eps: &[(&str, Option<&str>)]) -> EndpointSlice {
     EndpointSlice {
+        address_type: Default::default(),
         service: ServiceRef::new(ns, name),
         ports: vec![EndpointPort {
             name: "p80".into(),
@@ -55,7 +60,7 @@ pub fn slice(ns: &str, name: &str, eps: &[(&str, Option<&str>)]) -> EndpointSlic
         endpoints: eps
             .iter()
             .map(|(a, node)| Endpoint {
-                ip: ip(a),
+                ip: std::net::IpAddr::V4(ip(a)),
                 node_name: node.map(String::from),
                 ready: true,
                 serving: true,

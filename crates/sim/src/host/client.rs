@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -414,7 +414,7 @@ impl CurlClient {
         match self
             .active
             .iter_mut()
-            .find(|a| a.port == s.tuple.sport && a.dst == s.tuple.dst_addr())
+            .find(|a| a.port == s.tuple.sport && SocketAddr::V4(a.dst) == s.tuple.dst_addr())
         {
             Some(a) => {
                 a.syns += 1;

@@ -200,7 +200,7 @@ impl Port for Host {
         // on its own timer. Otherwise enough sockets listen for every SYN in the queue.
         if let (Ok(s), Some(apps)) = (&sum, &mut self.apps) {
             if s.tuple.proto == PROTO_TCP && s.flags == "S" {
-                let from = SocketAddrV4::new(s.tuple.src, s.tuple.sport);
+                let from = SocketAddrV4::new(wire::v4(s.tuple.src), s.tuple.sport);
                 let queued = self.dev.rx.len();
                 if !apps.on_syn(&mut self.sockets, from, s.tuple.dport, queued) {
                     return;

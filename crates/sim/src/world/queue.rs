@@ -106,32 +106,33 @@ impl World {
             self.lost += 1;
             return;
         };
+        let dst = wire::v4(s.tuple.dst);
         let edge = &self.edges[e];
         let seg = edge.seg;
-        let on_link = self.segments[seg].on_link(s.tuple.dst);
-        if on_link && s.tuple.dst != edge.gateway {
+        let on_link = self.segments[seg].on_link(dst);
+        if on_link && dst != edge.gateway {
             // Pod to pod on a cni0 bridge: br_netfilter hands it to the node's hooks.
             if let Some(&n) = self.cni_node.get(&seg) {
-                if self.segments[seg].resolve(s.tuple.dst).is_some() {
+                if self.segments[seg].resolve(dst).is_some() {
                     if self.tracing {
                         let ev = FabricEvent {
                             at: self.now,
                             segment: self.segments[seg].name().to_string(),
                             from: self.edges[e].name.clone(),
                             to: Some(self.attach_name(Attach::Bridge(n))),
-                            next_hop: s.tuple.dst,
+                            next_hop: dst,
                             summary: Some(s),
                         };
                         self.trace.push(TraceEvent::Fabric(ev));
                     }
                     self.queue.push_back((Attach::Bridge(n), pkt));
                 } else {
-                    self.emit(Attach::Edge(e), seg, s.tuple.dst, pkt);
+                    self.emit(Attach::Edge(e), seg, dst, pkt);
                 }
                 return;
             }
         }
-        let next_hop = if on_link { s.tuple.dst } else { edge.gateway };
+        let next_hop = if on_link { dst } else { edge.gateway };
         self.emit(Attach::Edge(e), seg, next_hop, pkt);
     }
 

@@ -41,8 +41,11 @@ fn build_node(spec: &WorldSpec, d: &NodeDesc, seed: u64) -> Result<Node, SimErro
     }
     let cni0 = first_host(d.pod_cidr.trunc());
     let proxy = d.proxy.clone().unwrap_or_else(|| {
-        let mut p = ProxyConfig::new(d.name.clone(), vec![d.ip, cni0]);
-        p.cluster_cidr = spec.cluster_cidr;
+        let mut p = ProxyConfig::new(
+            d.name.clone(),
+            vec![std::net::IpAddr::V4(d.ip), std::net::IpAddr::V4(cni0)],
+        );
+        p.cluster_cidrs = spec.cluster_cidr.into_iter().map(Into::into).collect();
         p
     });
     let mut node = Node::new(

@@ -138,9 +138,9 @@ impl World {
         let client_ip = self.edges[m.client].ip;
         let first = FlowTuple {
             proto: m.proto,
-            src: client_ip,
+            src: std::net::IpAddr::V4(client_ip),
             sport: out.client_port,
-            dst: *m.dst.ip(),
+            dst: std::net::IpAddr::V4(*m.dst.ip()),
             dport: m.dst.port(),
         };
         let end = m.started + out.elapsed + Duration::from_secs(1);
