@@ -152,12 +152,15 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
             // IPv6 cluster CIDR (kube-proxy's `--cluster-cidr=v4,v6`).
             let v6 = n.ipv6.zip(n.pod_cidr_v6);
             addrs.extend(v6.map(|(ip, _)| std::net::IpAddr::V6(ip)));
-            addrs.extend(n.cni0_ipv6().filter(|_| v6.is_some()).map(std::net::IpAddr::V6));
+            addrs.extend(
+                n.cni0_ipv6()
+                    .filter(|_| v6.is_some())
+                    .map(std::net::IpAddr::V6),
+            );
             let mut cfg = nodeport::ProxyConfig::new(n.name.clone(), addrs);
             cfg.cluster_cidrs = vec![cluster.cluster_cidr.into()];
-            if v6.is_some() {
-                cfg.cluster_cidrs
-                    .extend(cluster.cluster_cidr_v6.map(ipnet::IpNet::V6));
+            if let (Some(_), Some(net)) = (v6, cluster.cluster_cidr_v6) {
+                cfg.cluster_cidrs.push(net.into());
             }
             cfg.masquerade_enabled = n.masquerade;
             cfg.masquerade_random_fully = cluster.kube_proxy.masquerade_random_fully;
