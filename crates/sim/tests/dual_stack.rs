@@ -206,6 +206,26 @@ fn routes_pod_to_pod_and_filters_unreachable_nodes_over_ipv6() {
     assert!(w.router().counters.filtered > 0);
 }
 
+/// Node-local answers over IPv6: kube-proxy's `/healthz` on :10256 of node1's IPv6 address
+/// (the node's own smoltcp stack, INPUT then its reply routed back via the router).
+#[test]
+fn node_answers_health_checks_over_ipv6() {
+    let mut w = world(TrafficPolicy::Cluster, true);
+    let opts = RequestOpts {
+        path: "/healthz".into(),
+        ..RequestOpts::default()
+    };
+    let dst = SocketAddr::new(v6("fd00:10:151:30::12").into(), 10256);
+    let out = w.request("browser", dst, opts).unwrap();
+    let t: Vec<String> = w.trace().iter().take(30).map(|e| e.to_string()).collect();
+    assert_eq!(
+        (out.kind, out.status),
+        (OutcomeKind::Ok, Some(200)),
+        "{out}\n{}",
+        t.join("\n")
+    );
+}
+
 /// A world whose node has an IPv6 address but no IPv6 node network is refused; a pod's IPv6
 /// address must be inside its node's IPv6 pod CIDR.
 #[test]
