@@ -226,6 +226,75 @@ fn node_answers_health_checks_over_ipv6() {
     );
 }
 
+/// UDP over IPv6 to agnhost netexec: `clientip` answers the peer as Go prints it
+/// (`[addr]:port`), and a closed port draws ICMPv6 port unreachable (curl-like "Connection
+/// refused").
+#[test]
+fn udp_over_ipv6() {
+    let mut spec = spec(false);
+    spec.pods[0].apps = vec![sim::AppDesc {
+        kind: sim::AppKind::Netexec,
+        http_ports: vec![8080],
+        raw_tcp_ports: Vec::new(),
+        udp_ports: vec![8081],
+    }];
+    spec.clients.push(ClientDesc {
+        name: "tester".into(),
+        ip: v4("10.244.2.50"),
+        ipv6: Some(v6("fd00:10:244:2::50")),
+        attach: Attachment::Pod {
+            node: "node2".into(),
+        },
+    });
+    let mut w = World::new(spec).unwrap();
+    let udp = |w: &mut World, port: u16| {
+        let opts = sim::UdpOpts {
+            payload: "clientip".into(),
+            timeout: std::time::Duration::from_secs(2),
+            source_port: Some(40000),
+        };
+        let dst = SocketAddr::new(v6("fd00:10:244:1::16").into(), port);
+        let id = w.start_udp("tester", dst, opts).unwrap();
+        w.run_until_complete(id).unwrap()
+    };
+    let out = udp(&mut w, 8081);
+    assert_eq!(
+        (out.kind, out.body.as_str()),
+        (OutcomeKind::Ok, "[fd00:10:244:2::50]:40000")
+    );
+    let out = udp(&mut w, 9999);
+    assert_eq!(out.kind, OutcomeKind::Refused, "{out}");
+    assert!(
+        out.message.contains("Connection refused"),
+        "{}",
+        out.message
+    );
+}
+
+/// A Service without endpoints REJECTs over IPv6 too: kube-proxy's ip6tables
+/// `--reject-with icmp6-port-unreachable`, sent from the node's IPv6 address; curl says
+/// "Connection refused".
+#[test]
+fn reject_over_ipv6_is_connection_refused() {
+    let mut w = World::new(spec(true)).unwrap();
+    let svc = Service {
+        cluster_ips: vec![v6("fd00:10:96::f060").into()],
+        ip_families: vec![IpFamily::V6],
+        ports: vec![ServicePort::tcp(80, 80, Some(NODEPORT))],
+        ..Service::new("default", "nginx", ServiceType::NodePort)
+    };
+    w.set_services(&[svc], &[slice(IpFamily::V6, &[])]);
+    let dst = SocketAddr::new(v6("fd00:10:151:30::11").into(), NODEPORT);
+    let out = w.request("browser", dst, RequestOpts::default()).unwrap();
+    assert_eq!(out.kind, OutcomeKind::Refused, "{out}");
+    let text: Vec<String> = w.trace().iter().map(|e| e.to_string()).collect();
+    let text = text.join("\n");
+    assert!(
+        text.contains("fd00:10:151:30::11 → 2001:db8::11 ICMP6 port unreachable"),
+        "{text}"
+    );
+}
+
 /// A world whose node has an IPv6 address but no IPv6 node network is refused; a pod's IPv6
 /// address must be inside its node's IPv6 pod CIDR.
 #[test]
