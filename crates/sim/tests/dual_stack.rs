@@ -59,6 +59,18 @@ fn spec(tracing: bool) -> WorldSpec {
     }
 }
 
+/// A dual-stack client pod on node2.
+fn tester() -> ClientDesc {
+    ClientDesc {
+        name: "tester".into(),
+        ip: v4("10.244.2.50"),
+        ipv6: Some(v6("fd00:10:244:2::50")),
+        attach: Attachment::Pod {
+            node: "node2".into(),
+        },
+    }
+}
+
 fn slice(family: IpFamily, pods: &[PodDesc]) -> EndpointSlice {
     EndpointSlice {
         address_type: family,
@@ -167,14 +179,7 @@ fn local_policy_keeps_the_client_address_of_each_family() {
 #[test]
 fn routes_pod_to_pod_and_filters_unreachable_nodes_over_ipv6() {
     let mut spec = spec(true);
-    spec.clients.push(ClientDesc {
-        name: "tester".into(),
-        ip: v4("10.244.2.50"),
-        ipv6: Some(v6("fd00:10:244:2::50")),
-        attach: Attachment::Pod {
-            node: "node2".into(),
-        },
-    });
+    spec.clients.push(tester());
     let mut w = World::new(spec).unwrap();
     let mark = w.access_mark();
     let dst = SocketAddr::new(v6("fd00:10:244:1::16").into(), 80);
@@ -238,14 +243,7 @@ fn udp_over_ipv6() {
         raw_tcp_ports: Vec::new(),
         udp_ports: vec![8081],
     }];
-    spec.clients.push(ClientDesc {
-        name: "tester".into(),
-        ip: v4("10.244.2.50"),
-        ipv6: Some(v6("fd00:10:244:2::50")),
-        attach: Attachment::Pod {
-            node: "node2".into(),
-        },
-    });
+    spec.clients.push(tester());
     let mut w = World::new(spec).unwrap();
     let udp = |w: &mut World, port: u16| {
         let opts = sim::UdpOpts {
