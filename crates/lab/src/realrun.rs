@@ -487,12 +487,12 @@ impl RealRun {
         );
         Ok(RequestResult {
             client: client.name.clone(),
-            client_ip: client.ip,
+            client_ip: crate::plan::client_ip(client, req.dst.ip()),
             target: req.label,
             outcome,
             status,
             pod,
-            logged_client_ip: logged,
+            logged_client_ip: logged.map(Into::into),
             elapsed_ms: elapsed.as_millis() as u64,
             curl_message: message,
             reply,
@@ -520,8 +520,11 @@ impl RealRun {
             .lab
             .client_ns(client)
             .with_context(|| format!("no namespace for client {client}"))?;
+        let std::net::SocketAddr::V4(dst) = req.dst else {
+            anyhow::bail!("UDP over IPv6 ({}) is not supported in real mode", req.dst);
+        };
         let ureq = UdpRequest {
-            dst: req.dst,
+            dst,
             payload: req.step.payload.clone(),
             timeout: req.step.timeout,
             source_port: req.step.source_port,
