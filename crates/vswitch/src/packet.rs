@@ -5,7 +5,7 @@
 //! error, never a panic.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use etherparse::{
     Icmpv4Slice, Icmpv4Type, Icmpv6Slice, Icmpv6Type, IpNumber, Ipv4HeaderSlice, Ipv4Slice,
@@ -323,8 +323,8 @@ pub fn rewrite_in_place(
 /// checksum fixed by [`wire::rewrite_icmp_error`].
 pub fn rewrite_icmp_error(
     pkt: &[u8],
-    new_outer_src: Ipv4Addr,
-    new_inner_dst: SocketAddrV4,
+    new_outer_src: IpAddr,
+    new_inner_dst: SocketAddr,
 ) -> Result<Vec<u8>, PacketError> {
     let p = wire::parse(pkt)?;
     let wire::L4Kind::IcmpError { inner, .. } = p.kind else {
@@ -334,18 +334,15 @@ pub fn rewrite_icmp_error(
         });
     };
     let mut out = pkt[..p.total_len].to_vec();
+    if IpFamily::of(new_outer_src) != p.family || IpFamily::of(new_inner_dst.ip()) != p.family {
+        return Err(PacketError::Ip("NAT across address families".into()));
+    }
     let quoted = FlowTuple {
-        dst: std::net::IpAddr::V4(*new_inner_dst.ip()),
+        dst: new_inner_dst.ip(),
         dport: new_inner_dst.port(),
         ..inner
     };
-    wire::rewrite_icmp_error(
-        &mut out,
-        &p,
-        std::net::IpAddr::V4(new_outer_src),
-        p.tuple.dst,
-        &quoted,
-    );
+    wire::rewrite_icmp_error(&mut out, &p, new_outer_src, p.tuple.dst, &quoted);
     Ok(out)
 }
 
@@ -419,6 +416,7 @@ pub fn tcp_packet(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddrV4;
 
     fn sa(s: &str) -> SocketAddrV4 {
         s.parse().unwrap()
@@ -472,7 +470,7 @@ mod tests {
         let q = rewrite_icmp_error(
             &icmp,
             "198.51.100.10".parse().unwrap(),
-            sa("198.51.100.10:80"),
+            sa("198.51.100.10:80").into(),
         )
         .unwrap();
         let s = summarize(&q).unwrap();
@@ -493,7 +491,11 @@ mod tests {
         let ic = Icmpv4Slice::from_slice(ip.payload().payload).unwrap();
         let expect = etherparse::Icmpv4Header::with_checksum(ic.icmp_type(), ic.payload());
         assert_eq!(ic.checksum(), expect.checksum);
-        assert!(rewrite_icmp_error(&p, "1.1.1.1".parse().unwrap(), sa("1.1.1.1:1")).is_err());
+        assert!(
+            rewrite_icmp_error(&p, "1.1.1.1".parse().unwrap(), sa("1.1.1.1:1").into()).is_err()
+        );
+        let to6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
+        assert!(rewrite_icmp_error(&icmp, to6.ip(), to6).is_err());
     }
 
     #[test]
