@@ -323,24 +323,35 @@ fn dual_stack_routes_and_addresses() {
     assert_eq!(n.cni0_v6(), Some("fd00:10:244:1::1".parse().unwrap()));
     assert!(n.is_local(a("fd00:10:244:1::1")) && n.is_local(a("fd00:151:30::12")));
     assert!(!n.is_local(a("fd00:10:244:1::2")));
-    let r = n.route(a("fd00:10:244:2::9")).unwrap();
-    assert_eq!(
-        (r.iface, r.next_hop, r.src),
-        (Iface::Eth0, a("fd00:151:30::13"), a("fd00:151:30::12"))
-    );
-    let r = n.route(a("fd00:10:244:1::5")).unwrap();
-    assert_eq!(
-        (r.iface, r.next_hop, r.src),
-        (Iface::Cni0, a("fd00:10:244:1::5"), a("fd00:10:244:1::1"))
-    );
-    let r = n.route(a("2001:db8::11")).unwrap();
-    assert_eq!(
-        (r.iface, r.next_hop, r.src),
-        (Iface::Eth0, a("fd00:151:30::1"), a("fd00:151:30::12"))
-    );
-    // IPv4 is unchanged by the IPv6 side.
-    let r = n.route(a("203.0.113.11")).unwrap();
-    assert_eq!((r.next_hop, r.src), (a("10.151.30.1"), a("10.151.30.12")));
+    // (destination, egress, next hop, MASQUERADE address); IPv4 unchanged by the IPv6 side.
+    for (dst, iface, next_hop, src) in [
+        (
+            "fd00:10:244:2::9",
+            Iface::Eth0,
+            "fd00:151:30::13",
+            "fd00:151:30::12",
+        ),
+        (
+            "fd00:10:244:1::5",
+            Iface::Cni0,
+            "fd00:10:244:1::5",
+            "fd00:10:244:1::1",
+        ),
+        (
+            "2001:db8::11",
+            Iface::Eth0,
+            "fd00:151:30::1",
+            "fd00:151:30::12",
+        ),
+        ("203.0.113.11", Iface::Eth0, "10.151.30.1", "10.151.30.12"),
+    ] {
+        let r = n.route(a(dst)).unwrap();
+        assert_eq!(
+            (r.iface, r.next_hop, r.src),
+            (iface, a(next_hop), a(src)),
+            "{dst}"
+        );
+    }
     let shown: Vec<String> = n.routes().iter().map(|r| r.to_string()).collect();
     assert_eq!(
         shown,
