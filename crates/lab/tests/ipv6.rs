@@ -69,7 +69,43 @@ fn trace_and_conntrack_show_the_ipv6_flow() {
         "→ [fd00:10:244:",
         "SNAT (MASQUERADE) src [2001:db8::11]:",
         "src=2001:db8::11 dst=fd00:10:151:30::11",
+        // kube-proxy's IPv6 proxier programs ip6tables: the chain walk says so.
+        "ip6tables nat: KUBE-SERVICES → KUBE-NODEPORTS →",
+        "ip6tables nat: KUBE-POSTROUTING →",
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
+}
+
+/// The flow diagram of an IPv6 request names ip6tables in the nodes and the client's IPv6
+/// address; an IPv4 request's names iptables.
+#[test]
+fn diagram_names_ip6tables_for_an_ipv6_request() {
+    let dir = std::env::temp_dir().join(format!("lab-ipv6-diagram-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let svg = |scenario: &str, request: &str| {
+        let file = dir.join(format!("{scenario}-{request}.svg"));
+        let f = file.to_str().expect("utf-8 path");
+        scenario_run(scenario, &["--diagram", f, "--trace-request", request]);
+        std::fs::read_to_string(&file).expect("svg written")
+    };
+    let v6 = svg("dual-stack", "2");
+    assert!(
+        v6.contains(">ip6tables<") && !v6.contains(">iptables<"),
+        "{v6}"
+    );
+    assert!(v6.contains("2001:db8::11"));
+    let v4 = svg("dual-stack", "1");
+    assert!(
+        v4.contains(">iptables<") && !v4.contains(">ip6tables<"),
+        "{v4}"
+    );
+    let out = String::from_utf8(scenario_run(
+        "dual-stack",
+        &["--trace", "--trace-request", "1"],
+    ))
+    .expect("utf-8");
+    assert!(out.contains("\n            nat: KUBE-SERVICES"), "{out}");
+    assert!(!out.contains("ip6tables nat:"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -204,14 +204,21 @@ impl fmt::Display for HopEvent {
         if !self.walk.steps.is_empty() {
             // The rule path as iptables would walk it: A → B → …; "↩ C" marks a return
             // from a jumped-to chain (e.g. KUBE-MARK-MASQ) back into C.
-            // A change of table (nat PREROUTING, then filter) starts a new line.
+            // A change of table (nat PREROUTING, then filter) starts a new line. An IPv6
+            // flow's rules are ip6tables' (kube-proxy's IPv6 proxier): its lines say so.
+            let v6 = self
+                .before
+                .as_ref()
+                .or(self.after.as_ref())
+                .is_some_and(|s| s.tuple.is_ipv6());
+            let tool = if v6 { "ip6tables " } else { "" };
             let mut path = String::new();
             let mut last: Option<&str> = None;
             let mut table = "";
             for st in &self.walk.steps {
                 if st.table != table {
                     if !path.is_empty() {
-                        write!(f, "\n{pad}{table}: {path}")?;
+                        write!(f, "\n{pad}{tool}{table}: {path}")?;
                         path.clear();
                     }
                     table = st.table;
@@ -229,7 +236,7 @@ impl fmt::Display for HopEvent {
                 path.push_str(&st.target);
                 last = Some(&st.target);
             }
-            write!(f, "\n{pad}{table}: {path}")?;
+            write!(f, "\n{pad}{tool}{table}: {path}")?;
         }
         for r in &self.rewrites {
             let (what, field) = match r.kind {

@@ -37,6 +37,8 @@ struct Header {
     box_top: f64,
     header_bottom: f64,
     x: f64,
+    /// Whose rules the flow walks: `iptables`, or `ip6tables` for an IPv6 request.
+    tables: &'static str,
 }
 
 /// A pod or client pod inside a node box.
@@ -146,7 +148,7 @@ impl Header {
         hx + HOST_W / 2.0
     }
 
-    /// The host network namespace: where iptables (kube-proxy's rules) runs.
+    /// The host network namespace: where iptables or ip6tables (kube-proxy's rules) runs.
     fn host_netns(&mut self, node: &str, hx: f64, inner_top: f64) {
         let r = Rect {
             x: hx,
@@ -160,7 +162,7 @@ impl Header {
         self.svg
             .text(tx, inner_top + 17.0, "host netns", 11.0, brown, MONO, "");
         self.svg
-            .text(tx, inner_top + 33.0, "iptables", 11.0, brown, MONO, "");
+            .text(tx, inner_top + 33.0, self.tables, 11.0, brown, MONO, "");
         self.columns.push(Column {
             place: Place::Node(node.to_string()),
             x: hx + HOST_W / 2.0,
@@ -347,6 +349,7 @@ pub(super) fn layout(
     titles: &[String],
     hops: &[TraceEvent],
     rows: &[Row],
+    ipv6: bool,
 ) -> Layout {
     let mut svg = Svg {
         body: String::new(),
@@ -360,6 +363,7 @@ pub(super) fn layout(
         box_top,
         header_bottom: box_top,
         x: MARGIN,
+        tables: if ipv6 { "ip6tables" } else { "iptables" },
     };
     let net_label = client_net_label(hops);
     let mut client_xs = Vec::new();
@@ -368,7 +372,11 @@ pub(super) fn layout(
         .iter()
         .filter(|c| matches!(c.attach, ClientAttach::External { .. }))
     {
-        let lines = vec![c.name.clone(), c.ip.to_string(), "external client".into()];
+        let ip = match (ipv6, c.ipv6) {
+            (true, Some(v6)) => v6.to_string(),
+            _ => c.ip.to_string(),
+        };
+        let lines = vec![c.name.clone(), ip, "external client".into()];
         client_xs.push(h.simple_box(Place::Edge(c.name.clone()), &lines, "#e3f2fd", "#1565c0"));
     }
     // Room for the client network label left of the router.

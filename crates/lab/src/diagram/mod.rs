@@ -151,7 +151,7 @@ fn render(
 ) -> String {
     let mut rows = request_rows(request, hops);
     let titles = title_lines(cluster, number, request);
-    let header = layout::layout(cluster, &titles, hops, &rows);
+    let header = layout::layout(cluster, &titles, hops, &rows, request.client_ip.is_ipv6());
     let columns = &header.columns;
     let crossings = draw::place_bypass_notes(&mut rows, columns);
     let width = (header.topology_right + MARGIN)
