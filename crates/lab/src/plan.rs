@@ -121,11 +121,18 @@ pub fn expand_plan(cluster: &Cluster) -> anyhow::Result<Vec<PlannedRequest<'_>>>
         } else {
             d.label.clone()
         };
+        let std::net::IpAddr::V4(ip) = d.ip else {
+            anyhow::bail!(
+                "{}: plan[{i}]: IPv6 requests ({}) need the IPv6 datapath, not in this build",
+                cluster.source.display(),
+                d.label
+            );
+        };
         for _ in 0..step.count {
             out.push(PlannedRequest {
                 step,
                 step_index: i,
-                dst: SocketAddrV4::new(d.ip, d.port),
+                dst: SocketAddrV4::new(ip, d.port),
                 label: label.clone(),
             });
         }

@@ -17,8 +17,10 @@ fn cluster() -> Cluster {
     let node = |name: &str, addr: &str, cidr: &str| Node {
         name: name.into(),
         ip: ip(addr),
+        ipv6: None,
         prefix_len: 24,
         pod_cidr: cidr.parse().unwrap(),
+        pod_cidr_v6: None,
         taints: vec![],
         labels: BTreeMap::new(),
         masquerade: true,
@@ -29,6 +31,7 @@ fn cluster() -> Cluster {
         deployment: "nginx".into(),
         node: node.into(),
         ip: ip(addr),
+        ipv6: None,
         labels: BTreeMap::new(),
         container_ports: vec![(String::new(), 80, Protocol::Tcp)],
         apps: vec![cluster::AppSpec::Nginx { ports: vec![80] }],
@@ -52,9 +55,13 @@ fn cluster() -> Cluster {
         node_network: "10.151.30.0/24".parse().unwrap(),
         router_ip: ip("10.151.30.1"),
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        node_network_v6: None,
+        router_ipv6: None,
+        cluster_cidr_v6: None,
         clients: vec![Client {
             name: "browser".into(),
             ip: ip("203.0.113.11"),
+            ipv6: None,
             attach: ClientAttach::External {
                 can_reach: vec!["ydzs-master".into()],
             },

@@ -230,7 +230,13 @@ impl LiveLab {
             .cluster
             .destination(&step)
             .ok_or_else(|| ApiError::bad("service", "the target has no port for this service"))?;
-        let addr = std::net::SocketAddrV4::new(dst.ip, dst.port);
+        let std::net::IpAddr::V4(ip) = dst.ip else {
+            return Err(ApiError::bad(
+                "target",
+                "IPv6 requests are not served by `lab serve`",
+            ));
+        };
+        let addr = std::net::SocketAddrV4::new(ip, dst.port);
         let mut out = Vec::new();
         for _ in 0..step.count {
             out.push(self.one(&step, addr, &dst.label, emit)?);
@@ -282,6 +288,7 @@ impl LiveLab {
         Ok(PlanStep {
             client: client.to_string(),
             target,
+            family: nodeport::IpFamily::V4,
             service: Some(service),
             port: None,
             port_name: None,
