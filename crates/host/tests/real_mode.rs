@@ -149,12 +149,14 @@ fn one_pod_lab(
         prefix_len: 24,
         gateway: POD_GW,
         apps,
+        ipv6: None,
     }];
     let clients = [host::lab::ClientSpec {
         name: "browser".into(),
         ip: CLIENT_IP,
         prefix_len: 24,
         gateway: CLIENT_GW,
+        ipv6: None,
     }];
     (opts, pods, clients)
 }
@@ -818,6 +820,7 @@ fn lab_up_refuses_a_pod_name_that_leaves_the_state_dir() {
         prefix_len: 24,
         gateway: POD_GW,
         apps: Vec::new(),
+        ipv6: None,
     }];
     match Lab::up(&pods, &[], &opts) {
         Err(Error::Invalid(m)) => assert!(m.contains(&pods[0].name), "{m}"),
