@@ -246,6 +246,7 @@ pub fn node(variant: u64) -> Node {
             pod_cidr: "10.244.1.0/24".parse().expect("literal CIDR"),
             gateway: Some(ROUTER),
             proxy,
+            v6: None,
         },
         Duration::ZERO,
         variant,
@@ -586,7 +587,7 @@ impl PacketHarness {
             let (_, dst, ..) = wire::five_tuple(&e.pkt)?;
             let from = match rng.random_range(0..20u8) {
                 0..=10 => dst,
-                11..=14 => e.next_hop,
+                11..=14 => nodeport::packet::v4(e.next_hop),
                 15..=17 => ROUTER,
                 _ => any_addr(rng),
             };

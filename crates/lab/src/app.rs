@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,13 +28,15 @@ fn now() -> Duration {
         .unwrap_or_default()
 }
 
-fn v4(a: SocketAddr) -> SocketAddrV4 {
+/// The peer as logged: an IPv4-mapped IPv6 address (a dual-stack socket) as IPv4, a real
+/// IPv6 peer as it is.
+fn v4(a: SocketAddr) -> SocketAddr {
     match a {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(a) => SocketAddrV4::new(
-            a.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
-            a.port(),
-        ),
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(ip) => SocketAddr::new(ip.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
     }
 }
 
@@ -46,7 +48,7 @@ struct App {
 }
 
 impl App {
-    fn log(&self, peer: SocketAddrV4, access: &Access) {
+    fn log(&self, peer: SocketAddr, access: &Access) {
         let line = main_line(&CLOCK, now(), peer, access);
         if let Ok(mut f) = self.log.lock() {
             let _ = writeln!(f, "{line}");
@@ -109,7 +111,7 @@ pub fn run(info: ServerInfo, desc: &AppDesc, log: &Path, ready: &Path) -> anyhow
     Ok(())
 }
 
-fn accept(l: TcpListener, app: Arc<App>, conn: fn(TcpStream, SocketAddrV4, &App)) {
+fn accept(l: TcpListener, app: Arc<App>, conn: fn(TcpStream, SocketAddr, &App)) {
     for s in l.incoming().flatten() {
         let Ok(peer) = s.peer_addr() else { continue };
         let app = app.clone();
@@ -119,7 +121,7 @@ fn accept(l: TcpListener, app: Arc<App>, conn: fn(TcpStream, SocketAddrV4, &App)
 
 /// HTTP/1.1 with keep-alive: answer every request until the client closes (curl does,
 /// first), asks for `Connection: close`, or stays idle for `keepalive_timeout`.
-fn http_conn(mut s: TcpStream, peer: SocketAddrV4, app: &App) {
+fn http_conn(mut s: TcpStream, peer: SocketAddr, app: &App) {
     let _ = s.set_nodelay(true);
     let _ = s.set_read_timeout(Some(KEEPALIVE_TIMEOUT));
     let mut buf = Vec::new();
@@ -154,7 +156,7 @@ fn http_conn(mut s: TcpStream, peer: SocketAddrV4, app: &App) {
 }
 
 /// serve-hostname `--tcp`: the hostname, then close.
-fn raw_conn(mut s: TcpStream, peer: SocketAddrV4, app: &App) {
+fn raw_conn(mut s: TcpStream, peer: SocketAddr, app: &App) {
     let body = app.info.pod.as_bytes();
     let _ = s.write_all(body);
     app.log(peer, &raw_access(body.len()));

@@ -487,12 +487,12 @@ impl RealRun {
         );
         Ok(RequestResult {
             client: client.name.clone(),
-            client_ip: client.ip,
+            client_ip: client.ip.into(),
             target: req.label,
             outcome,
             status,
             pod,
-            logged_client_ip: logged,
+            logged_client_ip: logged.map(Into::into),
             elapsed_ms: elapsed.as_millis() as u64,
             curl_message: message,
             reply,

@@ -59,7 +59,7 @@ impl Outcome {
 pub struct RequestResult {
     /// Client name (`browser`).
     pub client: String,
-    pub client_ip: std::net::Ipv4Addr,
+    pub client_ip: std::net::IpAddr,
     /// What was dialled, human form: `ydzs-master 10.151.30.11:32761`,
     /// `lb 198.51.100.10:80`, `10.96.12.34:80`.
     pub target: String,
@@ -69,7 +69,7 @@ pub struct RequestResult {
     /// The pod that answered (its access log has the line), if any.
     pub pod: Option<String>,
     /// The client address nginx logged (`$remote_addr`), if a pod answered.
-    pub logged_client_ip: Option<std::net::Ipv4Addr>,
+    pub logged_client_ip: Option<std::net::IpAddr>,
     /// Elapsed (virtual time in embedded mode) until the client finished.
     pub elapsed_ms: u64,
     /// curl's error line for failures, e.g.
@@ -689,7 +689,7 @@ fn dash(o: &Option<String>) -> String {
     o.clone().unwrap_or_else(|| "-".into())
 }
 
-fn ip_or_dash(o: &Option<std::net::Ipv4Addr>) -> String {
+fn ip_or_dash(o: &Option<std::net::IpAddr>) -> String {
     o.map(|i| i.to_string()).unwrap_or_else(|| "-".into())
 }
 
@@ -900,11 +900,11 @@ pub fn events_json(events: &[cluster::kubelet::PodEvent]) -> Value {
 #[derive(Serialize)]
 struct RequestJson<'a> {
     client: &'a str,
-    client_ip: std::net::Ipv4Addr,
+    client_ip: std::net::IpAddr,
     elapsed_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     explanation: Option<&'a str>,
-    logged_client_ip: Option<std::net::Ipv4Addr>,
+    logged_client_ip: Option<std::net::IpAddr>,
     outcome: &'static str,
     pod: Option<&'a str>,
     /// UDP requests also carry the answer's text (TCP requests' JSON has no such field).

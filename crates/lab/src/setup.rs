@@ -162,6 +162,8 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
                 ip: n.ip,
                 pod_cidr: n.pod_cidr,
                 proxy: Some(cfg),
+                ipv6: None,
+                pod_cidr_v6: None,
             }
         })
         .collect();
@@ -177,6 +179,9 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
         node_network: cluster.node_network,
         router_ip: cluster.router_ip,
         cluster_cidr: Some(cluster.cluster_cidr),
+        node_network_v6: None,
+        router_ipv6: None,
+        cluster_cidr_v6: None,
         client_networks: Vec::new(),
         nodes,
         clients,
@@ -198,6 +203,7 @@ pub fn pod_desc(p: &cluster::Pod) -> sim::PodDesc {
     sim::PodDesc {
         name: p.name.clone(),
         ip: p.ip,
+        ipv6: None,
         node: p.node.clone(),
         apps: p.apps.iter().map(app_desc).collect(),
     }
@@ -247,6 +253,7 @@ pub fn client_desc(c: &Client) -> sim::ClientDesc {
         name: c.name.clone(),
         ip: c.ip,
         attach: attachment(&c.attach),
+        ipv6: None,
     }
 }
 

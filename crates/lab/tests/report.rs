@@ -93,12 +93,12 @@ fn cluster() -> Cluster {
 fn result() -> ScenarioResult {
     let ok = RequestResult {
         client: "browser".into(),
-        client_ip: ip("203.0.113.11"),
+        client_ip: ip("203.0.113.11").into(),
         target: "ydzs-master 10.151.30.11:32761".into(),
         outcome: Outcome::Ok,
         status: Some(200),
         pod: Some("nginx-54f57cf6bf-xhs8g".into()),
-        logged_client_ip: Some(ip("10.151.30.11")),
+        logged_client_ip: Some(ip("10.151.30.11").into()),
         elapsed_ms: 3,
         curl_message: None,
         reply: None,

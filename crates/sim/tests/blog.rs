@@ -34,18 +34,21 @@ fn worker_pods() -> Vec<PodDesc> {
         PodDesc {
             name: "nginx-54f57cf6bf-xhs8g".into(),
             ip: ip("10.244.1.16"),
+            ipv6: None,
             node: "ydzs-node1".into(),
             apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-54f57cf6bf-jmp4k".into(),
             ip: ip("10.244.2.11"),
+            ipv6: None,
             node: "ydzs-node2".into(),
             apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-54f57cf6bf-8rw2c".into(),
             ip: ip("10.244.3.9"),
+            ipv6: None,
             node: "ydzs-node3".into(),
             apps: Vec::new(),
         },
@@ -56,6 +59,7 @@ fn browser() -> ClientDesc {
     ClientDesc {
         name: "browser".into(),
         ip: ip("203.0.113.11"),
+        ipv6: None,
         attach: Attachment::External {
             can_reach: vec![MASTER.into()],
         },
@@ -202,6 +206,7 @@ fn local_policy_with_pod_on_master_keeps_browser_ip() {
     let pods = vec![PodDesc {
         name: "nginx-54f57cf6bf-m4st3".into(),
         ip: ip("10.244.0.7"),
+        ipv6: None,
         node: MASTER.into(),
         apps: Vec::new(),
     }];
@@ -247,6 +252,7 @@ fn cluster_policy_from_a_pod_on_the_same_node_sees_cni0() {
         clients: vec![ClientDesc {
             name: "tester".into(),
             ip: ip("10.244.1.50"),
+            ipv6: None,
             attach: Attachment::Pod {
                 node: "ydzs-node1".into(),
             },
@@ -286,18 +292,21 @@ fn thousand_requests_through_the_lb_split_per_node() {
         PodDesc {
             name: "nginx-a".into(),
             ip: ip("10.244.1.16"),
+            ipv6: None,
             node: "ydzs-node1".into(),
             apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-b".into(),
             ip: ip("10.244.2.11"),
+            ipv6: None,
             node: "ydzs-node2".into(),
             apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-c".into(),
             ip: ip("10.244.2.12"),
+            ipv6: None,
             node: "ydzs-node2".into(),
             apps: Vec::new(),
         },

@@ -70,6 +70,7 @@ fn cluster(
             pods.push(PodDesc {
                 name: format!("svc-{s}-{r}"),
                 ip,
+                ipv6: None,
                 node: format!("node-{n}"),
                 apps: Vec::new(),
             });
@@ -100,6 +101,7 @@ fn cluster(
         clients: vec![ClientDesc {
             name: "browser".into(),
             ip: "203.0.113.11".parse().expect("literal"),
+            ipv6: None,
             attach: Attachment::External {
                 can_reach: (0..nodes).map(|i| format!("node-{i}")).collect(),
             },

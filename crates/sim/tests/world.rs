@@ -36,6 +36,7 @@ fn spec() -> WorldSpec {
             ClientDesc {
                 name: "browser".into(),
                 ip: ip("203.0.113.11"),
+                ipv6: None,
                 attach: Attachment::External {
                     can_reach: vec!["master".into(), "node1".into()],
                 },
@@ -43,6 +44,7 @@ fn spec() -> WorldSpec {
             ClientDesc {
                 name: "tester".into(),
                 ip: ip("10.244.1.50"),
+                ipv6: None,
                 attach: Attachment::Pod {
                     node: "node1".into(),
                 },
@@ -51,6 +53,7 @@ fn spec() -> WorldSpec {
         pods: vec![PodDesc {
             name: "web".into(),
             ip: ip("10.244.1.16"),
+            ipv6: None,
             node: "node1".into(),
             apps: Vec::new(),
         }],
@@ -100,14 +103,22 @@ fn world(s: WorldSpec, svc: Service, eps: &[(&str, &str)]) -> World {
 
 /// A plain GET of `/` from `client` to `dst`, run to completion.
 fn request(w: &mut World, client: &str, dst: &str) -> RequestOutcome {
-    w.request(client, dst.parse().unwrap(), RequestOpts::default())
-        .unwrap()
+    w.request(
+        client,
+        dst.parse::<std::net::SocketAddrV4>().unwrap(),
+        RequestOpts::default(),
+    )
+    .unwrap()
 }
 
 /// A plain GET of `/` from `client` to `dst`, started only.
 fn start(w: &mut World, client: &str, dst: &str) -> RequestId {
-    w.start_request(client, dst.parse().unwrap(), RequestOpts::default())
-        .unwrap()
+    w.start_request(
+        client,
+        dst.parse::<std::net::SocketAddrV4>().unwrap(),
+        RequestOpts::default(),
+    )
+    .unwrap()
 }
 
 /// A load balancer `name` at `addr` in front of `nodes`, no extra ports.
@@ -149,7 +160,7 @@ fn closed_port_on_a_pod_is_refused_by_rst() {
     let out = w
         .request(
             "tester",
-            "10.244.1.16:80".parse().unwrap(),
+            "10.244.1.16:80".parse::<std::net::SocketAddrV4>().unwrap(),
             RequestOpts {
                 path: "/nope".into(),
                 ..RequestOpts::default()
@@ -173,7 +184,7 @@ fn node_health_servers_answer() {
     let get = |w: &mut World, dst: &str, path: &str| {
         w.request(
             "browser",
-            dst.parse().unwrap(),
+            dst.parse::<std::net::SocketAddrV4>().unwrap(),
             RequestOpts {
                 path: path.into(),
                 ..RequestOpts::default()
@@ -206,7 +217,7 @@ fn max_time_and_connect_timeout() {
     let out = w
         .request(
             "tester",
-            "10.244.1.99:80".parse().unwrap(),
+            "10.244.1.99:80".parse::<std::net::SocketAddrV4>().unwrap(),
             RequestOpts {
                 max_time: Some(Duration::from_secs(3)),
                 ..RequestOpts::default()
@@ -234,7 +245,9 @@ fn external_port_stands_in_for_a_pod() {
     let id = w
         .start_request(
             "browser",
-            "10.151.30.12:30080".parse().unwrap(),
+            "10.151.30.12:30080"
+                .parse::<std::net::SocketAddrV4>()
+                .unwrap(),
             RequestOpts {
                 connect_timeout: Some(Duration::from_secs(2)),
                 ..RequestOpts::default()
@@ -349,6 +362,7 @@ fn pod_to_cluster_ip_keeps_the_pod_ip_on_remote_and_local_endpoints() {
     s.clients.push(ClientDesc {
         name: "remote-tester".into(),
         ip: ip("10.244.0.50"),
+        ipv6: None,
         attach: Attachment::Pod {
             node: "master".into(),
         },
@@ -407,6 +421,7 @@ fn lb_frontend_inside_a_client_network_is_reachable() {
     s.clients.push(ClientDesc {
         name: "neighbour".into(),
         ip: ip("198.51.100.7"),
+        ipv6: None,
         attach: Attachment::External { can_reach: vec![] },
     });
     s.load_balancer = Some(lb("nlb", "198.51.100.10", &["node1"]));
@@ -468,7 +483,7 @@ fn health_check_node_port_answer_is_exactly_kube_proxys() {
         let out = w
             .request(
                 "browser",
-                dst.parse().unwrap(),
+                dst.parse::<std::net::SocketAddrV4>().unwrap(),
                 RequestOpts {
                     path: path.into(),
                     ..RequestOpts::default()
@@ -511,6 +526,7 @@ fn lb_world(initially_healthy: bool, weighted: bool) -> World {
     s.pods.push(PodDesc {
         name: "web2".into(),
         ip: ip("10.244.1.17"),
+        ipv6: None,
         node: "node1".into(),
         apps: Vec::new(),
     });
@@ -566,7 +582,9 @@ fn lb_health_checks_probe_over_the_fabric_and_flip_targets() {
         let out = w
             .request(
                 "browser",
-                "198.51.100.10:80".parse().unwrap(),
+                "198.51.100.10:80"
+                    .parse::<std::net::SocketAddrV4>()
+                    .unwrap(),
                 RequestOpts {
                     connect_timeout: Some(Duration::from_secs(1)),
                     ..RequestOpts::default()

@@ -169,6 +169,7 @@ mod tests {
     use crate::packet::tcp_packet;
     use crate::MemPort;
     use pcap_file::pcap::PcapReader;
+    use std::net::SocketAddrV4;
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -190,8 +191,8 @@ mod tests {
         let (port, handle) = MemPort::new("browser");
         let mut p = Pcap::new(port, sink.clone());
         let syn = tcp_packet(
-            "203.0.113.11:40312".parse().unwrap(),
-            "10.151.30.11:32761".parse().unwrap(),
+            "203.0.113.11:40312".parse::<SocketAddrV4>().unwrap(),
+            "10.151.30.11:32761".parse::<SocketAddrV4>().unwrap(),
             64,
             "S",
             b"",

@@ -582,7 +582,7 @@ fn embedded_request(
         .ok_or_else(|| ApiError::bad("client", "unknown client"))?;
     let result = RequestResult {
         client: client.name.clone(),
-        client_ip: client.ip,
+        client_ip: client.ip.into(),
         target: label.to_string(),
         outcome: crate::runner::outcome_of(out.kind),
         status: out.status,
