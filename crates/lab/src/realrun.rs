@@ -867,11 +867,16 @@ fn print_up_hints(
             let Some(d) = cluster.destination(step) else {
                 continue;
             };
+            let to = SocketAddr::new(d.ip, d.port);
+            let (af, curl6) = match to {
+                SocketAddr::V4(_) => ("AF_INET", ""),
+                SocketAddr::V6(_) => ("AF_INET6", " -g -6"),
+            };
             if crate::plan::is_udp(step) {
                 // No UDP client is installed by default: Python's socket module is.
                 writeln!(
                     out,
-                    "  sudo ip netns exec {} python3 -c 'import socket; c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(2); c.connect((\"{}\", {})); c.send(b\"{}\"); print(c.recv(2048).decode())'",
+                    "  sudo ip netns exec {} python3 -c 'import socket; c = socket.socket(socket.{af}, socket.SOCK_DGRAM); c.settimeout(2); c.connect((\"{}\", {})); c.send(b\"{}\"); print(c.recv(2048).decode())'",
                     ns.name(),
                     d.ip,
                     d.port,
@@ -880,10 +885,8 @@ fn print_up_hints(
             } else {
                 writeln!(
                     out,
-                    "  sudo ip netns exec {} curl -sS --connect-timeout 3 http://{}:{}{}",
+                    "  sudo ip netns exec {} curl -sS{curl6} --connect-timeout 3 http://{to}{}",
                     ns.name(),
-                    d.ip,
-                    d.port,
                     step.path
                 )?;
             }
