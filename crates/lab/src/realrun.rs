@@ -514,7 +514,7 @@ impl RealRun {
         );
         Ok(RequestResult {
             client: client.name.clone(),
-            client_ip: client_address(client, req.dst),
+            client_ip: crate::plan::client_ip(client, req.dst.ip()),
             target: req.label,
             outcome,
             status,
@@ -548,7 +548,7 @@ impl RealRun {
             .client_ns(client)
             .with_context(|| format!("no namespace for client {client}"))?;
         let ureq = UdpRequest {
-            dst: req.dst.into(),
+            dst: req.dst,
             payload: req.step.payload.clone(),
             timeout: req.step.timeout,
             source_port: req.step.source_port,
@@ -1024,14 +1024,6 @@ pub fn conntrack(node: Option<&str>, out: &mut impl Write) -> anyhow::Result<()>
         )?;
     }
     Ok(())
-}
-
-/// The client's own address of the family it dials `dst` with.
-fn client_address(client: &cluster::Client, dst: impl Into<SocketAddr>) -> IpAddr {
-    match (dst.into(), client.ipv6) {
-        (SocketAddr::V6(_), Some(v6)) => IpAddr::V6(v6),
-        _ => IpAddr::V4(client.ip),
-    }
 }
 
 /// A client network's gateway (the router's address on it): its first host.

@@ -328,7 +328,7 @@ impl<'c> Embedded<'c> {
         }
         let result = RequestResult {
             client: client.name.clone(),
-            client_ip: client.ip.into(),
+            client_ip: crate::plan::client_ip(client, req.dst.ip()),
             target: req.label,
             outcome: outcome_of(out.kind),
             status: out.status,

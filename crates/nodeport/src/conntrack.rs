@@ -16,7 +16,7 @@ use std::time::Duration;
 use hashbrown::HashTable;
 
 use crate::Now;
-use wire::{sctp_chunk, tcp_flags, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use wire::{sctp_chunk, tcp_flags, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
 pub use wire::Tuple;
 
@@ -125,7 +125,8 @@ pub const SCTP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 pub const SCTP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(210);
 /// SCTP CLOSED timeout (`nf_conntrack_sctp_timeout_closed`).
 pub const SCTP_CLOSED_TIMEOUT: Duration = Duration::from_secs(10);
-/// ICMP echo timeout (`nf_conntrack_icmp_timeout`).
+/// ICMP echo timeout (`nf_conntrack_icmp_timeout`); ICMPv6 echo has the same 30 s
+/// (`nf_conntrack_icmpv6_timeout`, nf_conntrack_proto_icmpv6.c `nf_ct_icmpv6_timeout`).
 pub const ICMP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Direction of a packet relative to its connection.
@@ -403,6 +404,7 @@ impl ConnEntry {
             PROTO_TCP => ("tcp", 6),
             PROTO_UDP => ("udp", 17),
             PROTO_ICMP => ("icmp", 1),
+            PROTO_ICMPV6 => ("icmpv6", 58),
             PROTO_SCTP => ("sctp", 132),
             p => ("unknown", p),
         };
@@ -415,8 +417,13 @@ impl ConnEntry {
             s.push(' ');
         }
         let tuple = |t: &Tuple, request: bool| -> String {
-            if t.proto == PROTO_ICMP {
-                let ty = if request { 8 } else { 0 };
+            if t.proto == PROTO_ICMP || t.proto == PROTO_ICMPV6 {
+                let ty = match (t.proto == PROTO_ICMPV6, request) {
+                    (false, true) => 8,
+                    (false, false) => 0,
+                    (true, true) => 128,
+                    (true, false) => 129,
+                };
                 format!(
                     "src={} dst={} type={ty} code=0 id={}",
                     t.src, t.dst, t.sport

@@ -320,15 +320,46 @@ impl ProxyConfig {
             .find(|n| IpFamily::of(n.addr()) == family)
     }
     /// Whether NodePorts answer on 127.0.0.0/8: `localhostNodePorts`, which kube-proxy turns
-    /// off when `nodePortAddresses` is set without a loopback range (`NewProxier`).
+    /// off when `nodePortAddresses` has IPv4 ranges without a loopback one (`NewProxier`:
+    /// `!nodePortAddresses.ContainsIPv4Loopback()`; no IPv4 range = `0.0.0.0/0`, which holds
+    /// it).
     pub fn localhost_node_ports_effective(&self) -> bool {
+        let v4 = self.node_port_ranges(IpFamily::V4);
         self.localhost_node_ports
-            && (self.node_port_addresses.is_empty()
-                || self
-                    .node_port_addresses
+            && (v4.is_empty()
+                || v4
                     .iter()
                     .any(|n| n.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST))))
     }
+    /// The `nodePortAddresses` ranges of `family`; empty = every local address of that
+    /// family (proxyutil `NewNodePortAddresses(family, …)` adds `0.0.0.0/0` / `::/0` when
+    /// none of the family is given, even if the other family has some).
+    pub fn node_port_ranges(&self, family: IpFamily) -> Vec<IpNet> {
+        nets_of(&self.node_port_addresses, family)
+    }
+    /// The node's first address of `family` (its node IP for that family's proxier).
+    pub fn node_address(&self, family: IpFamily) -> Option<IpAddr> {
+        self.node_addresses
+            .iter()
+            .copied()
+            .find(|a| IpFamily::of(*a) == family)
+    }
+}
+
+/// The addresses of `family` in `ips` (kube-proxy's per-family `MapIPsByIPFamily`).
+pub(crate) fn addrs_of(ips: &[IpAddr], family: IpFamily) -> Vec<IpAddr> {
+    ips.iter()
+        .copied()
+        .filter(|ip| IpFamily::of(*ip) == family)
+        .collect()
+}
+
+/// The networks of `family` in `nets` (`MapCIDRsByIPFamily`).
+pub(crate) fn nets_of(nets: &[IpNet], family: IpFamily) -> Vec<IpNet> {
+    nets.iter()
+        .copied()
+        .filter(|n| IpFamily::of(n.addr()) == family)
+        .collect()
 }
 
 fn yes() -> bool {

@@ -280,6 +280,7 @@ fn describe(r: &DropReason) -> String {
         }
         DropReason::ConntrackFull => "nf_conntrack: table full, dropping packet".into(),
         DropReason::SnatExhausted => "no free source port for MASQUERADE".into(),
+        DropReason::NoMasqueradeAddress => "MASQUERADE: no address of the packet's family".into(),
         DropReason::Invalid(e) => format!("invalid packet: {e}"),
     }
 }

@@ -60,16 +60,13 @@ impl fmt::Display for Summary {
                 };
                 write!(f, "{} → {} {icmp} {what}", t.src, t.dst)?;
                 if let Some(inner) = &self.inner {
-                    write!(
-                        f,
-                        " [{}:{} → {}:{}]",
-                        inner.src, inner.sport, inner.dst, inner.dport
-                    )?;
+                    write!(f, " [{} → {}]", inner.src_addr(), inner.dst_addr())?;
                 }
                 Ok(())
             }
             None => {
-                write!(f, "{}:{} → {}:{}", t.src, t.sport, t.dst, t.dport)?;
+                // IPv6 addresses in brackets ([2001:db8::11]:40000), IPv4 as a.b.c.d:port.
+                write!(f, "{} → {}", t.src_addr(), t.dst_addr())?;
                 if !self.flags.is_empty() {
                     write!(f, " {}", self.flags)?;
                 }
@@ -608,7 +605,7 @@ mod tests {
         let s = summarize(&p).unwrap();
         assert_eq!(
             s.to_string(),
-            "2001:db8::11:40312 → fd00:151:30::11:32761 S"
+            "[2001:db8::11]:40312 → [fd00:151:30::11]:32761 S"
         );
         assert_eq!(s.ttl, 2);
         let orig = p.clone();

@@ -1,6 +1,6 @@
-//! IPv4 network arithmetic the lab needs in several places, written once.
+//! IP families and the IPv4 network arithmetic the lab needs in several places, written once.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An IP family (`IPv4` / `IPv6` in Kubernetes' `ipFamilies` and EndpointSlice
 /// `addressType`).
@@ -57,6 +57,16 @@ pub fn v4(a: IpAddr) -> Ipv4Addr {
     match a {
         IpAddr::V4(x) => x,
         IpAddr::V6(x) => x.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// The IPv6 address in `a`; an IPv4 address gives its IPv4-mapped form. For code paths
+/// that only ever see IPv6 datagrams (their parse said so).
+#[inline]
+pub fn v6(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V6(x) => x,
+        IpAddr::V4(x) => x.to_ipv6_mapped(),
     }
 }
 

@@ -185,16 +185,21 @@ pub fn forward(
     egress: Option<Ipv4Addr>,
     rng: &mut ChaCha8Rng,
 ) -> (Prerouting, Option<Postrouting>) {
+    forward_ip(p, now, pkt, egress.map(std::net::IpAddr::V4), rng)
+}
+
+/// [`forward`] with an egress address of either family (the packet's, for MASQUERADE).
+pub fn forward_ip(
+    p: &mut Proxier,
+    now: Duration,
+    pkt: &mut [u8],
+    egress: Option<std::net::IpAddr>,
+    rng: &mut ChaCha8Rng,
+) -> (Prerouting, Option<Postrouting>) {
     let mut pre = p.prerouting(now, pkt, rng);
     let post = match std::mem::replace(&mut pre.verdict, Verdict::Drop(DropReason::ConntrackFull)) {
         Verdict::Accept(pending) => {
-            let post = p.postrouting(
-                now,
-                pkt,
-                pending.clone(),
-                egress.map(std::net::IpAddr::V4),
-                rng,
-            );
+            let post = p.postrouting(now, pkt, pending.clone(), egress, rng);
             pre.verdict = Verdict::Accept(pending);
             Some(post)
         }

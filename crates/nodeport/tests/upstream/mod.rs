@@ -3,6 +3,7 @@
 //! (`testNodeIPs`), detect-local 10.0.0.0/8, service ports named "p80" on TCP 80.
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use nodeport::*;
@@ -68,4 +69,30 @@ pub fn slice(ns: &str, name: &str, eps: &[(&str, Option<&str>)]) -> EndpointSlic
             })
             .collect(),
     }
+}
+
+pub type Dump = BTreeMap<String, (BTreeSet<String>, BTreeMap<String, Vec<String>>)>;
+
+/// table → (declared chains, chain → its rules in order), like `sortIPTablesRules`.
+pub fn sorted_rules(text: &str) -> Dump {
+    let mut out: Dump = BTreeMap::new();
+    let mut table = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.to_string();
+            out.entry(table.clone()).or_default();
+        } else if let Some(c) = line.strip_prefix(':') {
+            let name = c.split_whitespace().next().unwrap_or_default().to_string();
+            out.get_mut(&table).unwrap().0.insert(name);
+        } else if let Some(r) = line.strip_prefix("-A ") {
+            let chain = r.split_whitespace().next().unwrap_or_default().to_string();
+            out.get_mut(&table)
+                .unwrap()
+                .1
+                .entry(chain)
+                .or_default()
+                .push(line.to_string());
+        }
+    }
+    out
 }
