@@ -143,14 +143,19 @@ pub fn bring_up(
             fds.push((p.name.clone(), p.port.raw_fd()));
             match p.role {
                 Role::Pod { node } => w
-                    .add_pod_port(&p.name, p.ip, &node, Box::new(p.port))
+                    .add_pod_port_ips(&p.name, (p.ip, p.ipv6), &node, Box::new(p.port))
                     .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?,
                 Role::Client => {
                     let c = cluster
                         .client(&p.name)
                         .with_context(|| format!("unknown client {}", p.name))?;
-                    w.add_client_port(&p.name, p.ip, &attachment(&c.attach), Box::new(p.port))
-                        .map_err(|e| anyhow!("attaching client {}: {e}", p.name))?
+                    w.add_client_port_ips(
+                        &p.name,
+                        (p.ip, p.ipv6),
+                        &attachment(&c.attach),
+                        Box::new(p.port),
+                    )
+                    .map_err(|e| anyhow!("attaching client {}: {e}", p.name))?
                 }
             }
         }
@@ -205,7 +210,7 @@ impl RealRun {
             .map_err(|e| anyhow!("starting pod {}: {e}", p.name))?;
         let fd = port.port.raw_fd();
         self.world
-            .add_pod_port(&p.name, p.ip, &p.node, Box::new(port.port))
+            .add_pod_port_ips(&p.name, (p.ip, port.ipv6), &p.node, Box::new(port.port))
             .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?;
         self.fds.push((p.name.clone(), fd));
         self.driver.set_fds(self.fds.iter().map(|(_, fd)| *fd));
