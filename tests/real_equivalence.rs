@@ -442,3 +442,72 @@ fn scale_entries_run_in_real_mode() {
         }
     }
 }
+
+/// (target, client_ip, outcome, logged_client_ip) per request.
+fn family_view(v: &Value) -> Vec<[String; 4]> {
+    v["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            ["target", "client_ip", "outcome", "logged_client_ip"]
+                .map(|k| r[k].as_str().unwrap_or("-").to_string())
+        })
+        .collect()
+}
+
+/// IPv6 in real mode (issue 10): seed-cluster-v6 is the blog's experiment over IPv6, real
+/// curl -6 to the master's IPv6 NodePort, and nginx logs the master's IPv6 address; on
+/// dual-stack, each family is served and logs what its policy says (Cluster: the node's
+/// address of the request's family; Local: the client's own). Same answers as embedded mode.
+#[test]
+fn ipv6_scenarios_run_in_real_mode() {
+    if !prerequisites("real-mode IPv6", &["nginx", "curl", "ip"]) {
+        return;
+    }
+    let _g = REAL.lock().unwrap_or_else(|e| e.into_inner());
+    let expect: [(&str, &[[&str; 4]]); 2] = [
+        (
+            "seed-cluster-v6",
+            &[[
+                "ydzs-master [fd00:10:151:30::11]:",
+                "2001:db8::11",
+                "ok",
+                "fd00:10:151:30::11",
+            ]],
+        ),
+        (
+            "dual-stack",
+            &[
+                ["ydzs-master 10.151.30.11:", "203.0.113.11", "ok", "10.151.30.11"],
+                [
+                    "ydzs-master [fd00:10:151:30::11]:",
+                    "2001:db8::11",
+                    "ok",
+                    "fd00:10:151:30::11",
+                ],
+                ["ydzs-node1 10.151.30.12:", "203.0.113.11", "ok", "203.0.113.11"],
+                [
+                    "ydzs-node1 [fd00:10:151:30::12]:",
+                    "2001:db8::11",
+                    "ok",
+                    "2001:db8::11",
+                ],
+            ],
+        ),
+    ];
+    for (name, want) in expect {
+        let emb = lab(&["scenario", "run", name, "--json"]);
+        let real = lab(&["scenario", "run", name, "--json", "--real"]);
+        no_leftovers();
+        assert_eq!(real["mode"], "real");
+        let got = family_view(&real);
+        assert_eq!(got, family_view(&emb), "{name}: real vs embedded");
+        assert_eq!(got.len(), want.len(), "{name}: {real}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(g[0].starts_with(w[0]), "{name}: target {g:?}");
+            assert_eq!(g[1..], w[1..], "{name}: {g:?}");
+        }
+        assert_eq!(observations(&real), observations(&emb), "{name}: pods");
+    }
+}
