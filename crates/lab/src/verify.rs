@@ -193,6 +193,23 @@ pub fn not_applicable(cluster: &Cluster) -> Option<String> {
                 .into(),
         );
     }
+    let lb6 = cluster
+        .load_balancer
+        .as_ref()
+        .and_then(|lb| lb.ipv6)
+        .map(IpAddr::V6);
+    if lb6.is_some()
+        && cluster
+            .plan
+            .iter()
+            .any(|s| cluster.destination(s).map(|d| d.ip) == lb6)
+    {
+        return Some(
+            "it sends to the load balancer's IPv6 frontend (`loadBalancer.ipv6`): the lab's \
+             load balancer, like the kernel topology's, has an IPv4 frontend only"
+                .into(),
+        );
+    }
     if !cluster.links.is_empty() {
         return Some(
             "it impairs links (`links:`): the lab's seeded loss and delay are not netem's, so \
@@ -771,6 +788,24 @@ mod tests {
             let r = not_applicable(&load(n)).unwrap_or_default();
             assert!(r.contains(why), "{n}: {r}");
         }
+        // Dual-stack scenarios apply; a step to an IPv6 load balancer frontend does not.
+        for n in ["seed-cluster-v6", "dual-stack"] {
+            assert_eq!(not_applicable(&load(n)), None, "{n}");
+        }
+        let mut c = load("dual-stack");
+        let lb6: std::net::Ipv6Addr = "2001:db8:51::10".parse().unwrap();
+        c.load_balancer = Some(cluster::LoadBalancer {
+            name: "nlb".into(),
+            ip: "198.51.100.10".parse().unwrap(),
+            ipv6: Some(lb6),
+            nodes: vec!["ydzs-node1".into()],
+            health_check: None,
+            weighted: false,
+        });
+        assert_eq!(not_applicable(&c), None, "an unused IPv6 frontend is fine");
+        c.plan[1].target = cluster::Target::LoadBalancer;
+        let r = not_applicable(&c).unwrap_or_default();
+        assert!(r.contains("IPv6 frontend"), "{r}");
     }
 
     #[test]
