@@ -51,6 +51,15 @@ fn prerequisites() -> bool {
     common::run_or_skip("lab verify --kernel", &host::kernel::missing())
 }
 
+/// The kernel topology to this test alone, or `None` (skip, or fail under `CI=true`) when a
+/// prerequisite is missing.
+fn kernel() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !prerequisites() {
+        return None;
+    }
+    Some(KERNEL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 fn lab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lab"))
         .current_dir(repo())
@@ -90,10 +99,7 @@ fn shipped() -> Vec<String> {
 
 #[test]
 fn every_applicable_scenario_agrees_with_the_kernel() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     let mut ran = 0;
     for name in shipped() {
         let args = ["verify", &name, "--kernel", "--json", "--count", "10"];
@@ -140,10 +146,7 @@ fn every_applicable_scenario_agrees_with_the_kernel() {
 
 #[test]
 fn the_table_is_side_by_side() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     let out = lab(&["verify", "seed-cluster", "--kernel"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -165,10 +168,7 @@ fn the_table_is_side_by_side() {
 
 #[test]
 fn wrong_rules_are_caught() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     // seed-cluster's cluster, but every node programmed with seed-local's rules (policy
     // Local, no pod on the master): the kernel drops the SYN the lab answers.
     let (good, local) = (load("seed-cluster"), load("seed-local"));
@@ -194,10 +194,7 @@ fn load(name: &str) -> cluster::Cluster {
 
 #[test]
 fn wrong_ipv6_rules_are_caught_and_ipv4_is_untouched() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     // dual-stack's nodes get their right iptables rules, but the ip6tables rules of the same
     // cluster with every Service on externalTrafficPolicy Local: over IPv6 the pod-less master
     // drops the NodePort SYN the lab answers; over IPv4 nothing changes.
@@ -269,10 +266,7 @@ fn pair(d: &str, a: &str) -> (String, String) {
 
 #[test]
 fn the_dual_stack_topology_has_ipv6_where_the_scenario_has_it() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     let c = load("dual-stack");
     let spec = lab::verify::kernel_spec(&c, &lab::verify::node_rules).unwrap();
     let klab = host::kernel::KernelLab::up(&spec, &Default::default()).unwrap();
@@ -367,10 +361,7 @@ fn spawn_verify(scenario: &str) -> std::process::Child {
 
 #[test]
 fn ctrl_c_and_kill_9_leave_nothing_behind() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     // Ctrl-C (SIGINT) while the plan runs: the command tears everything down itself.
     let mut child = spawn_verify("pod-to-nodeport");
     wait_for_pods(&mut child);
