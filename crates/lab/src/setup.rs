@@ -199,6 +199,7 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
         load_balancer: cluster.load_balancer.as_ref().map(|lb| sim::LbDesc {
             name: lb.name.clone(),
             ip: lb.ip,
+            ipv6: lb.ipv6,
             nodes: lb.nodes.clone(),
             ports: Vec::new(),
         }),

@@ -826,10 +826,8 @@ impl Node {
                 return out;
             }
         };
-        let dst = match packet::summarize(&pkt) {
-            Ok(s) => s.tuple.dst,
-            Err(_) => before.tuple.dst,
-        };
+        // The nat hook may have rewritten the destination (DNAT, un-SNAT).
+        let dst = packet::destination(&pkt).unwrap_or(before.tuple.dst);
         if self.is_local(dst) {
             // INPUT: conntrack confirmed, no masquerade; hand to the local stack.
             let Some(step) = self.postrouting(hop, &mut pkt, pending, None, rng) else {
@@ -970,9 +968,7 @@ impl Node {
                 return;
             }
         };
-        let dst = packet::summarize(&pkt)
-            .map(|s| s.tuple.dst)
-            .unwrap_or(before.tuple.dst);
+        let dst = packet::destination(&pkt).unwrap_or(before.tuple.dst);
         if self.is_local(dst) {
             let post = self.proxier.postrouting(now, &mut pkt, pending, None, rng);
             if post.dropped.is_none() {

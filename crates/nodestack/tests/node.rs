@@ -288,8 +288,9 @@ fn reject_source_is_the_route_back_for_a_cluster_ip() {
 /// on cni0 with cni0 at its first host, other nodes' pod /64s via their IPv6 addresses,
 /// default via the router), egress addresses per family, and the IPv6 addresses among the
 /// node's own and kube-proxy's node addresses.
-#[test]
-fn dual_stack_routes_and_addresses() {
+/// ydzs-node1, dual-stack: fd00:151:30::12 on eth0, fd00:10:244:1::/64 on cni0, node2's pod
+/// /64 via fd00:151:30::13.
+fn dual_node() -> Node {
     let v6 = nodestack::NodeV6 {
         ip: "fd00:151:30::12".parse().unwrap(),
         prefix_len: 64,
@@ -313,27 +314,44 @@ fn dual_stack_routes_and_addresses() {
         "fd00:10:244:2::/64".parse().unwrap(),
         "fd00:151:30::13".parse().unwrap(),
     );
+    n
+}
+
+#[test]
+fn dual_stack_routes_and_addresses() {
+    let n = dual_node();
     assert_eq!(n.cni0_v6(), Some("fd00:10:244:1::1".parse().unwrap()));
     assert!(n.is_local(a("fd00:10:244:1::1")) && n.is_local(a("fd00:151:30::12")));
     assert!(!n.is_local(a("fd00:10:244:1::2")));
-    let r = n.route(a("fd00:10:244:2::9")).unwrap();
-    assert_eq!(
-        (r.iface, r.next_hop, r.src),
-        (Iface::Eth0, a("fd00:151:30::13"), a("fd00:151:30::12"))
-    );
-    let r = n.route(a("fd00:10:244:1::5")).unwrap();
-    assert_eq!(
-        (r.iface, r.next_hop, r.src),
-        (Iface::Cni0, a("fd00:10:244:1::5"), a("fd00:10:244:1::1"))
-    );
-    let r = n.route(a("2001:db8::11")).unwrap();
-    assert_eq!(
-        (r.iface, r.next_hop, r.src),
-        (Iface::Eth0, a("fd00:151:30::1"), a("fd00:151:30::12"))
-    );
-    // IPv4 is unchanged by the IPv6 side.
-    let r = n.route(a("203.0.113.11")).unwrap();
-    assert_eq!((r.next_hop, r.src), (a("10.151.30.1"), a("10.151.30.12")));
+    // (destination, egress, next hop, MASQUERADE address); IPv4 unchanged by the IPv6 side.
+    for (dst, iface, next_hop, src) in [
+        (
+            "fd00:10:244:2::9",
+            Iface::Eth0,
+            "fd00:151:30::13",
+            "fd00:151:30::12",
+        ),
+        (
+            "fd00:10:244:1::5",
+            Iface::Cni0,
+            "fd00:10:244:1::5",
+            "fd00:10:244:1::1",
+        ),
+        (
+            "2001:db8::11",
+            Iface::Eth0,
+            "fd00:151:30::1",
+            "fd00:151:30::12",
+        ),
+        ("203.0.113.11", Iface::Eth0, "10.151.30.1", "10.151.30.12"),
+    ] {
+        let r = n.route(a(dst)).unwrap();
+        assert_eq!(
+            (r.iface, r.next_hop, r.src),
+            (iface, a(next_hop), a(src)),
+            "{dst}"
+        );
+    }
     let shown: Vec<String> = n.routes().iter().map(|r| r.to_string()).collect();
     assert_eq!(
         shown,
@@ -349,4 +367,70 @@ fn dual_stack_routes_and_addresses() {
     );
     let addrs = &n.proxier().config().node_addresses;
     assert!(addrs.contains(&a("fd00:151:30::12")) && addrs.contains(&a("fd00:10:244:1::1")));
+}
+
+/// A forwarded IPv6 datagram with hop limit 1: ICMPv6 time exceeded from the ingress
+/// interface's IPv6 address; a routed one leaves with the hop limit decremented.
+#[test]
+fn ipv6_hop_limit_and_time_exceeded() {
+    let mut n = dual_node();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let s6 = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+    let fwd = tcp_packet(
+        s6("[2001:db8::11]:1"),
+        s6("[fd00:10:244:1::16]:80"),
+        2,
+        "S",
+        b"",
+    );
+    let out = n.receive(Duration::ZERO, Iface::Eth0, &fwd, &mut rng);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].iface, out[0].next_hop),
+        (Iface::Cni0, a("fd00:10:244:1::16"))
+    );
+    assert_eq!(summarize(&out[0].pkt).unwrap().ttl, 1);
+    let last = tcp_packet(
+        s6("[2001:db8::11]:2"),
+        s6("[fd00:10:244:1::16]:80"),
+        1,
+        "S",
+        b"",
+    );
+    let out = n.receive(Duration::ZERO, Iface::Eth0, &last, &mut rng);
+    assert_eq!(out.len(), 1);
+    let s = summarize(&out[0].pkt).unwrap();
+    assert_eq!(s.icmp, Some((3, 0)));
+    assert_eq!(s.tuple.src, a("fd00:151:30::12"));
+    assert_eq!(s.tuple.dst, a("2001:db8::11"));
+    assert_eq!(
+        (out[0].iface, out[0].next_hop),
+        (Iface::Eth0, a("fd00:151:30::1"))
+    );
+    assert_eq!(n.counters.ttl_exceeded, 1);
+}
+
+/// The node's own stack answers ICMPv6 echo on its IPv6 addresses (eth0 and cni0).
+#[test]
+fn the_node_answers_ping6_on_both_addresses() {
+    let mut n = dual_node();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for (dst, from, iface) in [
+        ("fd00:151:30::12", "fd00:151:30::11", Iface::Eth0),
+        ("fd00:10:244:1::1", "fd00:10:244:1::16", Iface::Cni0),
+    ] {
+        let (d, f): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            (dst.parse().unwrap(), from.parse().unwrap());
+        let b = PacketBuilder::ipv6(f.octets(), d.octets(), 64).icmpv6(
+            etherparse::Icmpv6Type::EchoRequest(IcmpEchoHeader { id: 7, seq: 1 }),
+        );
+        let mut p = Vec::new();
+        b.write(&mut p, b"ping").unwrap();
+        let out = n.receive(Duration::ZERO, iface, &p, &mut rng);
+        assert_eq!(out.len(), 1, "reply to {from}");
+        let s = summarize(&out[0].pkt).unwrap();
+        assert_eq!(s.icmp, Some((129, 0)));
+        assert_eq!((s.tuple.src, s.tuple.dst), (a(dst), a(from)));
+        assert_eq!(out[0].iface, iface);
+    }
 }

@@ -314,6 +314,7 @@ fn thousand_requests_through_the_lb_split_per_node() {
     let lb = LbDesc {
         name: "lb".into(),
         ip: ip("198.51.100.100"),
+        ipv6: None,
         nodes: vec!["ydzs-node1".into(), "ydzs-node2".into()],
         ports: vec![],
     };

@@ -293,6 +293,36 @@ fn reject_over_ipv6_is_connection_refused() {
     );
 }
 
+/// A dual-stack load balancer: the browser reaches the IPv6 frontend, the router DNATs to a
+/// node's IPv6 address (Cluster: masqueraded by that node), and the reply is un-DNATed.
+#[test]
+fn load_balancer_ipv6_frontend() {
+    let mut spec = spec(false);
+    spec.load_balancer = Some(sim::LbDesc {
+        name: "lb".into(),
+        ip: v4("198.51.100.100"),
+        ipv6: Some(v6("2001:db8:100::10")),
+        nodes: vec!["master".into()],
+        ports: vec![(80, NODEPORT)],
+    });
+    let pods = spec.pods.clone();
+    let mut w = World::new(spec).unwrap();
+    let svc = Service {
+        cluster_ips: vec![v6("fd00:10:96::f060").into()],
+        ip_families: vec![IpFamily::V6],
+        ports: vec![ServicePort::tcp(80, 80, Some(NODEPORT))],
+        ..Service::new("default", "nginx", ServiceType::NodePort)
+    };
+    w.set_services(&[svc], &[slice(IpFamily::V6, &pods)]);
+    let mark = w.access_mark();
+    let dst = SocketAddr::new(v6("2001:db8:100::10").into(), 80);
+    let out = w.request("browser", dst, RequestOpts::default()).unwrap();
+    assert_eq!(out.kind, OutcomeKind::Ok, "{out}");
+    w.poll(w.now());
+    let logged = w.access_peers_since(mark);
+    assert_eq!(logged[0].1, IpAddr::from(v6("fd00:10:151:30::11")));
+}
+
 /// A world whose node has an IPv6 address but no IPv6 node network is refused; a pod's IPv6
 /// address must be inside its node's IPv6 pod CIDR.
 #[test]

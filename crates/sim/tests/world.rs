@@ -126,6 +126,7 @@ fn lb(name: &str, addr: &str, nodes: &[&str]) -> sim::LbDesc {
     sim::LbDesc {
         name: name.into(),
         ip: ip(addr),
+        ipv6: None,
         nodes: nodes.iter().map(|n| n.to_string()).collect(),
         ports: vec![],
     }

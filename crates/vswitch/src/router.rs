@@ -4,8 +4,9 @@
 //! carry IPv6 prefixes besides its IPv4 one), TTL / hop-limit decrement and ICMP(v6) time
 //! exceeded, client reachability (a client may reach only the addresses it is allowed to —
 //! everything else is dropped silently, as if unroutable) and the external
-//! [`LoadBalancer`]s whose frontends live on it (IPv4 frontends only). It does not know what
-//! a node or a pod is.
+//! [`LoadBalancer`]s whose frontends live on it (an IPv4 frontend and optionally an IPv6
+//! one, each translated to the target nodes' address of its family). It does not know what a
+//! node or a pod is.
 //!
 //! Sans-IO: [`Router::receive`] takes `(now, ingress interface, datagram, rng)` and returns
 //! the datagrams to transmit with their egress interface and next hop.
@@ -13,7 +14,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use fnv::FnvHashMap;
@@ -101,6 +102,9 @@ pub struct RouterCounters {
 pub struct LbTarget {
     pub name: String,
     pub ip: Ipv4Addr,
+    /// The node's IPv6 address (flows to the IPv6 frontend go there; none: IPv6 flows cannot
+    /// use this target).
+    pub ip6: Option<Ipv6Addr>,
     /// Relative weight (1 = plain even split per node). 0 = receives no new flows.
     pub weight: u32,
     /// Health as decided by whoever probes (none by default: always healthy).
@@ -117,7 +121,7 @@ pub struct Listener {
 
 #[derive(Debug, Clone)]
 struct LbFlow {
-    target: SocketAddrV4,
+    target: SocketAddr,
     last_seen: Duration,
 }
 
@@ -133,6 +137,8 @@ struct LbFlow {
 pub struct LoadBalancer {
     pub name: String,
     pub frontend: Ipv4Addr,
+    /// The IPv6 frontend of a dual-stack load balancer.
+    pub frontend6: Option<Ipv6Addr>,
     pub listeners: Vec<Listener>,
     pub targets: Vec<LbTarget>,
     /// Idle flows are forgotten after this long (AWS NLB: 350 s for TCP).
@@ -153,6 +159,7 @@ impl LoadBalancer {
         LoadBalancer {
             name: name.into(),
             frontend,
+            frontend6: None,
             listeners: Vec::new(),
             targets: Vec::new(),
             idle_timeout: Duration::from_secs(350),
@@ -175,9 +182,20 @@ impl LoadBalancer {
         self.targets.push(LbTarget {
             name: name.into(),
             ip,
+            ip6: None,
             weight: 1,
             healthy: true,
         });
+    }
+    /// Target `name`'s IPv6 address (for flows to [`LoadBalancer::frontend6`]).
+    pub fn set_target_v6(&mut self, name: &str, ip6: Ipv6Addr) {
+        for t in self.targets.iter_mut().filter(|t| t.name == name) {
+            t.ip6 = Some(ip6);
+        }
+    }
+    /// Is `a` one of this load balancer's frontends?
+    pub fn is_frontend(&self, a: IpAddr) -> bool {
+        a == self.frontend || Some(a) == self.frontend6.map(IpAddr::V6)
     }
     pub fn set_healthy(&mut self, name: &str, healthy: bool) {
         for t in self.targets.iter_mut().filter(|t| t.name == name) {
@@ -191,10 +209,16 @@ impl LoadBalancer {
     }
     /// The target a new flow goes to: weighted pick among healthy targets.
     pub fn pick(&self, rng: &mut dyn RngCore) -> Option<&LbTarget> {
+        self.pick_for(false, rng)
+    }
+
+    /// [`LoadBalancer::pick`] among the targets that have an address of the flow's family
+    /// (`v6`: an IPv6 flow).
+    fn pick_for(&self, v6: bool, rng: &mut dyn RngCore) -> Option<&LbTarget> {
         let eligible: Vec<&LbTarget> = self
             .targets
             .iter()
-            .filter(|t| t.healthy && t.weight > 0)
+            .filter(|t| t.healthy && t.weight > 0 && (!v6 || t.ip6.is_some()))
             .collect();
         let total: u64 = eligible.iter().map(|t| u64::from(t.weight)).sum();
         if total == 0 {
@@ -420,11 +444,11 @@ impl Router {
                     orig.proto == q.proto
                         && orig.src == q.src
                         && orig.sport == q.sport
-                        && SocketAddr::V4(f.target) == q.dst_addr()
+                        && f.target == q.dst_addr()
                 });
                 if let Some((orig, _)) = hit {
-                    let front = SocketAddrV4::new(lb.frontend, orig.dport);
-                    return match packet::rewrite_icmp_error(pkt, lb.frontend, front) {
+                    let front = orig.dst_addr();
+                    return match packet::rewrite_icmp_error(pkt, orig.dst, front) {
                         Ok(p) => LbAction::Translated(
                             p,
                             text(&|| {
@@ -441,7 +465,7 @@ impl Router {
                 }
             }
             // Original direction: client → frontend.
-            if t.dst == lb.frontend {
+            if lb.is_frontend(t.dst) {
                 let target = if let Some(f) = lb.flows.get_mut(&t) {
                     f.last_seen = now;
                     f.target
@@ -457,12 +481,17 @@ impl Router {
                             lb.name, t.dport
                         ));
                     };
-                    let Some(target) = lb.pick(rng).cloned() else {
+                    let Some(target) = lb.pick_for(t.dst.is_ipv6(), rng).cloned() else {
                         self.counters.lb_no_target += 1;
                         return LbAction::Drop(format!("LB {}: no healthy target", lb.name));
                     };
                     *lb.picks.entry(target.name.clone()).or_default() += 1;
-                    let to = SocketAddrV4::new(target.ip, l.node_port);
+                    // The target node's address of the flow's family.
+                    let ip = match (t.dst, target.ip6) {
+                        (IpAddr::V6(_), Some(ip6)) => IpAddr::V6(ip6),
+                        _ => IpAddr::V4(target.ip),
+                    };
+                    let to = SocketAddr::new(ip, l.node_port);
                     lb.flows.insert(
                         t,
                         LbFlow {
@@ -472,7 +501,7 @@ impl Router {
                     );
                     let reply = FlowTuple {
                         proto: t.proto,
-                        src: std::net::IpAddr::V4(target.ip),
+                        src: ip,
                         sport: l.node_port,
                         dst: t.src,
                         dport: t.sport,
@@ -480,7 +509,7 @@ impl Router {
                     lb.replies.insert(reply, t);
                     to
                 };
-                return match packet::rewrite_in_place(pkt, None, Some(target.into())) {
+                return match packet::rewrite_in_place(pkt, None, Some(target)) {
                     Ok(()) => LbAction::Translated(
                         std::mem::take(pkt),
                         text(&|| format!("LB {} DNAT {} → {}", lb.name, t.dst_addr(), target)),
@@ -493,8 +522,9 @@ impl Router {
                 if let Some(f) = lb.flows.get_mut(&orig) {
                     f.last_seen = now;
                 }
-                let from = SocketAddrV4::new(lb.frontend, orig.dport);
-                return match packet::rewrite_in_place(pkt, Some(from.into()), None) {
+                // The frontend the client sent to (orig's destination), of its family.
+                let from = orig.dst_addr();
+                return match packet::rewrite_in_place(pkt, Some(from), None) {
                     Ok(()) => LbAction::Translated(
                         std::mem::take(pkt),
                         text(&|| format!("LB {} un-DNAT {} → {}", lb.name, t.src_addr(), from)),
@@ -545,7 +575,7 @@ impl Router {
         // Reachability: clients reach only what they are allowed to (and LB frontends).
         if in_kind == IfaceKind::Clients {
             let dst = s.tuple.dst;
-            let is_lb = self.lbs.iter().any(|l| l.frontend == dst);
+            let is_lb = self.lbs.iter().any(|l| l.is_frontend(dst));
             let allowed = self
                 .reach
                 .get(&s.tuple.src)
@@ -625,6 +655,7 @@ mod tests {
     use crate::packet::{summarize, tcp_packet};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use std::net::SocketAddrV4;
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
@@ -815,6 +846,59 @@ mod tests {
         assert_eq!(s.tuple.dst, IpAddr::V6(a6("2001:db8::11")));
         assert_eq!(s.inner.unwrap().dport, 32761);
         assert_eq!(out[0].iface, 1);
+    }
+
+    /// A dual-stack load balancer: flows to its IPv6 frontend go to a target's IPv6 address
+    /// (targets without one are skipped), keep the client's IPv6 source and are un-DNATed.
+    #[test]
+    fn load_balancer_ipv6_frontend() {
+        let mut r = router();
+        let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let s6 = |s: &str| s.parse::<SocketAddr>().unwrap();
+        r.add_iface_v6(0, a6("fd00:151:30::1"), "fd00:151:30::/64".parse().unwrap());
+        r.add_iface_v6(1, a6("2001:db8::1"), "2001:db8::/64".parse().unwrap());
+        let mut lb = LoadBalancer::new("lb", ip("198.51.100.100"));
+        lb.frontend6 = Some(a6("2001:db8:100::10"));
+        lb.listen(6, 80, 32761);
+        lb.add_target("node1", ip("10.151.30.12"));
+        lb.add_target("node2", ip("10.151.30.13"));
+        lb.set_target_v6("node1", a6("fd00:151:30::12"));
+        r.add_load_balancer(lb);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for port in 0..20u16 {
+            let client = SocketAddr::new(a6("2001:db8::50").into(), 30000 + port);
+            let p = tcp_packet(client, s6("[2001:db8:100::10]:80"), 64, "S", b"");
+            let out = r.receive(Duration::ZERO, 1, &p, &mut rng);
+            let s = summarize(&out[0].pkt).unwrap();
+            assert_eq!(s.tuple.src_addr(), client, "client address kept");
+            assert_eq!(s.tuple.dst_addr(), s6("[fd00:151:30::12]:32761"));
+            let reply = tcp_packet(s6("[fd00:151:30::12]:32761"), client, 64, "SA", b"");
+            let back = r.receive(Duration::ZERO, 0, &reply, &mut rng);
+            let s = summarize(&back[0].pkt).unwrap();
+            assert_eq!(s.tuple.src_addr(), s6("[2001:db8:100::10]:80"));
+        }
+        // The IPv4 frontend still splits over both nodes' IPv4 addresses.
+        let p = tcp_packet(
+            sa("203.0.113.50:40000"),
+            sa("198.51.100.100:80"),
+            64,
+            "S",
+            b"",
+        );
+        let out = r.receive(Duration::ZERO, 1, &p, &mut rng);
+        assert!(summarize(&out[0].pkt).unwrap().tuple.dst.is_ipv4());
+        // No target with an IPv6 address: the IPv6 flow is dropped.
+        let lb = r.load_balancer_mut("lb").unwrap();
+        lb.set_healthy("node1", false);
+        let p = tcp_packet(
+            s6("[2001:db8::50]:1"),
+            s6("[2001:db8:100::10]:80"),
+            64,
+            "S",
+            b"",
+        );
+        assert!(r.receive(Duration::ZERO, 1, &p, &mut rng).is_empty());
+        assert_eq!(r.counters.lb_no_target, 1);
     }
 
     #[test]

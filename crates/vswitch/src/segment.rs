@@ -8,7 +8,7 @@
 //! find).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -19,7 +19,10 @@ pub struct Segment<A> {
     net: Ipv4Net,
     /// IPv6 prefixes on this link (none for an IPv4-only segment).
     nets6: Vec<Ipv6Net>,
-    members: BTreeMap<IpAddr, A>,
+    /// Per family, so that resolving an IPv4 next hop (every hop of every datagram) costs
+    /// what it did before IPv6: a search keyed by the IPv4 address alone.
+    members: BTreeMap<Ipv4Addr, A>,
+    members6: BTreeMap<Ipv6Addr, A>,
 }
 
 impl<A: Copy> Segment<A> {
@@ -29,6 +32,7 @@ impl<A: Copy> Segment<A> {
             net,
             nets6: Vec::new(),
             members: BTreeMap::new(),
+            members6: BTreeMap::new(),
         }
     }
     pub fn name(&self) -> &str {
@@ -50,15 +54,25 @@ impl<A: Copy> Segment<A> {
     }
     /// `addr` (on this segment) is owned by `who`. Replaces a previous owner.
     pub fn attach(&mut self, addr: impl Into<IpAddr>, who: A) {
-        self.members.insert(addr.into(), who);
+        match addr.into() {
+            IpAddr::V4(a) => self.members.insert(a, who),
+            IpAddr::V6(a) => self.members6.insert(a, who),
+        };
     }
     pub fn detach(&mut self, addr: impl Into<IpAddr>) -> Option<A> {
-        self.members.remove(&addr.into())
+        match addr.into() {
+            IpAddr::V4(a) => self.members.remove(&a),
+            IpAddr::V6(a) => self.members6.remove(&a),
+        }
     }
     /// Neighbour resolution: who owns `next_hop`. `None` = no answer (the datagram is lost,
     /// as with an unanswered ARP request or neighbour solicitation).
+    #[inline]
     pub fn resolve(&self, next_hop: impl Into<IpAddr>) -> Option<A> {
-        self.members.get(&next_hop.into()).copied()
+        match next_hop.into() {
+            IpAddr::V4(a) => self.members.get(&a).copied(),
+            IpAddr::V6(a) => self.members6.get(&a).copied(),
+        }
     }
     /// Is `addr` inside one of this segment's prefixes (on-link)?
     pub fn on_link(&self, addr: impl Into<IpAddr>) -> bool {
@@ -71,8 +85,10 @@ impl<A: Copy> Segment<A> {
     pub fn nets(&self) -> impl Iterator<Item = IpNet> + '_ {
         std::iter::once(IpNet::V4(self.net)).chain(self.nets6.iter().map(|n| IpNet::V6(*n)))
     }
+    /// Every (address, owner), the IPv4 ones first, each family in address order.
     pub fn members(&self) -> impl Iterator<Item = (IpAddr, A)> + '_ {
-        self.members.iter().map(|(a, w)| (*a, *w))
+        let v4 = self.members.iter().map(|(a, w)| (IpAddr::V4(*a), *w));
+        v4.chain(self.members6.iter().map(|(a, w)| (IpAddr::V6(*a), *w)))
     }
 }
 
@@ -112,5 +128,8 @@ mod tests {
         assert_eq!(s.detach(a6), Some(1));
         assert_eq!(s.resolve(a6), None);
         assert_eq!(s.nets().count(), 2);
+        s.attach(a6, 1);
+        let all: Vec<(IpAddr, u32)> = s.members().collect();
+        assert_eq!(all, [("10.151.30.11".parse().unwrap(), 1), (a6.into(), 1)]);
     }
 }

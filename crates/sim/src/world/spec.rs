@@ -74,6 +74,9 @@ pub struct PodDesc {
 pub struct LbDesc {
     pub name: String,
     pub ip: Ipv4Addr,
+    /// The IPv6 frontend of a dual-stack load balancer (its flows go to the target nodes'
+    /// IPv6 addresses).
+    pub ipv6: Option<Ipv6Addr>,
     /// Target nodes (names), even split per node.
     pub nodes: Vec<String>,
     /// (frontend port, node port). Empty = derived from the services on every

@@ -261,18 +261,29 @@ impl World {
     /// the client networks that contain it.
     fn add_load_balancer(&mut self, lbd: &LbDesc) -> Result<(), SimError> {
         let mut lb = LoadBalancer::new(lbd.name.clone(), lbd.ip);
+        lb.frontend6 = lbd.ipv6;
         for n in &lbd.nodes {
             let i = self.node_index(n)?;
             lb.add_target(n.clone(), self.nodes[i].node.eth0());
+            if let Some(ip6) = self.nodes[i].node.eth0_v6() {
+                lb.set_target_v6(n, ip6);
+            }
         }
         for (port, np) in &lbd.ports {
             lb.listen(PROTO_TCP, *port, *np);
         }
-        let frontend = lb.frontend;
+        let (frontend, frontend6) = (lb.frontend, lb.frontend6);
         self.router.add_load_balancer(lb);
         for (i, iface) in self.router.ifaces().iter().enumerate() {
-            if iface.kind == IfaceKind::Clients && iface.net.contains(&frontend) {
-                self.segments[self.router_segs[i]].attach(frontend, Attach::Router(i));
+            if iface.kind != IfaceKind::Clients {
+                continue;
+            }
+            let seg = &mut self.segments[self.router_segs[i]];
+            if iface.net.contains(&frontend) {
+                seg.attach(frontend, Attach::Router(i));
+            }
+            if let Some(f6) = frontend6.filter(|f| iface.v6.iter().any(|(_, n)| n.contains(f))) {
+                seg.attach(f6, Attach::Router(i));
             }
         }
         Ok(())
@@ -386,6 +397,12 @@ impl World {
         self.router.add_iface_v6(iface, gw, net);
         self.segments[seg].add_net6(net);
         self.segments[seg].attach(gw, Attach::Router(iface));
+        // An LB's IPv6 frontend inside this network is answered by the router here.
+        for lb in self.router.load_balancers() {
+            if let Some(f6) = lb.frontend6.filter(|f| net.contains(f)) {
+                self.segments[seg].attach(f6, Attach::Router(iface));
+            }
+        }
     }
 
     /// The router interface/segment for a client network (created if new).
