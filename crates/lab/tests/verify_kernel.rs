@@ -221,6 +221,57 @@ fn wrong_ipv6_rules_are_caught_and_ipv4_is_untouched() {
     assert_clean();
 }
 
+#[test]
+fn the_load_balancer_agrees_over_both_families() {
+    let Some(_g) = kernel() else { return };
+    // dual-stack with an NLB in front of ydzs-node1 and ydzs-node2: its IPv6 frontend once
+    // outside every client network (routed to the router) and once inside the browser's /64
+    // (the router answers it on-link). Over each family the LB DNATs to a node's address of
+    // that family, the Service (Cluster) masquerades: nginx logs an address of node1 or node2.
+    for lb6 in ["2001:db8:51::10", "2001:db8::10"] {
+        let mut c = load("dual-stack");
+        c.load_balancer = Some(cluster::LoadBalancer {
+            name: "nlb".into(),
+            ip: "198.51.100.10".parse().unwrap(),
+            ipv6: Some(lb6.parse().unwrap()),
+            nodes: vec!["ydzs-node1".into(), "ydzs-node2".into()],
+            health_check: None,
+            weighted: false,
+        });
+        let mut steps = vec![c.plan[0].clone(), c.plan[1].clone()];
+        for s in &mut steps {
+            s.target = cluster::Target::LoadBalancer;
+            s.count = 6;
+        }
+        c.plan = steps;
+        let v = lab::verify::verify(&c, &Default::default()).unwrap();
+        let table = lab::verify::render(&v);
+        assert!(v.agrees(), "{lb6}:\n{table}");
+        let logged: BTreeSet<String> = v.steps[1]
+            .kernel
+            .iter()
+            .map(|s| s.logged.map(|i| i.to_string()).unwrap_or_default())
+            .collect();
+        // Masqueraded to the target node's IPv6 address of the egress link: eth0's towards a
+        // pod on another node, cni0's towards its own pod.
+        let nodes6: BTreeSet<String> = ["ydzs-node1", "ydzs-node2"]
+            .iter()
+            .filter_map(|n| c.node(n))
+            .flat_map(|n| [n.ipv6, n.cni0_ipv6()])
+            .flatten()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(nodes6.len(), 4);
+        assert!(logged.is_subset(&nodes6), "{lb6}:\n{table}");
+        assert!(
+            v.steps[1].target.contains(&format!("[{lb6}]:80")),
+            "{table}"
+        );
+        eprintln!("{table}");
+        assert_clean();
+    }
+}
+
 /// `ip -n <ns> -6 -o addr show`: (device, address/prefix) of every IPv6 address.
 fn ipv6_addrs(ns: &str) -> Vec<(String, String)> {
     let out = Command::new("ip")

@@ -119,12 +119,32 @@ pub struct KClient {
 /// An NLB-style load balancer without health checks, in the router: each new connection to
 /// `ip:port` is DNATed to one of `targets` (node IPs) at the listener's node port, uniformly
 /// at random; the client's address is kept, replies are un-DNATed by the router's conntrack.
+/// With an IPv6 frontend `ipv6`, connections to it go the same way (ip6tables) to `targets6`
+/// (the IPv6 addresses of the targets that have one, as the lab's load balancer picks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KLoadBalancer {
     pub ip: Ipv4Addr,
     pub targets: Vec<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub targets6: Vec<Ipv6Addr>,
     /// (frontend port, node port), TCP.
     pub listeners: Vec<(u16, u16)>,
+}
+
+impl KLoadBalancer {
+    /// The frontend and targets of `family` (`None`: no frontend of that family).
+    fn of(&self, family: IpFamily) -> Option<(IpAddr, Vec<IpAddr>)> {
+        match family {
+            IpFamily::V4 => Some((
+                self.ip.into(),
+                self.targets.iter().map(|&t| t.into()).collect(),
+            )),
+            IpFamily::V6 => Some((
+                self.ipv6?.into(),
+                self.targets6.iter().map(|&t| t.into()).collect(),
+            )),
+        }
+    }
 }
 
 /// Everything [`KernelLab::up`] builds.
@@ -312,9 +332,14 @@ impl KernelLab {
         }
         let reach = self.clients(spec, &router, &nodes)?;
         let lb = spec.load_balancer.as_ref();
-        iptables_load(&router, IpFamily::V4, &router_rules(lb, &reach.v4))?;
+        iptables_load(
+            &router,
+            IpFamily::V4,
+            &router_rules(lb, &reach.v4, IpFamily::V4),
+        )?;
         if spec.router_ipv6.is_some() || !reach.v6.is_empty() {
-            iptables_load(&router, IpFamily::V6, &router_rules(None, &reach.v6))?;
+            let rules = router_rules(lb, &reach.v6, IpFamily::V6);
+            iptables_load(&router, IpFamily::V6, &rules)?;
         }
         for (n, ns) in spec.nodes.iter().zip(&nodes) {
             let load = |family, rules: &str| {
@@ -460,6 +485,9 @@ impl KernelLab {
             }
             self.clients.push((c.name.clone(), ns));
         }
+        if let Some(lb) = &spec.load_balancer {
+            nets.frontends(router, lb)?;
+        }
         Ok(reach)
     }
 
@@ -588,16 +616,45 @@ impl ClientNets {
         }
         Ok(m)
     }
+
+    /// A load balancer frontend inside a client network is the router's address on that
+    /// network's bridge (so ARP/NDP resolve it on-link), as the lab's router answers it on
+    /// that segment; its DNAT happens in PREROUTING all the same.
+    fn frontends(&self, router: &Netns, lb: &KLoadBalancer) -> Result<()> {
+        for (m, (net, prefix)) in self.v4.iter().enumerate() {
+            if wire::addr::network(lb.ip, *prefix) == *net {
+                address(router, &format!("cbr{m}"), lb.ip, 32)?;
+            }
+        }
+        for (net6, m) in &self.v6 {
+            if let Some(f6) = lb.ipv6.filter(|f| client_net6(*f).0 == *net6) {
+                address(router, &format!("cbr{m}"), f6, 128)?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// The router's iptables-restore text: the load balancer's DNAT (if any) and the clients'
-/// reachability filter (`reach`, from [`reach_filter`]).
-fn router_rules(lb: Option<&KLoadBalancer>, reach: &str) -> String {
+/// `/32` or `/128`: the host prefix length of `a`'s family.
+fn host_bits(a: &IpAddr) -> u8 {
+    if a.is_ipv6() {
+        128
+    } else {
+        32
+    }
+}
+
+/// The router's iptables-restore (or ip6tables-restore) text of `family`: the load
+/// balancer's DNAT (if it has a frontend of that family) and the clients' reachability filter
+/// (`reach`, from [`reach_filter`]).
+fn router_rules(lb: Option<&KLoadBalancer>, reach: &str, family: IpFamily) -> String {
     let (mut nat, mut accept) = (String::new(), String::new());
-    if let Some(lb) = lb {
-        let n = lb.targets.len();
-        for (port, node_port) in &lb.listeners {
-            for (i, t) in lb.targets.iter().enumerate() {
+    if let Some((ip, targets)) = lb.and_then(|lb| lb.of(family)) {
+        let listeners = lb.map(|lb| lb.listeners.as_slice()).unwrap_or_default();
+        let n = targets.len();
+        let dst = format!("{ip}/{}", host_bits(&ip));
+        for (port, node_port) in listeners {
+            for (i, t) in targets.iter().enumerate() {
                 let pick = if i + 1 < n {
                     format!(
                         "-m statistic --mode random --probability {:.11} ",
@@ -606,16 +663,15 @@ fn router_rules(lb: Option<&KLoadBalancer>, reach: &str) -> String {
                 } else {
                     String::new()
                 };
+                let to = std::net::SocketAddr::new(*t, *node_port);
                 nat.push_str(&format!(
-                    "-A PREROUTING -d {}/32 -p tcp -m tcp --dport {port} -m comment --comment \"load balancer\" {pick}-j DNAT --to-destination {t}:{node_port}\n",
-                    lb.ip
+                    "-A PREROUTING -d {dst} -p tcp -m tcp --dport {port} -m comment --comment \"load balancer\" {pick}-j DNAT --to-destination {to}\n"
                 ));
             }
         }
         // Every client may reach the load balancer (the lab router's rule too).
         accept = format!(
-            "-A FORWARD -m conntrack --ctstate DNAT --ctorigdst {}/32 -m comment --comment \"load balancer\" -j ACCEPT\n",
-            lb.ip
+            "-A FORWARD -m conntrack --ctstate DNAT --ctorigdst {dst} -m comment --comment \"load balancer\" -j ACCEPT\n"
         );
     }
     format!(
@@ -628,13 +684,12 @@ fn router_rules(lb: Option<&KLoadBalancer>, reach: &str) -> String {
 /// client address: it may reach only the addresses of its family in `reach` (the lab router
 /// drops everything else it sends; replies to it are not filtered).
 fn reach_filter(client: IpAddr, reach: &[IpAddr]) -> String {
-    let host = |a: &IpAddr| if a.is_ipv6() { 128 } else { 32 };
-    let c = format!("{client}/{}", host(&client));
+    let c = format!("{client}/{}", host_bits(&client));
     let mut s = String::new();
     for r in reach.iter().filter(|r| r.is_ipv6() == client.is_ipv6()) {
         s.push_str(&format!(
             "-A FORWARD -s {c} -d {r}/{} -m comment --comment \"canReach\" -j ACCEPT\n",
-            host(r)
+            host_bits(r)
         ));
     }
     s.push_str(&format!(
@@ -653,12 +708,15 @@ mod tests {
         assert_eq!(first_host(ip("203.0.113.11"), 24), ip("203.0.113.1"));
         assert_eq!(wire::addr::network(ip("10.244.1.16"), 24), ip("10.244.1.0"));
         assert_eq!(wire::addr::network(ip("10.244.1.16"), 0), ip("0.0.0.0"));
-        let lb = KLoadBalancer {
+        let mut lb = KLoadBalancer {
             ip: ip("198.51.100.10"),
             targets: vec![ip("10.151.30.12"), ip("10.151.30.13")],
+            ipv6: None,
+            targets6: Vec::new(),
             listeners: vec![(80, 31305)],
         };
-        let rules = router_rules(Some(&lb), "");
+        assert!(!router_rules(Some(&lb), "", IpFamily::V6).contains("DNAT"));
+        let rules = router_rules(Some(&lb), "", IpFamily::V4);
         assert!(rules.contains("-A PREROUTING -d 198.51.100.10/32 -p tcp -m tcp --dport 80 -m comment --comment \"load balancer\" -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 10.151.30.12:31305\n"), "{rules}");
         assert!(
             rules.contains(
@@ -670,7 +728,17 @@ mod tests {
             rules.contains("--ctstate DNAT --ctorigdst 198.51.100.10/32"),
             "{rules}"
         );
-        assert!(!router_rules(None, "").contains("DNAT"));
+        assert!(!router_rules(None, "", IpFamily::V4).contains("DNAT"));
+        // The IPv6 frontend: ip6tables DNAT to the targets' IPv6 addresses, [addr]:port.
+        lb.ipv6 = Some("2001:db8:51::10".parse().unwrap());
+        lb.targets6 = vec!["fd00:10:151:30::12".parse().unwrap()];
+        let rules6 = router_rules(Some(&lb), "", IpFamily::V6);
+        assert!(rules6.contains("-A PREROUTING -d 2001:db8:51::10/128 -p tcp -m tcp --dport 80 -m comment --comment \"load balancer\" -j DNAT --to-destination [fd00:10:151:30::12]:31305\n"), "{rules6}");
+        assert!(
+            rules6.contains("--ctstate DNAT --ctorigdst 2001:db8:51::10/128"),
+            "{rules6}"
+        );
+        assert!(!rules6.contains("198.51.100.10"), "{rules6}");
         let any = |s: &str| s.parse::<IpAddr>().unwrap();
         let reach = [any("10.151.30.11"), any("fd00:10:151:30::11")];
         let r = reach_filter(any("203.0.113.11"), &reach);
