@@ -272,6 +272,47 @@ fn the_load_balancer_agrees_over_both_families() {
     }
 }
 
+#[test]
+fn a_dual_stack_pod_client_agrees_over_both_families() {
+    let Some(_g) = kernel() else { return };
+    // dual-stack with its browser replaced by a pod client on ydzs-node1 (IPv4 and IPv6 from
+    // node1's pod CIDRs), to its own node's NodePorts over both families (Cluster: masqueraded
+    // to eth0's or cni0's address; Local: pod traffic short-circuits to every endpoint, not
+    // masqueraded, and the replies of the endpoint on the same cni0 bridge reach conntrack
+    // through bridge-nf-call-ip6tables) and to the Service's IPv6 ClusterIP. (A pod to another
+    // node's Local NodePort is the pod-to-nodeport lesson: mixed outcomes, over IPv6 too.)
+    let text = std::fs::read_to_string(repo().join("lab-configs/dual-stack.yaml")).unwrap();
+    let head = &text[..text.find("\nclients:").unwrap()];
+    let yaml = format!(
+        "{head}\nclients:\n  - {{name: client, node: ydzs-node1}}\n\
+         manifests:\n  - file: manifests/nginx-dual-stack.yaml\nplan:\n\
+         \x20 - {{from: client, to: ydzs-node1, family: IPv4, service: default/nginx, count: 6}}\n\
+         \x20 - {{from: client, to: ydzs-node1, family: IPv6, service: default/nginx, count: 6}}\n\
+         \x20 - {{from: client, to: ydzs-node1, family: IPv6, service: default/nginx-local, count: 6}}\n"
+    );
+    let mut c = common::load(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert!(c.clients[0].ipv6.is_some(), "a dual-stack pod client");
+    let cip6 = c
+        .service("default/nginx")
+        .and_then(|s| s.cluster_ips.iter().find(|a| a.is_ipv6()).copied())
+        .expect("an IPv6 ClusterIP");
+    let mut to_cluster_ip = c.plan[1].clone();
+    to_cluster_ip.target = cluster::Target::Address(cip6);
+    c.plan.push(to_cluster_ip);
+    let v = lab::verify::verify(&c, &Default::default()).unwrap();
+    let table = lab::verify::render(&v);
+    assert!(v.agrees(), "{table}");
+    for s in &v.steps {
+        assert!(s.kernel.iter().all(|x| x.outcome == "ok"), "{table}");
+    }
+    assert!(
+        v.steps[3].target.contains(&format!("[{cip6}]:80")),
+        "{table}"
+    );
+    eprintln!("{table}");
+    assert_clean();
+}
+
 /// `ip -n <ns> -6 -o addr show`: (device, address/prefix) of every IPv6 address.
 fn ipv6_addrs(ns: &str) -> Vec<(String, String)> {
     let out = Command::new("ip")
