@@ -122,3 +122,37 @@ fn seed_cluster_pcap_per_link() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The blog over IPv6 (issue 10): the same LINKTYPE_RAW files carry IPv6 datagrams; the
+/// master's eth0 shows the SYN after DNAT and MASQUERADE with its IPv6 addresses.
+#[test]
+fn seed_cluster_v6_pcap_carries_ipv6() {
+    let dir = temp_dir("seed-v6");
+    common::scenario_run(
+        "seed-cluster-v6",
+        &["--json", "--pcap", dir.to_str().unwrap()],
+    );
+    let (lt, recs) = read_pcap(&dir.join("browser.pcap"));
+    assert_eq!(lt, 101, "LINKTYPE_RAW");
+    assert!(!recs.is_empty() && recs.iter().all(|r| r[0] >> 4 == 6));
+    let (_, eth0) = read_pcap(&dir.join("ydzs-master-eth0.pcap"));
+    // IPv6 source at bytes 8..24, destination at 24..40.
+    let masq: [u8; 16] = "fd00:10:151:30::11"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let pods = [0xfd, 0x00, 0x00, 0x10, 0x02, 0x44]; // fd00:10:244::/48
+    assert!(
+        eth0.iter()
+            .any(|r| r[0] >> 4 == 6 && r[8..24] == masq && r[24..30] == pods),
+        "no masqueraded IPv6 datagram towards a pod on the master's eth0"
+    );
+    if let Some(browser) = tcpdump(&dir.join("browser.pcap")) {
+        assert!(
+            browser[0].contains("IP6 2001:db8::11.")
+                && browser[0].contains("> fd00:10:151:30::11."),
+            "{browser:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
