@@ -479,14 +479,24 @@ fn ipv6_scenarios_run_in_real_mode() {
         (
             "dual-stack",
             &[
-                ["ydzs-master 10.151.30.11:", "203.0.113.11", "ok", "10.151.30.11"],
+                [
+                    "ydzs-master 10.151.30.11:",
+                    "203.0.113.11",
+                    "ok",
+                    "10.151.30.11",
+                ],
                 [
                     "ydzs-master [fd00:10:151:30::11]:",
                     "2001:db8::11",
                     "ok",
                     "fd00:10:151:30::11",
                 ],
-                ["ydzs-node1 10.151.30.12:", "203.0.113.11", "ok", "203.0.113.11"],
+                [
+                    "ydzs-node1 10.151.30.12:",
+                    "203.0.113.11",
+                    "ok",
+                    "203.0.113.11",
+                ],
                 [
                     "ydzs-node1 [fd00:10:151:30::12]:",
                     "2001:db8::11",
@@ -585,7 +595,12 @@ fn lab_apps_serve_both_families_in_real_mode() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(family_view(&real), family_view(&emb));
     assert_eq!(observations(&real), observations(&emb));
-    let clients = ["203.0.113.11", "2001:db8::11", "203.0.113.11", "2001:db8::11"];
+    let clients = [
+        "203.0.113.11",
+        "2001:db8::11",
+        "203.0.113.11",
+        "2001:db8::11",
+    ];
     let reqs = real["requests"].as_array().unwrap();
     assert_eq!(reqs.len(), 4, "{real}");
     for (r, want) in reqs.iter().zip(clients) {
@@ -597,4 +612,70 @@ fn lab_apps_serve_both_families_in_real_mode() {
         let reply = r["reply"].as_str().unwrap_or_default();
         assert!(reply.starts_with(prefix), "{r}");
     }
+}
+
+/// The views of an IPv6 flow in real mode (issue 10): pcap files are LINKTYPE_RAW with the
+/// IPv6 datagrams as tcpdump reads them (the browser's own, the master's after DNAT and
+/// MASQUERADE to its IPv6 address), and conntrack shows the IPv6 tuples.
+#[test]
+fn ipv6_views_work_in_real_mode() {
+    if !prerequisites("real-mode IPv6 views", &["nginx", "curl", "ip", "tcpdump"]) {
+        return;
+    }
+    let _g = REAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("nplab-views6-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .current_dir(repo())
+        .args([
+            "scenario",
+            "run",
+            "seed-cluster-v6",
+            "--real",
+            "--conntrack",
+        ])
+        .arg("--pcap")
+        .arg(&dir)
+        .output()
+        .expect("run lab");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    no_leftovers();
+    assert!(
+        text.contains("src=2001:db8::11 dst=fd00:10:151:30::11"),
+        "master's conntrack entry:\n{text}"
+    );
+    let read = |f: &str| {
+        let o = Command::new("tcpdump")
+            .args(["-nn", "-vv", "-r"])
+            .arg(dir.join(f))
+            .output()
+            .expect("tcpdump");
+        assert!(o.status.success(), "tcpdump -r {f}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let browser = read("browser.pcap");
+    assert!(
+        browser.contains("2001:db8::11.") && browser.contains("> fd00:10:151:30::11."),
+        "{browser}"
+    );
+    assert!(!browser.contains("incorrect"), "checksums: {browser}");
+    let master = read("ydzs-master-eth0.pcap");
+    assert!(
+        master
+            .lines()
+            .any(|l| l.contains("fd00:10:151:30::11.") && l.contains("> fd00:10:244:")),
+        "MASQUERADE to the master's IPv6 address: {master}"
+    );
+    // tcpdump -vv checks every IPv6 TCP checksum (pseudo-header over the NATed addresses).
+    assert!(
+        master.contains("(correct)") && !master.contains("incorrect"),
+        "checksums: {master}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -221,8 +221,12 @@ mod tests {
         let buf = Shared::default();
         let sink = PcapSink::new(buf.clone(), Duration::ZERO).unwrap();
         let v6 = tcp_packet(
-            "[fd00:203:0:113::11]:40312".parse::<std::net::SocketAddr>().unwrap(),
-            "[fd00:10:151::11]:32761".parse::<std::net::SocketAddr>().unwrap(),
+            "[fd00:203:0:113::11]:40312"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+            "[fd00:10:151::11]:32761"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
             64,
             "S",
             b"",
