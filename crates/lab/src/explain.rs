@@ -50,7 +50,7 @@ pub fn explain(cluster: &Cluster, r: &RequestResult, hops: &[TraceEvent]) -> Str
                 if pod.is_some() { ")" } else { "" },
             ));
         }
-        (Some((h, w)), _, _) => parts.push(dnat_sentence(cluster, h, wire::v4(w.after.ip()))),
+        (Some((h, w)), _, _) => parts.push(dnat_sentence(cluster, h, w.after.ip())),
         (None, Some(h), _) => parts.push(stop_sentence(h, r)),
         (None, None, Some(s)) => parts.push(s.clone()),
         (None, None, None) => {}
@@ -117,8 +117,8 @@ fn router_drop_sentence(hops: &[TraceEvent], r: &RequestResult) -> Option<String
 
 /// Which pod DNAT chose, and why that one could be chosen (the service's policy and
 /// whether the node had an endpoint of its own).
-fn dnat_sentence(cluster: &Cluster, h: &HopEvent, pod_ip: std::net::Ipv4Addr) -> String {
-    let Some(pod) = cluster.pods.iter().find(|p| p.ip == pod_ip) else {
+fn dnat_sentence(cluster: &Cluster, h: &HopEvent, pod_ip: std::net::IpAddr) -> String {
+    let Some(pod) = cluster.pod_by_addr(pod_ip) else {
         return format!(
             "kube-proxy on {} DNATed the connection to {pod_ip}.",
             h.node

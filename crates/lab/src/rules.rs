@@ -1,4 +1,5 @@
-//! `lab rules`: the `iptables-save` text kube-proxy would program on a scenario's nodes.
+//! `lab rules`: the `iptables-save` text kube-proxy would program on a scenario's nodes, and
+//! on nodes with an IPv6 address the IPv6 proxier's `ip6tables-save` text after it.
 //!
 //! Uses exactly what the runner gives each node's engine: the proxy configuration of
 //! [`crate::setup::world_spec`] and the cluster's services and EndpointSlices (every node syncs the
@@ -44,8 +45,23 @@ pub fn node_rules(cluster: &Cluster, node: &str) -> Result<String, LabError> {
     ))
 }
 
+/// `ip6tables-save` text of one node (no heading): the IPv6 proxier's rules (kube-proxy
+/// runs one per family); `None` when the node has no IPv6 address.
+pub fn node_rules_v6(cluster: &Cluster, node: &str) -> Result<Option<String>, LabError> {
+    let cfg = proxy_config(cluster, node)?;
+    if cfg.node_address(nodeport::IpFamily::V6).is_none() {
+        return Ok(None);
+    }
+    Ok(Some(nodeport::ip6tables_save(
+        &cfg,
+        &cluster.services,
+        &cluster.slices,
+    )))
+}
+
 /// `lab rules <scenario> [node]`: the named node, or every node, each headed by a comment
-/// line (`iptables-restore` skips `#` lines, so the text loads as is).
+/// line (`iptables-restore` skips `#` lines, so the text loads as is); a node with an IPv6
+/// address adds its `ip6tables-save` text under a `# ip6tables-save` line.
 pub fn rules_text(cluster: &Cluster, node: Option<&str>) -> Result<String, LabError> {
     let names = match node {
         Some(n) => vec![n.to_string()],
@@ -66,6 +82,10 @@ pub fn rules_text(cluster: &Cluster, node: Option<&str>) -> Result<String, LabEr
             cluster.scenario
         );
         out.push_str(&rules);
+        if let Some(v6) = node_rules_v6(cluster, &n)? {
+            let _ = writeln!(out, "# ip6tables-save");
+            out.push_str(&v6);
+        }
     }
     Ok(out)
 }

@@ -74,10 +74,12 @@ fn traced_chains_exist_in_the_rules() {
         let per_node: BTreeMap<String, BTreeSet<String>> = nodes
             .iter()
             .map(|n| {
-                (
-                    n.clone(),
-                    declared(&rules::node_rules(&cluster, n).unwrap()),
-                )
+                // Both families' rules: an IPv6 flow walks the ip6tables chains.
+                let v4 = rules::node_rules(&cluster, n).unwrap();
+                let v6 = rules::node_rules_v6(&cluster, n)
+                    .unwrap()
+                    .unwrap_or_default();
+                (n.clone(), declared(&(v4 + &v6)))
             })
             .collect();
         let plan = lab::plan::expand_plan(&cluster).unwrap();

@@ -162,6 +162,20 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// `lab serve` sends IPv6 requests (a target given as an IPv6 address): the client leaves from
+/// its IPv6 address and nginx logs the master's (issue 10).
+#[test]
+fn api_sends_ipv6_requests() {
+    let srv = Server::start("seed-cluster-v6");
+    let send = json!({"client": "browser", "target": "fd00:10:151:30::11", "connectTimeout": 2});
+    let (st, out) = srv.json("POST", "/api/requests", Some(send));
+    assert_eq!(st, 200, "{out}");
+    let r = &out["requests"][0];
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(r["client_ip"], "2001:db8::11");
+    assert_eq!(r["logged_client_ip"], "fd00:10:151:30::11");
+}
+
 #[test]
 fn api_walks_the_blog_and_validates_input() {
     let srv = Server::start("seed-cluster");

@@ -397,3 +397,151 @@ fn ip6tables_save_of_the_dual_stack_service() {
     );
     assert_eq!(text4, single);
 }
+
+/// External and LB IPs, and loadBalancerSourceRanges, count per family (serviceport.go
+/// `newBaseServiceInfo` filters them with `MapIPsByIPFamily` / `MapCIDRsByIPFamily`): the
+/// IPv6 LB IP is guarded by the IPv6 range only; with IPv4 ranges alone it is open.
+#[test]
+fn external_and_lb_ips_and_source_ranges_per_family() {
+    let mut svc = nginx_ds(TrafficPolicy::Cluster);
+    svc.type_ = ServiceType::LoadBalancer;
+    svc.external_ips = vec![EXT_IP.into(), a("2001:db8:60::1")];
+    svc.load_balancer_ips = vec![LB_IP.into(), a("2001:db8:50::1")];
+    svc.load_balancer_source_ranges = vec!["198.51.100.0/24".parse().unwrap()];
+    let sl = slices(&svc);
+    let to = |svc: &Service, src: &str, dst: &str, port: u16| {
+        let mut p = proxier_ds(svc, &sl);
+        let mut pkt = tcp6(src, 40000, dst, port, SYN);
+        let pre = p.prerouting(secs(0), &mut pkt, &mut rng(1));
+        (pre.verdict, tuple(&pkt).dst)
+    };
+    let (v, dst) = to(&svc, BROWSER6, "2001:db8:60::1", 80);
+    assert!(matches!(v, Verdict::Accept(_)) && dst.is_ipv6() && dst != a("2001:db8:60::1"));
+    let (v, dst) = to(&svc, BROWSER6, "2001:db8:50::1", 80);
+    assert!(matches!(v, Verdict::Accept(_)) && dst.is_ipv6() && dst != a("2001:db8:50::1"));
+    svc.load_balancer_source_ranges
+        .push("2001:db8:1234::/48".parse().unwrap());
+    let (v, _) = to(&svc, BROWSER6, "2001:db8:50::1", 80);
+    assert!(
+        matches!(v, Verdict::Drop(DropReason::SourceRangesDenied { .. })),
+        "{v:?}"
+    );
+    let (v, _) = to(&svc, "2001:db8:1234::7", "2001:db8:50::1", 80);
+    assert!(matches!(v, Verdict::Accept(_)));
+    let text6 = ip6tables_save(&config(), std::slice::from_ref(&svc), &sl);
+    assert!(text6.contains("-s 2001:db8:1234::/48"), "{text6}");
+    assert!(!text6.contains("198.51.100.0/24"), "{text6}");
+}
+
+/// §6.4 for IPv6: a UDP entry through the IPv6 NodePort to an IPv6 endpoint that leaves the
+/// IPv6 slice is deleted on sync; the IPv4 entry of the same Service whose endpoint stays
+/// is kept.
+#[test]
+fn stale_ipv6_udp_entries_are_cleared_on_sync() {
+    let mut svc = nginx_ds(TrafficPolicy::Cluster);
+    svc.ports[0].protocol = Protocol::Udp;
+    let v4 = slice(&svc, vec![ep(pod(1, 16), "node1")]);
+    let one6 = |n, i| EndpointSlice {
+        address_type: IpFamily::V6,
+        ..slice(
+            &svc,
+            vec![Endpoint {
+                ip: pod6(n, i),
+                ..ep(pod(n, i), "node1")
+            }],
+        )
+    };
+    let mut p = proxier_ds(&svc, &[v4.clone(), one6(1, 16)]);
+    let mut q6 = udp6(a(BROWSER6), 5353, a(MASTER6), NODE_PORT, b"query");
+    through(&mut p, &mut q6, Some(a(MASTER6)), &mut rng(15));
+    let mut q4 = udp(BROWSER, 5353, MASTER, NODE_PORT, b"query");
+    forward(&mut p, secs(0), &mut q4, Some(MASTER), &mut rng(15));
+    assert_eq!(p.conntrack().len(), 2);
+    p.update(std::slice::from_ref(&svc), &[v4, one6(2, 7)]);
+    assert_eq!(p.conntrack().len(), 1, "the IPv6 entry is stale");
+    assert!(p.conntrack().entries().all(|e| !e.original.is_ipv6()));
+}
+
+fn udp6(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ipv6(wire::v6(src).octets(), wire::v6(dst).octets(), 64);
+    let mut out = Vec::new();
+    b.udp(sport, dport).write(&mut out, payload).unwrap();
+    out
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The IPv6 NAT round trip through the engine: what a client sends to the master's
+        /// IPv6 NodePort comes back to it as the exact inverse (DNAT + MASQUERADE, then
+        /// the un-NAT of the reply), checksums right, under either traffic policy.
+        #[test]
+        fn ipv6_nat_round_trip_restores_the_tuple(
+            client in any::<u128>(), sport in 1024u16.., seed in any::<u64>(),
+            udp_flow in any::<bool>(), etp_local in any::<bool>(),
+        ) {
+            let client = IpAddr::V6(Ipv6Addr::from(client));
+            prop_assume!(!client.is_loopback() && !config().node_addresses.contains(&client));
+            let etp = if etp_local { TrafficPolicy::Local } else { TrafficPolicy::Cluster };
+            let mut svc = nginx_ds(etp);
+            if udp_flow {
+                svc.ports[0].protocol = Protocol::Udp;
+            }
+            let mut sl = slices(&svc);
+            sl[1].endpoints.push(Endpoint { ip: pod6(0, 20), ..ep(pod(0, 20), "master") });
+            let mut p = proxier_ds(&svc, &sl);
+            let mut r = rng(seed);
+            let mut pkt = if udp_flow {
+                udp6(client, sport, a(MASTER6), NODE_PORT, b"x")
+            } else {
+                tcp6(&client.to_string(), sport, MASTER6, NODE_PORT, SYN)
+            };
+            let (pre, post) = through(&mut p, &mut pkt, Some(a(MASTER6)), &mut r);
+            prop_assert!(matches!(pre.verdict, Verdict::Accept(_)));
+            prop_assert!(post.unwrap().dropped.is_none());
+            let t = tuple(&pkt);
+            prop_assert!(t.dst.is_ipv6());
+            let mut reply = if udp_flow {
+                udp6(t.dst, t.dport, t.src, t.sport, b"y")
+            } else {
+                tcp6(&t.dst.to_string(), t.dport, &t.src.to_string(), t.sport, SYN | ACK)
+            };
+            let pre = p.prerouting(secs(0), &mut reply, &mut r);
+            prop_assert_eq!(pre.ct_state, "REPLY");
+            let back = tuple(&reply);
+            prop_assert_eq!(
+                (back.src, back.sport, back.dst, back.dport),
+                (a(MASTER6), NODE_PORT, client, sport)
+            );
+            assert_checksums(&reply);
+        }
+
+        /// IPv6 datagrams and ICMPv6 errors with random corruption (payload length, next
+        /// header, extension chains, truncation) never panic the engine.
+        #[test]
+        fn corrupted_ipv6_packets_never_panic(
+            flip in proptest::collection::vec((0usize..100, any::<u8>()), 0..6),
+            cut in 0usize..120, icmp_err in any::<bool>(),
+        ) {
+            let svc = nginx_ds(TrafficPolicy::Cluster);
+            let mut p = proxier_ds(&svc, &slices(&svc));
+            let mut r = rng(2);
+            let mut base = tcp6(BROWSER6, 40000, MASTER6, NODE_PORT, SYN);
+            if icmp_err {
+                base = packet::icmp::time_exceeded(pod6(1, 16), &base).unwrap();
+            }
+            for (i, v) in flip {
+                if i < base.len() {
+                    base[i] = v;
+                }
+            }
+            base.truncate(cut.max(1));
+            let _ = through(&mut p, &mut base, Some(a(MASTER6)), &mut r);
+            let _ = forward_ip(&mut p, secs(1), &mut base, None, &mut r);
+        }
+    }
+}

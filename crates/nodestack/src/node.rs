@@ -916,8 +916,9 @@ impl Node {
         };
         match src {
             Some(IpAddr::V4(src)) => nodeport::packet::nat::set_ipv4_source(icmp, src),
-            // An IPv6 REJECT's source (the ICMPv6 checksum covers it): not set here yet.
-            Some(IpAddr::V6(_)) | None => {}
+            // ICMPv6's checksum covers the pseudo-header: set_source fixes it.
+            Some(src @ IpAddr::V6(_)) => nodeport::packet::nat::set_source(icmp, src),
+            None => {}
         }
     }
 

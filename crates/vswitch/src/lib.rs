@@ -5,11 +5,12 @@
 //! that wrap ports, smoltcp `phy` style.
 //!
 //! Modules (each owns one thing; none does I/O, none reads a clock or an OS RNG):
-//! - [`packet`]: parsing a raw IPv4 datagram into a [`packet::Summary`] (5-tuple, TCP flags,
-//!   TTL, the embedded tuple of ICMP errors), address/port rewrite with fresh checksums, and
-//!   the ICMP errors the fabric generates (time exceeded). Built on etherparse.
-//! - [`segment`]: an L3 broadcast domain; delivery by next-hop address ("ARP": which
-//!   attachment owns this address).
+//! - [`packet`]: parsing a raw IPv4 or IPv6 datagram into a [`packet::Summary`] (5-tuple, TCP
+//!   flags, TTL / hop limit, the embedded tuple of ICMP and ICMPv6 errors), address/port
+//!   rewrite with fresh checksums, and the ICMP errors the fabric generates (time exceeded).
+//!   Built on etherparse.
+//! - [`segment`]: an L3 broadcast domain; delivery by next-hop address ("ARP" / "NDP": which
+//!   attachment owns this address; no MACs, so IPv6 needs no neighbour discovery).
 //! - [`router`]: the router between the node network and the client networks: longest-prefix
 //!   forwarding, TTL, client reachability, and the external load balancer ([`router::LoadBalancer`]).
 //! - [`prefix`]: the longest-prefix-match index of the routing tables (router and nodes).
@@ -51,7 +52,8 @@ pub use segment::Segment;
 pub use tracer::{Direction, LinkEvent, TraceSink, Tracer};
 
 /// A link endpoint: the fabric delivers packets into it (`send`) and collects the packets the
-/// thing behind it transmitted (`recv`). Packets are raw IPv4 datagrams (no L2 header).
+/// thing behind it transmitted (`recv`). Packets are raw IPv4 or IPv6 datagrams (no L2
+/// header).
 pub trait Port {
     /// Human-readable link name (e.g. "ydzs-node1/cni0/nginx-54f57cf6bf-xhs8g").
     fn name(&self) -> &str;

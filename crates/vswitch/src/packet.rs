@@ -13,10 +13,7 @@ use etherparse::{
 };
 
 use wire::IpFamily;
-pub use wire::{PacketError, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-
-/// IP protocol number of ICMPv6.
-pub const PROTO_ICMPV6: u8 = 58;
+pub use wire::{PacketError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 /// A flow's 5-tuple: the shared [`wire::Tuple`] under the fabric's name.
 pub type FlowTuple = wire::Tuple;
@@ -341,35 +338,7 @@ pub fn rewrite_icmp_error(
 /// (the datagram must not be forwarded; packet unchanged). Only the TTL byte and the
 /// checksum are written (every forwarding hop does this: no header struct round trip).
 pub fn decrement_ttl(pkt: &mut [u8]) -> Result<Option<u8>, PacketError> {
-    if pkt.first().is_some_and(|b| b >> 4 == 6) {
-        // RFC 8200 3: hop limit at byte 7 of the 40-byte fixed header.
-        if pkt.len() < 40 {
-            return Err(PacketError::Ip("short IPv6 header".into()));
-        }
-        let hops = pkt[7];
-        if hops <= 1 {
-            return Ok(None);
-        }
-        pkt[7] = hops - 1;
-        return Ok(Some(hops - 1));
-    }
-    let len = Ipv4HeaderSlice::from_slice(pkt)
-        .map_err(|e| PacketError::Ip(e.to_string()))?
-        .slice()
-        .len();
-    // A valid header slice is at least 20 bytes: TTL at 8, checksum at 10..12.
-    let Some(header) = pkt.get_mut(..len).filter(|h| h.len() >= 20) else {
-        return Err(PacketError::Ip("short IPv4 header".into()));
-    };
-    let ttl = header[8];
-    if ttl <= 1 {
-        return Ok(None);
-    }
-    header[8] = ttl - 1;
-    header[10..12].fill(0);
-    let sum = wire::checksum::checksum(header);
-    header[10..12].copy_from_slice(&sum.to_be_bytes());
-    Ok(Some(ttl - 1))
+    wire::hop::decrement_hop_limit(pkt)
 }
 
 /// ICMP time exceeded in transit (type 11 code 0), sent by a router at `from`; for an IPv6
@@ -383,27 +352,13 @@ pub fn time_exceeded(
     if original.first().is_some_and(|b| b >> 4 == 6) {
         let from6 =
             from6.ok_or_else(|| PacketError::Ip("no IPv6 address to answer from".into()))?;
-        return time_exceeded_v6(from6, original);
+        return wire::icmp::time_exceeded(IpAddr::V6(from6), original);
     }
     wire::icmp::error_reply(
         from,
         original,
         Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit),
     )
-}
-
-/// ICMPv6 time exceeded (RFC 4443 3.3) quoting as much of `original` as fits the IPv6
-/// minimum MTU (RFC 4443 2.4(c)), addressed to its source.
-fn time_exceeded_v6(from: std::net::Ipv6Addr, original: &[u8]) -> Result<Vec<u8>, PacketError> {
-    let h = Ipv6HeaderSlice::from_slice(original).map_err(|e| PacketError::Ip(e.to_string()))?;
-    // 1280 - IPv6 header (40) - ICMPv6 header (8).
-    let quoted = &original[..original.len().min(1232)];
-    let ty = Icmpv6Type::TimeExceeded(etherparse::icmpv6::TimeExceededCode::HopLimitExceeded);
-    let b = PacketBuilder::ipv6(from.octets(), h.source_addr().octets(), 64).icmpv6(ty);
-    let mut out = Vec::with_capacity(b.size(quoted.len()));
-    b.write(&mut out, quoted)
-        .map_err(|e| PacketError::Ip(e.to_string()))?;
-    Ok(out)
 }
 
 /// ICMP destination unreachable, code host/port/…, sent by `from`.
@@ -623,7 +578,7 @@ mod tests {
         assert_eq!(s.inner.unwrap().dport, 32761);
         assert!(s
             .to_string()
-            .ends_with("ICMP6 time exceeded [2001:db8::11:40312 → fd00:151:30::11:32761]"));
+            .ends_with("ICMP6 time exceeded [[2001:db8::11]:40312 → [fd00:151:30::11]:32761]"));
         let ip = Ipv6Slice::from_slice(&icmp).unwrap();
         let ic = Icmpv6Slice::from_slice(ip.payload().payload).unwrap();
         let h = ip.header();

@@ -70,7 +70,9 @@ pub(crate) fn ipv4_header(pkt: &[u8]) -> Result<Ipv4HeaderSlice<'_>, PacketError
 pub(crate) fn ipv6_header(pkt: &[u8]) -> Result<(Ipv6HeaderSlice<'_>, u8, usize), PacketError> {
     let ip = Ipv6HeaderSlice::from_slice(pkt).map_err(|e| match e {
         etherparse::err::ipv6::HeaderSliceError::Len(_) => PacketError::Truncated,
-        etherparse::err::ipv6::HeaderSliceError::Content(_) => PacketError::NotIp(pkt[0] >> 4),
+        etherparse::err::ipv6::HeaderSliceError::Content(_) => {
+            PacketError::NotIp(pkt.first().map_or(0, |b| b >> 4))
+        }
     })?;
     let (next, off) = skip_ipv6_exts(pkt, ip.next_header().0, 40)?;
     Ok((ip, next, off))

@@ -3,7 +3,7 @@
 //! properties, incremental == full recompute and the round trip, run over both families
 //! in `properties.rs`.)
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use proptest::prelude::*;
 use wire::{parse, rewrite, L4Kind, PacketError, Tuple, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
@@ -191,6 +191,13 @@ fn time_exceeded_and_packet_too_big_for_either_family() {
     assert_eq!(wire::checksum::verify(&ptb), Ok(()));
     let p = parse(&ptb).unwrap();
     assert!(matches!(p.kind, L4Kind::IcmpError { inner, .. } if inner == t));
+    for (ty, code) in [(1, 0), (3, 0), (4, 1)] {
+        let e = wire::icmp::error_reply_v6(Ipv6Addr::LOCALHOST, &pkt, ty, code, [0; 4]).unwrap();
+        let p = parse(&e).unwrap();
+        assert!(
+            matches!(p.kind, L4Kind::IcmpError { inner, inner_off: 48, inner_l3_len: 40 } if inner == t)
+        );
+    }
     // IPv4: type 3 code 4 with the next-hop MTU, quoting header + 8 bytes.
     let mut v4 = Vec::new();
     etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 1)

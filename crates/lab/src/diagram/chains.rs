@@ -158,7 +158,7 @@ pub(super) fn tuple_label(s: &Summary) -> String {
     if s.icmp.is_some() {
         format!("{} → {}  {}", t.src, t.dst, what(s))
     } else {
-        format!("{}:{} → {}:{}  {}", t.src, t.sport, t.dst, t.dport, what(s))
+        format!("{} → {}  {}", t.src_addr(), t.dst_addr(), what(s))
     }
 }
 

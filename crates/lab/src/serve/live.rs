@@ -230,13 +230,7 @@ impl LiveLab {
             .cluster
             .destination(&step)
             .ok_or_else(|| ApiError::bad("service", "the target has no port for this service"))?;
-        let std::net::IpAddr::V4(ip) = dst.ip else {
-            return Err(ApiError::bad(
-                "target",
-                "IPv6 requests are not served by `lab serve`",
-            ));
-        };
-        let addr = std::net::SocketAddrV4::new(ip, dst.port);
+        let addr = std::net::SocketAddr::new(dst.ip, dst.port);
         let mut out = Vec::new();
         for _ in 0..step.count {
             out.push(self.one(&step, addr, &dst.label, emit)?);
@@ -285,10 +279,15 @@ impl LiveLab {
                 .filter(|s| s.is_finite() && *s > 0.0 && *s <= 300.0)
                 .ok_or_else(|| ApiError::bad("connectTimeout", "expected seconds in (0, 300]"))?,
         };
+        // An address target (IPv4 or IPv6) sets the request's family.
+        let family = match &target {
+            Target::Address(ip) => nodeport::IpFamily::of(*ip),
+            _ => nodeport::IpFamily::V4,
+        };
         Ok(PlanStep {
             client: client.to_string(),
             target,
-            family: nodeport::IpFamily::V4,
+            family,
             service: Some(service),
             port: None,
             port_name: None,
@@ -305,6 +304,9 @@ impl LiveLab {
     }
 
     fn target_of(&self, target: &str) -> Result<Target, ApiError> {
+        if let Ok(ip) = target.parse::<std::net::IpAddr>() {
+            return Ok(Target::Address(ip));
+        }
         if self.cluster.node(target).is_some() {
             return Ok(Target::Node(target.to_string()));
         }
@@ -352,7 +354,7 @@ impl LiveLab {
     fn one(
         &mut self,
         step: &PlanStep,
-        dst: std::net::SocketAddrV4,
+        dst: std::net::SocketAddr,
         label: &str,
         emit: &mut dyn FnMut(Value),
     ) -> Result<Value, ApiError> {
@@ -561,7 +563,7 @@ fn embedded_request(
     mark: &mut usize,
     cluster: &Cluster,
     step: &PlanStep,
-    dst: std::net::SocketAddrV4,
+    dst: std::net::SocketAddr,
     label: &str,
     number: usize,
 ) -> Result<Sent, ApiError> {
@@ -582,7 +584,7 @@ fn embedded_request(
         .ok_or_else(|| ApiError::bad("client", "unknown client"))?;
     let result = RequestResult {
         client: client.name.clone(),
-        client_ip: client.ip.into(),
+        client_ip: crate::plan::client_ip(client, dst.ip()),
         target: label.to_string(),
         outcome: crate::runner::outcome_of(out.kind),
         status: out.status,

@@ -9,7 +9,6 @@
 //! that what a request collects is its own hops (plus any LB health check that crossed the
 //! fabric at the same moment).
 
-use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,7 +77,7 @@ impl RealBackend {
         cluster: &Cluster,
         number: usize,
         step: &PlanStep,
-        dst: SocketAddrV4,
+        dst: std::net::SocketAddr,
         label: &str,
     ) -> anyhow::Result<Sent> {
         self.rr.world.clear_trace();
@@ -86,7 +85,7 @@ impl RealBackend {
         let req = PlannedRequest {
             step,
             step_index: 0,
-            dst: dst.into(),
+            dst,
             label: label.to_string(),
         };
         let result = self
