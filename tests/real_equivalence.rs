@@ -38,6 +38,39 @@ fn lab(args: &[&str]) -> Value {
     })
 }
 
+/// `lab <args>` (a real-mode run) succeeded and left nothing behind: its stdout.
+fn lab_text(args: &[&str]) -> String {
+    let out = common::lab_ok(&repo(), args);
+    no_leftovers();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An empty `$TMPDIR/nplab-<tag>-<pid>` for a test's files.
+fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nplab-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `tcpdump -nn <flags> -r <file>`'s output.
+fn tcpdump(file: &Path, flags: &[&str]) -> String {
+    let o = Command::new("tcpdump")
+        .arg("-nn")
+        .args(flags)
+        .arg("-r")
+        .arg(file)
+        .output()
+        .expect("tcpdump");
+    assert!(
+        o.status.success(),
+        "tcpdump -r {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn no_leftovers() {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
@@ -45,19 +78,17 @@ fn no_leftovers() {
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
 
+/// The fields `keys` of every request, as JSON values.
+fn fields<const N: usize>(v: &Value, keys: [&str; N]) -> Vec<[Value; N]> {
+    let reqs = v["requests"].as_array().unwrap();
+    reqs.iter().map(|r| keys.map(|k| r[k].clone())).collect()
+}
+
 /// (outcome, pod, logged client IP) per request.
 fn observations(v: &Value) -> Vec<(String, Value, Value)> {
-    v["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["outcome"].as_str().unwrap().to_string(),
-                r["pod"].clone(),
-                r["logged_client_ip"].clone(),
-            )
-        })
+    fields(v, ["outcome", "pod", "logged_client_ip"])
+        .into_iter()
+        .map(|[o, p, l]| (o.as_str().unwrap().to_string(), p, l))
         .collect()
 }
 
@@ -319,34 +350,22 @@ fn views_work_in_real_mode() {
         return;
     }
     let _g = REAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("nplab-views-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("views");
     let svg = dir.join("flow.svg");
     let pcap = dir.join("pcap");
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .current_dir(repo())
-        .args([
-            "scenario",
-            "run",
-            "seed-cluster",
-            "--real",
-            "--trace",
-            "--conntrack",
-        ])
-        .arg("--pcap")
-        .arg(&pcap)
-        .arg("--diagram")
-        .arg(&svg)
-        .output()
-        .expect("run lab");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    no_leftovers();
+    let (pcap_dir, svg_file) = (pcap.to_str().unwrap(), svg.to_str().unwrap());
+    let text = lab_text(&[
+        "scenario",
+        "run",
+        "seed-cluster",
+        "--real",
+        "--trace",
+        "--conntrack",
+        "--pcap",
+        pcap_dir,
+        "--diagram",
+        svg_file,
+    ]);
     // Trace: the master's rule path and both translations.
     assert!(text.contains("(real mode)"), "{text}");
     assert!(
@@ -372,19 +391,7 @@ fn views_work_in_real_mode() {
     );
     assert!(s.contains("DNAT") && s.contains("MASQUERADE"));
     // pcap: what the browser sent, and what the master put on the wire after NAT.
-    let read = |f: &str| {
-        let o = Command::new("tcpdump")
-            .args(["-nn", "-r"])
-            .arg(pcap.join(f))
-            .output()
-            .expect("tcpdump");
-        assert!(
-            o.status.success(),
-            "tcpdump -r {f}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let read = |f: &str| tcpdump(&pcap.join(f), &[]);
     let browser = read("browser.pcap");
     assert!(browser.contains("IP 203.0.113.11."), "{browser}");
     assert!(browser.contains("> 10.151.30.11."), "{browser}");
@@ -443,17 +450,11 @@ fn scale_entries_run_in_real_mode() {
     }
 }
 
-/// (target, client_ip, outcome, logged_client_ip) per request.
+/// (target, client_ip, outcome, logged_client_ip) per request (`-` for none).
 fn family_view(v: &Value) -> Vec<[String; 4]> {
-    v["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            ["target", "client_ip", "outcome", "logged_client_ip"]
-                .map(|k| r[k].as_str().unwrap_or("-").to_string())
-        })
-        .collect()
+    let keys = ["target", "client_ip", "outcome", "logged_client_ip"];
+    let text = |x: Value| x.as_str().unwrap_or("-").to_string();
+    fields(v, keys).into_iter().map(|r| r.map(text)).collect()
 }
 
 /// IPv6 in real mode (issue 10): seed-cluster-v6 is the blog's experiment over IPv6, real
@@ -479,14 +480,24 @@ fn ipv6_scenarios_run_in_real_mode() {
         (
             "dual-stack",
             &[
-                ["ydzs-master 10.151.30.11:", "203.0.113.11", "ok", "10.151.30.11"],
+                [
+                    "ydzs-master 10.151.30.11:",
+                    "203.0.113.11",
+                    "ok",
+                    "10.151.30.11",
+                ],
                 [
                     "ydzs-master [fd00:10:151:30::11]:",
                     "2001:db8::11",
                     "ok",
                     "fd00:10:151:30::11",
                 ],
-                ["ydzs-node1 10.151.30.12:", "203.0.113.11", "ok", "203.0.113.11"],
+                [
+                    "ydzs-node1 10.151.30.12:",
+                    "203.0.113.11",
+                    "ok",
+                    "203.0.113.11",
+                ],
                 [
                     "ydzs-node1 [fd00:10:151:30::12]:",
                     "2001:db8::11",
@@ -574,8 +585,7 @@ fn lab_apps_serve_both_families_in_real_mode() {
         return;
     }
     let _g = REAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("nplab-apps6-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("apps6");
     let cfg = dir.join("netexec-dual.yaml");
     std::fs::write(&cfg, NETEXEC_DUAL).unwrap();
     let args = ["scenario", "run", cfg.to_str().unwrap(), "--json"];
@@ -585,7 +595,12 @@ fn lab_apps_serve_both_families_in_real_mode() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(family_view(&real), family_view(&emb));
     assert_eq!(observations(&real), observations(&emb));
-    let clients = ["203.0.113.11", "2001:db8::11", "203.0.113.11", "2001:db8::11"];
+    let clients = [
+        "203.0.113.11",
+        "2001:db8::11",
+        "203.0.113.11",
+        "2001:db8::11",
+    ];
     let reqs = real["requests"].as_array().unwrap();
     assert_eq!(reqs.len(), 4, "{real}");
     for (r, want) in reqs.iter().zip(clients) {
@@ -597,4 +612,50 @@ fn lab_apps_serve_both_families_in_real_mode() {
         let reply = r["reply"].as_str().unwrap_or_default();
         assert!(reply.starts_with(prefix), "{r}");
     }
+}
+
+/// The views of an IPv6 flow in real mode (issue 10): pcap files are LINKTYPE_RAW with the
+/// IPv6 datagrams as tcpdump reads them (the browser's own, the master's after DNAT and
+/// MASQUERADE to its IPv6 address), and conntrack shows the IPv6 tuples.
+#[test]
+fn ipv6_views_work_in_real_mode() {
+    if !prerequisites("real-mode IPv6 views", &["nginx", "curl", "ip", "tcpdump"]) {
+        return;
+    }
+    let _g = REAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = fresh_dir("views6");
+    let pcap_dir = dir.to_str().unwrap();
+    let real = [
+        "seed-cluster-v6",
+        "--real",
+        "--conntrack",
+        "--pcap",
+        pcap_dir,
+    ];
+    let text = lab_text(&[&["scenario", "run"], &real[..]].concat());
+    assert!(
+        text.contains("src=2001:db8::11 dst=fd00:10:151:30::11"),
+        "master's conntrack entry:\n{text}"
+    );
+    // -vv: tcpdump checks every IPv6 TCP checksum.
+    let read = |f: &str| tcpdump(&dir.join(f), &["-vv"]);
+    let browser = read("browser.pcap");
+    assert!(
+        browser.contains("2001:db8::11.") && browser.contains("> fd00:10:151:30::11."),
+        "{browser}"
+    );
+    assert!(!browser.contains("incorrect"), "checksums: {browser}");
+    let master = read("ydzs-master-eth0.pcap");
+    assert!(
+        master
+            .lines()
+            .any(|l| l.contains("fd00:10:151:30::11.") && l.contains("> fd00:10:244:")),
+        "MASQUERADE to the master's IPv6 address: {master}"
+    );
+    // tcpdump -vv checks every IPv6 TCP checksum (pseudo-header over the NATed addresses).
+    assert!(
+        master.contains("(correct)") && !master.contains("incorrect"),
+        "checksums: {master}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -249,7 +249,11 @@ impl Forwarder {
         &self.stats
     }
     fn route(&self, dst: IpAddr) -> Option<usize> {
-        let own = self.ports.iter().enumerate().map(|(i, (n, l, _))| (*n, *l, i));
+        let own = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, (n, l, _))| (*n, *l, i));
         own.chain(self.extra.iter().copied())
             .filter(|(net, len, _)| in_prefix(dst, *net, *len))
             .max_by_key(|(_, len, _)| *len)

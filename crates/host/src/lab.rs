@@ -476,10 +476,14 @@ impl Lab {
             } else {
                 logs.join(", ")
             };
+            let addrs = match &p.spec.ipv6 {
+                Some(v6) => format!("{}, {}", p.spec.ip, v6.ip),
+                None => p.spec.ip.to_string(),
+            };
             h.push(format!(
                 "pod {} ({} on {}): sudo ip netns exec {} ss -tn; access log {}",
                 p.spec.name,
-                p.spec.ip,
+                addrs,
                 p.spec.node,
                 p.ns.name(),
                 log

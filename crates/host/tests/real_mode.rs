@@ -928,7 +928,10 @@ fn dual_stack_pod_serves_curl_over_ipv6_and_logs_the_ipv6_client() {
     }
     let fwd = FwdThread::start(fw);
     let conf = std::fs::read_to_string(scope.state.root().join(POD).join("nginx.conf")).unwrap();
-    assert!(conf.contains("listen 80;\n        listen [::]:80;\n"), "{conf}");
+    assert!(
+        conf.contains("listen 80;\n        listen [::]:80;\n"),
+        "{conf}"
+    );
 
     let out = lab
         .curl("browser", &CurlRequest::get(format!("http://[{pod6}]/")))
@@ -939,7 +942,10 @@ fn dual_stack_pod_serves_curl_over_ipv6_and_logs_the_ipv6_client() {
     assert_eq!(resp.http_code, 200);
     assert_eq!(resp.remote_ip, POD_IP6);
     assert_eq!(resp.local_ip, CLIENT_IP6);
-    assert_eq!(resp.body, format!("pod {POD} on ydzs-node1 (10.244.1.16)\n"));
+    assert_eq!(
+        resp.body,
+        format!("pod {POD} on ydzs-node1 (10.244.1.16)\n")
+    );
     let out = lab.curl("browser", &CurlRequest::get("http://10.244.1.16/"));
     assert_eq!(out.unwrap().kind(), "ok");
     let out = lab.curl("browser", &CurlRequest::get(format!("http://[{pod6}]:81/")));

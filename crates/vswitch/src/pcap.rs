@@ -170,7 +170,13 @@ mod tests {
     use crate::packet::tcp_packet;
     use crate::MemPort;
     use pcap_file::pcap::PcapReader;
-    use std::net::SocketAddrV4;
+    use std::net::SocketAddr;
+
+    /// A SYN from `src` to `dst` (either family).
+    fn syn(src: &str, dst: &str) -> Vec<u8> {
+        let addr = |a: &str| a.parse::<SocketAddr>().unwrap();
+        tcp_packet(addr(src), addr(dst), 64, "S", b"")
+    }
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -191,13 +197,7 @@ mod tests {
         let sink = PcapSink::new(buf.clone(), base).unwrap();
         let (port, handle) = MemPort::new("browser");
         let mut p = Pcap::new(port, sink.clone());
-        let syn = tcp_packet(
-            "203.0.113.11:40312".parse::<SocketAddrV4>().unwrap(),
-            "10.151.30.11:32761".parse::<SocketAddrV4>().unwrap(),
-            64,
-            "S",
-            b"",
-        );
+        let syn = syn("203.0.113.11:40312", "10.151.30.11:32761");
         handle.inject(syn.clone());
         assert_eq!(p.recv(Duration::from_millis(5)), Some(syn.clone()));
         p.send(Duration::from_millis(7), &syn);
@@ -220,21 +220,9 @@ mod tests {
     fn ipv6_records_round_trip_next_to_ipv4() {
         let buf = Shared::default();
         let sink = PcapSink::new(buf.clone(), Duration::ZERO).unwrap();
-        let v6 = tcp_packet(
-            "[fd00:203:0:113::11]:40312".parse::<std::net::SocketAddr>().unwrap(),
-            "[fd00:10:151::11]:32761".parse::<std::net::SocketAddr>().unwrap(),
-            64,
-            "S",
-            b"",
-        );
+        let v6 = syn("[fd00:203:0:113::11]:40312", "[fd00:10:151::11]:32761");
         assert_eq!(v6[0] >> 4, 6, "an IPv6 datagram");
-        let v4 = tcp_packet(
-            "203.0.113.11:40312".parse::<SocketAddrV4>().unwrap(),
-            "10.151.30.11:32761".parse::<SocketAddrV4>().unwrap(),
-            64,
-            "S",
-            b"",
-        );
+        let v4 = syn("203.0.113.11:40312", "10.151.30.11:32761");
         sink.record(Duration::from_millis(1), &v6);
         sink.record(Duration::from_millis(2), &v4);
         sink.finish().unwrap();
