@@ -1,6 +1,8 @@
 //! `lab verify <scenario> --kernel`: the scenario run by the lab (embedded mode) and by the
 //! Linux kernel (namespaces, veth, bridges, host-gw routes, the rules of `lab rules` loaded
-//! with iptables-restore, real nginx and curl: [`host::kernel`]), compared plan step by step.
+//! with iptables-restore and, for a dual-stack lab, ip6tables-restore, real nginx and curl:
+//! [`host::kernel`]), compared plan step by step. IPv6 plan steps run as `curl -g -6` to the
+//! bracketed address, so a dual-stack scenario is checked over both families.
 //!
 //! Random choices are compared as sets, as `tests/real_equivalence.rs` does against the
 //! kernel reference: the kernel draws its own endpoints, so a step agrees when
@@ -15,6 +17,7 @@
 //! ([`host::kernel`]) nor the rules (`lab rules`, reached through [`node_rules`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -28,7 +31,7 @@ use cluster::{ActionKind, ClientAttach, Cluster, LabError};
 use host::cleanup;
 use host::curl::{CurlOutcome, CurlRequest, CurlRun};
 use host::kernel::{
-    KAttach, KClient, KLoadBalancer, KNode, KPod, KernelLab, KernelOptions, KernelSpec,
+    KAttach, KClient, KLoadBalancer, KNode, KNodeV6, KPod, KernelLab, KernelOptions, KernelSpec,
 };
 
 /// Extra lab runs (other world seeds) that give the set of results a step can have.
@@ -120,11 +123,27 @@ pub fn command(
     Ok(())
 }
 
-/// The seam to `lab rules`: the iptables-save text (nat + filter) kube-proxy would program
-/// on `node`, generated from the same model the datapath runs.
-pub fn node_rules(cluster: &Cluster, node: &str) -> anyhow::Result<String> {
-    Ok(crate::rules::node_rules(cluster, node)?)
+/// The rules kube-proxy would program on one node, per family (the texts `lab rules`
+/// prints).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRules {
+    /// iptables-save text (nat + filter), loaded with iptables-restore.
+    pub v4: String,
+    /// ip6tables-save text, loaded with ip6tables-restore; `None` on a node without IPv6.
+    pub v6: Option<String>,
 }
+
+/// The seam to `lab rules`: the iptables-save and ip6tables-save texts (nat + filter)
+/// kube-proxy would program on `node`, generated from the same model the datapath runs.
+pub fn node_rules(cluster: &Cluster, node: &str) -> anyhow::Result<NodeRules> {
+    Ok(NodeRules {
+        v4: crate::rules::node_rules(cluster, node)?,
+        v6: crate::rules::node_rules_v6(cluster, node)?,
+    })
+}
+
+/// The rules of a node, given the cluster and the node's name.
+pub type RulesOf<'a> = &'a dyn Fn(&Cluster, &str) -> anyhow::Result<NodeRules>;
 
 /// Why the kernel comparison does not apply to `cluster`, if it does not.
 pub fn not_applicable(cluster: &Cluster) -> Option<String> {
@@ -244,11 +263,11 @@ pub fn verify(cluster: &Cluster, opts: &VerifyOptions) -> anyhow::Result<Verific
     verify_with(cluster, opts, &node_rules)
 }
 
-/// [`verify`] with the rules taken from `rules` (node name → iptables-save text).
+/// [`verify`] with the rules taken from `rules` (node name → iptables-save texts).
 pub fn verify_with(
     cluster: &Cluster,
     opts: &VerifyOptions,
-    rules: &dyn Fn(&Cluster, &str) -> anyhow::Result<String>,
+    rules: RulesOf,
 ) -> anyhow::Result<Verification> {
     if let Some(why) = not_applicable(cluster) {
         return Err(anyhow::Error::new(LabError::invalid(
@@ -324,19 +343,18 @@ fn lab_side(c: &Cluster) -> anyhow::Result<(Observed, Vec<BTreeSet<Seen>>, Vec<b
 }
 
 /// The kernel topology of `c`, with each node's rules from `rules`.
-pub fn kernel_spec(
-    c: &Cluster,
-    rules: &dyn Fn(&Cluster, &str) -> anyhow::Result<String>,
-) -> anyhow::Result<KernelSpec> {
+pub fn kernel_spec(c: &Cluster, rules: RulesOf) -> anyhow::Result<KernelSpec> {
     let mut nodes = Vec::new();
     for n in &c.nodes {
+        let r = rules(c, &n.name).with_context(|| format!("rules of node {}", n.name))?;
         nodes.push(KNode {
             name: n.name.clone(),
             ip: n.ip,
             prefix_len: c.node_network.prefix_len(),
             pod_net: (n.pod_cidr.network(), n.pod_cidr.prefix_len()),
             cni0: n.cni0_ip(),
-            rules: rules(c, &n.name).with_context(|| format!("rules of node {}", n.name))?,
+            v6: node_v6(c, n, r.v6)?,
+            rules: r.v4,
         });
     }
     let clients = c
@@ -348,15 +366,19 @@ pub fn kernel_spec(
                 ClientAttach::External { can_reach } => KAttach::External {
                     // The lab's router gives an external client its own /24 (gateway .1).
                     prefix_len: 24,
+                    // Both families' node addresses, as the lab's router allows them.
                     reach: can_reach
                         .iter()
-                        .filter_map(|n| c.node(n).map(|n| n.ip))
+                        .filter_map(|n| c.node(n))
+                        .flat_map(|n| [Some(IpAddr::V4(n.ip)), n.ipv6.map(IpAddr::V6)])
+                        .flatten()
                         .collect(),
                 },
             };
             KClient {
                 name: cl.name.clone(),
                 ip: cl.ip,
+                ipv6: cl.ipv6,
                 attach,
             }
         })
@@ -368,11 +390,19 @@ pub fn kernel_spec(
             .iter()
             .filter_map(|n| c.node(n).map(|n| n.ip))
             .collect(),
+        ipv6: lb.ipv6,
+        // The targets with an IPv6 address the world gives them (dual-stack nodes).
+        targets6: lb
+            .nodes
+            .iter()
+            .filter_map(|n| c.node(n).filter(|n| n.pod_cidr_v6.is_some())?.ipv6)
+            .collect(),
         listeners: lb_listeners(c),
     });
     Ok(KernelSpec {
         load_balancer,
         router_ip: c.router_ip,
+        router_ipv6: c.router_ipv6,
         nodes,
         pods: c
             .pods
@@ -381,11 +411,44 @@ pub fn kernel_spec(
                 name: p.name.clone(),
                 node: p.node.clone(),
                 ip: p.ip,
+                ipv6: p.ipv6,
                 apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
             })
             .collect(),
         clients,
     })
+}
+
+/// A dual-stack node's IPv6 side: its IPv6 address on the IPv6 node network, its IPv6 pod
+/// CIDR and cni0 address, and `rules6` (its ip6tables-save text). `None` for an IPv4-only
+/// node; an error when the node has IPv6 but no IPv6 rules or the reverse.
+fn node_v6(
+    c: &Cluster,
+    n: &cluster::Node,
+    rules6: Option<String>,
+) -> anyhow::Result<Option<KNodeV6>> {
+    let (ip, pod_cidr, net) = match (n.ipv6, n.pod_cidr_v6, c.node_network_v6) {
+        (Some(ip), Some(p), Some(net)) => (ip, p, net),
+        _ if rules6.is_some() => bail!(
+            "node {}: ip6tables rules without an IPv6 address, IPv6 pod CIDR and IPv6 node \
+             network",
+            n.name
+        ),
+        _ => return Ok(None),
+    };
+    let (Some(rules), Some(cni0)) = (rules6, n.cni0_ipv6()) else {
+        bail!(
+            "node {} ({ip}): no ip6tables rules or no cni0 IPv6 address in {pod_cidr}",
+            n.name
+        );
+    };
+    Ok(Some(KNodeV6 {
+        ip,
+        prefix_len: net.prefix_len(),
+        pod_net: (pod_cidr.network(), pod_cidr.prefix_len()),
+        cni0,
+        rules,
+    }))
 }
 
 /// The load balancer's (port, node port) listeners as the lab's world opens them: the
@@ -472,7 +535,7 @@ fn kernel_side(c: &Cluster, klab: &KernelLab) -> anyhow::Result<Observed> {
         for (pod, line) in fresh {
             if let Some(ip) = first_word_ip(&line) {
                 s.pod = Some(pod);
-                s.logged = Some(ip.into());
+                s.logged = Some(ip);
             }
         }
         out.push((req.step_index, s));
@@ -714,6 +777,10 @@ mod tests {
         ] {
             let r = not_applicable(&load(n)).unwrap_or_default();
             assert!(r.contains(why), "{n}: {r}");
+        }
+        // Dual-stack scenarios apply; a step to an IPv6 load balancer frontend does not.
+        for n in ["seed-cluster-v6", "dual-stack"] {
+            assert_eq!(not_applicable(&load(n)), None, "{n}");
         }
     }
 

@@ -2,12 +2,16 @@
 //! Linux kernel (namespaces, veth, bridges, host-gw routes, `lab rules` loaded with
 //! iptables-restore, real nginx and curl) agree step by step; the scenarios it does not apply
 //! to are refused with exit 2; a kernel programmed with the wrong rules is caught (exit 1
-//! semantics); Ctrl-C and `kill -9` + `lab down` leave nothing behind.
+//! semantics); Ctrl-C and `kill -9` + `lab down` leave nothing behind. Dual-stack scenarios
+//! (seed-cluster-v6, dual-stack) run over both families: the nodes' ip6tables rules are what
+//! the kernel's IPv6 requests go through, and the topology has IPv6 exactly where the scenario
+//! has IPv6 addresses.
 //!
 //! Needs root, ip, nginx, curl and iptables-restore. Locally a missing prerequisite skips with
 //! the reason; with `CI=true` it fails instead. Run it machine-wide serialised:
 //! `flock /tmp/nplab-real.lock cargo test -p lab --test verify_kernel`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -21,8 +25,9 @@ mod common;
 static KERNEL: Mutex<()> = Mutex::new(());
 
 /// The shipped scenarios the README lists as covered (the rest must be refused).
-const APPLICABLE: [&str; 13] = [
+const APPLICABLE: [&str; 15] = [
     "cluster-local-pod",
+    "dual-stack",
     "kernel-ref",
     "kernel-ref-local",
     "local-imbalance",
@@ -31,6 +36,7 @@ const APPLICABLE: [&str; 13] = [
     "no-masquerade",
     "pod-to-nodeport",
     "seed-cluster",
+    "seed-cluster-v6",
     "seed-local",
     "seed-local-pinned",
     "session-affinity",
@@ -43,6 +49,15 @@ fn repo() -> PathBuf {
 
 fn prerequisites() -> bool {
     common::run_or_skip("lab verify --kernel", &host::kernel::missing())
+}
+
+/// The kernel topology to this test alone, or `None` (skip, or fail under `CI=true`) when a
+/// prerequisite is missing.
+fn kernel() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !prerequisites() {
+        return None;
+    }
+    Some(KERNEL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn lab(args: &[&str]) -> Output {
@@ -84,10 +99,7 @@ fn shipped() -> Vec<String> {
 
 #[test]
 fn every_applicable_scenario_agrees_with_the_kernel() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     let mut ran = 0;
     for name in shipped() {
         let args = ["verify", &name, "--kernel", "--json", "--count", "10"];
@@ -134,10 +146,7 @@ fn every_applicable_scenario_agrees_with_the_kernel() {
 
 #[test]
 fn the_table_is_side_by_side() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     let out = lab(&["verify", "seed-cluster", "--kernel"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -159,15 +168,9 @@ fn the_table_is_side_by_side() {
 
 #[test]
 fn wrong_rules_are_caught() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     // seed-cluster's cluster, but every node programmed with seed-local's rules (policy
     // Local, no pod on the master): the kernel drops the SYN the lab answers.
-    let load = |n: &str| {
-        cluster::load_cluster(&repo().join(format!("lab-configs/{n}.yaml")), None).unwrap()
-    };
     let (good, local) = (load("seed-cluster"), load("seed-local"));
     let v = lab::verify::verify_with(&good, &Default::default(), &|_, node| {
         lab::verify::node_rules(&local, node)
@@ -182,6 +185,236 @@ fn wrong_rules_are_caught() {
         "{:?}",
         row.differences
     );
+    assert_clean();
+}
+
+fn load(name: &str) -> cluster::Cluster {
+    cluster::load_cluster(&repo().join(format!("lab-configs/{name}.yaml")), None).unwrap()
+}
+
+#[test]
+fn wrong_ipv6_rules_are_caught_and_ipv4_is_untouched() {
+    let Some(_g) = kernel() else { return };
+    // dual-stack's nodes get their right iptables rules, but the ip6tables rules of the same
+    // cluster with every Service on externalTrafficPolicy Local: over IPv6 the pod-less master
+    // drops the NodePort SYN the lab answers; over IPv4 nothing changes.
+    let good = load("dual-stack");
+    let mut local = good.clone();
+    for s in &mut local.services {
+        s.external_traffic_policy = nodeport::TrafficPolicy::Local;
+    }
+    let v = lab::verify::verify_with(&good, &Default::default(), &|c, node| {
+        let mut r = lab::verify::node_rules(c, node)?;
+        r.v6 = lab::verify::node_rules(&local, node)?.v6;
+        assert!(r.v6.is_some(), "{node} has IPv6 rules");
+        Ok(r)
+    })
+    .unwrap();
+    let table = lab::verify::render(&v);
+    let agree: Vec<bool> = v.steps.iter().map(|s| s.agrees()).collect();
+    // Steps: master IPv4, master IPv6 (Cluster), node1 IPv4, node1 IPv6 (Local: a local pod).
+    assert_eq!(agree, [true, false, true, true], "{table}");
+    let row = &v.steps[1];
+    assert_eq!(row.lab[0].outcome, "ok", "{table}");
+    assert_eq!(row.kernel[0].outcome, "timeout", "{table}");
+    assert!(row.target.contains("[fd00:10:151:30::11]"), "{table}");
+    assert_clean();
+}
+
+#[test]
+fn the_load_balancer_agrees_over_both_families() {
+    let Some(_g) = kernel() else { return };
+    // dual-stack with an NLB in front of ydzs-node1 and ydzs-node2: its IPv6 frontend once
+    // outside every client network (routed to the router) and once inside the browser's /64
+    // (the router answers it on-link). Over each family the LB DNATs to a node's address of
+    // that family, the Service (Cluster) masquerades: nginx logs an address of node1 or node2.
+    for lb6 in ["2001:db8:51::10", "2001:db8::10"] {
+        let mut c = load("dual-stack");
+        c.load_balancer = Some(cluster::LoadBalancer {
+            name: "nlb".into(),
+            ip: "198.51.100.10".parse().unwrap(),
+            ipv6: Some(lb6.parse().unwrap()),
+            nodes: vec!["ydzs-node1".into(), "ydzs-node2".into()],
+            health_check: None,
+            weighted: false,
+        });
+        let mut steps = vec![c.plan[0].clone(), c.plan[1].clone()];
+        for s in &mut steps {
+            s.target = cluster::Target::LoadBalancer;
+            s.count = 6;
+        }
+        c.plan = steps;
+        let v = lab::verify::verify(&c, &Default::default()).unwrap();
+        let table = lab::verify::render(&v);
+        assert!(v.agrees(), "{lb6}:\n{table}");
+        let logged: BTreeSet<String> = v.steps[1]
+            .kernel
+            .iter()
+            .map(|s| s.logged.map(|i| i.to_string()).unwrap_or_default())
+            .collect();
+        // Masqueraded to the target node's IPv6 address of the egress link: eth0's towards a
+        // pod on another node, cni0's towards its own pod.
+        let nodes6: BTreeSet<String> = ["ydzs-node1", "ydzs-node2"]
+            .iter()
+            .filter_map(|n| c.node(n))
+            .flat_map(|n| [n.ipv6, n.cni0_ipv6()])
+            .flatten()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(nodes6.len(), 4);
+        assert!(logged.is_subset(&nodes6), "{lb6}:\n{table}");
+        assert!(
+            v.steps[1].target.contains(&format!("[{lb6}]:80")),
+            "{table}"
+        );
+        eprintln!("{table}");
+        assert_clean();
+    }
+}
+
+#[test]
+fn a_dual_stack_pod_client_agrees_over_both_families() {
+    let Some(_g) = kernel() else { return };
+    // dual-stack with its browser replaced by a pod client on ydzs-node1 (IPv4 and IPv6 from
+    // node1's pod CIDRs), to its own node's NodePorts over both families (Cluster: masqueraded
+    // to eth0's or cni0's address; Local: pod traffic short-circuits to every endpoint, not
+    // masqueraded, and the replies of the endpoint on the same cni0 bridge reach conntrack
+    // through bridge-nf-call-ip6tables) and to the Service's IPv6 ClusterIP. (A pod to another
+    // node's Local NodePort is the pod-to-nodeport lesson: mixed outcomes, over IPv6 too.)
+    let text = std::fs::read_to_string(repo().join("lab-configs/dual-stack.yaml")).unwrap();
+    let head = &text[..text.find("\nclients:").unwrap()];
+    let yaml = format!(
+        "{head}\nclients:\n  - {{name: client, node: ydzs-node1}}\n\
+         manifests:\n  - file: manifests/nginx-dual-stack.yaml\nplan:\n\
+         \x20 - {{from: client, to: ydzs-node1, family: IPv4, service: default/nginx, count: 6}}\n\
+         \x20 - {{from: client, to: ydzs-node1, family: IPv6, service: default/nginx, count: 6}}\n\
+         \x20 - {{from: client, to: ydzs-node1, family: IPv6, service: default/nginx-local, count: 6}}\n"
+    );
+    let mut c = common::load(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert!(c.clients[0].ipv6.is_some(), "a dual-stack pod client");
+    let cip6 = c
+        .service("default/nginx")
+        .and_then(|s| s.cluster_ips.iter().find(|a| a.is_ipv6()).copied())
+        .expect("an IPv6 ClusterIP");
+    let mut to_cluster_ip = c.plan[1].clone();
+    to_cluster_ip.target = cluster::Target::Address(cip6);
+    c.plan.push(to_cluster_ip);
+    let v = lab::verify::verify(&c, &Default::default()).unwrap();
+    let table = lab::verify::render(&v);
+    assert!(v.agrees(), "{table}");
+    for s in &v.steps {
+        assert!(s.kernel.iter().all(|x| x.outcome == "ok"), "{table}");
+    }
+    assert!(
+        v.steps[3].target.contains(&format!("[{cip6}]:80")),
+        "{table}"
+    );
+    eprintln!("{table}");
+    assert_clean();
+}
+
+/// `ip -n <ns> -6 -o addr show`: (device, address/prefix) of every IPv6 address.
+fn ipv6_addrs(ns: &str) -> Vec<(String, String)> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-6", "-o", "addr", "show"])
+        .output()
+        .expect("run ip");
+    assert!(out.status.success(), "{ns}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            Some((w.get(1)?.to_string(), w.get(3)?.to_string()))
+        })
+        .collect()
+}
+
+/// The global (non-link-local, non-loopback) IPv6 addresses of `ns`, and the devices with
+/// any IPv6 address at all (lo aside).
+fn ipv6_view(ns: &str) -> (Vec<(String, String)>, BTreeSet<String>) {
+    let all: Vec<_> = ipv6_addrs(ns)
+        .into_iter()
+        .filter(|(d, _)| d != "lo")
+        .collect();
+    let devs = all.iter().map(|(d, _)| d.clone()).collect();
+    let global = all
+        .into_iter()
+        .filter(|(_, a)| !a.starts_with("fe80:"))
+        .collect();
+    (global, devs)
+}
+
+fn sysctl_in(ns: &str, key: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", &format!("/proc/sys/{key}")])
+        .output()
+        .expect("run ip netns exec");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn pair(d: &str, a: &str) -> (String, String) {
+    (d.to_string(), a.to_string())
+}
+
+#[test]
+fn the_dual_stack_topology_has_ipv6_where_the_scenario_has_it() {
+    let Some(_g) = kernel() else { return };
+    let c = load("dual-stack");
+    let spec = lab::verify::kernel_spec(&c, &lab::verify::node_rules).unwrap();
+    let klab = host::kernel::KernelLab::up(&spec, &Default::default()).unwrap();
+    let names = klab.namespaces().to_vec();
+    let ns = |suffix: &str| {
+        names
+            .iter()
+            .find(|n| n.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no namespace *{suffix} in {names:?}"))
+            .clone()
+    };
+    let (router, master) = (ns("-router"), ns("-ydzs-master"));
+    // The router: the node network's and the client /64's gateways; its bridge ports
+    // (n<i>, c<k>) have no IPv6 at all, not even link-local.
+    let (global, devs) = ipv6_view(&router);
+    assert_eq!(
+        global,
+        [
+            pair("br0", "fd00:10:151:30::1/64"),
+            pair("cbr0", "2001:db8::1/64")
+        ],
+        "{devs:?}"
+    );
+    assert_eq!(devs, ["br0", "cbr0"].map(String::from).into(), "{global:?}");
+    assert_eq!(sysctl_in(&router, "net/ipv6/conf/all/forwarding"), "1");
+    let (global, devs) = ipv6_view(&master);
+    assert_eq!(
+        global,
+        [
+            pair("eth0", "fd00:10:151:30::11/64"),
+            pair("cni0", "fd00:10:244::1/64")
+        ],
+        "{devs:?}"
+    );
+    assert_eq!(devs, ["cni0", "eth0"].map(String::from).into());
+    assert_eq!(sysctl_in(&master, "net/ipv6/conf/all/forwarding"), "1");
+    let (global, _) = ipv6_view(&ns("-cl-browser"));
+    assert_eq!(global, [pair("eth0", "2001:db8::11/64")]);
+    for p in c.pods.iter() {
+        let (global, devs) = ipv6_view(&ns(&format!("-pod-{}", p.name)));
+        let want = format!("{}/64", p.ipv6.expect("dual-stack pod"));
+        assert_eq!(global, [pair("eth0", &want)], "{}", p.name);
+        assert_eq!(devs, ["eth0"].map(String::from).into(), "{}", p.name);
+    }
+    // canReach in ip6tables: the browser reaches ydzs-node1's IPv6 NodePort, not ydzs-node2's.
+    let browser = klab.client_ns("browser").unwrap();
+    // Step 4: browser → ydzs-node1 over IPv6 (nginx-local's NodePort).
+    let port = c.destination(&c.plan[3]).unwrap().port;
+    let get = |host: &str| {
+        let req = host::curl::CurlRequest::get(format!("http://[{host}]:{port}/"))
+            .timeouts(Duration::from_secs(2), Duration::from_secs(5));
+        host::curl::curl(browser, &req).unwrap()
+    };
+    assert_eq!(get("fd00:10:151:30::12").kind(), "ok");
+    assert_eq!(get("fd00:10:151:30::13").kind(), "timeout");
+    klab.shutdown().unwrap();
     assert_clean();
 }
 
@@ -220,10 +453,7 @@ fn spawn_verify(scenario: &str) -> std::process::Child {
 
 #[test]
 fn ctrl_c_and_kill_9_leave_nothing_behind() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_g) = kernel() else { return };
     // Ctrl-C (SIGINT) while the plan runs: the command tears everything down itself.
     let mut child = spawn_verify("pod-to-nodeport");
     wait_for_pods(&mut child);

@@ -5,9 +5,11 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+
 use std::process::{Command, Stdio};
+use wire::IpFamily;
 
 use super::super::netns::Netns;
 use super::super::preflight::find_program;
@@ -17,16 +19,34 @@ use super::super::{io_err, Error, Result};
 /// Longest interface name Linux accepts (IFNAMSIZ 16 minus the NUL).
 pub const IFNAMSIZ_MAX: usize = 15;
 
-/// The iptables-restore binaries tried, in order (kube-proxy on Debian uses the nft one).
-pub const IPTABLES_RESTORE: [&str; 3] = [
-    "iptables-nft-restore",
-    "iptables-restore",
-    "iptables-legacy-restore",
+/// The (iptables-restore, ip6tables-restore) binaries tried, in order (kube-proxy on Debian
+/// uses the nft ones). Both families come from the same pair, so IPv4 and IPv6 rules go to
+/// the same backend (nf_tables or legacy), as one kube-proxy binary programs them.
+pub const IPTABLES_RESTORE: [(&str, &str); 3] = [
+    ("iptables-nft-restore", "ip6tables-nft-restore"),
+    ("iptables-restore", "ip6tables-restore"),
+    ("iptables-legacy-restore", "ip6tables-legacy-restore"),
 ];
+
+/// The restore binary of `family`, from the first pair whose iptables-restore is found.
+pub fn restore_program(family: IpFamily) -> Option<PathBuf> {
+    let (v4, v6) = IPTABLES_RESTORE
+        .iter()
+        .find(|(v4, _)| find_program(v4).is_some())?;
+    match family {
+        IpFamily::V4 => find_program(v4),
+        IpFamily::V6 => find_program(v6),
+    }
+}
 
 /// The first iptables-restore found on this machine.
 pub fn iptables_restore() -> Option<PathBuf> {
-    IPTABLES_RESTORE.iter().find_map(|p| find_program(p))
+    restore_program(IpFamily::V4)
+}
+
+/// The ip6tables-restore of the same backend as [`iptables_restore`].
+pub fn ip6tables_restore() -> Option<PathBuf> {
+    restore_program(IpFamily::V6)
 }
 
 fn ip_program() -> Result<PathBuf> {
@@ -92,24 +112,51 @@ pub fn veth(a: &Netns, here: &str, b: &Netns, there: &str, master: Option<&str>)
 pub fn bridge(ns: &Netns, name: &str, addr: Ipv4Addr, prefix: u8) -> Result<()> {
     check_ifname(name)?;
     ip(ns, &["link", "add", name, "type", "bridge"])?;
-    ip(
-        ns,
-        &["addr", "add", &format!("{addr}/{prefix}"), "dev", name],
-    )?;
+    address(ns, name, addr, prefix)?;
     ip(ns, &["link", "set", name, "up"])
 }
 
-/// `addr/prefix` on `dev` in `ns`.
-pub fn address(ns: &Netns, dev: &str, addr: Ipv4Addr, prefix: u8) -> Result<()> {
-    ip(
-        ns,
-        &["addr", "add", &format!("{addr}/{prefix}"), "dev", dev],
-    )
+/// `addr/prefix` on `dev` in `ns`. An IPv6 address is added `nodad` (usable at once; the
+/// lab's links have no duplicates to detect) on a link [`enable_ipv6`] has enabled.
+pub fn address(ns: &Netns, dev: &str, addr: impl Into<IpAddr>, prefix: u8) -> Result<()> {
+    let addr = addr.into();
+    let cidr = format!("{addr}/{prefix}");
+    let mut args = vec!["addr", "add", &cidr, "dev", dev];
+    if addr.is_ipv6() {
+        args.push("nodad");
+    }
+    ip(ns, &args)
 }
 
-/// `ip route add <dest> via <gw>` in `ns` (`dest` may be `default`).
-pub fn route(ns: &Netns, dest: &str, via: Ipv4Addr) -> Result<()> {
-    ip(ns, &["route", "add", dest, "via", &via.to_string()])
+/// Turns IPv6 on for `dev` in `ns` (namespaces start with it off for new links, see
+/// [`IPV6_OFF_BY_DEFAULT`]): no duplicate address detection (its link-local address, which
+/// neighbour discovery needs when the link forwards, is usable at once), no router
+/// advertisements accepted (routes are static, as in the lab).
+pub fn enable_ipv6(ns: &Netns, dev: &str) -> Result<()> {
+    check_ifname(dev)?;
+    let keys: Vec<(String, &str)> = [
+        ("accept_dad", "0"),
+        ("accept_ra", "0"),
+        ("disable_ipv6", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("net/ipv6/conf/{dev}/{k}"), v))
+    .collect();
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    sysctls(ns, &keys, &[])
+}
+
+/// Set on every kernel namespace before it has links: IPv6 stays off on each new link
+/// unless [`enable_ipv6`] turns it on (optional: a host booted with `ipv6.disable=1` has no
+/// `net/ipv6`, and IPv4-only scenarios do not need it).
+pub const IPV6_OFF_BY_DEFAULT: (&str, &str) = ("net/ipv6/conf/default/disable_ipv6", "1");
+
+/// `ip route add <dest> via <gw>` in `ns` (`dest` may be `default`; the family is `via`'s:
+/// `default` via an IPv6 gateway is the IPv6 default route).
+pub fn route(ns: &Netns, dest: &str, via: impl Into<IpAddr>) -> Result<()> {
+    let via = via.into();
+    let family = if via.is_ipv6() { "-6" } else { "-4" };
+    ip(ns, &[family, "route", "add", dest, "via", &via.to_string()])
 }
 
 /// Writes sysctls (`net/ipv4/ip_forward` style keys, relative to `/proc/sys`) from a thread
@@ -135,11 +182,16 @@ pub fn sysctls(ns: &Netns, keys: &[(&str, &str)], optional: &[(&str, &str)]) -> 
     })?
 }
 
-/// Loads `rules` (iptables-save text) into `ns` with iptables-restore (full replace of the
-/// tables it names). The error carries iptables-restore's message and the failing line.
-pub fn iptables_load(ns: &Netns, rules: &str) -> Result<()> {
-    let prog = iptables_restore().ok_or_else(|| {
-        Error::Preflight("iptables-restore not found (apt-get install -y iptables)".into())
+/// Loads `rules` (iptables-save text of `family`) into `ns` with iptables-restore or
+/// ip6tables-restore (full replace of the tables it names). The error carries the program's
+/// message and the failing line.
+pub fn iptables_load(ns: &Netns, family: IpFamily, rules: &str) -> Result<()> {
+    let name = match family {
+        IpFamily::V4 => "iptables-restore",
+        IpFamily::V6 => "ip6tables-restore",
+    };
+    let prog = restore_program(family).ok_or_else(|| {
+        Error::Preflight(format!("{name} not found (apt-get install -y iptables)"))
     })?;
     let mut cmd = Command::new(&prog);
     cmd.stdin(Stdio::piped())
@@ -178,5 +230,18 @@ mod tests {
         assert!(check_ifname("p123456789abcde").is_ok());
         assert!(check_ifname("p123456789abcdef").is_err());
         assert!(check_ifname("").is_err());
+    }
+
+    #[test]
+    fn both_families_restore_with_one_backend() {
+        // Same pair: a v6 binary is only ever taken next to its own v4 one.
+        if let (Some(v4), Some(v6)) = (iptables_restore(), ip6tables_restore()) {
+            let v4 = v4.file_name().unwrap().to_string_lossy().into_owned();
+            let v6 = v6.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                IPTABLES_RESTORE.contains(&(v4.as_str(), v6.as_str())),
+                "{v4} {v6}"
+            );
+        }
     }
 }

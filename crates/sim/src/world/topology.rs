@@ -575,8 +575,20 @@ impl World {
         node: &str,
         port: Box<dyn Port + Send>,
     ) -> Result<(), SimError> {
+        self.add_pod_port_ips(name, (ip, None), node, port)
+    }
+
+    /// [`World::add_pod_port`] for a pod with both families: `ips` = (IPv4, IPv6 on the
+    /// node's IPv6 pod /64) — real mode's TUN ports of dual-stack pods.
+    pub fn add_pod_port_ips(
+        &mut self,
+        name: &str,
+        ips: (Ipv4Addr, Option<Ipv6Addr>),
+        node: &str,
+        port: Box<dyn Port + Send>,
+    ) -> Result<(), SimError> {
         let n = self.node_index(node)?;
-        self.attach_pod(name, ip, None, n, port).map(|_| ())
+        self.attach_pod(name, ips.0, ips.1, n, port).map(|_| ())
     }
 
     /// Attach an external port as client `name`.
@@ -587,14 +599,25 @@ impl World {
         attach: &Attachment,
         port: Box<dyn Port + Send>,
     ) -> Result<(), SimError> {
+        self.add_client_port_ips(name, (ip, None), attach, port)
+    }
+
+    /// [`World::add_client_port`] for a client with both families: `ips` = (IPv4, IPv6).
+    pub fn add_client_port_ips(
+        &mut self,
+        name: &str,
+        ips: (Ipv4Addr, Option<Ipv6Addr>),
+        attach: &Attachment,
+        port: Box<dyn Port + Send>,
+    ) -> Result<(), SimError> {
         match attach {
             Attachment::Pod { node } => {
                 let n = self.node_index(node)?;
-                let e = self.attach_pod(name, ip, None, n, port)?;
+                let e = self.attach_pod(name, ips.0, ips.1, n, port)?;
                 self.edges[e].kind = EdgeKind::Client;
             }
             Attachment::External { can_reach } => {
-                self.attach_external(name, (ip, None), can_reach, port)?;
+                self.attach_external(name, ips, can_reach, port)?;
             }
         }
         Ok(())
