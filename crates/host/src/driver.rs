@@ -242,11 +242,11 @@ impl Fabric for Forwarder {
                 };
                 n += 1;
                 moved = true;
-                let pkt = &buf[..len];
+                let pkt = &mut buf[..len];
                 let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
                 match self.route(dst) {
                     Some(j) if j != i => {
-                        self.ports[j].2.send_packet(pkt);
+                        self.ports[j].2.send_in_place(pkt);
                         self.stats.forwarded += 1;
                         self.stats.bytes += len as u64;
                     }

@@ -24,6 +24,7 @@ pub mod error;
 pub mod icmp;
 pub mod nat;
 pub mod parse;
+pub mod partial;
 pub mod proto;
 pub mod tuple;
 
