@@ -249,4 +249,17 @@ mod tests {
         assert_eq!(stray, full);
         assert!(!clear_stray(&mut stray));
     }
+
+    #[test]
+    fn icmp_errors_quote_without_the_mark() {
+        let full = datagram(PROTO_TCP, 100);
+        let mut p = partial(&full, 16);
+        let want = p.clone();
+        assert!(mark(&mut p, 20, 16));
+        let ty = etherparse::Icmpv4Type::TimeExceeded(
+            etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit,
+        );
+        let e = crate::icmp::error_reply([10, 151, 30, 1].into(), &p, ty).unwrap();
+        assert_eq!(&e[28..], &want[..28], "the quote is the datagram as sent");
+    }
 }
