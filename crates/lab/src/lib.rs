@@ -20,6 +20,7 @@
 //! one way: runner → realrun → setup, plan; nothing calls back into runner.
 
 pub mod app;
+pub mod control;
 pub mod diagram;
 pub mod explain;
 pub mod plan;

@@ -419,10 +419,7 @@ mod tests {
         assert!(!wire::partial::is_marked(&odd));
         let mut v6 = partial.clone();
         let h6 = VnetHdr { gso_type: 4, ..h };
-        assert_eq!(
-            ingress(&h6, &mut v6, true),
-            Err(IngressError::GsoType(4))
-        );
+        assert_eq!(ingress(&h6, &mut v6, true), Err(IngressError::GsoType(4)));
         // Complete as read: a stray reserved bit is cleared, nothing else changes.
         let mut stray = full.clone();
         stray[6] |= 0x80;
