@@ -33,6 +33,7 @@ pub mod serve;
 pub mod setup;
 pub mod supervise;
 pub mod timings;
+pub mod tokioloop;
 pub mod verify;
 
 pub use cluster::{load_cluster, load_cluster_from_str, Cluster, LabError};

@@ -824,22 +824,26 @@ fn serve(cluster: &Cluster, rr: &mut RealRun, state: &StateDir) -> anyhow::Resul
     write_snapshots(state, cluster, &rr.world);
     let (world, lab, sup) = (&mut rr.world, &mut rr.lab, &mut rr.supervisor);
     sup.set_echo(true);
+    let mut turn = |now| {
+        let next = fabric(world, lab, sup, now);
+        while let Some(req) = ctl.as_ref().and_then(control::Control::next) {
+            let text = answer(&req.query, cluster, world, sup);
+            req.answer(text);
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            write_pod_status(state, cluster, sup);
+            last = Instant::now();
+        }
+        next
+    };
+    if crate::tokioloop::wanted() {
+        let epoch = Instant::now() - rr.driver.now();
+        let fds: Vec<RawFd> = rr.fds.iter().map(|(_, fd)| *fd).collect();
+        return crate::tokioloop::run(&fds, epoch, turn, cleanup::stop_requested)
+            .context("the packet loop on tokio");
+    }
     rr.driver
-        .run(
-            &mut |now| {
-                let next = fabric(world, lab, sup, now);
-                while let Some(req) = ctl.as_ref().and_then(control::Control::next) {
-                    let text = answer(&req.query, cluster, world, sup);
-                    req.answer(text);
-                }
-                if last.elapsed() >= Duration::from_secs(1) {
-                    write_pod_status(state, cluster, sup);
-                    last = Instant::now();
-                }
-                next
-            },
-            |_| cleanup::stop_requested(),
-        )
+        .run(&mut turn, |_| cleanup::stop_requested())
         .map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
