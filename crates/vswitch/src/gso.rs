@@ -323,6 +323,28 @@ mod tests {
         p
     }
 
+    /// `full` as a TUN read hands it over: the pseudo-header sum in its checksum field, and
+    /// the header saying so.
+    fn as_read(full: &[u8]) -> (Vec<u8>, VnetHdr) {
+        let mut partial = full.to_vec();
+        let s = pseudo_sum(
+            [203, 0, 113, 10],
+            [10, 244, 1, 16],
+            PROTO_TCP,
+            (full.len() - 20) as u16,
+        );
+        partial[36..38].copy_from_slice(&s.to_be_bytes());
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 52,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        (partial, h)
+    }
+
     #[test]
     fn header_round_trip() {
         let h = VnetHdr {
@@ -340,22 +362,7 @@ mod tests {
     fn partial_checksum_completed_on_ingress() {
         let full = superpacket(60_000);
         assert_eq!(wire::checksum::verify(&full), Ok(()));
-        let mut partial = full.clone();
-        let s = pseudo_sum(
-            [203, 0, 113, 10],
-            [10, 244, 1, 16],
-            PROTO_TCP,
-            (full.len() - 20) as u16,
-        );
-        partial[36..38].copy_from_slice(&s.to_be_bytes());
-        let h = VnetHdr {
-            flags: F_NEEDS_CSUM,
-            gso_type: GSO_TCPV4,
-            hdr_len: 52,
-            gso_size: 1448,
-            csum_start: 20,
-            csum_offset: 16,
-        };
+        let (mut partial, h) = as_read(&full);
         assert_eq!(complete_ingress(&h, &mut partial), Ok(()));
         assert_eq!(partial, full);
         let bad = VnetHdr {
@@ -384,22 +391,7 @@ mod tests {
     #[test]
     fn ingress_keeps_partial_checksums_partial() {
         let full = superpacket(20_000);
-        let mut partial = full.clone();
-        let s = pseudo_sum(
-            [203, 0, 113, 10],
-            [10, 244, 1, 16],
-            PROTO_TCP,
-            (full.len() - 20) as u16,
-        );
-        partial[36..38].copy_from_slice(&s.to_be_bytes());
-        let h = VnetHdr {
-            flags: F_NEEDS_CSUM,
-            gso_type: GSO_TCPV4,
-            hdr_len: 52,
-            gso_size: 1448,
-            csum_start: 20,
-            csum_offset: 16,
-        };
+        let (partial, h) = as_read(&full);
         let mut kept = partial.clone();
         assert_eq!(ingress(&h, &mut kept, true), Ok(Ingress::KeptPartial));
         assert!(wire::partial::is_marked(&kept));
