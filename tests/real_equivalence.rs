@@ -442,3 +442,174 @@ fn scale_entries_run_in_real_mode() {
         }
     }
 }
+
+/// (target, client_ip, outcome, logged_client_ip) per request.
+fn family_view(v: &Value) -> Vec<[String; 4]> {
+    v["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            ["target", "client_ip", "outcome", "logged_client_ip"]
+                .map(|k| r[k].as_str().unwrap_or("-").to_string())
+        })
+        .collect()
+}
+
+/// IPv6 in real mode (issue 10): seed-cluster-v6 is the blog's experiment over IPv6, real
+/// curl -6 to the master's IPv6 NodePort, and nginx logs the master's IPv6 address; on
+/// dual-stack, each family is served and logs what its policy says (Cluster: the node's
+/// address of the request's family; Local: the client's own). Same answers as embedded mode.
+#[test]
+fn ipv6_scenarios_run_in_real_mode() {
+    if !prerequisites("real-mode IPv6", &["nginx", "curl", "ip"]) {
+        return;
+    }
+    let _g = REAL.lock().unwrap_or_else(|e| e.into_inner());
+    let expect: [(&str, &[[&str; 4]]); 2] = [
+        (
+            "seed-cluster-v6",
+            &[[
+                "ydzs-master [fd00:10:151:30::11]:",
+                "2001:db8::11",
+                "ok",
+                "fd00:10:151:30::11",
+            ]],
+        ),
+        (
+            "dual-stack",
+            &[
+                [
+                    "ydzs-master 10.151.30.11:",
+                    "203.0.113.11",
+                    "ok",
+                    "10.151.30.11",
+                ],
+                [
+                    "ydzs-master [fd00:10:151:30::11]:",
+                    "2001:db8::11",
+                    "ok",
+                    "fd00:10:151:30::11",
+                ],
+                [
+                    "ydzs-node1 10.151.30.12:",
+                    "203.0.113.11",
+                    "ok",
+                    "203.0.113.11",
+                ],
+                [
+                    "ydzs-node1 [fd00:10:151:30::12]:",
+                    "2001:db8::11",
+                    "ok",
+                    "2001:db8::11",
+                ],
+            ],
+        ),
+    ];
+    for (name, want) in expect {
+        let emb = lab(&["scenario", "run", name, "--json"]);
+        let real = lab(&["scenario", "run", name, "--json", "--real"]);
+        no_leftovers();
+        assert_eq!(real["mode"], "real");
+        let got = family_view(&real);
+        assert_eq!(got, family_view(&emb), "{name}: real vs embedded");
+        assert_eq!(got.len(), want.len(), "{name}: {real}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(g[0].starts_with(w[0]), "{name}: target {g:?}");
+            assert_eq!(g[1..], w[1..], "{name}: {g:?}");
+        }
+        assert_eq!(observations(&real), observations(&emb), "{name}: pods");
+    }
+}
+
+/// agnhost netexec, dual-stack: one pod on node1 behind a RequireDualStack NodePort Service
+/// with externalTrafficPolicy Local.
+const NETEXEC_DUAL: &str = r#"seed: 7
+nodeNetwork: 10.151.30.0/24
+router: 10.151.30.1
+nodeNetworkV6: fd00:10:151:30::/64
+routerV6: fd00:10:151:30::1
+clusterCIDR: [10.244.0.0/16, "fd00:10:244::/56"]
+serviceCIDR: [10.96.0.0/12, "fd00:10:96::/112"]
+nodes:
+  - {name: ydzs-master, ip: 10.151.30.11, ipv6: "fd00:10:151:30::11"}
+  - {name: ydzs-node1, ip: 10.151.30.12, ipv6: "fd00:10:151:30::12"}
+clients:
+  - {name: browser, ip: 203.0.113.11, ipv6: "2001:db8::11", canReach: [ydzs-master, ydzs-node1]}
+manifests:
+  - |
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: netexec}
+    spec:
+      replicas: 1
+      selector: {matchLabels: {app: netexec}}
+      template:
+        metadata: {labels: {app: netexec}}
+        spec:
+          nodeSelector: {kubernetes.io/hostname: ydzs-node1}
+          containers:
+          - name: netexec
+            image: registry.k8s.io/e2e-test-images/agnhost:2.53
+            args: ["netexec", "--http-port=8080", "--udp-port=8081"]
+            ports:
+            - {name: http, containerPort: 8080}
+            - {name: udp, containerPort: 8081, protocol: UDP}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: netexec}
+    spec:
+      type: NodePort
+      externalTrafficPolicy: Local
+      ipFamilyPolicy: RequireDualStack
+      selector: {app: netexec}
+      ports:
+      - {name: http, port: 8080, targetPort: 8080, nodePort: 30080}
+      - {name: udp, port: 8081, targetPort: 8081, protocol: UDP, nodePort: 30081}
+plan:
+  - {from: browser, to: ydzs-node1, family: IPv4, service: netexec, port: 8080, path: /clientip}
+  - {from: browser, to: ydzs-node1, family: IPv6, service: netexec, port: 8080, path: /clientip}
+  - {from: browser, to: ydzs-node1, family: IPv4, service: netexec, port: 8081, protocol: UDP, payload: clientip}
+  - {from: browser, to: ydzs-node1, family: IPv6, service: netexec, port: 8081, protocol: UDP, payload: clientip}
+"#;
+
+/// The lab's own apps in a dual-stack pod (issue 10): `lab app netexec` listens on one
+/// dual-stack socket per port, so HTTP and UDP are served over both families; an IPv4 client
+/// is logged and answered as IPv4 (not `::ffff:`-mapped), an IPv6 one as IPv6 — as in
+/// embedded mode.
+#[test]
+fn lab_apps_serve_both_families_in_real_mode() {
+    if !prerequisites("real-mode IPv6 apps", &["curl", "ip"]) {
+        return;
+    }
+    let _g = REAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("nplab-apps6-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("netexec-dual.yaml");
+    std::fs::write(&cfg, NETEXEC_DUAL).unwrap();
+    let args = ["scenario", "run", cfg.to_str().unwrap(), "--json"];
+    let emb = lab(&args);
+    let real = lab(&[&args[..], &["--real"]].concat());
+    no_leftovers();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(family_view(&real), family_view(&emb));
+    assert_eq!(observations(&real), observations(&emb));
+    let clients = [
+        "203.0.113.11",
+        "2001:db8::11",
+        "203.0.113.11",
+        "2001:db8::11",
+    ];
+    let reqs = real["requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), 4, "{real}");
+    for (r, want) in reqs.iter().zip(clients) {
+        assert_eq!(r["outcome"], "ok", "{r}");
+        assert_eq!(r["logged_client_ip"], want, "{r}");
+    }
+    // UDP `clientip`: netexec answers the peer's ip:port as its socket saw it.
+    for (r, prefix) in reqs[2..].iter().zip(["203.0.113.11:", "[2001:db8::11]:"]) {
+        let reply = r["reply"].as_str().unwrap_or_default();
+        assert!(reply.starts_with(prefix), "{r}");
+    }
+}

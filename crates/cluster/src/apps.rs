@@ -270,12 +270,15 @@ fn serve_hostname(doc: &ManifestDoc, field: &str, args: &[&str]) -> Result<AppSp
 pub fn port_warnings(c: &crate::model::Cluster) -> Vec<String> {
     let mut out = Vec::new();
     for svc in &c.services {
-        for slice in c.slices_of(svc) {
+        // A dual-stack Service's slices of both families select the same pods: warn once,
+        // from its primary family's.
+        let primary = svc.ip_families.first().copied().unwrap_or_default();
+        for slice in c.slices_of(svc).filter(|s| s.address_type == primary) {
             for ep in &slice.ports {
                 let pods: Vec<&crate::model::Pod> = slice
                     .endpoints
                     .iter()
-                    .filter_map(|e| c.pod_by_ip(e.ip))
+                    .filter_map(|e| c.pod_by_addr(e.ip))
                     .collect();
                 let deaf: Vec<&&crate::model::Pod> = pods
                     .iter()

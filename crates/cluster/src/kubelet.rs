@@ -108,6 +108,8 @@ enum Container {
 struct Life {
     node: String,
     ip: Ipv4Addr,
+    /// The pod's IPv6 address (its endpoints in IPv6 slices).
+    ipv6: Option<std::net::Ipv6Addr>,
     tcp_ports: Vec<u16>,
     probe: Option<ReadinessProbe>,
     container: Container,
@@ -163,6 +165,7 @@ impl Kubelet {
             Life {
                 node: p.node.clone(),
                 ip: p.ip,
+                ipv6: p.ipv6,
                 tcp_ports: p.tcp_ports(),
                 probe: p.readiness_probe.clone(),
                 container: Container::Running { started: now },
@@ -237,11 +240,11 @@ impl Kubelet {
     /// The slices as kube-proxy should see them after the last sync: endpoints of pods that
     /// were NotReady then have `ready`/`serving` false.
     pub fn apply(&self, slices: &[EndpointSlice]) -> Vec<EndpointSlice> {
-        let down: Vec<Ipv4Addr> = self
+        let down: Vec<std::net::IpAddr> = self
             .pods
             .values()
             .filter(|l| !l.published)
-            .map(|l| l.ip)
+            .flat_map(|l| std::iter::once(l.ip.into()).chain(l.ipv6.map(Into::into)))
             .collect();
         let mut out = slices.to_vec();
         for s in &mut out {
@@ -467,6 +470,7 @@ mod tests {
             deployment: "web".into(),
             node: "node1".into(),
             ip: Ipv4Addr::new(10, 244, 1, 2),
+            ipv6: None,
             labels: Default::default(),
             container_ports: vec![],
             apps: vec![],
@@ -577,13 +581,14 @@ mod tests {
             ]
         );
         let slice = EndpointSlice {
+            address_type: Default::default(),
             service: nodeport::ServiceRef {
                 namespace: "default".into(),
                 name: "web".into(),
             },
             ports: vec![],
             endpoints: vec![nodeport::Endpoint {
-                ip: Ipv4Addr::new(10, 244, 1, 2),
+                ip: std::net::IpAddr::V4(Ipv4Addr::new(10, 244, 1, 2)),
                 node_name: Some("node1".into()),
                 ready: true,
                 serving: true,

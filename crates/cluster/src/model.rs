@@ -5,11 +5,11 @@
 //! the scenario runner (embedded and real mode). Add fields freely; do not rename.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// A NoSchedule/NoExecute/PreferNoSchedule taint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +25,15 @@ pub struct Node {
     pub name: String,
     /// eth0 address on the node network.
     pub ip: Ipv4Addr,
+    /// eth0's IPv6 address (`nodes[].ipv6`) on nodeNetworkV6; `None` on an IPv4-only node.
+    pub ipv6: Option<Ipv6Addr>,
     /// Prefix length of the node network (e.g. 24).
     pub prefix_len: u8,
     /// This node's pod CIDR (cni0 = first host address, e.g. 10.244.1.1/24).
     pub pod_cidr: Ipv4Net,
+    /// This node's IPv6 pod CIDR (node.spec.podCIDRs' IPv6 entry, default the node's
+    /// index-th /64 of the IPv6 clusterCIDR); `None` = no IPv6 pods on this node.
+    pub pod_cidr_v6: Option<Ipv6Net>,
     pub taints: Vec<Taint>,
     /// Includes `kubernetes.io/hostname: <name>` (added automatically).
     pub labels: BTreeMap<String, String>,
@@ -41,6 +46,19 @@ impl Node {
     pub fn cni0_ip(&self) -> Ipv4Addr {
         // The loader only accepts podCIDRs up to /30, which always have a first host.
         crate::net::first_host(&self.pod_cidr).unwrap_or(self.pod_cidr.network())
+    }
+
+    /// cni0's IPv6 address: the first host of the IPv6 pod CIDR (`None` on an IPv4-only
+    /// node).
+    pub fn cni0_ipv6(&self) -> Option<Ipv6Addr> {
+        self.pod_cidr_v6.as_ref().and_then(crate::net::first_host6)
+    }
+
+    /// The IPv6 address of a pod whose IPv4 address is `ip`: the same offset in the node's
+    /// IPv6 pod CIDR (10.244.1.5 → fd00:10:244:1::5); `None` on an IPv4-only node.
+    pub fn ipv6_of_pod(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        self.pod_cidr_v6
+            .and_then(|p6| crate::net::pod_ipv6(&self.pod_cidr, ip, &p6))
     }
 }
 
@@ -58,6 +76,9 @@ pub enum ClientAttach {
 pub struct Client {
     pub name: String,
     pub ip: Ipv4Addr,
+    /// External: `ipv6` as configured; a pod client: its IPv4 offset in the node's IPv6 pod
+    /// CIDR. `None` = IPv4 only.
+    pub ipv6: Option<Ipv6Addr>,
     pub attach: ClientAttach,
 }
 
@@ -70,6 +91,9 @@ pub struct Pod {
     pub deployment: String,
     pub node: String,
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address (its IPv4 offset in the node's IPv6 pod CIDR); `None` on a
+    /// node without one.
+    pub ipv6: Option<Ipv6Addr>,
     pub labels: BTreeMap<String, String>,
     /// (name, port, protocol) of the container ports.
     pub container_ports: Vec<(String, u16, nodeport::Protocol)>,
@@ -135,6 +159,9 @@ pub struct LoadBalancer {
     pub name: String,
     /// Frontend address clients connect to.
     pub ip: Ipv4Addr,
+    /// IPv6 frontend (`loadBalancer.ipv6`), also the IPv6 status address of type
+    /// LoadBalancer Services that have the IPv6 family; `None` = IPv4 only.
+    pub ipv6: Option<Ipv6Addr>,
     /// Nodes in the target group, split evenly per node.
     pub nodes: Vec<String>,
     /// Health checking of healthCheckNodePort (issue 5); `None` = no health checks.
@@ -157,8 +184,8 @@ pub enum Target {
     Node(String),
     /// The external load balancer, to the service port (or explicit port).
     LoadBalancer,
-    /// A raw address.
-    Address(Ipv4Addr),
+    /// A raw address (either family).
+    Address(IpAddr),
 }
 
 /// One line of the traffic plan.
@@ -166,6 +193,9 @@ pub enum Target {
 pub struct PlanStep {
     pub client: String,
     pub target: Target,
+    /// `family:` which address of a node or the load balancer the request goes to (IPv4
+    /// unless the entry says IPv6); an address target's own family.
+    pub family: nodeport::IpFamily,
     /// `namespace/name` of the service whose (node)port is used; `None` with explicit `port`.
     pub service: Option<String>,
     /// Explicit destination port (overrides the service's). A `port:` that is one of the
@@ -310,6 +340,11 @@ pub struct Cluster {
     pub router_ip: Ipv4Addr,
     /// kube-proxy's `clusterCIDR` (e.g. 10.244.0.0/16), the local-traffic detector.
     pub cluster_cidr: Ipv4Net,
+    /// The IPv6 node network and router (`None` when no node has IPv6) and kube-proxy's IPv6
+    /// clusterCIDR (`None` in an IPv4-only lab).
+    pub node_network_v6: Option<Ipv6Net>,
+    pub router_ipv6: Option<Ipv6Addr>,
+    pub cluster_cidr_v6: Option<Ipv6Net>,
     pub clients: Vec<Client>,
     pub pods: Vec<Pod>,
     /// Services after ClusterIP/NodePort allocation (includes `default/kubernetes`).
@@ -390,6 +425,13 @@ impl Cluster {
     pub fn pod_by_ip(&self, ip: Ipv4Addr) -> Option<&Pod> {
         self.pods.iter().find(|p| p.ip == ip)
     }
+    /// The pod with this address of either family (an EndpointSlice endpoint's).
+    pub fn pod_by_addr(&self, ip: IpAddr) -> Option<&Pod> {
+        match ip {
+            IpAddr::V4(a) => self.pod_by_ip(a),
+            IpAddr::V6(a) => self.pods.iter().find(|p| p.ipv6 == Some(a)),
+        }
+    }
     /// A service by `namespace/name`.
     pub fn service(&self, ns_name: &str) -> Option<&nodeport::Service> {
         let (ns, name) = ns_name.split_once('/')?;
@@ -411,8 +453,9 @@ impl Cluster {
 /// Where a plan step connects to, resolved against the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
-    /// Address the client dials.
-    pub ip: Ipv4Addr,
+    /// Address the client dials (the step's family: a node's or the LB's IPv6 address for
+    /// `family: IPv6`).
+    pub ip: IpAddr,
     /// Port the client dials.
     pub port: u16,
     /// For a load balancer target: the node port the LB forwards to (`nodeIP:nodePort`).
@@ -434,27 +477,34 @@ impl Cluster {
         let sp = svc.and_then(|s| s.ports.get(step.service_port.unwrap_or(0)));
         let svc_port = sp.map(|p| p.port);
         let node_port = sp.and_then(|p| p.node_port);
+        let v6 = step.family == nodeport::IpFamily::V6;
         let (name, ip, port, backend) = match &step.target {
             Target::Node(n) => {
                 let node = self.node(n)?;
-                (
-                    Some(node.name.clone()),
-                    node.ip,
-                    step.port.or(node_port)?,
-                    None,
-                )
+                let ip = match v6 {
+                    true => IpAddr::V6(node.ipv6?),
+                    false => IpAddr::V4(node.ip),
+                };
+                (Some(node.name.clone()), ip, step.port.or(node_port)?, None)
             }
             Target::LoadBalancer => {
                 let lb = self.load_balancer.as_ref()?;
+                let ip = match v6 {
+                    true => IpAddr::V6(lb.ipv6?),
+                    false => IpAddr::V4(lb.ip),
+                };
                 (
                     Some(lb.name.clone()),
-                    lb.ip,
+                    ip,
                     step.port.or(svc_port)?,
                     node_port,
                 )
             }
             Target::Address(ip) => {
-                let node = self.nodes.iter().find(|n| n.ip == *ip);
+                let node = self
+                    .nodes
+                    .iter()
+                    .find(|n| IpAddr::V4(n.ip) == *ip || n.ipv6.map(IpAddr::V6) == Some(*ip));
                 let port = match node {
                     Some(_) => step.port.or(node_port).or(svc_port)?,
                     None => step.port.or(svc_port)?,
@@ -462,9 +512,10 @@ impl Cluster {
                 (node.map(|n| n.name.clone()), *ip, port, None)
             }
         };
+        let sock = std::net::SocketAddr::new(ip, port);
         let label = match name {
-            Some(n) => format!("{n} {ip}:{port}"),
-            None => format!("{ip}:{port}"),
+            Some(n) => format!("{n} {sock}"),
+            None => format!("{sock}"),
         };
         Some(Destination {
             ip,

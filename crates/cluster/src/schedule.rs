@@ -12,19 +12,23 @@
 mod allocate;
 mod deployments;
 mod endpoints;
+mod families;
 pub mod naming;
 pub mod placement;
 mod probes;
 mod resolve;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use nodeport::{PortRange, Protocol, ServicePort, ServiceType, SessionAffinity, TrafficPolicy};
+use nodeport::{
+    IpFamily, IpFamilyPolicy, PortRange, Protocol, ServicePort, ServiceType, SessionAffinity,
+    TrafficPolicy,
+};
 
 pub use naming::{pod_template_hash, random_suffix, rng_for, K8S_ALPHABET};
 pub use placement::{ineligible_reason, tolerates};
@@ -33,11 +37,13 @@ use crate::config::LabConfig;
 use crate::error::LabError;
 use crate::manifest::{ManifestDoc, Object};
 use crate::model::{Client, ClientAttach, Cluster};
+use allocate::{ServiceRanges, Wanted};
 use endpoints::{Pending, TargetPort};
 use placement::Placement;
 
-/// The service CIDR (kube-apiserver's default `--service-cluster-ip-range`).
-pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+/// The IPv4 service CIDR when the config gives none (kube-apiserver's default
+/// `--service-cluster-ip-range`).
+pub const SERVICE_CIDR: &str = crate::config::DEFAULT_SERVICE_CIDR;
 
 /// Build the cluster. Errors name the file and field.
 #[tracing::instrument(level = "debug", name = "schedule", skip_all, fields(file = %cfg.file))]
@@ -50,8 +56,8 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
     let (pods, scheds) =
         deployments::schedule_all(&cfg, &deployments, &mut placement, &mut sched_rng)?;
     let clients = client_addresses(&cfg, &mut placement)?;
-    let service_cidr: Ipv4Net = SERVICE_CIDR.parse().expect("a valid CIDR literal");
-    let mut conv = Converter::new(&cfg, service_cidr);
+    let ranges = ServiceRanges::new(&cfg.service_cidrs);
+    let mut conv = Converter::new(&cfg, ranges.clone());
     for (doc, s) in &services {
         conv.convert(doc, s)?;
     }
@@ -59,9 +65,17 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         services: mut out_services,
         pending,
         mut cluster_ips,
+        wanted,
         ..
     } = conv;
-    allocate::cluster_ips(&mut out_services, &service_cidr, &mut cluster_ips, cfg.seed);
+    allocate::cluster_ips(
+        f,
+        &mut out_services,
+        &wanted,
+        &ranges,
+        &mut cluster_ips,
+        cfg.seed,
+    )?;
     allocate::node_ports(&mut out_services, &pending, cfg.seed)?;
     let slices = endpoints::all_slices(&mut out_services, &pending, &pods)?;
     let plan = resolve::plan(f, &cfg.plan, &out_services)?;
@@ -86,6 +100,9 @@ pub fn build_cluster(cfg: LabConfig) -> Result<Cluster, LabError> {
         node_network: cfg.node_network,
         router_ip: cfg.router_ip,
         cluster_cidr: cfg.cluster_cidr,
+        node_network_v6: cfg.node_network_v6,
+        router_ipv6: cfg.router_ipv6,
+        cluster_cidr_v6: cfg.cluster_cidr_v6,
         clients,
         pods,
         services,
@@ -163,9 +180,17 @@ fn client_addresses(cfg: &LabConfig, placement: &mut Placement) -> Result<Vec<Cl
                 ))
             }
         };
+        let ipv6 = match &c.attach {
+            ClientAttach::Pod { node } => placement
+                .by_name
+                .get(node.as_str())
+                .and_then(|&n| cfg.nodes[n].ipv6_of_pod(ip)),
+            ClientAttach::External { .. } => c.ipv6,
+        };
         clients.push(Client {
             name: c.name.clone(),
             ip,
+            ipv6,
             attach: c.attach.clone(),
         });
     }
@@ -215,21 +240,25 @@ fn check_labels(
 /// Converts Services in order, claiming explicit ClusterIPs and NodePorts as it goes.
 struct Converter<'c> {
     cfg: &'c LabConfig,
-    service_cidr: Ipv4Net,
+    ranges: ServiceRanges,
     /// `default/kubernetes` first, then the manifests' Services.
     services: Vec<nodeport::Service>,
+    /// Per service (same order): its families and explicit ClusterIPs.
+    wanted: Vec<Wanted>,
     pending: Vec<Pending<'c>>,
-    cluster_ips: HashSet<Ipv4Addr>,
+    cluster_ips: HashSet<IpAddr>,
     explicit_node_ports: HashMap<(u16, Protocol), String>,
 }
 
-/// The address of `default/kubernetes`, the first of the service CIDR.
-const KUBERNETES_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
-
 impl<'c> Converter<'c> {
-    fn new(cfg: &'c LabConfig, service_cidr: Ipv4Net) -> Self {
+    fn new(cfg: &'c LabConfig, ranges: ServiceRanges) -> Self {
+        // `default/kubernetes`: the first address of the IPv4 range (10.96.0.1), IPv4
+        // SingleStack in the lab whatever the primary family.
+        let kubernetes_ip = IpAddr::V4(ranges.kubernetes_ip());
         let kubernetes = nodeport::Service {
-            cluster_ip: Some(KUBERNETES_IP),
+            cluster_ips: vec![kubernetes_ip],
+            ip_families: vec![IpFamily::V4],
+            ip_family_policy: IpFamilyPolicy::SingleStack,
             ports: vec![ServicePort {
                 name: "https".into(),
                 ..ServicePort::tcp(443, 6443, None)
@@ -238,10 +267,11 @@ impl<'c> Converter<'c> {
         };
         Converter {
             cfg,
-            service_cidr,
+            ranges,
             services: vec![kubernetes],
+            wanted: vec![vec![(IpFamily::V4, Some(kubernetes_ip))]],
             pending: Vec::new(),
-            cluster_ips: HashSet::from([KUBERNETES_IP]),
+            cluster_ips: HashSet::from([kubernetes_ip]),
             explicit_node_ports: HashMap::new(),
         }
     }
@@ -279,13 +309,13 @@ impl<'c> Converter<'c> {
         let session_affinity = session_affinity(doc, &spec)?;
         let owner = format!("{ns}/{name}");
         let (ports, targets) = self.ports(doc, &spec, type_, &owner)?;
-        let cluster_ip = self.explicit_cluster_ip(doc, &spec)?;
+        let fams = self.cluster_ip_families(doc, &spec)?;
         let mut external_ips = Vec::new();
         for (i, s) in spec.external_ips.iter().flatten().enumerate() {
-            external_ips.push(s.parse::<Ipv4Addr>().map_err(|_| {
+            external_ips.push(s.trim().parse::<IpAddr>().map_err(|_| {
                 doc.err(
                     &format!("spec.externalIPs[{i}]"),
-                    format!("{s:?} is not an IPv4 address"),
+                    format!("{s:?} is not an IP address"),
                 )
             })?);
         }
@@ -293,15 +323,30 @@ impl<'c> Converter<'c> {
         if let Some(sel) = &spec.selector {
             check_labels(doc, "spec.selector", sel)?;
         }
+        // The LB's status addresses: one per family of the Service it has an address for.
         let load_balancer_ips = match (&type_, &self.cfg.load_balancer) {
-            (ServiceType::LoadBalancer, Some(lb)) => vec![lb.ip],
+            (ServiceType::LoadBalancer, Some(lb)) => (fams.families.iter())
+                .filter_map(|f| match f {
+                    IpFamily::V4 => Some(IpAddr::V4(lb.ip)),
+                    IpFamily::V6 => lb.ipv6.map(IpAddr::V6),
+                })
+                .collect(),
             _ => Vec::new(),
         };
+        self.wanted.push(
+            fams.families
+                .iter()
+                .copied()
+                .zip(fams.explicit.iter().copied())
+                .collect(),
+        );
         self.services.push(nodeport::Service {
             namespace: ns,
             name,
             type_,
-            cluster_ip,
+            cluster_ips: Vec::new(),
+            ip_families: fams.families,
+            ip_family_policy: fams.policy,
             ports,
             external_traffic_policy: etp,
             internal_traffic_policy: itp,
@@ -411,33 +456,31 @@ impl<'c> Converter<'c> {
         Ok(v)
     }
 
-    fn explicit_cluster_ip(
+    /// The Service's IP families and policy (the apiserver's defaulting and validation,
+    /// [`families`]) and its explicit ClusterIPs, claimed in their family's range.
+    fn cluster_ip_families(
         &mut self,
         doc: &ManifestDoc,
         spec: &ServiceSpec,
-    ) -> Result<Option<Ipv4Addr>, LabError> {
-        match spec.cluster_ip.as_deref() {
-            None | Some("") => Ok(None),
-            Some("None") => Err(doc.err(
+    ) -> Result<families::Families, LabError> {
+        if spec.cluster_ip.as_deref() == Some("None") {
+            return Err(doc.err(
                 "spec.clusterIP",
                 "headless services (\"None\") are not supported by the lab",
-            )),
-            Some(s) => {
-                let ip: Ipv4Addr = s.parse().map_err(|_| {
-                    doc.err("spec.clusterIP", format!("{s:?} is not an IPv4 address"))
-                })?;
-                if !crate::net::is_host_of(&self.service_cidr, ip) {
-                    return Err(doc.err(
-                        "spec.clusterIP",
-                        format!("{ip} is not in the service CIDR {}", self.service_cidr),
-                    ));
-                }
-                if !self.cluster_ips.insert(ip) {
-                    return Err(doc.err("spec.clusterIP", format!("{ip} is already allocated")));
-                }
-                Ok(Some(ip))
+            ));
+        }
+        let fams = families::init_ip_families(doc, spec, &self.ranges.families)?;
+        for (i, ip) in fams.explicit.iter().enumerate() {
+            if let Some(ip) = ip {
+                let field = if i == 0 {
+                    "spec.clusterIP".to_string()
+                } else {
+                    format!("spec.clusterIPs[{i}]")
+                };
+                self.ranges.claim(doc, &field, *ip, &mut self.cluster_ips)?;
             }
         }
+        Ok(fams)
     }
 
     fn health_check_node_port(
@@ -527,17 +570,18 @@ fn target_port(
     }
 }
 
-/// `spec.loadBalancerSourceRanges`: the CIDRs KUBE-FW-* lets through.
-fn source_ranges(doc: &ManifestDoc, spec: &ServiceSpec) -> Result<Vec<Ipv4Net>, LabError> {
+/// `spec.loadBalancerSourceRanges`: the CIDRs KUBE-FW-* lets through (either family; each
+/// family's proxier uses its own).
+fn source_ranges(doc: &ManifestDoc, spec: &ServiceSpec) -> Result<Vec<IpNet>, LabError> {
     spec.load_balancer_source_ranges
         .iter()
         .flatten()
         .enumerate()
         .map(|(i, s)| {
-            s.trim().parse::<Ipv4Net>().map_err(|_| {
+            s.trim().parse::<IpNet>().map_err(|_| {
                 doc.err(
                     &format!("spec.loadBalancerSourceRanges[{i}]"),
-                    format!("{s:?} is not an IPv4 CIDR"),
+                    format!("{s:?} is not a CIDR"),
                 )
             })
         })

@@ -163,7 +163,7 @@ fn policy(local: bool) -> TrafficPolicy {
 impl Desc {
     fn service(&self) -> Service {
         Service {
-            cluster_ip: Some(self.vip),
+            cluster_ips: vec![self.vip.into()],
             ports: (self.ports.iter())
                 .map(|&(name, protocol, port, target_port, np)| ServicePort {
                     name: name.into(),
@@ -181,6 +181,7 @@ impl Desc {
 
     fn slice(&self) -> EndpointSlice {
         EndpointSlice {
+            address_type: Default::default(),
             service: ServiceRef::new("default", self.name),
             ports: (self.ports.iter())
                 .map(|&(name, protocol, _, port, _)| EndpointPort {
@@ -191,7 +192,7 @@ impl Desc {
                 .collect(),
             endpoints: (self.endpoints.iter())
                 .map(|&(ip, node, ready, terminating)| Endpoint {
-                    ip,
+                    ip: std::net::IpAddr::V4(ip),
                     node_name: Some(node.into()),
                     ready,
                     serving: ready || terminating,
@@ -209,8 +210,8 @@ pub fn services() -> (Vec<Service>, Vec<EndpointSlice>) {
     let mut svcs: Vec<Service> = SERVICES.iter().map(Desc::service).collect();
     if let Some(lb) = svcs.iter_mut().find(|s| s.name == "lb") {
         lb.health_check_node_port = Some(32000);
-        lb.load_balancer_ips = vec![VIPS[5]];
-        lb.external_ips = vec![VIPS[6]];
+        lb.load_balancer_ips = vec![std::net::IpAddr::V4(VIPS[5])];
+        lb.external_ips = vec![std::net::IpAddr::V4(VIPS[6])];
         lb.session_affinity = SessionAffinity::ClientIp {
             timeout: Duration::from_secs(10),
         };
@@ -226,7 +227,7 @@ pub fn services() -> (Vec<Service>, Vec<EndpointSlice>) {
 /// nodePortAddresses, no masquerade; chain tracing on odd variants).
 pub fn node(variant: u64) -> Node {
     let mut proxy = ProxyConfig::new("ydzs-node1", vec![]);
-    proxy.cluster_cidr = Some("10.244.0.0/16".parse().expect("literal CIDR"));
+    proxy.cluster_cidrs = vec!["10.244.0.0/16".parse().expect("literal CIDR")];
     proxy.conntrack_max = 2048;
     match variant % 4 {
         1 => proxy.masquerade_all = true,
@@ -245,6 +246,7 @@ pub fn node(variant: u64) -> Node {
             pod_cidr: "10.244.1.0/24".parse().expect("literal CIDR"),
             gateway: Some(ROUTER),
             proxy,
+            v6: None,
         },
         Duration::ZERO,
         variant,
@@ -585,7 +587,7 @@ impl PacketHarness {
             let (_, dst, ..) = wire::five_tuple(&e.pkt)?;
             let from = match rng.random_range(0..20u8) {
                 0..=10 => dst,
-                11..=14 => e.next_hop,
+                11..=14 => nodeport::packet::v4(e.next_hop),
                 15..=17 => ROUTER,
                 _ => any_addr(rng),
             };

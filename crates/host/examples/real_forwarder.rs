@@ -22,12 +22,14 @@ fn up() -> host::Result<()> {
         prefix_len: 24,
         gateway: Ipv4Addr::new(10, 244, 1, 1),
         apps: Vec::new(),
+        ipv6: None,
     }];
     let clients = [ClientSpec {
         name: "browser".into(),
         ip: Ipv4Addr::new(203, 0, 113, 11),
         prefix_len: 24,
         gateway: Ipv4Addr::new(203, 0, 113, 1),
+        ipv6: None,
     }];
     install_stop_handler()?;
     let (lab, ports) = Lab::up(&pods, &clients, &UpOptions::default())?;

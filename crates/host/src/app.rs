@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use super::cleanup::StateDir;
@@ -34,6 +34,8 @@ pub struct AppsOf<'a> {
     pub pod: &'a str,
     pub node: &'a str,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address (dual-stack lab): nginx also listens on `[::]`.
+    pub ipv6: Option<Ipv6Addr>,
     /// One per container; empty = nginx on 80.
     pub apps: &'a [PodApp],
 }
@@ -72,6 +74,7 @@ impl PodApps {
         if apps.iter().any(|a| matches!(a, PodApp::Nginx { .. })) {
             let mut spec = NginxSpec::new(of.pod, of.node, of.ip, state)?;
             spec.ports = nginx_ports;
+            spec.ipv6 = of.ipv6;
             self.nginx = Some(Nginx::start(ns, &spec)?);
         }
         for (i, app) in apps.iter().enumerate() {

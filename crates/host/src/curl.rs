@@ -39,7 +39,14 @@ impl CurlRequest {
         self.max_time = max;
         self
     }
-    /// The argument vector (without the program name).
+    /// `true` if the URL's host is an IPv6 literal (`http://[fd00::1]:80/`).
+    pub fn is_ipv6(&self) -> bool {
+        self.url
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.starts_with('['))
+    }
+    /// The argument vector (without the program name). An IPv6 URL adds `-g` (`--globoff`:
+    /// the brackets are the address's, not a URL glob) and `-6`.
     pub fn args(&self) -> Vec<String> {
         let mut a = vec![
             "-sS".to_string(),
@@ -52,6 +59,9 @@ impl CurlRequest {
                 "\n{MARK} %{{remote_ip}} %{{remote_port}} %{{http_code}} %{{time_total}} %{{local_ip}} %{{local_port}}\n"
             ),
         ];
+        if self.is_ipv6() {
+            a.extend(["-g".to_string(), "-6".to_string()]);
+        }
         a.extend(self.extra_args.iter().cloned());
         a.push(self.url.clone());
         a
@@ -239,5 +249,25 @@ mod tests {
             &["-sS", "--connect-timeout", "3.000", "-m", "5.000"]
         );
         assert_eq!(a.last().unwrap(), "http://1.2.3.4/");
+        assert!(!a.contains(&"-g".to_string()) && !a.contains(&"-6".to_string()));
+        let v6 = CurlRequest::get("http://[fd00:10:151::11]:30080/").args();
+        let n = v6.len();
+        assert_eq!(
+            &v6[n - 3..],
+            &["-g", "-6", "http://[fd00:10:151::11]:30080/"]
+        );
+    }
+
+    #[test]
+    fn parses_ipv6_addresses_of_the_write_out_line() {
+        let out = format!(
+            "pod x on n (10.244.1.16)\n\n{MARK} fd00:10:151::11 30080 200 0.002 fd00:10:151::ff:11 40312\n"
+        );
+        let CurlOutcome::Ok(r) = outcome(0, &out, "") else {
+            panic!("not ok");
+        };
+        assert_eq!(r.remote_ip, "fd00:10:151::11");
+        assert_eq!(r.local_ip, "fd00:10:151::ff:11");
+        assert_eq!((r.remote_port, r.local_port), (30080, 40312));
     }
 }

@@ -5,10 +5,10 @@
 //! works): typically the simulated world owning the [`TunPort`]s as its edge ports, whose
 //! `poll(now)` reads every ready port until `EAGAIN`, runs the nodes, and writes what it
 //! delivers back into the ports. Time is wall-clock `Duration` since the driver's epoch.
-//! [`Forwarder`] is a trivial fabric (forward IPv4 by destination, no NAT) that proves the
+//! [`Forwarder`] is a trivial fabric (forward IPv4 and IPv6 by destination, no NAT) that proves the
 //! plumbing and gives a throughput baseline.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -171,20 +171,44 @@ pub struct ForwarderStats {
 /// the port whose prefix contains its destination (longest prefix wins). No NAT, no TTL.
 #[derive(Debug, Default)]
 pub struct Forwarder {
-    ports: Vec<(Ipv4Addr, u8, TunPort)>,
+    ports: Vec<(IpAddr, u8, TunPort)>,
+    /// More prefixes owned by a port: (network, length, index in `ports`).
+    extra: Vec<(IpAddr, u8, usize)>,
     buf: Vec<u8>,
     stats: ForwarderStats,
     /// Max packets read from one port per fabric call (fairness); default 256.
     pub batch: usize,
 }
 
-fn in_prefix(addr: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+/// `addr` in `net/len`; addresses of different families never match.
+fn in_prefix(addr: IpAddr, net: IpAddr, len: u8) -> bool {
+    let bits = |a: IpAddr| match a {
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 32u32),
+        IpAddr::V6(a) => (u128::from(a), 128u32),
+    };
+    let ((a, width), (n, nwidth)) = (bits(addr), bits(net));
+    let len = u32::from(len).min(width);
     let mask = if len == 0 {
         0
     } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
+        (u128::MAX >> (128 - width)) & !((1u128 << (width - len)) - 1)
     };
-    u32::from(addr) & mask == u32::from(net) & mask
+    width == nwidth && a & mask == n & mask
+}
+
+/// The destination address of an IPv4 or IPv6 datagram.
+fn destination(pkt: &[u8]) -> Option<IpAddr> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let b: [u8; 4] = pkt.get(16..20)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(b)))
+        }
+        6 => {
+            let b: [u8; 16] = pkt.get(24..40)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
 }
 
 impl Forwarder {
@@ -195,13 +219,22 @@ impl Forwarder {
             ..Default::default()
         }
     }
-    /// Adds a port owning `net/len`.
-    pub fn add(&mut self, net: Ipv4Addr, len: u8, port: TunPort) {
+    /// Adds a port owning `net/len` (IPv4 or IPv6; a dual-stack link is added once per
+    /// family, see [`Forwarder::add_prefix`]).
+    pub fn add(&mut self, net: impl Into<IpAddr>, len: u8, port: TunPort) {
         let need = port.read_capacity();
         if self.buf.len() < need {
             self.buf.resize(need, 0);
         }
-        self.ports.push((net, len, port));
+        self.ports.push((net.into(), len, port));
+    }
+    /// Makes the port added last also own `net/len` (the other family of its link).
+    pub fn add_prefix(&mut self, net: impl Into<IpAddr>, len: u8) -> bool {
+        let Some(last) = self.ports.len().checked_sub(1) else {
+            return false;
+        };
+        self.extra.push((net.into(), len, last));
+        true
     }
     /// The fds to poll.
     pub fn fds(&self) -> Vec<RawFd> {
@@ -215,13 +248,16 @@ impl Forwarder {
     pub fn stats(&self) -> &ForwarderStats {
         &self.stats
     }
-    fn route(&self, dst: Ipv4Addr) -> Option<usize> {
-        self.ports
+    fn route(&self, dst: IpAddr) -> Option<usize> {
+        let own = self
+            .ports
             .iter()
             .enumerate()
-            .filter(|(_, (net, len, _))| in_prefix(dst, *net, *len))
-            .max_by_key(|(_, (_, len, _))| *len)
-            .map(|(i, _)| i)
+            .map(|(i, (n, l, _))| (*n, *l, i));
+        own.chain(self.extra.iter().copied())
+            .filter(|(net, len, _)| in_prefix(dst, *net, *len))
+            .max_by_key(|(_, len, _)| *len)
+            .map(|(_, _, i)| i)
     }
 }
 
@@ -243,8 +279,7 @@ impl Fabric for Forwarder {
                 n += 1;
                 moved = true;
                 let pkt = &mut buf[..len];
-                let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
-                match self.route(dst) {
+                match destination(pkt).and_then(|d| self.route(d)) {
                     Some(j) if j != i => {
                         self.ports[j].2.send_in_place(pkt);
                         self.stats.forwarded += 1;
@@ -267,11 +302,39 @@ mod tests {
 
     #[test]
     fn prefixes() {
-        let a = Ipv4Addr::new(10, 244, 1, 16);
-        assert!(in_prefix(a, Ipv4Addr::new(10, 244, 1, 0), 24));
-        assert!(in_prefix(a, Ipv4Addr::new(10, 244, 0, 0), 16));
-        assert!(!in_prefix(a, Ipv4Addr::new(10, 244, 2, 0), 24));
-        assert!(in_prefix(a, Ipv4Addr::UNSPECIFIED, 0));
+        let v4 = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
+        let v6 = |s: &str| IpAddr::V6(s.parse::<Ipv6Addr>().unwrap());
+        let a = v4([10, 244, 1, 16]);
+        assert!(in_prefix(a, v4([10, 244, 1, 0]), 24));
+        assert!(in_prefix(a, v4([10, 244, 0, 0]), 16));
+        assert!(!in_prefix(a, v4([10, 244, 2, 0]), 24));
+        assert!(in_prefix(a, v4([0, 0, 0, 0]), 0));
+        assert!(in_prefix(a, a, 32));
+        let b = v6("fd00:10:244:1::10");
+        assert!(in_prefix(b, v6("fd00:10:244:1::"), 64));
+        assert!(!in_prefix(b, v6("fd00:10:244:2::"), 64));
+        assert!(in_prefix(b, v6("::"), 0));
+        assert!(in_prefix(b, b, 128));
+        assert!(!in_prefix(b, v6("fd00:10:244:1::11"), 128));
+        // Families never match, not even the default route of the other one.
+        assert!(!in_prefix(a, v6("::"), 0));
+        assert!(!in_prefix(b, v4([0, 0, 0, 0]), 0));
+    }
+
+    #[test]
+    fn destination_of_either_family() {
+        let mut p4 = [0u8; 20];
+        p4[0] = 0x45;
+        p4[16..20].copy_from_slice(&[10, 244, 1, 16]);
+        assert_eq!(destination(&p4), Some(IpAddr::from([10, 244, 1, 16])));
+        let mut p6 = [0u8; 40];
+        p6[0] = 0x60;
+        let d: Ipv6Addr = "fd00:10:244:1::10".parse().unwrap();
+        p6[24..40].copy_from_slice(&d.octets());
+        assert_eq!(destination(&p6), Some(IpAddr::V6(d)));
+        assert_eq!(destination(&p6[..39]), None);
+        assert_eq!(destination(&[0x50; 40]), None);
+        assert_eq!(destination(&[]), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! lab.shutdown()?;
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -28,6 +28,19 @@ use super::preflight::{find_program, preflight, Needs};
 use super::process::Supervised;
 use super::{Error, Result, PREFIX};
 
+/// The IPv6 side of a pod's or client's link (dual-stack labs, issue 10): its address on
+/// the link's prefix and the default gateway (the node's cni0 / the router), put on its TUN
+/// with [`TunConfig::ipv6`] (that link only gets IPv6; no link-local, no RA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Link {
+    /// Its IPv6 address.
+    pub ip: Ipv6Addr,
+    /// Prefix length of the link (64 for a node's pod /64).
+    pub prefix_len: u8,
+    /// Default gateway.
+    pub gateway: Ipv6Addr,
+}
+
 /// A pod to run for real.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodSpec {
@@ -43,6 +56,8 @@ pub struct PodSpec {
     pub gateway: Ipv4Addr,
     /// The app of each container; empty = nginx on 80.
     pub apps: Vec<PodApp>,
+    /// Its IPv6 address in a dual-stack lab (`None`: IPv4 only).
+    pub ipv6: Option<Ipv6Link>,
 }
 
 /// A client to run for real.
@@ -56,6 +71,8 @@ pub struct ClientSpec {
     pub prefix_len: u8,
     /// Its default gateway (the router's address on that network).
     pub gateway: Ipv4Addr,
+    /// Its IPv6 address in a dual-stack lab (`None`: IPv4 only).
+    pub ipv6: Option<Ipv6Link>,
 }
 
 /// Options of [`Lab::up`].
@@ -109,6 +126,8 @@ pub struct EdgePort {
     pub name: String,
     /// Its address.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, if its link has one.
+    pub ipv6: Option<Ipv6Addr>,
     /// Pod (with node) or client.
     pub role: Role,
     /// The port.
@@ -131,6 +150,7 @@ impl RunningPod {
             pod: &p.name,
             node: &p.node,
             ip: p.ip,
+            ipv6: p.ipv6.map(|l| l.ip),
             apps: &p.apps,
         };
         self.apps
@@ -148,6 +168,14 @@ impl RunningPod {
                 );
             }
         }
+    }
+}
+
+/// `cfg` with the link's IPv6 address and default route, if it has one.
+fn with_ipv6(cfg: TunConfig, v6: Option<Ipv6Link>) -> TunConfig {
+    match v6 {
+        Some(l) => cfg.ipv6(l.ip, l.prefix_len, Some(l.gateway)),
+        None => cfg,
     }
 }
 
@@ -198,16 +226,16 @@ impl Lab {
         }
         for c in clients {
             let ns = Netns::create(&format!("{}{}", opts.prefix, strip(ns_name("cl", &c.name))))?;
-            let port = TunPort::create(
-                &TunConfig::new(ns.name(), c.ip, c.prefix_len)
-                    .gateway(c.gateway)
-                    .mtu(opts.mtu)
-                    .tx_thread(opts.tx_thread)
-                    .port_name(c.name.clone()),
-            )?;
+            let cfg = TunConfig::new(ns.name(), c.ip, c.prefix_len)
+                .gateway(c.gateway)
+                .mtu(opts.mtu)
+                .tx_thread(opts.tx_thread)
+                .port_name(c.name.clone());
+            let port = TunPort::create(&with_ipv6(cfg, c.ipv6))?;
             ports.push(EdgePort {
                 name: c.name.clone(),
                 ip: c.ip,
+                ipv6: c.ipv6.map(|l| l.ip),
                 role: Role::Client,
                 port,
             });
@@ -224,13 +252,12 @@ impl Lab {
             opts.prefix,
             ns_name("pod", &p.name).trim_start_matches(PREFIX)
         ))?;
-        let port = TunPort::create(
-            &TunConfig::new(ns.name(), p.ip, p.prefix_len)
-                .gateway(p.gateway)
-                .mtu(opts.mtu)
-                .tx_thread(opts.tx_thread)
-                .port_name(format!("{}/cni0/{}", p.node, p.name)),
-        )?;
+        let cfg = TunConfig::new(ns.name(), p.ip, p.prefix_len)
+            .gateway(p.gateway)
+            .mtu(opts.mtu)
+            .tx_thread(opts.tx_thread)
+            .port_name(format!("{}/cni0/{}", p.node, p.name));
+        let port = TunPort::create(&with_ipv6(cfg, p.ipv6))?;
         let mut pod = RunningPod {
             spec: p.clone(),
             ns,
@@ -248,6 +275,7 @@ impl Lab {
         Ok(EdgePort {
             name: p.name.clone(),
             ip: p.ip,
+            ipv6: p.ipv6.map(|l| l.ip),
             role: Role::Pod {
                 node: p.node.clone(),
             },

@@ -119,7 +119,7 @@ pub use cleanup::{down, safe_component, DownReport, LabLock, StateDir};
 pub use curl::{curl, CurlOutcome, CurlRequest, CurlResponse, CurlRun};
 pub use driver::{Driver, DriverStats, Fabric, Forwarder};
 pub use identity::Identity;
-pub use lab::{ClientSpec, EdgePort, Lab, PodSpec, Role, UpOptions};
+pub use lab::{ClientSpec, EdgePort, Ipv6Link, Lab, PodSpec, Role, UpOptions};
 pub use netns::Netns;
 pub use nginx::{Nginx, NginxSpec};
 pub use preflight::{preflight, Needs};

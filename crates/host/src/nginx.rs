@@ -4,7 +4,7 @@
 //! [`Identity::nginx_worker`] (`user www-data;`).
 
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,6 +33,9 @@ pub struct NginxSpec {
     pub dir: PathBuf,
     /// TCP ports to listen on (the container's ports; 80 by default).
     pub ports: Vec<u16>,
+    /// The pod's IPv6 address in a dual-stack lab: every port is listened on over IPv6
+    /// too (`listen [::]:port`), see [`NginxSpec::render_config`].
+    pub ipv6: Option<Ipv6Addr>,
 }
 
 impl NginxSpec {
@@ -46,6 +49,7 @@ impl NginxSpec {
             ip,
             dir: state.pod_dir(pod)?,
             ports: vec![80],
+            ipv6: None,
         })
     }
     /// `<dir>/nginx.conf`.
@@ -71,6 +75,24 @@ impl NginxSpec {
     /// The body of `/` : `pod <pod> on <node> (<ip>)`.
     pub fn index_html(&self) -> String {
         format!("pod {} on {} ({})\n", self.pod, self.node, self.ip)
+    }
+
+    /// The `listen` lines: `listen <port>;` per port, and for a pod with IPv6 also
+    /// `listen [::]:<port>;`, as the official nginx image's default.conf has them (its
+    /// entrypoint adds the line when the container has IPv6). Two sockets, not one dual
+    /// `[::]` socket with `ipv6only=off`: nginx sets `ipv6only=on` on `[::]` listens by
+    /// default, so IPv4 clients keep arriving on the IPv4 socket and `$remote_addr` stays
+    /// `10.151.30.11` (a dual socket would log `::ffff:10.151.30.11`); IPv6 clients are
+    /// logged as nginx prints them, without brackets (`fd00:10:151::11`).
+    fn listen_lines(&self) -> String {
+        let mut out = String::new();
+        for p in &self.ports {
+            out.push_str(&format!("        listen {p};\n"));
+            if self.ipv6.is_some() {
+                out.push_str(&format!("        listen [::]:{p};\n"));
+            }
+        }
+        out
     }
 
     /// The generated nginx.conf (`user` runs the workers; `None`: nginx's default).
@@ -109,11 +131,7 @@ http {{\n\
             ip = self.ip,
             node = self.node,
             fmt = LOG_FORMAT_MAIN,
-            listen = self
-                .ports
-                .iter()
-                .map(|p| format!("        listen {p};\n"))
-                .collect::<String>(),
+            listen = self.listen_lines(),
         )
     }
 
@@ -303,6 +321,28 @@ mod tests {
         .render_config(None);
         assert!(ports.contains("listen 8080;\n") && ports.contains("listen 8443;\n"));
         assert!(!ports.contains("listen 80;"), "{ports}");
+        assert!(!ports.contains("[::]"), "IPv4-only pod: {ports}");
+    }
+
+    #[test]
+    fn a_pod_with_ipv6_listens_on_both_families() {
+        let mut s = NginxSpec::new(
+            "web-0",
+            "ydzs-node1",
+            Ipv4Addr::new(10, 244, 1, 16),
+            &StateDir::new("/run/nplab"),
+        )
+        .unwrap();
+        s.ports = vec![80, 8080];
+        s.ipv6 = Some("fd00:10:244:1::10".parse().unwrap());
+        let c = s.render_config(None);
+        assert!(
+            c.contains(
+                "        listen 80;\n        listen [::]:80;\n        listen 8080;\n        listen [::]:8080;\n"
+            ),
+            "{c}"
+        );
+        assert!(!c.contains("ipv6only=off"), "{c}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A real UDP client in a client namespace: one datagram from a connected socket (fixed or
 //! kernel-chosen source port), then wait for the answer, like
-//! `socat -T2 - UDP4:ip:port,sourceport=N`.
+//! `socat -T2 - UDP4:ip:port,sourceport=N` (`UDP6:[ip]:port` for an IPv6 destination: the
+//! socket is of the destination's family).
 //!
 //! The socket is created by a helper thread that entered the namespace ([`Netns::run`]), so
 //! it lives there; the lab's single-threaded loop then polls it without blocking
@@ -8,7 +9,7 @@
 //! port unreachable as `ECONNREFUSED` (Linux `udp_err`), which is the `refused` outcome.
 
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::netns::Netns;
@@ -17,8 +18,8 @@ use super::{io_err, Result};
 /// One datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UdpRequest {
-    /// Where to send it.
-    pub dst: SocketAddrV4,
+    /// Where to send it (either family).
+    pub dst: SocketAddr,
     /// The datagram's text.
     pub payload: String,
     /// How long to wait for the answer.
@@ -51,7 +52,7 @@ pub enum UdpOutcome {
 #[derive(Debug)]
 pub struct UdpRun {
     sock: UdpSocket,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     started: Instant,
     timeout: Duration,
     local_port: u16,
@@ -62,7 +63,11 @@ impl UdpRun {
     pub fn start(ns: &Netns, req: &UdpRequest) -> Result<UdpRun> {
         let (dst, sport) = (req.dst, req.source_port.unwrap_or(0));
         let sock = ns.run(move || -> std::io::Result<UdpSocket> {
-            let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, sport))?;
+            let any = match dst {
+                SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            let s = UdpSocket::bind(SocketAddr::new(any, sport))?;
             s.connect(dst)?;
             s.set_nonblocking(true)?;
             Ok(s)

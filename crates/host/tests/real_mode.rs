@@ -149,12 +149,14 @@ fn one_pod_lab(
         prefix_len: 24,
         gateway: POD_GW,
         apps,
+        ipv6: None,
     }];
     let clients = [host::lab::ClientSpec {
         name: "browser".into(),
         ip: CLIENT_IP,
         prefix_len: 24,
         gateway: CLIENT_GW,
+        ipv6: None,
     }];
     (opts, pods, clients)
 }
@@ -327,6 +329,50 @@ fn tun_in_namespace_has_address_route_and_dies_with_its_device() {
     assert!(port.is_dead(), "port should be dead: {:?}", port.stats());
     eprintln!("dead: {}", port.dead_reason().unwrap());
     assert!(port.recv(Duration::ZERO).is_none());
+}
+
+/// A link with IPv6 (issue 10) gets the lab's address and default route and nothing else:
+/// no fe80:: link-local (so no router solicitations into the fabric), and no other link of
+/// the namespace gets IPv6.
+#[test]
+fn tun_with_ipv6_has_only_the_labs_address_and_route() {
+    let Some(_s) = begin(PLUMBING) else {
+        return;
+    };
+    let scope = Scope::new("tun6");
+    let ns = Netns::create(&scope.ns("pod")).unwrap();
+    let v6: std::net::Ipv6Addr = "fd00:10:244:1::10".parse().unwrap();
+    let gw6: std::net::Ipv6Addr = "fd00:10:244:1::1".parse().unwrap();
+    let _port = TunPort::create(&TunConfig::new(ns.name(), POD_IP, 24).gateway(POD_GW).ipv6(
+        v6,
+        64,
+        Some(gw6),
+    ))
+    .expect("tun with IPv6");
+    let addr = ip(&["-n", ns.name(), "-o", "addr", "show", "dev", "eth0"]);
+    assert!(addr.contains("inet 10.244.1.16/24"), "{addr}");
+    assert!(addr.contains("inet6 fd00:10:244:1::10/64"), "{addr}");
+    assert!(!addr.contains("fe80"), "no link-local: {addr}");
+    let routes = ip(&["-n", ns.name(), "-6", "route"]);
+    assert!(routes.contains("fd00:10:244:1::/64 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("default via fd00:10:244:1::1 dev eth0"),
+        "{routes}"
+    );
+    let sysctl = |key: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "cat"])
+            .arg(format!("/proc/sys/net/ipv6/conf/{key}"))
+            .output()
+            .expect("cat");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(sysctl("eth0/disable_ipv6"), "0");
+    assert_eq!(
+        sysctl("default/disable_ipv6"),
+        "1",
+        "other links stay IPv4-only"
+    );
 }
 
 fn csum(data: &[u8]) -> u16 {
@@ -783,6 +829,7 @@ fn lab_up_refuses_a_pod_name_that_leaves_the_state_dir() {
         prefix_len: 24,
         gateway: POD_GW,
         apps: Vec::new(),
+        ipv6: None,
     }];
     match Lab::up(&pods, &[], &opts) {
         Err(Error::Invalid(m)) => assert!(m.contains(&pods[0].name), "{m}"),
@@ -839,5 +886,125 @@ fn real_pod_apps_listen_on_the_container_ports_and_stop_and_start() {
     }
     assert!(!lab.apps_running(POD));
     drop(fwd);
+    lab.shutdown().unwrap();
+}
+
+const POD_IP6: &str = "fd00:10:244:1::10";
+const CLIENT_IP6: &str = "fd00:203:0:113::11";
+
+/// Issue 10, the host side of real-mode IPv6: a dual-stack pod and client (IPv6 on their TUN
+/// links), joined by the forwarder for both families. curl -6 reaches nginx on `[::]:80`,
+/// nginx logs the IPv6 client as nginx does (no brackets), IPv4 keeps working and is
+/// logged as IPv4 (nginx's IPv4 socket, not a mapped address), a closed port refuses over
+/// IPv6 too, and the UDP client talks IPv6.
+#[test]
+fn dual_stack_pod_serves_curl_over_ipv6_and_logs_the_ipv6_client() {
+    use host::lab::{Ipv6Link, Lab};
+    use host::udp::{UdpOutcome, UdpRequest, UdpRun};
+    use std::net::{Ipv6Addr, SocketAddr};
+    let Some(_s) = begin(Needs::default()) else {
+        return;
+    };
+    let scope = Scope::new("v6");
+    let (opts, mut pods, mut clients) = one_pod_lab(&scope, Vec::new());
+    let pod6: Ipv6Addr = POD_IP6.parse().unwrap();
+    let cl6: Ipv6Addr = CLIENT_IP6.parse().unwrap();
+    pods[0].ipv6 = Some(Ipv6Link {
+        ip: pod6,
+        prefix_len: 64,
+        gateway: "fd00:10:244:1::1".parse().unwrap(),
+    });
+    clients[0].ipv6 = Some(Ipv6Link {
+        ip: cl6,
+        prefix_len: 64,
+        gateway: "fd00:203:0:113::1".parse().unwrap(),
+    });
+    let (lab, ports) = Lab::up(&pods, &clients, &opts).expect("up");
+    assert_eq!(ports.iter().filter_map(|p| p.ipv6).count(), 2);
+    let mut fw = Forwarder::new();
+    for p in ports {
+        let v6 = p.ipv6.expect("both links have IPv6");
+        match p.role {
+            host::lab::Role::Pod { .. } => {
+                fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, p.port);
+                fw.add_prefix(v6, 64);
+            }
+            host::lab::Role::Client => {
+                fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, p.port);
+                fw.add_prefix(v6, 64);
+            }
+        }
+    }
+    let fwd = FwdThread::start(fw);
+    let conf = std::fs::read_to_string(scope.state.root().join(POD).join("nginx.conf")).unwrap();
+    assert!(
+        conf.contains("listen 80;\n        listen [::]:80;\n"),
+        "{conf}"
+    );
+
+    let out = lab
+        .curl("browser", &CurlRequest::get(format!("http://[{pod6}]/")))
+        .unwrap();
+    let CurlOutcome::Ok(resp) = out else {
+        panic!("curl -6 failed: {out:?}");
+    };
+    assert_eq!(resp.http_code, 200);
+    assert_eq!(resp.remote_ip, POD_IP6);
+    assert_eq!(resp.local_ip, CLIENT_IP6);
+    assert_eq!(
+        resp.body,
+        format!("pod {POD} on ydzs-node1 (10.244.1.16)\n")
+    );
+    let out = lab.curl("browser", &CurlRequest::get("http://10.244.1.16/"));
+    assert_eq!(out.unwrap().kind(), "ok");
+    let out = lab.curl("browser", &CurlRequest::get(format!("http://[{pod6}]:81/")));
+    assert_eq!(out.unwrap().kind(), "refused");
+
+    let t0 = Instant::now();
+    let log = loop {
+        let l = lab.access_log(POD);
+        if l.lines().count() >= 2 || t0.elapsed() > Duration::from_secs(2) {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].starts_with(&format!("{CLIENT_IP6} - - [")),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with("203.0.113.11 - - ["), "{}", lines[1]);
+
+    // UDP over IPv6: nothing listens on 9/udp in the pod, its kernel answers ICMPv6 port
+    // unreachable, which the connected socket reports as refused.
+    let ns = lab.client_ns("browser").unwrap();
+    let mut run = UdpRun::start(
+        ns,
+        &UdpRequest {
+            dst: SocketAddr::new(pod6.into(), 9),
+            payload: "hello".into(),
+            timeout: Duration::from_secs(2),
+            source_port: None,
+        },
+    )
+    .expect("udp over IPv6");
+    let out = loop {
+        if let Some(o) = run.try_finish().unwrap() {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        matches!(&out, UdpOutcome::Refused { message } if message.contains(POD_IP6)),
+        "{out:?}"
+    );
+    let fw = fwd.finish();
+    assert_eq!(fw.stats().no_route, 0, "{:?}", fw.stats());
+    for p in fw.ports() {
+        assert_eq!(p.stats().rx_dropped_not_ipv4, 0, "{:?}", p.stats());
+    }
+    drop(fw);
     lab.shutdown().unwrap();
 }

@@ -36,7 +36,7 @@ const POD: &str = "nginx-54f57cf6bf-xhs8g";
 
 fn service(etp: TrafficPolicy) -> Service {
     Service {
-        cluster_ip: Some(ip("10.96.61.10")),
+        cluster_ips: vec![ip("10.96.61.10").into()],
         ports: vec![ServicePort::tcp(80, 80, Some(NODEPORT))],
         external_traffic_policy: etp,
         ..Service::new("default", "nginx", ServiceType::NodePort)
@@ -45,6 +45,7 @@ fn service(etp: TrafficPolicy) -> Service {
 
 fn slice() -> EndpointSlice {
     EndpointSlice {
+        address_type: Default::default(),
         service: ServiceRef::new("default", "nginx"),
         ports: vec![EndpointPort {
             name: String::new(),
@@ -52,7 +53,7 @@ fn slice() -> EndpointSlice {
             port: 80,
         }],
         endpoints: vec![Endpoint {
-            ip: ip("10.244.1.16"),
+            ip: ip("10.244.1.16").into(),
             node_name: Some("ydzs-node1".into()),
             ready: true,
             serving: true,
@@ -269,7 +270,7 @@ fn bench_iperf3_through_the_simulated_cluster() {
     .expect("world");
     let mut svc = service(TrafficPolicy::Cluster);
     svc.name = "iperf".into();
-    svc.cluster_ip = Some(ip("10.96.61.11"));
+    svc.cluster_ips = vec![ip("10.96.61.11").into()];
     svc.ports[0].port = 5201;
     svc.ports[0].target_port = 5201;
     svc.ports[0].node_port = Some(32201);

@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,13 +28,15 @@ fn now() -> Duration {
         .unwrap_or_default()
 }
 
-fn v4(a: SocketAddr) -> SocketAddrV4 {
+/// The peer as logged: an IPv4-mapped IPv6 address (a dual-stack socket) as IPv4, a real
+/// IPv6 peer as it is.
+fn v4(a: SocketAddr) -> SocketAddr {
     match a {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(a) => SocketAddrV4::new(
-            a.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
-            a.port(),
-        ),
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(ip) => SocketAddr::new(ip.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
     }
 }
 
@@ -46,7 +48,7 @@ struct App {
 }
 
 impl App {
-    fn log(&self, peer: SocketAddrV4, access: &Access) {
+    fn log(&self, peer: SocketAddr, access: &Access) {
         let line = main_line(&CLOCK, now(), peer, access);
         if let Ok(mut f) = self.log.lock() {
             let _ = writeln!(f, "{line}");
@@ -54,15 +56,43 @@ impl App {
     }
 }
 
-/// Bind every socket of `desc`, write `ready`, drop root, serve until killed.
-pub fn run(info: ServerInfo, desc: &AppDesc, log: &Path, ready: &Path) -> anyhow::Result<()> {
+/// A dual-stack socket on `[::]:port` (`IPV6_V6ONLY` off), as a Go server listening on
+/// `:port` (agnhost) has in a pod with IPv6: IPv4 peers arrive as `::ffff:a.b.c.d` and are
+/// logged as `a.b.c.d` ([`v4`]), IPv6 peers as they are.
+fn dual_socket(port: u16, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(socket2::Domain::IPV6, ty, None)?;
+    s.set_only_v6(false)?;
+    if ty == socket2::Type::STREAM {
+        // std's TcpListener::bind sets it too (a restarted app rebinds at once).
+        s.set_reuse_address(true)?;
+    }
+    s.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port).into())?;
+    if ty == socket2::Type::STREAM {
+        s.listen(128)?;
+    }
+    Ok(s)
+}
+
+/// Bind every socket of `desc` (`dual`: a pod with IPv6, one dual-stack socket per port;
+/// else IPv4 ones), write `ready`, drop root, serve until killed.
+pub fn run(
+    info: ServerInfo,
+    desc: &AppDesc,
+    dual: bool,
+    log: &Path,
+    ready: &Path,
+) -> anyhow::Result<()> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("open {}", log.display()))?;
     let bind = |p: &u16| {
-        TcpListener::bind((Ipv4Addr::UNSPECIFIED, *p)).with_context(|| format!("bind {p}/TCP"))
+        let l = match dual {
+            true => dual_socket(*p, socket2::Type::STREAM).map(TcpListener::from),
+            false => TcpListener::bind((Ipv4Addr::UNSPECIFIED, *p)),
+        };
+        l.with_context(|| format!("bind {p}/TCP"))
     };
     let http: Vec<TcpListener> = desc.http_ports.iter().map(bind).collect::<Result<_, _>>()?;
     let raw: Vec<TcpListener> = desc
@@ -74,7 +104,11 @@ pub fn run(info: ServerInfo, desc: &AppDesc, log: &Path, ready: &Path) -> anyhow
         .udp_ports
         .iter()
         .map(|p| {
-            UdpSocket::bind((Ipv4Addr::UNSPECIFIED, *p)).with_context(|| format!("bind {p}/UDP"))
+            let s = match dual {
+                true => dual_socket(*p, socket2::Type::DGRAM).map(UdpSocket::from),
+                false => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, *p)),
+            };
+            s.with_context(|| format!("bind {p}/UDP"))
         })
         .collect::<Result<_, _>>()?;
     std::fs::write(ready, "").with_context(|| format!("write {}", ready.display()))?;
@@ -109,7 +143,7 @@ pub fn run(info: ServerInfo, desc: &AppDesc, log: &Path, ready: &Path) -> anyhow
     Ok(())
 }
 
-fn accept(l: TcpListener, app: Arc<App>, conn: fn(TcpStream, SocketAddrV4, &App)) {
+fn accept(l: TcpListener, app: Arc<App>, conn: fn(TcpStream, SocketAddr, &App)) {
     for s in l.incoming().flatten() {
         let Ok(peer) = s.peer_addr() else { continue };
         let app = app.clone();
@@ -119,7 +153,7 @@ fn accept(l: TcpListener, app: Arc<App>, conn: fn(TcpStream, SocketAddrV4, &App)
 
 /// HTTP/1.1 with keep-alive: answer every request until the client closes (curl does,
 /// first), asks for `Connection: close`, or stays idle for `keepalive_timeout`.
-fn http_conn(mut s: TcpStream, peer: SocketAddrV4, app: &App) {
+fn http_conn(mut s: TcpStream, peer: SocketAddr, app: &App) {
     let _ = s.set_nodelay(true);
     let _ = s.set_read_timeout(Some(KEEPALIVE_TIMEOUT));
     let mut buf = Vec::new();
@@ -154,7 +188,7 @@ fn http_conn(mut s: TcpStream, peer: SocketAddrV4, app: &App) {
 }
 
 /// serve-hostname `--tcp`: the hostname, then close.
-fn raw_conn(mut s: TcpStream, peer: SocketAddrV4, app: &App) {
+fn raw_conn(mut s: TcpStream, peer: SocketAddr, app: &App) {
     let body = app.info.pod.as_bytes();
     let _ = s.write_all(body);
     app.log(peer, &raw_access(body.len()));
@@ -162,13 +196,14 @@ fn raw_conn(mut s: TcpStream, peer: SocketAddrV4, app: &App) {
 
 fn udp_loop(s: UdpSocket, app: Arc<App>) {
     let mut buf = [0u8; 2048];
-    while let Ok((n, from)) = s.recv_from(&mut buf) {
-        let from = v4(from);
+    while let Ok((n, peer)) = s.recv_from(&mut buf) {
+        // The answer goes back to the address as the socket saw it (mapped on a dual one).
+        let from = v4(peer);
         let text = &buf[..n];
         let answer = answer_udp(app.kind, &app.info, text, from);
         let sent = answer
             .as_ref()
-            .is_some_and(|a| s.send_to(a.as_bytes(), from).is_ok());
+            .is_some_and(|a| s.send_to(a.as_bytes(), peer).is_ok());
         app.log(from, &udp_access(text, answer.as_deref(), sent));
     }
 }
@@ -183,6 +218,9 @@ pub struct Common {
     pub node: String,
     #[arg(long)]
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address (dual-stack lab): the app then listens on both families.
+    #[arg(long)]
+    pub ipv6: Option<Ipv6Addr>,
     /// Access log (nginx's `main` format).
     #[arg(long)]
     pub log: std::path::PathBuf,
@@ -275,7 +313,8 @@ pub fn main(cmd: AppCommand) -> anyhow::Result<()> {
         node: c.node,
         ip: c.ip,
     };
-    run(info, &crate::setup::app_desc(&spec), &c.log, &c.ready)
+    let dual = c.ipv6.is_some();
+    run(info, &crate::setup::app_desc(&spec), dual, &c.log, &c.ready)
 }
 
 /// What real mode starts for a container's app: nginx itself, or `lab app …` with the
@@ -320,5 +359,8 @@ pub fn pod_app(a: &cluster::AppSpec, p: &cluster::Pod) -> host::lab::PodApp {
         format!("--node={}", p.node),
         format!("--ip={}", p.ip),
     ]);
+    if let Some(v6) = p.ipv6 {
+        args.push(format!("--ipv6={v6}"));
+    }
     host::lab::PodApp::Lab { args }
 }

@@ -39,7 +39,10 @@ pub fn explain(cluster: &Cluster, r: &RequestResult, hops: &[TraceEvent]) -> Str
         // A UDP datagram reusing an earlier one's 5-tuple: no rule was walked.
         (Some((h, w)), _, _) if h.walk.steps.is_empty() => {
             let to = w.after.ip();
-            let pod = cluster.pods.iter().find(|p| p.ip == *to);
+            let pod = cluster
+                .pods
+                .iter()
+                .find(|p| std::net::IpAddr::V4(p.ip) == to);
             parts.push(format!(
                 "Same 5-tuple as an earlier packet: {}'s conntrack entry, not the rules, DNATs it to {}{to}{}.",
                 h.node,
@@ -47,7 +50,7 @@ pub fn explain(cluster: &Cluster, r: &RequestResult, hops: &[TraceEvent]) -> Str
                 if pod.is_some() { ")" } else { "" },
             ));
         }
-        (Some((h, w)), _, _) => parts.push(dnat_sentence(cluster, h, *w.after.ip())),
+        (Some((h, w)), _, _) => parts.push(dnat_sentence(cluster, h, wire::v4(w.after.ip()))),
         (None, Some(h), _) => parts.push(stop_sentence(h, r)),
         (None, None, Some(s)) => parts.push(s.clone()),
         (None, None, None) => {}

@@ -5,7 +5,7 @@
 //! Owns no world and no processes: [`crate::runner`] (embedded) and [`crate::realrun`]
 //! (real mode) use it; it uses neither.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,12 +82,21 @@ pub fn is_udp(step: &PlanStep) -> bool {
     step.protocol == nodeport::Protocol::Udp
 }
 
+/// The address of `client` a request to `dst` leaves from: its IPv6 address for an IPv6
+/// destination (a dual-stack client), else its IPv4 one.
+pub fn client_ip(client: &cluster::Client, dst: std::net::IpAddr) -> std::net::IpAddr {
+    match (dst, client.ipv6) {
+        (std::net::IpAddr::V6(_), Some(a)) => a.into(),
+        _ => client.ip.into(),
+    }
+}
+
 /// One resolved request of the plan.
 pub struct PlannedRequest<'a> {
     pub step: &'a PlanStep,
     /// Index of `step` in the plan (where `scale:`/`wait:` entries are placed).
     pub step_index: usize,
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     pub label: String,
 }
 
@@ -125,7 +134,7 @@ pub fn expand_plan(cluster: &Cluster) -> anyhow::Result<Vec<PlannedRequest<'_>>>
             out.push(PlannedRequest {
                 step,
                 step_index: i,
-                dst: SocketAddrV4::new(d.ip, d.port),
+                dst: SocketAddr::new(d.ip, d.port),
                 label: label.clone(),
             });
         }

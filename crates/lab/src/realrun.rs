@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use cluster::{ActionKind, ClientAttach, Cluster};
 use host::cleanup::{self, StateDir};
 use host::curl::{CurlOutcome, CurlRequest, CurlRun};
 use host::driver::Driver;
-use host::lab::{ClientSpec, Lab, PodSpec, Role, UpOptions};
+use host::lab::{ClientSpec, Ipv6Link, Lab, PodSpec, Role, UpOptions};
 use host::udp::{UdpOutcome, UdpRequest, UdpRun};
 use host::{netns, PREFIX};
 
@@ -61,7 +61,18 @@ fn tune_allocator() {
     }
 }
 
-/// What real mode needs to run `p`: its address on its node's cni0 network.
+/// The IPv6 side of an address on node `n`'s cni0 network (its IPv6 pod /64, cni0's IPv6
+/// address the gateway), as the world's node routes it.
+fn cni0_v6(n: &cluster::Node, ip: Option<std::net::Ipv6Addr>) -> Option<Ipv6Link> {
+    Some(Ipv6Link {
+        ip: ip?,
+        prefix_len: n.pod_cidr_v6?.prefix_len(),
+        gateway: n.cni0_ipv6()?,
+    })
+}
+
+/// What real mode needs to run `p`: its address on its node's cni0 network (both families
+/// on a dual-stack node).
 fn pod_spec(cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<PodSpec> {
     let n = cluster
         .node(&p.node)
@@ -73,6 +84,37 @@ fn pod_spec(cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<PodSpec> {
         prefix_len: n.pod_cidr.prefix_len(),
         gateway: n.cni0_ip(),
         apps: p.apps.iter().map(|a| crate::app::pod_app(a, p)).collect(),
+        ipv6: cni0_v6(n, p.ipv6),
+    })
+}
+
+/// What real mode needs to run client `c`: its network and gateway per family, as the world
+/// attaches it (an external client: its own /24 behind the router, `.1`, and with IPv6 the
+/// /64 around its address, `::1`; a pod client: its node's cni0 network).
+fn client_spec(cluster: &Cluster, c: &cluster::Client) -> anyhow::Result<ClientSpec> {
+    let (prefix_len, gateway, ipv6) = match &c.attach {
+        ClientAttach::External { .. } => {
+            let v6 = c.ipv6.map(|ip| Ipv6Link {
+                ip,
+                prefix_len: 64,
+                // The /64's first host (sim's client_net6 + first_host_v6).
+                gateway: std::net::Ipv6Addr::from((u128::from(ip) & !(u128::from(u64::MAX))) | 1),
+            });
+            (24, gateway(c.ip, 24), v6)
+        }
+        ClientAttach::Pod { node } => {
+            let n = cluster
+                .node(node)
+                .with_context(|| format!("client {} on unknown node {node}", c.name))?;
+            (n.pod_cidr.prefix_len(), n.cni0_ip(), cni0_v6(n, c.ipv6))
+        }
+    };
+    Ok(ClientSpec {
+        name: c.name.clone(),
+        ip: c.ip,
+        prefix_len,
+        gateway,
+        ipv6,
     })
 }
 
@@ -91,24 +133,7 @@ pub fn bring_up(
     let clients = cluster
         .clients
         .iter()
-        .map(|c| {
-            let (prefix_len, gateway) = match &c.attach {
-                // The world gives an external client its own /24 behind the router (.1).
-                ClientAttach::External { .. } => (24, gateway(c.ip, 24)),
-                ClientAttach::Pod { node } => {
-                    let n = cluster
-                        .node(node)
-                        .with_context(|| format!("client {} on unknown node {node}", c.name))?;
-                    (n.pod_cidr.prefix_len(), n.cni0_ip())
-                }
-            };
-            Ok(ClientSpec {
-                name: c.name.clone(),
-                ip: c.ip,
-                prefix_len,
-                gateway,
-            })
-        })
+        .map(|c| client_spec(cluster, c))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     tune_allocator();
@@ -119,14 +144,19 @@ pub fn bring_up(
             fds.push((p.name.clone(), p.port.raw_fd()));
             match p.role {
                 Role::Pod { node } => w
-                    .add_pod_port(&p.name, p.ip, &node, Box::new(p.port))
+                    .add_pod_port_ips(&p.name, (p.ip, p.ipv6), &node, Box::new(p.port))
                     .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?,
                 Role::Client => {
                     let c = cluster
                         .client(&p.name)
                         .with_context(|| format!("unknown client {}", p.name))?;
-                    w.add_client_port(&p.name, p.ip, &attachment(&c.attach), Box::new(p.port))
-                        .map_err(|e| anyhow!("attaching client {}: {e}", p.name))?
+                    w.add_client_port_ips(
+                        &p.name,
+                        (p.ip, p.ipv6),
+                        &attachment(&c.attach),
+                        Box::new(p.port),
+                    )
+                    .map_err(|e| anyhow!("attaching client {}: {e}", p.name))?
                 }
             }
         }
@@ -181,7 +211,7 @@ impl RealRun {
             .map_err(|e| anyhow!("starting pod {}: {e}", p.name))?;
         let fd = port.port.raw_fd();
         self.world
-            .add_pod_port(&p.name, p.ip, &p.node, Box::new(port.port))
+            .add_pod_port_ips(&p.name, (p.ip, port.ipv6), &p.node, Box::new(port.port))
             .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?;
         self.fds.push((p.name.clone(), fd));
         self.driver.set_fds(self.fds.iter().map(|(_, fd)| *fd));
@@ -277,7 +307,9 @@ pub(crate) fn outcome_of(
     }
 }
 
-pub(crate) fn first_word_ip(line: &str) -> Option<Ipv4Addr> {
+/// The client address an access-log line starts with (nginx's `$remote_addr`: an IPv6
+/// client without brackets, `fd00:10:151::11 - - [...]`).
+pub(crate) fn first_word_ip(line: &str) -> Option<IpAddr> {
     line.split_whitespace().next()?.parse().ok()
 }
 
@@ -488,7 +520,7 @@ impl RealRun {
         );
         Ok(RequestResult {
             client: client.name.clone(),
-            client_ip: client.ip,
+            client_ip: crate::plan::client_ip(client, req.dst.ip()),
             target: req.label,
             outcome,
             status,
@@ -566,7 +598,7 @@ impl RealRun {
         &mut self,
         outcome: Outcome,
         logs: &mut [(String, Vec<String>)],
-    ) -> anyhow::Result<(Option<String>, Option<Ipv4Addr>)> {
+    ) -> anyhow::Result<(Option<String>, Option<IpAddr>)> {
         let grace = if outcome == Outcome::Ok {
             Duration::from_millis(500)
         } else {
@@ -904,11 +936,16 @@ fn print_up_hints(
             let Some(d) = cluster.destination(step) else {
                 continue;
             };
+            let to = SocketAddr::new(d.ip, d.port);
+            let (af, curl6) = match to {
+                SocketAddr::V4(_) => ("AF_INET", ""),
+                SocketAddr::V6(_) => ("AF_INET6", " -g -6"),
+            };
             if crate::plan::is_udp(step) {
                 // No UDP client is installed by default: Python's socket module is.
                 writeln!(
                     out,
-                    "  sudo ip netns exec {} python3 -c 'import socket; c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(2); c.connect((\"{}\", {})); c.send(b\"{}\"); print(c.recv(2048).decode())'",
+                    "  sudo ip netns exec {} python3 -c 'import socket; c = socket.socket(socket.{af}, socket.SOCK_DGRAM); c.settimeout(2); c.connect((\"{}\", {})); c.send(b\"{}\"); print(c.recv(2048).decode())'",
                     ns.name(),
                     d.ip,
                     d.port,
@@ -917,10 +954,8 @@ fn print_up_hints(
             } else {
                 writeln!(
                     out,
-                    "  sudo ip netns exec {} curl -sS --connect-timeout 3 http://{}:{}{}",
+                    "  sudo ip netns exec {} curl -sS{curl6} --connect-timeout 3 http://{to}{}",
                     ns.name(),
-                    d.ip,
-                    d.port,
                     step.path
                 )?;
             }

@@ -59,7 +59,7 @@ impl Outcome {
 pub struct RequestResult {
     /// Client name (`browser`).
     pub client: String,
-    pub client_ip: std::net::Ipv4Addr,
+    pub client_ip: std::net::IpAddr,
     /// What was dialled, human form: `ydzs-master 10.151.30.11:32761`,
     /// `lb 198.51.100.10:80`, `10.96.12.34:80`.
     pub target: String,
@@ -69,7 +69,7 @@ pub struct RequestResult {
     /// The pod that answered (its access log has the line), if any.
     pub pod: Option<String>,
     /// The client address nginx logged (`$remote_addr`), if a pod answered.
-    pub logged_client_ip: Option<std::net::Ipv4Addr>,
+    pub logged_client_ip: Option<std::net::IpAddr>,
     /// Elapsed (virtual time in embedded mode) until the client finished.
     pub elapsed_ms: u64,
     /// curl's error line for failures, e.g.
@@ -262,7 +262,7 @@ pub fn get_svc(c: &Cluster) -> String {
             r.extend([
                 s.name.clone(),
                 type_name(s.type_).into(),
-                s.cluster_ip
+                s.cluster_ip()
                     .map(|i| i.to_string())
                     .unwrap_or_else(|| "None".into()),
                 external_ip_column(s),
@@ -363,7 +363,7 @@ pub fn service_details(c: &Cluster) -> String {
                 for e in &slice.endpoints {
                     let at = e.node_name.as_deref().unwrap_or("?");
                     match port {
-                        Some(p) => eps.push(format!("{}:{p}@{at}", e.ip)),
+                        Some(p) => eps.push(format!("{}@{at}", std::net::SocketAddr::new(e.ip, p))),
                         None => eps.push(format!("{}@{at}", e.ip)),
                     }
                 }
@@ -483,11 +483,16 @@ pub fn plan_summary(c: &Cluster) -> String {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let to = match &s.target {
+            let mut to = match &s.target {
                 cluster::Target::Node(n) => n.clone(),
                 cluster::Target::LoadBalancer => "loadBalancer".into(),
                 cluster::Target::Address(ip) => ip.to_string(),
             };
+            if s.family == nodeport::IpFamily::V6
+                && !matches!(s.target, cluster::Target::Address(_))
+            {
+                to.push_str(" (IPv6)");
+            }
             let svc = match (&s.service, s.port) {
                 (Some(sv), Some(p)) => format!("{sv} port {p}"),
                 (Some(sv), None) => sv.clone(),
@@ -557,10 +562,85 @@ pub fn print_cluster(c: &Cluster, w: &mut impl Write) -> io::Result<()> {
         writeln!(w, "warning: {warning}")?;
     }
     writeln!(w, "lab:\n{}", lab_summary(c))?;
+    if let Some(t) = ipv6_summary(c) {
+        writeln!(w, "ipv6 (dual-stack lab):\n{t}")?;
+        writeln!(w, "ip families:\n{}", families_table(c))?;
+    }
     if !c.plan.is_empty() {
         writeln!(w, "plan:\n{}", plan_summary(c))?;
     }
     Ok(())
+}
+
+/// The IPv6 half of a dual-stack lab: node, pod, client, LB and router addresses (`None` in
+/// an IPv4-only lab, whose `scenario show` stays as it was).
+pub fn ipv6_summary(c: &Cluster) -> Option<String> {
+    let cidr = c.cluster_cidr_v6?;
+    let opt = |a: Option<std::net::Ipv6Addr>| a.map_or_else(|| "<none>".into(), |a| a.to_string());
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for n in &c.nodes {
+        let pods = n
+            .pod_cidr_v6
+            .map_or_else(|| "no IPv6 pods".into(), |p| format!("podCIDR {p}"));
+        rows.push(vec!["node".into(), n.name.clone(), opt(n.ipv6), pods]);
+    }
+    for p in &c.pods {
+        rows.push(vec![
+            "pod".into(),
+            p.name.clone(),
+            opt(p.ipv6),
+            format!("on {}", p.node),
+        ]);
+    }
+    for cl in &c.clients {
+        rows.push(vec![
+            "client".into(),
+            cl.name.clone(),
+            opt(cl.ipv6),
+            String::new(),
+        ]);
+    }
+    if let Some(lb) = &c.load_balancer {
+        rows.push(vec![
+            "loadBalancer".into(),
+            lb.name.clone(),
+            opt(lb.ipv6),
+            String::new(),
+        ]);
+    }
+    let net = c
+        .node_network_v6
+        .map_or_else(|| "<none>".into(), |n| n.to_string());
+    rows.push(vec![
+        "router".into(),
+        "router".into(),
+        opt(c.router_ipv6),
+        format!("node network {net}, clusterCIDR {cidr}"),
+    ]);
+    Some(table(&["KIND", "NAME", "IPV6", "WHERE"], &rows))
+}
+
+/// Per Service: `ipFamilyPolicy`, `ipFamilies` and `clusterIPs` (as `kubectl get svc -o
+/// yaml` has them).
+pub fn families_table(c: &Cluster) -> String {
+    let rows: Vec<Vec<String>> = c
+        .services
+        .iter()
+        .map(|s| {
+            let fams: Vec<&str> = s.ip_families.iter().map(|f| f.as_str()).collect();
+            let ips: Vec<String> = s.cluster_ips.iter().map(ToString::to_string).collect();
+            vec![
+                format!("{}/{}", s.namespace, s.name),
+                s.ip_family_policy.as_str().into(),
+                fams.join(","),
+                ips.join(","),
+            ]
+        })
+        .collect();
+    table(
+        &["SERVICE", "IP-FAMILY-POLICY", "IP-FAMILIES", "CLUSTER-IPS"],
+        &rows,
+    )
 }
 
 fn elapsed(ms: u64) -> String {
@@ -609,7 +689,7 @@ fn dash(o: &Option<String>) -> String {
     o.clone().unwrap_or_else(|| "-".into())
 }
 
-fn ip_or_dash(o: &Option<std::net::Ipv4Addr>) -> String {
+fn ip_or_dash(o: &Option<std::net::IpAddr>) -> String {
     o.map(|i| i.to_string()).unwrap_or_else(|| "-".into())
 }
 
@@ -786,7 +866,7 @@ pub fn cluster_json(c: &Cluster) -> Value {
             "namespace": s.namespace,
             "name": s.name,
             "type": type_name(s.type_),
-            "cluster_ip": s.cluster_ip.map(|i| i.to_string()),
+            "cluster_ip": s.cluster_ip().map(|i| i.to_string()),
             "external_traffic_policy": policy_name(s.external_traffic_policy),
             "ports": s.ports.iter().map(|p| json!({
                 "port": p.port, "target_port": p.target_port, "node_port": p.node_port,
@@ -820,11 +900,11 @@ pub fn events_json(events: &[cluster::kubelet::PodEvent]) -> Value {
 #[derive(Serialize)]
 struct RequestJson<'a> {
     client: &'a str,
-    client_ip: std::net::Ipv4Addr,
+    client_ip: std::net::IpAddr,
     elapsed_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     explanation: Option<&'a str>,
-    logged_client_ip: Option<std::net::Ipv4Addr>,
+    logged_client_ip: Option<std::net::IpAddr>,
     outcome: &'static str,
     pod: Option<&'a str>,
     /// UDP requests also carry the answer's text (TCP requests' JSON has no such field).

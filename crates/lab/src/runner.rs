@@ -9,7 +9,7 @@
 //! Real mode is [`crate::realrun`]; both build on [`crate::plan`] and [`crate::setup`].
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::Context;
 
@@ -328,7 +328,7 @@ impl<'c> Embedded<'c> {
         }
         let result = RequestResult {
             client: client.name.clone(),
-            client_ip: client.ip,
+            client_ip: crate::plan::client_ip(client, req.dst.ip()),
             target: req.label,
             outcome: outcome_of(out.kind),
             status: out.status,
@@ -350,8 +350,8 @@ impl<'c> Embedded<'c> {
     /// Which pod logged the request: the one whose access log grew during it (the last such
     /// pod in `pods` order, with its latest line), read from the world's access journal, and
     /// the client address it logged.
-    fn who_logged(&mut self) -> (Option<String>, Option<Ipv4Addr>) {
-        let mut grew: Option<(usize, Ipv4Addr)> = None;
+    fn who_logged(&mut self) -> (Option<String>, Option<IpAddr>) {
+        let mut grew: Option<(usize, IpAddr)> = None;
         for (name, addr) in self.world.access_peers_since(self.mark) {
             if let Some(&k) = self.pod_index.get(name) {
                 if grew.is_none_or(|(g, _)| k >= g) {

@@ -144,8 +144,24 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
         .nodes
         .iter()
         .map(|n| {
-            let mut cfg = nodeport::ProxyConfig::new(n.name.clone(), vec![n.ip, n.cni0_ip()]);
-            cfg.cluster_cidr = Some(cluster.cluster_cidr);
+            let mut addrs = vec![
+                std::net::IpAddr::V4(n.ip),
+                std::net::IpAddr::V4(n.cni0_ip()),
+            ];
+            // A dual-stack node: kube-proxy's IPv6 proxier sees its IPv6 addresses and the
+            // IPv6 cluster CIDR (kube-proxy's `--cluster-cidr=v4,v6`).
+            let v6 = n.ipv6.zip(n.pod_cidr_v6);
+            addrs.extend(v6.map(|(ip, _)| std::net::IpAddr::V6(ip)));
+            addrs.extend(
+                n.cni0_ipv6()
+                    .filter(|_| v6.is_some())
+                    .map(std::net::IpAddr::V6),
+            );
+            let mut cfg = nodeport::ProxyConfig::new(n.name.clone(), addrs);
+            cfg.cluster_cidrs = vec![cluster.cluster_cidr.into()];
+            if let (Some(_), Some(net)) = (v6, cluster.cluster_cidr_v6) {
+                cfg.cluster_cidrs.push(net.into());
+            }
             cfg.masquerade_enabled = n.masquerade;
             cfg.masquerade_random_fully = cluster.kube_proxy.masquerade_random_fully;
             cfg.localhost_node_ports = cluster.kube_proxy.localhost_node_ports;
@@ -156,6 +172,8 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
                 ip: n.ip,
                 pod_cidr: n.pod_cidr,
                 proxy: Some(cfg),
+                ipv6: v6.map(|(ip, _)| ip),
+                pod_cidr_v6: v6.map(|(_, net)| net),
             }
         })
         .collect();
@@ -171,6 +189,9 @@ pub fn world_spec(cluster: &Cluster, embedded_edges: bool, tracing: bool) -> sim
         node_network: cluster.node_network,
         router_ip: cluster.router_ip,
         cluster_cidr: Some(cluster.cluster_cidr),
+        node_network_v6: cluster.node_network_v6,
+        router_ipv6: cluster.router_ipv6,
+        cluster_cidr_v6: cluster.cluster_cidr_v6,
         client_networks: Vec::new(),
         nodes,
         clients,
@@ -192,6 +213,7 @@ pub fn pod_desc(p: &cluster::Pod) -> sim::PodDesc {
     sim::PodDesc {
         name: p.name.clone(),
         ip: p.ip,
+        ipv6: p.ipv6,
         node: p.node.clone(),
         apps: p.apps.iter().map(app_desc).collect(),
     }
@@ -241,6 +263,7 @@ pub fn client_desc(c: &Client) -> sim::ClientDesc {
         name: c.name.clone(),
         ip: c.ip,
         attach: attachment(&c.attach),
+        ipv6: c.ipv6,
     }
 }
 

@@ -15,7 +15,6 @@
 //! ([`host::kernel`]) nor the rules (`lab rules`, reached through [`node_rules`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -190,7 +189,7 @@ pub fn not_applicable(cluster: &Cluster) -> Option<String> {
 pub struct Seen {
     pub outcome: &'static str,
     pub pod: Option<String>,
-    pub logged: Option<Ipv4Addr>,
+    pub logged: Option<std::net::IpAddr>,
 }
 
 /// One plan step, both sides.
@@ -473,7 +472,7 @@ fn kernel_side(c: &Cluster, klab: &KernelLab) -> anyhow::Result<Observed> {
         for (pod, line) in fresh {
             if let Some(ip) = first_word_ip(&line) {
                 s.pod = Some(pod);
-                s.logged = Some(ip);
+                s.logged = Some(ip.into());
             }
         }
         out.push((req.step_index, s));

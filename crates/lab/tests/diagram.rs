@@ -41,7 +41,7 @@ fn run_plan(scenario: &str) -> (Cluster, Vec<(RequestResult, Vec<sim::TraceEvent
         }
         let result = RequestResult {
             client: client.name.clone(),
-            client_ip: client.ip,
+            client_ip: client.ip.into(),
             target: req.label,
             outcome: match done.kind {
                 sim::OutcomeKind::Ok => Outcome::Ok,

@@ -17,8 +17,10 @@ fn cluster() -> Cluster {
     let node = |name: &str, addr: &str, cidr: &str| Node {
         name: name.into(),
         ip: ip(addr),
+        ipv6: None,
         prefix_len: 24,
         pod_cidr: cidr.parse().unwrap(),
+        pod_cidr_v6: None,
         taints: vec![],
         labels: BTreeMap::new(),
         masquerade: true,
@@ -29,6 +31,7 @@ fn cluster() -> Cluster {
         deployment: "nginx".into(),
         node: node.into(),
         ip: ip(addr),
+        ipv6: None,
         labels: BTreeMap::new(),
         container_ports: vec![(String::new(), 80, Protocol::Tcp)],
         apps: vec![cluster::AppSpec::Nginx { ports: vec![80] }],
@@ -37,7 +40,7 @@ fn cluster() -> Cluster {
         readiness_probe: None,
     };
     let svc = |name: &str, type_, cip: &str, port, np| Service {
-        cluster_ip: Some(ip(cip)),
+        cluster_ips: vec![ip(cip).into()],
         ports: vec![ServicePort::tcp(port, 80, np)],
         ..Service::new("default", name, type_)
     };
@@ -52,9 +55,13 @@ fn cluster() -> Cluster {
         node_network: "10.151.30.0/24".parse().unwrap(),
         router_ip: ip("10.151.30.1"),
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        node_network_v6: None,
+        router_ipv6: None,
+        cluster_cidr_v6: None,
         clients: vec![Client {
             name: "browser".into(),
             ip: ip("203.0.113.11"),
+            ipv6: None,
             attach: ClientAttach::External {
                 can_reach: vec!["ydzs-master".into()],
             },
@@ -86,12 +93,12 @@ fn cluster() -> Cluster {
 fn result() -> ScenarioResult {
     let ok = RequestResult {
         client: "browser".into(),
-        client_ip: ip("203.0.113.11"),
+        client_ip: ip("203.0.113.11").into(),
         target: "ydzs-master 10.151.30.11:32761".into(),
         outcome: Outcome::Ok,
         status: Some(200),
         pod: Some("nginx-54f57cf6bf-xhs8g".into()),
-        logged_client_ip: Some(ip("10.151.30.11")),
+        logged_client_ip: Some(ip("10.151.30.11").into()),
         elapsed_ms: 3,
         curl_message: None,
         reply: None,

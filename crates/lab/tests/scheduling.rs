@@ -220,19 +220,19 @@ fn cluster_ips_kubernetes_service_and_explicit_ip() {
     );
     let c = load(&cfg).unwrap();
     let k = c.service("default/kubernetes").unwrap();
-    assert_eq!(k.cluster_ip.unwrap().to_string(), "10.96.0.1");
+    assert_eq!(k.cluster_ip().unwrap().to_string(), "10.96.0.1");
     assert_eq!(k.ports[0].port, 443);
     assert_eq!(k.type_, nodeport::ServiceType::ClusterIp);
     assert_eq!(
         c.service("default/web")
             .unwrap()
-            .cluster_ip
+            .cluster_ip()
             .unwrap()
             .to_string(),
         "10.106.190.194"
     );
-    let net: ipnet::Ipv4Net = "10.96.0.0/12".parse().unwrap();
-    let ips: BTreeSet<_> = c.services.iter().map(|s| s.cluster_ip.unwrap()).collect();
+    let net: ipnet::IpNet = "10.96.0.0/12".parse().unwrap();
+    let ips: BTreeSet<_> = c.services.iter().map(|s| s.cluster_ip().unwrap()).collect();
     assert_eq!(ips.len(), c.services.len());
     assert!(ips.iter().all(|ip| net.contains(ip)));
 }
@@ -362,7 +362,7 @@ fn generated_cluster_spreads_evenly() {
             .pods
             .iter()
             .filter(|p| p.deployment == svc.name)
-            .map(|p| p.ip)
+            .map(|p| std::net::IpAddr::V4(p.ip))
             .collect();
         assert_eq!(eps, pods, "{}", svc.name);
     }

@@ -265,7 +265,10 @@ spec:
         .iter()
         .flat_map(|s| s.endpoints.iter().map(|e| e.ip))
         .collect();
-    assert!(ips.contains(&new.ip) && !ips.contains(&old.ip), "{ips:?}");
+    assert!(
+        ips.contains(&new.ip.into()) && !ips.contains(&old.ip.into()),
+        "{ips:?}"
+    );
     assert_eq!(sc.pods.len(), 2, "still two replicas");
     // By name: the other pod.
     let other = &c.pods[1].name;

@@ -43,13 +43,13 @@ const NODE_PORT: u16 = 32761;
 
 fn service() -> (Service, EndpointSlice) {
     let svc = Service {
-        cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 10)),
+        cluster_ips: vec![Ipv4Addr::new(10, 96, 0, 10).into()],
         ports: vec![ServicePort::tcp(80, 80, Some(NODE_PORT))],
         ..Service::new("default", "nginx", ServiceType::NodePort)
     };
     let endpoints = (1..=3)
         .map(|n| Endpoint {
-            ip: Ipv4Addr::new(10, 244, n, 16),
+            ip: Ipv4Addr::new(10, 244, n, 16).into(),
             node_name: Some(format!("node{n}")),
             ready: true,
             serving: true,
@@ -57,6 +57,7 @@ fn service() -> (Service, EndpointSlice) {
         })
         .collect();
     let slice = EndpointSlice {
+        address_type: Default::default(),
         service: svc.service_ref(),
         ports: vec![EndpointPort {
             name: String::new(),
@@ -69,8 +70,8 @@ fn service() -> (Service, EndpointSlice) {
 }
 
 fn proxier(max: usize) -> Proxier {
-    let mut cfg = ProxyConfig::new("master", vec![MASTER]);
-    cfg.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    let mut cfg = ProxyConfig::new("master", vec![MASTER.into()]);
+    cfg.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
     cfg.conntrack_max = max;
     let mut p = Proxier::new(cfg);
     let (svc, slice) = service();
@@ -112,7 +113,7 @@ fn new_flow(
     buf[20..22].copy_from_slice(&sport.to_be_bytes());
     let pre = p.prerouting(now, buf, rng);
     if let Verdict::Accept(pending) = pre.verdict {
-        black_box(p.postrouting(now, buf, pending, Some(MASTER), rng));
+        black_box(p.postrouting(now, buf, pending, Some(MASTER.into()), rng));
     }
     pre.walk
 }
@@ -130,7 +131,7 @@ fn datapath(c: &mut Criterion) {
         let mut pkt = syn(c, 40000);
         let pre = p.prerouting(now, &mut pkt, &mut rng);
         if let Verdict::Accept(pending) = pre.verdict {
-            let _ = p.postrouting(now, &mut pkt, pending, Some(MASTER), &mut rng);
+            let _ = p.postrouting(now, &mut pkt, pending, Some(MASTER.into()), &mut rng);
         }
         if i % 97 == 0 && flows.len() < 1024 {
             flows.push(syn(c, 40000));
@@ -194,7 +195,7 @@ fn memory(c: &mut Criterion) {
             (i % 60_000) as u16 + 1024,
         );
         let r = Tuple {
-            dst: Ipv4Addr::from(u32::from(MASTER) + i / 60_000),
+            dst: Ipv4Addr::from(u32::from(MASTER) + i / 60_000).into(),
             ..r
         };
         ct.insert(ConnEntry::new(o, r, 0x02, now)).unwrap();

@@ -6,8 +6,8 @@
 //! a packet in either direction finds it. NAT decisions are *not* made here: the
 //! [`crate::proxier`] decides and inserts; this module stores, times out and bounds.
 //!
-//! Layout (memory target ≤ 128 B/entry): entries live densely in a `Vec<ConnEntry>` (48 B
-//! each); a `hashbrown::HashTable<u32>` maps both tuples to `index << 1 | direction` (two
+//! Layout (memory target ≤ 128 B/entry): entries live densely in a `Vec<ConnEntry>` (96 B
+//! each: two tuples whose addresses are IPv4 or IPv6); a `hashbrown::HashTable<u32>` maps both tuples to `index << 1 | direction` (two
 //! 4-byte slots + control bytes per entry). Removal is `swap_remove` with the moved entry's
 //! two index slots patched.
 
@@ -16,15 +16,27 @@ use std::time::Duration;
 use hashbrown::HashTable;
 
 use crate::Now;
-use wire::{sctp_chunk, tcp_flags, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use wire::{sctp_chunk, tcp_flags, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
 pub use wire::Tuple;
+
+/// An address folded to 32 bits for [`hash64`] (IPv6: the xor of its four words).
+#[inline]
+fn fold(a: std::net::IpAddr) -> u64 {
+    match a {
+        std::net::IpAddr::V4(v) => u64::from(u32::from(v)),
+        std::net::IpAddr::V6(v) => {
+            let x = u128::from(v);
+            u64::from((x as u32) ^ ((x >> 32) as u32) ^ ((x >> 64) as u32) ^ ((x >> 96) as u32))
+        }
+    }
+}
 
 /// The table's hash of a tuple (a two-round multiply-xor mix, so both the low bucket bits
 /// and the high tag bits are well mixed).
 #[inline]
 fn hash64(t: &Tuple) -> u64 {
-    let a = (u64::from(u32::from(t.src)) << 32) | u64::from(u32::from(t.dst));
+    let a = (fold(t.src) << 32) | fold(t.dst);
     let b = (u64::from(t.sport) << 32) | (u64::from(t.dport) << 16) | u64::from(t.proto);
     let m = u128::from(a ^ 0x243f_6a88_85a3_08d3) * u128::from(b ^ 0x1319_8a2e_0370_7344);
     let h = (m as u64) ^ ((m >> 64) as u64);
@@ -113,7 +125,8 @@ pub const SCTP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 pub const SCTP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(210);
 /// SCTP CLOSED timeout (`nf_conntrack_sctp_timeout_closed`).
 pub const SCTP_CLOSED_TIMEOUT: Duration = Duration::from_secs(10);
-/// ICMP echo timeout (`nf_conntrack_icmp_timeout`).
+/// ICMP echo timeout (`nf_conntrack_icmp_timeout`); ICMPv6 echo has the same 30 s
+/// (`nf_conntrack_icmpv6_timeout`, nf_conntrack_proto_icmpv6.c `nf_ct_icmpv6_timeout`).
 pub const ICMP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Direction of a packet relative to its connection.
@@ -146,8 +159,10 @@ pub struct ConnEntry {
     pub reply: Tuple,
     /// Absolute expiry in milliseconds of [`Now`].
     expires_ms: u64,
-    /// UDP: first packet + [`UDP_STREAM_AFTER`], in milliseconds (`stream_ts`).
-    stream_ms: u64,
+    /// UDP: first packet + [`UDP_STREAM_AFTER`], in milliseconds modulo 2^32 (`stream_ts`,
+    /// compared like the kernel's 32-bit jiffies with `time_after`), so the entry stays
+    /// small with IPv6-sized tuples.
+    stream_ms: u32,
     tcp: u8,
     flags: u8,
 }
@@ -164,7 +179,7 @@ impl ConnEntry {
             original,
             reply,
             expires_ms: 0,
-            stream_ms: ms(now + UDP_STREAM_AFTER),
+            stream_ms: ms(now + UDP_STREAM_AFTER) as u32,
             tcp: NO_TCP,
             flags: 0,
         };
@@ -258,7 +273,7 @@ impl ConnEntry {
     /// [`UDP_STREAM_AFTER`] after the flow's first packet makes it a stream — ASSURED, with
     /// the 120 s stream timeout; before that, and without replies, the timeout stays 30 s.
     fn udp_status(&mut self, now: Now) {
-        if self.seen_reply() && ms(now) > self.stream_ms {
+        if self.seen_reply() && (ms(now) as u32).wrapping_sub(self.stream_ms) as i32 > 0 {
             self.flags |= F_ASSURED;
         }
     }
@@ -389,6 +404,7 @@ impl ConnEntry {
             PROTO_TCP => ("tcp", 6),
             PROTO_UDP => ("udp", 17),
             PROTO_ICMP => ("icmp", 1),
+            PROTO_ICMPV6 => ("icmpv6", 58),
             PROTO_SCTP => ("sctp", 132),
             p => ("unknown", p),
         };
@@ -401,8 +417,13 @@ impl ConnEntry {
             s.push(' ');
         }
         let tuple = |t: &Tuple, request: bool| -> String {
-            if t.proto == PROTO_ICMP {
-                let ty = if request { 8 } else { 0 };
+            if t.proto == PROTO_ICMP || t.proto == PROTO_ICMPV6 {
+                let ty = match (t.proto == PROTO_ICMPV6, request) {
+                    (false, true) => 8,
+                    (false, false) => 0,
+                    (true, true) => 128,
+                    (true, false) => 129,
+                };
                 format!(
                     "src={} dst={} type={ty} code=0 id={}",
                     t.src, t.dst, t.sport
@@ -638,21 +659,23 @@ fn dir_of(s: u32) -> Dir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::IpAddr;
 
     fn t(a: u8, sp: u16, b: u8, dp: u16) -> Tuple {
         Tuple {
             proto: PROTO_TCP,
-            src: Ipv4Addr::new(10, 0, 0, a),
+            src: IpAddr::from([10, 0, 0, a]),
             sport: sp,
-            dst: Ipv4Addr::new(10, 0, 1, b),
+            dst: IpAddr::from([10, 0, 1, b]),
             dport: dp,
         }
     }
 
     #[test]
     fn entry_is_compact() {
-        assert!(std::mem::size_of::<ConnEntry>() <= 48);
+        // Two tuples of IpAddr (17 bytes each address, IPv4 or IPv6) plus timers and state;
+        // the kernel's nf_conn is several times this.
+        assert!(std::mem::size_of::<ConnEntry>() <= 96);
     }
 
     #[test]

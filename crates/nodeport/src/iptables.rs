@@ -13,19 +13,26 @@
 //! kernel's 31-bit fixed point reads back, `-m recent` with its defaults), and kube-proxy's
 //! own `iptables-restore` input (the form of `proxier_test.go`'s expected dumps).
 //!
+//! IPv6: kube-proxy runs one proxier per family and programs ip6tables like iptables;
+//! [`ip6tables_save`] / [`render_family`] give that family's text: only its ClusterIP,
+//! external/LB IPs, source ranges and EndpointSlices (`addressType`), its cluster CIDR, `/128`
+//! host prefixes, `[addr]:port` DNAT targets, `! -d ::1/128` on the NodePorts jump and no
+//! localnet (127.0.0.0/8, KUBE-FIREWALL) rules: localhost NodePorts are IPv4 only.
+//!
 //! Not generated: nfacct matches (kube-proxy omits them when the counters cannot be created),
-//! large-cluster mode (comments dropped above 1000 endpoints), IPv6, the mangle canary chain.
+//! large-cluster mode (comments dropped above 1000 endpoints), the mangle canary chain.
 
+use crate::model::IpFamily;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::chains::{
     port_proto_hash, service_port_name, KUBE_EXTERNAL_SERVICES, KUBE_MARK_MASQ, KUBE_NODEPORTS,
     KUBE_POSTROUTING, KUBE_SERVICES, MASQ_MARK,
 };
 use crate::model::{
-    Endpoint, EndpointSlice, ProxyConfig, Service, ServicePort, ServiceType, SessionAffinity,
-    TrafficPolicy,
+    addrs_of, nets_of, Endpoint, EndpointSlice, ProxyConfig, Service, ServicePort, ServiceType,
+    SessionAffinity, TrafficPolicy,
 };
 use crate::topology;
 
@@ -56,14 +63,41 @@ pub fn iptables_save(
     render(config, services, slices, RulesFormat::IptablesSave)
 }
 
-/// The rules kube-proxy programs on `config`'s node for these services and slices.
+/// The `ip6tables-save` text of `config`'s node: the IPv6 proxier's rules.
+pub fn ip6tables_save(
+    config: &ProxyConfig,
+    services: &[Service],
+    slices: &[EndpointSlice],
+) -> String {
+    render_family(
+        config,
+        services,
+        slices,
+        RulesFormat::IptablesSave,
+        IpFamily::V6,
+    )
+}
+
+/// The rules kube-proxy's IPv4 proxier programs on `config`'s node for these services and
+/// slices.
 pub fn render(
     config: &ProxyConfig,
     services: &[Service],
     slices: &[EndpointSlice],
     format: RulesFormat,
 ) -> String {
-    let t = build(config, services, slices);
+    render_family(config, services, slices, format, IpFamily::V4)
+}
+
+/// The rules the proxier of `family` programs (iptables for IPv4, ip6tables for IPv6).
+pub fn render_family(
+    config: &ProxyConfig,
+    services: &[Service],
+    slices: &[EndpointSlice],
+    format: RulesFormat,
+    family: IpFamily,
+) -> String {
+    let t = build(config, services, slices, family);
     let mut out = String::new();
     match format {
         RulesFormat::IptablesSave => {
@@ -100,6 +134,8 @@ struct Table {
     rules: Vec<(String, String)>,
     /// Rules in built-in chains (kube-proxy's `EnsureRule` jumps), final order.
     jumps: Vec<(String, String)>,
+    /// An ip6tables table (REJECT's default differs).
+    v6: bool,
 }
 
 impl Table {
@@ -110,6 +146,7 @@ impl Table {
             chains: Vec::new(),
             rules: Vec::new(),
             jumps: Vec::new(),
+            v6: false,
         }
     }
 
@@ -161,12 +198,12 @@ impl Table {
         }
         for b in self.builtins {
             for (_, a) in self.jumps.iter().filter(|(c, _)| c == b) {
-                let _ = writeln!(out, "-A {b}{}", save_args(a));
+                let _ = writeln!(out, "-A {b}{}", save_args(a, self.v6));
             }
         }
         for c in order {
             for (_, a) in self.rules.iter().filter(|(rc, _)| rc == c) {
-                let _ = writeln!(out, "-A {c}{}", save_args(a));
+                let _ = writeln!(out, "-A {c}{}", save_args(a, self.v6));
             }
         }
         let _ = writeln!(out, "COMMIT");
@@ -216,9 +253,12 @@ fn save_string(s: &str) -> String {
     }
 }
 
+/// An address as iptables-save prints it: with its host prefix (`/32`, `/128` for IPv6).
 fn with_prefix(addr: &str) -> String {
     if addr.contains('/') {
         addr.to_string()
+    } else if addr.contains(':') {
+        format!("{addr}/128")
     } else {
         format!("{addr}/32")
     }
@@ -276,7 +316,7 @@ fn save_match(name: &str, opts: &[String]) -> String {
 }
 
 /// The target (`-j NAME opts…`) as iptables-save prints it.
-fn save_target(name: &str, opts: &[String]) -> String {
+fn save_target(name: &str, opts: &[String], v6: bool) -> String {
     let val = |f: &str| opts.iter().skip_while(|o| *o != f).nth(1).cloned();
     match name {
         "MARK" => {
@@ -288,6 +328,10 @@ fn save_target(name: &str, opts: &[String]) -> String {
                 format!(" -j MARK {}", opts.join(" "))
             }
         }
+        // ip6tables' REJECT defaults to icmp6-port-unreachable (ip6t_REJECT).
+        "REJECT" if opts.is_empty() && v6 => {
+            " -j REJECT --reject-with icmp6-port-unreachable".into()
+        }
         "REJECT" if opts.is_empty() => " -j REJECT --reject-with icmp-port-unreachable".into(),
         _ if opts.is_empty() => format!(" -j {name}"),
         _ => format!(" -j {name} {}", opts.join(" ")),
@@ -296,7 +340,7 @@ fn save_target(name: &str, opts: &[String]) -> String {
 
 /// kube-proxy's argument list for one rule, in iptables-save's normal form:
 /// `[! ]-s`, `[! ]-d`, `-p`, then the matches in order, then the target.
-fn save_args(args: &str) -> String {
+fn save_args(args: &str, v6: bool) -> String {
     let toks = tokens(args);
     let (mut src, mut dst, mut proto) = (String::new(), String::new(), String::new());
     let mut matches: Vec<(String, Vec<String>)> = Vec::new();
@@ -343,13 +387,14 @@ fn save_args(args: &str) -> String {
         s.push_str(&save_match(name, opts));
     }
     if let Some((name, opts)) = &target {
-        s.push_str(&save_target(name, opts));
+        s.push_str(&save_target(name, opts, v6));
     }
     s
 }
 
 /// `iptablesJumpChains` + `iptablesKubeletJumpChains`, each `EnsureRule(Prepend, …)`.
-fn jumps(nat: &mut Table, filter: &mut Table) {
+/// Kubelet's KUBE-FIREWALL (the localnet guard) exists for IPv4 only.
+fn jumps(nat: &mut Table, filter: &mut Table, family: IpFamily) {
     const NEW: &str = "-m conntrack --ctstate NEW ";
     let list: [(&str, &str, &str, &str, &str); 14] = [
         (
@@ -440,6 +485,9 @@ fn jumps(nat: &mut Table, filter: &mut Table) {
         ("filter", KUBE_FIREWALL, "OUTPUT", "", ""),
     ];
     for (table, dst, src, comment, extra) in list {
+        if dst == KUBE_FIREWALL && family == IpFamily::V6 {
+            continue;
+        }
         let comment = if comment.is_empty() {
             String::new()
         } else {
@@ -456,7 +504,7 @@ fn jumps(nat: &mut Table, filter: &mut Table) {
 }
 
 /// Everything `syncProxyRules` writes outside the per-service loop, before it.
-fn prologue(c: &ProxyConfig, nat: &mut Table, filter: &mut Table) {
+fn prologue(c: &ProxyConfig, family: IpFamily, nat: &mut Table, filter: &mut Table) {
     for ch in [
         KUBE_SERVICES,
         KUBE_EXTERNAL_SERVICES,
@@ -497,7 +545,8 @@ fn prologue(c: &ProxyConfig, nat: &mut Table, filter: &mut Table) {
         );
     }
     nat.rule(KUBE_MARK_MASQ, format!("-j MARK --or-mark {m}"));
-    if c.localhost_node_ports_effective() {
+    // proxier.go: `if !isIPv6 && proxier.localhostNodePorts`.
+    if family == IpFamily::V4 && c.localhost_node_ports_effective() {
         filter.chain(KUBE_FIREWALL);
         filter.rule(
             KUBE_FIREWALL,
@@ -507,10 +556,15 @@ fn prologue(c: &ProxyConfig, nat: &mut Table, filter: &mut Table) {
 }
 
 /// Everything `syncProxyRules` writes after the per-service loop.
-fn epilogue(c: &ProxyConfig, nat: &mut Table, filter: &mut Table) {
+fn epilogue(c: &ProxyConfig, family: IpFamily, nat: &mut Table, filter: &mut Table) {
     let np = "-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
-    if c.node_port_addresses.is_empty() {
-        let lo = if c.localhost_node_ports_effective() {
+    let ranges = c.node_port_ranges(family);
+    if ranges.is_empty() {
+        // "Block localhost nodePorts if they are not supported. (For IPv6 they never work,
+        // and for IPv4 they only work if we previously set `route_localnet`.)"
+        let lo = if family == IpFamily::V6 {
+            " ! -d ::1/128"
+        } else if c.localhost_node_ports_effective() {
             ""
         } else {
             " ! -d 127.0.0.0/8"
@@ -520,15 +574,15 @@ fn epilogue(c: &ProxyConfig, nat: &mut Table, filter: &mut Table) {
             format!("{np} -m addrtype --dst-type LOCAL{lo} -j {KUBE_NODEPORTS}"),
         );
     } else {
-        let lo_ok = c.localhost_node_ports_effective();
-        let mut ips: Vec<Ipv4Addr> = c
+        let lo_ok = family == IpFamily::V4 && c.localhost_node_ports_effective();
+        let mut ips: Vec<IpAddr> = c
             .node_addresses
             .iter()
             .copied()
-            .filter(|ip| c.node_port_addresses.iter().any(|n| n.contains(ip)))
+            .filter(|ip| ranges.iter().any(|n| n.contains(ip)))
             .collect();
         if lo_ok {
-            ips.push(Ipv4Addr::LOCALHOST);
+            ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
         for ip in ips {
             nat.rule(KUBE_SERVICES, format!("{np} -d {ip} -j {KUBE_NODEPORTS}"));
@@ -559,12 +613,18 @@ struct PortView<'a> {
     sp: &'a ServicePort,
     spn: String,
     proto: &'static str,
-    cluster_ip: Ipv4Addr,
+    family: IpFamily,
+    cluster_ip: IpAddr,
+    /// The Service's external IPs, LB IPs and source ranges of this family (kube-proxy's
+    /// per-family `newBaseServiceInfo` filters them).
+    external_ips: Vec<IpAddr>,
+    lb_ips: Vec<IpAddr>,
+    lb_ranges: Vec<ipnet::IpNet>,
     svc_chain: String,
     svl_chain: String,
     ext_chain: String,
     fw_chain: String,
-    eps: Vec<(Endpoint, SocketAddrV4, String)>,
+    eps: Vec<(Endpoint, SocketAddr, String)>,
     cluster: Vec<usize>,
     local: Vec<usize>,
     has_endpoints: bool,
@@ -575,7 +635,7 @@ impl<'a> PortView<'a> {
         c: &ProxyConfig,
         svc: &'a Service,
         sp: &'a ServicePort,
-        cluster_ip: Ipv4Addr,
+        cluster_ip: IpAddr,
         slices: &[EndpointSlice],
     ) -> Self {
         let spn = service_port_name(&svc.namespace, &svc.name, &sp.name);
@@ -595,11 +655,16 @@ impl<'a> PortView<'a> {
                 (e, a, sep)
             })
             .collect();
+        let family = IpFamily::of(cluster_ip);
         PortView {
             svc,
             sp,
             proto,
+            family,
             cluster_ip,
+            external_ips: addrs_of(&svc.external_ips, family),
+            lb_ips: addrs_of(&svc.load_balancer_ips, family),
+            lb_ranges: nets_of(&svc.load_balancer_source_ranges, family),
             svc_chain: format!("KUBE-SVC-{hash}"),
             svl_chain: format!("KUBE-SVL-{hash}"),
             ext_chain: format!("KUBE-EXT-{hash}"),
@@ -618,13 +683,13 @@ impl<'a> PortView<'a> {
 
     /// `-m comment --comment <comment> -m tcp -p tcp -d <ip> --dport <port>` (`comment`
     /// already quoted).
-    fn dst_match(&self, comment: &str, ip: Ipv4Addr) -> String {
+    fn dst_match(&self, comment: &str, ip: IpAddr) -> String {
         let (p, port) = (self.proto, self.sp.port);
         format!("-m comment --comment {comment} -m {p} -p {p} -d {ip} --dport {port}")
     }
 
     /// [`PortView::dst_match`] with the comment `"<spn> <what>"`.
-    fn frontend(&self, what: &str, ip: Ipv4Addr) -> String {
+    fn frontend(&self, what: &str, ip: IpAddr) -> String {
         self.dst_match(&format!("\"{} {what}\"", self.spn), ip)
     }
 }
@@ -660,16 +725,14 @@ impl<'v> Policy<'v> {
             external_policy_chain: pick(etp_local),
             has_external: v.has_endpoints && !(etp_local && v.local.is_empty()),
             uses_ext: v.has_endpoints && svc.externally_accessible(),
-            uses_fw: v.has_endpoints
-                && !svc.load_balancer_ips.is_empty()
-                && !svc.load_balancer_source_ranges.is_empty(),
+            uses_fw: v.has_endpoints && !v.lb_ips.is_empty() && !v.lb_ranges.is_empty(),
             filter_comment,
             filter_target,
         }
     }
 
     /// The filter rule for `ip:port` without (local) endpoints, in `chain`.
-    fn filter_rule(&self, v: &PortView, chain: &str, ip: Ipv4Addr, filter: &mut Table) {
+    fn filter_rule(&self, v: &PortView, chain: &str, ip: IpAddr, filter: &mut Table) {
         let m = v.dst_match(&self.filter_comment, ip);
         filter.rule(chain, format!("{m} -j {}", self.filter_target));
     }
@@ -686,7 +749,7 @@ fn frontend_rules(v: &PortView, pol: &Policy, nat: &mut Table, filter: &mut Tabl
     } else {
         pol.filter_rule(v, KUBE_SERVICES, v.cluster_ip, filter);
     }
-    for ip in &svc.external_ips {
+    for ip in &v.external_ips {
         if v.has_endpoints {
             let m = v.frontend("external IP", *ip);
             nat.rule(KUBE_SERVICES, format!("{m} -j {}", v.ext_chain));
@@ -700,7 +763,7 @@ fn frontend_rules(v: &PortView, pol: &Policy, nat: &mut Table, filter: &mut Tabl
     } else {
         &v.ext_chain
     };
-    for ip in &svc.load_balancer_ips {
+    for ip in &v.lb_ips {
         if v.has_endpoints {
             let m = v.frontend("loadbalancer IP", *ip);
             nat.rule(KUBE_SERVICES, format!("{m} -j {lb_chain}"));
@@ -712,7 +775,7 @@ fn frontend_rules(v: &PortView, pol: &Policy, nat: &mut Table, filter: &mut Tabl
         }
     }
     if !pol.has_external {
-        for ip in &svc.load_balancer_ips {
+        for ip in &v.lb_ips {
             pol.filter_rule(v, KUBE_EXTERNAL_SERVICES, *ip, filter);
         }
     }
@@ -755,7 +818,7 @@ fn service_port(c: &ProxyConfig, v: &PortView, nat: &mut Table, filter: &mut Tab
         let args = v.frontend("cluster IP", v.cluster_ip);
         if c.masquerade_all {
             nat.rule(pol.internal_chain, format!("{args} -j {KUBE_MARK_MASQ}"));
-        } else if let Some(cidr) = c.cluster_cidr {
+        } else if let Some(cidr) = c.cluster_cidr(v.family) {
             nat.rule(
                 pol.internal_chain,
                 format!("{args} ! -s {cidr} -j {KUBE_MARK_MASQ}"),
@@ -795,7 +858,7 @@ fn external_chain(
             format!("-m comment --comment \"masquerade traffic for {spn} external destinations\" -j {KUBE_MARK_MASQ}"),
         );
     } else {
-        if let Some(cidr) = c.cluster_cidr {
+        if let Some(cidr) = c.cluster_cidr(v.family) {
             nat.rule(
                 ext,
                 format!("-m comment --comment \"pod traffic for {spn} external destinations\" -s {cidr} -j {}", v.svc_chain),
@@ -821,14 +884,14 @@ fn firewall_chain(c: &ProxyConfig, v: &PortView, nat: &mut Table) {
     let (fw, spn) = (&v.fw_chain, &v.spn);
     nat.chain(fw);
     let args = format!("-m comment --comment \"{spn} loadbalancer IP\"");
-    let node_ip = c.node_addresses.first();
+    let node_ip = c.node_address(v.family);
     let mut allow_from_node = false;
-    for cidr in &v.svc.load_balancer_source_ranges {
+    for cidr in &v.lb_ranges {
         nat.rule(fw, format!("{args} -s {cidr} -j {}", v.ext_chain));
-        allow_from_node |= node_ip.is_some_and(|ip| cidr.contains(ip));
+        allow_from_node |= node_ip.is_some_and(|ip| cidr.contains(&ip));
     }
     if allow_from_node {
-        for ip in &v.svc.load_balancer_ips {
+        for ip in &v.lb_ips {
             nat.rule(fw, format!("{args} -s {ip} -j {}", v.ext_chain));
         }
     }
@@ -897,21 +960,35 @@ fn sep_chains(v: &PortView, nat: &mut Table) {
     }
 }
 
-fn build(c: &ProxyConfig, services: &[Service], slices: &[EndpointSlice]) -> Tables {
+/// The tables of `family`'s proxier: Services with a ClusterIP of that family, the
+/// EndpointSlices whose `addressType` is that family.
+fn build(
+    c: &ProxyConfig,
+    services: &[Service],
+    slices: &[EndpointSlice],
+    family: IpFamily,
+) -> Tables {
     let mut nat = Table::new("nat", &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]);
     let mut filter = Table::new("filter", &["INPUT", "FORWARD", "OUTPUT"]);
-    prologue(c, &mut nat, &mut filter);
+    nat.v6 = family == IpFamily::V6;
+    filter.v6 = nat.v6;
+    prologue(c, family, &mut nat, &mut filter);
+    let slices: Vec<EndpointSlice> = slices
+        .iter()
+        .filter(|s| s.address_type == family)
+        .cloned()
+        .collect();
     for svc in services {
-        // Headless services get no rules.
-        let Some(cluster_ip) = svc.cluster_ip else {
+        // Headless services (and those without this family) get no rules.
+        let Some(cluster_ip) = svc.cluster_ip_of(family) else {
             continue;
         };
         for sp in &svc.ports {
-            let v = PortView::new(c, svc, sp, cluster_ip, slices);
+            let v = PortView::new(c, svc, sp, cluster_ip, &slices);
             service_port(c, &v, &mut nat, &mut filter);
         }
     }
-    epilogue(c, &mut nat, &mut filter);
-    jumps(&mut nat, &mut filter);
+    epilogue(c, family, &mut nat, &mut filter);
+    jumps(&mut nat, &mut filter, family);
     Tables { nat, filter }
 }

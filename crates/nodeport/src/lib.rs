@@ -49,7 +49,16 @@
 //! INVALID drop from `ct_state` and [`ProxyConfig::conntrack_tcp_be_liberal`]. [`iptables`]
 //! prints the rules all this stands for.
 //!
-//! Not modelled: IPv6, IP fragments (dropped as invalid), topology hints (§5.3),
+//! IPv6 and dual-stack: one `Proxier` holds both families, but every decision is per family
+//! as kube-proxy's MetaProxier runs one proxier per family: a Service port has one compiled
+//! entry per ClusterIP family, fed only by EndpointSlices of that `addressType`, with that
+//! family's external/LB IPs and source ranges; NodePorts answer on the node's addresses of
+//! the packet's family (localhost NodePorts are IPv4 only); detect-local uses the family's
+//! cluster CIDR; MASQUERADE takes the egress address of the packet's family; REJECT answers
+//! with ICMPv6 port unreachable; conntrack tracks IPv6 tuples (ICMPv6 echo 30 s).
+//! [`ip6tables_save`] prints the IPv6 proxier's rules.
+//!
+//! Not modelled: IP fragments (dropped as invalid), topology hints (§5.3),
 //! detect-local modes other than ClusterCIDR, the localhost-NodePort martian guard (in the
 //! rules only), TCP window tracking, SCTP's per-chunk state table and verification tags,
 //! `xt_recent` list capacity, nftables/IPVS/Cilium datapaths.
@@ -69,10 +78,10 @@ pub use alloc::{AllocError, NodePortAllocator, PortRange};
 pub use chains::{ChainStep, ChainWalk};
 pub use conntrack::{ConnEntry, Conntrack, TcpState, Tuple};
 pub use healthcheck::HealthResponse;
-pub use iptables::{iptables_save, RulesFormat};
+pub use iptables::{ip6tables_save, iptables_save, RulesFormat};
 pub use model::{
-    Endpoint, EndpointPort, EndpointSlice, Protocol, ProxyConfig, Service, ServicePort, ServiceRef,
-    ServiceType, SessionAffinity, TrafficPolicy,
+    Endpoint, EndpointPort, EndpointSlice, IpFamily, IpFamilyPolicy, Protocol, ProxyConfig,
+    Service, ServicePort, ServiceRef, ServiceType, SessionAffinity, TrafficPolicy,
 };
 pub use proxier::{
     DropReason, FrontendKind, Hook, NatPending, Postrouting, Prerouting, Proxier, Rewrite,

@@ -4,11 +4,12 @@
 //! `v1 Service` manifests into them. Semantics follow `kube-proxy-semantics.md` §1.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+pub use wire::IpFamily;
 
 /// L4 protocol of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -129,28 +130,55 @@ impl ServicePort {
     }
 }
 
+/// `spec.ipFamilyPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum IpFamilyPolicy {
+    #[default]
+    SingleStack,
+    PreferDualStack,
+    RequireDualStack,
+}
+
+impl IpFamilyPolicy {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamilyPolicy::SingleStack => "SingleStack",
+            IpFamilyPolicy::PreferDualStack => "PreferDualStack",
+            IpFamilyPolicy::RequireDualStack => "RequireDualStack",
+        }
+    }
+}
+
 /// A Service as kube-proxy sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     pub namespace: String,
     pub name: String,
     pub type_: ServiceType,
-    /// `None` for headless services (kube-proxy ignores those).
-    pub cluster_ip: Option<Ipv4Addr>,
+    /// `spec.clusterIPs`, the primary family's first; empty for headless services
+    /// (kube-proxy ignores those). One per family of `ip_families`.
+    pub cluster_ips: Vec<IpAddr>,
+    /// `spec.ipFamilies` (primary first) and `spec.ipFamilyPolicy`, as the apiserver
+    /// defaulted them.
+    #[serde(default)]
+    pub ip_families: Vec<IpFamily>,
+    #[serde(default)]
+    pub ip_family_policy: IpFamilyPolicy,
     pub ports: Vec<ServicePort>,
     pub external_traffic_policy: TrafficPolicy,
     pub internal_traffic_policy: TrafficPolicy,
     pub session_affinity: SessionAffinity,
     /// Only for LoadBalancer + externalTrafficPolicy Local (after allocation).
     pub health_check_node_port: Option<u16>,
-    pub external_ips: Vec<Ipv4Addr>,
+    pub external_ips: Vec<IpAddr>,
     /// `status.loadBalancer.ingress[].ip` in VIP mode.
-    pub load_balancer_ips: Vec<Ipv4Addr>,
+    pub load_balancer_ips: Vec<IpAddr>,
     /// `spec.loadBalancerSourceRanges`: when set (and the service has LB IPs), traffic to an
     /// LB IP goes through `KUBE-FW-<hash>`: allowed from these CIDRs (plus the LB IPs
     /// themselves when a range contains the node IP), dropped by KUBE-PROXY-FIREWALL otherwise.
     #[serde(default)]
-    pub load_balancer_source_ranges: Vec<Ipv4Net>,
+    pub load_balancer_source_ranges: Vec<IpNet>,
 }
 
 impl Service {
@@ -163,7 +191,9 @@ impl Service {
             namespace: namespace.into(),
             name: name.into(),
             type_,
-            cluster_ip: None,
+            cluster_ips: Vec::new(),
+            ip_families: Vec::new(),
+            ip_family_policy: IpFamilyPolicy::SingleStack,
             ports: Vec::new(),
             external_traffic_policy: TrafficPolicy::Cluster,
             internal_traffic_policy: TrafficPolicy::Cluster,
@@ -173,6 +203,17 @@ impl Service {
             load_balancer_ips: Vec::new(),
             load_balancer_source_ranges: Vec::new(),
         }
+    }
+    /// The primary ClusterIP (`spec.clusterIP`); `None` for a headless Service.
+    pub fn cluster_ip(&self) -> Option<IpAddr> {
+        self.cluster_ips.first().copied()
+    }
+    /// The ClusterIP of `family`, if the Service has that family.
+    pub fn cluster_ip_of(&self, family: IpFamily) -> Option<IpAddr> {
+        self.cluster_ips
+            .iter()
+            .copied()
+            .find(|ip| IpFamily::of(*ip) == family)
     }
     pub fn service_ref(&self) -> ServiceRef {
         ServiceRef::new(self.namespace.clone(), self.name.clone())
@@ -200,7 +241,7 @@ impl Service {
 /// caller applies those defaults when converting.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub node_name: Option<String>,
     pub ready: bool,
     pub serving: bool,
@@ -219,6 +260,9 @@ pub struct EndpointPort {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointSlice {
     pub service: ServiceRef,
+    /// `addressType`: every endpoint's address is of this family.
+    #[serde(default)]
+    pub address_type: IpFamily,
     pub ports: Vec<EndpointPort>,
     pub endpoints: Vec<Endpoint>,
 }
@@ -230,13 +274,14 @@ pub struct ProxyConfig {
     /// `node_name` equals this.
     pub node_name: String,
     /// Every address of the node (eth0, cni0, …): `--dst-type LOCAL` / `--src-type LOCAL`.
-    pub node_addresses: Vec<Ipv4Addr>,
-    /// `clusterCIDR` for the ClusterCIDR local-traffic detector; `None` = no-op detector.
-    pub cluster_cidr: Option<Ipv4Net>,
+    pub node_addresses: Vec<IpAddr>,
+    /// `clusterCIDR` (one per family) for the ClusterCIDR local-traffic detector; none for
+    /// a family = no-op detector for that family.
+    pub cluster_cidrs: Vec<IpNet>,
     /// `iptables.masqueradeAll`.
     pub masquerade_all: bool,
     /// `nodePortAddresses`: empty = every local address.
-    pub node_port_addresses: Vec<Ipv4Net>,
+    pub node_port_addresses: Vec<IpNet>,
     /// nf_conntrack_max for this node.
     pub conntrack_max: usize,
     /// `MASQUERADE --random-fully` (default true: kube-proxy adds it whenever iptables
@@ -267,16 +312,54 @@ pub struct ProxyConfig {
 }
 
 impl ProxyConfig {
-    /// Whether NodePorts answer on 127.0.0.0/8: `localhostNodePorts`, which kube-proxy turns
-    /// off when `nodePortAddresses` is set without a loopback range (`NewProxier`).
-    pub fn localhost_node_ports_effective(&self) -> bool {
-        self.localhost_node_ports
-            && (self.node_port_addresses.is_empty()
-                || self
-                    .node_port_addresses
-                    .iter()
-                    .any(|n| n.contains(&Ipv4Addr::LOCALHOST)))
+    /// The `clusterCIDR` of `family`, if configured.
+    pub fn cluster_cidr(&self, family: IpFamily) -> Option<IpNet> {
+        self.cluster_cidrs
+            .iter()
+            .copied()
+            .find(|n| IpFamily::of(n.addr()) == family)
     }
+    /// Whether NodePorts answer on 127.0.0.0/8: `localhostNodePorts`, which kube-proxy turns
+    /// off when `nodePortAddresses` has IPv4 ranges without a loopback one (`NewProxier`:
+    /// `!nodePortAddresses.ContainsIPv4Loopback()`; no IPv4 range = `0.0.0.0/0`, which holds
+    /// it).
+    pub fn localhost_node_ports_effective(&self) -> bool {
+        let v4 = self.node_port_ranges(IpFamily::V4);
+        self.localhost_node_ports
+            && (v4.is_empty()
+                || v4
+                    .iter()
+                    .any(|n| n.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST))))
+    }
+    /// The `nodePortAddresses` ranges of `family`; empty = every local address of that
+    /// family (proxyutil `NewNodePortAddresses(family, …)` adds `0.0.0.0/0` / `::/0` when
+    /// none of the family is given, even if the other family has some).
+    pub fn node_port_ranges(&self, family: IpFamily) -> Vec<IpNet> {
+        nets_of(&self.node_port_addresses, family)
+    }
+    /// The node's first address of `family` (its node IP for that family's proxier).
+    pub fn node_address(&self, family: IpFamily) -> Option<IpAddr> {
+        self.node_addresses
+            .iter()
+            .copied()
+            .find(|a| IpFamily::of(*a) == family)
+    }
+}
+
+/// The addresses of `family` in `ips` (kube-proxy's per-family `MapIPsByIPFamily`).
+pub(crate) fn addrs_of(ips: &[IpAddr], family: IpFamily) -> Vec<IpAddr> {
+    ips.iter()
+        .copied()
+        .filter(|ip| IpFamily::of(*ip) == family)
+        .collect()
+}
+
+/// The networks of `family` in `nets` (`MapCIDRsByIPFamily`).
+pub(crate) fn nets_of(nets: &[IpNet], family: IpFamily) -> Vec<IpNet> {
+    nets.iter()
+        .copied()
+        .filter(|n| IpFamily::of(n.addr()) == family)
+        .collect()
 }
 
 fn yes() -> bool {
@@ -285,11 +368,11 @@ fn yes() -> bool {
 
 impl ProxyConfig {
     /// kube-proxy's defaults for a node with the given name and addresses.
-    pub fn new(node_name: impl Into<String>, node_addresses: Vec<Ipv4Addr>) -> Self {
+    pub fn new(node_name: impl Into<String>, node_addresses: Vec<IpAddr>) -> Self {
         ProxyConfig {
             node_name: node_name.into(),
             node_addresses,
-            cluster_cidr: None,
+            cluster_cidrs: Vec::new(),
             masquerade_all: false,
             node_port_addresses: Vec::new(),
             conntrack_max: 131_072,

@@ -8,9 +8,10 @@
 //! CONTRACT (used by `nodestack`): the public types and method signatures in this file are
 //! what the node stack codes against. Bodies are the engine's business.
 
+use crate::model::IpFamily;
 use std::collections::HashMap;
 use std::hash::Hasher;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,10 @@ mod table;
 mod walk;
 pub use table::ServiceTable;
 use table::SvcPort;
-use wire::{tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use wire::{
+    tcp_flags, L4Kind, PacketError, Parsed, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP,
+    PROTO_UDP,
+};
 
 /// Which netfilter hook a packet entered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +46,8 @@ pub enum Hook {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewrite {
     pub kind: RewriteKind,
-    pub before: SocketAddrV4,
-    pub after: SocketAddrV4,
+    pub before: SocketAddr,
+    pub after: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,9 @@ pub enum DropReason {
     ConntrackFull,
     /// No free source port for MASQUERADE.
     SnatExhausted,
+    /// MASQUERADE with no address of the packet's family on the egress interface
+    /// (nf_nat_masquerade_ipv4 "ate my IP address" / nf_nat_masquerade_ipv6: NF_DROP).
+    NoMasqueradeAddress,
     /// Unparseable/unsupported packet.
     Invalid(PacketError),
 }
@@ -92,12 +99,14 @@ pub enum Verdict {
     Accept(NatPending),
     /// Silently dropped.
     Drop(DropReason),
-    /// REJECT: the packet is dropped and `icmp` (a complete IPv4 ICMP port-unreachable
-    /// packet addressed to the sender, quoting the packet like the kernel's `__icmp_send`)
-    /// must be sent back by the caller. Its source is the rejected packet's destination when
-    /// that is a local address; otherwise it is 0.0.0.0 and the caller must put the address
-    /// of its route back to the sender there (`__icmp_send` with saddr 0), e.g. with
-    /// [`wire::nat::set_ipv4_source`].
+    /// REJECT: the packet is dropped and `icmp` (a complete ICMP port-unreachable packet
+    /// addressed to the sender, quoting the packet like the kernel's `__icmp_send`; for an
+    /// IPv6 packet ICMPv6 type 1 code 4 like `icmp6_send`, ip6tables' `--reject-with
+    /// icmp6-port-unreachable`) must be sent back by the caller. Its source is the rejected
+    /// packet's destination when that is a local address; otherwise it is 0.0.0.0 (`::`) and
+    /// the caller must put the address of its route back to the sender there (saddr 0),
+    /// e.g. with [`wire::nat::set_ipv4_source`] or, for either family,
+    /// [`wire::nat::set_source`].
     Reject { icmp: Vec<u8> },
 }
 
@@ -281,7 +290,7 @@ pub struct Proxier {
     table: Arc<ServiceTable>,
     /// ClientIP affinity (`xt_recent` lists): (port key, client IP) → (endpoint, last seen,
     /// timeout).
-    affinity: HashMap<(u64, Ipv4Addr), (SocketAddrV4, Now, Duration)>,
+    affinity: HashMap<(u64, IpAddr), (SocketAddr, Now, Duration)>,
     last_update: Option<Now>,
     latest_now: Now,
     last_full_expire: Option<Now>,
@@ -300,8 +309,13 @@ fn proto_of(n: u8) -> Option<Protocol> {
     }
 }
 
-fn sock(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(ip, port)
+/// ICMP or ICMPv6: the echo identifier is both "ports".
+fn is_icmp(proto: u8) -> bool {
+    proto == PROTO_ICMP || proto == PROTO_ICMPV6
+}
+
+fn sock(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
 }
 
 /// The key of a service port's ClientIP-affinity lists: 64-bit FNV-1a of its chain hash
@@ -398,7 +412,8 @@ impl Proxier {
                 .map(|(i, _)| *i)
                 .or_else(|| {
                     if is_nodeport_addr(config, o.dst) {
-                        nodeports.get(&(PROTO_UDP, o.dport)).copied()
+                        let family = IpFamily::of(o.dst);
+                        nodeports.get(&(PROTO_UDP, family, o.dport)).copied()
                     } else {
                         None
                     }
@@ -589,12 +604,14 @@ impl Proxier {
         Prerouting::established(rewrites, "RELATED")
     }
 
-    fn is_local_addr(&self, ip: Ipv4Addr) -> bool {
+    fn is_local_addr(&self, ip: IpAddr) -> bool {
         ip.is_loopback() || self.config.node_addresses.contains(&ip)
     }
 
-    fn is_pod(&self, ip: Ipv4Addr) -> bool {
-        self.config.cluster_cidr.is_some_and(|c| c.contains(&ip))
+    fn is_pod(&self, ip: IpAddr) -> bool {
+        self.config
+            .cluster_cidr(IpFamily::of(ip))
+            .is_some_and(|c| c.contains(&ip))
     }
 
     /// Which frontend (if any) a new flow's destination hits (KUBE-SERVICES order: exact
@@ -602,7 +619,7 @@ impl Proxier {
     pub fn match_frontend(
         &self,
         proto: Protocol,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         dport: u16,
     ) -> Option<(ServiceRef, String, FrontendKind)> {
         self.frontend_index(proto.number(), dst, dport)
@@ -615,17 +632,13 @@ impl Proxier {
             })
     }
 
-    fn frontend_index(
-        &self,
-        proto: u8,
-        dst: Ipv4Addr,
-        dport: u16,
-    ) -> Option<(usize, FrontendKind)> {
+    fn frontend_index(&self, proto: u8, dst: IpAddr, dport: u16) -> Option<(usize, FrontendKind)> {
         if let Some(&f) = self.table.frontends.get(&(proto, dst, dport)) {
             return Some(f);
         }
         if is_nodeport_addr(&self.config, dst) {
-            if let Some(&i) = self.table.nodeports.get(&(proto, dport)) {
+            let family = IpFamily::of(dst);
+            if let Some(&i) = self.table.nodeports.get(&(proto, family, dport)) {
                 return Some((i, FrontendKind::NodePort));
             }
         }
@@ -671,15 +684,17 @@ impl Proxier {
             FlowDecision::Pass => self.accept_new(t, t.invert(), flags, false, walk, Vec::new()),
             FlowDecision::Reject => Prerouting {
                 verdict: Verdict::Reject {
-                    // __icmp_send: the original destination when it is a local address,
-                    // else 0.0.0.0 = the route back to the sender chooses.
+                    // __icmp_send / icmp6_send: the original destination when it is a local
+                    // address, else 0.0.0.0 / :: = the route back to the sender chooses.
                     icmp: wire::icmp::port_unreachable(
                         pkt,
                         p,
                         if self.is_local_addr(t.dst) {
                             t.dst
+                        } else if t.is_ipv6() {
+                            std::net::Ipv6Addr::UNSPECIFIED.into()
                         } else {
-                            Ipv4Addr::UNSPECIFIED
+                            Ipv4Addr::UNSPECIFIED.into()
                         },
                     ),
                 },
@@ -721,10 +736,8 @@ impl Proxier {
         // un-DNATed and KUBE-PROXY-FIREWALL drops them (NodePorts are not subject to it).
         if kind == FrontendKind::LoadBalancer {
             if let Some(fw) = &sp.firewall {
-                if fw
-                    .matching(t.src, self.config.node_addresses.first())
-                    .is_none()
-                {
+                let node_ip = self.config.node_address(IpFamily::of(t.src));
+                if fw.matching(t.src, node_ip.as_ref()).is_none() {
                     return FlowDecision::DropFirewall;
                 }
             }
@@ -734,7 +747,7 @@ impl Proxier {
             if sp.itp_local && sp.local(&self.config.node_name).is_empty() {
                 return FlowDecision::DropNoLocal;
             }
-            let detector = self.config.cluster_cidr.is_some();
+            let detector = self.config.cluster_cidr(IpFamily::of(t.src)).is_some();
             Via::ClusterIp {
                 masq: self.config.masquerade_all || (detector && !is_pod),
             }
@@ -814,7 +827,7 @@ impl Proxier {
                 .insert((sp.affinity_key, t.src), (addr, now, timeout));
         }
         let new = Tuple {
-            dst: *addr.ip(),
+            dst: addr.ip(),
             dport: addr.port(),
             ..t
         };
@@ -872,15 +885,19 @@ impl Proxier {
         }
     }
 
-    /// After routing. `egress_addr` is the primary address of the egress interface, or
-    /// `None` for local delivery (INPUT: no masquerade, conntrack is confirmed). Source ports
-    /// come from the proxier's own stream ([`Proxier::set_port_seed`]); `_rng` is unused.
+    /// After routing. `egress_addr` is the address of the egress interface OF THE PACKET'S
+    /// FAMILY (what the route lookup for the packet's destination picks as source: an IPv6
+    /// packet's route gives an IPv6 address), or `None` for local delivery (INPUT: no
+    /// masquerade, conntrack is confirmed). MASQUERADE with an address of the other family
+    /// drops the packet ([`DropReason::NoMasqueradeAddress`], as the kernel does when the
+    /// interface has no address of the family). Source ports come from the proxier's own
+    /// stream ([`Proxier::set_port_seed`]); `_rng` is unused.
     pub fn postrouting(
         &mut self,
         now: Now,
         pkt: &mut [u8],
         pending: NatPending,
-        egress_addr: Option<Ipv4Addr>,
+        egress_addr: Option<IpAddr>,
         _rng: &mut dyn RngCore,
     ) -> Postrouting {
         let mut out = Postrouting {
@@ -896,7 +913,7 @@ impl Proxier {
             walk: ChainWalk::default(),
         };
         let mut reply = pf.reply;
-        let mut snat_to: Option<Ipv4Addr> = None;
+        let mut snat_to: Option<IpAddr> = None;
         if pending.masquerade {
             if let Some(addr) = egress_addr {
                 rec.push(
@@ -934,6 +951,11 @@ impl Proxier {
         // source port is remapped (nf_nat_alloc_null_binding / get_unique_tuple).
         let random = snat_to.is_some() && self.config.masquerade_random_fully;
         if let Some(addr) = snat_to {
+            if IpFamily::of(addr) != IpFamily::of(reply.dst) {
+                out.dropped = Some(DropReason::NoMasqueradeAddress);
+                out.walk = rec.walk;
+                return out;
+            }
             reply.dst = addr;
         }
         if random || !self.conntrack.is_free(&reply) {
@@ -941,7 +963,7 @@ impl Proxier {
             match Self::pick_port(ct, reply, pf.original.sport, random, &mut self.port_rng) {
                 Some(port) => {
                     reply.dport = port;
-                    if reply.proto == PROTO_ICMP {
+                    if is_icmp(reply.proto) {
                         reply.sport = port;
                     }
                 }
@@ -996,7 +1018,7 @@ impl Proxier {
         random: bool,
         rng: &mut dyn RngCore,
     ) -> Option<u16> {
-        let icmp = reply.proto == PROTO_ICMP;
+        let icmp = is_icmp(reply.proto);
         let (lo, hi): (u32, u32) = if icmp {
             (0, 65_535)
         } else if orig < 512 {
@@ -1047,9 +1069,22 @@ impl Proxier {
         self.table.health_ports.get(&port).cloned()
     }
 
-    /// The healthCheckNodePort answer for `service` on this node (spec §4.2).
+    /// The healthCheckNodePort answer for `service` on this node (spec §4.2), as its
+    /// primary family's proxier counts local endpoints.
     pub fn service_health(&self, service: &ServiceRef) -> HealthResponse {
-        let n = self.table.local_ready(service, &self.config.node_name);
+        let n = self
+            .table
+            .local_ready(service, &self.config.node_name, None);
+        healthcheck::service_response(service, n, self.last_update.is_some())
+    }
+
+    /// The healthCheckNodePort answer for `service` asked over `family` (a request to one
+    /// of the node's IPv6 addresses reaches the IPv6 proxier's health server, which counts
+    /// the local endpoints of the Service's IPv6 EndpointSlices).
+    pub fn service_health_of(&self, service: &ServiceRef, family: IpFamily) -> HealthResponse {
+        let n = self
+            .table
+            .local_ready(service, &self.config.node_name, Some(family));
         healthcheck::service_response(service, n, self.last_update.is_some())
     }
 
@@ -1065,19 +1100,25 @@ impl Proxier {
     }
 }
 
-/// `--dst-type LOCAL` (or the `nodePortAddresses` subset): may `ip` carry NodePort traffic?
-/// 127.0.0.0/8 only with `localhostNodePorts` (`route_localnet`; `! -d 127.0.0.0/8`
-/// otherwise), and with `nodePortAddresses` only 127.0.0.1 if a range holds it.
-fn is_nodeport_addr(config: &ProxyConfig, ip: Ipv4Addr) -> bool {
+/// `--dst-type LOCAL` (or the `nodePortAddresses` subset of the address's family): may `ip`
+/// carry NodePort traffic? 127.0.0.0/8 only with `localhostNodePorts` (`route_localnet`;
+/// `! -d 127.0.0.0/8` otherwise), and with `nodePortAddresses` only 127.0.0.1 if a range
+/// holds it. Localhost NodePorts are IPv4 only: proxier.go writes the 127.0.0.0/8 rule only
+/// `if proxier.localhostNodePorts && proxier.ipFamily == v1.IPv4Protocol`, and the IPv6
+/// KUBE-SERVICES jump to KUBE-NODEPORTS carries `! -d ::1/128` (route_localnet has no IPv6
+/// analogue).
+fn is_nodeport_addr(config: &ProxyConfig, ip: IpAddr) -> bool {
+    let family = IpFamily::of(ip);
+    let ranges = config.node_port_ranges(family);
     if ip.is_loopback() {
-        return config.localhost_node_ports_effective()
-            && (config.node_port_addresses.is_empty()
-                || (ip == Ipv4Addr::LOCALHOST
-                    && config.node_port_addresses.iter().any(|n| n.contains(&ip))));
+        return family == IpFamily::V4
+            && config.localhost_node_ports_effective()
+            && (ranges.is_empty()
+                || (ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
+                    && ranges.iter().any(|n| n.contains(&ip))));
     }
     config.node_addresses.contains(&ip)
-        && (config.node_port_addresses.is_empty()
-            || config.node_port_addresses.iter().any(|n| n.contains(&ip)))
+        && (ranges.is_empty() || ranges.iter().any(|n| n.contains(&ip)))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! only narrow the cluster set). Pure functions; no state.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::model::{Endpoint, EndpointSlice, ServicePort, ServiceRef};
 
@@ -62,8 +62,8 @@ pub fn port_endpoints<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
     service: &ServiceRef,
     port: &ServicePort,
-) -> Vec<(Endpoint, SocketAddrV4)> {
-    let mut eps: Vec<(Endpoint, SocketAddrV4)> = Vec::new();
+) -> Vec<(Endpoint, SocketAddr)> {
+    let mut eps: Vec<(Endpoint, SocketAddr)> = Vec::new();
     for s in slices.into_iter().filter(|s| s.service == *service) {
         let Some(p) = s
             .ports
@@ -73,7 +73,7 @@ pub fn port_endpoints<'a>(
             continue;
         };
         for e in &s.endpoints {
-            let a = SocketAddrV4::new(e.ip, p.port);
+            let a = SocketAddr::new(e.ip, p.port);
             if !eps.iter().any(|(_, x)| *x == a) {
                 eps.push((e.clone(), a));
             }
@@ -89,7 +89,7 @@ pub fn port_endpoints<'a>(
 pub fn local_ready_ips<'a>(
     endpoints: impl IntoIterator<Item = &'a Endpoint>,
     node_name: &str,
-) -> BTreeSet<Ipv4Addr> {
+) -> BTreeSet<IpAddr> {
     endpoints
         .into_iter()
         .filter(|e| e.ready && is_local(e, node_name))
@@ -103,7 +103,7 @@ mod tests {
 
     fn ep(n: u8, node: &str, ready: bool, serving: bool, terminating: bool) -> Endpoint {
         Endpoint {
-            ip: Ipv4Addr::new(10, 244, 0, n),
+            ip: IpAddr::from([10, 244, 0, n]),
             node_name: Some(node.into()),
             ready,
             serving,

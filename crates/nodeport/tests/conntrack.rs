@@ -424,9 +424,9 @@ fn udp_entries_to_removed_endpoints_are_cleared_on_sync() {
     assert!(e
         .lookup(&nodeport::Tuple {
             proto: 17,
-            src: BROWSER,
+            src: std::net::IpAddr::V4(BROWSER),
             sport: 5353,
-            dst: MASTER,
+            dst: std::net::IpAddr::V4(MASTER),
             dport: NODE_PORT
         })
         .is_none());
@@ -454,16 +454,16 @@ fn one_million_entries_fit_in_128_bytes_each() {
         ct.insert(ConnEntry::new(
             Tuple {
                 proto: 6,
-                src: BROWSER,
+                src: std::net::IpAddr::V4(BROWSER),
                 sport: 1,
-                dst: MASTER,
+                dst: std::net::IpAddr::V4(MASTER),
                 dport: 2
             },
             Tuple {
                 proto: 6,
-                src: MASTER,
+                src: std::net::IpAddr::V4(MASTER),
                 sport: 2,
-                dst: BROWSER,
+                dst: std::net::IpAddr::V4(BROWSER),
                 dport: 1
             },
             SYN,

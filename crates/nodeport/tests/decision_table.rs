@@ -349,7 +349,7 @@ fn cluster_ip_from_non_pod_source_masquerades_only_with_detector() {
         .any(|s| s.rule.contains("! -s 10.244.0.0/16")));
 
     let mut cfg = master_config();
-    cfg.cluster_cidr = None;
+    cfg.cluster_cidrs.clear();
     let mut p = proxier_with(cfg, &svc, worker_pods());
     let mut pkt = tcp(MASTER, 33000, CLUSTER_IP, 80, SYN);
     assert!(!masq(&p.output(secs(0), &mut pkt, &mut rng(12))));
@@ -443,8 +443,8 @@ fn terminating_endpoints_are_used_when_nothing_is_ready() {
 fn load_balancer_and_external_ips_use_the_ext_chain() {
     let mut svc = nginx(TrafficPolicy::Local);
     svc.type_ = ServiceType::LoadBalancer;
-    svc.load_balancer_ips = vec![LB_IP];
-    svc.external_ips = vec![EXT_IP];
+    svc.load_balancer_ips = vec![std::net::IpAddr::V4(LB_IP)];
+    svc.external_ips = vec![std::net::IpAddr::V4(EXT_IP)];
     let mut p = proxier(&svc, worker_pods());
     let mut r = rng(17);
     for dst in [LB_IP, EXT_IP] {
@@ -465,7 +465,7 @@ fn load_balancer_and_external_ips_use_the_ext_chain() {
 fn host_to_lb_ip_without_endpoints_leaves_untouched() {
     let mut svc = nginx(TrafficPolicy::Cluster);
     svc.type_ = ServiceType::LoadBalancer;
-    svc.load_balancer_ips = vec![LB_IP];
+    svc.load_balancer_ips = vec![std::net::IpAddr::V4(LB_IP)];
     let mut p = proxier(&svc, vec![]);
     let orig = tcp(MASTER, 40000, LB_IP, 80, SYN);
     let mut pkt = orig.clone();

@@ -10,13 +10,12 @@
 //! (kube-proxy then omits `-m nfacct` and the localhost-only KUBE-NODEPORTS rules), so those
 //! are stripped from the expected text.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use nodeport::iptables::{probability, render, saved_probability};
 use nodeport::*;
-use upstream::{fake_config, slice, svc};
+use upstream::{fake_config, slice, sorted_rules as parse, svc};
 
 mod upstream;
 
@@ -31,8 +30,8 @@ fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
         Some(3001),
     );
     svc2.external_traffic_policy = TrafficPolicy::Local;
-    svc2.load_balancer_ips = vec![Ipv4Addr::new(1, 2, 3, 4)];
-    svc2.external_ips = vec![Ipv4Addr::new(192, 168, 99, 22)];
+    svc2.load_balancer_ips = vec![std::net::IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4))];
+    svc2.external_ips = vec![std::net::IpAddr::V4(Ipv4Addr::new(192, 168, 99, 22))];
     svc2.health_check_node_port = Some(30000);
     let svc3 = svc(
         "ns3",
@@ -42,7 +41,7 @@ fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
         Some(3003),
     );
     let mut svc4 = svc("ns4", "svc4", ServiceType::NodePort, "172.30.0.44", None);
-    svc4.external_ips = vec![Ipv4Addr::new(192, 168, 99, 33)];
+    svc4.external_ips = vec![std::net::IpAddr::V4(Ipv4Addr::new(192, 168, 99, 33))];
     let mut svc5 = svc(
         "ns5",
         "svc5",
@@ -50,7 +49,7 @@ fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
         "172.30.0.45",
         Some(3002),
     );
-    svc5.load_balancer_ips = vec![Ipv4Addr::new(5, 6, 7, 8)];
+    svc5.load_balancer_ips = vec![std::net::IpAddr::V4(Ipv4Addr::new(5, 6, 7, 8))];
     // Upstream sets healthCheckNodePort on this Cluster-policy service too; kube-proxy
     // ignores it (no NeedsHealthCheck), as does the lab.
     svc5.health_check_node_port = Some(30000);
@@ -71,32 +70,6 @@ fn overall_model() -> (Vec<Service>, Vec<EndpointSlice>) {
         slice("ns5", "svc5", &[("10.180.0.3", None)]),
     ];
     (vec![svc1, svc2, svc3, svc4, svc5, svc6], slices)
-}
-
-type Dump = BTreeMap<String, (BTreeSet<String>, BTreeMap<String, Vec<String>>)>;
-
-/// table → (declared chains, chain → its rules in order), like `sortIPTablesRules`.
-fn parse(text: &str) -> Dump {
-    let mut out: Dump = BTreeMap::new();
-    let mut table = String::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if let Some(t) = line.strip_prefix('*') {
-            table = t.to_string();
-            out.entry(table.clone()).or_default();
-        } else if let Some(c) = line.strip_prefix(':') {
-            let name = c.split_whitespace().next().unwrap_or_default().to_string();
-            out.get_mut(&table).unwrap().0.insert(name);
-        } else if let Some(r) = line.strip_prefix("-A ") {
-            let chain = r.split_whitespace().next().unwrap_or_default().to_string();
-            out.get_mut(&table)
-                .unwrap()
-                .1
-                .entry(chain)
-                .or_default()
-                .push(line.to_string());
-        }
-    }
-    out
 }
 
 /// Upstream's expected dump without the nfacct parts (the lab has no nfacct counters).

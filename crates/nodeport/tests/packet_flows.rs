@@ -30,7 +30,7 @@ fn service(lb_ips: &[&str], ranges: &[&str]) -> Service {
         ServiceType::LoadBalancer
     };
     let mut s = svc("ns1", "svc1", type_, "172.30.0.41", Some(3001));
-    s.load_balancer_ips = lb_ips.iter().map(|a| ip(a)).collect();
+    s.load_balancer_ips = lb_ips.iter().map(|a| ip(a).into()).collect();
     s.load_balancer_source_ranges = ranges.iter().map(|r| r.trim().parse().unwrap()).collect();
     s
 }
@@ -57,7 +57,7 @@ struct Case {
 fn run_cases(config: ProxyConfig, svc: &Service, sl: &EndpointSlice, cases: &[Case]) {
     for c in cases {
         let (src, dst) = (ip(c.src), ip(c.dst));
-        let local = src.is_loopback() || config.node_addresses.contains(&src);
+        let local = src.is_loopback() || config.node_addresses.contains(&src.into());
         let mut dests = BTreeSet::new();
         let mut verdict = String::new();
         let mut masq = false;
@@ -75,7 +75,7 @@ fn run_cases(config: ProxyConfig, svc: &Service, sl: &EndpointSlice, cases: &[Ca
             match pre.verdict {
                 Verdict::Accept(pending) => {
                     let t = nodeport::packet::parse(&pkt).unwrap().tuple;
-                    if (t.dst, t.dport) != (dst, c.port) {
+                    if (t.dst, t.dport) != (std::net::IpAddr::V4(dst), c.port) {
                         dests.insert(format!("{}:{}", t.dst, t.dport));
                         masq |= pending.masquerade;
                     }

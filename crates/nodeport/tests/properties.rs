@@ -107,9 +107,14 @@ fn bad_packets_are_named() {
         packet::parse(&gre),
         Err(PacketError::UnsupportedProtocol(47))
     );
+    // An IPv4 datagram relabelled version 6 is read as IPv6 and makes no sense as one.
+    // Version 5 is not IP at all.
     let mut v6 = good.clone();
     v6[0] = 0x65;
-    assert_eq!(packet::parse(&v6), Err(PacketError::NotIpv4));
+    assert!(packet::parse(&v6).is_err());
+    let mut v5 = good.clone();
+    v5[0] = 0x55;
+    assert_eq!(packet::parse(&v5), Err(PacketError::NotIp(5)));
     let svc = nginx(TrafficPolicy::Cluster);
     let mut p = proxier(&svc, worker_pods());
     let pre = p.prerouting(secs(0), &mut frag, &mut rng(3));

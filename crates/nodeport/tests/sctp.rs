@@ -124,7 +124,7 @@ fn sctp_without_endpoints_is_rejected_and_tcp_rules_do_not_match_sctp() {
     assert!(pre.walk.steps.is_empty());
     assert_eq!(addrs(&init).2, MASTER, "not DNATed");
     assert_eq!(
-        p.match_frontend(Protocol::Sctp, MASTER, NODE_PORT),
+        p.match_frontend(Protocol::Sctp, std::net::IpAddr::V4(MASTER), NODE_PORT),
         None,
         "no SCTP frontend"
     );

@@ -3,7 +3,9 @@
 //! Owns a node's L3 behaviour: its two interfaces (`eth0` with the node IP on the node
 //! network, `cni0` with the first address of the node's pod CIDR, where its pods attach), a
 //! longest-prefix routing table (own pod CIDR on cni0, other nodes' pod CIDRs via their node
-//! IPs on eth0 — flannel host-gw style — and a default route via the router), and the
+//! IPs on eth0 — flannel host-gw style — and a default route via the router; a dual-stack
+//! node has the same for IPv6: its IPv6 address on eth0, the first host of its IPv6 pod /64
+//! on cni0, routes to other nodes' IPv6 pod prefixes via their IPv6 node addresses), and the
 //! netfilter hook order around the [`nodeport`] engine:
 //!
 //! ```text
@@ -25,4 +27,7 @@ mod http;
 mod node;
 mod routes;
 
-pub use node::{Egress, HopEvent, Iface, Node, NodeCounters, NodeSpec, Route, RouteResult, Stage};
+pub use node::{
+    first_host_v6, Egress, HopEvent, Iface, Node, NodeCounters, NodeSpec, NodeV6, Route,
+    RouteResult, Stage,
+};

@@ -1,11 +1,11 @@
 //! The node: interfaces, routing table, hook order, local stack.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::RngCore;
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
@@ -51,15 +51,42 @@ pub struct NodeSpec {
     pub pod_cidr: Ipv4Net,
     /// Default gateway (the router on the node network), if any.
     pub gateway: Option<Ipv4Addr>,
-    /// kube-proxy configuration. `node_addresses` is completed with eth0/cni0 if missing.
+    /// kube-proxy configuration. `node_addresses` is completed with eth0/cni0 (both
+    /// families) if missing.
     pub proxy: ProxyConfig,
+    /// The node's IPv6 side (none: an IPv4-only node).
+    pub v6: Option<NodeV6>,
+}
+
+/// A dual-stack node's IPv6 addresses: eth0's on the node network, the node's IPv6 pod CIDR
+/// (a /64; cni0 gets its first host address) and the router's IPv6 address as the default
+/// gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeV6 {
+    pub ip: Ipv6Addr,
+    pub prefix_len: u8,
+    pub pod_cidr: Ipv6Net,
+    pub gateway: Option<Ipv6Addr>,
+}
+
+/// The node's IPv6 addresses as built (prefixes truncated, cni0 derived).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct V6Addrs {
+    eth0: Ipv6Addr,
+    cni0: Ipv6Addr,
+    pod_cidr: Ipv6Net,
+}
+
+/// The first host address of an IPv6 prefix (cni0's address in the node's IPv6 pod CIDR).
+pub fn first_host_v6(net: Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(net.trunc().network()).wrapping_add(1))
 }
 
 /// One routing-table entry (`ip route` style).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub dest: Ipv4Net,
-    pub via: Option<Ipv4Addr>,
+    pub dest: IpNet,
+    pub via: Option<IpAddr>,
     pub dev: Iface,
 }
 
@@ -81,16 +108,17 @@ impl fmt::Display for Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteResult {
     pub iface: Iface,
-    pub next_hop: Ipv4Addr,
-    /// Primary address of the egress interface: what MASQUERADE uses.
-    pub src: Ipv4Addr,
+    pub next_hop: IpAddr,
+    /// Primary address of the egress interface in the destination's family: what
+    /// MASQUERADE uses.
+    pub src: IpAddr,
 }
 
 /// A datagram leaving the node.
 #[derive(Debug, Clone)]
 pub struct Egress {
     pub iface: Iface,
-    pub next_hop: Ipv4Addr,
+    pub next_hop: IpAddr,
     pub pkt: Vec<u8>,
 }
 
@@ -252,6 +280,7 @@ fn describe(r: &DropReason) -> String {
         }
         DropReason::ConntrackFull => "nf_conntrack: table full, dropping packet".into(),
         DropReason::SnatExhausted => "no free source port for MASQUERADE".into(),
+        DropReason::NoMasqueradeAddress => "MASQUERADE: no address of the packet's family".into(),
         DropReason::Invalid(e) => format!("invalid packet: {e}"),
     }
 }
@@ -357,6 +386,7 @@ pub struct Node {
     eth0_net: Ipv4Net,
     cni0: Ipv4Addr,
     pod_cidr: Ipv4Net,
+    v6: Option<V6Addrs>,
     routes: RouteTable,
     proxier: Proxier,
     iface: Interface,
@@ -390,29 +420,40 @@ impl Node {
             .trunc();
         let pod_cidr = spec.pod_cidr.trunc();
         let cni0 = Ipv4Addr::from(u32::from(pod_cidr.network()).wrapping_add(1));
+        let v6 = spec.v6.map(|v| V6Addrs {
+            eth0: v.ip,
+            cni0: first_host_v6(v.pod_cidr),
+            pod_cidr: v.pod_cidr.trunc(),
+        });
         let mut proxy = spec.proxy;
-        for a in [spec.ip, cni0] {
+        let mut own: Vec<IpAddr> = vec![spec.ip.into(), cni0.into()];
+        if let Some(v) = &v6 {
+            own.extend([IpAddr::V6(v.eth0), IpAddr::V6(v.cni0)]);
+        }
+        for a in own {
             if !proxy.node_addresses.contains(&a) {
                 proxy.node_addresses.push(a);
             }
         }
         let mut routes = RouteTable::default();
-        routes.push(Route {
-            dest: eth0_net,
-            via: None,
-            dev: Iface::Eth0,
-        });
-        routes.push(Route {
-            dest: pod_cidr,
-            via: None,
-            dev: Iface::Cni0,
-        });
+        let mut route = |dest: IpNet, via: Option<IpAddr>, dev: Iface| {
+            routes.push(Route { dest, via, dev });
+        };
+        route(eth0_net.into(), None, Iface::Eth0);
+        route(pod_cidr.into(), None, Iface::Cni0);
         if let Some(gw) = spec.gateway {
-            routes.push(Route {
-                dest: Ipv4Net::default(),
-                via: Some(gw),
-                dev: Iface::Eth0,
-            });
+            route(Ipv4Net::default().into(), Some(gw.into()), Iface::Eth0);
+        }
+        // `ip -6 route`: the node network's /64, the pod /64 on cni0, default via the router.
+        if let (Some(s6), Some(v)) = (spec.v6, &v6) {
+            let net = Ipv6Net::new(s6.ip, s6.prefix_len)
+                .unwrap_or_else(|_| Ipv6Net::from(s6.ip))
+                .trunc();
+            route(net.into(), None, Iface::Eth0);
+            route(v.pod_cidr.into(), None, Iface::Cni0);
+            if let Some(gw) = s6.gateway {
+                route(Ipv6Net::default().into(), Some(gw.into()), Iface::Eth0);
+            }
         }
         let mut dev = QueueDevice::new(1500);
         let mut config = Config::new(HardwareAddress::Ip);
@@ -421,11 +462,23 @@ impl Node {
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(spec.ip), spec.prefix_len));
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(cni0), pod_cidr.prefix_len()));
+            if let (Some(s6), Some(v)) = (spec.v6, &v6) {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv6(v.eth0), s6.prefix_len));
+                let _ = a.push(IpCidr::new(
+                    IpAddress::Ipv6(v.cni0),
+                    v.pod_cidr.prefix_len(),
+                ));
+            }
         });
         // smoltcp only needs *a* route to hand replies to us; our table picks the real egress.
         let _ = iface
             .routes_mut()
             .add_default_ipv4_route(spec.gateway.unwrap_or(spec.ip));
+        if let (Some(s6), Some(v)) = (spec.v6, &v6) {
+            let _ = iface
+                .routes_mut()
+                .add_default_ipv6_route(s6.gateway.unwrap_or(v.eth0));
+        }
         let mut sockets = SocketSet::new(Vec::new());
         let listeners = vec![Listener::open(
             PROXY_HEALTH_PORT,
@@ -438,6 +491,7 @@ impl Node {
             eth0_net,
             cni0,
             pod_cidr,
+            v6,
             routes,
             proxier: {
                 let mut p = Proxier::new(proxy);
@@ -477,6 +531,28 @@ impl Node {
             Iface::Cni0 => self.cni0,
         }
     }
+    /// eth0's IPv6 address (a dual-stack node).
+    pub fn eth0_v6(&self) -> Option<Ipv6Addr> {
+        self.v6.map(|v| v.eth0)
+    }
+    /// cni0's IPv6 address: the first host of the node's IPv6 pod CIDR.
+    pub fn cni0_v6(&self) -> Option<Ipv6Addr> {
+        self.v6.map(|v| v.cni0)
+    }
+    /// The node's IPv6 pod CIDR.
+    pub fn pod_cidr_v6(&self) -> Option<Ipv6Net> {
+        self.v6.map(|v| v.pod_cidr)
+    }
+    /// `iface`'s address of `dst`'s family (its IPv4 address when it has no IPv6 one).
+    pub fn address_for(&self, iface: Iface, dst: IpAddr) -> IpAddr {
+        match (dst, self.v6) {
+            (IpAddr::V6(_), Some(v)) => IpAddr::V6(match iface {
+                Iface::Eth0 => v.eth0,
+                Iface::Cni0 => v.cni0,
+            }),
+            _ => IpAddr::V4(self.address(iface)),
+        }
+    }
     pub fn routes(&self) -> &[Route] {
         self.routes.as_slice()
     }
@@ -489,6 +565,16 @@ impl Node {
 
     /// `ip route add dest via gw` (out of eth0; e.g. another node's pod CIDR via its IP).
     pub fn add_route(&mut self, dest: Ipv4Net, via: Ipv4Addr) {
+        self.push_route(dest.into(), via.into());
+    }
+
+    /// `ip -6 route add dest via gw` (out of eth0; another node's IPv6 pod CIDR via its IPv6
+    /// address).
+    pub fn add_route_v6(&mut self, dest: Ipv6Net, via: Ipv6Addr) {
+        self.push_route(dest.into(), via.into());
+    }
+
+    fn push_route(&mut self, dest: IpNet, via: IpAddr) {
         self.routes.push(Route {
             dest: dest.trunc(),
             via: Some(via),
@@ -497,17 +583,21 @@ impl Node {
     }
 
     /// Is `addr` one of the node's own addresses?
-    pub fn is_local(&self, addr: Ipv4Addr) -> bool {
-        addr == self.eth0 || addr == self.cni0
+    pub fn is_local(&self, addr: impl Into<IpAddr>) -> bool {
+        match addr.into() {
+            IpAddr::V4(a) => a == self.eth0 || a == self.cni0,
+            IpAddr::V6(a) => self.v6.is_some_and(|v| a == v.eth0 || a == v.cni0),
+        }
     }
 
     /// Longest-prefix match.
-    pub fn route(&self, dst: Ipv4Addr) -> Option<RouteResult> {
+    pub fn route(&self, dst: impl Into<IpAddr>) -> Option<RouteResult> {
+        let dst = dst.into();
         let r = self.routes.lookup(dst)?;
         Some(RouteResult {
             iface: r.dev,
             next_hop: r.via.unwrap_or(dst),
-            src: self.address(r.dev),
+            src: self.address_for(r.dev, dst),
         })
     }
 
@@ -636,7 +726,7 @@ impl Node {
         hop: Hop,
         pkt: &mut [u8],
         pending: NatPending,
-        egress_addr: Option<Ipv4Addr>,
+        egress_addr: Option<IpAddr>,
         rng: &mut dyn RngCore,
     ) -> Option<EngineStep> {
         let post = self
@@ -773,7 +863,11 @@ impl Node {
             Ok(None) => {
                 self.counters.ttl_exceeded += 1;
                 self.note_drop(hop, &pkt, || "ttl exceeded".into());
-                if let Ok(icmp) = packet::time_exceeded(self.address(iface), &pkt) {
+                let from6 = self.v6.map(|v| match iface {
+                    Iface::Eth0 => v.eth0,
+                    Iface::Cni0 => v.cni0,
+                });
+                if let Ok(icmp) = packet::time_exceeded(self.address(iface), from6, &pkt) {
                     self.local_out(now, icmp, rng, &mut out);
                 }
                 return out;
@@ -822,8 +916,10 @@ impl Node {
         } else {
             self.route(to).map(|r| r.src)
         };
-        if let Some(src) = src {
-            nodeport::packet::nat::set_ipv4_source(icmp, src);
+        match src {
+            Some(IpAddr::V4(src)) => nodeport::packet::nat::set_ipv4_source(icmp, src),
+            // An IPv6 REJECT's source (the ICMPv6 checksum covers it): not set here yet.
+            Some(IpAddr::V6(_)) | None => {}
         }
     }
 

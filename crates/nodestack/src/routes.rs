@@ -4,7 +4,7 @@
 //! [`PrefixIndex`], so a lookup costs one hash probe per distinct prefix length (a handful)
 //! instead of a scan over every route (one per other node).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use vswitch::prefix::PrefixIndex;
 
@@ -28,7 +28,7 @@ impl RouteTable {
     }
 
     /// Longest-prefix match.
-    pub(crate) fn lookup(&self, dst: Ipv4Addr) -> Option<&Route> {
+    pub(crate) fn lookup(&self, dst: IpAddr) -> Option<&Route> {
         self.index.lookup(dst).map(|i| &self.routes[i])
     }
 }

@@ -16,6 +16,9 @@ use vswitch::packet::{summarize, tcp_packet};
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
+fn a(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
 fn sa(s: &str) -> SocketAddrV4 {
     s.parse().unwrap()
 }
@@ -26,7 +29,7 @@ fn node1() -> Node {
 
 fn node1_with(tune: impl FnOnce(&mut ProxyConfig)) -> Node {
     let mut proxy = ProxyConfig::new("ydzs-node1", vec![]);
-    proxy.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    proxy.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
     tune(&mut proxy);
     let mut n = Node::new(
         NodeSpec {
@@ -36,6 +39,7 @@ fn node1_with(tune: impl FnOnce(&mut ProxyConfig)) -> Node {
             pod_cidr: "10.244.1.0/24".parse().unwrap(),
             gateway: Some(ip("10.151.30.1")),
             proxy,
+            v6: None,
         },
         Duration::ZERO,
         1,
@@ -58,19 +62,20 @@ fn browser_syn() -> Vec<u8> {
 
 fn nodeport_service(etp: TrafficPolicy) -> (Service, EndpointSlice) {
     let svc = Service {
-        cluster_ip: Some(ip("10.96.0.10")),
+        cluster_ips: vec![ip("10.96.0.10").into()],
         ports: vec![ServicePort::tcp(80, 80, Some(32761))],
         external_traffic_policy: etp,
         ..Service::new("default", "nginx", ServiceType::NodePort)
     };
     let ep = |a: &str, n: &str| Endpoint {
-        ip: ip(a),
+        ip: std::net::IpAddr::V4(ip(a)),
         node_name: Some(n.into()),
         ready: true,
         serving: true,
         terminating: false,
     };
     let slice = EndpointSlice {
+        address_type: Default::default(),
         service: ServiceRef::new("default", "nginx"),
         ports: vec![EndpointPort {
             name: String::new(),
@@ -91,17 +96,17 @@ fn longest_prefix_routing_and_egress_addresses() {
     let r = n.route(ip("10.244.2.9")).unwrap();
     assert_eq!(
         (r.iface, r.next_hop, r.src),
-        (Iface::Eth0, ip("10.151.30.13"), ip("10.151.30.12"))
+        (Iface::Eth0, a("10.151.30.13"), a("10.151.30.12"))
     );
     let r = n.route(ip("10.244.1.5")).unwrap();
     assert_eq!(
         (r.iface, r.next_hop, r.src),
-        (Iface::Cni0, ip("10.244.1.5"), ip("10.244.1.1"))
+        (Iface::Cni0, a("10.244.1.5"), a("10.244.1.1"))
     );
     let r = n.route(ip("10.151.30.14")).unwrap();
-    assert_eq!((r.iface, r.next_hop), (Iface::Eth0, ip("10.151.30.14")));
+    assert_eq!((r.iface, r.next_hop), (Iface::Eth0, a("10.151.30.14")));
     let r = n.route(ip("203.0.113.11")).unwrap();
-    assert_eq!((r.iface, r.next_hop), (Iface::Eth0, ip("10.151.30.1")));
+    assert_eq!((r.iface, r.next_hop), (Iface::Eth0, a("10.151.30.1")));
     assert_eq!(n.cni0(), ip("10.244.1.1"));
     assert!(n.is_local(ip("10.244.1.1")) && n.is_local(ip("10.151.30.12")));
     let shown: Vec<String> = n.routes().iter().map(|r| r.to_string()).collect();
@@ -209,7 +214,10 @@ fn the_node_answers_ping_on_both_addresses() {
         assert_eq!(out.len(), 1, "reply to {from}");
         let s = summarize(&out[0].pkt).unwrap();
         assert_eq!(s.icmp, Some((0, 0)));
-        assert_eq!((s.tuple.src, s.tuple.dst), (ip(dst), ip(from)));
+        assert_eq!(
+            (s.tuple.src, s.tuple.dst),
+            (ip(dst).into(), ip(from).into())
+        );
         assert_eq!(out[0].iface, iface);
     }
 }
@@ -268,10 +276,77 @@ fn reject_source_is_the_route_back_for_a_cluster_ip() {
     let s = summarize(&out[0].pkt).unwrap();
     assert_eq!(
         (s.tuple.src, s.tuple.dst),
-        (ip("10.244.1.1"), ip("10.244.1.5"))
+        (ip("10.244.1.1").into(), ip("10.244.1.5").into())
     );
     let syn = browser_syn();
     let out = n.receive(Duration::ZERO, Iface::Eth0, &syn, &mut rng);
     let s = summarize(&out[0].pkt).unwrap();
     assert_eq!(s.tuple.src, ip("10.151.30.12"));
+}
+
+/// A dual-stack node: `ip -6 route` next to `ip route` (node network /64 on eth0, the pod /64
+/// on cni0 with cni0 at its first host, other nodes' pod /64s via their IPv6 addresses,
+/// default via the router), egress addresses per family, and the IPv6 addresses among the
+/// node's own and kube-proxy's node addresses.
+#[test]
+fn dual_stack_routes_and_addresses() {
+    let v6 = nodestack::NodeV6 {
+        ip: "fd00:151:30::12".parse().unwrap(),
+        prefix_len: 64,
+        pod_cidr: "fd00:10:244:1::/64".parse().unwrap(),
+        gateway: Some("fd00:151:30::1".parse().unwrap()),
+    };
+    let mut n = Node::new(
+        NodeSpec {
+            name: "ydzs-node1".into(),
+            ip: ip("10.151.30.12"),
+            prefix_len: 24,
+            pod_cidr: "10.244.1.0/24".parse().unwrap(),
+            gateway: Some(ip("10.151.30.1")),
+            proxy: ProxyConfig::new("ydzs-node1", vec![]),
+            v6: Some(v6),
+        },
+        Duration::ZERO,
+        1,
+    );
+    n.add_route_v6(
+        "fd00:10:244:2::/64".parse().unwrap(),
+        "fd00:151:30::13".parse().unwrap(),
+    );
+    assert_eq!(n.cni0_v6(), Some("fd00:10:244:1::1".parse().unwrap()));
+    assert!(n.is_local(a("fd00:10:244:1::1")) && n.is_local(a("fd00:151:30::12")));
+    assert!(!n.is_local(a("fd00:10:244:1::2")));
+    let r = n.route(a("fd00:10:244:2::9")).unwrap();
+    assert_eq!(
+        (r.iface, r.next_hop, r.src),
+        (Iface::Eth0, a("fd00:151:30::13"), a("fd00:151:30::12"))
+    );
+    let r = n.route(a("fd00:10:244:1::5")).unwrap();
+    assert_eq!(
+        (r.iface, r.next_hop, r.src),
+        (Iface::Cni0, a("fd00:10:244:1::5"), a("fd00:10:244:1::1"))
+    );
+    let r = n.route(a("2001:db8::11")).unwrap();
+    assert_eq!(
+        (r.iface, r.next_hop, r.src),
+        (Iface::Eth0, a("fd00:151:30::1"), a("fd00:151:30::12"))
+    );
+    // IPv4 is unchanged by the IPv6 side.
+    let r = n.route(a("203.0.113.11")).unwrap();
+    assert_eq!((r.next_hop, r.src), (a("10.151.30.1"), a("10.151.30.12")));
+    let shown: Vec<String> = n.routes().iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "10.151.30.0/24 dev eth0",
+            "10.244.1.0/24 dev cni0",
+            "default via 10.151.30.1 dev eth0",
+            "fd00:151:30::/64 dev eth0",
+            "fd00:10:244:1::/64 dev cni0",
+            "default via fd00:151:30::1 dev eth0",
+            "fd00:10:244:2::/64 via fd00:151:30::13 dev eth0",
+        ]
+    );
+    let addrs = &n.proxier().config().node_addresses;
+    assert!(addrs.contains(&a("fd00:151:30::12")) && addrs.contains(&a("fd00:10:244:1::1")));
 }

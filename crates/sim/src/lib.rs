@@ -26,14 +26,15 @@
 //!         name: "browser".into(),
 //!         ip: "203.0.113.11".parse().unwrap(),
 //!         attach: Attachment::External { can_reach: vec!["master".into()] },
+//!         ipv6: None,
 //!     }],
-//!     pods: vec![PodDesc { name: "nginx-1".into(), ip: "10.244.0.5".parse().unwrap(), node: "master".into(), apps: vec![] }],
+//!     pods: vec![PodDesc { name: "nginx-1".into(), ip: "10.244.0.5".parse().unwrap(), ipv6: None, node: "master".into(), apps: vec![] }],
 //!     ..WorldSpec::default()
 //! };
 //! let mut world = World::new(spec).unwrap();
 //! // world.set_services(&services, &slices);
 //! let out = world
-//!     .request("browser", "10.151.30.11:32761".parse().unwrap(), RequestOpts::default())
+//!     .request("browser", "10.151.30.11:32761".parse::<std::net::SocketAddr>().unwrap(), RequestOpts::default())
 //!     .unwrap();
 //! println!("{out}");
 //! ```

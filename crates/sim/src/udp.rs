@@ -7,7 +7,7 @@
 //! unreachable, `EHOSTUNREACH` otherwise). Answers from any other address are ignored, as a
 //! connected socket does.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -34,7 +34,7 @@ pub struct UdpOpts {
 /// One datagram in flight.
 struct Pending {
     id: RequestId,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     opts: UdpOpts,
     started: Duration,
     port: u16,
@@ -46,7 +46,8 @@ struct Pending {
 
 /// The UDP side of an embedded client host.
 pub(crate) struct UdpClient {
-    ip: Ipv4Addr,
+    /// The host's addresses (IPv4, and IPv6 on a dual-stack host).
+    ips: Vec<IpAddr>,
     /// Where the world queues requests and reads outcomes (shared with the curl client).
     shared: ClientHandle,
     active: Vec<Pending>,
@@ -54,9 +55,9 @@ pub(crate) struct UdpClient {
 }
 
 impl UdpClient {
-    pub(crate) fn new(ip: Ipv4Addr, shared: ClientHandle, seed: u64) -> Self {
+    pub(crate) fn new(ips: Vec<IpAddr>, shared: ClientHandle, seed: u64) -> Self {
         UdpClient {
-            ip,
+            ips,
             shared,
             active: Vec::new(),
             // Its own stream: TCP requests draw the same ports as before UDP existed.
@@ -80,7 +81,7 @@ impl UdpClient {
 
     /// An ICMP destination unreachable quoting one of our datagrams.
     pub(crate) fn on_icmp(&mut self, s: &packet::Summary) {
-        let Some((code, sport, dst)) = unreachable_quoting(s, PROTO_UDP, self.ip) else {
+        let Some((code, sport, dst)) = unreachable_quoting(s, PROTO_UDP, &self.ips) else {
             return;
         };
         for a in &mut self.active {
@@ -145,16 +146,25 @@ impl UdpClient {
     }
 }
 
-/// An ICMP destination unreachable (type 3) quoting a `proto` packet that `ip` sent:
+/// An ICMP destination unreachable (type 3) quoting a `proto` packet that one of `ips` sent:
 /// (code, the quoted source port, the quoted destination). Shared by the curl and UDP clients.
+/// An ICMPv6 destination unreachable (type 1) counts too, its code in ICMP's terms (port
+/// unreachable, 4, is ICMP's 3; the others "no route", ICMP's 1), as Linux's icmpv6_err_convert
+/// maps both to the same errno.
 pub(crate) fn unreachable_quoting(
     s: &packet::Summary,
     proto: u8,
-    ip: Ipv4Addr,
-) -> Option<(u8, u16, SocketAddrV4)> {
-    let (3, code) = s.icmp? else { return None };
+    ips: &[IpAddr],
+) -> Option<(u8, u16, SocketAddr)> {
+    let code = match (s.tuple.proto, s.icmp?) {
+        (packet::PROTO_ICMPV6, (1, 4)) => 3,
+        (packet::PROTO_ICMPV6, (1, _)) => 1,
+        (packet::PROTO_ICMP, (3, code)) => code,
+        _ => return None,
+    };
     let inner = s.inner?;
-    (inner.proto == proto && inner.src == ip).then(|| (code, inner.sport, inner.dst_addr()))
+    (inner.proto == proto && ips.contains(&inner.src))
+        .then(|| (code, inner.sport, inner.dst_addr()))
 }
 
 /// One datagram's progress: (kind, answer, error line) once it ended.
@@ -164,7 +174,7 @@ fn step(
     sockets: &mut SocketSet<'static>,
 ) -> Option<(OutcomeKind, String, String)> {
     let s = sockets.get_mut::<udp::Socket>(a.handle);
-    let peer = IpEndpoint::new(IpAddress::Ipv4(*a.dst.ip()), a.dst.port());
+    let peer = IpEndpoint::new(IpAddress::from(a.dst.ip()), a.dst.port());
     if !a.sent {
         if s.send_slice(a.opts.payload.as_bytes(), peer).is_err() {
             return Some((
@@ -213,7 +223,7 @@ fn step(
 
 fn outcome(
     kind: OutcomeKind,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     port: u16,
     started: Duration,
     now: Duration,

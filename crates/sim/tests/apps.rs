@@ -19,6 +19,7 @@ fn world() -> World {
     let pod = |name: &str, addr: &str, app: AppDesc| PodDesc {
         name: name.into(),
         ip: ip(addr),
+        ipv6: None,
         node: "node1".into(),
         apps: vec![app],
     };
@@ -37,7 +38,12 @@ fn get(w: &mut World, dst: &str, path: &str) -> RequestOutcome {
         path: path.into(),
         ..RequestOpts::default()
     };
-    w.request("tester", dst.parse().unwrap(), opts).unwrap()
+    w.request(
+        "tester",
+        dst.parse::<std::net::SocketAddrV4>().unwrap(),
+        opts,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -117,6 +123,7 @@ fn pod_host() -> Host {
             prefix_len: 24,
             gateway: ip("10.244.1.1"),
             seed: 1,
+            v6: None,
         },
         Duration::ZERO,
     );
@@ -214,6 +221,7 @@ fn serve_hostname_and_generic_images_answer_over_http() {
         let pod = PodDesc {
             name: name.into(),
             ip: ip.parse().unwrap(),
+            ipv6: None,
             node: "node1".into(),
             apps: vec![app],
         };

@@ -34,18 +34,21 @@ fn worker_pods() -> Vec<PodDesc> {
         PodDesc {
             name: "nginx-54f57cf6bf-xhs8g".into(),
             ip: ip("10.244.1.16"),
+            ipv6: None,
             node: "ydzs-node1".into(),
             apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-54f57cf6bf-jmp4k".into(),
             ip: ip("10.244.2.11"),
+            ipv6: None,
             node: "ydzs-node2".into(),
             apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-54f57cf6bf-8rw2c".into(),
             ip: ip("10.244.3.9"),
+            ipv6: None,
             node: "ydzs-node3".into(),
             apps: Vec::new(),
         },
@@ -56,6 +59,7 @@ fn browser() -> ClientDesc {
     ClientDesc {
         name: "browser".into(),
         ip: ip("203.0.113.11"),
+        ipv6: None,
         attach: Attachment::External {
             can_reach: vec![MASTER.into()],
         },
@@ -64,7 +68,7 @@ fn browser() -> ClientDesc {
 
 fn service(etp: TrafficPolicy) -> Service {
     Service {
-        cluster_ip: Some(ip("10.96.145.24")),
+        cluster_ips: vec![ip("10.96.145.24").into()],
         ports: vec![ServicePort::tcp(80, 80, Some(NODEPORT))],
         external_traffic_policy: etp,
         ..Service::new("default", "nginx", ServiceType::NodePort)
@@ -73,6 +77,7 @@ fn service(etp: TrafficPolicy) -> Service {
 
 fn slice(pods: &[PodDesc]) -> EndpointSlice {
     EndpointSlice {
+        address_type: Default::default(),
         service: ServiceRef::new("default", "nginx"),
         ports: vec![EndpointPort {
             name: String::new(),
@@ -82,7 +87,7 @@ fn slice(pods: &[PodDesc]) -> EndpointSlice {
         endpoints: pods
             .iter()
             .map(|p| Endpoint {
-                ip: p.ip,
+                ip: std::net::IpAddr::V4(p.ip),
                 node_name: Some(p.node.clone()),
                 ready: true,
                 serving: true,
@@ -201,6 +206,7 @@ fn local_policy_with_pod_on_master_keeps_browser_ip() {
     let pods = vec![PodDesc {
         name: "nginx-54f57cf6bf-m4st3".into(),
         ip: ip("10.244.0.7"),
+        ipv6: None,
         node: MASTER.into(),
         apps: Vec::new(),
     }];
@@ -246,6 +252,7 @@ fn cluster_policy_from_a_pod_on_the_same_node_sees_cni0() {
         clients: vec![ClientDesc {
             name: "tester".into(),
             ip: ip("10.244.1.50"),
+            ipv6: None,
             attach: Attachment::Pod {
                 node: "ydzs-node1".into(),
             },
@@ -285,18 +292,21 @@ fn thousand_requests_through_the_lb_split_per_node() {
         PodDesc {
             name: "nginx-a".into(),
             ip: ip("10.244.1.16"),
+            ipv6: None,
             node: "ydzs-node1".into(),
             apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-b".into(),
             ip: ip("10.244.2.11"),
+            ipv6: None,
             node: "ydzs-node2".into(),
             apps: Vec::new(),
         },
         PodDesc {
             name: "nginx-c".into(),
             ip: ip("10.244.2.12"),
+            ipv6: None,
             node: "ydzs-node2".into(),
             apps: Vec::new(),
         },
@@ -373,8 +383,11 @@ fn without_masquerade_the_reply_bypasses_the_master_and_the_client_hangs() {
     let mut ns = nodes();
     for n in &mut ns {
         let cni0 = Ipv4Addr::from(u32::from(n.pod_cidr.network()) + 1);
-        let mut p = nodeport::ProxyConfig::new(n.name.clone(), vec![n.ip, cni0]);
-        p.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+        let mut p = nodeport::ProxyConfig::new(
+            n.name.clone(),
+            vec![std::net::IpAddr::V4(n.ip), std::net::IpAddr::V4(cni0)],
+        );
+        p.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
         p.masquerade_enabled = false;
         n.proxy = Some(p);
     }

@@ -41,9 +41,9 @@ fn pod_cidr(i: usize) -> Ipv4Net {
 
 fn service(s: usize) -> Service {
     Service {
-        cluster_ip: Some(Ipv4Addr::from(
-            u32::from(Ipv4Addr::new(10, 96, 0, 10)) + s as u32,
-        )),
+        cluster_ips: vec![
+            Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 10)) + s as u32).into(),
+        ],
         ports: vec![ServicePort::tcp(80, 80, Some(30000 + s as u16))],
         ..Service::new("default", format!("svc-{s}"), ServiceType::NodePort)
     }
@@ -70,11 +70,12 @@ fn cluster(
             pods.push(PodDesc {
                 name: format!("svc-{s}-{r}"),
                 ip,
+                ipv6: None,
                 node: format!("node-{n}"),
                 apps: Vec::new(),
             });
             endpoints.push(Endpoint {
-                ip,
+                ip: std::net::IpAddr::V4(ip),
                 node_name: Some(format!("node-{n}")),
                 ready: true,
                 serving: true,
@@ -82,6 +83,7 @@ fn cluster(
             });
         }
         slices.push(EndpointSlice {
+            address_type: Default::default(),
             service: ServiceRef::new("default", format!("svc-{s}")),
             ports: vec![EndpointPort {
                 name: String::new(),
@@ -99,6 +101,7 @@ fn cluster(
         clients: vec![ClientDesc {
             name: "browser".into(),
             ip: "203.0.113.11".parse().expect("literal"),
+            ipv6: None,
             attach: Attachment::External {
                 can_reach: (0..nodes).map(|i| format!("node-{i}")).collect(),
             },

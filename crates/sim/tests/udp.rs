@@ -13,6 +13,7 @@ fn world() -> World {
     let pod = PodDesc {
         name: "netexec-1".into(),
         ip: ip("10.244.1.16"),
+        ipv6: None,
         node: "node1".into(),
         apps: vec![netexec(8080, 8081)],
     };
@@ -30,7 +31,9 @@ fn opts(payload: &str, source_port: Option<u16>) -> UdpOpts {
 #[test]
 fn answer_from_a_fixed_source_port() {
     let mut w = world();
-    let dst = "10.244.1.16:8081".parse().unwrap();
+    let dst = "10.244.1.16:8081"
+        .parse::<std::net::SocketAddrV4>()
+        .unwrap();
     let id = w
         .start_udp("tester", dst, opts("clientip", Some(40000)))
         .unwrap();
@@ -65,7 +68,9 @@ fn closed_port_is_refused_at_once() {
     let id = w
         .start_udp(
             "tester",
-            "10.244.1.16:9999".parse().unwrap(),
+            "10.244.1.16:9999"
+                .parse::<std::net::SocketAddrV4>()
+                .unwrap(),
             opts("x", None),
         )
         .unwrap();
@@ -86,7 +91,9 @@ fn no_answer_is_a_timeout_after_the_wait() {
     let id = w
         .start_udp(
             "tester",
-            "10.244.1.16:8081".parse().unwrap(),
+            "10.244.1.16:8081"
+                .parse::<std::net::SocketAddrV4>()
+                .unwrap(),
             opts("what", None),
         )
         .unwrap();
@@ -98,7 +105,9 @@ fn no_answer_is_a_timeout_after_the_wait() {
     let id = w
         .start_udp(
             "tester",
-            "10.244.1.16:8081".parse().unwrap(),
+            "10.244.1.16:8081"
+                .parse::<std::net::SocketAddrV4>()
+                .unwrap(),
             opts("hostname", None),
         )
         .unwrap();

@@ -36,6 +36,7 @@ fn spec() -> WorldSpec {
             ClientDesc {
                 name: "browser".into(),
                 ip: ip("203.0.113.11"),
+                ipv6: None,
                 attach: Attachment::External {
                     can_reach: vec!["master".into(), "node1".into()],
                 },
@@ -43,6 +44,7 @@ fn spec() -> WorldSpec {
             ClientDesc {
                 name: "tester".into(),
                 ip: ip("10.244.1.50"),
+                ipv6: None,
                 attach: Attachment::Pod {
                     node: "node1".into(),
                 },
@@ -51,6 +53,7 @@ fn spec() -> WorldSpec {
         pods: vec![PodDesc {
             name: "web".into(),
             ip: ip("10.244.1.16"),
+            ipv6: None,
             node: "node1".into(),
             apps: Vec::new(),
         }],
@@ -61,7 +64,7 @@ fn spec() -> WorldSpec {
 
 fn service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> Service {
     Service {
-        cluster_ip: Some(ip("10.96.0.20")),
+        cluster_ips: vec![ip("10.96.0.20").into()],
         ports: vec![ServicePort::tcp(80, 80, Some(30080))],
         external_traffic_policy: etp,
         health_check_node_port: hc,
@@ -71,6 +74,7 @@ fn service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> Service {
 
 fn slice(eps: &[(&str, &str)]) -> EndpointSlice {
     EndpointSlice {
+        address_type: Default::default(),
         service: ServiceRef::new("default", "web"),
         ports: vec![EndpointPort {
             name: String::new(),
@@ -80,7 +84,7 @@ fn slice(eps: &[(&str, &str)]) -> EndpointSlice {
         endpoints: eps
             .iter()
             .map(|(a, n)| Endpoint {
-                ip: ip(a),
+                ip: std::net::IpAddr::V4(ip(a)),
                 node_name: Some(n.to_string()),
                 ready: true,
                 serving: true,
@@ -99,14 +103,22 @@ fn world(s: WorldSpec, svc: Service, eps: &[(&str, &str)]) -> World {
 
 /// A plain GET of `/` from `client` to `dst`, run to completion.
 fn request(w: &mut World, client: &str, dst: &str) -> RequestOutcome {
-    w.request(client, dst.parse().unwrap(), RequestOpts::default())
-        .unwrap()
+    w.request(
+        client,
+        dst.parse::<std::net::SocketAddrV4>().unwrap(),
+        RequestOpts::default(),
+    )
+    .unwrap()
 }
 
 /// A plain GET of `/` from `client` to `dst`, started only.
 fn start(w: &mut World, client: &str, dst: &str) -> RequestId {
-    w.start_request(client, dst.parse().unwrap(), RequestOpts::default())
-        .unwrap()
+    w.start_request(
+        client,
+        dst.parse::<std::net::SocketAddrV4>().unwrap(),
+        RequestOpts::default(),
+    )
+    .unwrap()
 }
 
 /// A load balancer `name` at `addr` in front of `nodes`, no extra ports.
@@ -148,7 +160,7 @@ fn closed_port_on_a_pod_is_refused_by_rst() {
     let out = w
         .request(
             "tester",
-            "10.244.1.16:80".parse().unwrap(),
+            "10.244.1.16:80".parse::<std::net::SocketAddrV4>().unwrap(),
             RequestOpts {
                 path: "/nope".into(),
                 ..RequestOpts::default()
@@ -172,7 +184,7 @@ fn node_health_servers_answer() {
     let get = |w: &mut World, dst: &str, path: &str| {
         w.request(
             "browser",
-            dst.parse().unwrap(),
+            dst.parse::<std::net::SocketAddrV4>().unwrap(),
             RequestOpts {
                 path: path.into(),
                 ..RequestOpts::default()
@@ -205,7 +217,7 @@ fn max_time_and_connect_timeout() {
     let out = w
         .request(
             "tester",
-            "10.244.1.99:80".parse().unwrap(),
+            "10.244.1.99:80".parse::<std::net::SocketAddrV4>().unwrap(),
             RequestOpts {
                 max_time: Some(Duration::from_secs(3)),
                 ..RequestOpts::default()
@@ -233,7 +245,9 @@ fn external_port_stands_in_for_a_pod() {
     let id = w
         .start_request(
             "browser",
-            "10.151.30.12:30080".parse().unwrap(),
+            "10.151.30.12:30080"
+                .parse::<std::net::SocketAddrV4>()
+                .unwrap(),
             RequestOpts {
                 connect_timeout: Some(Duration::from_secs(2)),
                 ..RequestOpts::default()
@@ -252,10 +266,14 @@ fn external_port_stands_in_for_a_pod() {
     let seq = etherparse::TcpSlice::from_slice(ip_slice.payload().payload)
         .unwrap()
         .sequence_number();
-    let b = etherparse::PacketBuilder::ipv4(syn.tuple.dst.octets(), syn.tuple.src.octets(), 64)
-        .tcp(syn.tuple.dport, syn.tuple.sport, 0, 0)
-        .rst()
-        .ack(seq.wrapping_add(1));
+    let b = etherparse::PacketBuilder::ipv4(
+        wire::v4(syn.tuple.dst).octets(),
+        wire::v4(syn.tuple.src).octets(),
+        64,
+    )
+    .tcp(syn.tuple.dport, syn.tuple.sport, 0, 0)
+    .rst()
+    .ack(seq.wrapping_add(1));
     let mut rst = Vec::new();
     b.write(&mut rst, &[]).unwrap();
     handle.inject(rst);
@@ -344,6 +362,7 @@ fn pod_to_cluster_ip_keeps_the_pod_ip_on_remote_and_local_endpoints() {
     s.clients.push(ClientDesc {
         name: "remote-tester".into(),
         ip: ip("10.244.0.50"),
+        ipv6: None,
         attach: Attachment::Pod {
             node: "master".into(),
         },
@@ -402,6 +421,7 @@ fn lb_frontend_inside_a_client_network_is_reachable() {
     s.clients.push(ClientDesc {
         name: "neighbour".into(),
         ip: ip("198.51.100.7"),
+        ipv6: None,
         attach: Attachment::External { can_reach: vec![] },
     });
     s.load_balancer = Some(lb("nlb", "198.51.100.10", &["node1"]));
@@ -463,7 +483,7 @@ fn health_check_node_port_answer_is_exactly_kube_proxys() {
         let out = w
             .request(
                 "browser",
-                dst.parse().unwrap(),
+                dst.parse::<std::net::SocketAddrV4>().unwrap(),
                 RequestOpts {
                     path: path.into(),
                     ..RequestOpts::default()
@@ -506,6 +526,7 @@ fn lb_world(initially_healthy: bool, weighted: bool) -> World {
     s.pods.push(PodDesc {
         name: "web2".into(),
         ip: ip("10.244.1.17"),
+        ipv6: None,
         node: "node1".into(),
         apps: Vec::new(),
     });
@@ -561,7 +582,9 @@ fn lb_health_checks_probe_over_the_fabric_and_flip_targets() {
         let out = w
             .request(
                 "browser",
-                "198.51.100.10:80".parse().unwrap(),
+                "198.51.100.10:80"
+                    .parse::<std::net::SocketAddrV4>()
+                    .unwrap(),
                 RequestOpts {
                     connect_timeout: Some(Duration::from_secs(1)),
                     ..RequestOpts::default()

@@ -121,10 +121,9 @@ pub fn complete_ingress(h: &VnetHdr, pkt: &mut [u8]) -> Result<(), IngressError>
     // The field holds the pseudo-header sum; the sum over [start, end) including it is the
     // complete one (skb_checksum_help).
     let mut c = !ones_sum(&pkt[start..]);
-    // The L4 protocol: IPv4's protocol byte, or IPv6's next header (no extension headers
-    // in what a kernel hands a TUN with NEEDS_CSUM at csum_start 40).
-    let proto = if pkt[0] >> 4 == 6 { pkt.get(6) } else { pkt.get(9) };
-    if c == 0 && proto == Some(&wire::proto::PROTO_UDP) {
+    // The L4 protocol: IPv4's protocol field, IPv6's next header.
+    let proto = if pkt[0] >> 4 == 6 { pkt[6] } else { pkt[9] };
+    if c == 0 && proto == wire::proto::PROTO_UDP {
         c = 0xffff; // RFC 768: a computed zero is sent as all ones
     }
     pkt[field..field + 2].copy_from_slice(&c.to_be_bytes());

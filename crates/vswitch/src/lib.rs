@@ -38,6 +38,8 @@ pub mod tracer;
 #[cfg(feature = "tun")]
 pub mod tun;
 #[cfg(feature = "tun")]
+pub mod tun6;
+#[cfg(feature = "tun")]
 pub(crate) mod tuntx;
 
 pub use impair::{Impair, ImpairConfig};

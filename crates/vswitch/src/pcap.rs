@@ -1,8 +1,9 @@
 //! [`Pcap`]: a [`Port`] wrapper writing every datagram crossing the link to a pcap file
 //! (smoltcp `phy::PcapWriter` style), and the [`PcapSink`] it writes to.
 //!
-//! Files are classic pcap with `LINKTYPE_RAW` (101): each record is the raw IPv4 datagram,
-//! exactly as the fabric carries it (no L2 header), so `tcpdump -nn -r FILE` and Wireshark
+//! Files are classic pcap with `LINKTYPE_RAW` (101): each record is the raw IP datagram,
+//! IPv4 or IPv6 (readers tell them apart by the version nibble), exactly as the fabric
+//! carries it (no L2 header), so `tcpdump -nn -r FILE` and Wireshark
 //! read them directly. Timestamps are `base + now` where `now` is the caller's (virtual)
 //! clock and `base` an epoch offset chosen by the caller (the world uses its wall clock's
 //! base, so pcap times match the nginx access log). The wrapper reads no clock itself.
@@ -177,6 +178,7 @@ mod tests {
     use crate::packet::tcp_packet;
     use crate::MemPort;
     use pcap_file::pcap::PcapReader;
+    use std::net::SocketAddrV4;
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -198,8 +200,8 @@ mod tests {
         let (port, handle) = MemPort::new("browser");
         let mut p = Pcap::new(port, sink.clone());
         let syn = tcp_packet(
-            "203.0.113.11:40312".parse().unwrap(),
-            "10.151.30.11:32761".parse().unwrap(),
+            "203.0.113.11:40312".parse::<SocketAddrV4>().unwrap(),
+            "10.151.30.11:32761".parse::<SocketAddrV4>().unwrap(),
             64,
             "S",
             b"",
@@ -217,6 +219,45 @@ mod tests {
         assert_eq!(a.data.as_ref(), &syn[..]);
         let b = r.next_packet().unwrap().unwrap();
         assert_eq!(b.timestamp, base + Duration::from_millis(7));
+        assert!(r.next_packet().is_none());
+    }
+
+    /// LINKTYPE_RAW carries both families (issue 10): an IPv6 datagram is recorded byte
+    /// for byte, next to an IPv4 one, in the same file.
+    #[test]
+    fn ipv6_records_round_trip_next_to_ipv4() {
+        let buf = Shared::default();
+        let sink = PcapSink::new(buf.clone(), Duration::ZERO).unwrap();
+        let v6 = tcp_packet(
+            "[fd00:203:0:113::11]:40312"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+            "[fd00:10:151::11]:32761"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+            64,
+            "S",
+            b"",
+        );
+        assert_eq!(v6[0] >> 4, 6, "an IPv6 datagram");
+        let v4 = tcp_packet(
+            "203.0.113.11:40312".parse::<SocketAddrV4>().unwrap(),
+            "10.151.30.11:32761".parse::<SocketAddrV4>().unwrap(),
+            64,
+            "S",
+            b"",
+        );
+        sink.record(Duration::from_millis(1), &v6);
+        sink.record(Duration::from_millis(2), &v4);
+        sink.finish().unwrap();
+        let bytes = buf.0.lock().unwrap().clone();
+        let mut r = PcapReader::new(&bytes[..]).unwrap();
+        assert_eq!(r.header().datalink, DataLink::RAW);
+        let a = r.next_packet().unwrap().unwrap();
+        assert_eq!(a.data.as_ref(), &v6[..]);
+        assert_eq!(a.orig_len as usize, v6.len());
+        let b = r.next_packet().unwrap().unwrap();
+        assert_eq!(b.data.as_ref(), &v4[..]);
         assert!(r.next_packet().is_none());
     }
 

@@ -1,9 +1,11 @@
 //! The router joining the node network and the client networks ("the internet").
 //!
-//! Owns: longest-prefix forwarding between its interfaces, TTL decrement / ICMP time
+//! Owns: longest-prefix forwarding between its interfaces (IPv4 and IPv6: an interface may
+//! carry IPv6 prefixes besides its IPv4 one), TTL / hop-limit decrement and ICMP(v6) time
 //! exceeded, client reachability (a client may reach only the addresses it is allowed to —
 //! everything else is dropped silently, as if unroutable) and the external
-//! [`LoadBalancer`]s whose frontends live on it. It does not know what a node or a pod is.
+//! [`LoadBalancer`]s whose frontends live on it (IPv4 frontends only). It does not know what
+//! a node or a pod is.
 //!
 //! Sans-IO: [`Router::receive`] takes `(now, ingress interface, datagram, rng)` and returns
 //! the datagrams to transmit with their egress interface and next hop.
@@ -11,11 +13,11 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use fnv::FnvHashMap;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::{Rng, RngCore};
 
 use crate::packet::{self, FlowTuple, Summary};
@@ -35,13 +37,29 @@ pub struct RouterIface {
     pub name: String,
     pub addr: Ipv4Addr,
     pub net: Ipv4Net,
+    /// IPv6 addresses and their prefixes on this interface (none: IPv4 only).
+    pub v6: Vec<(Ipv6Addr, Ipv6Net)>,
     pub kind: IfaceKind,
+}
+
+impl RouterIface {
+    /// The interface's first IPv6 address (the source of its ICMPv6 errors).
+    pub fn addr6(&self) -> Option<Ipv6Addr> {
+        self.v6.first().map(|(a, _)| *a)
+    }
+    /// Is `a` one of this interface's addresses?
+    fn owns(&self, a: IpAddr) -> bool {
+        match a {
+            IpAddr::V4(a) => a == self.addr,
+            IpAddr::V6(a) => self.v6.iter().any(|(x, _)| *x == a),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Route {
-    dest: Ipv4Net,
-    via: Option<Ipv4Addr>,
+    dest: IpNet,
+    via: Option<IpAddr>,
     iface: usize,
 }
 
@@ -49,7 +67,7 @@ struct Route {
 #[derive(Debug, Clone)]
 pub struct RouterOutput {
     pub iface: usize,
-    pub next_hop: Ipv4Addr,
+    pub next_hop: IpAddr,
     pub pkt: Vec<u8>,
 }
 
@@ -233,7 +251,7 @@ pub struct Router {
     /// Longest-prefix index over `routes`.
     route_index: PrefixIndex,
     /// client address → addresses it may reach (LB frontends are always reachable).
-    reach: FnvHashMap<Ipv4Addr, BTreeSet<Ipv4Addr>>,
+    reach: FnvHashMap<IpAddr, BTreeSet<IpAddr>>,
     lbs: Vec<LoadBalancer>,
     events: Vec<RouterEvent>,
     pub counters: RouterCounters,
@@ -271,24 +289,41 @@ impl Router {
             name: name.into(),
             addr,
             net: net.trunc(),
+            v6: Vec::new(),
             kind,
         });
         let i = self.ifaces.len() - 1;
         self.push_route(Route {
-            dest: net.trunc(),
+            dest: net.trunc().into(),
             via: None,
             iface: i,
         });
         i
     }
+    /// Give interface `iface` the IPv6 address `addr` on `net` too (a connected route is
+    /// added). No-op for an unknown interface or an address it already has.
+    pub fn add_iface_v6(&mut self, iface: usize, addr: Ipv6Addr, net: Ipv6Net) {
+        let Some(i) = self.ifaces.get_mut(iface) else {
+            return;
+        };
+        if i.v6.iter().any(|(a, _)| *a == addr) {
+            return;
+        }
+        i.v6.push((addr, net.trunc()));
+        self.push_route(Route {
+            dest: net.trunc().into(),
+            via: None,
+            iface,
+        });
+    }
     pub fn ifaces(&self) -> &[RouterIface] {
         &self.ifaces
     }
     /// A static route `dest via gateway` out of `iface`.
-    pub fn add_route(&mut self, dest: Ipv4Net, via: Ipv4Addr, iface: usize) {
+    pub fn add_route(&mut self, dest: impl Into<IpNet>, via: impl Into<IpAddr>, iface: usize) {
         self.push_route(Route {
-            dest: dest.trunc(),
-            via: Some(via),
+            dest: dest.into().trunc(),
+            via: Some(via.into()),
             iface,
         });
     }
@@ -297,8 +332,11 @@ impl Router {
         self.routes.push(r);
     }
     /// Allow `client` to reach `dst`. A client with no entry reaches nothing but LB frontends.
-    pub fn allow(&mut self, client: Ipv4Addr, dst: Ipv4Addr) {
-        self.reach.entry(client).or_default().insert(dst);
+    pub fn allow(&mut self, client: impl Into<IpAddr>, dst: impl Into<IpAddr>) {
+        self.reach
+            .entry(client.into())
+            .or_default()
+            .insert(dst.into());
     }
     pub fn add_load_balancer(&mut self, lb: LoadBalancer) {
         self.lbs.push(lb);
@@ -315,7 +353,8 @@ impl Router {
     }
 
     /// Longest-prefix match: (egress iface, next hop).
-    pub fn lookup(&self, dst: Ipv4Addr) -> Option<(usize, Ipv4Addr)> {
+    pub fn lookup(&self, dst: impl Into<IpAddr>) -> Option<(usize, IpAddr)> {
+        let dst = dst.into();
         let r = &self.routes[self.route_index.lookup(dst)?];
         Some((r.iface, r.via.unwrap_or(dst)))
     }
@@ -381,7 +420,7 @@ impl Router {
                     orig.proto == q.proto
                         && orig.src == q.src
                         && orig.sport == q.sport
-                        && f.target == q.dst_addr()
+                        && SocketAddr::V4(f.target) == q.dst_addr()
                 });
                 if let Some((orig, _)) = hit {
                     let front = SocketAddrV4::new(lb.frontend, orig.dport);
@@ -433,7 +472,7 @@ impl Router {
                     );
                     let reply = FlowTuple {
                         proto: t.proto,
-                        src: target.ip,
+                        src: std::net::IpAddr::V4(target.ip),
                         sport: l.node_port,
                         dst: t.src,
                         dport: t.sport,
@@ -441,7 +480,7 @@ impl Router {
                     lb.replies.insert(reply, t);
                     to
                 };
-                return match packet::rewrite_in_place(pkt, None, Some(target)) {
+                return match packet::rewrite_in_place(pkt, None, Some(target.into())) {
                     Ok(()) => LbAction::Translated(
                         std::mem::take(pkt),
                         text(&|| format!("LB {} DNAT {} → {}", lb.name, t.dst_addr(), target)),
@@ -455,7 +494,7 @@ impl Router {
                     f.last_seen = now;
                 }
                 let from = SocketAddrV4::new(lb.frontend, orig.dport);
-                return match packet::rewrite_in_place(pkt, Some(from), None) {
+                return match packet::rewrite_in_place(pkt, Some(from.into()), None) {
                     Ok(()) => LbAction::Translated(
                         std::mem::take(pkt),
                         text(&|| format!("LB {} un-DNAT {} → {}", lb.name, t.src_addr(), from)),
@@ -495,7 +534,11 @@ impl Router {
                 return Vec::new();
             }
         };
-        let Some((in_kind, in_addr)) = self.ifaces.get(in_iface).map(|i| (i.kind, i.addr)) else {
+        let Some((in_kind, in_addr, in_addr6)) = self
+            .ifaces
+            .get(in_iface)
+            .map(|i| (i.kind, i.addr, i.addr6()))
+        else {
             self.counters.malformed += 1;
             return Vec::new();
         };
@@ -514,7 +557,7 @@ impl Router {
                 return Vec::new();
             }
         }
-        if self.ifaces.iter().any(|i| i.addr == s.tuple.dst) {
+        if self.ifaces.iter().any(|i| i.owns(s.tuple.dst)) {
             self.counters.to_router += 1;
             self.note_drop(now, in_iface, Some(&s), &pkt, "addressed to the router");
             return Vec::new();
@@ -544,7 +587,7 @@ impl Router {
             Ok(None) => {
                 self.counters.ttl_exceeded += 1;
                 let mut outs = Vec::new();
-                if let Ok(icmp) = packet::time_exceeded(in_addr, &pkt) {
+                if let Ok(icmp) = packet::time_exceeded(in_addr, in_addr6, &pkt) {
                     if let Some((o, nh)) = self.lookup(s.tuple.src) {
                         outs.push(RouterOutput {
                             iface: o,
@@ -628,7 +671,7 @@ mod tests {
         let out = r.receive(Duration::ZERO, 1, &ok, &mut rng);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].iface, 0);
-        assert_eq!(out[0].next_hop, ip("10.151.30.11"));
+        assert_eq!(out[0].next_hop, IpAddr::V4(ip("10.151.30.11")));
         assert_eq!(summarize(&out[0].pkt).unwrap().ttl, 63);
         let no = tcp_packet(
             sa("203.0.113.11:40000"),
@@ -667,11 +710,20 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let mut r = router();
-        r.add_route("10.244.0.0/16".parse().unwrap(), ip("10.151.30.11"), 0);
-        r.add_route("10.244.2.0/24".parse().unwrap(), ip("10.151.30.13"), 0);
-        assert_eq!(r.lookup(ip("10.244.2.9")), Some((0, ip("10.151.30.13"))));
-        assert_eq!(r.lookup(ip("10.244.3.9")), Some((0, ip("10.151.30.11"))));
-        assert_eq!(r.lookup(ip("10.151.30.14")), Some((0, ip("10.151.30.14"))));
+        r.add_route(
+            "10.244.0.0/16".parse::<Ipv4Net>().unwrap(),
+            ip("10.151.30.11"),
+            0,
+        );
+        r.add_route(
+            "10.244.2.0/24".parse::<Ipv4Net>().unwrap(),
+            ip("10.151.30.13"),
+            0,
+        );
+        let v4 = |s: &str| IpAddr::V4(ip(s));
+        assert_eq!(r.lookup(ip("10.244.2.9")), Some((0, v4("10.151.30.13"))));
+        assert_eq!(r.lookup(ip("10.244.3.9")), Some((0, v4("10.151.30.11"))));
+        assert_eq!(r.lookup(ip("10.151.30.14")), Some((0, v4("10.151.30.14"))));
     }
 
     #[test]
@@ -693,6 +745,76 @@ mod tests {
         assert_eq!(s.tuple.dst, ip("203.0.113.11"));
         assert_eq!(out[0].iface, 1);
         assert_eq!(r.counters.ttl_exceeded, 1);
+    }
+
+    /// IPv6 next to IPv4: connected IPv6 prefixes, static IPv6 routes, reachability by IPv6
+    /// address, hop-limit decrement and ICMPv6 time exceeded from the ingress interface.
+    #[test]
+    fn ipv6_forwarding_and_reachability() {
+        let mut r = router();
+        let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let s6 = |s: &str| s.parse::<SocketAddr>().unwrap();
+        r.add_iface_v6(0, a6("fd00:151:30::1"), "fd00:151:30::/64".parse().unwrap());
+        r.add_iface_v6(1, a6("2001:db8::1"), "2001:db8::/64".parse().unwrap());
+        r.add_route(
+            "fd00:10:244:1::/64".parse::<Ipv6Net>().unwrap(),
+            a6("fd00:151:30::12"),
+            0,
+        );
+        r.allow(a6("2001:db8::11"), a6("fd00:151:30::11"));
+        assert_eq!(
+            r.lookup(a6("fd00:10:244:1::5")),
+            Some((0, IpAddr::V6(a6("fd00:151:30::12"))))
+        );
+        assert_eq!(r.lookup(a6("2001:db9::1")), None);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let syn = tcp_packet(
+            s6("[2001:db8::11]:40000"),
+            s6("[fd00:151:30::11]:32761"),
+            64,
+            "S",
+            b"",
+        );
+        let out = r.receive(Duration::ZERO, 1, &syn, &mut rng);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].next_hop, IpAddr::V6(a6("fd00:151:30::11")));
+        assert_eq!(summarize(&out[0].pkt).unwrap().ttl, 63);
+        // Not allowed: another node's IPv6 address.
+        let no = tcp_packet(
+            s6("[2001:db8::11]:40000"),
+            s6("[fd00:151:30::12]:32761"),
+            64,
+            "S",
+            b"",
+        );
+        assert!(r.receive(Duration::ZERO, 1, &no, &mut rng).is_empty());
+        assert_eq!(r.counters.filtered, 1);
+        // Addressed to the router's IPv6 address.
+        let me = tcp_packet(
+            s6("[fd00:151:30::11]:1"),
+            s6("[fd00:151:30::1]:2"),
+            64,
+            "S",
+            b"",
+        );
+        assert!(r.receive(Duration::ZERO, 0, &me, &mut rng).is_empty());
+        assert_eq!(r.counters.to_router, 1);
+        // Hop limit 1: ICMPv6 time exceeded back to the client from 2001:db8::1.
+        let last = tcp_packet(
+            s6("[2001:db8::11]:40000"),
+            s6("[fd00:151:30::11]:32761"),
+            1,
+            "S",
+            b"",
+        );
+        let out = r.receive(Duration::ZERO, 1, &last, &mut rng);
+        assert_eq!(out.len(), 1);
+        let s = summarize(&out[0].pkt).unwrap();
+        assert_eq!(s.icmp, Some((3, 0)));
+        assert_eq!(s.tuple.src, IpAddr::V6(a6("2001:db8::1")));
+        assert_eq!(s.tuple.dst, IpAddr::V6(a6("2001:db8::11")));
+        assert_eq!(s.inner.unwrap().dport, 32761);
+        assert_eq!(out[0].iface, 1);
     }
 
     #[test]
@@ -734,7 +856,7 @@ mod tests {
             assert_eq!(summarize(&again[0].pkt).unwrap().tuple.dst, s.tuple.dst);
             // reply is un-DNATed
             let reply = tcp_packet(
-                SocketAddrV4::new(s.tuple.dst, 32761),
+                SocketAddrV4::new(wire::v4(s.tuple.dst), 32761),
                 SocketAddrV4::new(ip("203.0.113.50"), 30000 + port),
                 64,
                 "SA",
@@ -743,10 +865,10 @@ mod tests {
             let back = r.receive(Duration::ZERO, 0, &reply, &mut rng);
             assert_eq!(
                 summarize(&back[0].pkt).unwrap().tuple.src_addr(),
-                sa("198.51.100.100:80")
+                std::net::SocketAddr::V4(sa("198.51.100.100:80"))
             );
         }
-        let a = per[&ip("10.151.30.12")];
+        let a = per[&ip("10.151.30.12").into()];
         assert!((430..=570).contains(&a), "split {a}/1000");
         // weights / health hook
         let lb = r.load_balancer_mut("lb").unwrap();

@@ -152,6 +152,7 @@ mod tests {
     use super::*;
     use crate::packet::tcp_packet;
     use crate::MemPort;
+    use std::net::SocketAddrV4;
 
     #[test]
     fn records_both_directions() {
@@ -159,8 +160,8 @@ mod tests {
         let (port, handle) = MemPort::new("browser");
         let mut t = Tracer::new(port, sink.clone());
         let p = tcp_packet(
-            "203.0.113.11:40312".parse().unwrap(),
-            "10.151.30.11:32761".parse().unwrap(),
+            "203.0.113.11:40312".parse::<SocketAddrV4>().unwrap(),
+            "10.151.30.11:32761".parse::<SocketAddrV4>().unwrap(),
             64,
             "S",
             b"",

@@ -37,7 +37,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::time::Duration;
 
@@ -103,6 +103,9 @@ pub struct TunConfig {
     /// With offloads: keep partial checksums partial through the fabric (default `true`;
     /// `false` completes them on read, the behaviour before [`wire::partial`]).
     pub keep_partial: bool,
+    /// IPv6 on this link too (default `None`: the device has no IPv6 at all). See
+    /// [`crate::tun6`].
+    pub ipv6: Option<crate::tun6::Ipv6Setup>,
 }
 
 impl TunConfig {
@@ -120,7 +123,17 @@ impl TunConfig {
             offload: true,
             tx_thread: false,
             keep_partial: true,
+            ipv6: None,
         }
+    }
+    /// Adds an IPv6 address (and a default route via `gateway`) to the link.
+    pub fn ipv6(mut self, address: Ipv6Addr, prefix_len: u8, gateway: Option<Ipv6Addr>) -> Self {
+        self.ipv6 = Some(crate::tun6::Ipv6Setup {
+            address,
+            prefix_len,
+            gateway,
+        });
+        self
     }
     /// Routes writes through the TX thread (or not).
     pub fn tx_thread(mut self, on: bool) -> Self {
@@ -180,7 +193,7 @@ pub struct TunStats {
     pub rx_packets: u64,
     /// Bytes of those packets.
     pub rx_bytes: u64,
-    /// Packets read but dropped because they were not IPv4 (version nibble != 4).
+    /// Packets read but dropped because they were neither IPv4 nor IPv6 (version nibble).
     pub rx_dropped_not_ipv4: u64,
     /// Packets read but dropped because the IPv4 header was malformed or truncated.
     pub rx_dropped_malformed: u64,
@@ -228,7 +241,9 @@ pub struct TunPort {
 
 /// Offload sets tried in order with `TUNSETOFFLOAD` (first the kernel accepts wins).
 const OFFLOAD_SETS: [libc::c_uint; 2] = [
-    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN,
+    // No TUN_F_TSO6: the fabric carries TCPV4 superpackets only (gso.rs); the kernel cuts
+    // IPv6 TCP into MTU-sized segments before the TUN.
+    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO_ECN,
     libc::TUN_F_CSUM,
 ];
 
@@ -536,9 +551,19 @@ enum Invalid {
     Malformed,
 }
 
-/// Validates an IPv4 header; returns the datagram length (the IPv4 total length).
+/// Validates an IPv4 or IPv6 header; returns the datagram length (the IPv4 total length;
+/// IPv6: the 40-byte header + payload length).
 fn check_ipv4(pkt: &[u8]) -> Result<usize, Invalid> {
     let first = *pkt.first().ok_or(Invalid::Malformed)?;
+    if first >> 4 == 6 {
+        let payload = pkt.get(4..6).ok_or(Invalid::Malformed)?;
+        let total = 40 + usize::from(u16::from_be_bytes([payload[0], payload[1]]));
+        return if total > pkt.len() {
+            Err(Invalid::Malformed)
+        } else {
+            Ok(total)
+        };
+    }
     if first >> 4 != 4 {
         return Err(Invalid::NotIpv4);
     }
@@ -674,6 +699,12 @@ fn configure_inside(cfg: &TunConfig) -> Result<tun::Device, TunError> {
             cfg.ifname
         )))?;
     }
+    if let Some(v6) = &cfg.ipv6 {
+        crate::tun6::configure(&cfg.ifname, v6).map_err(step_err(format!(
+            "add {}/{} to {}",
+            v6.address, v6.prefix_len, cfg.ifname
+        )))?;
+    }
     Ok(dev)
 }
 
@@ -775,8 +806,18 @@ mod tests {
         // trailing bytes beyond total length are ignored
         p[2..4].copy_from_slice(&20u16.to_be_bytes());
         assert!(matches!(check_ipv4(&p), Ok(20)));
-        p[0] = 0x60;
+        p[0] = 0x50;
         assert!(matches!(check_ipv4(&p), Err(Invalid::NotIpv4)));
+        // IPv6: 40-byte header + payload length; trailing bytes ignored, truncation refused.
+        let mut v6 = [0u8; 48];
+        v6[0] = 0x60;
+        v6[5] = 8;
+        assert!(matches!(check_ipv4(&v6), Ok(48)));
+        v6[5] = 4;
+        assert!(matches!(check_ipv4(&v6), Ok(44)));
+        v6[5] = 9;
+        assert!(matches!(check_ipv4(&v6), Err(Invalid::Malformed)));
+        assert!(matches!(check_ipv4(&v6[..5]), Err(Invalid::Malformed)));
         p[0] = 0x44;
         assert!(matches!(check_ipv4(&p), Err(Invalid::Malformed)));
         p[0] = 0x45;

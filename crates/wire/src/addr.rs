@@ -1,6 +1,74 @@
-//! IPv4 network arithmetic the lab needs in several places, written once.
+//! IP families and the IPv4 network arithmetic the lab needs in several places, written once.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An IP family (`IPv4` / `IPv6` in Kubernetes' `ipFamilies` and EndpointSlice
+/// `addressType`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub enum IpFamily {
+    #[default]
+    #[serde(rename = "IPv4")]
+    V4,
+    #[serde(rename = "IPv6")]
+    V6,
+}
+
+impl IpFamily {
+    /// The family of `a`.
+    #[inline]
+    pub fn of(a: IpAddr) -> IpFamily {
+        if a.is_ipv6() {
+            IpFamily::V6
+        } else {
+            IpFamily::V4
+        }
+    }
+    /// Kubernetes' spelling: `IPv4` / `IPv6`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        }
+    }
+}
+
+impl std::fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The IPv4 address in `a`; an IPv6 address gives its IPv4-mapped part or 0.0.0.0. For code
+/// paths that only ever see IPv4 datagrams (their parse said so).
+#[inline]
+pub fn v4(a: IpAddr) -> Ipv4Addr {
+    match a {
+        IpAddr::V4(x) => x,
+        IpAddr::V6(x) => x.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// The IPv6 address in `a`; an IPv4 address gives its IPv4-mapped form. For code paths
+/// that only ever see IPv6 datagrams (their parse said so).
+#[inline]
+pub fn v6(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V6(x) => x,
+        IpAddr::V4(x) => x.to_ipv6_mapped(),
+    }
+}
 
 /// The network address of `addr/prefix_len` (10.244.1.7/24 → 10.244.1.0); a prefix length
 /// over 32 counts as 32.

@@ -6,6 +6,8 @@ pub fn csum_replace4(csum: u16, old: u32, new: u32) -> u16 {
     apply_delta(csum, delta32(0, old, new))
 }
 
+use std::net::IpAddr;
+
 /// RFC 1624 eqn. 3 for a 16-bit field change.
 #[inline]
 pub fn csum_replace2(csum: u16, old: u16, new: u16) -> u16 {
@@ -89,6 +91,51 @@ pub fn pseudo_sum(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16) -> u16 {
     s as u16
 }
 
+/// One's-complement sum (folded, not complemented) of the IPv6 upper-layer pseudo-header
+/// (RFC 8200 §8.1): source, destination, 32-bit upper-layer length and next header. Covered
+/// by TCP, UDP and (unlike ICMPv4) ICMPv6 checksums.
+pub fn pseudo_sum_v6(src: [u8; 16], dst: [u8; 16], proto: u8, l4_len: u32) -> u16 {
+    let mut s = delta_bytes(0, &[0; 16], &src);
+    s = delta_bytes(s, &[0; 16], &dst);
+    s += (l4_len >> 16) + (l4_len & 0xffff) + u32::from(proto);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
+/// The full checksum of an upper-layer packet `l4` (its checksum field zeroed by the
+/// caller) with the pseudo-header of its family: IPv6 always; IPv4 for TCP/UDP (pass
+/// `pseudo = false` for ICMPv4, whose checksum covers the message only).
+pub fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], pseudo: bool) -> u16 {
+    if !pseudo {
+        return checksum(l4);
+    }
+    let len = l4.len();
+    let ph = match (src, dst) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => pseudo_sum_v6(s.octets(), d.octets(), proto, len as u32),
+        _ => pseudo_sum(
+            crate::addr::v4(src).octets(),
+            crate::addr::v4(dst).octets(),
+            proto,
+            len as u16,
+        ),
+    };
+    let mut sum = u32::from(ph) + u32::from(ones_sum(l4));
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// Accumulate the change of a byte string `old → new` (an IPv6 address: eight 16-bit
+/// words, RFC 1624 applied word by word) into a one's-complement delta. Equal lengths; an
+/// odd tail byte is the high byte of a zero-padded word.
+pub fn delta_bytes(mut acc: u32, old: &[u8], new: &[u8]) -> u32 {
+    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
+        let w = |c: &[u8]| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]);
+        acc = delta16(acc, w(o), w(n));
+    }
+    acc
+}
+
 /// Accumulate a 16-bit field change `old → new` into a one's-complement delta.
 #[inline]
 pub fn delta16(acc: u32, old: u16, new: u16) -> u32 {
@@ -127,39 +174,67 @@ pub fn sctp_crc32c(sctp: &[u8]) -> u32 {
 }
 
 /// Check a datagram's checksums against a full recompute by etherparse (an independent
-/// implementation): the IPv4 header, and TCP or UDP (UDP checksum 0 means "none"). Names
-/// the first wrong one; SCTP's CRC32c is checked with [`sctp_crc32c`]. For tests and fuzz
-/// harnesses.
+/// implementation): the IPv4 header, and TCP or UDP (UDP checksum 0 means "none"); for
+/// IPv6 TCP, UDP and ICMPv6 with the IPv6 pseudo-header. Names the first wrong one;
+/// SCTP's CRC32c is checked with [`sctp_crc32c`]. For tests and fuzz harnesses.
 pub fn verify(pkt: &[u8]) -> Result<(), &'static str> {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     let s = SlicedPacket::from_ip(pkt).map_err(|_| "unparseable datagram")?;
-    let Some(NetSlice::Ipv4(ip)) = s.net else {
-        return Err("not IPv4");
+    let (proto, l4) = match &s.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header().to_header();
+            if h.header_checksum != h.calc_header_checksum() {
+                return Err("IPv4 header checksum");
+            }
+            (h.protocol.0, ip.payload().payload)
+        }
+        Some(NetSlice::Ipv6(ip)) => (ip.payload().ip_number.0, ip.payload().payload),
+        _ => return Err("not IP"),
     };
-    let h = ip.header().to_header();
-    if h.header_checksum != h.calc_header_checksum() {
-        return Err("IPv4 header checksum");
-    }
-    if h.protocol.0 == crate::proto::PROTO_SCTP {
-        let l4 = ip.payload().payload;
+    if proto == crate::proto::PROTO_SCTP {
         let ok = l4.len() >= 12 && l4[8..12] == sctp_crc32c(l4).to_le_bytes();
         return if ok { Ok(()) } else { Err("SCTP CRC32c") };
     }
-    let (got, want, what) = match s.transport {
-        Some(TransportSlice::Tcp(t)) => (
+    let (got, want, what) = match (&s.net, s.transport) {
+        (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(t))) => (
             t.checksum(),
-            t.to_header().calc_checksum_ipv4(&h, t.payload()),
+            t.to_header()
+                .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+                .ok(),
             "TCP checksum",
         ),
-        Some(TransportSlice::Udp(u)) if u.checksum() != 0 => (
+        (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(u))) if u.checksum() != 0 => (
             u.checksum(),
-            u.to_header().calc_checksum_ipv4(&h, u.payload()),
+            u.to_header()
+                .calc_checksum_ipv4(&ip.header().to_header(), u.payload())
+                .ok(),
             "UDP checksum",
         ),
+        (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Tcp(t))) => (
+            t.checksum(),
+            t.to_header()
+                .calc_checksum_ipv6(&ip.header().to_header(), t.payload())
+                .ok(),
+            "TCP checksum",
+        ),
+        (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Udp(u))) if u.checksum() != 0 => (
+            u.checksum(),
+            u.to_header()
+                .calc_checksum_ipv6(&ip.header().to_header(), u.payload())
+                .ok(),
+            "UDP checksum",
+        ),
+        (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Icmpv6(i))) => {
+            let h = ip.header();
+            let want = i
+                .icmp_type()
+                .calc_checksum(h.source(), h.destination(), i.payload());
+            (i.checksum(), want.ok(), "ICMPv6 checksum")
+        }
         _ => return Ok(()),
     };
     match want {
-        Ok(w) if w == got => Ok(()),
+        Some(w) if w == got => Ok(()),
         _ => Err(what),
     }
 }

@@ -9,15 +9,19 @@ pub enum PacketError {
     Truncated,
     #[error("not an IPv4 packet")]
     NotIpv4,
+    #[error("not an IP packet (version {0})")]
+    NotIp(u8),
     #[error("bad IPv4 header length")]
     BadHeaderLength,
-    #[error("IPv4 total length {total} does not match the {len} bytes received")]
+    #[error("IP total length {total} does not match the {len} bytes received")]
     LengthMismatch { total: usize, len: usize },
-    #[error("IPv4 fragment (not reassembled)")]
+    #[error("IP fragment (not reassembled)")]
     Fragment,
+    #[error("unsupported IPv6 extension header {0}")]
+    UnsupportedExtension(u8),
     #[error("unsupported IP protocol {0}")]
     UnsupportedProtocol(u8),
-    #[error("unsupported ICMP type {0}")]
+    #[error("unsupported ICMP/ICMPv6 type {0}")]
     UnsupportedIcmp(u8),
     #[error("malformed {0} header")]
     BadTransportHeader(&'static str),

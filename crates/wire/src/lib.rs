@@ -1,4 +1,4 @@
-//! # wire — the lab's one IPv4 packet layer
+//! # wire — the lab's one packet layer, IPv4 and IPv6
 //!
 //! Shared by the engine (`nodeport`: conntrack, DNAT/SNAT) and the fabric (`vswitch`: router,
 //! load balancer, tracer), in the spirit of smoltcp's `wire` module: it knows the bytes and
@@ -13,7 +13,9 @@
 //! - [`nat`]: in-place rewrite of a datagram's tuple ([`rewrite`]) and of an ICMP error with
 //!   its quoted datagram ([`rewrite_icmp_error`]), checksums fixed incrementally.
 //! - [`addr`]: network arithmetic ([`first_host`] of a network).
-//! - [`icmp`]: building ICMP errors that quote a datagram (REJECT, TTL exceeded, …).
+//! - [`icmp`]: building ICMP / ICMPv6 errors that quote a datagram (REJECT, TTL exceeded,
+//!   packet too big, …).
+//! - [`hop`]: decrementing the TTL / hop limit.
 //!
 //! Never panics on any input: every parse path checks lengths, every rewrite takes a
 //! [`Parsed`] of the very buffer it edits.
@@ -21,6 +23,7 @@
 pub mod addr;
 pub mod checksum;
 pub mod error;
+pub mod hop;
 pub mod icmp;
 pub mod nat;
 pub mod parse;
@@ -28,9 +31,11 @@ pub mod partial;
 pub mod proto;
 pub mod tuple;
 
-pub use addr::first_host;
+pub use addr::{first_host, v4, v6, IpFamily};
 pub use error::PacketError;
 pub use nat::{rewrite, rewrite_icmp_error};
 pub use parse::{l4_ports, parse, L4Kind, Parsed};
-pub use proto::{sctp_chunk, tcp_flags, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+pub use proto::{
+    sctp_chunk, tcp_flags, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
+};
 pub use tuple::Tuple;

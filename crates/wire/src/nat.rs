@@ -1,16 +1,18 @@
-//! In-place NAT rewrite of IPv4 datagrams, checksums fixed incrementally (RFC 1624).
+//! In-place NAT rewrite of IPv4 and IPv6 datagrams, checksums fixed incrementally (RFC 1624).
 //!
 //! [`rewrite`] gives a datagram a new tuple (addresses, ports or the ICMP echo identifier);
 //! [`rewrite_icmp_error`] translates an ICMP error and the datagram it quotes, as
 //! `nf_nat_icmp_reply_translation` does. Both take the [`Parsed`] of the buffer they edit.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
+use crate::addr::{v4, v6, IpFamily};
 use crate::checksum::{
-    apply_delta, checksum, csum_replace2, csum_replace4, delta16, delta32, sctp_crc32c,
+    apply_delta, csum_replace2, csum_replace4, delta16, delta32, delta_bytes, l4_checksum,
+    sctp_crc32c,
 };
 use crate::parse::{L4Kind, Parsed};
-use crate::proto::{PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use crate::proto::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use crate::tuple::Tuple;
 
 #[inline]
@@ -29,28 +31,46 @@ fn rd32(b: &[u8], off: usize) -> u32 {
 }
 
 /// Where the L4 checksum lives for `proto` (relative to the L4 header), if it covers a
-/// pseudo-header (TCP/UDP) or not (ICMP).
+/// pseudo-header (TCP/UDP/ICMPv6) or not (ICMP).
 fn l4_csum_off(proto: u8) -> Option<(usize, bool)> {
     match proto {
         PROTO_TCP => Some((16, true)),
         PROTO_UDP => Some((6, true)),
         PROTO_ICMP => Some((2, false)),
+        PROTO_ICMPV6 => Some((2, true)),
         _ => None,
     }
 }
 
-/// Rewrite an IPv4 header address (`src = true` for the source) at `ip_off` and fix the IP
-/// header checksum; returns the old value. The L4 checksum is the caller's.
-fn set_ip_addr(pkt: &mut [u8], ip_off: usize, src: bool, new: Ipv4Addr) -> u32 {
-    let off = ip_off + if src { 12 } else { 16 };
-    let old = rd32(pkt, off);
-    let new = u32::from(new);
-    if old != new {
-        pkt[off..off + 4].copy_from_slice(&new.to_be_bytes());
-        let c = csum_replace4(rd16(pkt, ip_off + 10), old, new);
-        wr16(pkt, ip_off + 10, c);
+/// Rewrite an IP header address (`src = true` for the source) of the `family` header at
+/// `ip_off`, fixing the IPv4 header checksum (IPv6 has none); returns the one's-complement
+/// delta of the change for the L4 pseudo-header (the L4 checksum is the caller's), 0 when
+/// the address was already `new`.
+fn set_ip_addr(pkt: &mut [u8], ip_off: usize, family: IpFamily, src: bool, new: IpAddr) -> u32 {
+    match family {
+        IpFamily::V4 => {
+            let off = ip_off + if src { 12 } else { 16 };
+            let old = rd32(pkt, off);
+            let new = u32::from(v4(new));
+            if old != new {
+                pkt[off..off + 4].copy_from_slice(&new.to_be_bytes());
+                let c = csum_replace4(rd16(pkt, ip_off + 10), old, new);
+                wr16(pkt, ip_off + 10, c);
+                return delta32(0, old, new);
+            }
+            0
+        }
+        IpFamily::V6 => {
+            let off = ip_off + if src { 8 } else { 24 };
+            let new = v6(new).octets();
+            if pkt[off..off + 16] == new {
+                return 0;
+            }
+            let acc = delta_bytes(0, &pkt[off..off + 16], &new);
+            pkt[off..off + 16].copy_from_slice(&new);
+            acc
+        }
     }
-    old
 }
 
 /// Set an IPv4 datagram's source address, fixing the header checksum only: for ICMP, whose
@@ -58,7 +78,26 @@ fn set_ip_addr(pkt: &mut [u8], ip_off: usize, src: bool, new: Ipv4Addr) -> u32 {
 /// the address of the route back to the sender). Datagrams shorter than 20 bytes are left.
 pub fn set_ipv4_source(pkt: &mut [u8], src: Ipv4Addr) {
     if pkt.len() >= 20 {
-        set_ip_addr(pkt, 0, true, src);
+        set_ip_addr(pkt, 0, IpFamily::V4, true, IpAddr::V4(src));
+    }
+}
+
+/// Set a datagram's source address, either family: IPv4 as [`set_ipv4_source`]; IPv6 fixes
+/// the checksum covering the pseudo-header (TCP, UDP, ICMPv6: a REJECT answer built with
+/// source `::` gets the address of the route back to the sender, as icmp6_send picks it).
+/// Datagrams that do not parse, or whose family differs from `src`'s, are left.
+pub fn set_source(pkt: &mut [u8], src: IpAddr) {
+    let Ok(p) = crate::parse::parse(pkt) else {
+        return;
+    };
+    if p.family != IpFamily::of(src) {
+        return;
+    }
+    let acc = set_ip_addr(pkt, 0, p.family, true, src);
+    if p.family == IpFamily::V6 {
+        if let Some((off, true)) = l4_csum_off(p.tuple.proto) {
+            fix_l4_csum(pkt, p.l3_len + off, p.tuple.proto, acc);
+        }
     }
 }
 
@@ -71,7 +110,7 @@ pub fn set_tos(pkt: &mut [u8], tos: u8) {
     }
 }
 
-/// Apply the accumulated one's-complement delta `acc` to the TCP/UDP checksum at `off`
+/// Apply the accumulated one's-complement delta `acc` to the TCP/UDP/ICMP checksum at `off`
 /// (skipped when the field is beyond the bytes present); UDP checksum 0 ("none") stays 0
 /// and a computed 0 is sent as 0xffff (RFC 768).
 fn fix_l4_csum(pkt: &mut [u8], off: usize, proto: u8, acc: u32) {
@@ -89,22 +128,40 @@ fn fix_l4_csum(pkt: &mut [u8], off: usize, proto: u8, acc: u32) {
     wr16(pkt, off, n);
 }
 
-/// Rewrite the packet so that its tuple becomes `(new.src:new.sport → new.dst:new.dport)`,
-/// incrementally fixing checksums (one update per checksum field for all changed words).
-/// For ICMP echo the identifier is set to `new.sport`. `p` must come from [`crate::parse()`] of this
-/// very buffer; ICMP errors are left alone (see [`rewrite_icmp_error`]).
-pub fn rewrite(pkt: &mut [u8], p: &Parsed, new: &Tuple) {
-    let l4 = p.ihl;
-    let old_src = rd32(pkt, 12);
-    let old_dst = rd32(pkt, 16);
-    let (new_src, new_dst) = (u32::from(new.src), u32::from(new.dst));
-    let addr_delta = delta32(delta32(0, old_src, new_src), old_dst, new_dst);
-    if old_src != new_src || old_dst != new_dst {
-        pkt[12..16].copy_from_slice(&new_src.to_be_bytes());
-        pkt[16..20].copy_from_slice(&new_dst.to_be_bytes());
-        let c = apply_delta(rd16(pkt, 10), addr_delta);
-        wr16(pkt, 10, c);
+/// Both addresses of the datagram at offset 0 become `new`'s; returns the delta.
+fn set_addrs(pkt: &mut [u8], family: IpFamily, new: &Tuple) -> u32 {
+    match family {
+        IpFamily::V4 => {
+            // One IP header checksum update for both addresses (kept byte-identical to
+            // the single-update form the IPv4 path always had).
+            let old_src = rd32(pkt, 12);
+            let old_dst = rd32(pkt, 16);
+            let (new_src, new_dst) = (u32::from(v4(new.src)), u32::from(v4(new.dst)));
+            let addr_delta = delta32(delta32(0, old_src, new_src), old_dst, new_dst);
+            if old_src != new_src || old_dst != new_dst {
+                pkt[12..16].copy_from_slice(&new_src.to_be_bytes());
+                pkt[16..20].copy_from_slice(&new_dst.to_be_bytes());
+                let c = apply_delta(rd16(pkt, 10), addr_delta);
+                wr16(pkt, 10, c);
+            }
+            addr_delta
+        }
+        IpFamily::V6 => {
+            let acc = set_ip_addr(pkt, 0, family, true, new.src);
+            acc + set_ip_addr(pkt, 0, family, false, new.dst)
+        }
     }
+}
+
+/// Rewrite the packet so that its tuple becomes `(new.src:new.sport → new.dst:new.dport)`,
+/// incrementally fixing checksums (one update per checksum field for all changed words;
+/// IPv6: no header checksum, the 128-bit addresses enter the TCP/UDP/ICMPv6 pseudo-header
+/// sum as eight words each). For ICMP echo the identifier is set to `new.sport`. `p` must
+/// come from [`crate::parse()`] of this very buffer; ICMP errors are left alone (see
+/// [`rewrite_icmp_error`]).
+pub fn rewrite(pkt: &mut [u8], p: &Parsed, new: &Tuple) {
+    let l4 = p.l3_len;
+    let addr_delta = set_addrs(pkt, p.family, new);
     match p.kind {
         L4Kind::Tcp { .. } | L4Kind::Udp => {
             let (old_sp, old_dp) = (rd16(pkt, l4), rd16(pkt, l4 + 2));
@@ -123,11 +180,16 @@ pub fn rewrite(pkt: &mut [u8], p: &Parsed, new: &Tuple) {
             pkt[l4 + 8..l4 + 12].copy_from_slice(&crc.to_le_bytes());
         }
         L4Kind::IcmpEcho { .. } => {
-            // ICMP has no pseudo-header: only the identifier matters.
+            // ICMPv4 has no pseudo-header: only the identifier matters; ICMPv6's checksum
+            // covers the addresses too (RFC 4443 §2.3).
             let old = rd16(pkt, l4 + 4);
-            if old != new.sport {
+            let acc = match p.family {
+                IpFamily::V4 => 0,
+                IpFamily::V6 => addr_delta,
+            };
+            if old != new.sport || acc != 0 {
                 wr16(pkt, l4 + 4, new.sport);
-                let c = csum_replace2(rd16(pkt, l4 + 2), old, new.sport);
+                let c = apply_delta(rd16(pkt, l4 + 2), delta16(acc, old, new.sport));
                 wr16(pkt, l4 + 2, c);
             }
         }
@@ -135,65 +197,66 @@ pub fn rewrite(pkt: &mut [u8], p: &Parsed, new: &Tuple) {
     }
 }
 
-/// Translate an ICMP error: outer addresses become `outer_src → outer_dst`, the embedded
-/// packet's tuple becomes `inner` (its IP checksum and, when present in the quoted bytes, its
-/// L4 checksum fixed incrementally), and the ICMP checksum is recomputed.
+/// Translate an ICMP/ICMPv6 error: outer addresses become `outer_src → outer_dst`, the
+/// embedded packet's tuple becomes `inner` (its IPv4 header checksum and, when present in
+/// the quoted bytes, its L4 checksum fixed incrementally), and the ICMP checksum is
+/// recomputed (ICMPv6: over the pseudo-header too), as `nf_nat_icmp_reply_translation` /
+/// `nf_nat_icmpv6_reply_translation` do.
 pub fn rewrite_icmp_error(
     pkt: &mut [u8],
     p: &Parsed,
-    outer_src: Ipv4Addr,
-    outer_dst: Ipv4Addr,
+    outer_src: IpAddr,
+    outer_dst: IpAddr,
     inner: &Tuple,
 ) {
     let L4Kind::IcmpError {
         inner_off,
-        inner_ihl,
+        inner_l3_len,
         inner: old_inner,
     } = p.kind
     else {
         return;
     };
-    set_ip_addr(pkt, 0, true, outer_src);
-    set_ip_addr(pkt, 0, false, outer_dst);
+    let family = p.family;
+    set_ip_addr(pkt, 0, family, true, outer_src);
+    set_ip_addr(pkt, 0, family, false, outer_dst);
     let end = p.total_len;
     let iproto = old_inner.proto;
-    let il4 = inner_off + inner_ihl;
+    let il4 = inner_off + inner_l3_len;
     let csum_off = l4_csum_off(iproto).map(|(o, pseudo)| (il4 + o, pseudo));
     for (is_src, addr) in [(true, inner.src), (false, inner.dst)] {
-        let (old, new) = (set_ip_addr(pkt, inner_off, is_src, addr), u32::from(addr));
-        if let (Some((off, true)), true) = (csum_off, old != new) {
+        let acc = set_ip_addr(pkt, inner_off, family, is_src, addr);
+        if let (Some((off, true)), true) = (csum_off, acc != 0) {
             if off + 2 <= end {
-                fix_l4_csum(pkt, off, iproto, delta32(0, old, new));
+                fix_l4_csum(pkt, off, iproto, acc);
             }
         }
     }
-    match iproto {
-        // The quoted SCTP CRC32c (bytes 8–11) would need the whole packet: left as is.
-        PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
-            for (off, port) in [(il4, inner.sport), (il4 + 2, inner.dport)] {
-                let old = rd16(pkt, off);
-                if old != port {
-                    wr16(pkt, off, port);
-                    if let Some((coff, _)) = csum_off {
-                        if coff + 2 <= end {
-                            fix_l4_csum(pkt, coff, iproto, delta16(0, old, port));
-                        }
-                    }
+    // The quoted SCTP CRC32c (bytes 8–11) would need the whole packet: left as is.
+    let port_offs: &[(usize, u16)] = match iproto {
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => &[(il4, inner.sport), (il4 + 2, inner.dport)],
+        PROTO_ICMP | PROTO_ICMPV6 => &[(il4 + 4, inner.sport)],
+        _ => &[],
+    };
+    for &(off, port) in port_offs {
+        let old = rd16(pkt, off);
+        if old != port {
+            wr16(pkt, off, port);
+            if let Some((coff, _)) = csum_off {
+                if coff + 2 <= end {
+                    fix_l4_csum(pkt, coff, iproto, delta16(0, old, port));
                 }
             }
         }
-        PROTO_ICMP => {
-            let old = rd16(pkt, il4 + 4);
-            if old != inner.sport {
-                wr16(pkt, il4 + 4, inner.sport);
-                let c = csum_replace2(rd16(pkt, il4 + 2), old, inner.sport);
-                wr16(pkt, il4 + 2, c);
-            }
-        }
-        _ => {}
     }
-    let icmp = p.ihl;
+    let icmp = p.l3_len;
     wr16(pkt, icmp + 2, 0);
-    let c = checksum(&pkt[icmp..end]);
+    let c = l4_checksum(
+        outer_src,
+        outer_dst,
+        p.tuple.proto,
+        &pkt[icmp..end],
+        family == IpFamily::V6,
+    );
     wr16(pkt, icmp + 2, c);
 }

@@ -1,4 +1,4 @@
-//! IP protocol numbers (IANA "Assigned Internet Protocol Numbers") and TCP flag bits.
+//! IP protocol numbers (and IPv6 extension header numbers) (IANA "Assigned Internet Protocol Numbers") and TCP flag bits.
 
 /// ICMP (RFC 792).
 pub const PROTO_ICMP: u8 = 1;
@@ -6,6 +6,8 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 /// UDP (RFC 768).
 pub const PROTO_UDP: u8 = 17;
+/// ICMPv6 (RFC 4443): IPv6's ICMP, its checksum covering a pseudo-header.
+pub const PROTO_ICMPV6: u8 = 58;
 /// SCTP (RFC 9260).
 pub const PROTO_SCTP: u8 = 132;
 
@@ -26,6 +28,7 @@ pub fn name(proto: u8) -> &'static str {
         PROTO_UDP => "udp",
         PROTO_ICMP => "icmp",
         PROTO_SCTP => "sctp",
+        PROTO_ICMPV6 => "icmpv6",
         _ => "ip",
     }
 }
@@ -37,4 +40,13 @@ pub mod tcp_flags {
     pub const RST: u8 = 0x04;
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
+}
+
+/// IPv6 extension headers (RFC 8200 §4) the parser knows: hop-by-hop, routing and
+/// destination options are skipped, a fragment header is a fragment.
+pub mod ipv6_ext {
+    pub const HOP_BY_HOP: u8 = 0;
+    pub const ROUTING: u8 = 43;
+    pub const FRAGMENT: u8 = 44;
+    pub const DEST_OPTS: u8 = 60;
 }

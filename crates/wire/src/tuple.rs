@@ -1,7 +1,7 @@
 //! A flow's 5-tuple.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::proto;
 
@@ -9,20 +9,20 @@ use crate::proto;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tuple {
     pub proto: u8,
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     pub sport: u16,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub dport: u16,
 }
 
 impl Tuple {
     /// A TCP flow `src:sport → dst:dport`.
-    pub fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Tuple {
+    pub fn tcp(src: impl Into<IpAddr>, sport: u16, dst: impl Into<IpAddr>, dport: u16) -> Tuple {
         Tuple {
             proto: crate::PROTO_TCP,
-            src,
+            src: src.into(),
             sport,
-            dst,
+            dst: dst.into(),
             dport,
         }
     }
@@ -40,13 +40,19 @@ impl Tuple {
     }
 
     /// `src:sport`.
-    pub fn src_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.src, self.sport)
+    pub fn src_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.src, self.sport)
     }
 
     /// `dst:dport`.
-    pub fn dst_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.dst, self.dport)
+    pub fn dst_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.dst, self.dport)
+    }
+
+    /// Whether the flow is IPv6.
+    #[inline]
+    pub fn is_ipv6(&self) -> bool {
+        self.src.is_ipv6()
     }
 }
 
@@ -54,12 +60,10 @@ impl fmt::Display for Tuple {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {}:{} → {}:{}",
+            "{} {} → {}",
             proto::name(self.proto),
-            self.src,
-            self.sport,
-            self.dst,
-            self.dport
+            self.src_addr(),
+            self.dst_addr()
         )
     }
 }

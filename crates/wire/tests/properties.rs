@@ -1,72 +1,64 @@
-//! Properties of the packet layer: incremental checksums equal a full recompute, a NAT
-//! rewrite and its inverse restore the datagram byte for byte, and arbitrary bytes never
-//! panic. (Moved from nodeport's tests with the code; the engine-level NAT round trip
+//! Properties of the packet layer, IPv4 and IPv6: incremental checksums equal a full
+//! recompute, a NAT rewrite and its inverse restore the datagram byte for byte, and
+//! arbitrary bytes never panic. (Moved from nodeport's tests with the code; the engine-level NAT round trip
 //! through DNAT + MASQUERADE stays in nodeport.)
 
 use std::net::Ipv4Addr;
 
+use common::{build, tuple_pair};
 use proptest::prelude::*;
-use wire::{parse, rewrite, Tuple, PROTO_TCP, PROTO_UDP};
+use wire::{parse, rewrite, Tuple, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+
+mod common;
 
 fn ip() -> impl Strategy<Value = Ipv4Addr> {
     any::<u32>().prop_map(Ipv4Addr::from)
 }
 
+/// An IPv4 `proto` flow (the SCTP properties below build IPv4 only).
 fn tuple(proto: u8) -> impl Strategy<Value = Tuple> {
     (ip(), any::<u16>(), ip(), any::<u16>()).prop_map(move |(src, sport, dst, dport)| Tuple {
         proto,
-        src,
+        src: src.into(),
         sport,
-        dst,
+        dst: dst.into(),
         dport,
     })
-}
-
-fn build(t: &Tuple, payload: &[u8], ttl: u8) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ipv4(t.src.octets(), t.dst.octets(), ttl);
-    let mut out = Vec::new();
-    if t.proto == PROTO_TCP {
-        b.tcp(t.sport, t.dport, 7, 1000)
-            .ack(9)
-            .write(&mut out, payload)
-            .unwrap();
-    } else {
-        b.udp(t.sport, t.dport).write(&mut out, payload).unwrap();
-    }
-    out
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     /// RFC 1624 incremental update == etherparse's full computation (IPv4 header and the
-    /// TCP/UDP checksum with its pseudo-header); the result is byte-identical to a packet
-    /// built from scratch with the new tuple.
+    /// TCP/UDP checksum with its pseudo-header; for IPv6 the eight words of each 128-bit
+    /// address in the pseudo-header, which ICMPv6 echo covers too, unlike ICMPv4); the
+    /// result is byte-identical to a packet built from scratch with the new tuple.
     #[test]
     fn incremental_checksum_equals_full_recompute(
-        old in tuple(PROTO_TCP), new in tuple(PROTO_TCP),
-        udp_old in tuple(PROTO_UDP), udp_new in tuple(PROTO_UDP),
+        tcp in tuple_pair(PROTO_TCP), udp in tuple_pair(PROTO_UDP),
+        icmp in tuple_pair(PROTO_ICMP),
         payload in proptest::collection::vec(any::<u8>(), 0..64),
         ttl in 1u8..,
     ) {
-        for (o, n) in [(old, new), (udp_old, udp_new)] {
+        for (o, n) in [tcp, udp, icmp] {
             let mut pkt = build(&o, &payload, ttl);
             let p = parse(&pkt).unwrap();
+            prop_assert_eq!(p.tuple, o);
             rewrite(&mut pkt, &p, &n);
             prop_assert_eq!(wire::checksum::verify(&pkt), Ok(()));
             prop_assert_eq!(&pkt, &build(&n, &payload, ttl));
         }
     }
 
-    /// NAT there and back: rewriting to any tuple and then to the original one restores
-    /// the datagram byte for byte, and the parse sees each tuple in turn.
+    /// NAT there and back, either family: rewriting to any tuple and then to the original
+    /// one restores the datagram byte for byte, and the parse sees each tuple in turn.
     #[test]
     fn nat_round_trip_restores_the_bytes(
-        old in tuple(PROTO_TCP), new in tuple(PROTO_TCP), udp in any::<bool>(),
+        pair in tuple_pair(PROTO_TCP), udp in any::<bool>(),
         payload in proptest::collection::vec(any::<u8>(), 0..64),
     ) {
         let proto = if udp { PROTO_UDP } else { PROTO_TCP };
-        let (old, new) = (Tuple { proto, ..old }, Tuple { proto, ..new });
+        let (old, new) = (Tuple { proto, ..pair.0 }, Tuple { proto, ..pair.1 });
         let orig = build(&old, &payload, 64);
         let mut pkt = orig.clone();
         let p = parse(&pkt).unwrap();
@@ -95,9 +87,9 @@ proptest! {
 fn verify_names_the_wrong_checksum() {
     let t = Tuple {
         proto: PROTO_TCP,
-        src: Ipv4Addr::new(203, 0, 113, 11),
+        src: std::net::IpAddr::V4(Ipv4Addr::new(203, 0, 113, 11)),
         sport: 40312,
-        dst: Ipv4Addr::new(10, 151, 30, 11),
+        dst: std::net::IpAddr::V4(Ipv4Addr::new(10, 151, 30, 11)),
         dport: 32761,
     };
     let mut pkt = build(&t, b"GET /", 64);
@@ -123,8 +115,8 @@ fn sctp(t: &Tuple, chunk: u8, body: &[u8]) -> Vec<u8> {
         l4.len() as u16,
         64,
         etherparse::IpNumber(wire::PROTO_SCTP),
-        t.src.octets(),
-        t.dst.octets(),
+        wire::v4(t.src).octets(),
+        wire::v4(t.dst).octets(),
     )
     .unwrap();
     let mut ip = ip;
@@ -159,9 +151,9 @@ proptest! {
 fn sctp_bad_crc_is_named_and_short_header_rejected() {
     let t = Tuple {
         proto: wire::PROTO_SCTP,
-        src: Ipv4Addr::new(203, 0, 113, 11),
+        src: std::net::IpAddr::V4(Ipv4Addr::new(203, 0, 113, 11)),
         sport: 5000,
-        dst: Ipv4Addr::new(10, 151, 30, 11),
+        dst: std::net::IpAddr::V4(Ipv4Addr::new(10, 151, 30, 11)),
         dport: 30080,
     };
     let mut pkt = sctp(&t, wire::sctp_chunk::INIT, &[0; 16]);

@@ -1,7 +1,7 @@
 //! `clients:` (external clients behind the router, pod clients on a node) and `loadBalancer:`.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::nodes::Networks;
@@ -10,7 +10,7 @@ use super::{ClientSpec, NodeIndex};
 use crate::error::LabError;
 use crate::model::{ClientAttach, HealthCheck, LoadBalancer};
 use crate::names;
-use crate::net::{parse_ip, Claims};
+use crate::net::{parse_ip, parse_ip6, Claims};
 use crate::units::parse_duration;
 
 pub(super) fn clients(
@@ -34,9 +34,14 @@ pub(super) fn clients(
         if let Some(ip) = ip {
             claims.claim(f, ip, &format!("{at}.ip"), &format!("client {}", c.name))?;
         }
+        let ipv6 = client_ipv6(f, &at, c, &attach, nets)?;
+        if let Some(ip) = ipv6 {
+            claims.claim(f, ip, &format!("{at}.ipv6"), &format!("client {}", c.name))?;
+        }
         clients.push(ClientSpec {
             name: c.name.clone(),
             ip,
+            ipv6,
             attach,
         });
     }
@@ -111,6 +116,42 @@ fn attach(
     }
 }
 
+/// An external client's `ipv6` (outside nodeNetworkV6 and the IPv6 clusterCIDR). Pod clients
+/// take theirs from the node's IPv6 podCIDR (the offset of their IPv4 address), so they may
+/// not set one.
+fn client_ipv6(
+    f: &str,
+    at: &str,
+    c: &RawClient,
+    attach: &ClientAttach,
+    nets: &Networks,
+) -> Result<Option<Ipv6Addr>, LabError> {
+    let Some(s) = &c.ipv6 else { return Ok(None) };
+    let field = format!("{at}.ipv6");
+    let ip = parse_ip6(f, &field, s)?;
+    let inv = |msg: String| Err(LabError::invalid(f, field.as_str(), msg));
+    if let ClientAttach::Pod { node } = attach {
+        return inv(format!(
+            "{ip}: a pod client's IPv6 address comes from node {node}'s IPv6 podCIDR (the offset of its IPv4 address); leave `ipv6` out"
+        ));
+    }
+    let Some(v6) = &nets.v6 else {
+        return inv(format!("{ip}: the lab has no IPv6 (give the nodes `ipv6`)"));
+    };
+    if let Some(nn) = v6.node_network.filter(|nn| nn.contains(&ip)) {
+        return inv(format!(
+            "{ip} is inside nodeNetworkV6 {nn}; external clients sit behind the router"
+        ));
+    }
+    if v6.cluster_cidr.contains(&ip) {
+        return inv(format!(
+            "{ip} is inside clusterCIDR {} (pod addresses); use `node:` for a pod client",
+            v6.cluster_cidr
+        ));
+    }
+    Ok(Some(ip))
+}
+
 pub(super) fn load_balancer(
     f: &str,
     lb: &RawLoadBalancer,
@@ -127,6 +168,28 @@ pub(super) fn load_balancer(
         ));
     }
     claims.claim(f, ip, "loadBalancer.ip", "the load balancer")?;
+    let ipv6 = match &lb.ipv6 {
+        None => None,
+        Some(s) => {
+            let ip6 = parse_ip6(f, "loadBalancer.ipv6", s)?;
+            let Some(v6) = &nets.v6 else {
+                return Err(LabError::invalid(
+                    f,
+                    "loadBalancer.ipv6",
+                    format!("{ip6}: the lab has no IPv6 (give the nodes `ipv6`)"),
+                ));
+            };
+            if v6.cluster_cidr.contains(&ip6) {
+                return Err(LabError::invalid(
+                    f,
+                    "loadBalancer.ipv6",
+                    format!("{ip6} is inside clusterCIDR {}", v6.cluster_cidr),
+                ));
+            }
+            claims.claim(f, ip6, "loadBalancer.ipv6", "the load balancer")?;
+            Some(ip6)
+        }
+    };
     let lb_nodes = match &lb.nodes {
         Some(list) => {
             if list.is_empty() {
@@ -166,6 +229,7 @@ pub(super) fn load_balancer(
     Ok(LoadBalancer {
         name,
         ip,
+        ipv6,
         nodes: lb_nodes,
         health_check,
         weighted: lb.weighted,

@@ -10,17 +10,21 @@
 //! balancer), [`plan`] (requests, `scale`/`wait` actions, links).
 
 mod clients;
+mod ipv6;
 mod nodes;
 mod plan;
 mod raw;
 
+pub use ipv6::{
+    DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_CIDR_V6, DEFAULT_SERVICE_CIDR, DEFAULT_SERVICE_CIDR_V6,
+};
 pub(crate) use nodes::check_labels;
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_yaml_ng::Value;
 
 use crate::error::{display_path, LabError};
@@ -36,6 +40,8 @@ pub struct ClientSpec {
     pub name: String,
     /// Explicit address (required for external clients, optional for pod clients).
     pub ip: Option<Ipv4Addr>,
+    /// External clients: `ipv6` as given; pod clients get theirs when the cluster is built.
+    pub ipv6: Option<Ipv6Addr>,
     pub attach: ClientAttach,
 }
 
@@ -52,6 +58,12 @@ pub struct LabConfig {
     pub node_network: Ipv4Net,
     pub router_ip: Ipv4Addr,
     pub cluster_cidr: Ipv4Net,
+    /// The IPv6 node network, router and clusterCIDR (`None` in an IPv4-only lab).
+    pub node_network_v6: Option<Ipv6Net>,
+    pub router_ipv6: Option<Ipv6Addr>,
+    pub cluster_cidr_v6: Option<Ipv6Net>,
+    /// ClusterIP ranges (kube-apiserver's --service-cluster-ip-range), primary family first.
+    pub service_cidrs: Vec<IpNet>,
     pub nodes: Vec<Node>,
     pub clients: Vec<ClientSpec>,
     pub load_balancer: Option<LoadBalancer>,
@@ -163,7 +175,8 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
         Some(lb) => Some(clients::load_balancer(f, lb, &index, &nets, &mut claims)?),
         None => None,
     };
-    let (plan, actions) = plan::plan(f, &raw.plan, &clients, &index, load_balancer.is_some())?;
+    let lb = load_balancer.as_ref();
+    let (plan, actions) = plan::plan(f, &raw.plan, &clients, &index, lb)?;
     let links = plan::links(f, &raw.links)?;
     let manifests = load_manifests(f, path, &raw.manifests)?;
     Ok(LabConfig {
@@ -178,6 +191,10 @@ pub fn parse_config(text: &str, path: &Path, seed: Option<u64>) -> Result<LabCon
         node_network: nets.node_network,
         router_ip: nets.router_ip,
         cluster_cidr: nets.cluster_cidr,
+        node_network_v6: nets.v6.as_ref().and_then(|v| v.node_network),
+        router_ipv6: nets.v6.as_ref().and_then(|v| v.router),
+        cluster_cidr_v6: nets.v6.as_ref().map(|v| v.cluster_cidr),
+        service_cidrs: nets.service_cidrs,
         nodes,
         clients,
         load_balancer,

@@ -1,10 +1,12 @@
-//! `nodeNetwork`, `router`, `clusterCIDR` and `nodes:` (addresses, pod CIDRs, taints, labels).
+//! `nodeNetwork`, `router`, `clusterCIDR`, `serviceCIDR` and `nodes:` (addresses, pod CIDRs,
+//! taints, labels); the IPv6 half in [`super::ipv6`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::ipv6::{self, V6Networks};
 use super::raw::{RawConfig, RawNode, RawTaint};
 use super::HOSTNAME_LABEL;
 use crate::error::LabError;
@@ -12,15 +14,20 @@ use crate::model::{Node, Taint};
 use crate::names;
 use crate::net::{self, parse_ip, parse_net, Claims};
 
-/// The three networks of a config.
+/// The networks of a config.
 pub(super) struct Networks {
     pub node_network: Ipv4Net,
     pub router_ip: Ipv4Addr,
     pub cluster_cidr: Ipv4Net,
+    /// The IPv6 networks of a dual-stack lab (`None`: IPv4 only).
+    pub v6: Option<V6Networks>,
+    /// ClusterIP ranges, primary family first.
+    pub service_cidrs: Vec<IpNet>,
 }
 
-/// Node network (default: the first node's /24), router (default: its first host) and
-/// clusterCIDR (default 10.244.0.0/16). Claims the router's address.
+/// Node network (default: the first node's /24), router (default: its first host),
+/// clusterCIDR (default 10.244.0.0/16), the IPv6 networks and the service CIDRs. Claims the
+/// routers' addresses.
 pub(super) fn networks(
     f: &str,
     raw: &RawConfig,
@@ -57,10 +64,7 @@ pub(super) fn networks(
             format!("{router_ip} is not inside nodeNetwork {node_network}"),
         ));
     }
-    let cluster_cidr = match &raw.cluster_cidr {
-        Some(s) => parse_net(f, "clusterCIDR", s)?,
-        None => "10.244.0.0/16".parse().expect("a valid CIDR literal"),
-    };
+    let (cluster_cidr, cluster_v6) = ipv6::cluster_cidrs(f, raw.cluster_cidr.as_ref())?;
     if net::nets_overlap(&cluster_cidr, &node_network) {
         return Err(inv(
             "clusterCIDR",
@@ -68,14 +72,22 @@ pub(super) fn networks(
         ));
     }
     claims.claim(f, router_ip, "router", "router")?;
+    let v6 = if ipv6::wants_v6(raw, cluster_v6) {
+        Some(ipv6::networks(f, raw, cluster_v6, claims)?)
+    } else {
+        None
+    };
+    let service_cidrs = ipv6::service_cidrs(f, raw.service_cidr.as_ref(), v6.is_some())?;
     Ok(Networks {
         node_network,
         router_ip,
         cluster_cidr,
+        v6,
+        service_cidrs,
     })
 }
 
-/// Every node, validated; claims their addresses.
+/// Every node, validated, with its IPv6 half; claims their addresses.
 pub(super) fn nodes(
     f: &str,
     raw: &[RawNode],
@@ -83,6 +95,7 @@ pub(super) fn nodes(
     claims: &mut Claims,
 ) -> Result<Vec<Node>, LabError> {
     let mut nodes: Vec<Node> = Vec::with_capacity(raw.len());
+    let mut v6s: Vec<(String, Option<Ipv6Net>)> = Vec::with_capacity(raw.len());
     let mut seen = HashSet::new();
     for (i, n) in raw.iter().enumerate() {
         let at = format!("nodes[{i}]");
@@ -100,7 +113,13 @@ pub(super) fn nodes(
             ));
         }
         claims.claim(f, ip, &format!("{at}.ip"), &format!("node {}", n.name))?;
-        let pod_cidr = pod_cidr(f, &at, i, n, nets, &nodes)?;
+        let (v4_field, v6_field) = ipv6::pod_cidr_fields(f, &at, n)?;
+        let pod_cidr = pod_cidr(f, &at, i, v4_field, nets, &nodes)?;
+        let (ipv6, pod_cidr_v6) = match &nets.v6 {
+            Some(n6) => ipv6::node_v6(f, &at, i, n, v6_field, pod_cidr, n6, &v6s, claims)?,
+            None => (None, None),
+        };
+        v6s.push((n.name.clone(), pod_cidr_v6));
         let taints = taints(f, &at, &n.taints)?;
         let labels = labels(f, &format!("{at}.labels"), &n.labels)?;
         let mut labels = labels;
@@ -108,8 +127,10 @@ pub(super) fn nodes(
         nodes.push(Node {
             name: n.name.clone(),
             ip,
+            ipv6,
             prefix_len: nets.node_network.prefix_len(),
             pod_cidr,
+            pod_cidr_v6,
             taints,
             labels,
             masquerade: n.masquerade.unwrap_or(true),
@@ -124,15 +145,18 @@ fn pod_cidr(
     f: &str,
     at: &str,
     i: usize,
-    n: &RawNode,
+    given: Option<(String, String)>,
     nets: &Networks,
     before: &[Node],
 ) -> Result<Ipv4Net, LabError> {
-    let field = format!("{at}.podCIDR");
+    let field = match &given {
+        Some((field, _)) => field.clone(),
+        None => format!("{at}.podCIDR"),
+    };
     let inv = |msg: String| LabError::invalid(f, field.as_str(), msg);
     let cluster_cidr = nets.cluster_cidr;
-    let pod_cidr = match &n.pod_cidr {
-        Some(s) => parse_net(f, &field, s)?,
+    let pod_cidr = match &given {
+        Some((_, s)) => parse_net(f, &field, s)?,
         None => net::nth_subnet(&cluster_cidr, i).ok_or_else(|| {
             inv(format!(
                 "cannot derive a /24 from clusterCIDR {cluster_cidr}; set podCIDR"

@@ -1,18 +1,18 @@
 //! `plan:` (requests, `scale:`, `wait:`, `delete:` and `crash:` actions) and `links:`
 //! (impairments).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use nodeport::Protocol;
+use nodeport::{IpFamily, Protocol};
 use serde_yaml_ng::Value;
 
 use super::raw::{RawCrash, RawDelete, RawLink, RawPlan, RawScale};
 use super::{ClientSpec, NodeIndex};
 use crate::error::LabError;
 use crate::model::{
-    ActionKind, Crash, CrashTarget, LinkSpec, PlanAction, PlanStep, PodRef, Target,
-    DEFAULT_UDP_PAYLOAD, DEFAULT_UDP_TIMEOUT,
+    ActionKind, ClientAttach, Crash, CrashTarget, LinkSpec, LoadBalancer, PlanAction, PlanStep,
+    PodRef, Target, DEFAULT_UDP_PAYLOAD, DEFAULT_UDP_TIMEOUT,
 };
 use crate::units::{parse_duration, parse_rate};
 
@@ -27,7 +27,7 @@ pub(super) fn plan(
     raw: &[RawPlan],
     clients: &[ClientSpec],
     nodes: &NodeIndex,
-    has_lb: bool,
+    lb: Option<&LoadBalancer>,
 ) -> Result<(Vec<PlanStep>, Vec<PlanAction>), LabError> {
     let mut plan = Vec::new();
     let mut actions = Vec::new();
@@ -41,7 +41,7 @@ pub(super) fn plan(
                 scaled: None,
             });
         } else {
-            plan.push(request(f, &at, p, clients, nodes, has_lb)?);
+            plan.push(request(f, &at, p, clients, nodes, lb)?);
         }
     }
     Ok((plan, actions))
@@ -51,6 +51,7 @@ pub(super) fn plan(
 fn action(f: &str, at: &str, p: &RawPlan) -> Result<Option<ActionKind>, LabError> {
     let request_fields = p.from.is_some()
         || p.to.is_some()
+        || p.family.is_some()
         || p.service.is_some()
         || p.port.is_some()
         || p.port_name.is_some()
@@ -183,7 +184,7 @@ fn request(
     p: &RawPlan,
     clients: &[ClientSpec],
     nodes: &NodeIndex,
-    has_lb: bool,
+    lb: Option<&LoadBalancer>,
 ) -> Result<PlanStep, LabError> {
     let inv = |field: &str, msg: String| LabError::invalid(f, format!("{at}.{field}"), msg);
     let Some(from) = p.from.clone() else {
@@ -196,17 +197,18 @@ fn request(
     let Some(to) = p.to.as_deref() else {
         return Err(inv(
             "to",
-            "missing (a node name, `loadBalancer` or an IPv4 address)".into(),
+            "missing (a node name, `loadBalancer` or an IP address)".into(),
         ));
     };
-    if !clients.iter().any(|c| c.name == from) {
+    let Some(client) = clients.iter().find(|c| c.name == from) else {
         let known: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
         return Err(inv(
             "from",
             format!("unknown client {from:?} (known: {})", known.join(", ")),
         ));
-    }
-    let target = target(f, at, to, nodes, has_lb)?;
+    };
+    let target = target(f, at, to, nodes, lb.is_some())?;
+    let family = family(f, at, p.family.as_deref(), &target, client, nodes, lb)?;
     let port = match p.port {
         None => None,
         Some(v) => Some(check_port(f, &format!("{at}.port"), v)?),
@@ -247,6 +249,7 @@ fn request(
     Ok(PlanStep {
         client: from,
         target,
+        family,
         service,
         port,
         port_name: p.port_name.clone(),
@@ -348,7 +351,88 @@ fn udp_fields(f: &str, at: &str, p: &RawPlan) -> Result<UdpFields, LabError> {
     })
 }
 
-/// `to:`: `loadBalancer`, an IPv4 address or a node name.
+/// `family:` (IPv4 or IPv6; an address target sets its own): which address of the node or
+/// the load balancer a request goes to. An IPv6 request needs an IPv6 address on the client
+/// (an external client's `ipv6`, a pod client's node's IPv6 podCIDR) and on the target.
+fn family(
+    f: &str,
+    at: &str,
+    given: Option<&str>,
+    target: &Target,
+    client: &ClientSpec,
+    nodes: &NodeIndex,
+    lb: Option<&LoadBalancer>,
+) -> Result<IpFamily, LabError> {
+    let inv = |field: &str, msg: String| LabError::invalid(f, format!("{at}.{field}"), msg);
+    let given = match given {
+        None => None,
+        Some("IPv4") => Some(IpFamily::V4),
+        Some("IPv6") => Some(IpFamily::V6),
+        Some(other) => return Err(inv("family", format!("{other:?} is not IPv4 or IPv6"))),
+    };
+    let family = match (target, given) {
+        (Target::Address(ip), given) => {
+            let own = IpFamily::of(*ip);
+            if let Some(g) = given.filter(|g| *g != own) {
+                return Err(inv(
+                    "family",
+                    format!(
+                        "{} but `to` {ip} is an {} address",
+                        g.as_str(),
+                        own.as_str()
+                    ),
+                ));
+            }
+            own
+        }
+        (_, given) => given.unwrap_or(IpFamily::V4),
+    };
+    if family == IpFamily::V4 {
+        return Ok(family);
+    }
+    match target {
+        Target::Node(name) => {
+            let node = nodes.get(f, format!("{at}.to"), name)?;
+            if node.ipv6.is_none() {
+                return Err(inv(
+                    "to",
+                    format!("node {name} has no IPv6 address (set its `ipv6`) for `family: IPv6`"),
+                ));
+            }
+        }
+        Target::LoadBalancer if lb.is_some_and(|lb| lb.ipv6.is_none()) => {
+            return Err(inv(
+                "to",
+                "the load balancer has no IPv6 address (set loadBalancer.ipv6) for `family: IPv6`"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
+    let has_v6 = match &client.attach {
+        ClientAttach::External { .. } => client.ipv6.is_some(),
+        ClientAttach::Pod { node } => nodes
+            .get(f, format!("{at}.from"), node)?
+            .pod_cidr_v6
+            .is_some(),
+    };
+    if !has_v6 {
+        let why = match &client.attach {
+            ClientAttach::External { .. } => "set `ipv6`".to_string(),
+            ClientAttach::Pod { node } => format!("its node {node} has no IPv6 podCIDR"),
+        };
+        return Err(inv(
+            "from",
+            format!(
+                "client {} has no IPv6 address ({why}) for an IPv6 request",
+                client.name
+            ),
+        ));
+    }
+    Ok(family)
+}
+
+/// `to:`: `loadBalancer`, an IP address or a node name.
 fn target(
     f: &str,
     at: &str,
@@ -365,7 +449,7 @@ fn target(
             ));
         }
         Ok(Target::LoadBalancer)
-    } else if let Ok(ip) = to.parse::<Ipv4Addr>() {
+    } else if let Ok(ip) = to.parse::<IpAddr>() {
         Ok(Target::Address(ip))
     } else if nodes.by_name.contains_key(to) {
         Ok(Target::Node(to.to_string()))
@@ -374,7 +458,7 @@ fn target(
             f,
             format!("{at}.to"),
             format!(
-                "unknown node {to:?} (known: {}; or `loadBalancer`, or an IPv4 address)",
+                "unknown node {to:?} (known: {}; or `loadBalancer`, or an IP address)",
                 nodes.names().join(", ")
             ),
         ))

@@ -16,8 +16,18 @@ pub(super) struct RawConfig {
     pub(super) seed: Option<u64>,
     pub(super) node_network: Option<String>,
     pub(super) router: Option<String>,
+    /// The node network's IPv6 prefix (default: the first IPv6 node's /64).
+    #[serde(rename = "nodeNetworkV6")]
+    pub(super) node_network_v6: Option<String>,
+    /// The router's IPv6 address (default: the first host of nodeNetworkV6).
+    #[serde(rename = "routerV6")]
+    pub(super) router_v6: Option<String>,
+    /// One CIDR or a dual-stack pair (string `a,b` or list), like kube-proxy's --cluster-cidr.
     #[serde(rename = "clusterCIDR")]
-    pub(super) cluster_cidr: Option<String>,
+    pub(super) cluster_cidr: Option<Value>,
+    /// The Service ClusterIP range(s), like kube-apiserver's --service-cluster-ip-range.
+    #[serde(rename = "serviceCIDR")]
+    pub(super) service_cidr: Option<Value>,
     pub(super) nodes: Vec<RawNode>,
     #[serde(default)]
     pub(super) clients: Vec<RawClient>,
@@ -79,8 +89,12 @@ pub(super) struct RawCrash {
 pub(super) struct RawNode {
     pub(super) name: String,
     pub(super) ip: String,
+    pub(super) ipv6: Option<String>,
     #[serde(rename = "podCIDR")]
     pub(super) pod_cidr: Option<String>,
+    /// node.spec.podCIDRs: one per family, `[v4]` or `[v4, v6]` (either order).
+    #[serde(rename = "podCIDRs")]
+    pub(super) pod_cidrs: Option<Vec<String>>,
     #[serde(default)]
     pub(super) taints: Vec<RawTaint>,
     #[serde(default)]
@@ -101,6 +115,7 @@ pub(super) struct RawTaint {
 pub(super) struct RawClient {
     pub(super) name: String,
     pub(super) ip: Option<String>,
+    pub(super) ipv6: Option<String>,
     pub(super) can_reach: Option<Vec<String>>,
     pub(super) node: Option<String>,
 }
@@ -110,6 +125,7 @@ pub(super) struct RawClient {
 pub(super) struct RawLoadBalancer {
     pub(super) name: Option<String>,
     pub(super) ip: String,
+    pub(super) ipv6: Option<String>,
     pub(super) nodes: Option<Vec<String>>,
     pub(super) health_check: Option<RawHealthCheck>,
     #[serde(default)]
@@ -129,6 +145,8 @@ pub(super) struct RawHealthCheck {
 pub(super) struct RawPlan {
     pub(super) from: Option<String>,
     pub(super) to: Option<String>,
+    /// `IPv4` or `IPv6`: which address of the target node / load balancer.
+    pub(super) family: Option<String>,
     pub(super) scale: Option<RawScale>,
     pub(super) wait: Option<Value>,
     pub(super) crash: Option<RawCrash>,

@@ -1,13 +1,15 @@
 //! EndpointSlices: what the EndpointSlice controller publishes for a Service over the pods its
-//! selector matches (grouped by resolved ports), and the resolution of named target ports.
+//! selector matches (one slice set per IP family of the Service, `addressType` IPv4/IPv6,
+//! grouped by resolved ports), and the resolution of named target ports.
 //!
 //! Cost: pods are indexed by (namespace, label, value) once per pod set, so a Service's
 //! slices cost O(pods it selects), each Service is computed once, and a `scale:` action
 //! recomputes only the Services that select the scaled Deployment.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
-use nodeport::{Endpoint, EndpointPort, EndpointSlice};
+use nodeport::{Endpoint, EndpointPort, EndpointSlice, IpFamily};
 
 use crate::error::LabError;
 use crate::manifest::ManifestDoc;
@@ -84,8 +86,14 @@ impl<'p> PodIndex<'p> {
     }
 }
 
+/// Endpoints grouped by their resolved ports.
+type Groups = Vec<(Vec<EndpointPort>, Vec<Endpoint>)>;
+
 /// The EndpointSlices of one pending service over the indexed pods; resolves its named target
-/// ports (first pod that has the name).
+/// ports (first pod that has the name). Like the EndpointSlice controller
+/// (pkg/controller/endpointslice `getAddressTypesForService`), one slice set per family of
+/// the Service, each with only the pods' addresses of that family (a pod on an IPv4-only node
+/// has none for IPv6).
 pub(super) fn service_slices(
     svc: &mut nodeport::Service,
     pending: &Pending,
@@ -95,12 +103,57 @@ pub(super) fn service_slices(
         return Ok(Vec::new()); // no selector: no managed EndpointSlice
     };
     let matching = pods.matching(&svc.namespace, selector);
-    // Group pods by their resolved ports (named target ports can differ per pod).
-    let mut groups: Vec<(Vec<EndpointPort>, Vec<Endpoint>)> = Vec::new();
-    for pod in &matching {
+    let families = if svc.ip_families.is_empty() {
+        vec![IpFamily::V4]
+    } else {
+        svc.ip_families.clone()
+    };
+    let per_family: Vec<(IpFamily, Groups)> = families
+        .iter()
+        .map(|&fam| (fam, groups(svc, pending, &matching, fam)))
+        .collect();
+    let all: Groups = per_family.iter().flat_map(|(_, g)| g.clone()).collect();
+    resolve_named_ports(svc, pending, &all, &matching)?;
+    let mut out = Vec::new();
+    for (address_type, mut groups) in per_family {
+        if groups.is_empty() {
+            let ports = svc
+                .ports
+                .iter()
+                .filter(|p| p.target_port != 0)
+                .map(|p| EndpointPort {
+                    name: p.name.clone(),
+                    protocol: p.protocol,
+                    port: p.target_port,
+                })
+                .collect();
+            groups.push((ports, Vec::new()));
+        }
+        out.extend(groups.into_iter().map(|(ports, endpoints)| EndpointSlice {
+            service: svc.service_ref(),
+            address_type,
+            ports,
+            endpoints,
+        }));
+    }
+    Ok(out)
+}
+
+/// The matching pods' endpoints of one family, grouped by their resolved ports (named target
+/// ports can differ per pod).
+fn groups(svc: &nodeport::Service, pending: &Pending, matching: &[&Pod], fam: IpFamily) -> Groups {
+    let mut groups: Groups = Vec::new();
+    for pod in matching {
+        let ip = match fam {
+            IpFamily::V4 => IpAddr::V4(pod.ip),
+            IpFamily::V6 => match pod.ipv6 {
+                Some(ip) => IpAddr::V6(ip),
+                None => continue,
+            },
+        };
         let eps = pod_ports(svc, &pending.targets, pod);
         let ep = Endpoint {
-            ip: pod.ip,
+            ip,
             node_name: Some(pod.node.clone()),
             ready: pod.ready,
             serving: pod.ready,
@@ -111,28 +164,7 @@ pub(super) fn service_slices(
             None => groups.push((eps, vec![ep])),
         }
     }
-    resolve_named_ports(svc, pending, &groups, &matching)?;
-    if groups.is_empty() {
-        let ports = svc
-            .ports
-            .iter()
-            .filter(|p| p.target_port != 0)
-            .map(|p| EndpointPort {
-                name: p.name.clone(),
-                protocol: p.protocol,
-                port: p.target_port,
-            })
-            .collect();
-        groups.push((ports, Vec::new()));
-    }
-    Ok(groups
-        .into_iter()
-        .map(|(ports, endpoints)| EndpointSlice {
-            service: svc.service_ref(),
-            ports,
-            endpoints,
-        })
-        .collect())
+    groups
 }
 
 /// The endpoint ports of one pod: numbered target ports as they are, named ones looked up in
@@ -163,7 +195,7 @@ fn pod_ports(svc: &nodeport::Service, targets: &[TargetPort], pod: &Pod) -> Vec<
 fn resolve_named_ports(
     svc: &mut nodeport::Service,
     pending: &Pending,
-    groups: &[(Vec<EndpointPort>, Vec<Endpoint>)],
+    groups: &Groups,
     matching: &[&Pod],
 ) -> Result<(), LabError> {
     for (i, tp) in pending.targets.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! The scheduler: which nodes may take a pod (taints/tolerations, nodeSelector,
 //! PreferNoSchedule), which one does (least loaded, ties broken by the seeded RNG), and the
-//! pod's name and address there.
+//! pod's name and addresses there (IPv6: the IPv4 address's offset in the node's IPv6 pod
+//! CIDR, when it has one).
 //!
 //! Cost: one placement is O(candidate nodes): per-node pod counts are kept indexed by node,
 //! never recounted from the pod list.
@@ -210,6 +211,7 @@ pub(super) fn place_one(
         deployment: name.clone(),
         node: node.name.clone(),
         ip,
+        ipv6: node.ipv6_of_pod(ip),
         labels: ds.labels.clone(),
         container_ports: ds.container_ports.clone(),
         apps: ds.apps.clone(),

@@ -61,6 +61,7 @@ pub(super) fn plan(
             ));
         };
         pick_service_port(step, svc, &sref).map_err(|(field, msg)| inv(field, msg))?;
+        check_family(step, svc, &sref).map_err(|msg| inv("family", msg))?;
         if matches!(step.target, Target::LoadBalancer) && svc.type_ == ServiceType::ClusterIp {
             return Err(inv(
                 "to",
@@ -78,6 +79,28 @@ pub(super) fn plan(
         }
     }
     Ok(plan)
+}
+
+/// A request to a node or the load balancer over a family the Service does not have would
+/// find no rule in that family's table (kube-proxy programs each family's frontends only);
+/// refuse it as a config mistake. A raw address is taken as given.
+fn check_family(step: &PlanStep, svc: &nodeport::Service, sref: &str) -> Result<(), String> {
+    if matches!(step.target, Target::Address(_))
+        || svc.ip_families.is_empty()
+        || svc.ip_families.contains(&step.family)
+    {
+        return Ok(());
+    }
+    let has: Vec<&str> = svc.ip_families.iter().map(|f| f.as_str()).collect();
+    let hint = match step.family {
+        nodeport::IpFamily::V4 => "; set `family: IPv6`",
+        nodeport::IpFamily::V6 => "",
+    };
+    Err(format!(
+        "service {sref} has no {} family (ipFamilies: {}){hint}",
+        step.family.as_str(),
+        has.join(", ")
+    ))
 }
 
 /// `portName:` (must name a port of the service) or a `port:` that is one of the service's

@@ -309,6 +309,8 @@ impl KernelLab {
                 pod: &p.name,
                 node: &p.node,
                 ip: p.ip,
+                // `verify --kernel` builds IPv4 links only.
+                ipv6: None,
                 apps: &p.apps,
             };
             let mut apps = PodApps::default();

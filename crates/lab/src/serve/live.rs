@@ -210,7 +210,7 @@ impl LiveLab {
         self.cluster
             .pods
             .iter()
-            .filter(|p| ips.contains(&p.ip))
+            .filter(|p| ips.contains(&p.ip.into()))
             .collect()
     }
 
@@ -230,7 +230,13 @@ impl LiveLab {
             .cluster
             .destination(&step)
             .ok_or_else(|| ApiError::bad("service", "the target has no port for this service"))?;
-        let addr = std::net::SocketAddrV4::new(dst.ip, dst.port);
+        let std::net::IpAddr::V4(ip) = dst.ip else {
+            return Err(ApiError::bad(
+                "target",
+                "IPv6 requests are not served by `lab serve`",
+            ));
+        };
+        let addr = std::net::SocketAddrV4::new(ip, dst.port);
         let mut out = Vec::new();
         for _ in 0..step.count {
             out.push(self.one(&step, addr, &dst.label, emit)?);
@@ -282,6 +288,7 @@ impl LiveLab {
         Ok(PlanStep {
             client: client.to_string(),
             target,
+            family: nodeport::IpFamily::V4,
             service: Some(service),
             port: None,
             port_name: None,
@@ -575,7 +582,7 @@ fn embedded_request(
         .ok_or_else(|| ApiError::bad("client", "unknown client"))?;
     let result = RequestResult {
         client: client.name.clone(),
-        client_ip: client.ip,
+        client_ip: client.ip.into(),
         target: label.to_string(),
         outcome: crate::runner::outcome_of(out.kind),
         status: out.status,

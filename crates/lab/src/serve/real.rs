@@ -86,7 +86,7 @@ impl RealBackend {
         let req = PlannedRequest {
             step,
             step_index: 0,
-            dst,
+            dst: dst.into(),
             label: label.to_string(),
         };
         let result = self

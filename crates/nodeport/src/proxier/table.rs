@@ -11,23 +11,24 @@
 //! not O(services × slices) per node.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::{affinity_key, FrontendKind};
 use crate::chains::{endpoint_chain_name, port_proto_hash, service_port_name};
 use crate::model::{
-    EndpointSlice, Protocol, Service, ServiceRef, ServiceType, SessionAffinity, TrafficPolicy,
+    addrs_of, nets_of, EndpointSlice, IpFamily, Protocol, Service, ServiceRef, ServiceType,
+    SessionAffinity, TrafficPolicy,
 };
 use crate::topology;
 
 /// One endpoint of a service port, as the rules see it.
 #[derive(Debug, Clone)]
 pub(super) struct EpInfo {
-    pub(super) addr: SocketAddrV4,
-    pub(super) ip: Ipv4Addr,
+    pub(super) addr: SocketAddr,
+    pub(super) ip: IpAddr,
     pub(super) serving: bool,
     /// `KUBE-SEP-<hash>`.
     pub(super) sep: String,
@@ -42,6 +43,9 @@ pub(super) struct SvcPort {
     /// `ns/svc:port`.
     pub(super) spn: String,
     pub(super) proto: Protocol,
+    /// The family of this port's frontends and endpoints (kube-proxy runs one proxier per
+    /// family; a dual-stack Service has one `SvcPort` per family and port).
+    pub(super) family: IpFamily,
     pub(super) etp_local: bool,
     pub(super) itp_local: bool,
     pub(super) affinity: Option<Duration>,
@@ -72,26 +76,27 @@ impl SvcPort {
 /// KUBE-FW-<hash>: who may use the LB IPs of a service with `loadBalancerSourceRanges`.
 #[derive(Debug, Clone)]
 pub(super) struct Firewall {
-    ranges: Vec<Ipv4Net>,
+    ranges: Vec<IpNet>,
     /// The LB IPs, allowed as sources when a range contains the node IP (a node reaching its
     /// own VIP loops back with the VIP as source).
-    lb_ips: Vec<Ipv4Addr>,
+    lb_ips: Vec<IpAddr>,
 }
 
 impl Firewall {
-    fn of(svc: &Service) -> Option<Firewall> {
-        if svc.load_balancer_ips.is_empty() || svc.load_balancer_source_ranges.is_empty() {
+    /// The firewall of `svc`'s `family` proxier: its LB IPs and source ranges of that family
+    /// only (serviceport.go `newBaseServiceInfo`: `MapCIDRsByIPFamily(...)[ipFamily]`).
+    fn of(svc: &Service, family: IpFamily) -> Option<Firewall> {
+        let ranges = nets_of(&svc.load_balancer_source_ranges, family);
+        let lb_ips = addrs_of(&svc.load_balancer_ips, family);
+        if lb_ips.is_empty() || ranges.is_empty() {
             return None;
         }
-        Some(Firewall {
-            ranges: svc.load_balancer_source_ranges.clone(),
-            lb_ips: svc.load_balancer_ips.clone(),
-        })
+        Some(Firewall { ranges, lb_ips })
     }
 
     /// The `-s` of the KUBE-FW rule `src` matches on the node whose first address is
     /// `node_ip` (a range, or an LB IP), `None`: dropped.
-    pub(super) fn matching(&self, src: Ipv4Addr, node_ip: Option<&Ipv4Addr>) -> Option<String> {
+    pub(super) fn matching(&self, src: IpAddr, node_ip: Option<&IpAddr>) -> Option<String> {
         if let Some(r) = self.ranges.iter().find(|r| r.contains(&src)) {
             return Some(r.to_string());
         }
@@ -116,77 +121,108 @@ impl Firewall {
 pub struct ServiceTable {
     pub(super) ports: Vec<SvcPort>,
     /// (proto, ip, port) of ClusterIP / externalIP / LB IP frontends.
-    pub(super) frontends: HashMap<(u8, Ipv4Addr, u16), (usize, FrontendKind)>,
-    /// (proto, nodePort).
-    pub(super) nodeports: HashMap<(u8, u16), usize>,
+    pub(super) frontends: HashMap<(u8, IpAddr, u16), (usize, FrontendKind)>,
+    /// (proto, family, nodePort): each family's proxier has its own KUBE-NODEPORTS.
+    pub(super) nodeports: HashMap<(u8, IpFamily, u16), usize>,
     pub(super) health_ports: HashMap<u16, ServiceRef>,
-    /// Per service, per node: distinct IPs of local Ready endpoints (`LocalReadyEndpoints`).
-    local_ready: HashMap<ServiceRef, HashMap<String, usize>>,
+    /// Per service and family, per node: distinct IPs of local Ready endpoints
+    /// (`LocalReadyEndpoints` of that family's proxier).
+    local_ready: HashMap<(ServiceRef, IpFamily), HashMap<String, usize>>,
+    /// Each service's primary family (`spec.ipFamilies[0]`, the family of `clusterIP`).
+    primary: HashMap<ServiceRef, IpFamily>,
     /// Affinity keys of all ports (affinity state of other keys is forgotten on sync).
     pub(super) affinity_keys: HashSet<u64>,
 }
 
 impl ServiceTable {
-    /// Compile `services` and `slices` (what `syncProxyRules` reads) into shared tables.
+    /// Compile `services` and `slices` (what `syncProxyRules` reads) into shared tables: one
+    /// set of ports per family of each Service's ClusterIPs (primary first), each seeing
+    /// only the EndpointSlices whose `addressType` is that family, as kube-proxy's
+    /// dual-stack MetaProxier feeds one proxier per family.
     pub fn compile(services: &[Service], slices: &[EndpointSlice]) -> ServiceTable {
-        let mut by_service: HashMap<&ServiceRef, Vec<&EndpointSlice>> = HashMap::new();
+        let mut by_service: HashMap<(&ServiceRef, IpFamily), Vec<&EndpointSlice>> = HashMap::new();
         for s in slices {
-            by_service.entry(&s.service).or_default().push(s);
+            by_service
+                .entry((&s.service, s.address_type))
+                .or_default()
+                .push(s);
         }
         let mut t = ServiceTable::default();
         for svc in services {
             // Headless services get no rules.
-            let Some(cluster_ip) = svc.cluster_ip else {
+            let Some(primary) = svc.cluster_ip() else {
                 continue;
             };
             let sref = svc.service_ref();
-            let my_slices = by_service.get(&sref).map_or(&[][..], Vec::as_slice);
             if svc.needs_health_check() {
                 if let Some(hc) = svc.health_check_node_port {
                     t.health_ports.insert(hc, sref.clone());
                 }
             }
-            t.local_ready
-                .insert(sref.clone(), local_ready_counts(my_slices));
-            for sp in &svc.ports {
-                let idx = t.ports.len();
-                t.ports.push(compile_port(svc, &sref, sp, my_slices));
-                t.add_frontends(svc, cluster_ip, sp, idx);
+            t.primary.insert(sref.clone(), IpFamily::of(primary));
+            for family in [IpFamily::V4, IpFamily::V6] {
+                let Some(cluster_ip) = svc.cluster_ip_of(family) else {
+                    continue;
+                };
+                let my_slices = by_service
+                    .get(&(&sref, family))
+                    .map_or(&[][..], Vec::as_slice);
+                t.local_ready
+                    .insert((sref.clone(), family), local_ready_counts(my_slices));
+                for sp in &svc.ports {
+                    let idx = t.ports.len();
+                    t.ports
+                        .push(compile_port(svc, &sref, sp, my_slices, family));
+                    t.add_frontends(svc, cluster_ip, sp, idx);
+                }
             }
         }
         t.affinity_keys = t.ports.iter().map(|p| p.affinity_key).collect();
         t
     }
 
+    /// The frontends of port `idx` in its family: the ClusterIP, then the external and LB
+    /// IPs of that family (kube-proxy filters them per family, `newBaseServiceInfo`), and
+    /// the NodePort for that family's node addresses.
     fn add_frontends(
         &mut self,
         svc: &Service,
-        cluster_ip: Ipv4Addr,
+        cluster_ip: IpAddr,
         sp: &crate::model::ServicePort,
         idx: usize,
     ) {
         let pn = sp.protocol.number();
+        let family = IpFamily::of(cluster_ip);
         self.frontends
             .insert((pn, cluster_ip, sp.port), (idx, FrontendKind::ClusterIp));
-        for ip in &svc.external_ips {
+        for ip in addrs_of(&svc.external_ips, family) {
             self.frontends
-                .insert((pn, *ip, sp.port), (idx, FrontendKind::ExternalIp));
+                .insert((pn, ip, sp.port), (idx, FrontendKind::ExternalIp));
         }
-        for ip in &svc.load_balancer_ips {
+        for ip in addrs_of(&svc.load_balancer_ips, family) {
             self.frontends
-                .insert((pn, *ip, sp.port), (idx, FrontendKind::LoadBalancer));
+                .insert((pn, ip, sp.port), (idx, FrontendKind::LoadBalancer));
         }
         if matches!(svc.type_, ServiceType::NodePort | ServiceType::LoadBalancer) {
             if let Some(np) = sp.node_port {
-                self.nodeports.insert((pn, np), idx);
+                self.nodeports.insert((pn, family, np), idx);
             }
         }
     }
 
-    /// Distinct local Ready endpoint IPs of `service` on node `node`.
-    pub(super) fn local_ready(&self, service: &ServiceRef, node: &str) -> usize {
+    /// Distinct local Ready endpoint IPs of `service` on node `node`, counted by the
+    /// proxier of `family` (`None`: the Service's primary family).
+    pub(super) fn local_ready(
+        &self,
+        service: &ServiceRef,
+        node: &str,
+        family: Option<IpFamily>,
+    ) -> usize {
+        let Some(family) = family.or_else(|| self.primary.get(service).copied()) else {
+            return 0;
+        };
         self.local_ready
-            .get(service)
+            .get(&(service.clone(), family))
             .and_then(|m| m.get(node))
             .copied()
             .unwrap_or(0)
@@ -216,6 +252,7 @@ fn compile_port(
     sref: &ServiceRef,
     sp: &crate::model::ServicePort,
     slices: &[&EndpointSlice],
+    family: IpFamily,
 ) -> SvcPort {
     let spn = service_port_name(&svc.namespace, &svc.name, &sp.name);
     let proto = sp.protocol.as_lower();
@@ -248,6 +285,7 @@ fn compile_port(
         svc: sref.clone(),
         port_name: sp.name.clone(),
         proto: sp.protocol,
+        family,
         etp_local: svc.external_policy_local(),
         itp_local: svc.internal_traffic_policy == TrafficPolicy::Local,
         affinity: match svc.session_affinity {
@@ -258,7 +296,7 @@ fn compile_port(
         svl_chain: format!("KUBE-SVL-{hash}"),
         ext_chain: format!("KUBE-EXT-{hash}"),
         fw_chain: format!("KUBE-FW-{hash}"),
-        firewall: Firewall::of(svc),
+        firewall: Firewall::of(svc, family),
         affinity_key: affinity_key(&hash),
         eps: infos,
         cluster: cat.cluster,

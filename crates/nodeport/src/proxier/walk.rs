@@ -12,6 +12,7 @@ use crate::chains::{
 };
 use crate::conntrack::Tuple;
 use crate::iptables::KUBE_PROXY_FIREWALL;
+use crate::model::IpFamily;
 use crate::model::ProxyConfig;
 
 /// What a new flow's rule path needs besides the decision.
@@ -27,11 +28,20 @@ impl FlowCtx<'_> {
         self.sp.proto.as_lower()
     }
 
-    /// `-d <dst>/32 -p <proto> --dport <port>` followed by `tail`.
+    /// The host prefix length of the flow's family: `/32` (iptables) or `/128` (ip6tables).
+    fn host_len(&self) -> u8 {
+        match self.sp.family {
+            IpFamily::V4 => 32,
+            IpFamily::V6 => 128,
+        }
+    }
+
+    /// `-d <dst>/32 -p <proto> --dport <port>` (`/128` for IPv6) followed by `tail`.
     fn dst_rule(&self, tail: &str) -> String {
         format!(
-            "-d {}/32 -p {} --dport {}{tail}",
+            "-d {}/{} -p {} --dport {}{tail}",
             self.t.dst,
+            self.host_len(),
             self.proto(),
             self.t.dport
         )
@@ -77,7 +87,10 @@ pub(super) fn new_flow_walk(cx: &FlowCtx<'_>, d: &FlowDecision) -> ChainWalk {
                 "filter",
                 chain,
                 cx.filter_rule("has no endpoints"),
-                "REJECT --reject-with icmp-port-unreachable",
+                match cx.sp.family {
+                    IpFamily::V4 => "REJECT --reject-with icmp-port-unreachable",
+                    IpFamily::V6 => "REJECT --reject-with icmp6-port-unreachable",
+                },
             );
         }
         FlowDecision::DropNoLocal => {
@@ -176,7 +189,8 @@ fn frontend_steps(cx: &FlowCtx<'_>, walk: &mut ChainWalk) {
             };
             let chain = sp.fw_chain.as_str();
             walk.push("nat", KUBE_SERVICES, cx.dst_rule(&rule), chain);
-            if let Some(src) = fw.matching(cx.t.src, cx.config.node_addresses.first()) {
+            let node_ip = cx.config.node_address(sp.family);
+            if let Some(src) = fw.matching(cx.t.src, node_ip.as_ref()) {
                 walk.push("nat", chain, format!("-s {src}{rule}"), ext);
             }
         }
@@ -193,7 +207,10 @@ fn service_steps(cx: &FlowCtx<'_>, dn: &DnatDecision, walk: &mut ChainWalk) {
     match dn.via {
         Via::ClusterIp { masq: false } => {}
         Via::ClusterIp { masq: true } => {
-            let not_src = match (cx.config.masquerade_all, cx.config.cluster_cidr) {
+            let not_src = match (
+                cx.config.masquerade_all,
+                cx.config.cluster_cidr(IpFamily::of(cx.t.src)),
+            ) {
                 (false, Some(c)) => format!(" ! -s {c}"),
                 _ => String::new(),
             };
@@ -214,7 +231,7 @@ fn service_steps(cx: &FlowCtx<'_>, dn: &DnatDecision, walk: &mut ChainWalk) {
         Via::External(ExtRoute::Pod) => {
             let cidr = cx
                 .config
-                .cluster_cidr
+                .cluster_cidr(IpFamily::of(cx.t.src))
                 .map(|c| c.to_string())
                 .unwrap_or_default();
             walk.push(
@@ -263,7 +280,8 @@ fn endpoint_steps(cx: &FlowCtx<'_>, dn: &DnatDecision, walk: &mut ChainWalk) {
     };
     walk.push("nat", chain, rule, ep.sep.as_str());
     if dn.hairpin {
-        push_masq(walk, &ep.sep, format!("-s {}/32 \"{spn}\"", ep.ip));
+        let len = cx.host_len();
+        push_masq(walk, &ep.sep, format!("-s {}/{len} \"{spn}\"", ep.ip));
     }
     let recent = if sp.affinity.is_some() {
         format!(" -m recent --name {} --set", ep.sep)

@@ -31,8 +31,14 @@ pub fn secs(s: u64) -> Duration {
 /// The master's kube-proxy, with `--random-fully` off (the what-if
 /// `masqueradeRandomFully: false`): these tests follow translated ports by value.
 pub fn master_config() -> ProxyConfig {
-    let mut c = ProxyConfig::new("master", vec![MASTER, MASTER_CNI]);
-    c.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    let mut c = ProxyConfig::new(
+        "master",
+        vec![
+            std::net::IpAddr::V4(MASTER),
+            std::net::IpAddr::V4(MASTER_CNI),
+        ],
+    );
+    c.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
     c.masquerade_random_fully = false;
     c
 }
@@ -44,7 +50,7 @@ pub fn pod(n: u8, idx: u8) -> Ipv4Addr {
 /// A pod endpoint on `node` (node index n: master = 0, node1 = 1, …).
 pub fn ep(ip: Ipv4Addr, node: &str) -> Endpoint {
     Endpoint {
-        ip,
+        ip: std::net::IpAddr::V4(ip),
         node_name: Some(node.into()),
         ready: true,
         serving: true,
@@ -62,7 +68,7 @@ pub fn terminating(mut e: Endpoint) -> Endpoint {
 /// `default/nginx`, type NodePort, port 80 → 80, nodePort 32761.
 pub fn nginx(etp: TrafficPolicy) -> Service {
     Service {
-        cluster_ip: Some(CLUSTER_IP),
+        cluster_ips: vec![CLUSTER_IP.into()],
         ports: vec![ServicePort::tcp(80, 80, Some(NODE_PORT))],
         external_traffic_policy: etp,
         ..Service::new("default", "nginx", ServiceType::NodePort)
@@ -71,6 +77,7 @@ pub fn nginx(etp: TrafficPolicy) -> Service {
 
 pub fn slice(svc: &Service, endpoints: Vec<Endpoint>) -> EndpointSlice {
     EndpointSlice {
+        address_type: Default::default(),
         service: svc.service_ref(),
         ports: svc
             .ports
@@ -154,7 +161,12 @@ pub fn echo_reply(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
 /// (src, sport, dst, dport) of a packet.
 pub fn addrs(pkt: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
     let p = nodeport::packet::parse(pkt).unwrap();
-    (p.tuple.src, p.tuple.sport, p.tuple.dst, p.tuple.dport)
+    (
+        wire::v4(p.tuple.src),
+        p.tuple.sport,
+        wire::v4(p.tuple.dst),
+        p.tuple.dport,
+    )
 }
 
 /// Assert every checksum of a TCP/UDP packet is what a full recompute gives.
@@ -171,6 +183,17 @@ pub fn forward(
     now: Duration,
     pkt: &mut [u8],
     egress: Option<Ipv4Addr>,
+    rng: &mut ChaCha8Rng,
+) -> (Prerouting, Option<Postrouting>) {
+    forward_ip(p, now, pkt, egress.map(std::net::IpAddr::V4), rng)
+}
+
+/// [`forward`] with an egress address of either family (the packet's, for MASQUERADE).
+pub fn forward_ip(
+    p: &mut Proxier,
+    now: Duration,
+    pkt: &mut [u8],
+    egress: Option<std::net::IpAddr>,
     rng: &mut ChaCha8Rng,
 ) -> (Prerouting, Option<Postrouting>) {
     let mut pre = p.prerouting(now, pkt, rng);

@@ -3,6 +3,7 @@
 //! (`testNodeIPs`), detect-local 10.0.0.0/8, service ports named "p80" on TCP 80.
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use nodeport::*;
@@ -21,9 +22,13 @@ pub fn ip(s: &str) -> Ipv4Addr {
 pub fn fake_config() -> ProxyConfig {
     let mut c = ProxyConfig::new(
         "test-node",
-        vec![ip(NODE_IP), ip(NODE_IP_ALT), ip(EXTERNAL_IP)],
+        vec![
+            std::net::IpAddr::V4(ip(NODE_IP)),
+            std::net::IpAddr::V4(ip(NODE_IP_ALT)),
+            std::net::IpAddr::V4(ip(EXTERNAL_IP)),
+        ],
     );
-    c.cluster_cidr = Some("10.0.0.0/8".parse().unwrap());
+    c.cluster_cidrs = vec!["10.0.0.0/8".parse().unwrap()];
     c.masquerade_random_fully = false;
     c
 }
@@ -31,7 +36,7 @@ pub fn fake_config() -> ProxyConfig {
 /// `makeTestService(ns, name, …)` with one port "p80" (TCP 80, `node_port`).
 pub fn svc(ns: &str, name: &str, type_: ServiceType, cluster_ip: &str, np: Option<u16>) -> Service {
     Service {
-        cluster_ip: Some(ip(cluster_ip)),
+        cluster_ips: vec![ip(cluster_ip).into()],
         ports: vec![ServicePort {
             name: "p80".into(),
             protocol: Protocol::Tcp,
@@ -46,6 +51,7 @@ pub fn svc(ns: &str, name: &str, type_: ServiceType, cluster_ip: &str, np: Optio
 /// `makeTestEndpointSlice(ns, name, …)`: port "p80" TCP 80, ready endpoints (ip, nodeName).
 pub fn slice(ns: &str, name: &str, eps: &[(&str, Option<&str>)]) -> EndpointSlice {
     EndpointSlice {
+        address_type: Default::default(),
         service: ServiceRef::new(ns, name),
         ports: vec![EndpointPort {
             name: "p80".into(),
@@ -55,7 +61,7 @@ pub fn slice(ns: &str, name: &str, eps: &[(&str, Option<&str>)]) -> EndpointSlic
         endpoints: eps
             .iter()
             .map(|(a, node)| Endpoint {
-                ip: ip(a),
+                ip: std::net::IpAddr::V4(ip(a)),
                 node_name: node.map(String::from),
                 ready: true,
                 serving: true,
@@ -63,4 +69,30 @@ pub fn slice(ns: &str, name: &str, eps: &[(&str, Option<&str>)]) -> EndpointSlic
             })
             .collect(),
     }
+}
+
+pub type Dump = BTreeMap<String, (BTreeSet<String>, BTreeMap<String, Vec<String>>)>;
+
+/// table → (declared chains, chain → its rules in order), like `sortIPTablesRules`.
+pub fn sorted_rules(text: &str) -> Dump {
+    let mut out: Dump = BTreeMap::new();
+    let mut table = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.to_string();
+            out.entry(table.clone()).or_default();
+        } else if let Some(c) = line.strip_prefix(':') {
+            let name = c.split_whitespace().next().unwrap_or_default().to_string();
+            out.get_mut(&table).unwrap().0.insert(name);
+        } else if let Some(r) = line.strip_prefix("-A ") {
+            let chain = r.split_whitespace().next().unwrap_or_default().to_string();
+            out.get_mut(&table)
+                .unwrap()
+                .1
+                .entry(chain)
+                .or_default()
+                .push(line.to_string());
+        }
+    }
+    out
 }

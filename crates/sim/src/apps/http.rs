@@ -5,7 +5,7 @@
 //! sits on the client) or after 65 s idle. A raw mode (serve-hostname `--tcp`) writes the
 //! answer and closes.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
@@ -28,7 +28,7 @@ pub struct HttpRequest<'a> {
     /// The request target (path and query).
     pub path: &'a str,
     /// The peer address the socket saw.
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
 }
 
 /// A responder's answer.
@@ -82,13 +82,10 @@ pub(crate) struct TcpServer {
     dead: Vec<SocketHandle>,
 }
 
-fn remote(s: &tcp::Socket) -> SocketAddrV4 {
+fn remote(s: &tcp::Socket) -> SocketAddr {
     match s.remote_endpoint() {
-        Some(IpEndpoint {
-            addr: IpAddress::Ipv4(a),
-            port,
-        }) => SocketAddrV4::new(a, port),
-        _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        Some(IpEndpoint { addr, port }) => SocketAddr::new(addr.into(), port),
+        None => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
     }
 }
 
@@ -139,8 +136,8 @@ impl TcpServer {
     }
 
     /// A socket of the pool is half-open with `from`.
-    pub fn half_open(&self, sockets: &SocketSet<'static>, from: SocketAddrV4) -> bool {
-        let from = IpEndpoint::new(IpAddress::Ipv4(*from.ip()), from.port());
+    pub fn half_open(&self, sockets: &SocketSet<'static>, from: SocketAddr) -> bool {
+        let from = IpEndpoint::new(IpAddress::from(from.ip()), from.port());
         self.slots.iter().any(|sl| {
             let sock = sockets.get::<tcp::Socket>(sl.handle);
             sock.state() == tcp::State::SynReceived && sock.remote_endpoint() == Some(from)
@@ -272,7 +269,7 @@ pub fn answer_request(
     info: &ServerInfo,
     clock: &WallClock,
     now: Duration,
-    peer: SocketAddrV4,
+    peer: SocketAddr,
     buf: &[u8],
     eof: bool,
 ) -> Option<Answered> {
@@ -304,7 +301,7 @@ pub fn answer_request(
 /// The response bytes to a parsed request, its access-log entry and whether to close.
 fn http_answer(
     req: &httparse::Request,
-    peer: SocketAddrV4,
+    peer: SocketAddr,
     kind: AppKind,
     info: &ServerInfo,
     clock: &WallClock,

@@ -2,7 +2,7 @@
 //! the peer address its socket saw (nginx's `$remote_addr`, agnhost's clientip), written in
 //! nginx's `main` format whatever the app, so reports read every app the same way.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use crate::clock::WallClock;
 pub struct AccessLogEntry {
     pub at: Duration,
     /// `$remote_addr`: the peer address the server's socket saw.
-    pub remote_addr: Ipv4Addr,
+    pub remote_addr: IpAddr,
     pub remote_port: u16,
     pub request: String,
     pub status: u16,
@@ -91,7 +91,7 @@ impl AccessLog {
         self.0.lock().expect("poisoned").entries.get(i).cloned()
     }
     /// `$remote_addr` of entry `i`, without copying the entry.
-    pub fn remote_addr(&self, i: usize) -> Option<Ipv4Addr> {
+    pub fn remote_addr(&self, i: usize) -> Option<IpAddr> {
         self.0
             .lock()
             .expect("poisoned")
@@ -109,10 +109,10 @@ impl AccessLog {
     }
 
     /// Write one entry (its line by [`main_line`]).
-    pub(crate) fn record(&self, clock: &WallClock, now: Duration, peer: SocketAddrV4, a: Access) {
+    pub(crate) fn record(&self, clock: &WallClock, now: Duration, peer: SocketAddr, a: Access) {
         let line = main_line(clock, now, peer, &a);
         self.push(AccessLogEntry {
-            remote_addr: *peer.ip(),
+            remote_addr: peer.ip(),
             remote_port: peer.port(),
             at: now,
             request: a.request,
@@ -135,7 +135,7 @@ impl AccessLog {
 /// One line in nginx's `main` format:
 /// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer"
 /// "$http_user_agent" "$http_x_forwarded_for"`.
-pub fn main_line(clock: &WallClock, now: Duration, peer: SocketAddrV4, a: &Access) -> String {
+pub fn main_line(clock: &WallClock, now: Duration, peer: SocketAddr, a: &Access) -> String {
     format!(
         "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\" \"{}\"",
         peer.ip(),

@@ -18,7 +18,7 @@ pub mod nginx;
 pub mod serve_hostname;
 pub mod udp;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,7 +106,7 @@ pub fn answer_udp(
     kind: AppKind,
     info: &ServerInfo,
     text: &[u8],
-    from: SocketAddrV4,
+    from: SocketAddr,
 ) -> Option<String> {
     match kind {
         AppKind::Netexec => netexec::udp_answer(info, text, from),
@@ -231,7 +231,7 @@ impl Apps {
     pub fn on_syn(
         &mut self,
         sockets: &mut SocketSet<'static>,
-        from: SocketAddrV4,
+        from: SocketAddr,
         port: u16,
         queued: usize,
     ) -> bool {

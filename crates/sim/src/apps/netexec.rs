@@ -7,7 +7,7 @@
 //! is trimmed and lower-cased, then `hostname` → the hostname, `echo <text>` → text,
 //! `clientip` → `ip:port`; anything else gets no answer.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::http::{HttpRequest, HttpResponse};
@@ -78,7 +78,7 @@ fn percent_decode(v: &str) -> String {
 }
 
 /// netexec's UDP server: the answer to one datagram.
-pub(crate) fn udp_answer(info: &ServerInfo, text: &[u8], from: SocketAddrV4) -> Option<String> {
+pub(crate) fn udp_answer(info: &ServerInfo, text: &[u8], from: SocketAddr) -> Option<String> {
     let cmd = String::from_utf8_lossy(text).trim().to_lowercase();
     if cmd == "hostname" {
         Some(info.pod.clone())
@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn udp_commands_like_agnhost() {
-        let from: SocketAddrV4 = "10.151.30.11:40000".parse().unwrap();
+        let from: SocketAddr = "10.151.30.11:40000".parse().unwrap();
         assert_eq!(
             udp_answer(&info(), b"hostname\n", from).as_deref(),
             Some("web-1")

@@ -1,12 +1,11 @@
 //! A UDP server on one port of a pod: every datagram is answered by the app's handler (from
 //! the address it was sent to) and logged with the peer address the socket saw.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
-use smoltcp::wire::IpAddress;
 
 use super::log::Access;
 use super::{answer_udp, AppCtx, AppKind};
@@ -64,8 +63,7 @@ impl UdpServer {
         let mut changed = false;
         let mut buf = [0u8; 2048];
         while let Ok((n, meta)) = s.recv_slice(&mut buf) {
-            let IpAddress::Ipv4(ip) = meta.endpoint.addr;
-            let from = SocketAddrV4::new(ip, meta.endpoint.port);
+            let from = SocketAddr::new(meta.endpoint.addr.into(), meta.endpoint.port);
             let text = &buf[..n];
             let answer = answer_udp(self.kind, ctx.info, text, from);
             let sent = match &answer {

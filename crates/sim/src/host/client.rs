@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,7 +88,7 @@ pub struct RequestOutcome {
     pub elapsed: Duration,
     pub started_at: Duration,
     pub client_port: u16,
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// curl's error line (`curl: (28) …`), empty on success.
     pub message: String,
     /// Response headers (name, value) in order, for [`OutcomeKind::Ok`].
@@ -117,8 +117,8 @@ impl fmt::Display for RequestOutcome {
 /// Requests queued by the world and outcomes reported back.
 #[derive(Debug, Default)]
 struct ClientShared {
-    starts: VecDeque<(RequestId, SocketAddrV4, RequestOpts, Duration)>,
-    udp_starts: Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)>,
+    starts: VecDeque<(RequestId, SocketAddr, RequestOpts, Duration)>,
+    udp_starts: Vec<(RequestId, SocketAddr, crate::udp::UdpOpts, Duration)>,
     /// Outcomes not taken yet ([`ClientHandle::take_outcome`]).
     outcomes: HashMap<RequestId, RequestOutcome>,
     /// Source ports of the requests in progress (a finished one's is in its outcome).
@@ -130,7 +130,7 @@ struct ClientShared {
 pub struct ClientHandle(Arc<Mutex<ClientShared>>);
 
 impl ClientHandle {
-    pub(crate) fn start(&self, id: RequestId, dst: SocketAddrV4, opts: RequestOpts, now: Duration) {
+    pub(crate) fn start(&self, id: RequestId, dst: SocketAddr, opts: RequestOpts, now: Duration) {
         self.0
             .lock()
             .expect("poisoned")
@@ -167,7 +167,7 @@ impl ClientHandle {
     pub(crate) fn start_udp(
         &self,
         id: RequestId,
-        dst: SocketAddrV4,
+        dst: SocketAddr,
         opts: crate::udp::UdpOpts,
         now: Duration,
     ) {
@@ -176,7 +176,7 @@ impl ClientHandle {
     }
     pub(crate) fn take_udp_starts(
         &self,
-    ) -> Vec<(RequestId, SocketAddrV4, crate::udp::UdpOpts, Duration)> {
+    ) -> Vec<(RequestId, SocketAddr, crate::udp::UdpOpts, Duration)> {
         std::mem::take(&mut self.0.lock().expect("poisoned").udp_starts)
     }
     pub(crate) fn set_port(&self, id: RequestId, port: u16) {
@@ -192,7 +192,7 @@ impl ClientHandle {
 
 struct Active {
     id: RequestId,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     opts: RequestOpts,
     started: Duration,
     port: u16,
@@ -247,7 +247,8 @@ fn keep_spare(spare: &mut Vec<tcp::Socket<'static>>, s: smoltcp::socket::Socket<
 
 /// The curl-like client.
 pub(super) struct CurlClient {
-    ip: Ipv4Addr,
+    /// The host's addresses (IPv4, and IPv6 on a dual-stack host).
+    ips: Vec<IpAddr>,
     shared: ClientHandle,
     active: Vec<Active>,
     closing: Vec<SocketHandle>,
@@ -363,11 +364,11 @@ impl Ending {
 }
 
 impl CurlClient {
-    /// A client at `ip` whose source ports come from `seed`; the handle starts requests.
-    pub(super) fn new(ip: Ipv4Addr, seed: u64) -> (CurlClient, ClientHandle) {
+    /// A client at `ips` whose source ports come from `seed`; the handle starts requests.
+    pub(super) fn new(ips: Vec<IpAddr>, seed: u64) -> (CurlClient, ClientHandle) {
         let shared = ClientHandle::default();
         let client = CurlClient {
-            ip,
+            ips,
             shared: shared.clone(),
             active: Vec::new(),
             closing: Vec::new(),
@@ -427,7 +428,7 @@ impl CurlClient {
     /// ICMP destination unreachable for one of our SYNs (`s`, a datagram the host
     /// received): connection refused.
     pub(super) fn on_icmp(&mut self, s: &packet::Summary) {
-        let Some((_, sport, dst)) = crate::udp::unreachable_quoting(s, PROTO_TCP, self.ip) else {
+        let Some((_, sport, dst)) = crate::udp::unreachable_quoting(s, PROTO_TCP, &self.ips) else {
             return;
         };
         for a in &mut self.active {
@@ -472,7 +473,7 @@ impl CurlClient {
                 .unwrap_or_else(|| tcp_socket(CLIENT_RX, CLIENT_TX));
             let res = s.connect(
                 iface.context(),
-                IpEndpoint::new(IpAddress::Ipv4(*dst.ip()), dst.port()),
+                IpEndpoint::new(IpAddress::from(dst.ip()), dst.port()),
                 port,
             );
             let handle = sockets.add(s);

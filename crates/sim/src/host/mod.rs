@@ -9,7 +9,7 @@
 
 pub mod client;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use smoltcp::iface::{Config, Interface, SocketSet};
@@ -53,11 +53,24 @@ pub struct HostConfig {
     pub gateway: Ipv4Addr,
     /// Seeds smoltcp (ISNs) and the client's source-port choice.
     pub seed: u64,
+    /// A dual-stack host's IPv6 side (none: IPv4 only).
+    pub v6: Option<HostV6>,
+}
+
+/// A host's IPv6 address, prefix length and default gateway (a link-layer-less link: no NDP,
+/// the gateway is only the next hop the fabric resolves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostV6 {
+    pub ip: Ipv6Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv6Addr,
 }
 
 /// A host on its own smoltcp stack.
 pub struct Host {
     link: String,
+    /// Its addresses: IPv4, then IPv6 on a dual-stack host.
+    ips: Vec<IpAddr>,
     iface: Interface,
     dev: QueueDevice,
     sockets: SocketSet<'static>,
@@ -79,10 +92,19 @@ impl Host {
         let mut iface = Interface::new(config, &mut dev, instant(now));
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.ip), cfg.prefix_len));
+            if let Some(v6) = cfg.v6 {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv6(v6.ip), v6.prefix_len));
+            }
         });
         let _ = iface.routes_mut().add_default_ipv4_route(cfg.gateway);
+        let mut ips = vec![IpAddr::V4(cfg.ip)];
+        if let Some(v6) = cfg.v6 {
+            let _ = iface.routes_mut().add_default_ipv6_route(v6.gateway);
+            ips.push(IpAddr::V6(v6.ip));
+        }
         Host {
             link: cfg.link,
+            ips,
             iface,
             dev,
             sockets: SocketSet::new(Vec::new()),
@@ -139,11 +161,13 @@ impl Host {
         self.apps.as_ref().is_none_or(Apps::running)
     }
 
-    /// Run the curl-like client; returns the handle to start requests and read outcomes.
-    pub fn with_client(&mut self, ip: Ipv4Addr, seed: u64) -> ClientHandle {
-        let (client, handle) = CurlClient::new(ip, seed);
+    /// Run the curl-like client (on every address of the host); returns the handle to start
+    /// requests and read outcomes.
+    pub fn with_client(&mut self, seed: u64) -> ClientHandle {
+        let (client, handle) = CurlClient::new(self.ips.clone(), seed);
         self.client = Some(client);
-        self.udp = Some(crate::udp::UdpClient::new(ip, handle.clone(), seed));
+        let udp = crate::udp::UdpClient::new(self.ips.clone(), handle.clone(), seed);
+        self.udp = Some(udp);
         handle
     }
 
@@ -200,7 +224,7 @@ impl Port for Host {
         // on its own timer. Otherwise enough sockets listen for every SYN in the queue.
         if let (Ok(s), Some(apps)) = (&sum, &mut self.apps) {
             if s.tuple.proto == PROTO_TCP && s.flags == "S" {
-                let from = SocketAddrV4::new(s.tuple.src, s.tuple.sport);
+                let from = s.tuple.src_addr();
                 let queued = self.dev.rx.len();
                 if !apps.on_syn(&mut self.sockets, from, s.tuple.dport, queued) {
                     return;

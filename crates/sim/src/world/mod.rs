@@ -21,10 +21,10 @@ mod topology;
 pub mod trace;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use rand_chacha::ChaCha8Rng;
 
 use nodestack::{Iface, Node};
@@ -57,9 +57,11 @@ pub enum SimError {
     #[error("address {addr} of {name:?} is not inside {net}")]
     OutsideNetwork {
         name: String,
-        addr: Ipv4Addr,
-        net: Ipv4Net,
+        addr: IpAddr,
+        net: IpNet,
     },
+    #[error("{name:?} has an IPv6 address but the world has no IPv6 {what}")]
+    NoIpv6 { name: String, what: &'static str },
     #[error("request {0} did not end within a virtual day (no max_time and a silent peer)")]
     NoOutcome(u64),
     #[error("duplicate name {0:?}")]
@@ -92,8 +94,11 @@ enum EdgeKind {
 struct Edge {
     name: String,
     ip: Ipv4Addr,
+    /// A dual-stack edge's IPv6 address and gateway.
+    ip6: Option<Ipv6Addr>,
     seg: usize,
     gateway: Ipv4Addr,
+    gateway6: Option<Ipv6Addr>,
     kind: EdgeKind,
     port: Tracer<Box<dyn Port + Send>>,
     access_log: Option<AccessLog>,
@@ -112,7 +117,7 @@ struct Edge {
 
 struct RequestMeta {
     client: usize,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     started: Duration,
     /// IP protocol of the request's flow (TCP for curl, UDP for a datagram).
     proto: u8,

@@ -100,6 +100,7 @@ impl World {
             attach: Attachment::External {
                 can_reach: lbd.nodes.clone(),
             },
+            ipv6: None,
         };
         let net = self.client_net_for(spec.source);
         let mut host = Host::new(
@@ -109,14 +110,15 @@ impl World {
                 prefix_len: net.prefix_len(),
                 gateway: first_host(net),
                 seed: self.rng.next_u64(),
+                v6: None,
             },
             self.now,
         );
-        let h = host.with_client(spec.source, self.rng.next_u64());
+        let h = host.with_client(self.rng.next_u64());
         let Attachment::External { can_reach } = &desc.attach else {
             unreachable!()
         };
-        let e = self.attach_external(&client, spec.source, can_reach, Box::new(host))?;
+        let e = self.attach_external(&client, (spec.source, None), can_reach, Box::new(host))?;
         self.edges[e].client = Some(h);
         self.mark_embedded(e);
         let mut targets = Vec::new();

@@ -1,7 +1,7 @@
 //! The packet queue: datagrams emitted onto a segment are resolved to the attachment that
 //! owns the next hop and delivered in FIFO order; [`World::step`] runs everything ready now.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use nodestack::{Egress, Iface};
@@ -79,7 +79,7 @@ impl World {
         external.chain(embedded).min()
     }
 
-    pub(super) fn emit(&mut self, from: Attach, seg: usize, next_hop: Ipv4Addr, pkt: Vec<u8>) {
+    pub(super) fn emit(&mut self, from: Attach, seg: usize, next_hop: IpAddr, pkt: Vec<u8>) {
         self.capture(from, &pkt);
         let to = self.segments[seg].resolve(next_hop);
         if to.is_none() {
@@ -106,32 +106,41 @@ impl World {
             self.lost += 1;
             return;
         };
+        let dst = s.tuple.dst;
         let edge = &self.edges[e];
         let seg = edge.seg;
-        let on_link = self.segments[seg].on_link(s.tuple.dst);
-        if on_link && s.tuple.dst != edge.gateway {
+        let gateway = match dst {
+            IpAddr::V4(_) => Some(IpAddr::V4(edge.gateway)),
+            IpAddr::V6(_) => edge.gateway6.map(IpAddr::V6),
+        };
+        let on_link = self.segments[seg].on_link(dst);
+        if on_link && Some(dst) != gateway {
             // Pod to pod on a cni0 bridge: br_netfilter hands it to the node's hooks.
             if let Some(&n) = self.cni_node.get(&seg) {
-                if self.segments[seg].resolve(s.tuple.dst).is_some() {
+                if self.segments[seg].resolve(dst).is_some() {
                     if self.tracing {
                         let ev = FabricEvent {
                             at: self.now,
                             segment: self.segments[seg].name().to_string(),
                             from: self.edges[e].name.clone(),
                             to: Some(self.attach_name(Attach::Bridge(n))),
-                            next_hop: s.tuple.dst,
+                            next_hop: dst,
                             summary: Some(s),
                         };
                         self.trace.push(TraceEvent::Fabric(ev));
                     }
                     self.queue.push_back((Attach::Bridge(n), pkt));
                 } else {
-                    self.emit(Attach::Edge(e), seg, s.tuple.dst, pkt);
+                    self.emit(Attach::Edge(e), seg, dst, pkt);
                 }
                 return;
             }
         }
-        let next_hop = if on_link { s.tuple.dst } else { edge.gateway };
+        // An IPv6 datagram from an edge without an IPv6 gateway goes nowhere off-link.
+        let Some(next_hop) = (if on_link { Some(dst) } else { gateway }) else {
+            self.lost += 1;
+            return;
+        };
         self.emit(Attach::Edge(e), seg, next_hop, pkt);
     }
 

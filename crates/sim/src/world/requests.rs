@@ -1,6 +1,6 @@
 //! The request API (curl-like GETs from embedded clients) and the pods' access logs.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::{Edge, EdgeKind, RequestMeta, SimError, World};
 use crate::host::{
@@ -10,13 +10,15 @@ use crate::udp::UdpOpts;
 use vswitch::packet::{PROTO_TCP, PROTO_UDP};
 
 impl World {
-    /// Start a curl-like GET from `client` to `dst`. Run the clock to make progress.
+    /// Start a curl-like GET from `client` to `dst` (IPv4, or IPv6 from a client with an
+    /// IPv6 address). Run the clock to make progress.
     pub fn start_request(
         &mut self,
         client: &str,
-        dst: SocketAddrV4,
+        dst: impl Into<SocketAddr>,
         opts: RequestOpts,
     ) -> Result<RequestId, SimError> {
+        let dst = dst.into();
         let (e, handle, id) = self.new_request(client, dst, PROTO_TCP)?;
         handle.start(id, dst, opts, self.now);
         self.kick(e);
@@ -28,9 +30,10 @@ impl World {
     pub fn start_udp(
         &mut self,
         client: &str,
-        dst: SocketAddrV4,
+        dst: impl Into<SocketAddr>,
         opts: UdpOpts,
     ) -> Result<RequestId, SimError> {
+        let dst = dst.into();
         let (e, handle, id) = self.new_request(client, dst, PROTO_UDP)?;
         handle.start_udp(id, dst, opts, self.now);
         self.kick(e);
@@ -41,7 +44,7 @@ impl World {
     fn new_request(
         &mut self,
         client: &str,
-        dst: SocketAddrV4,
+        dst: SocketAddr,
         proto: u8,
     ) -> Result<(usize, ClientHandle, RequestId), SimError> {
         let e = self
@@ -72,7 +75,7 @@ impl World {
     pub fn request(
         &mut self,
         client: &str,
-        dst: SocketAddrV4,
+        dst: impl Into<SocketAddr>,
         opts: RequestOpts,
     ) -> Result<RequestOutcome, SimError> {
         let id = self.start_request(client, dst, opts)?;
@@ -165,7 +168,7 @@ impl World {
     /// (pod, `$remote_addr`) of every access-log line written since `mark`, in the order
     /// they were logged: [`World::access_entries_since`] without copying the entries (the
     /// runner asks once per request).
-    pub fn access_peers_since(&self, mark: usize) -> Vec<(&str, std::net::Ipv4Addr)> {
+    pub fn access_peers_since(&self, mark: usize) -> Vec<(&str, std::net::IpAddr)> {
         self.journal
             .since(mark)
             .into_iter()

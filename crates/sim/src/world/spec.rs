@@ -1,9 +1,10 @@
 //! The plain description a [`super::World`] is built from: nodes, clients, pods, the load
-//! balancer, the seed and the wall clock.
+//! balancer, the seed and the wall clock. A dual-stack world gives nodes, pods and clients an
+//! IPv6 address too (`ipv6` fields) and itself an IPv6 node network and router address.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use nodeport::ProxyConfig;
 
 use crate::apps::AppDesc;
@@ -16,8 +17,12 @@ pub struct NodeDesc {
     pub ip: Ipv4Addr,
     pub pod_cidr: Ipv4Net,
     /// kube-proxy configuration; `None` = `ProxyConfig::new(name, [ip, cni0])` with the
-    /// world's `cluster_cidr`.
+    /// world's `cluster_cidr` (and `cluster_cidr_v6`).
     pub proxy: Option<ProxyConfig>,
+    /// The node's IPv6 address on the world's `node_network_v6` (dual-stack node).
+    pub ipv6: Option<Ipv6Addr>,
+    /// The node's IPv6 pod CIDR (a /64; cni0 gets its first host).
+    pub pod_cidr_v6: Option<Ipv6Net>,
 }
 
 impl NodeDesc {
@@ -27,6 +32,8 @@ impl NodeDesc {
             ip,
             pod_cidr,
             proxy: None,
+            ipv6: None,
+            pod_cidr_v6: None,
         }
     }
 }
@@ -45,6 +52,9 @@ pub struct ClientDesc {
     pub name: String,
     pub ip: Ipv4Addr,
     pub attach: Attachment,
+    /// A dual-stack client's IPv6 address (external: its client network is the /64 around
+    /// it; pod-attached: inside the node's IPv6 pod CIDR).
+    pub ipv6: Option<Ipv6Addr>,
 }
 
 /// A pod and the apps its containers run.
@@ -52,6 +62,8 @@ pub struct ClientDesc {
 pub struct PodDesc {
     pub name: String,
     pub ip: Ipv4Addr,
+    /// A dual-stack pod's IPv6 address (inside its node's IPv6 pod CIDR).
+    pub ipv6: Option<Ipv6Addr>,
     pub node: String,
     /// One per container; empty = nginx on 80/TCP (a container that declares no ports).
     pub apps: Vec<AppDesc>,
@@ -77,6 +89,12 @@ pub struct WorldSpec {
     pub router_ip: Ipv4Addr,
     /// kube-proxy's `clusterCIDR` for default proxy configs.
     pub cluster_cidr: Option<Ipv4Net>,
+    /// The node network's IPv6 prefix (none: an IPv4-only lab).
+    pub node_network_v6: Option<Ipv6Net>,
+    /// The router's IPv6 address on the node network (every dual-stack node's IPv6 gateway).
+    pub router_ipv6: Option<Ipv6Addr>,
+    /// kube-proxy's IPv6 `clusterCIDR` for default proxy configs.
+    pub cluster_cidr_v6: Option<Ipv6Net>,
     /// Client networks; a client outside all of them gets its own /24.
     pub client_networks: Vec<Ipv4Net>,
     pub nodes: Vec<NodeDesc>,
@@ -95,6 +113,9 @@ impl Default for WorldSpec {
             node_network: "10.151.30.0/24".parse().expect("literal"),
             router_ip: "10.151.30.1".parse().expect("literal"),
             cluster_cidr: Some("10.244.0.0/16".parse().expect("literal")),
+            node_network_v6: None,
+            router_ipv6: None,
+            cluster_cidr_v6: None,
             client_networks: Vec::new(),
             nodes: Vec::new(),
             clients: Vec::new(),

@@ -1,16 +1,20 @@
 //! Building the world: the node network, one cni0 segment per node, client networks, pods,
-//! clients and external ports, the load balancer, and kube-proxy syncs on every node.
+//! clients and external ports, the load balancer, and kube-proxy syncs on every node. A
+//! dual-stack world puts IPv6 prefixes on the same segments (the node network's, each node's
+//! pod /64 on its cni0, a /64 per IPv6 client network) and IPv6 addresses on the same
+//! attachments: links are L3, so there is no NDP (the segment resolves IPv6 next hops as it
+//! does IPv4 ones).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use nodeport::{EndpointSlice, ProxyConfig, Service, ServiceType, TrafficPolicy};
-use nodestack::{Iface, Node, NodeSpec};
+use nodestack::{first_host_v6, Iface, Node, NodeSpec, NodeV6};
 use vswitch::packet::PROTO_TCP;
 use vswitch::router::IfaceKind;
 use vswitch::{Impair, ImpairConfig, LoadBalancer, Port, Router, Segment, TraceSink, Tracer};
@@ -20,7 +24,7 @@ use super::{
     World, WorldSpec, PROXY_HEALTH_PORT,
 };
 use crate::apps::AppDesc;
-use crate::host::{AccessJournal, Host, HostConfig, ServerInfo};
+use crate::host::{AccessJournal, Host, HostConfig, HostV6, ServerInfo};
 
 /// The first host address of a network (the gateway: the router's client-network address,
 /// a node's cni0).
@@ -28,21 +32,61 @@ pub(super) fn first_host(net: Ipv4Net) -> Ipv4Addr {
     wire::first_host(net.network(), net.prefix_len()).unwrap_or(net.network())
 }
 
+/// The client network of an IPv6 client address: the /64 around it.
+fn client_net6(ip: Ipv6Addr) -> Ipv6Net {
+    Ipv6Net::new(ip, 64).expect("64 is a valid prefix").trunc()
+}
+
+/// A node's IPv6 side, when the description gives it an IPv6 address and pod CIDR.
+fn node_v6(spec: &WorldSpec, d: &NodeDesc) -> Result<Option<NodeV6>, SimError> {
+    let (Some(ip), Some(pod_cidr)) = (d.ipv6, d.pod_cidr_v6) else {
+        return Ok(None);
+    };
+    let Some(net) = spec.node_network_v6.map(|n| n.trunc()) else {
+        return Err(SimError::NoIpv6 {
+            name: d.name.clone(),
+            what: "node network",
+        });
+    };
+    if !net.contains(&ip) {
+        return Err(SimError::OutsideNetwork {
+            name: d.name.clone(),
+            addr: ip.into(),
+            net: net.into(),
+        });
+    }
+    Ok(Some(NodeV6 {
+        ip,
+        prefix_len: net.prefix_len(),
+        pod_cidr,
+        gateway: spec.router_ipv6,
+    }))
+}
+
 /// One node of the description: its stack, kube-proxy config (the default one unless
-/// given) and a route to every other node's pod CIDR via that node.
+/// given) and a route to every other node's pod CIDR via that node (per family).
 fn build_node(spec: &WorldSpec, d: &NodeDesc, seed: u64) -> Result<Node, SimError> {
     let node_net = spec.node_network.trunc();
     if !node_net.contains(&d.ip) {
         return Err(SimError::OutsideNetwork {
             name: d.name.clone(),
-            addr: d.ip,
-            net: node_net,
+            addr: d.ip.into(),
+            net: node_net.into(),
         });
     }
+    let v6 = node_v6(spec, d)?;
     let cni0 = first_host(d.pod_cidr.trunc());
     let proxy = d.proxy.clone().unwrap_or_else(|| {
-        let mut p = ProxyConfig::new(d.name.clone(), vec![d.ip, cni0]);
-        p.cluster_cidr = spec.cluster_cidr;
+        let mut addrs = vec![IpAddr::V4(d.ip), IpAddr::V4(cni0)];
+        if let Some(v) = &v6 {
+            addrs.extend([IpAddr::V6(v.ip), IpAddr::V6(first_host_v6(v.pod_cidr))]);
+        }
+        let mut p = ProxyConfig::new(d.name.clone(), addrs);
+        p.cluster_cidrs = spec.cluster_cidr.into_iter().map(Into::into).collect();
+        if v6.is_some() {
+            p.cluster_cidrs
+                .extend(spec.cluster_cidr_v6.into_iter().map(ipnet::IpNet::from));
+        }
         p
     });
     let mut node = Node::new(
@@ -53,6 +97,7 @@ fn build_node(spec: &WorldSpec, d: &NodeDesc, seed: u64) -> Result<Node, SimErro
             pod_cidr: d.pod_cidr,
             gateway: Some(spec.router_ip),
             proxy,
+            v6,
         },
         Duration::ZERO,
         seed,
@@ -63,6 +108,13 @@ fn build_node(spec: &WorldSpec, d: &NodeDesc, seed: u64) -> Result<Node, SimErro
     for o in &spec.nodes {
         if o.name != d.name {
             node.add_route(o.pod_cidr, o.ip);
+        }
+    }
+    if node.eth0_v6().is_some() {
+        for o in &spec.nodes {
+            if let (true, Some(ip6), Some(pc6)) = (o.name != d.name, o.ipv6, o.pod_cidr_v6) {
+                node.add_route_v6(pc6, ip6);
+            }
         }
     }
     Ok(node)
@@ -78,6 +130,13 @@ impl World {
         router.tracing = spec.tracing;
         let r0 = router.add_iface("node-network", spec.router_ip, node_net, IfaceKind::Cluster);
         segments[0].attach(spec.router_ip, Attach::Router(r0));
+        if let Some(net6) = spec.node_network_v6 {
+            segments[0].add_net6(net6);
+            if let Some(r6) = spec.router_ipv6 {
+                router.add_iface_v6(r0, r6, net6);
+                segments[0].attach(r6, Attach::Router(r0));
+            }
+        }
 
         let mut node_index = HashMap::new();
         let mut nodes: Vec<NodeSlot> = Vec::new();
@@ -89,6 +148,13 @@ impl World {
             segments[0].attach(d.ip, Attach::Node(i, Iface::Eth0));
             let mut cni = Segment::new(format!("{}/cni0", d.name), d.pod_cidr.trunc());
             cni.attach(node.cni0(), Attach::Node(i, Iface::Cni0));
+            if let (Some(ip6), Some(cni6), Some(pc6)) =
+                (node.eth0_v6(), node.cni0_v6(), node.pod_cidr_v6())
+            {
+                segments[0].attach(ip6, Attach::Node(i, Iface::Eth0));
+                cni.add_net6(pc6);
+                cni.attach(cni6, Attach::Node(i, Iface::Cni0));
+            }
             segments.push(cni);
             nodes.push(NodeSlot {
                 node,
@@ -155,10 +221,10 @@ impl World {
         match &c.attach {
             Attachment::Pod { node } => {
                 let n = self.node_index(node)?;
-                let mut host = self.embedded_host(&c.name, c.ip, n);
+                let mut host = self.embedded_host(&c.name, c.ip, c.ipv6, n);
                 let seed = self.host_rng.next_u64();
-                let h = host.with_client(c.ip, seed);
-                let e = self.attach_pod(&c.name, c.ip, n, Box::new(host))?;
+                let h = host.with_client(seed);
+                let e = self.attach_pod(&c.name, c.ip, c.ipv6, n, Box::new(host))?;
                 self.edges[e].kind = EdgeKind::Client;
                 self.edges[e].client = Some(h);
                 self.mark_embedded(e);
@@ -172,12 +238,18 @@ impl World {
                         prefix_len: net.prefix_len(),
                         gateway: first_host(net),
                         seed: self.host_rng.next_u64(),
+                        v6: c.ipv6.map(|ip| HostV6 {
+                            ip,
+                            prefix_len: 64,
+                            gateway: first_host_v6(client_net6(ip)),
+                        }),
                     },
                     Duration::ZERO,
                 );
                 let seed = self.host_rng.next_u64();
-                let h = host.with_client(c.ip, seed);
-                let e = self.attach_external(&c.name, c.ip, can_reach, Box::new(host))?;
+                let h = host.with_client(seed);
+                let ips = (c.ip, c.ipv6);
+                let e = self.attach_external(&c.name, ips, can_reach, Box::new(host))?;
                 self.edges[e].client = Some(h);
                 self.mark_embedded(e);
             }
@@ -209,7 +281,7 @@ impl World {
     /// Start an embedded pod and its apps (at construction, or later: a scale-up).
     pub fn add_pod(&mut self, p: &PodDesc) -> Result<(), SimError> {
         let n = self.node_index(&p.node)?;
-        let mut host = self.embedded_host(&p.name, p.ip, n);
+        let mut host = self.embedded_host(&p.name, p.ip, p.ipv6, n);
         let info = ServerInfo {
             pod: p.name.clone(),
             node: p.node.clone(),
@@ -222,7 +294,7 @@ impl World {
             &p.apps
         };
         let (log, handle) = host.with_apps(info, self.clock, apps);
-        let e = self.attach_pod(&p.name, p.ip, n, Box::new(host))?;
+        let e = self.attach_pod(&p.name, p.ip, p.ipv6, n, Box::new(host))?;
         log.set_journal(self.journal.clone(), e);
         self.edges[e].access_log = Some(log);
         self.edges[e].apps = Some(handle);
@@ -247,8 +319,11 @@ impl World {
     /// a deleted pod's veth) and it is no longer polled. Its access log stays readable.
     pub fn remove_pod(&mut self, name: &str) -> Result<(), SimError> {
         let e = self.live_pod(name)?;
-        let (seg, ip) = (self.edges[e].seg, self.edges[e].ip);
+        let (seg, ip, ip6) = (self.edges[e].seg, self.edges[e].ip, self.edges[e].ip6);
         self.segments[seg].detach(ip);
+        if let Some(ip6) = ip6 {
+            self.segments[seg].detach(ip6);
+        }
         self.edges[e].gone = true;
         self.rewake(e);
         Ok(())
@@ -270,8 +345,22 @@ impl World {
             .ok_or_else(|| SimError::UnknownNode(name.to_string()))
     }
 
-    pub(super) fn embedded_host(&mut self, name: &str, ip: Ipv4Addr, node: usize) -> Host {
+    pub(super) fn embedded_host(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        ip6: Option<Ipv6Addr>,
+        node: usize,
+    ) -> Host {
         let n = &self.nodes[node].node;
+        let v6 = match (ip6, n.pod_cidr_v6(), n.cni0_v6()) {
+            (Some(ip), Some(net), Some(gateway)) => Some(HostV6 {
+                ip,
+                prefix_len: net.prefix_len(),
+                gateway,
+            }),
+            _ => None,
+        };
         Host::new(
             HostConfig {
                 link: format!("{}/cni0/{name}", n.name()),
@@ -279,9 +368,24 @@ impl World {
                 prefix_len: n.pod_cidr().prefix_len(),
                 gateway: n.cni0(),
                 seed: self.host_rng.next_u64(),
+                v6,
             },
             self.now,
         )
+    }
+
+    /// Put IPv6 client network `net` on router interface `iface` (and its segment), the
+    /// router at its first host. No-op when it is there already.
+    pub(super) fn client_network6(&mut self, iface: usize, net: Ipv6Net) {
+        let net = net.trunc();
+        let seg = self.router_segs[iface];
+        if self.segments[seg].nets6().contains(&net) {
+            return;
+        }
+        let gw = first_host_v6(net);
+        self.router.add_iface_v6(iface, gw, net);
+        self.segments[seg].add_net6(net);
+        self.segments[seg].attach(gw, Attach::Router(iface));
     }
 
     /// The router interface/segment for a client network (created if new).
@@ -330,20 +434,23 @@ impl World {
     }
 
     /// A new edge (an external port until marked embedded) on segment `seg`.
+    /// `ips`: the edge's IPv4 address and, dual-stack, its IPv6 one; `gateways` the same.
     fn push_edge(
         &mut self,
         name: &str,
-        ip: Ipv4Addr,
+        ips: (Ipv4Addr, Option<Ipv6Addr>),
         seg: usize,
-        gateway: Ipv4Addr,
+        gateways: (Ipv4Addr, Option<Ipv6Addr>),
         kind: EdgeKind,
         port: Box<dyn Port + Send>,
     ) -> usize {
         let edge = Edge {
             name: name.to_string(),
-            ip,
+            ip: ips.0,
+            ip6: ips.1,
             seg,
-            gateway,
+            gateway: gateways.0,
+            gateway6: gateways.1,
             kind,
             port: self.tracer(port),
             access_log: None,
@@ -355,6 +462,9 @@ impl World {
         };
         let e = self.edges.len();
         self.segments[edge.seg].attach(edge.ip, Attach::Edge(e));
+        if let Some(ip6) = edge.ip6 {
+            self.segments[edge.seg].attach(ip6, Attach::Edge(e));
+        }
         self.edge_index.insert(edge.name.clone(), e);
         self.edges.push(edge);
         self.external.insert(e);
@@ -366,6 +476,7 @@ impl World {
         &mut self,
         name: &str,
         ip: Ipv4Addr,
+        ip6: Option<Ipv6Addr>,
         node: usize,
         port: Box<dyn Port + Send>,
     ) -> Result<usize, SimError> {
@@ -382,33 +493,61 @@ impl World {
         if !n.node.pod_cidr().contains(&ip) {
             return Err(SimError::OutsideNetwork {
                 name: name.to_string(),
-                addr: ip,
-                net: n.node.pod_cidr(),
+                addr: ip.into(),
+                net: n.node.pod_cidr().into(),
             });
         }
-        let (seg, gateway) = (n.cni_seg, n.node.cni0());
-        Ok(self.push_edge(name, ip, seg, gateway, EdgeKind::Pod { node }, port))
+        if let Some(ip6) = ip6 {
+            let Some(net6) = n.node.pod_cidr_v6() else {
+                return Err(SimError::NoIpv6 {
+                    name: name.to_string(),
+                    what: "pod CIDR on its node",
+                });
+            };
+            if !net6.contains(&ip6) {
+                return Err(SimError::OutsideNetwork {
+                    name: name.to_string(),
+                    addr: ip6.into(),
+                    net: net6.into(),
+                });
+            }
+        }
+        let (seg, gateways) = (n.cni_seg, (n.node.cni0(), n.node.cni0_v6()));
+        let kind = EdgeKind::Pod { node };
+        Ok(self.push_edge(name, (ip, ip6), seg, gateways, kind, port))
     }
 
+    /// An external client at `ips` (IPv4, and IPv6 on a dual-stack client: its client
+    /// network is then the /64 around that address, on the same router interface), allowed
+    /// to reach the `can_reach` nodes' addresses of both families.
     pub(super) fn attach_external(
         &mut self,
         name: &str,
-        ip: Ipv4Addr,
+        ips: (Ipv4Addr, Option<Ipv6Addr>),
         can_reach: &[String],
         port: Box<dyn Port + Send>,
     ) -> Result<usize, SimError> {
         if self.edge_index.contains_key(name) {
             return Err(SimError::Duplicate(name.to_string()));
         }
+        let (ip, ip6) = ips;
         let net = self.client_net_for(ip);
         let iface = self.client_network(net);
+        let net6 = ip6.map(client_net6);
+        if let Some(net6) = net6 {
+            self.client_network6(iface, net6);
+        }
         for n in can_reach {
             let i = self.node_index(n)?;
-            let nip = self.nodes[i].node.eth0();
-            self.router.allow(ip, nip);
+            let node = &self.nodes[i].node;
+            self.router.allow(ip, node.eth0());
+            if let (Some(a), Some(b)) = (ip6, node.eth0_v6()) {
+                self.router.allow(a, b);
+            }
         }
         let seg = self.router_segs[iface];
-        Ok(self.push_edge(name, ip, seg, first_host(net), EdgeKind::Client, port))
+        let gateways = (first_host(net), net6.map(first_host_v6));
+        Ok(self.push_edge(name, ips, seg, gateways, EdgeKind::Client, port))
     }
 
     /// Attach an external port (e.g. a TUN device) as pod `name` at `ip` on `node`'s cni0.
@@ -419,8 +558,20 @@ impl World {
         node: &str,
         port: Box<dyn Port + Send>,
     ) -> Result<(), SimError> {
+        self.add_pod_port_ips(name, (ip, None), node, port)
+    }
+
+    /// [`World::add_pod_port`] for a pod with both families: `ips` = (IPv4, IPv6 on the
+    /// node's IPv6 pod /64) — real mode's TUN ports of dual-stack pods.
+    pub fn add_pod_port_ips(
+        &mut self,
+        name: &str,
+        ips: (Ipv4Addr, Option<Ipv6Addr>),
+        node: &str,
+        port: Box<dyn Port + Send>,
+    ) -> Result<(), SimError> {
         let n = self.node_index(node)?;
-        self.attach_pod(name, ip, n, port).map(|_| ())
+        self.attach_pod(name, ips.0, ips.1, n, port).map(|_| ())
     }
 
     /// Attach an external port as client `name`.
@@ -431,14 +582,25 @@ impl World {
         attach: &Attachment,
         port: Box<dyn Port + Send>,
     ) -> Result<(), SimError> {
+        self.add_client_port_ips(name, (ip, None), attach, port)
+    }
+
+    /// [`World::add_client_port`] for a client with both families: `ips` = (IPv4, IPv6).
+    pub fn add_client_port_ips(
+        &mut self,
+        name: &str,
+        ips: (Ipv4Addr, Option<Ipv6Addr>),
+        attach: &Attachment,
+        port: Box<dyn Port + Send>,
+    ) -> Result<(), SimError> {
         match attach {
             Attachment::Pod { node } => {
                 let n = self.node_index(node)?;
-                let e = self.attach_pod(name, ip, n, port)?;
+                let e = self.attach_pod(name, ips.0, ips.1, n, port)?;
                 self.edges[e].kind = EdgeKind::Client;
             }
             Attachment::External { can_reach } => {
-                self.attach_external(name, ip, can_reach, port)?;
+                self.attach_external(name, ips, can_reach, port)?;
             }
         }
         Ok(())

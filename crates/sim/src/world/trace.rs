@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use nodestack::HopEvent;
@@ -20,7 +20,7 @@ pub struct FabricEvent {
     pub from: String,
     /// `None` = nobody owns the next hop (the datagram is lost).
     pub to: Option<String>,
-    pub next_hop: Ipv4Addr,
+    pub next_hop: IpAddr,
     pub summary: Option<Summary>,
 }
 
@@ -135,12 +135,16 @@ impl World {
         let Some(out) = self.outcome(id) else {
             return Vec::new();
         };
-        let client_ip = self.edges[m.client].ip;
+        let edge = &self.edges[m.client];
+        let client_ip = match (m.dst.ip(), edge.ip6) {
+            (IpAddr::V6(_), Some(a)) => IpAddr::V6(a),
+            _ => IpAddr::V4(edge.ip),
+        };
         let first = FlowTuple {
             proto: m.proto,
             src: client_ip,
             sport: out.client_port,
-            dst: *m.dst.ip(),
+            dst: m.dst.ip(),
             dport: m.dst.port(),
         };
         let end = m.started + out.elapsed + Duration::from_secs(1);

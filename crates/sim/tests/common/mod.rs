@@ -31,6 +31,7 @@ pub fn node1_world(pods: Vec<PodDesc>, seed: u64, tracing: bool) -> World {
         clients: vec![ClientDesc {
             name: "tester".into(),
             ip: ip("10.244.1.50"),
+            ipv6: None,
             attach: Attachment::Pod {
                 node: "node1".into(),
             },
