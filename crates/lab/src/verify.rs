@@ -472,7 +472,7 @@ fn kernel_side(c: &Cluster, klab: &KernelLab) -> anyhow::Result<Observed> {
         for (pod, line) in fresh {
             if let Some(ip) = first_word_ip(&line) {
                 s.pod = Some(pod);
-                s.logged = Some(ip.into());
+                s.logged = Some(ip);
             }
         }
         out.push((req.step_index, s));
