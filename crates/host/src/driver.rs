@@ -278,10 +278,10 @@ impl Fabric for Forwarder {
                 };
                 n += 1;
                 moved = true;
-                let pkt = &buf[..len];
+                let pkt = &mut buf[..len];
                 match destination(pkt).and_then(|d| self.route(d)) {
                     Some(j) if j != i => {
-                        self.ports[j].2.send_packet(pkt);
+                        self.ports[j].2.send_in_place(pkt);
                         self.stats.forwarded += 1;
                         self.stats.bytes += len as u64;
                     }

@@ -555,7 +555,9 @@ fn lock_refuses_second_up_and_takes_over_stale() {
 /// TCP superpackets (TSO, up to 64 KiB) from the client's kernel cross the forwarder at MTU
 /// 1500: written as TSO to a pod TUN with offloads, cut into segments by the lab for a pod
 /// TUN without. Bad segments (checksums, lengths, sequence numbers) would be dropped by the
-/// pod's kernel and iperf3 would stall.
+/// pod's kernel and iperf3 would stall. Partial checksums stay partial through the lab
+/// (`wire::partial`): written out partial to the offload pod (and its partial ACKs to the
+/// client), completed by the lab for the pod without offloads, whose kernel verifies them.
 #[test]
 fn tso_superpackets_forwarded_as_tso_or_segmented() {
     let Some(_s) = begin(Needs {
@@ -635,6 +637,13 @@ fn tso_superpackets_forwarded_as_tso_or_segmented() {
             );
         }
         assert_eq!(st[0].rx_dropped_offload + st[1].rx_dropped_offload, 0);
+        assert!(st[0].rx_partial > 0, "nothing kept partial: {:?}", st[0]);
+        if pod_offload {
+            // The pod's ACKs were read partial and written to the client still partial.
+            assert!(st[1].rx_partial > 0 && st[0].tx_partial > 0, "{st:?}");
+        } else {
+            assert_eq!(st[1].rx_partial + st[0].tx_partial + st[1].tx_partial, 0);
+        }
     }
 }
 

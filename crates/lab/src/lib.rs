@@ -20,6 +20,7 @@
 //! one way: runner → realrun → setup, plan; nothing calls back into runner.
 
 pub mod app;
+pub mod control;
 pub mod diagram;
 pub mod explain;
 pub mod plan;
@@ -32,6 +33,7 @@ pub mod serve;
 pub mod setup;
 pub mod supervise;
 pub mod timings;
+pub mod tokioloop;
 pub mod verify;
 
 pub use cluster::{load_cluster, load_cluster_from_str, Cluster, LabError};

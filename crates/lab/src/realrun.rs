@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
+use crate::control;
 use crate::plan::{due_actions, expand_plan, traced_views, PlannedRequest, Progress, RunOptions};
 use crate::report::{self, Mode, Outcome, RequestResult, ScenarioResult};
 use crate::setup::{attachment, prepare_world_with};
@@ -652,12 +653,17 @@ fn write_snapshots(state: &StateDir, cluster: &Cluster, world: &sim::World) {
 /// `<state>/pods`, one `name ready restarts node` line per pod.
 const POD_STATUS: &str = "pods";
 
-fn write_pod_status(state: &StateDir, cluster: &Cluster, sup: &Supervisor) {
-    let body: String = sup
-        .pods(&cluster.pods)
+/// The pods' state, one `name ready restarts node` line per pod (the file's and the control
+/// socket's `status` answer).
+fn pod_status_body(cluster: &Cluster, sup: &Supervisor) -> String {
+    sup.pods(&cluster.pods)
         .iter()
         .map(|p| format!("{} {} {} {}\n", p.name, p.ready, p.restarts, p.node))
-        .collect();
+        .collect()
+}
+
+fn write_pod_status(state: &StateDir, cluster: &Cluster, sup: &Supervisor) {
+    let body = pod_status_body(cluster, sup);
     let (Ok(tmp), Ok(dst)) = (state.child(".pods.tmp"), state.child(POD_STATUS)) else {
         return;
     };
@@ -666,13 +672,20 @@ fn write_pod_status(state: &StateDir, cluster: &Cluster, sup: &Supervisor) {
     }
 }
 
-/// `lab status`'s pod table from what `lab up` published.
+/// `lab status`'s pod table: asked from the running `lab up` ([`control`]), else from what
+/// it published in the state directory.
 fn print_pod_status(state: &StateDir, out: &mut impl Write) -> anyhow::Result<()> {
-    let Some(body) = state
-        .child(POD_STATUS)
-        .ok()
-        .and_then(|p| fs::read_to_string(p).ok())
-    else {
+    let live = match control::ask(state.root(), &control::Query::Status) {
+        Ok(Ok(body)) => Some(body),
+        Ok(Err(e)) => bail!("lab up answered: {e}"),
+        Err(_) => None,
+    };
+    let Some(body) = live.or_else(|| {
+        state
+            .child(POD_STATUS)
+            .ok()
+            .and_then(|p| fs::read_to_string(p).ok())
+    }) else {
         return Ok(());
     };
     let rows: Vec<Vec<String>> = body
@@ -826,27 +839,78 @@ pub fn up(
     Ok(())
 }
 
-/// Runs the lab's fabric until Ctrl-C / SIGTERM, publishing conntrack snapshots every
-/// second for `lab conntrack`.
+/// Runs the lab's fabric until Ctrl-C / SIGTERM, answering `lab status` and `lab
+/// conntrack` on the control socket ([`control`]) between batches of packets. The pods'
+/// state is also published every second (a few lines); the conntrack tables once at the
+/// start (so `lab conntrack` knows the nodes): formatting them every second cost the packet
+/// loop time in proportion to the table (tens of thousands of TIME_WAIT entries under `wrk`
+/// with `Connection: close`).
 fn serve(cluster: &Cluster, rr: &mut RealRun, state: &StateDir) -> anyhow::Result<()> {
     let mut last = Instant::now() - Duration::from_secs(2);
+    let ctl = control::Control::start(state.root())
+        .map_err(|e| {
+            let path = state.root().join(control::SOCKET);
+            eprintln!("warning: control socket {}: {e}", path.display());
+        })
+        .ok();
+    write_snapshots(state, cluster, &rr.world);
     let (world, lab, sup) = (&mut rr.world, &mut rr.lab, &mut rr.supervisor);
     sup.set_echo(true);
+    let mut turn = |now| {
+        let next = fabric(world, lab, sup, now);
+        while let Some(req) = ctl.as_ref().and_then(control::Control::next) {
+            let text = answer(&req.query, cluster, world, sup);
+            req.answer(text);
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            write_pod_status(state, cluster, sup);
+            last = Instant::now();
+        }
+        next
+    };
+    if crate::tokioloop::wanted() {
+        let epoch = Instant::now() - rr.driver.now();
+        let fds: Vec<RawFd> = rr.fds.iter().map(|(_, fd)| *fd).collect();
+        return crate::tokioloop::run(&fds, epoch, turn, cleanup::stop_requested)
+            .context("the packet loop on tokio");
+    }
     rr.driver
-        .run(
-            &mut |now| {
-                let next = fabric(world, lab, sup, now);
-                if last.elapsed() >= Duration::from_secs(1) {
-                    write_snapshots(state, cluster, world);
-                    write_pod_status(state, cluster, sup);
-                    last = Instant::now();
-                }
-                next
-            },
-            |_| cleanup::stop_requested(),
-        )
+        .run(&mut turn, |_| cleanup::stop_requested())
         .map_err(|e| anyhow!("{e}"))?;
     Ok(())
+}
+
+/// The live answer to a control-socket query.
+fn answer(q: &control::Query, cluster: &Cluster, world: &sim::World, sup: &Supervisor) -> String {
+    match q {
+        control::Query::Status => pod_status_body(cluster, sup),
+        control::Query::Conntrack(node) => {
+            let nodes: Vec<&str> = match node {
+                Some(n) if cluster.nodes.iter().any(|c| &c.name == n) => vec![n.as_str()],
+                Some(n) => return format!("error: no node named {n:?} in this lab\n"),
+                None => cluster.nodes.iter().map(|n| n.name.as_str()).collect(),
+            };
+            nodes
+                .into_iter()
+                .map(|n| conntrack_section(n, "live", &world.conntrack(n)))
+                .collect()
+        }
+    }
+}
+
+/// One node's table as `lab conntrack` prints it.
+fn conntrack_section(node: &str, age: &str, lines: &[impl AsRef<str>]) -> String {
+    let mut s = format!("== {node} ({age})\n");
+    let mut n = 0;
+    for l in lines.iter().map(AsRef::as_ref).filter(|l| !l.is_empty()) {
+        s.push_str(l);
+        s.push('\n');
+        n += 1;
+    }
+    s.push_str(&format!(
+        "conntrack v1.4.7 (nodeport-lab): {n} flow entries have been shown.\n"
+    ));
+    s
 }
 
 /// What `lab up` prints once the lab runs: the cluster, then curl commands to try and the
@@ -902,7 +966,7 @@ fn print_up_hints(
     }
     writeln!(
         out,
-        "  conntrack of a node: lab conntrack <node>   (snapshots every second)"
+        "  conntrack of a node: lab conntrack <node>   (live, from the control socket)"
     )?;
     for (pod, cmd, s) in servers {
         writeln!(out, "  exec in pod {pod}: {cmd} (pid {})", s.pid())?;
@@ -992,6 +1056,14 @@ pub fn conntrack(node: Option<&str>, out: &mut impl Write) -> anyhow::Result<()>
     if cleanup::LabLock::holder(&state).is_none() {
         bail!("no lab up is running (start one with `lab up <scenario>`; after a run, use `lab scenario run <x> --conntrack`)");
     }
+    match control::ask(
+        state.root(),
+        &control::Query::Conntrack(node.map(str::to_string)),
+    ) {
+        Ok(Ok(text)) => return Ok(write!(out, "{text}")?),
+        Ok(Err(e)) => bail!("lab up answered: {e}"),
+        Err(_) => {} // no control socket (an older lab up): its snapshot files
+    }
     let dir = conntrack_dir(&state);
     let mut nodes: Vec<String> = match node {
         Some(n) => vec![n.to_string()],
@@ -1017,15 +1089,11 @@ pub fn conntrack(node: Option<&str>, out: &mut impl Write) -> anyhow::Result<()>
             .and_then(|t| t.elapsed().ok())
             .map(|d| format!("{:.1}s ago", d.as_secs_f64()))
             .unwrap_or_default();
-        writeln!(out, "== {n} (snapshot {age})")?;
-        let lines: Vec<&str> = body.lines().filter(|l| !l.is_empty()).collect();
-        for l in &lines {
-            writeln!(out, "{l}")?;
-        }
-        writeln!(
+        let lines: Vec<&str> = body.lines().collect();
+        write!(
             out,
-            "conntrack v1.4.7 (nodeport-lab): {} flow entries have been shown.",
-            lines.len()
+            "{}",
+            conntrack_section(&n, &format!("snapshot {age}"), &lines)
         )?;
     }
     Ok(())

@@ -843,6 +843,8 @@ impl Node {
             self.counters.delivered_local += 1;
             let verdict = || "deliver to local stack".to_string();
             self.note(hop, Stage::Input, &pkt, step, verdict);
+            // The local stack checks checksums: one a TUN left partial is completed here.
+            wire::partial::complete(&mut pkt);
             self.dev.rx.push_back(pkt);
             self.poll_into(now, rng, &mut out);
             return out;

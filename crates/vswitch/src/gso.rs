@@ -11,11 +11,17 @@
 //! - A write may hand the kernel such a superpacket; the receiving stack takes it as one skb
 //!   (as GRO would build it) and segments it only if it is forwarded to a device that cannot.
 //!
-//! What the lab does ([`complete_ingress`], [`egress`]):
-//! - On read, a `NEEDS_CSUM` checksum is completed (one fast sum over the L4 bytes, once per
-//!   superpacket), so every hop of the fabric (nodes, NAT, router, tracer, pcap, embedded
-//!   stacks) sees an ordinary IPv4 datagram whose checksums are valid: the NAT's RFC 1624
-//!   update stays exact, pcap shows correct sums. The datagram is only longer than the MTU.
+//! What the lab does ([`ingress`], [`egress`]):
+//! - On read, a `NEEDS_CSUM` checksum is kept partial: the datagram is marked
+//!   ([`wire::partial`]) and crosses the fabric (nodes, NAT, router) with its checksum field
+//!   holding a value nobody checks; the TUN it is written to hands it to the kernel still
+//!   partial (`NEEDS_CSUM`, the pseudo-header sum of its translated addresses in the field),
+//!   as the kernel forwards a `CHECKSUM_PARTIAL` skb. No pass over the payload anywhere.
+//!   Where something checks or shows checksums the datagram is completed first: a node's own
+//!   stack or an embedded host (smoltcp), a pcap copy, a TUN without offloads. A layout the
+//!   fabric cannot carry partial (not TCP/UDP right after the IPv4 header) is completed on
+//!   read ([`complete_ingress`]: one fast sum over the L4 bytes), as is everything when
+//!   [`crate::tun::TunConfig::keep_partial`] is off.
 //! - On write to a device with offloads, a TCP datagram longer than the link MTU goes out as a
 //!   TSO superpacket: `gso_size` = MTU − IP − TCP header (the MSS its segments had: every lab
 //!   link has the same MTU), `NEEDS_CSUM` with the pseudo-header sum in the field (cheap: no
@@ -122,6 +128,55 @@ pub fn complete_ingress(h: &VnetHdr, pkt: &mut [u8]) -> Result<(), IngressError>
     }
     pkt[field..field + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
+}
+
+/// What [`ingress`] did with a packet's checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingress {
+    /// Complete as read (no `NEEDS_CSUM`).
+    Complete,
+    /// Partial, kept so and marked ([`wire::partial`]): completed by whoever finally sends it.
+    KeptPartial,
+    /// Partial, completed here (a layout the fabric cannot carry partial, or `keep` off).
+    Completed,
+}
+
+/// Takes a packet read with header `h`: a partial checksum (`NEEDS_CSUM`) is kept partial
+/// and marked when `keep` is set and the layout allows ([`wire::partial::mark`]), else
+/// completed in place ([`complete_ingress`]). A packet that is not partial has a stray mark
+/// cleared ([`wire::partial::clear_stray`]). Superpackets stay whole either way.
+pub fn ingress(h: &VnetHdr, pkt: &mut [u8], keep: bool) -> Result<Ingress, IngressError> {
+    if h.flags & F_NEEDS_CSUM == 0 {
+        complete_ingress(h, pkt)?;
+        wire::partial::clear_stray(pkt);
+        return Ok(Ingress::Complete);
+    }
+    if keep {
+        match h.gso_type & !GSO_ECN {
+            GSO_NONE | GSO_TCPV4 => {}
+            t => return Err(IngressError::GsoType(t)),
+        }
+        let (start, off) = (usize::from(h.csum_start), usize::from(h.csum_offset));
+        if wire::partial::mark(pkt, start, off) {
+            return Ok(Ingress::KeptPartial);
+        }
+    }
+    complete_ingress(h, pkt)?;
+    wire::partial::clear_stray(pkt);
+    Ok(Ingress::Completed)
+}
+
+/// The header of a datagram written with a partial checksum at `csum_start`/`csum_offset`
+/// and no segmentation (`hdr_len` covers the checksum field, as `tun_get_user` wants).
+pub fn partial_hdr(csum_start: usize, csum_offset: usize) -> VnetHdr {
+    VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_NONE,
+        hdr_len: (csum_start + csum_offset + 2) as u16,
+        gso_size: 0,
+        csum_start: csum_start as u16,
+        csum_offset: csum_offset as u16,
+    }
 }
 
 /// IPv4 TCP header lengths of a whole datagram: (ihl, tcp header length, total length).
@@ -270,6 +325,28 @@ mod tests {
         p
     }
 
+    /// `full` as a TUN read hands it over: the pseudo-header sum in its checksum field, and
+    /// the header saying so.
+    fn as_read(full: &[u8]) -> (Vec<u8>, VnetHdr) {
+        let mut partial = full.to_vec();
+        let s = pseudo_sum(
+            [203, 0, 113, 10],
+            [10, 244, 1, 16],
+            PROTO_TCP,
+            (full.len() - 20) as u16,
+        );
+        partial[36..38].copy_from_slice(&s.to_be_bytes());
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 52,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        (partial, h)
+    }
+
     #[test]
     fn header_round_trip() {
         let h = VnetHdr {
@@ -287,22 +364,7 @@ mod tests {
     fn partial_checksum_completed_on_ingress() {
         let full = superpacket(60_000);
         assert_eq!(wire::checksum::verify(&full), Ok(()));
-        let mut partial = full.clone();
-        let s = pseudo_sum(
-            [203, 0, 113, 10],
-            [10, 244, 1, 16],
-            PROTO_TCP,
-            (full.len() - 20) as u16,
-        );
-        partial[36..38].copy_from_slice(&s.to_be_bytes());
-        let h = VnetHdr {
-            flags: F_NEEDS_CSUM,
-            gso_type: GSO_TCPV4,
-            hdr_len: 52,
-            gso_size: 1448,
-            csum_start: 20,
-            csum_offset: 16,
-        };
+        let (mut partial, h) = as_read(&full);
         assert_eq!(complete_ingress(&h, &mut partial), Ok(()));
         assert_eq!(partial, full);
         let bad = VnetHdr {
@@ -326,6 +388,45 @@ mod tests {
             complete_ingress(&v6, &mut partial),
             Err(IngressError::GsoType(4))
         );
+    }
+
+    #[test]
+    fn ingress_keeps_partial_checksums_partial() {
+        let full = superpacket(20_000);
+        let (partial, h) = as_read(&full);
+        let mut kept = partial.clone();
+        assert_eq!(ingress(&h, &mut kept, true), Ok(Ingress::KeptPartial));
+        assert!(wire::partial::is_marked(&kept));
+        assert_eq!(kept[20..], partial[20..], "no byte of the segment touched");
+        assert!(wire::partial::complete(&mut kept));
+        assert_eq!(kept, full);
+        let mut done = partial.clone();
+        assert_eq!(ingress(&h, &mut done, false), Ok(Ingress::Completed));
+        assert_eq!(done, full);
+        // A layout the fabric cannot carry partial is completed on read.
+        let mut odd = partial.clone();
+        let h2 = VnetHdr {
+            csum_offset: 6,
+            ..h
+        };
+        assert_eq!(ingress(&h2, &mut odd, true), Ok(Ingress::Completed));
+        assert!(!wire::partial::is_marked(&odd));
+        let mut v6 = partial.clone();
+        let h6 = VnetHdr { gso_type: 4, ..h };
+        assert_eq!(ingress(&h6, &mut v6, true), Err(IngressError::GsoType(4)));
+        // Complete as read: a stray reserved bit is cleared, nothing else changes.
+        let mut stray = full.clone();
+        stray[6] |= 0x80;
+        let c = checksum(&{
+            let mut h = stray[..20].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        });
+        stray[10..12].copy_from_slice(&c.to_be_bytes());
+        let none = VnetHdr::default();
+        assert_eq!(ingress(&none, &mut stray, true), Ok(Ingress::Complete));
+        assert_eq!(stray, full);
     }
 
     #[test]

@@ -72,7 +72,15 @@ impl PcapSink {
 
     /// Append one datagram seen at `now`. Write errors are kept (see [`PcapSink::error`]),
     /// not raised: capturing never disturbs the datapath.
+    ///
+    /// A datagram whose L4 checksum the fabric carries partial ([`wire::partial`]) is
+    /// recorded as the device that completes it would send it: a copy, completed.
     pub fn record(&self, now: Duration, pkt: &[u8]) {
+        if wire::partial::is_marked(pkt) {
+            let mut done = pkt.to_vec();
+            wire::partial::complete(&mut done);
+            return self.record(now, &done);
+        }
         let mut g = self.0.lock().expect("poisoned");
         let ts = g.base + now;
         let len = pkt.len().min(SNAPLEN as usize);

@@ -9,8 +9,9 @@
 //! then none, where the kernel refuses). Reads then return TCP superpackets of up to 64 KiB
 //! and writes may hand the kernel superpackets: one syscall per 64 KiB instead of per 1.5 KiB
 //! at MTU 1500. What happens to the `virtio_net_hdr` at each end is [`crate::gso`]'s:
-//! partial checksums are completed on read, superpackets longer than the MTU are written as
-//! TSO (or cut into segments in userspace when the device has no TSO).
+//! partial checksums stay partial from the TUN that read them to the TUN that writes them
+//! (`wire::partial`), superpackets longer than the MTU are written as TSO (or cut into
+//! segments in userspace when the device has no TSO).
 //!
 //! Creation follows the measured recipe (`shared/design/tun-and-smoltcp-notes.md`): on a
 //! short-lived helper thread, remember `/proc/thread-self/ns/net`, `setns` into
@@ -99,6 +100,9 @@ pub struct TunConfig {
     /// Write through the process-wide TX thread (default `false`: writes happen in the
     /// caller's `send`). See the `tuntx` module.
     pub tx_thread: bool,
+    /// With offloads: keep partial checksums partial through the fabric (default `true`;
+    /// `false` completes them on read, the behaviour before [`wire::partial`]).
+    pub keep_partial: bool,
     /// IPv6 on this link too (default `None`: the device has no IPv6 at all). See
     /// [`crate::tun6`].
     pub ipv6: Option<crate::tun6::Ipv6Setup>,
@@ -118,6 +122,7 @@ impl TunConfig {
             port_name: None,
             offload: true,
             tx_thread: false,
+            keep_partial: true,
             ipv6: None,
         }
     }
@@ -133,6 +138,11 @@ impl TunConfig {
     /// Routes writes through the TX thread (or not).
     pub fn tx_thread(mut self, on: bool) -> Self {
         self.tx_thread = on;
+        self
+    }
+    /// Keeps partial checksums partial (or completes them on read).
+    pub fn keep_partial(mut self, on: bool) -> Self {
+        self.keep_partial = on;
         self
     }
     /// Enables or disables the offloads (`IFF_VNET_HDR` + `TUNSETOFFLOAD`).
@@ -203,6 +213,10 @@ pub struct TunStats {
     pub tx_superpackets: u64,
     /// Datagrams longer than the MTU cut into segments here (device without TSO).
     pub tx_segmented: u64,
+    /// Reads whose partial checksum was kept partial through the fabric ([`wire::partial`]).
+    pub rx_partial: u64,
+    /// Datagrams of at most the MTU written with a partial checksum (`NEEDS_CSUM`, no GSO).
+    pub tx_partial: u64,
 }
 
 /// A TUN device in a network namespace, as a fabric [`Port`].
@@ -213,6 +227,8 @@ pub struct TunPort {
     tx: Arc<TxSide>,
     /// Writes go through the TX thread.
     tx_thread: bool,
+    /// [`TunConfig::keep_partial`].
+    keep_partial: bool,
     ifname: String,
     address: Ipv4Addr,
     /// Reused read buffer (small packets are copied out of it, superpackets taken whole).
@@ -311,6 +327,7 @@ impl TunPort {
                 dead: Default::default(),
             }),
             tx_thread: cfg.tx_thread,
+            keep_partial: cfg.keep_partial,
             ifname: cfg.ifname.clone(),
             address: cfg.address,
             buf: Vec::new(),
@@ -361,6 +378,7 @@ impl TunPort {
             tx_dropped: c.dropped.load(Relaxed),
             tx_superpackets: c.superpackets.load(Relaxed),
             tx_segmented: c.segmented.load(Relaxed),
+            tx_partial: c.partial.load(Relaxed),
             ..self.stats.clone()
         }
     }
@@ -425,9 +443,13 @@ impl TunPort {
         let pkt = unsafe { std::slice::from_raw_parts_mut(ptr, n) };
         if self.tx.vnet {
             let h = gso::VnetHdr::parse(&hdr);
-            if gso::complete_ingress(&h, pkt).is_err() {
-                self.stats.rx_dropped_offload += 1;
-                return RecvOutcome::Dropped;
+            match gso::ingress(&h, pkt, self.keep_partial) {
+                Ok(gso::Ingress::KeptPartial) => self.stats.rx_partial += 1,
+                Ok(_) => {}
+                Err(_) => {
+                    self.stats.rx_dropped_offload += 1;
+                    return RecvOutcome::Dropped;
+                }
             }
         }
         match check_ipv4(pkt) {
@@ -504,12 +526,22 @@ impl TunPort {
         }
     }
 
+    /// [`TunPort::send_packet`] on a buffer the caller lets it edit (a partial checksum is
+    /// finished in place instead of on a copy).
+    pub fn send_in_place(&mut self, pkt: &mut [u8]) -> bool {
+        if self.tx_thread {
+            tuntx::enqueue(&self.tx, pkt.to_vec(), &mut self.seg)
+        } else {
+            self.tx.send_mut(pkt, &mut self.seg)
+        }
+    }
+
     /// [`TunPort::send_packet`] taking the datagram by value: queued without a copy.
-    pub fn send_owned(&mut self, pkt: Vec<u8>) -> bool {
+    pub fn send_owned(&mut self, mut pkt: Vec<u8>) -> bool {
         if self.tx_thread {
             tuntx::enqueue(&self.tx, pkt, &mut self.seg)
         } else {
-            self.tx.send(&pkt, &mut self.seg)
+            self.tx.send_mut(&mut pkt, &mut self.seg)
         }
     }
 }

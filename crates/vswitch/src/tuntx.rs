@@ -35,6 +35,7 @@ pub(crate) struct TxCounters {
     pub dropped: AtomicU64,
     pub superpackets: AtomicU64,
     pub segmented: AtomicU64,
+    pub partial: AtomicU64,
 }
 
 /// Everything a write needs; shared by the port and the datagrams queued for the TX thread
@@ -63,30 +64,79 @@ impl TxSide {
     }
 
     /// Writes one datagram: a TSO superpacket when it is longer than the MTU and the device
-    /// has TSO, cut into segments (in `scratch`) when it has not ([`crate::gso`]).
+    /// has TSO, cut into segments (in `scratch`) when it has not ([`crate::gso`]). A datagram
+    /// whose checksum the fabric kept partial ([`wire::partial`]) is copied first (see
+    /// [`TxSide::send_mut`], which takes it in place).
     pub fn send(&self, pkt: &[u8], scratch: &mut Vec<u8>) -> bool {
+        if wire::partial::is_marked(pkt) {
+            return self.send_mut(&mut pkt.to_vec(), scratch);
+        }
+        self.send_whole(pkt, scratch)
+    }
+
+    /// [`TxSide::send`] on a datagram the caller owns: a partial checksum is written out
+    /// still partial (`NEEDS_CSUM`) to a device with checksum offload, and completed here
+    /// for one without.
+    pub fn send_mut(&self, pkt: &mut [u8], scratch: &mut Vec<u8>) -> bool {
+        if !wire::partial::is_marked(pkt) {
+            return self.send_whole(pkt, scratch);
+        }
+        if self.dead.get().is_some() {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return false;
+        }
+        if !self.vnet || self.offloads & libc::TUN_F_CSUM == 0 {
+            wire::partial::complete(pkt);
+            return self.send_whole(pkt, scratch);
+        }
+        let Some((start, off)) = wire::partial::finish_partial(pkt) else {
+            return self.send_whole(pkt, scratch);
+        };
+        if pkt.len() > usize::from(self.mtu) {
+            // A superpacket as TSO (its field now holds the pseudo-header sum, as `egress`
+            // writes it), or segments whose checksums segment_tcp computes in full.
+            if let Some(ok) = self.send_long(pkt, scratch) {
+                return ok;
+            }
+        }
+        let h = gso::partial_hdr(start, off).to_bytes();
+        let ok = self.write_parts(&[&h, pkt], pkt.len());
+        self.counters.partial.fetch_add(u64::from(ok), Relaxed);
+        ok
+    }
+
+    /// A datagram whose checksums are complete.
+    fn send_whole(&self, pkt: &[u8], scratch: &mut Vec<u8>) -> bool {
         if self.dead.get().is_some() {
             self.counters.dropped.fetch_add(1, Relaxed);
             return false;
         }
         if pkt.len() > usize::from(self.mtu) {
-            if self.offloads & libc::TUN_F_TSO4 != 0 {
-                if let Some((h, field, sum)) = gso::egress(pkt, self.mtu) {
-                    let sum = sum.to_be_bytes();
-                    let parts = [&h.to_bytes()[..], &pkt[..field], &sum, &pkt[field + 2..]];
-                    let ok = self.write_parts(&parts, pkt.len());
-                    self.counters.superpackets.fetch_add(u64::from(ok), Relaxed);
-                    return ok;
-                }
-            } else {
-                let mut ok = true;
-                if gso::segment_tcp(pkt, self.mtu, scratch, |s| ok &= self.write_plain(s)) {
-                    self.counters.segmented.fetch_add(1, Relaxed);
-                    return ok;
-                }
+            if let Some(ok) = self.send_long(pkt, scratch) {
+                return ok;
             }
         }
         self.write_plain(pkt)
+    }
+
+    /// A TCP datagram longer than the MTU: as a TSO superpacket (partial checksum) when the
+    /// device has TSO, else cut into segments with complete checksums. `None` if it is not
+    /// one that can be (the caller writes it whole).
+    fn send_long(&self, pkt: &[u8], scratch: &mut Vec<u8>) -> Option<bool> {
+        if self.offloads & libc::TUN_F_TSO4 != 0 {
+            let (h, field, sum) = gso::egress(pkt, self.mtu)?;
+            let sum = sum.to_be_bytes();
+            let parts = [&h.to_bytes()[..], &pkt[..field], &sum, &pkt[field + 2..]];
+            let ok = self.write_parts(&parts, pkt.len());
+            self.counters.superpackets.fetch_add(u64::from(ok), Relaxed);
+            return Some(ok);
+        }
+        let mut ok = true;
+        if gso::segment_tcp(pkt, self.mtu, scratch, |s| ok &= self.write_plain(s)) {
+            self.counters.segmented.fetch_add(1, Relaxed);
+            return Some(ok);
+        }
+        None
     }
 
     /// One datagram as is (behind an all-zero header with offloads).
@@ -139,8 +189,8 @@ fn queue() -> Option<&'static SyncSender<Job>> {
             .name("nplab-tun-tx".into())
             .spawn(move || {
                 let mut scratch = Vec::new();
-                for (side, pkt) in rx {
-                    side.send(&pkt, &mut scratch);
+                for (side, mut pkt) in rx {
+                    side.send_mut(&mut pkt, &mut scratch);
                 }
             })
             .ok()
@@ -155,8 +205,8 @@ pub(crate) fn enqueue(side: &Arc<TxSide>, pkt: Vec<u8>, scratch: &mut Vec<u8>) -
     match queue() {
         Some(q) => match q.send((Arc::clone(side), pkt)) {
             Ok(()) => true,
-            Err(e) => side.send(&e.0 .1, scratch),
+            Err(e) => side.send_mut(&mut { e.0 }.1, scratch),
         },
-        None => side.send(&pkt, scratch),
+        None => side.send_mut(&mut { pkt }, scratch),
     }
 }

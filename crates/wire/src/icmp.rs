@@ -13,7 +13,14 @@ use crate::parse::{ipv4_header, Parsed};
 use crate::proto::PROTO_ICMPV6;
 
 /// A complete IPv4 ICMP error of type `ty` from `from` to `to` (TTL 64) carrying `quoted`.
+/// A quoted datagram whose checksum the fabric carries partial ([`crate::partial`]) is
+/// quoted as the kernel would quote it: without the lab's mark.
 pub fn error_packet(from: Ipv4Addr, to: Ipv4Addr, ty: Icmpv4Type, quoted: &[u8]) -> Vec<u8> {
+    if crate::partial::is_marked(quoted) {
+        let mut q = quoted.to_vec();
+        crate::partial::finish_partial(&mut q);
+        return error_packet(from, to, ty, &q);
+    }
     let builder = PacketBuilder::ipv4(from.octets(), to.octets(), 64).icmpv4(ty);
     let mut out = Vec::with_capacity(builder.size(quoted.len()));
     // Writing into a Vec cannot fail; callers quote far below the IPv4 size limit.

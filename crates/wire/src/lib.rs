@@ -27,6 +27,7 @@ pub mod hop;
 pub mod icmp;
 pub mod nat;
 pub mod parse;
+pub mod partial;
 pub mod proto;
 pub mod tuple;
 

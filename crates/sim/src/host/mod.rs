@@ -239,7 +239,9 @@ impl Port for Host {
                 u.on_icmp(s);
             }
         }
-        let buf = self.dev.copy_in(pkt);
+        let mut buf = self.dev.copy_in(pkt);
+        // smoltcp checks checksums: one a TUN left partial is completed on the copy.
+        wire::partial::complete(&mut buf);
         self.dev.rx.push_back(buf);
         self.dirty = true;
     }
