@@ -29,7 +29,7 @@
 //! - A device without offloads gets the superpacket cut into MTU-sized segments
 //!   ([`segment_tcp`]), as the kernel's `tcp_gso_segment` would.
 
-use wire::checksum::{checksum, ones_sum, pseudo_sum};
+use wire::checksum::{checksum, ones_sum, pseudo_sum, pseudo_sum_v6};
 use wire::proto::PROTO_TCP;
 
 /// Size of the legacy `struct virtio_net_hdr` (the TUN default without `TUNSETVNETHDRSZ`).
@@ -40,6 +40,8 @@ pub const F_NEEDS_CSUM: u8 = 1;
 pub const GSO_NONE: u8 = 0;
 /// `VIRTIO_NET_HDR_GSO_TCPV4`.
 pub const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`.
+pub const GSO_TCPV6: u8 = 4;
 /// `VIRTIO_NET_HDR_GSO_ECN` (bit or'ed into the type: the first segment carries CWR).
 pub const GSO_ECN: u8 = 0x80;
 
@@ -107,7 +109,7 @@ pub enum IngressError {
 /// (`NEEDS_CSUM`) in place. Superpackets stay whole (the fabric forwards them as one).
 pub fn complete_ingress(h: &VnetHdr, pkt: &mut [u8]) -> Result<(), IngressError> {
     match h.gso_type & !GSO_ECN {
-        GSO_NONE | GSO_TCPV4 => {}
+        GSO_NONE | GSO_TCPV4 | GSO_TCPV6 => {}
         t => return Err(IngressError::GsoType(t)),
     }
     if h.flags & F_NEEDS_CSUM == 0 {
@@ -153,7 +155,7 @@ pub fn ingress(h: &VnetHdr, pkt: &mut [u8], keep: bool) -> Result<Ingress, Ingre
     }
     if keep {
         match h.gso_type & !GSO_ECN {
-            GSO_NONE | GSO_TCPV4 => {}
+            GSO_NONE | GSO_TCPV4 | GSO_TCPV6 => {}
             t => return Err(IngressError::GsoType(t)),
         }
         let (start, off) = (usize::from(h.csum_start), usize::from(h.csum_offset));
@@ -179,8 +181,14 @@ pub fn partial_hdr(csum_start: usize, csum_offset: usize) -> VnetHdr {
     }
 }
 
-/// IPv4 TCP header lengths of a whole datagram: (ihl, tcp header length, total length).
+/// Header lengths of a whole TCP datagram: (IP header length, TCP header length, total
+/// length). IPv4, or IPv6 with TCP right after the fixed header (what TSO6 hands over).
 fn tcp_layout(pkt: &[u8]) -> Option<(usize, usize, usize)> {
+    if pkt.len() >= 60 && pkt[0] >> 4 == 6 && pkt[6] == PROTO_TCP {
+        let total = 40 + usize::from(u16::from_be_bytes([pkt[4], pkt[5]]));
+        let thl = usize::from(pkt[52] >> 4) * 4;
+        return (thl >= 20 && 40 + thl <= total && total <= pkt.len()).then_some((40, thl, total));
+    }
     if pkt.len() < 40 || pkt[0] >> 4 != 4 || pkt[9] != PROTO_TCP {
         return None;
     }
@@ -195,6 +203,20 @@ fn tcp_layout(pkt: &[u8]) -> Option<(usize, usize, usize)> {
         .then_some((ihl, thl, total))
 }
 
+/// The TCP pseudo-header sum of `pkt` (IPv4 or IPv6, see [`tcp_layout`]) for an L4 length
+/// of `l4_len` bytes.
+fn tcp_pseudo(pkt: &[u8], l4_len: usize) -> u16 {
+    if pkt[0] >> 4 == 6 {
+        let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+        src.copy_from_slice(&pkt[8..24]);
+        dst.copy_from_slice(&pkt[24..40]);
+        pseudo_sum_v6(src, dst, PROTO_TCP, l4_len as u32)
+    } else {
+        let a = |o: usize| [pkt[o], pkt[o + 1], pkt[o + 2], pkt[o + 3]];
+        pseudo_sum(a(12), a(16), PROTO_TCP, l4_len as u16)
+    }
+}
+
 /// How to write `pkt` to a device with offloads whose MTU is `mtu`: `None` = as is (header
 /// all zero); `Some((hdr, field, sum))` = with `hdr`, the two bytes at `field` replaced by
 /// `sum` (the pseudo-header sum of a partial checksum). Only TCP datagrams longer than the
@@ -207,21 +229,20 @@ pub fn egress(pkt: &[u8], mtu: u16) -> Option<(VnetHdr, usize, u16)> {
     let mss = usize::from(mtu)
         .checked_sub(ihl + thl)
         .filter(|&m| m >= 8)?;
-    let l4_len = u16::try_from(total - ihl).ok()?;
     let ecn = if pkt[ihl + 13] & TCP_CWR != 0 {
         GSO_ECN
     } else {
         0
     };
-    let sum = pseudo_sum(
-        [pkt[12], pkt[13], pkt[14], pkt[15]],
-        [pkt[16], pkt[17], pkt[18], pkt[19]],
-        PROTO_TCP,
-        l4_len,
-    );
+    let sum = tcp_pseudo(pkt, total - ihl);
+    let family = if ihl == 40 && pkt[0] >> 4 == 6 {
+        GSO_TCPV6
+    } else {
+        GSO_TCPV4
+    };
     let hdr = VnetHdr {
         flags: F_NEEDS_CSUM,
-        gso_type: GSO_TCPV4 | ecn,
+        gso_type: family | ecn,
         hdr_len: (ihl + thl) as u16,
         gso_size: mss as u16,
         csum_start: ihl as u16,
@@ -231,9 +252,9 @@ pub fn egress(pkt: &[u8], mtu: u16) -> Option<(VnetHdr, usize, u16)> {
 }
 
 /// Cuts a TCP datagram longer than `mtu` into segments of at most `mtu` bytes, handing each
-/// to `emit` (built in `scratch`, reused): IP id incremented per segment, sequence numbers
-/// advanced, FIN/PSH only on the last segment and CWR only on the first (`tcp_gso_segment`),
-/// both checksums recomputed. Returns `false` (and emits nothing) if `pkt` is not a
+/// to `emit` (built in `scratch`, reused): IPv4 id incremented per segment (IPv6: the
+/// payload length set), sequence numbers advanced, FIN/PSH only on the last segment and CWR
+/// only on the first (`tcp_gso_segment`), checksums recomputed. Returns `false` (and emits nothing) if `pkt` is not a
 /// segmentable TCP datagram or needs no cutting.
 pub fn segment_tcp(
     pkt: &[u8],
@@ -252,6 +273,7 @@ pub fn segment_tcp(
         return false;
     };
     let payload = &pkt[hl..total];
+    let v6 = pkt[0] >> 4 == 6;
     let id = u16::from_be_bytes([pkt[4], pkt[5]]);
     let seq = u32::from_be_bytes([pkt[ihl + 4], pkt[ihl + 5], pkt[ihl + 6], pkt[ihl + 7]]);
     let n = payload.len().div_ceil(mss);
@@ -260,11 +282,15 @@ pub fn segment_tcp(
         scratch.extend_from_slice(&pkt[..hl]);
         scratch.extend_from_slice(chunk);
         let len = scratch.len() as u16;
-        scratch[2..4].copy_from_slice(&len.to_be_bytes());
-        scratch[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
-        scratch[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum(&scratch[..ihl]);
-        scratch[10..12].copy_from_slice(&c.to_be_bytes());
+        if v6 {
+            scratch[4..6].copy_from_slice(&(len - 40).to_be_bytes());
+        } else {
+            scratch[2..4].copy_from_slice(&len.to_be_bytes());
+            scratch[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+            scratch[10..12].copy_from_slice(&[0, 0]);
+            let c = checksum(&scratch[..ihl]);
+            scratch[10..12].copy_from_slice(&c.to_be_bytes());
+        }
         let s = seq.wrapping_add((i * mss) as u32);
         scratch[ihl + 4..ihl + 8].copy_from_slice(&s.to_be_bytes());
         if i + 1 < n {
@@ -273,12 +299,7 @@ pub fn segment_tcp(
         if i > 0 {
             scratch[ihl + 13] &= !TCP_CWR;
         }
-        let sum = pseudo_sum(
-            [pkt[12], pkt[13], pkt[14], pkt[15]],
-            [pkt[16], pkt[17], pkt[18], pkt[19]],
-            PROTO_TCP,
-            (scratch.len() - ihl) as u16,
-        );
+        let sum = tcp_pseudo(scratch, scratch.len() - ihl);
         scratch[ihl + 16..ihl + 18].copy_from_slice(&sum.to_be_bytes());
         let c = !ones_sum(&scratch[ihl..]);
         scratch[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
@@ -383,10 +404,11 @@ mod tests {
             complete_ingress(&bad, &mut partial),
             Err(IngressError::CsumRange)
         );
-        let v6 = VnetHdr { gso_type: 4, ..h };
+        // GSO types the TUN was not offered (3: UFO) are refused.
+        let ufo = VnetHdr { gso_type: 3, ..h };
         assert_eq!(
-            complete_ingress(&v6, &mut partial),
-            Err(IngressError::GsoType(4))
+            complete_ingress(&ufo, &mut partial),
+            Err(IngressError::GsoType(3))
         );
     }
 
@@ -411,9 +433,9 @@ mod tests {
         };
         assert_eq!(ingress(&h2, &mut odd, true), Ok(Ingress::Completed));
         assert!(!wire::partial::is_marked(&odd));
-        let mut v6 = partial.clone();
-        let h6 = VnetHdr { gso_type: 4, ..h };
-        assert_eq!(ingress(&h6, &mut v6, true), Err(IngressError::GsoType(4)));
+        let mut ufo = partial.clone();
+        let h3 = VnetHdr { gso_type: 3, ..h };
+        assert_eq!(ingress(&h3, &mut ufo, true), Err(IngressError::GsoType(3)));
         // Complete as read: a stray reserved bit is cleared, nothing else changes.
         let mut stray = full.clone();
         stray[6] |= 0x80;
@@ -478,5 +500,88 @@ mod tests {
         assert!(!segment_tcp(&p[..30], 20, &mut scratch, |_| panic!(
             "not TCP"
         )));
+    }
+
+    /// An IPv6 TCP datagram (fixed header, 32-byte TCP header), `payload` bytes, flags
+    /// PSH|ACK|FIN|CWR, valid checksum.
+    fn superpacket_v6(payload: usize) -> Vec<u8> {
+        let total = 40 + 32 + payload;
+        let mut p = vec![0u8; total];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+        p[6] = PROTO_TCP;
+        p[7] = 64;
+        p[8..24].copy_from_slice(
+            &"2001:db8::11"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        p[24..40].copy_from_slice(
+            &"fd00:10:244:1::10"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        p[40..44].copy_from_slice(&[0x9c, 0x40, 0x00, 0x50]);
+        p[44..48].copy_from_slice(&0xffff_f000u32.to_be_bytes());
+        p[52] = 0x80;
+        p[53] = TCP_CWR | TCP_PSH | 0x10 | TCP_FIN;
+        for (i, b) in p.iter_mut().enumerate().skip(72) {
+            *b = (i * 7) as u8;
+        }
+        let s = tcp_pseudo(&p, total - 40);
+        p[56..58].copy_from_slice(&s.to_be_bytes());
+        let c = !ones_sum(&p[40..]);
+        p[56..58].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(wire::checksum::verify(&p), Ok(()));
+        p
+    }
+
+    /// TSO6: an IPv6 superpacket leaves as GSO_TCPV6 with the IPv6 pseudo-header sum, or is
+    /// cut like tcp_gso_segment cuts it (payload length per segment, no IP id or header
+    /// checksum, seq advanced, FIN/PSH last, CWR first); a TCPV6 read is taken.
+    #[test]
+    fn ipv6_superpackets_leave_as_tcpv6_or_segments() {
+        let p = superpacket_v6(3000);
+        let (h, field, sum) = egress(&p, 1500).expect("a superpacket");
+        assert_eq!(h.gso_type, GSO_TCPV6 | GSO_ECN);
+        assert_eq!(
+            (h.hdr_len, h.gso_size, h.csum_start, h.csum_offset),
+            (72, 1428, 40, 16)
+        );
+        assert_eq!(field, 56);
+        assert_eq!(sum, tcp_pseudo(&p, p.len() - 40));
+        let mut segs: Vec<Vec<u8>> = Vec::new();
+        let mut scratch = Vec::new();
+        assert!(segment_tcp(&p, 1500, &mut scratch, |s| segs.push(s.to_vec())));
+        assert_eq!(
+            segs.iter().map(Vec::len).collect::<Vec<_>>(),
+            [1500, 1500, 72 + 144]
+        );
+        let mut data = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            assert_eq!(wire::checksum::verify(s), Ok(()), "segment {i}");
+            assert_eq!(usize::from(u16::from_be_bytes([s[4], s[5]])), s.len() - 40);
+            let seq = u32::from_be_bytes([s[44], s[45], s[46], s[47]]);
+            assert_eq!(seq, 0xffff_f000u32.wrapping_add(1428 * i as u32));
+            assert_eq!(s[53] & TCP_CWR != 0, i == 0);
+            assert_eq!(s[53] & (TCP_FIN | TCP_PSH) != 0, i == 2);
+            data.extend_from_slice(&s[72..]);
+        }
+        assert_eq!(data, p[72..]);
+        // A TCPV6 read with a partial checksum is completed (IPv6 is never kept marked).
+        let mut read = p.clone();
+        read[56..58].copy_from_slice(&tcp_pseudo(&p, p.len() - 40).to_be_bytes());
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV6,
+            hdr_len: 72,
+            gso_size: 1428,
+            csum_start: 40,
+            csum_offset: 16,
+        };
+        assert_eq!(ingress(&h, &mut read, true), Ok(Ingress::Completed));
+        assert_eq!(read, p);
     }
 }

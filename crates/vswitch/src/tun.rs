@@ -240,15 +240,16 @@ pub struct TunPort {
 }
 
 /// Offload sets tried in order with `TUNSETOFFLOAD` (first the kernel accepts wins).
-const OFFLOAD_SETS: [libc::c_uint; 2] = [
-    // No TUN_F_TSO6: the fabric carries TCPV4 superpackets only (gso.rs); the kernel cuts
-    // IPv6 TCP into MTU-sized segments before the TUN.
+const OFFLOAD_SETS: [libc::c_uint; 3] = [
+    // TCP superpackets of both families (gso.rs carries TCPV4 and TCPV6).
+    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN,
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO_ECN,
     libc::TUN_F_CSUM,
 ];
 
-/// Largest IPv4 datagram (and so the largest superpacket a read can return).
-const MAX_DATAGRAM: usize = 65_535;
+/// Largest datagram a read can return: an IPv6 superpacket (40-byte header + a 65 535-byte
+/// payload; IPv4's total length stops at 65 535).
+const MAX_DATAGRAM: usize = 40 + 65_535;
 /// Reads up to this size are copied out of the reused buffer; longer ones take it.
 const COPY_BELOW: usize = 4096;
 
@@ -363,7 +364,7 @@ impl TunPort {
     /// Room a read needs: a superpacket with offloads, else the MTU plus slack (so an
     /// oversize read is detectable).
     pub fn read_capacity(&self) -> usize {
-        if self.tx.offloads & libc::TUN_F_TSO4 != 0 {
+        if self.tx.offloads & (libc::TUN_F_TSO4 | libc::TUN_F_TSO6) != 0 {
             MAX_DATAGRAM
         } else {
             usize::from(self.tx.mtu).max(576) + 64

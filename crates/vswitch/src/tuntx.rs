@@ -123,7 +123,12 @@ impl TxSide {
     /// device has TSO, else cut into segments with complete checksums. `None` if it is not
     /// one that can be (the caller writes it whole).
     fn send_long(&self, pkt: &[u8], scratch: &mut Vec<u8>) -> Option<bool> {
-        if self.offloads & libc::TUN_F_TSO4 != 0 {
+        let tso = if pkt.first().is_some_and(|b| b >> 4 == 6) {
+            libc::TUN_F_TSO6
+        } else {
+            libc::TUN_F_TSO4
+        };
+        if self.offloads & tso != 0 {
             let (h, field, sum) = gso::egress(pkt, self.mtu)?;
             let sum = sum.to_be_bytes();
             let parts = [&h.to_bytes()[..], &pkt[..field], &sum, &pkt[field + 2..]];
