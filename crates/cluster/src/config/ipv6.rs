@@ -212,20 +212,25 @@ pub(super) fn service_cidrs(
     Ok(nets)
 }
 
-/// A node's IPv4 pod CIDR source and its IPv6 pod CIDR from `podCIDR` / `podCIDRs`
-/// (node.spec.podCIDRs: at most one per family, podCIDR = podCIDRs[0]). Returns
-/// ((field, IPv4 text) if given, (field, IPv6 CIDR) if given).
-#[allow(clippy::type_complexity)]
-pub(super) fn pod_cidr_fields(
-    f: &str,
-    at: &str,
-    n: &RawNode,
-) -> Result<(Option<(String, String)>, Option<(String, Ipv6Net)>), LabError> {
+/// An IPv6 CIDR with the field it came from.
+type FieldNet = (String, Ipv6Net);
+
+/// A node's pod CIDRs as the config gives them, each with the field it came from.
+pub(super) struct GivenPodCidrs {
+    /// (field, text) of the IPv4 one (`podCIDR` or its `podCIDRs` entry).
+    pub v4: Option<(String, String)>,
+    /// (field, CIDR) of the IPv6 `podCIDRs` entry.
+    pub v6: Option<FieldNet>,
+}
+
+/// A node's pod CIDRs from `podCIDR` / `podCIDRs` (node.spec.podCIDRs: at most one per
+/// family, podCIDR = podCIDRs[0]).
+pub(super) fn pod_cidr_fields(f: &str, at: &str, n: &RawNode) -> Result<GivenPodCidrs, LabError> {
     let Some(list) = &n.pod_cidrs else {
-        return Ok((
-            n.pod_cidr.clone().map(|s| (format!("{at}.podCIDR"), s)),
-            None,
-        ));
+        return Ok(GivenPodCidrs {
+            v4: n.pod_cidr.clone().map(|s| (format!("{at}.podCIDR"), s)),
+            v6: None,
+        });
     };
     let field = format!("{at}.podCIDRs");
     if list.is_empty() || list.len() > 2 {
@@ -245,7 +250,7 @@ pub(super) fn pod_cidr_fields(
         }
     }
     let mut v4 = None;
-    let mut v6: Option<(String, Ipv6Net)> = None;
+    let mut v6: Option<FieldNet> = None;
     for (k, s) in list.iter().enumerate() {
         let fk = format!("{field}[{k}]");
         if s.contains(':') {
@@ -269,27 +274,61 @@ pub(super) fn pod_cidr_fields(
             v4 = Some((fk, s.clone()));
         }
     }
-    Ok((
-        v4.or_else(|| n.pod_cidr.clone().map(|s| (format!("{at}.podCIDR"), s))),
+    Ok(GivenPodCidrs {
+        v4: v4.or_else(|| n.pod_cidr.clone().map(|s| (format!("{at}.podCIDR"), s))),
         v6,
-    ))
+    })
 }
 
-/// A node's IPv6 address and pod CIDR (explicit, or the node's index-th /64 of the IPv6
-/// clusterCIDR when it has an address), checked against the networks and the nodes before
-/// it. `v4_pod` is the node's IPv4 pod CIDR: the IPv6 one must hold the same offsets.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn node_v6(
+/// The IPv6 half of the nodes, one after the other (each checked against the ones before).
+pub(super) struct V6Nodes<'a> {
+    pub f: &'a str,
+    pub nets: &'a V6Networks,
+    /// (name, IPv6 pod CIDR) of the nodes so far.
+    before: Vec<(String, Option<Ipv6Net>)>,
+}
+
+impl<'a> V6Nodes<'a> {
+    pub fn new(f: &'a str, nets: &'a V6Networks) -> Self {
+        V6Nodes {
+            f,
+            nets,
+            before: Vec::new(),
+        }
+    }
+
+    /// Node `i`'s IPv6 address and pod CIDR (explicit, or the node's index-th /64 of the
+    /// IPv6 clusterCIDR when it has an address). `v4_pod` is the node's IPv4 pod CIDR: the
+    /// IPv6 one must hold the same offsets. Claims the address.
+    pub fn node(
+        &mut self,
+        (at, i): (&str, usize),
+        n: &RawNode,
+        explicit_pod: Option<FieldNet>,
+        v4_pod: Ipv4Net,
+        claims: &mut Claims,
+    ) -> Result<(Option<Ipv6Addr>, Option<Ipv6Net>), LabError> {
+        let (ip, pod) = node_v6(self.f, at, i, n, explicit_pod, self.nets, claims)?;
+        if let Some((field, p)) = &pod {
+            check_pod_v6(self.f, field, *p, v4_pod, self.nets, &self.before)?;
+        }
+        let pod = pod.map(|(_, p)| p);
+        self.before.push((n.name.clone(), pod));
+        Ok((ip, pod))
+    }
+}
+
+/// A node's IPv6 address (checked, claimed) and its IPv6 pod CIDR with the field it comes
+/// from (not yet checked).
+fn node_v6(
     f: &str,
     at: &str,
     i: usize,
     n: &RawNode,
-    explicit_pod: Option<(String, Ipv6Net)>,
-    v4_pod: Ipv4Net,
+    explicit_pod: Option<FieldNet>,
     nets: &V6Networks,
-    before: &[(String, Option<Ipv6Net>)],
     claims: &mut Claims,
-) -> Result<(Option<Ipv6Addr>, Option<Ipv6Net>), LabError> {
+) -> Result<(Option<Ipv6Addr>, Option<FieldNet>), LabError> {
     let ip = match &n.ipv6 {
         None => None,
         Some(s) => {
@@ -332,8 +371,7 @@ pub(super) fn node_v6(
         }
         (None, None) => return Ok((None, None)),
     };
-    check_pod_v6(f, &field, pod, v4_pod, nets, before)?;
-    Ok((ip, Some(pod)))
+    Ok((ip, Some((field, pod))))
 }
 
 fn check_pod_v6(

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 
 use super::ipv6::{self, V6Networks};
 use super::raw::{RawConfig, RawNode, RawTaint};
@@ -95,7 +95,7 @@ pub(super) fn nodes(
     claims: &mut Claims,
 ) -> Result<Vec<Node>, LabError> {
     let mut nodes: Vec<Node> = Vec::with_capacity(raw.len());
-    let mut v6s: Vec<(String, Option<Ipv6Net>)> = Vec::with_capacity(raw.len());
+    let mut v6_nodes = nets.v6.as_ref().map(|n6| ipv6::V6Nodes::new(f, n6));
     let mut seen = HashSet::new();
     for (i, n) in raw.iter().enumerate() {
         let at = format!("nodes[{i}]");
@@ -113,13 +113,12 @@ pub(super) fn nodes(
             ));
         }
         claims.claim(f, ip, &format!("{at}.ip"), &format!("node {}", n.name))?;
-        let (v4_field, v6_field) = ipv6::pod_cidr_fields(f, &at, n)?;
-        let pod_cidr = pod_cidr(f, &at, i, v4_field, nets, &nodes)?;
-        let (ipv6, pod_cidr_v6) = match &nets.v6 {
-            Some(n6) => ipv6::node_v6(f, &at, i, n, v6_field, pod_cidr, n6, &v6s, claims)?,
+        let given = ipv6::pod_cidr_fields(f, &at, n)?;
+        let pod_cidr = pod_cidr(f, &at, i, given.v4, nets, &nodes)?;
+        let (ipv6, pod_cidr_v6) = match &mut v6_nodes {
+            Some(v6) => v6.node((&at, i), n, given.v6, pod_cidr, claims)?,
             None => (None, None),
         };
-        v6s.push((n.name.clone(), pod_cidr_v6));
         let taints = taints(f, &at, &n.taints)?;
         let labels = labels(f, &format!("{at}.labels"), &n.labels)?;
         let mut labels = labels;
