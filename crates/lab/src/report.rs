@@ -856,29 +856,65 @@ fn print_diagnostics(r: &ScenarioResult, w: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-/// `nodes`, `services` and `pods` of the JSON document.
+/// `nodes`, `services` and `pods` of the JSON document. IPv6 fields appear only where
+/// there is something IPv6 (a node's or pod's IPv6 address, a Service with an IPv6 family),
+/// so an IPv4-only lab's document is unchanged.
 pub fn cluster_json(c: &Cluster) -> Value {
     json!({
-        "nodes": c.nodes.iter().map(|n| json!({
-            "name": n.name, "ip": n.ip.to_string(), "pod_cidr": n.pod_cidr.to_string(),
-        })).collect::<Vec<_>>(),
-        "services": c.services.iter().map(|s| json!({
-            "namespace": s.namespace,
-            "name": s.name,
-            "type": type_name(s.type_),
-            "cluster_ip": s.cluster_ip().map(|i| i.to_string()),
-            "external_traffic_policy": policy_name(s.external_traffic_policy),
-            "ports": s.ports.iter().map(|p| json!({
-                "port": p.port, "target_port": p.target_port, "node_port": p.node_port,
-                "protocol": p.protocol.to_string(),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "pods": c.pods.iter().map(|p| json!({
-            "name": p.name, "ip": p.ip.to_string(), "node": p.node, "restarts": p.restarts,
-            "apps": p.apps.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "nodes": c.nodes.iter().map(|n| {
+            let mut v = json!({
+                "name": n.name, "ip": n.ip.to_string(), "pod_cidr": n.pod_cidr.to_string(),
+            });
+            put(&mut v, "ipv6", n.ipv6.map(|a| a.to_string()));
+            put(&mut v, "pod_cidr_v6", n.pod_cidr_v6.map(|a| a.to_string()));
+            v
+        }).collect::<Vec<_>>(),
+        "services": c.services.iter().map(service_json).collect::<Vec<_>>(),
+        "pods": c.pods.iter().map(|p| {
+            let mut v = json!({
+                "name": p.name, "ip": p.ip.to_string(), "node": p.node, "restarts": p.restarts,
+                "apps": p.apps.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            });
+            put(&mut v, "ipv6", p.ipv6.map(|a| a.to_string()));
+            v
+        }).collect::<Vec<_>>(),
         "warnings": cluster::apps::port_warnings(c),
     })
+}
+
+/// One Service of [`cluster_json`]: `cluster_ips`, `ip_families` and `ip_family_policy`
+/// only when the Service has an IPv6 family.
+fn service_json(s: &nodeport::Service) -> Value {
+    let mut v = json!({
+        "namespace": s.namespace,
+        "name": s.name,
+        "type": type_name(s.type_),
+        "cluster_ip": s.cluster_ip().map(|i| i.to_string()),
+        "external_traffic_policy": policy_name(s.external_traffic_policy),
+        "ports": s.ports.iter().map(|p| json!({
+            "port": p.port, "target_port": p.target_port, "node_port": p.node_port,
+            "protocol": p.protocol.to_string(),
+        })).collect::<Vec<_>>(),
+    });
+    if s.ip_families.contains(&nodeport::IpFamily::V6) {
+        let ips: Vec<String> = s.cluster_ips.iter().map(ToString::to_string).collect();
+        let fams: Vec<&str> = s.ip_families.iter().map(|f| f.as_str()).collect();
+        put(&mut v, "cluster_ips", Some(json!(ips)));
+        put(&mut v, "ip_families", Some(json!(fams)));
+        put(
+            &mut v,
+            "ip_family_policy",
+            Some(s.ip_family_policy.as_str()),
+        );
+    }
+    v
+}
+
+/// Adds `key` to the object `v` when `value` is `Some`.
+fn put(v: &mut Value, key: &str, value: Option<impl Into<Value>>) {
+    if let (Some(obj), Some(x)) = (v.as_object_mut(), value) {
+        obj.insert(key.to_string(), x.into());
+    }
 }
 
 /// `events[]`: `{time (seconds of run time), kind, pod, node}`.

@@ -57,6 +57,43 @@ fn dual_stack_answers_per_family_and_policy() {
     );
 }
 
+/// `--json` carries the cluster's IPv6 side (nodes', pods' IPv6 addresses, a Service's
+/// families and ClusterIPs) only where there is one: an IPv4-only lab's document has none.
+#[test]
+fn json_shows_the_ipv6_side_of_the_cluster() {
+    let v = run_json("dual-stack");
+    let master = &v["nodes"][0];
+    assert_eq!(master["ipv6"], "fd00:10:151:30::11");
+    assert_eq!(master["pod_cidr_v6"], "fd00:10:244::/64");
+    let pod = &v["pods"][0];
+    assert!(
+        pod["ipv6"].as_str().unwrap().starts_with("fd00:10:244:"),
+        "{pod}"
+    );
+    let nginx = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "nginx")
+        .unwrap();
+    assert_eq!(nginx["ip_family_policy"], "RequireDualStack");
+    assert_eq!(nginx["ip_families"], serde_json::json!(["IPv4", "IPv6"]));
+    let ips = nginx["cluster_ips"].as_array().unwrap();
+    assert_eq!(ips[0], nginx["cluster_ip"]);
+    assert!(
+        ips[1].as_str().unwrap().starts_with("fd00:10:96::"),
+        "{ips:?}"
+    );
+    let v4 = run_json("seed-cluster");
+    for key in ["nodes", "pods", "services"] {
+        for item in v4[key].as_array().unwrap() {
+            for field in ["ipv6", "pod_cidr_v6", "cluster_ips", "ip_families"] {
+                assert!(item.get(field).is_none(), "{key} has {field}: {item}");
+            }
+        }
+    }
+}
+
 /// The trace shows the IPv6 flow hop by hop (the router, DNAT to the pod's IPv6 address,
 /// MASQUERADE to the master's) and conntrack lists it with its IPv6 tuples.
 #[test]
