@@ -375,6 +375,70 @@ fn tun_with_ipv6_has_only_the_labs_address_and_route() {
     );
 }
 
+/// Runs iperf3 (2 s) from `cl` to `target` in `pod` through `fw` on its own thread and
+/// checks what the TSO tests of both families check: the transfer moved, the pod's TUN wrote
+/// the superpackets as TSO (`pod_offload`) or cut them into segments, no read was dropped
+/// for its offload header. Returns the ports' counters (client first).
+fn iperf3_forwarded_as_tso_or_segmented(
+    scope: &Scope,
+    cl: &Netns,
+    pod: &Netns,
+    fw: Forwarder,
+    target: &str,
+    pod_offload: bool,
+) -> Vec<vswitch::tun::TunStats> {
+    let iperf3 = find_program("iperf3").unwrap();
+    let fwd = FwdThread::start(fw);
+    let mut server = common::iperf3_server(pod, scope.state.root());
+    std::thread::sleep(Duration::from_millis(300));
+    let args = [
+        "-c",
+        target,
+        "-p",
+        "5201",
+        "-t",
+        "2",
+        "--connect-timeout",
+        "3000",
+        "-J",
+    ];
+    let out = run_in(
+        cl,
+        &iperf3.display().to_string(),
+        &args,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let fw = fwd.finish();
+    server.stop(Duration::from_secs(2)).unwrap();
+    let (bps, retr) = common::iperf3_result(&out.stdout);
+    let st: Vec<_> = fw.ports().map(|p| p.stats()).collect();
+    eprintln!(
+        "{target}, pod offload {pod_offload}: {:.2} Gbit/s, {retr} retransmits, {st:?}",
+        bps / 1e9
+    );
+    assert!(
+        bps > 1e8,
+        "iperf3 to {target}: {bps} bit/s, {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if pod_offload {
+        assert!(
+            st[1].tx_superpackets > 0 && st[1].tx_segmented == 0,
+            "{:?}",
+            st[1]
+        );
+    } else {
+        assert!(
+            st[1].tx_segmented > 0 && st[1].tx_superpackets == 0,
+            "{:?}",
+            st[1]
+        );
+    }
+    assert_eq!(st[0].rx_dropped_offload + st[1].rx_dropped_offload, 0);
+    st
+}
+
 /// TSO6: IPv6 TCP crosses the fabric as superpackets too. The client's TUN hands over
 /// GSO_TCPV6 superpackets; the pod's TUN takes them as TSO6 (offloads on) or gets them cut
 /// into MTU-sized segments with correct checksums (offloads off); iperf3 over IPv6 moves.
@@ -388,7 +452,6 @@ fn ipv6_tso_superpackets_forwarded_as_tso_or_segmented() {
     };
     let scope = Scope::new("gso6");
     scope.state.ensure().unwrap();
-    let iperf3 = find_program("iperf3").unwrap();
     let (cl6, pod6): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
         (CLIENT_IP6.parse().unwrap(), POD_IP6.parse().unwrap());
     for (i, pod_offload) in [true, false].into_iter().enumerate() {
@@ -412,60 +475,12 @@ fn ipv6_tso_superpackets_forwarded_as_tso_or_segmented() {
         fw.add_prefix(cl6, 64);
         fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, pport);
         fw.add_prefix(pod6, 64);
-        let fwd = FwdThread::start(fw);
-        let mut server = common::iperf3_server(&pod, scope.state.root());
-        std::thread::sleep(Duration::from_millis(300));
-        let args = [
-            "-6",
-            "-c",
-            POD_IP6,
-            "-p",
-            "5201",
-            "-t",
-            "2",
-            "--connect-timeout",
-            "3000",
-            "-J",
-        ];
-        let out = run_in(
-            &cl,
-            &iperf3.display().to_string(),
-            &args,
-            Duration::from_secs(20),
-        )
-        .unwrap();
-        let fw = fwd.finish();
-        server.stop(Duration::from_secs(2)).unwrap();
-        let (bps, retr) = common::iperf3_result(&out.stdout);
-        let st: Vec<_> = fw.ports().map(|p| p.stats()).collect();
-        eprintln!(
-            "IPv6, pod offload {pod_offload}: {:.2} Gbit/s, {retr} retransmits, {st:?}",
-            bps / 1e9
-        );
-        assert!(
-            bps > 1e8,
-            "iperf3 -6: {bps} bit/s, {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let st = iperf3_forwarded_as_tso_or_segmented(&scope, &cl, &pod, fw, POD_IP6, pod_offload);
         assert!(
             st[0].rx_superpackets > 0,
             "no IPv6 superpackets read: {:?}",
             st[0]
         );
-        if pod_offload {
-            assert!(
-                st[1].tx_superpackets > 0 && st[1].tx_segmented == 0,
-                "{:?}",
-                st[1]
-            );
-        } else {
-            assert!(
-                st[1].tx_segmented > 0 && st[1].tx_superpackets == 0,
-                "{:?}",
-                st[1]
-            );
-        }
-        assert_eq!(st[0].rx_dropped_offload + st[1].rx_dropped_offload, 0);
     }
 }
 
@@ -662,7 +677,6 @@ fn tso_superpackets_forwarded_as_tso_or_segmented() {
     };
     let scope = Scope::new("gso");
     scope.state.ensure().unwrap();
-    let iperf3 = find_program("iperf3").unwrap();
     for (i, pod_offload) in [true, false].into_iter().enumerate() {
         let cl = Netns::create(&scope.ns(&format!("cl{i}"))).expect("client ns");
         let pod = Netns::create(&scope.ns(&format!("pod{i}"))).expect("pod ns");
@@ -678,59 +692,13 @@ fn tso_superpackets_forwarded_as_tso_or_segmented() {
         let mut fw = Forwarder::new();
         fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, cport);
         fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, pport);
-        let fwd = FwdThread::start(fw);
-        let mut server = common::iperf3_server(&pod, scope.state.root());
-        std::thread::sleep(Duration::from_millis(300));
-        let args = [
-            "-c",
-            "10.244.1.16",
-            "-p",
-            "5201",
-            "-t",
-            "2",
-            "--connect-timeout",
-            "3000",
-            "-J",
-        ];
-        let out = run_in(
-            &cl,
-            &iperf3.display().to_string(),
-            &args,
-            Duration::from_secs(20),
-        )
-        .unwrap();
-        let fw = fwd.finish();
-        server.stop(Duration::from_secs(2)).unwrap();
-        let (bps, retr) = common::iperf3_result(&out.stdout);
-        let st: Vec<_> = fw.ports().map(|p| p.stats()).collect();
-        eprintln!(
-            "pod offload {pod_offload}: {:.2} Gbit/s, {retr} retransmits, {st:?}",
-            bps / 1e9
-        );
-        assert!(
-            bps > 1e8,
-            "iperf3: {bps} bit/s, {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let st =
+            iperf3_forwarded_as_tso_or_segmented(&scope, &cl, &pod, fw, "10.244.1.16", pod_offload);
         assert!(
             st[0].rx_superpackets > 0,
             "client sent no superpackets: {:?}",
             st[0]
         );
-        if pod_offload {
-            assert!(
-                st[1].tx_superpackets > 0 && st[1].tx_segmented == 0,
-                "{:?}",
-                st[1]
-            );
-        } else {
-            assert!(
-                st[1].tx_segmented > 0 && st[1].tx_superpackets == 0,
-                "{:?}",
-                st[1]
-            );
-        }
-        assert_eq!(st[0].rx_dropped_offload + st[1].rx_dropped_offload, 0);
         assert!(st[0].rx_partial > 0, "nothing kept partial: {:?}", st[0]);
         if pod_offload {
             // The pod's ACKs were read partial and written to the client still partial.
