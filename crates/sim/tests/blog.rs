@@ -3,10 +3,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use nodeport::{
-    Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
-    TrafficPolicy,
-};
+mod common;
+use common::nginx_slice;
+use nodeport::{IpFamily, Service, ServicePort, ServiceType, TrafficPolicy};
 use sim::{
     Attachment, ClientDesc, LbDesc, NodeDesc, OutcomeKind, PodDesc, RequestOpts, World, WorldSpec,
 };
@@ -75,28 +74,6 @@ fn service(etp: TrafficPolicy) -> Service {
     }
 }
 
-fn slice(pods: &[PodDesc]) -> EndpointSlice {
-    EndpointSlice {
-        address_type: Default::default(),
-        service: ServiceRef::new("default", "nginx"),
-        ports: vec![EndpointPort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-        }],
-        endpoints: pods
-            .iter()
-            .map(|p| Endpoint {
-                ip: std::net::IpAddr::V4(p.ip),
-                node_name: Some(p.node.clone()),
-                ready: true,
-                serving: true,
-                terminating: false,
-            })
-            .collect(),
-    }
-}
-
 fn world(pods: Vec<PodDesc>, etp: TrafficPolicy, lb: Option<LbDesc>) -> World {
     let spec = WorldSpec {
         nodes: nodes(),
@@ -107,7 +84,7 @@ fn world(pods: Vec<PodDesc>, etp: TrafficPolicy, lb: Option<LbDesc>) -> World {
         ..WorldSpec::default()
     };
     let mut w = World::new(spec).unwrap();
-    w.set_services(&[service(etp)], &[slice(&pods)]);
+    w.set_services(&[service(etp)], &[nginx_slice(IpFamily::V4, &pods)]);
     w
 }
 
@@ -262,7 +239,10 @@ fn cluster_policy_from_a_pod_on_the_same_node_sees_cni0() {
         ..WorldSpec::default()
     };
     let mut w = World::new(spec).unwrap();
-    w.set_services(&[service(TrafficPolicy::Cluster)], &[slice(&pods)]);
+    w.set_services(
+        &[service(TrafficPolicy::Cluster)],
+        &[nginx_slice(IpFamily::V4, &pods)],
+    );
     for _ in 0..30 {
         let out = w
             .request(
@@ -401,7 +381,10 @@ fn without_masquerade_the_reply_bypasses_the_master_and_the_client_hangs() {
         ..WorldSpec::default()
     })
     .unwrap();
-    w.set_services(&[service(TrafficPolicy::Cluster)], &[slice(&pods)]);
+    w.set_services(
+        &[service(TrafficPolicy::Cluster)],
+        &[nginx_slice(IpFamily::V4, &pods)],
+    );
     let id = w
         .start_request(
             "browser",

@@ -6,10 +6,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use nodeport::{
-    Endpoint, EndpointPort, EndpointSlice, IpFamily, IpFamilyPolicy, Protocol, Service,
-    ServicePort, ServiceRef, ServiceType, TrafficPolicy,
-};
+mod common;
+use common::nginx_slice;
+use nodeport::{IpFamily, IpFamilyPolicy, Service, ServicePort, ServiceType, TrafficPolicy};
 use sim::{Attachment, ClientDesc, NodeDesc, OutcomeKind, PodDesc, RequestOpts, World, WorldSpec};
 
 const NODEPORT: u16 = 32761;
@@ -71,31 +70,6 @@ fn tester() -> ClientDesc {
     }
 }
 
-fn slice(family: IpFamily, pods: &[PodDesc]) -> EndpointSlice {
-    EndpointSlice {
-        address_type: family,
-        service: ServiceRef::new("default", "nginx"),
-        ports: vec![EndpointPort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-        }],
-        endpoints: pods
-            .iter()
-            .map(|p| Endpoint {
-                ip: match family {
-                    IpFamily::V4 => IpAddr::V4(p.ip),
-                    IpFamily::V6 => IpAddr::V6(p.ipv6.unwrap()),
-                },
-                node_name: Some(p.node.clone()),
-                ready: true,
-                serving: true,
-                terminating: false,
-            })
-            .collect(),
-    }
-}
-
 fn world(etp: TrafficPolicy, tracing: bool) -> World {
     let spec = spec(tracing);
     let pods = spec.pods.clone();
@@ -108,7 +82,10 @@ fn world(etp: TrafficPolicy, tracing: bool) -> World {
         external_traffic_policy: etp,
         ..Service::new("default", "nginx", ServiceType::NodePort)
     };
-    let slices = [slice(IpFamily::V4, &pods), slice(IpFamily::V6, &pods)];
+    let slices = [
+        nginx_slice(IpFamily::V4, &pods),
+        nginx_slice(IpFamily::V6, &pods),
+    ];
     w.set_services(&[svc], &slices);
     w
 }
@@ -281,7 +258,7 @@ fn reject_over_ipv6_is_connection_refused() {
         ports: vec![ServicePort::tcp(80, 80, Some(NODEPORT))],
         ..Service::new("default", "nginx", ServiceType::NodePort)
     };
-    w.set_services(&[svc], &[slice(IpFamily::V6, &[])]);
+    w.set_services(&[svc], &[nginx_slice(IpFamily::V6, &[])]);
     let dst = SocketAddr::new(v6("fd00:10:151:30::11").into(), NODEPORT);
     let out = w.request("browser", dst, RequestOpts::default()).unwrap();
     assert_eq!(out.kind, OutcomeKind::Refused, "{out}");
@@ -313,7 +290,7 @@ fn load_balancer_ipv6_frontend() {
         ports: vec![ServicePort::tcp(80, 80, Some(NODEPORT))],
         ..Service::new("default", "nginx", ServiceType::NodePort)
     };
-    w.set_services(&[svc], &[slice(IpFamily::V6, &pods)]);
+    w.set_services(&[svc], &[nginx_slice(IpFamily::V6, &pods)]);
     let mark = w.access_mark();
     let dst = SocketAddr::new(v6("2001:db8:100::10").into(), 80);
     let out = w.request("browser", dst, RequestOpts::default()).unwrap();

@@ -1,7 +1,9 @@
 //! Worlds the app tests share.
 #![allow(dead_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use nodeport::{Endpoint, EndpointPort, EndpointSlice, IpFamily, Protocol, ServiceRef};
 
 use sim::{AppDesc, AppKind, Attachment, ClientDesc, NodeDesc, PodDesc, World, WorldSpec};
 
@@ -42,4 +44,31 @@ pub fn node1_world(pods: Vec<PodDesc>, seed: u64, tracing: bool) -> World {
         ..WorldSpec::default()
     })
     .unwrap()
+}
+
+/// `default/nginx`'s EndpointSlice of `family` (port 80/TCP): every pod ready, at its
+/// address of that family.
+pub fn nginx_slice(family: IpFamily, pods: &[PodDesc]) -> EndpointSlice {
+    EndpointSlice {
+        address_type: family,
+        service: ServiceRef::new("default", "nginx"),
+        ports: vec![EndpointPort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        }],
+        endpoints: pods
+            .iter()
+            .map(|p| Endpoint {
+                ip: match family {
+                    IpFamily::V4 => IpAddr::V4(p.ip),
+                    IpFamily::V6 => IpAddr::V6(p.ipv6.unwrap()),
+                },
+                node_name: Some(p.node.clone()),
+                ready: true,
+                serving: true,
+                terminating: false,
+            })
+            .collect(),
+    }
 }
