@@ -763,10 +763,12 @@ impl Node {
         pkt: &[u8],
         rng: &mut dyn RngCore,
     ) -> Vec<Egress> {
-        self.receive_inner(now, iface, pkt.to_vec(), rng, false)
+        let mut out = Vec::new();
+        self.receive_inner(now, iface, pkt.to_vec(), rng, false, &mut out);
+        out
     }
 
-    /// [`Node::receive`] taking the datagram by value: the fabric's hot path (no copy).
+    /// [`Node::receive`] taking the datagram by value (no copy).
     pub fn receive_owned(
         &mut self,
         now: Duration,
@@ -774,7 +776,22 @@ impl Node {
         pkt: Vec<u8>,
         rng: &mut dyn RngCore,
     ) -> Vec<Egress> {
-        self.receive_inner(now, iface, pkt, rng, false)
+        let mut out = Vec::new();
+        self.receive_inner(now, iface, pkt, rng, false, &mut out);
+        out
+    }
+
+    /// [`Node::receive_owned`] appending what leaves the node to `out`: the fabric's hot
+    /// path (no copy, and no list allocated per datagram when `out` is reused).
+    pub fn receive_into(
+        &mut self,
+        now: Duration,
+        iface: Iface,
+        pkt: Vec<u8>,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Egress>,
+    ) {
+        self.receive_inner(now, iface, pkt, rng, false, out)
     }
 
     /// A datagram between two ports of the cni0 bridge (pod → pod on this node). With
@@ -782,7 +799,9 @@ impl Node {
     /// iptables hooks, so conntrack can un-DNAT a reply from a local endpoint to a local
     /// client; it is not routed (no TTL decrement) unless DNAT sent it elsewhere.
     pub fn bridge(&mut self, now: Duration, pkt: &[u8], rng: &mut dyn RngCore) -> Vec<Egress> {
-        self.receive_inner(now, Iface::Cni0, pkt.to_vec(), rng, true)
+        let mut out = Vec::new();
+        self.receive_inner(now, Iface::Cni0, pkt.to_vec(), rng, true, &mut out);
+        out
     }
 
     /// [`Node::bridge`] taking the datagram by value (no copy).
@@ -792,7 +811,21 @@ impl Node {
         pkt: Vec<u8>,
         rng: &mut dyn RngCore,
     ) -> Vec<Egress> {
-        self.receive_inner(now, Iface::Cni0, pkt, rng, true)
+        let mut out = Vec::new();
+        self.receive_inner(now, Iface::Cni0, pkt, rng, true, &mut out);
+        out
+    }
+
+    /// [`Node::bridge_owned`] appending what leaves the node to `out` (see
+    /// [`Node::receive_into`]).
+    pub fn bridge_into(
+        &mut self,
+        now: Duration,
+        pkt: Vec<u8>,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Egress>,
+    ) {
+        self.receive_inner(now, Iface::Cni0, pkt, rng, true, out)
     }
 
     fn receive_inner(
@@ -802,9 +835,9 @@ impl Node {
         mut pkt: Vec<u8>,
         rng: &mut dyn RngCore,
         bridged: bool,
-    ) -> Vec<Egress> {
+        out: &mut Vec<Egress>,
+    ) {
         self.counters.received += 1;
-        let mut out = Vec::new();
         let hop = Hop {
             now,
             iface_in: Some(iface),
@@ -816,7 +849,7 @@ impl Node {
             Err(e) => {
                 self.counters.malformed += 1;
                 self.note_drop(hop, &pkt, || format!("malformed: {e}"));
-                return out;
+                return;
             }
         };
         let hop = Hop {
@@ -827,10 +860,10 @@ impl Node {
         let ct_invalid = pre.ct_state == "INVALID";
         let pending = match self.nat_verdict(&NatHook::PREROUTING, hop, pre, &pkt) {
             Hooked::Accept(pending) => pending,
-            Hooked::Dropped => return out,
+            Hooked::Dropped => return,
             Hooked::Reject(icmp) => {
-                self.transmit_plain(now, icmp, &mut out);
-                return out;
+                self.transmit_plain(now, icmp, out);
+                return;
             }
         };
         // The nat hook may have rewritten the destination (DNAT, un-SNAT).
@@ -838,7 +871,7 @@ impl Node {
         if self.is_local(dst) {
             // INPUT: conntrack confirmed, no masquerade; hand to the local stack.
             let Some(step) = self.postrouting(hop, &mut pkt, pending, None, rng) else {
-                return out;
+                return;
             };
             self.counters.delivered_local += 1;
             let verdict = || "deliver to local stack".to_string();
@@ -846,17 +879,17 @@ impl Node {
             // The local stack checks checksums: one a TUN left partial is completed here.
             wire::partial::complete(&mut pkt);
             self.dev.rx.push_back(pkt);
-            self.poll_into(now, rng, &mut out);
-            return out;
+            self.poll_into(now, rng, out);
+            return;
         }
         // FORWARD.
         let Some(rt) = self.route(dst) else {
             self.counters.no_route += 1;
             self.note_drop(hop, &pkt, || format!("no route to {dst}"));
-            return out;
+            return;
         };
         if ct_invalid && self.forward_drops_invalid(hop.out_of(rt.iface), &pkt) {
-            return out;
+            return;
         }
         let switched = bridged && rt.iface == Iface::Cni0;
         match if switched {
@@ -873,19 +906,19 @@ impl Node {
                     Iface::Cni0 => v.cni0,
                 });
                 if let Ok(icmp) = packet::time_exceeded(self.address(iface), from6, &pkt) {
-                    self.local_out(now, icmp, rng, &mut out);
+                    self.local_out(now, icmp, rng, out);
                 }
-                return out;
+                return;
             }
             Err(e) => {
                 self.counters.malformed += 1;
                 self.note_drop(hop, &pkt, || format!("malformed: {e}"));
-                return out;
+                return;
             }
         }
         let hop = hop.out_of(rt.iface);
         let Some(step) = self.postrouting(hop, &mut pkt, pending, Some(rt.src), rng) else {
-            return out;
+            return;
         };
         self.counters.forwarded += 1;
         let verdict = || {
@@ -901,7 +934,6 @@ impl Node {
             next_hop: rt.next_hop,
             pkt,
         });
-        out
     }
 
     /// The source of a REJECT answer the engine left as 0.0.0.0 (the rejected datagram was
@@ -1010,7 +1042,8 @@ impl Node {
         out
     }
 
-    fn poll_into(&mut self, now: Duration, rng: &mut dyn RngCore, out: &mut Vec<Egress>) {
+    /// [`Node::poll`] appending what leaves the node to `out`.
+    pub fn poll_into(&mut self, now: Duration, rng: &mut dyn RngCore, out: &mut Vec<Egress>) {
         let at = instant(now);
         for _ in 0..16 {
             self.iface.poll(at, &mut self.dev, &mut self.sockets);

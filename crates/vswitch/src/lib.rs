@@ -14,6 +14,8 @@
 //! - [`router`]: the router between the node network and the client networks: longest-prefix
 //!   forwarding, TTL, client reachability, and the external load balancer ([`router::LoadBalancer`]).
 //! - [`prefix`]: the longest-prefix-match index of the routing tables (router and nodes).
+//! - [`bufpool`]: reused datagram buffers (a port's read takes one, the egress port's write
+//!   gives it back: no allocation per forwarded datagram).
 //! - [`mem`]: an in-memory [`Port`] (queues on both sides) for tests and glue.
 //! - [`tracer`]: the [`tracer::Tracer`] wrapper and its shared [`tracer::TraceSink`].
 //! - [`impair`]: the [`impair::Impair`] wrapper (one-way delay, jitter, rate, random loss).
@@ -27,6 +29,7 @@
 
 use std::time::Duration;
 
+pub mod bufpool;
 pub mod gso;
 pub mod impair;
 pub mod mem;

@@ -545,23 +545,26 @@ impl Router {
         rng: &mut dyn RngCore,
     ) -> Vec<RouterOutput> {
         self.receive_owned(now, in_iface, pkt.to_vec(), rng)
+            .into_iter()
+            .collect()
     }
 
     /// [`Router::receive`] taking the datagram by value: the fabric's hot path (no copy
-    /// when it is forwarded unchanged by the load balancer stage).
+    /// when it is forwarded unchanged by the load balancer stage; the router sends at most
+    /// one datagram per datagram received, so no list is allocated).
     pub fn receive_owned(
         &mut self,
         now: Duration,
         in_iface: usize,
         pkt: Vec<u8>,
         rng: &mut dyn RngCore,
-    ) -> Vec<RouterOutput> {
+    ) -> Option<RouterOutput> {
         let s = match packet::summarize(&pkt) {
             Ok(s) => s,
             Err(e) => {
                 self.counters.malformed += 1;
                 self.note_drop(now, in_iface, None, &pkt, format!("malformed ({e})"));
-                return Vec::new();
+                return None;
             }
         };
         let Some((in_kind, in_addr, in_addr6)) = self
@@ -570,7 +573,7 @@ impl Router {
             .map(|i| (i.kind, i.addr, i.addr6()))
         else {
             self.counters.malformed += 1;
-            return Vec::new();
+            return None;
         };
         // Reachability: clients reach only what they are allowed to (and LB frontends).
         if in_kind == IfaceKind::Clients {
@@ -584,13 +587,13 @@ impl Router {
                 self.counters.filtered += 1;
                 let why = format!("{} is unreachable from {}", dst, s.tuple.src);
                 self.note_drop(now, in_iface, Some(&s), &pkt, why);
-                return Vec::new();
+                return None;
             }
         }
         if self.ifaces.iter().any(|i| i.owns(s.tuple.dst)) {
             self.counters.to_router += 1;
             self.note_drop(now, in_iface, Some(&s), &pkt, "addressed to the router");
-            return Vec::new();
+            return None;
         }
         let mut pkt = pkt;
         let (mut pkt, mut action, translated) = match self.lb_stage(now, &s, &mut pkt, rng) {
@@ -598,34 +601,34 @@ impl Router {
             LbAction::Translated(p, a) => (p, Cow::Owned(a), true),
             LbAction::Drop(reason) => {
                 self.note_drop(now, in_iface, Some(&s), &pkt, reason);
-                return Vec::new();
+                return None;
             }
         };
         // Only a translated datagram has a new destination.
-        let dst = match translated.then(|| packet::summarize(&pkt)) {
-            Some(Ok(s2)) => s2.tuple.dst,
-            _ => s.tuple.dst,
+        let dst = if translated {
+            packet::destination(&pkt).unwrap_or(s.tuple.dst)
+        } else {
+            s.tuple.dst
         };
         let Some((out, next_hop)) = self.lookup(dst) else {
             self.counters.unroutable += 1;
             let why = format!("no route to {dst}");
             self.note_drop(now, in_iface, Some(&s), &pkt, why);
-            return Vec::new();
+            return None;
         };
         match packet::decrement_ttl(&mut pkt) {
             Ok(Some(_)) => {}
             Ok(None) => {
                 self.counters.ttl_exceeded += 1;
-                let mut outs = Vec::new();
-                if let Ok(icmp) = packet::time_exceeded(in_addr, in_addr6, &pkt) {
-                    if let Some((o, nh)) = self.lookup(s.tuple.src) {
-                        outs.push(RouterOutput {
-                            iface: o,
-                            next_hop: nh,
-                            pkt: icmp,
-                        });
-                    }
-                }
+                let icmp = packet::time_exceeded(in_addr, in_addr6, &pkt).ok();
+                let outs = icmp.and_then(|icmp| {
+                    let (o, nh) = self.lookup(s.tuple.src)?;
+                    Some(RouterOutput {
+                        iface: o,
+                        next_hop: nh,
+                        pkt: icmp,
+                    })
+                });
                 let action = "ttl exceeded: ICMP time exceeded sent";
                 self.note(now, in_iface, None, Some(&s), &pkt, action);
                 return outs;
@@ -633,7 +636,7 @@ impl Router {
             Err(e) => {
                 self.counters.malformed += 1;
                 self.note_drop(now, in_iface, Some(&s), &pkt, e);
-                return Vec::new();
+                return None;
             }
         }
         if out == in_iface && !translated {
@@ -641,11 +644,11 @@ impl Router {
         }
         self.counters.forwarded += 1;
         self.note(now, in_iface, Some(out), Some(&s), &pkt, action);
-        vec![RouterOutput {
+        Some(RouterOutput {
             iface: out,
             next_hop,
             pkt,
-        }]
+        })
     }
 }
 

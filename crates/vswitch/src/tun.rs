@@ -488,20 +488,21 @@ impl TunPort {
     }
 
     /// The next packet as an owned buffer, without zero-filling or copying a superpacket:
-    /// it is read straight into a fresh allocation that becomes the packet; small packets
-    /// are copied out of the reused buffer.
+    /// it is read straight into a buffer from [`crate::bufpool`] that becomes the packet;
+    /// small packets are copied out of the reused buffer into a pooled one.
     pub fn recv_owned(&mut self) -> Option<Vec<u8>> {
         let cap = self.read_capacity();
         loop {
             if self.buf.capacity() < cap {
-                self.buf = Vec::with_capacity(cap);
+                self.buf = crate::bufpool::take(cap);
             }
             let ptr = self.buf.as_mut_ptr();
             // SAFETY: the buffer's allocation holds `cap` bytes.
             match unsafe { self.recv_raw(ptr, cap) } {
                 RecvOutcome::Packet(n) if n < COPY_BELOW => {
                     // SAFETY: the kernel initialised the first n bytes.
-                    return Some(unsafe { std::slice::from_raw_parts(ptr, n) }.to_vec());
+                    let pkt = unsafe { std::slice::from_raw_parts(ptr, n) };
+                    return Some(crate::bufpool::copy_of(pkt));
                 }
                 RecvOutcome::Packet(n) => {
                     let mut v = std::mem::take(&mut self.buf);
@@ -537,12 +538,15 @@ impl TunPort {
         }
     }
 
-    /// [`TunPort::send_packet`] taking the datagram by value: queued without a copy.
+    /// [`TunPort::send_packet`] taking the datagram by value: queued without a copy; its
+    /// buffer goes back to [`crate::bufpool`] once written.
     pub fn send_owned(&mut self, mut pkt: Vec<u8>) -> bool {
         if self.tx_thread {
             tuntx::enqueue(&self.tx, pkt, &mut self.seg)
         } else {
-            self.tx.send_mut(&mut pkt, &mut self.seg)
+            let ok = self.tx.send_mut(&mut pkt, &mut self.seg);
+            crate::bufpool::give(pkt);
+            ok
         }
     }
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use rand_chacha::ChaCha8Rng;
 
-use nodestack::{Iface, Node};
+use nodestack::{Egress, Iface, Node};
 use vswitch::{PcapSink, Port, Router, Segment, TraceSink, Tracer};
 
 use crate::apps::AppsHandle;
@@ -153,6 +153,8 @@ pub struct World {
     /// Every access-log line the pods wrote, in order: (edge, entry index in its log).
     journal: AccessJournal,
     queue: VecDeque<(Attach, Vec<u8>)>,
+    /// Scratch list of what a node transmits per datagram (kept to reuse its allocation).
+    egress: Vec<Egress>,
     trace: Vec<TraceEvent>,
     sink: TraceSink,
     tracing: bool,

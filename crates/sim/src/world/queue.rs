@@ -149,21 +149,23 @@ impl World {
         self.capture(to, &pkt);
         match to {
             Attach::Node(n, iface) => {
-                let outs = self.nodes[n]
-                    .node
-                    .receive_owned(now, iface, pkt, &mut self.rng);
+                let mut outs = std::mem::take(&mut self.egress);
+                let node = &mut self.nodes[n].node;
+                node.receive_into(now, iface, pkt, &mut self.rng, &mut outs);
                 self.collect();
                 self.emit_node(n, outs);
             }
             Attach::Bridge(n) => {
-                let outs = self.nodes[n].node.bridge_owned(now, pkt, &mut self.rng);
+                let mut outs = std::mem::take(&mut self.egress);
+                let node = &mut self.nodes[n].node;
+                node.bridge_into(now, pkt, &mut self.rng, &mut outs);
                 self.collect();
                 self.emit_node(n, outs);
             }
             Attach::Router(i) => {
-                let outs = self.router.receive_owned(now, i, pkt, &mut self.rng);
+                let out = self.router.receive_owned(now, i, pkt, &mut self.rng);
                 self.collect();
-                for o in outs {
+                if let Some(o) = out {
                     let seg = self.router_segs[o.iface];
                     self.emit(Attach::Router(o.iface), seg, o.next_hop, o.pkt);
                 }
@@ -178,15 +180,17 @@ impl World {
         }
     }
 
-    /// Put what node `n` transmitted on the segments of its interfaces.
-    fn emit_node(&mut self, n: usize, outs: Vec<Egress>) {
-        for o in outs {
+    /// Put what node `n` transmitted on the segments of its interfaces. `outs` (emptied) is
+    /// kept as the world's reused egress list.
+    fn emit_node(&mut self, n: usize, mut outs: Vec<Egress>) {
+        for o in outs.drain(..) {
             let seg = match o.iface {
                 Iface::Eth0 => self.nodes[n].eth0_seg,
                 Iface::Cni0 => self.nodes[n].cni_seg,
             };
             self.emit(Attach::Node(n, o.iface), seg, o.next_hop, o.pkt);
         }
+        self.egress = outs;
     }
 
     /// Process everything ready at the current time. Returns whether anything moved.
@@ -209,7 +213,8 @@ impl World {
             self.due = due;
             for n in 0..self.nodes.len() {
                 if self.nodes[n].node.poll_at().is_some_and(|t| t <= now) {
-                    let outs = self.nodes[n].node.poll(now, &mut self.rng);
+                    let mut outs = std::mem::take(&mut self.egress);
+                    self.nodes[n].node.poll_into(now, &mut self.rng, &mut outs);
                     self.collect();
                     progress |= !outs.is_empty();
                     self.emit_node(n, outs);

@@ -185,6 +185,7 @@ impl World {
             external: Default::default(),
             journal: AccessJournal::default(),
             queue: VecDeque::new(),
+            egress: Vec::new(),
             trace: Vec::new(),
             sink: TraceSink::new(),
             tracing: spec.tracing,

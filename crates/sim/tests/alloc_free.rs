@@ -1,0 +1,384 @@
+//! No heap allocation per forwarded packet (issue 11, "Hot path").
+//!
+//! A World whose client and pod are external ports (like real mode's TUN ports) forwards an
+//! established TCP flow in both directions: client → NodePort → pod and the pod's ACKs back,
+//! Cluster policy via the master (cross-node, masqueraded) and Local via the pod's node. A
+//! counting `#[global_allocator]` (this test binary only) counts the allocations of the
+//! forwarding thread over `N` data segments + `N` ACKs once the flow is established.
+//!
+//! The test ports do what `vswitch::tun::TunPort` does with a datagram: a read copies it
+//! into a buffer taken from [`vswitch::bufpool`], a write gives the buffer back.
+//!
+//! Diagnosis: `NPLAB_ALLOC_BACKTRACE=20@5000 cargo test -p sim --test alloc_free -- --nocapture`
+//! prints the backtraces of 20 allocations from the 5000th measured round trip on.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etherparse::PacketBuilder;
+use nodeport::{
+    Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
+    TrafficPolicy,
+};
+use sim::{Attachment, NodeDesc, World, WorldSpec};
+use vswitch::packet::summarize;
+use vswitch::{bufpool, Port};
+
+// ------------------------------------------------------------------ counting allocator
+
+struct Counting;
+
+thread_local! {
+    /// Allocations (alloc, alloc_zeroed, realloc) made by this thread.
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+    /// Print a backtrace for the next this-many allocations of this thread.
+    static BACKTRACES: Cell<u32> = const { Cell::new(0) };
+    /// Inside the backtrace printer (its own allocations are not reported).
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note_alloc() {
+    COUNT.with(|c| c.set(c.get() + 1));
+    let left = BACKTRACES.with(|b| b.get());
+    if left > 0 && !IN_HOOK.with(|h| h.replace(true)) {
+        BACKTRACES.with(|b| b.set(left - 1));
+        eprintln!(
+            "allocation:\n{}",
+            std::backtrace::Backtrace::force_capture()
+        );
+        IN_HOOK.with(|h| h.set(false));
+    }
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note_alloc();
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        note_alloc();
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        note_alloc();
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    COUNT.with(|c| c.get())
+}
+
+// ------------------------------------------------------------------ a TUN-like test port
+
+/// One side of the flow as the test plays it.
+#[derive(Default)]
+struct Side {
+    /// Datagrams the device transmits, in order; `released` of them may go.
+    script: Vec<Vec<u8>>,
+    sent: usize,
+    released: usize,
+    /// Keep what the fabric delivers (the handshake), or only count it (the measurement).
+    keep: bool,
+    kept: Vec<Vec<u8>>,
+    delivered: u64,
+    delivered_bytes: u64,
+}
+
+/// A port that reads and writes like `TunPort`: a read copies the next released datagram
+/// into a pooled buffer, a write gives the datagram's buffer back to the pool.
+struct TestPort {
+    name: String,
+    side: Arc<Mutex<Side>>,
+}
+
+impl Port for TestPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn send(&mut self, now: Duration, pkt: &[u8]) {
+        let mut b = bufpool::take(pkt.len());
+        b.extend_from_slice(pkt);
+        self.send_owned(now, b);
+    }
+    fn send_owned(&mut self, _now: Duration, pkt: Vec<u8>) {
+        let mut s = self.side.lock().unwrap();
+        s.delivered += 1;
+        s.delivered_bytes += pkt.len() as u64;
+        if s.keep {
+            s.kept.push(pkt);
+        } else {
+            bufpool::give(pkt);
+        }
+    }
+    fn recv(&mut self, _now: Duration) -> Option<Vec<u8>> {
+        let mut s = self.side.lock().unwrap();
+        if s.sent >= s.released {
+            return None;
+        }
+        let i = s.sent;
+        s.sent += 1;
+        let src = &s.script[i];
+        let mut b = bufpool::take(src.len());
+        b.extend_from_slice(src);
+        Some(b)
+    }
+}
+
+fn port(name: &str) -> (Box<dyn Port + Send>, Arc<Mutex<Side>>) {
+    let side = Arc::new(Mutex::new(Side {
+        keep: true,
+        ..Side::default()
+    }));
+    let p = TestPort {
+        name: name.to_string(),
+        side: side.clone(),
+    };
+    (Box::new(p), side)
+}
+
+// ------------------------------------------------------------------ the world
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+const CLIENT: &str = "203.0.113.11";
+const POD: &str = "10.244.1.16";
+const CLIENT_PORT: u16 = 40000;
+const PAYLOAD: usize = 1400;
+/// Data segments (and as many ACKs) in the measured window.
+const N: usize = 10_000;
+
+/// master + node1, the external client `browser` (may reach both) and the pod `web` on
+/// node1, both external ports; `default/web` a NodePort Service (port 30080) with
+/// `policy`, its one endpoint the pod.
+fn world(policy: TrafficPolicy) -> (World, Arc<Mutex<Side>>, Arc<Mutex<Side>>) {
+    let mut w = World::new(WorldSpec {
+        nodes: vec![
+            NodeDesc::new(
+                "master",
+                ip("10.151.30.11"),
+                "10.244.0.0/24".parse().unwrap(),
+            ),
+            NodeDesc::new(
+                "node1",
+                ip("10.151.30.12"),
+                "10.244.1.0/24".parse().unwrap(),
+            ),
+        ],
+        seed: 11,
+        tracing: false,
+        ..WorldSpec::default()
+    })
+    .unwrap();
+    let svc = Service {
+        cluster_ips: vec![ip("10.96.0.20").into()],
+        ports: vec![ServicePort::tcp(80, 80, Some(30080))],
+        external_traffic_policy: policy,
+        ..Service::new("default", "web", ServiceType::NodePort)
+    };
+    let slice = EndpointSlice {
+        address_type: Default::default(),
+        service: ServiceRef::new("default", "web"),
+        ports: vec![EndpointPort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        }],
+        endpoints: vec![Endpoint {
+            ip: ip(POD).into(),
+            node_name: Some("node1".into()),
+            ready: true,
+            serving: true,
+            terminating: false,
+        }],
+    };
+    w.set_services(&[svc], &[slice]);
+    let (pod, pod_side) = port("node1/cni0/web");
+    w.add_pod_port("web", ip(POD), "node1", pod).unwrap();
+    let (client, client_side) = port("browser");
+    let attach = Attachment::External {
+        can_reach: vec!["master".into(), "node1".into()],
+    };
+    w.add_client_port("browser", ip(CLIENT), &attach, client)
+        .unwrap();
+    (w, client_side, pod_side)
+}
+
+/// A TCP segment `src → dst` with `flags` ("S", "SA", "A", "PA") and `len` payload bytes.
+fn tcp(
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    seq: u32,
+    ack: u32,
+    flags: &str,
+    len: usize,
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src.ip().octets(), dst.ip().octets(), 64).tcp(
+        src.port(),
+        dst.port(),
+        seq,
+        64_000,
+    );
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('A') {
+        b = b.ack(ack);
+    }
+    if flags.contains('P') {
+        b = b.psh();
+    }
+    let payload = vec![0x61u8; len];
+    let mut out = Vec::with_capacity(b.size(len));
+    b.write(&mut out, &payload).unwrap();
+    out
+}
+
+/// Release the next datagram of `side` and drive the world once (wall-clock style).
+fn release(w: &mut World, side: &Arc<Mutex<Side>>, now: &mut Duration) {
+    side.lock().unwrap().released += 1;
+    *now += Duration::from_micros(10);
+    w.poll(*now);
+}
+
+/// `NPLAB_ALLOC_BACKTRACE=count[@round]`: print the backtraces of `count` allocations from
+/// measured round `round` on (default: none).
+fn backtrace_window() -> (u32, usize) {
+    let Ok(v) = std::env::var("NPLAB_ALLOC_BACKTRACE") else {
+        return (0, 0);
+    };
+    let (count, round) = v.split_once('@').unwrap_or((&v, "0"));
+    (count.parse().unwrap_or(8), round.parse().unwrap_or(0))
+}
+
+/// Forwarded datagrams and allocations per forwarded datagram over the measured window.
+struct Figures {
+    forwarded: u64,
+    allocations: u64,
+}
+
+/// Establish one connection from the client to `node`:30080 and count the allocations
+/// while `N` data segments go to the pod and `N` ACKs come back.
+fn measure(policy: TrafficPolicy, node: &str) -> Figures {
+    let (mut w, client, pod) = world(policy);
+    let mut now = Duration::ZERO;
+    let c = SocketAddrV4::new(ip(CLIENT), CLIENT_PORT);
+    let vip = SocketAddrV4::new(ip(node), 30080);
+    // Handshake: learn the pod-side tuple (DNAT to the pod; Cluster: masqueraded).
+    client
+        .lock()
+        .unwrap()
+        .script
+        .push(tcp(c, vip, 1000, 0, "S", 0));
+    release(&mut w, &client, &mut now);
+    let syn = pod
+        .lock()
+        .unwrap()
+        .kept
+        .pop()
+        .expect("the SYN reaches the pod");
+    let t = summarize(&syn).unwrap().tuple;
+    let peer = SocketAddrV4::new(wire::v4(t.src), t.sport);
+    let me = SocketAddrV4::new(wire::v4(t.dst), t.dport);
+    assert_eq!(me, SocketAddrV4::new(ip(POD), 80));
+    match policy {
+        TrafficPolicy::Cluster => assert_eq!(*peer.ip(), ip("10.151.30.11"), "masqueraded"),
+        TrafficPolicy::Local => assert_eq!(peer, c, "client source kept"),
+    }
+    pod.lock()
+        .unwrap()
+        .script
+        .push(tcp(me, peer, 5000, 1001, "SA", 0));
+    release(&mut w, &pod, &mut now);
+    let synack = client
+        .lock()
+        .unwrap()
+        .kept
+        .pop()
+        .expect("the SYN-ACK reaches the client");
+    assert_eq!(summarize(&synack).unwrap().tuple.src_addr(), vip.into());
+    // The data segments and ACKs, built before counting.
+    let (mut cseq, pseq) = (1001u32, 5001u32);
+    {
+        let mut cs = client.lock().unwrap();
+        let mut ps = pod.lock().unwrap();
+        cs.script.push(tcp(c, vip, cseq, pseq, "A", 0));
+        for _ in 0..=N {
+            cs.script.push(tcp(c, vip, cseq, pseq, "PA", PAYLOAD));
+            cseq = cseq.wrapping_add(PAYLOAD as u32);
+            ps.script.push(tcp(me, peer, pseq, cseq, "A", 0));
+        }
+        cs.keep = false;
+        ps.keep = false;
+    }
+    // Warm up: the ACK of the handshake and one segment each way (buffers, pool, queues).
+    release(&mut w, &client, &mut now);
+    release(&mut w, &client, &mut now);
+    release(&mut w, &pod, &mut now);
+    let (c0, p0) = (
+        client.lock().unwrap().delivered,
+        pod.lock().unwrap().delivered,
+    );
+    let (traces, from_round) = backtrace_window();
+    let before = allocations();
+    for round in 0..N {
+        if round == from_round {
+            BACKTRACES.with(|b| b.set(traces));
+        }
+        release(&mut w, &client, &mut now);
+        release(&mut w, &pod, &mut now);
+    }
+    let allocations = allocations() - before;
+    BACKTRACES.with(|b| b.set(0));
+    let (cs, ps) = (client.lock().unwrap(), pod.lock().unwrap());
+    let (to_client, to_pod) = (cs.delivered - c0, ps.delivered - p0);
+    assert_eq!(to_pod, N as u64, "every data segment reaches the pod");
+    assert_eq!(to_client, N as u64, "every ACK reaches the client");
+    assert_eq!(w.lost, 0);
+    Figures {
+        forwarded: to_pod + to_client,
+        allocations,
+    }
+}
+
+/// One test (not one per policy): the counter is per thread, and the figures are printed
+/// together.
+#[test]
+fn established_flow_forwards_without_allocating() {
+    let cases = [
+        (
+            "Cluster via master (cross-node, SNAT)",
+            TrafficPolicy::Cluster,
+            "10.151.30.11",
+        ),
+        ("Local via node1", TrafficPolicy::Local, "10.151.30.12"),
+    ];
+    let mut failed = Vec::new();
+    for (what, policy, node) in cases {
+        let f = measure(policy, node);
+        let per = f.allocations as f64 / f.forwarded as f64;
+        println!(
+            "{what}: {} allocations over {} forwarded datagrams ({per:.3} per datagram)",
+            f.allocations, f.forwarded
+        );
+        if f.allocations != 0 {
+            failed.push(format!("{what}: {} allocations", f.allocations));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "allocations on the forwarding path: {failed:?}"
+    );
+}
