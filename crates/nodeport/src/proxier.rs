@@ -436,14 +436,40 @@ impl Proxier {
         self.hook(now, pkt, rng, Hook::Output)
     }
 
+    /// [`Proxier::prerouting`] of a datagram the caller has parsed already (`p` =
+    /// `wire::parse(pkt)`): one parse per hop.
+    pub fn prerouting_parsed(
+        &mut self,
+        now: Now,
+        pkt: &mut [u8],
+        p: &Parsed,
+        rng: &mut dyn RngCore,
+    ) -> Prerouting {
+        self.hook_parsed(now, pkt, p, rng, Hook::Prerouting)
+    }
+
     fn hook(&mut self, now: Now, pkt: &mut [u8], rng: &mut dyn RngCore, hook: Hook) -> Prerouting {
+        match wire::parse(pkt) {
+            Ok(p) => self.hook_parsed(now, pkt, &p, rng, hook),
+            Err(e) => {
+                self.latest_now = self.latest_now.max(now);
+                Self::early(Verdict::Drop(DropReason::Invalid(e)), "INVALID")
+            }
+        }
+    }
+
+    fn hook_parsed(
+        &mut self,
+        now: Now,
+        pkt: &mut [u8],
+        p: &Parsed,
+        rng: &mut dyn RngCore,
+        hook: Hook,
+    ) -> Prerouting {
         if now > self.latest_now {
             self.latest_now = now;
         }
-        let p = match wire::parse(pkt) {
-            Ok(p) => p,
-            Err(e) => return Self::early(Verdict::Drop(DropReason::Invalid(e)), "INVALID"),
-        };
+        let p = *p;
         if let L4Kind::IcmpError { inner, .. } = p.kind {
             return self.related(pkt, &p, &inner);
         }

@@ -377,6 +377,16 @@ impl NatHook {
     };
 }
 
+/// An arriving datagram after its one parse ([`Node::arrival`]).
+struct Arrival {
+    /// The engine's parse, handed to PREROUTING (none: the engine parses it itself).
+    parsed: Option<wire::Parsed>,
+    /// The trace summary (none: not tracing, and `parsed` stood for the malformed check).
+    before: Option<Summary>,
+    /// The destination it arrived with.
+    dst: IpAddr,
+}
+
 /// What a nat hook's verdict leaves the caller to do (it is already counted and traced).
 enum Hooked {
     /// Route the datagram, then POSTROUTING with this token.
@@ -828,6 +838,38 @@ impl Node {
         self.receive_inner(now, Iface::Cni0, pkt, rng, true, out)
     }
 
+    /// Parse an arriving datagram once: the engine's parse when the datagram is one the
+    /// trace summary is sure to accept too (TCP over IPv4, or over IPv6 without extension
+    /// headers: etherparse's header and length checks are the same for both), the summary
+    /// only when tracing. Any other datagram is summarized first as before (a datagram the
+    /// summary rejects is malformed: counted, traced, `None`) and parsed by the engine.
+    fn arrival(&mut self, hop: Hop, pkt: &[u8]) -> Option<Arrival> {
+        let parsed = wire::parse(pkt).ok().filter(|p| {
+            matches!(p.kind, wire::L4Kind::Tcp { .. })
+                && (p.family == wire::IpFamily::V4 || p.l3_len == 40)
+        });
+        if let (Some(p), false) = (parsed, self.tracing) {
+            let dst = p.tuple.dst;
+            return Some(Arrival {
+                parsed,
+                before: None,
+                dst,
+            });
+        }
+        match packet::summarize(pkt) {
+            Ok(s) => Some(Arrival {
+                parsed,
+                dst: s.tuple.dst,
+                before: Some(s),
+            }),
+            Err(e) => {
+                self.counters.malformed += 1;
+                self.note_drop(hop, pkt, || format!("malformed: {e}"));
+                None
+            }
+        }
+    }
+
     fn receive_inner(
         &mut self,
         now: Duration,
@@ -844,19 +886,17 @@ impl Node {
             iface_out: None,
             before: None,
         };
-        let before = match packet::summarize(&pkt) {
-            Ok(s) => s,
-            Err(e) => {
-                self.counters.malformed += 1;
-                self.note_drop(hop, &pkt, || format!("malformed: {e}"));
-                return;
-            }
+        let Some(arrival) = self.arrival(hop, &pkt) else {
+            return;
         };
         let hop = Hop {
-            before: Some(&before),
+            before: arrival.before.as_ref(),
             ..hop
         };
-        let pre = self.proxier.prerouting(now, &mut pkt, rng);
+        let pre = match &arrival.parsed {
+            Some(p) => self.proxier.prerouting_parsed(now, &mut pkt, p, rng),
+            None => self.proxier.prerouting(now, &mut pkt, rng),
+        };
         let ct_invalid = pre.ct_state == "INVALID";
         let pending = match self.nat_verdict(&NatHook::PREROUTING, hop, pre, &pkt) {
             Hooked::Accept(pending) => pending,
@@ -867,7 +907,7 @@ impl Node {
             }
         };
         // The nat hook may have rewritten the destination (DNAT, un-SNAT).
-        let dst = packet::destination(&pkt).unwrap_or(before.tuple.dst);
+        let dst = packet::destination(&pkt).unwrap_or(arrival.dst);
         if self.is_local(dst) {
             // INPUT: conntrack confirmed, no masquerade; hand to the local stack.
             let Some(step) = self.postrouting(hop, &mut pkt, pending, None, rng) else {

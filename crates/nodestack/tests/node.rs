@@ -434,3 +434,82 @@ fn the_node_answers_ping6_on_both_addresses() {
         assert_eq!(out[0].iface, iface);
     }
 }
+
+/// Without tracing, a TCP datagram is parsed once per hop (the engine's parse stands for the
+/// trace summary's malformed check). Whatever the datagram, a node decides exactly as with
+/// tracing on: same datagrams out (interface, next hop, bytes) and same counters, for
+/// well-formed flows both ways and for datagrams one parser or both reject.
+#[test]
+fn untraced_node_decides_like_a_traced_one() {
+    let flow = |src: &str, dst: &str, flags: &str, payload: &[u8]| {
+        tcp_packet(sa(src), sa(dst), 63, flags, payload)
+    };
+    let syn = browser_syn();
+    let data = flow("203.0.113.11:40000", "10.151.30.12:32761", "PA", b"GET /");
+    let reply = flow("10.244.1.16:80", "203.0.113.11:40000", "SA", b"");
+    let mut bad_offset = data.clone();
+    bad_offset[32] = 0x40; // TCP data offset 4 (< 5 words)
+    let mut short_tcp = data.clone();
+    short_tcp[2..4].copy_from_slice(&30u16.to_be_bytes()); // IPv4 total length: 10 bytes of TCP
+    let mut fragment = data.clone();
+    fragment[6] = 0x20; // more fragments
+    let mut udp = Vec::new();
+    PacketBuilder::ipv4(ip("203.0.113.11").octets(), ip("10.151.30.12").octets(), 63)
+        .udp(40000, 32761)
+        .write(&mut udp, b"hello")
+        .unwrap();
+    let mut udp_bad_len = udp.clone();
+    udp_bad_len[24..26].copy_from_slice(&4u16.to_be_bytes()); // UDP length below its header
+    let mut options = Vec::new();
+    let mut h = etherparse::Ipv4Header::new(
+        20,
+        63,
+        etherparse::IpNumber::TCP,
+        ip("203.0.113.11").octets(),
+        ip("10.151.30.12").octets(),
+    )
+    .unwrap();
+    h.options = [1u8, 1, 1, 0][..].try_into().unwrap(); // NOP NOP NOP EOL
+    h.total_len = (h.header_len() + 20) as u16;
+    h.header_checksum = h.calc_header_checksum();
+    h.write(&mut options).unwrap();
+    options.extend_from_slice(&data[20..40]);
+    let datagrams: Vec<(Iface, Vec<u8>)> = vec![
+        (Iface::Eth0, syn),
+        (Iface::Cni0, reply),
+        (Iface::Eth0, data),
+        (Iface::Eth0, bad_offset),
+        (Iface::Eth0, short_tcp),
+        (Iface::Eth0, fragment),
+        (Iface::Eth0, udp),
+        (Iface::Eth0, udp_bad_len),
+        (Iface::Eth0, options),
+        (Iface::Eth0, vec![0x45, 0, 1]),
+    ];
+    let (svc, slice) = nodeport_service(TrafficPolicy::Local);
+    let mut traced = node1();
+    let mut untraced = node1();
+    untraced.tracing = false;
+    let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(7), ChaCha8Rng::seed_from_u64(7));
+    for n in [&mut traced, &mut untraced] {
+        n.set_services(&[svc.clone()], &[slice.clone()]);
+    }
+    for (i, (iface, pkt)) in datagrams.iter().enumerate() {
+        let t = Duration::from_millis(i as u64);
+        let a = traced.receive(t, *iface, pkt, &mut r1);
+        let b = untraced.receive(t, *iface, pkt, &mut r2);
+        let key = |o: &[nodestack::Egress]| -> Vec<_> {
+            o.iter()
+                .map(|e| (e.iface, e.next_hop, e.pkt.clone()))
+                .collect()
+        };
+        assert_eq!(key(&a), key(&b), "datagram {i}");
+        assert_eq!(traced.counters, untraced.counters, "after datagram {i}");
+    }
+    let c = &untraced.counters;
+    // Forwarded: the SYN, the reply, the data and the data with IP options; malformed: bad
+    // data offset, short TCP, bad UDP length, garbage; the engine drops the fragment.
+    let got = (c.forwarded, c.malformed, c.engine_drops);
+    assert_eq!(got, (4, 4, 1), "{c:?}");
+    assert!(untraced.drain_events().is_empty());
+}

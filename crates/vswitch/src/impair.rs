@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rand::{Rng, RngCore};
 
+use crate::bufpool;
 use crate::packet::summarize;
 use crate::tracer::{Direction, LinkEvent, TraceSink};
 use crate::Port;
@@ -121,9 +122,29 @@ impl<P: Port, R: RngCore> Impair<P, R> {
         lane.last_due = due;
         due
     }
+    /// A datagram towards the device: lost (counted and traced), passed on now, or queued
+    /// until it is due.
+    fn admit(&mut self, now: Duration, pkt: &[u8]) -> Admit {
+        if self.lose() {
+            self.note_loss(now, Direction::ToDevice, pkt);
+            return Admit::Lost;
+        }
+        if self.passthrough() {
+            Admit::Now
+        } else {
+            Admit::At(self.due(true, now, pkt.len()))
+        }
+    }
     fn passthrough(&self) -> bool {
         self.cfg.delay.is_zero() && self.cfg.jitter.is_zero() && self.cfg.rate.is_none()
     }
+}
+
+/// What [`Impair`] does with a datagram towards the device.
+enum Admit {
+    Lost,
+    Now,
+    At(Duration),
 }
 
 impl<P: Port, R: RngCore> Port for Impair<P, R> {
@@ -131,26 +152,29 @@ impl<P: Port, R: RngCore> Port for Impair<P, R> {
         self.inner.name()
     }
     fn send(&mut self, now: Duration, pkt: &[u8]) {
-        if self.lose() {
-            self.note_loss(now, Direction::ToDevice, pkt);
-            return;
+        match self.admit(now, pkt) {
+            Admit::Lost => {}
+            Admit::Now => self.inner.send(now, pkt),
+            Admit::At(due) => self.to_device.q.push_back((due, pkt.to_vec())),
         }
-        if self.passthrough() {
-            self.inner.send(now, pkt);
-        } else {
-            let due = self.due(true, now, pkt.len());
-            self.to_device.q.push_back((due, pkt.to_vec()));
+    }
+    fn send_owned(&mut self, now: Duration, pkt: Vec<u8>) {
+        match self.admit(now, &pkt) {
+            Admit::Lost => bufpool::give(pkt),
+            Admit::Now => self.inner.send_owned(now, pkt),
+            Admit::At(due) => self.to_device.q.push_back((due, pkt)),
         }
     }
     fn recv(&mut self, now: Duration) -> Option<Vec<u8>> {
         while self.to_device.q.front().is_some_and(|(due, _)| *due <= now) {
             if let Some((due, p)) = self.to_device.q.pop_front() {
-                self.inner.send(due, &p);
+                self.inner.send_owned(due, p);
             }
         }
         while let Some(p) = self.inner.recv(now) {
             if self.lose() {
                 self.note_loss(now, Direction::FromDevice, &p);
+                bufpool::give(p);
             } else {
                 let due = self.due(false, now, p.len());
                 self.from_device.q.push_back((due, p));
