@@ -84,8 +84,11 @@ fn allocations() -> u64 {
 /// One side of the flow as the test plays it.
 #[derive(Default)]
 struct Side {
-    /// Datagrams the device transmits, in order; `released` of them may go.
+    /// Datagrams the device transmits, in order; `released` of them may go. Past the end
+    /// the script starts over at `cycle_from` (the data segments: conntrack tracks no
+    /// sequence numbers, so repeating them is the same work).
     script: Vec<Vec<u8>>,
+    cycle_from: usize,
     sent: usize,
     released: usize,
     /// Keep what the fabric delivers (the handshake), or only count it (the measurement).
@@ -126,7 +129,12 @@ impl Port for TestPort {
         if s.sent >= s.released {
             return None;
         }
-        let i = s.sent;
+        let (len, from) = (s.script.len(), s.cycle_from);
+        let i = if s.sent < len {
+            s.sent
+        } else {
+            from + (s.sent - from) % (len - from)
+        };
         s.sent += 1;
         let src = &s.script[i];
         let mut b = bufpool::take(src.len());
@@ -263,33 +271,47 @@ fn backtrace_window() -> (u32, usize) {
     (count.parse().unwrap_or(8), round.parse().unwrap_or(0))
 }
 
-/// Forwarded datagrams and allocations per forwarded datagram over the measured window.
-struct Figures {
-    forwarded: u64,
-    allocations: u64,
+/// An established flow through a world: the client's and the pod's sides and the clock.
+struct Flow {
+    w: World,
+    client: Arc<Mutex<Side>>,
+    pod: Arc<Mutex<Side>>,
+    now: Duration,
 }
 
-/// Establish one connection from the client to `node`:30080 and count the allocations
-/// while `N` data segments go to the pod and `N` ACKs come back.
-fn measure(policy: TrafficPolicy, node: &str) -> Figures {
+impl Flow {
+    /// One round: a data segment client → pod, then its ACK pod → client.
+    fn round(&mut self) {
+        release(&mut self.w, &self.client, &mut self.now);
+        release(&mut self.w, &self.pod, &mut self.now);
+    }
+
+    /// Datagrams delivered to (the client, the pod) so far.
+    fn delivered(&self) -> (u64, u64) {
+        let c = self.client.lock().unwrap().delivered;
+        (c, self.pod.lock().unwrap().delivered)
+    }
+}
+
+/// Distinct data segments (and ACKs) the flow cycles through.
+const CYCLE: usize = 64;
+
+/// Establish one connection from the client to `node`:30080 (the handshake, checking the
+/// NAT), script `CYCLE` data segments and ACKs, and warm up (the handshake's ACK and one
+/// round: buffers, pool, queues).
+fn established(policy: TrafficPolicy, node: &str) -> Flow {
     let (mut w, client, pod) = world(policy);
     let mut now = Duration::ZERO;
     let c = SocketAddrV4::new(ip(CLIENT), CLIENT_PORT);
     let vip = SocketAddrV4::new(ip(node), 30080);
     // Handshake: learn the pod-side tuple (DNAT to the pod; Cluster: masqueraded).
-    client
-        .lock()
-        .unwrap()
-        .script
-        .push(tcp(c, vip, 1000, 0, "S", 0));
+    let syn = tcp(c, vip, 1000, 0, "S", 0);
+    client.lock().unwrap().script.push(syn);
     release(&mut w, &client, &mut now);
-    let syn = pod
-        .lock()
+    let syn = pod.lock().unwrap().kept.pop();
+    let t = summarize(&syn.expect("the SYN reaches the pod"))
         .unwrap()
-        .kept
-        .pop()
-        .expect("the SYN reaches the pod");
-    let t = summarize(&syn).unwrap().tuple;
+        .tuple;
     let peer = SocketAddrV4::new(wire::v4(t.src), t.sport);
     let me = SocketAddrV4::new(wire::v4(t.dst), t.dport);
     assert_eq!(me, SocketAddrV4::new(ip(POD), 80));
@@ -297,76 +319,81 @@ fn measure(policy: TrafficPolicy, node: &str) -> Figures {
         TrafficPolicy::Cluster => assert_eq!(*peer.ip(), ip("10.151.30.11"), "masqueraded"),
         TrafficPolicy::Local => assert_eq!(peer, c, "client source kept"),
     }
-    pod.lock()
-        .unwrap()
-        .script
-        .push(tcp(me, peer, 5000, 1001, "SA", 0));
+    let synack = tcp(me, peer, 5000, 1001, "SA", 0);
+    pod.lock().unwrap().script.push(synack);
     release(&mut w, &pod, &mut now);
-    let synack = client
-        .lock()
-        .unwrap()
-        .kept
-        .pop()
-        .expect("the SYN-ACK reaches the client");
-    assert_eq!(summarize(&synack).unwrap().tuple.src_addr(), vip.into());
-    // The data segments and ACKs, built before counting.
-    let (mut cseq, pseq) = (1001u32, 5001u32);
+    let synack = client.lock().unwrap().kept.pop();
+    let s = summarize(&synack.expect("the SYN-ACK reaches the client")).unwrap();
+    assert_eq!(s.tuple.src_addr(), vip.into());
     {
-        let mut cs = client.lock().unwrap();
-        let mut ps = pod.lock().unwrap();
+        let (mut cs, mut ps) = (client.lock().unwrap(), pod.lock().unwrap());
+        let (mut cseq, pseq) = (1001u32, 5001u32);
         cs.script.push(tcp(c, vip, cseq, pseq, "A", 0));
-        for _ in 0..=N {
+        (cs.cycle_from, ps.cycle_from) = (cs.script.len(), ps.script.len());
+        for _ in 0..CYCLE {
             cs.script.push(tcp(c, vip, cseq, pseq, "PA", PAYLOAD));
             cseq = cseq.wrapping_add(PAYLOAD as u32);
             ps.script.push(tcp(me, peer, pseq, cseq, "A", 0));
         }
-        cs.keep = false;
-        ps.keep = false;
+        (cs.keep, ps.keep) = (false, false);
     }
-    // Warm up: the ACK of the handshake and one segment each way (buffers, pool, queues).
     release(&mut w, &client, &mut now);
-    release(&mut w, &client, &mut now);
-    release(&mut w, &pod, &mut now);
-    let (c0, p0) = (
-        client.lock().unwrap().delivered,
-        pod.lock().unwrap().delivered,
-    );
+    let mut flow = Flow {
+        w,
+        client,
+        pod,
+        now,
+    };
+    flow.round();
+    flow
+}
+
+/// Forwarded datagrams and allocations over the measured window.
+struct Figures {
+    forwarded: u64,
+    allocations: u64,
+}
+
+/// Count the allocations while `N` data segments go to the pod and `N` ACKs come back.
+fn measure(policy: TrafficPolicy, node: &str) -> Figures {
+    let mut flow = established(policy, node);
+    let (c0, p0) = flow.delivered();
     let (traces, from_round) = backtrace_window();
     let before = allocations();
     for round in 0..N {
         if round == from_round {
             BACKTRACES.with(|b| b.set(traces));
         }
-        release(&mut w, &client, &mut now);
-        release(&mut w, &pod, &mut now);
+        flow.round();
     }
     let allocations = allocations() - before;
     BACKTRACES.with(|b| b.set(0));
-    let (cs, ps) = (client.lock().unwrap(), pod.lock().unwrap());
-    let (to_client, to_pod) = (cs.delivered - c0, ps.delivered - p0);
+    let (c1, p1) = flow.delivered();
+    let (to_client, to_pod) = (c1 - c0, p1 - p0);
     assert_eq!(to_pod, N as u64, "every data segment reaches the pod");
     assert_eq!(to_client, N as u64, "every ACK reaches the client");
-    assert_eq!(w.lost, 0);
+    assert_eq!(flow.w.lost, 0);
     Figures {
         forwarded: to_pod + to_client,
         allocations,
     }
 }
 
+const CASES: [(&str, TrafficPolicy, &str); 2] = [
+    (
+        "Cluster via master (cross-node, SNAT)",
+        TrafficPolicy::Cluster,
+        "10.151.30.11",
+    ),
+    ("Local via node1", TrafficPolicy::Local, "10.151.30.12"),
+];
+
 /// One test (not one per policy): the counter is per thread, and the figures are printed
 /// together.
 #[test]
 fn established_flow_forwards_without_allocating() {
-    let cases = [
-        (
-            "Cluster via master (cross-node, SNAT)",
-            TrafficPolicy::Cluster,
-            "10.151.30.11",
-        ),
-        ("Local via node1", TrafficPolicy::Local, "10.151.30.12"),
-    ];
     let mut failed = Vec::new();
-    for (what, policy, node) in cases {
+    for (what, policy, node) in CASES {
         let f = measure(policy, node);
         let per = f.allocations as f64 / f.forwarded as f64;
         println!(
@@ -381,4 +408,36 @@ fn established_flow_forwards_without_allocating() {
         failed.is_empty(),
         "allocations on the forwarding path: {failed:?}"
     );
+}
+
+/// The forwarding rate of the same flows (release build; not a pass/fail test):
+/// `cargo test --release -p sim --test alloc_free -- --ignored --nocapture`
+/// (`NPLAB_RATE_ROUNDS`, default 200 000 rounds = 400 000 datagrams per case). The counting
+/// allocator stays in (one thread-local increment per allocation).
+#[test]
+#[ignore]
+fn forwarding_rate() {
+    let rounds: u32 = std::env::var("NPLAB_RATE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    for (what, policy, node) in CASES {
+        let mut flow = established(policy, node);
+        let (a0, (c0, p0)) = (allocations(), flow.delivered());
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            flow.round();
+        }
+        let el = t.elapsed();
+        let (c1, p1) = flow.delivered();
+        let n = (c1 - c0) + (p1 - p0);
+        assert_eq!(n, 2 * u64::from(rounds));
+        let ns = el.as_nanos() as f64 / n as f64;
+        println!(
+            "{what}: {n} datagrams in {:.3} s: {ns:.0} ns per datagram ({:.2} M datagrams/s), {:.3} allocations per datagram",
+            el.as_secs_f64(),
+            1e3 / ns,
+            (allocations() - a0) as f64 / n as f64
+        );
+    }
 }
