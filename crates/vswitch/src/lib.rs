@@ -33,6 +33,7 @@ pub mod mem;
 pub mod packet;
 pub mod pcap;
 pub mod prefix;
+pub mod queued;
 pub mod router;
 pub mod segment;
 pub mod tracer;
@@ -40,6 +41,8 @@ pub mod tracer;
 pub mod tun;
 #[cfg(feature = "tun")]
 pub mod tun6;
+#[cfg(feature = "tun")]
+mod tunmq;
 #[cfg(feature = "tun")]
 pub(crate) mod tuntx;
 

@@ -106,6 +106,9 @@ pub struct TunConfig {
     /// IPv6 on this link too (default `None`: the device has no IPv6 at all). See
     /// [`crate::tun6`].
     pub ipv6: Option<crate::tun6::Ipv6Setup>,
+    /// Queues of the device (default 1). More than one creates it with `IFF_MULTI_QUEUE`
+    /// ([`crate::tunmq`]); [`TunPort::create_queues`] returns a port per queue.
+    pub queues: u16,
 }
 
 impl TunConfig {
@@ -124,6 +127,7 @@ impl TunConfig {
             tx_thread: false,
             keep_partial: true,
             ipv6: None,
+            queues: 1,
         }
     }
     /// Adds an IPv6 address (and a default route via `gateway`) to the link.
@@ -163,6 +167,11 @@ impl TunConfig {
     /// Sets the interface name inside the namespace.
     pub fn ifname(mut self, name: impl Into<String>) -> Self {
         self.ifname = name.into();
+        self
+    }
+    /// Sets the transmit queue length.
+    pub fn queues(mut self, n: u16) -> Self {
+        self.queues = n.max(1);
         self
     }
     /// Sets the transmit queue length.
@@ -282,6 +291,21 @@ impl TunPort {
     ///
     /// Runs the namespace dance on a helper thread; the caller's thread is untouched.
     pub fn create(cfg: &TunConfig) -> Result<TunPort, TunError> {
+        let cfg = TunConfig {
+            queues: 1,
+            ..cfg.clone()
+        };
+        let mut ports = TunPort::create_queues(&cfg)?;
+        ports.pop().ok_or_else(|| TunError {
+            step: "create TUN".into(),
+            source: io::Error::other("no queue"),
+        })
+    }
+
+    /// [`TunPort::create`] for a device with `cfg.queues` queues: one port per queue, each
+    /// with its own fd (reads see the flows the kernel put on that queue; writes from any of
+    /// them reach the namespace). All share the name, address and offloads.
+    pub fn create_queues(cfg: &TunConfig) -> Result<Vec<TunPort>, TunError> {
         if cfg.ifname.is_empty() || cfg.ifname.len() > 15 {
             return Err(TunError {
                 step: format!("interface name {:?}", cfg.ifname),
@@ -295,7 +319,7 @@ impl TunPort {
             });
         }
         let cfg2 = cfg.clone();
-        let dev = std::thread::Builder::new()
+        let fds = std::thread::Builder::new()
             .name("nplab-tun-setup".into())
             .spawn(move || create_in_netns(&cfg2))
             .map_err(step_err("spawn setup thread"))?
@@ -304,37 +328,43 @@ impl TunPort {
                 step: "setup thread".into(),
                 source: io::Error::other("panicked"),
             })??;
-        // SAFETY: `into_raw_fd` hands over sole ownership of the TUN fd.
-        let dev = unsafe { File::from_raw_fd(dev.into_raw_fd()) };
-        set_nonblock(&dev).map_err(step_err("set O_NONBLOCK"))?;
-        let offloads = if cfg.offload {
-            enable_offloads(&dev).map_err(step_err("TUNSETOFFLOAD"))?
-        } else {
-            0
-        };
+        let mut offloads = None;
         let name = cfg
             .port_name
             .clone()
             .unwrap_or_else(|| format!("{}/{}", cfg.netns, cfg.ifname));
-        Ok(TunPort {
-            tx: Arc::new(TxSide {
-                dev,
-                name,
-                netns: cfg.netns.clone(),
-                mtu: cfg.mtu,
-                vnet: cfg.offload,
-                offloads,
-                counters: Default::default(),
-                dead: Default::default(),
-            }),
-            tx_thread: cfg.tx_thread,
-            keep_partial: cfg.keep_partial,
-            ifname: cfg.ifname.clone(),
-            address: cfg.address,
-            buf: Vec::new(),
-            seg: Vec::new(),
-            stats: TunStats::default(),
-        })
+        let mut ports = Vec::with_capacity(fds.len());
+        for dev in fds {
+            set_nonblock(&dev).map_err(step_err("set O_NONBLOCK"))?;
+            // The offloads are the device's: set once (through the first queue).
+            let offloads = match offloads {
+                Some(o) => o,
+                None if cfg.offload => {
+                    *offloads.insert(enable_offloads(&dev).map_err(step_err("TUNSETOFFLOAD"))?)
+                }
+                None => *offloads.insert(0),
+            };
+            ports.push(TunPort {
+                tx: Arc::new(TxSide {
+                    dev,
+                    name: name.clone(),
+                    netns: cfg.netns.clone(),
+                    mtu: cfg.mtu,
+                    vnet: cfg.offload,
+                    offloads,
+                    counters: Default::default(),
+                    dead: Default::default(),
+                }),
+                tx_thread: cfg.tx_thread,
+                keep_partial: cfg.keep_partial,
+                ifname: cfg.ifname.clone(),
+                address: cfg.address,
+                buf: Vec::new(),
+                seg: Vec::new(),
+                stats: TunStats::default(),
+            });
+        }
+        Ok(ports)
     }
 
     /// The device fd, for poll(2)/epoll (readable = at least one packet queued).
@@ -657,7 +687,7 @@ fn setns_file(f: &File) -> io::Result<()> {
 }
 
 /// Runs on the helper thread.
-fn create_in_netns(cfg: &TunConfig) -> Result<tun::Device, TunError> {
+fn create_in_netns(cfg: &TunConfig) -> Result<Vec<File>, TunError> {
     let home = File::open("/proc/thread-self/ns/net").map_err(step_err("open own netns"))?;
     let target_path = format!("{NETNS_RUN_DIR}/{}", cfg.netns);
     let target = File::open(&target_path).map_err(step_err(format!("open {target_path}")))?;
@@ -670,28 +700,27 @@ fn create_in_netns(cfg: &TunConfig) -> Result<tun::Device, TunError> {
     Ok(dev)
 }
 
-fn configure_inside(cfg: &TunConfig) -> Result<tun::Device, TunError> {
+fn configure_inside(cfg: &TunConfig) -> Result<Vec<File>, TunError> {
     // Before the link exists: no IPv6 on it (no fe80::, no router solicitations).
     match std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", b"1") {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {} // kernel without IPv6
         Err(e) => return Err(step_err("disable IPv6 (conf/default/disable_ipv6)")(e)),
     }
-    let mut tc = tun::Configuration::default();
-    let vnet = cfg.offload;
-    tc.platform_config(|p| {
-        p.vnet_hdr(vnet);
-    });
-    tc.tun_name(&cfg.ifname)
-        .address(cfg.address)
-        .netmask(cfg.netmask())
-        .mtu(cfg.mtu)
-        .up();
-    let dev = tun::create(&tc).map_err(|e| TunError {
-        step: format!("create TUN {} in {}", cfg.ifname, cfg.netns),
-        source: io::Error::other(e.to_string()),
-    })?;
     let ctl = ctl_socket().map_err(step_err("control socket"))?;
+    let fds = if cfg.queues > 1 {
+        let fds = crate::tunmq::open_queues(&cfg.ifname, cfg.queues, cfg.offload).map_err(
+            step_err(format!(
+                "create TUN {} ({} queues) in {}",
+                cfg.ifname, cfg.queues, cfg.netns
+            )),
+        )?;
+        crate::tunmq::configure(&ctl, &cfg.ifname, cfg.address, cfg.netmask(), cfg.mtu)
+            .map_err(step_err(format!("configure {}", cfg.ifname)))?;
+        fds
+    } else {
+        vec![create_single(cfg)?]
+    };
     set_txqueuelen(&ctl, &cfg.ifname, cfg.txqueuelen)
         .map_err(step_err(format!("set txqueuelen {}", cfg.txqueuelen)))?;
     if let Some(gw) = cfg.gateway {
@@ -706,7 +735,27 @@ fn configure_inside(cfg: &TunConfig) -> Result<tun::Device, TunError> {
             v6.address, v6.prefix_len, cfg.ifname
         )))?;
     }
-    Ok(dev)
+    Ok(fds)
+}
+
+/// A single-queue device through the `tun` crate (address, netmask, MTU, up), as its fd.
+fn create_single(cfg: &TunConfig) -> Result<File, TunError> {
+    let mut tc = tun::Configuration::default();
+    let vnet = cfg.offload;
+    tc.platform_config(|p| {
+        p.vnet_hdr(vnet);
+    });
+    tc.tun_name(&cfg.ifname)
+        .address(cfg.address)
+        .netmask(cfg.netmask())
+        .mtu(cfg.mtu)
+        .up();
+    let dev = tun::create(&tc).map_err(|e| TunError {
+        step: format!("create TUN {} in {}", cfg.ifname, cfg.netns),
+        source: io::Error::other(e.to_string()),
+    })?;
+    // SAFETY: `into_raw_fd` hands over sole ownership of the TUN fd.
+    Ok(unsafe { File::from_raw_fd(dev.into_raw_fd()) })
 }
 
 fn ctl_socket() -> io::Result<File> {
@@ -719,7 +768,7 @@ fn ctl_socket() -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
-fn ifreq_for(ifname: &str) -> libc::ifreq {
+pub(crate) fn ifreq_for(ifname: &str) -> libc::ifreq {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(ifname.bytes().take(15)) {
@@ -741,7 +790,7 @@ fn set_txqueuelen(ctl: &File, ifname: &str, len: u32) -> io::Result<()> {
     }
 }
 
-fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
+pub(crate) fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
