@@ -811,6 +811,23 @@ pub fn up(
             bail!("--exec {who}=: empty command");
         }
     }
+    if let Some(n) = extras
+        .threads
+        .filter(|&n| n > 1 && !cluster.links.is_empty())
+    {
+        // A delayed datagram is released by whichever thread runs the fabric when it is due,
+        // so two datagrams of one flow could be written by two threads out of order.
+        return Err(cluster::LabError::invalid(
+            &cluster.source.display().to_string(),
+            "links",
+            format!(
+                "impaired links need one datapath thread (--datapath-threads {n}): a delayed \
+                 datagram is released by whichever thread runs the fabric, so a flow could be \
+                 reordered"
+            ),
+        )
+        .into());
+    }
     let upo = UpOptions {
         mtu: extras.mtu.unwrap_or(1500),
         queues: extras.threads.unwrap_or(1),

@@ -191,3 +191,16 @@ fn two_datapath_threads_forward_like_one() {
         drop(st);
     }
 }
+
+#[test]
+fn impaired_links_refuse_more_than_one_datapath_thread() {
+    // Checked before anything is set up: no root needed, nothing created.
+    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .current_dir(repo())
+        .args(["up", "lossy-link", "--datapath-threads", "2"])
+        .output()
+        .expect("run lab up");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    common::assert_mentions(&err, &["lossy-link.yaml", "links", "--datapath-threads 2"]);
+}
