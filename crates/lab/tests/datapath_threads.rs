@@ -9,20 +9,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the `lab up` this test started.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -63,29 +52,6 @@ fn datapath_cpu(pid: u32) -> Vec<(String, u64)> {
     out
 }
 
-fn start(policy_cfg: &str) -> (Up, Vec<String>) {
-    let child = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .current_dir(repo())
-        .args(["up", policy_cfg, "--datapath-threads", "2"])
-        .args(["--exec", "web-w1=iperf3 -s -p 5201"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start lab up");
-    let mut up = Up(child);
-    let mut printed = Vec::new();
-    let lines = BufReader::new(up.0.stdout.take().unwrap()).lines();
-    for l in lines {
-        let l = l.unwrap();
-        let ready = l.starts_with("ready: lab");
-        printed.push(l);
-        if ready {
-            break;
-        }
-    }
-    (up, printed)
-}
-
 #[test]
 fn two_datapath_threads_forward_like_one() {
     let missing = common::real_missing(&["nginx", "curl", "ip", "iperf3"]);
@@ -98,7 +64,13 @@ fn two_datapath_threads_forward_like_one() {
         // Cluster through the master: masqueraded to the master's address.
         ("kernel-ref", "10.151.30.11", "10.151.30.11"),
     ] {
-        let (up, printed) = start(cfg);
+        let (up, printed, _) = common::lab_up(&[
+            cfg,
+            "--datapath-threads",
+            "2",
+            "--exec",
+            "web-w1=iperf3 -s -p 5201",
+        ]);
         let text = printed.join("\n");
         assert!(
             text.contains("2 datapath threads"),
