@@ -471,33 +471,31 @@ mod tests {
             }
             r.map(|_| ())
         };
-        assert_eq!(
-            try_take(VnetHdr { gso_size: 0, ..h }, sp.clone()),
-            Err(UsoError::GsoSize)
-        );
-        assert_eq!(try_take(h, sp[..2000].to_vec()), Err(UsoError::Truncated));
-        assert_eq!(try_take(h6, sp6[..2000].to_vec()), Err(UsoError::Truncated));
-        assert_eq!(try_take(h6, sp6[..39].to_vec()), Err(UsoError::Truncated));
-        assert_eq!(try_take(h, sp[..10].to_vec()), Err(UsoError::Truncated));
-        assert_eq!(try_take(h, Vec::new()), Err(UsoError::Truncated));
-        let mut tcp = sp.clone();
-        tcp[9] = 6;
-        assert_eq!(try_take(h, tcp), Err(UsoError::NotUdp));
-        let mut tcp6 = sp6.clone();
-        tcp6[6] = 6;
-        assert_eq!(try_take(h6, tcp6), Err(UsoError::NotUdp));
-        let mut frag = sp.clone();
-        frag[6] |= 0x20; // MF
-        assert_eq!(try_take(h, frag), Err(UsoError::NotUdp));
-        let mut v5 = sp.clone();
-        v5[0] = 0x55;
-        assert_eq!(try_take(h, v5), Err(UsoError::NotUdp));
-        let mut ihl = sp.clone();
-        ihl[0] = 0x44;
-        assert_eq!(try_take(h, ihl), Err(UsoError::Truncated));
+        // The superpacket with one byte set to a value.
+        let edit = |base: &[u8], at: usize, v: u8| {
+            let mut p = base.to_vec();
+            p[at] = v;
+            p
+        };
         let mut empty = sp[..28].to_vec();
         empty[2..4].copy_from_slice(&28u16.to_be_bytes());
-        assert_eq!(try_take(h, empty), Err(UsoError::Truncated));
+        let cases = [
+            (VnetHdr { gso_size: 0, ..h }, sp.clone(), UsoError::GsoSize),
+            (h, sp[..2000].to_vec(), UsoError::Truncated),
+            (h6, sp6[..2000].to_vec(), UsoError::Truncated),
+            (h6, sp6[..39].to_vec(), UsoError::Truncated),
+            (h, sp[..10].to_vec(), UsoError::Truncated),
+            (h, Vec::new(), UsoError::Truncated),
+            (h, edit(&sp, 9, 6), UsoError::NotUdp),   // TCP
+            (h6, edit(&sp6, 6, 6), UsoError::NotUdp), // TCP
+            (h, edit(&sp, 6, sp[6] | 0x20), UsoError::NotUdp), // MF: a fragment
+            (h, edit(&sp, 0, 0x55), UsoError::NotUdp), // version 5
+            (h, edit(&sp, 0, 0x44), UsoError::Truncated), // IHL 16
+            (h, empty, UsoError::Truncated),          // no payload
+        ];
+        for (i, (hdr, p, e)) in cases.into_iter().enumerate() {
+            assert_eq!(try_take(hdr, p), Err(e), "case {i}");
+        }
         let bad = VnetHdr {
             csum_offset: 16,
             ..h
