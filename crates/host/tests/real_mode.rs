@@ -1087,25 +1087,32 @@ fn uso_data() -> Vec<u8> {
         .collect()
 }
 
+/// A UDP socket (of `dst`'s family, in the calling thread's namespace) whose sends are cut
+/// into datagrams of [`USO_GSO`] bytes (`UDP_SEGMENT`).
+fn udp_segment_socket(dst: std::net::SocketAddr) -> std::net::UdpSocket {
+    use std::os::fd::AsRawFd;
+    let bind = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let s = std::net::UdpSocket::bind(bind).expect("bind sender");
+    let gso = USO_GSO as libc::c_int;
+    // SAFETY: a valid socket fd and a c_int option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            SOL_UDP,
+            UDP_SEGMENT,
+            (&gso as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+    s
+}
+
 /// One `sendto` of `data` with `UDP_SEGMENT` = [`USO_GSO`] from a fresh socket in `ns`: one
 /// UDP superpacket for the stack below the socket. Returns the bytes sent.
 fn send_segmented(ns: &Netns, dst: std::net::SocketAddr, data: Vec<u8>) -> usize {
-    use std::os::fd::AsRawFd;
     ns.run(move || {
-        let bind = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-        let s = std::net::UdpSocket::bind(bind).expect("bind sender");
-        let gso = USO_GSO as libc::c_int;
-        // SAFETY: a valid socket fd and a c_int option value of the size given.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                SOL_UDP,
-                UDP_SEGMENT,
-                (&gso as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+        let s = udp_segment_socket(dst);
         s.send_to(&data, dst).expect("UDP_SEGMENT send")
     })
     .expect("sender in its namespace")
@@ -1284,4 +1291,87 @@ fn uso_datagrams_forwarded_with_their_boundaries() {
             assert_eq!(st[1].tx_partial, 0, "{:?}", st[1]);
         }
     }
+}
+
+/// UDP throughput through the forwarder from a `UDP_SEGMENT` sender (53 datagrams of 1200
+/// bytes per send, 2 s, unpaced) with the client TUN's offloads on (USO: one read per
+/// send) and off (the client's kernel segments: one read per datagram); prints what the
+/// receiver got. Run with --ignored --nocapture.
+#[test]
+#[ignore]
+fn bench_uso_through_forwarder() {
+    let Some(_s) = begin(PLUMBING) else {
+        return;
+    };
+    let scope = Scope::new("ub");
+    for (i, client_offload) in [true, false].into_iter().enumerate() {
+        let cl = Netns::create(&scope.ns(&format!("cl{i}"))).expect("client ns");
+        let pod = Netns::create(&scope.ns(&format!("pod{i}"))).expect("pod ns");
+        let cport = TunPort::create(
+            &TunConfig::new(cl.name(), CLIENT_IP, 24)
+                .gateway(CLIENT_GW)
+                .offload(client_offload),
+        )
+        .expect("client tun");
+        let pport = common::tun(&pod, POD_IP, POD_GW, 1500);
+        let mut fw = Forwarder::new();
+        fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, cport);
+        fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, pport);
+        let fwd = FwdThread::start(fw);
+        let rx = pod
+            .run(|| std::net::UdpSocket::bind("0.0.0.0:7008"))
+            .unwrap()
+            .expect("bind receiver");
+        let counter = std::thread::spawn(move || recv_until_quiet_counting(&rx));
+        let dst = std::net::SocketAddr::from((POD_IP, 7008));
+        let secs = 2.0;
+        let sent = cl
+            .run(move || {
+                let s = udp_segment_socket(dst);
+                let data = vec![0x5a; 53 * USO_GSO];
+                let (start, mut sends) = (Instant::now(), 0u64);
+                while start.elapsed().as_secs_f64() < secs {
+                    if s.send_to(&data, dst).is_ok() {
+                        sends += 1;
+                    }
+                }
+                sends
+            })
+            .expect("sender");
+        let (datagrams, bytes) = counter.join().expect("receiver");
+        let fw = fwd.finish();
+        let st = fw.ports().next().map(|p| p.stats()).unwrap_or_default();
+        eprintln!(
+            "client offload {client_offload}: received {:.2} Gbit/s ({datagrams} of {} datagrams); \
+             client TUN reads: {} USO superpackets, {} datagrams",
+            bytes as f64 * 8.0 / secs / 1e9,
+            sent * 53,
+            st.rx_uso,
+            st.rx_packets,
+        );
+        assert!(datagrams > 0);
+    }
+}
+
+/// (datagrams, payload bytes) `sock` receives until it has been quiet for 300 ms.
+fn recv_until_quiet_counting(sock: &std::net::UdpSocket) -> (u64, u64) {
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut buf = vec![0u8; 65_536];
+    // The first datagram may take a moment (the sender starts after the receiver).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while let Ok(len) = sock.recv(&mut buf).or_else(|e| {
+        if n == 0 && Instant::now() < deadline {
+            Ok(0)
+        } else {
+            Err(e)
+        }
+    }) {
+        if len > 0 {
+            n += 1;
+            bytes += len as u64;
+        }
+    }
+    (n, bytes)
 }
