@@ -1206,20 +1206,31 @@ fn uso_superpacket_read_as_its_datagrams() {
     }
 }
 
-/// Every datagram `sock` receives until it has been quiet for 300 ms (at most 5 s).
-fn recv_until_quiet(sock: &std::net::UdpSocket) -> Vec<Vec<u8>> {
+/// Hands `each` every datagram `sock` receives until it has been quiet for 300 ms after
+/// the first one (which may take up to 3 s to come).
+fn recv_until_quiet(sock: &std::net::UdpSocket, mut each: impl FnMut(&[u8])) {
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let mut got = Vec::new();
     let mut buf = vec![0u8; 65_536];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
+    let first = Instant::now() + Duration::from_secs(3);
+    let mut any = false;
+    loop {
         match sock.recv(&mut buf) {
-            Ok(n) => got.push(buf[..n].to_vec()),
+            Ok(n) => {
+                any = true;
+                each(&buf[..n]);
+            }
+            Err(_) if !any && Instant::now() < first => {}
             Err(_) => break,
         }
     }
-    got
+}
+
+/// Client and pod namespaces number `i` of `scope`.
+fn ns_pair(scope: &Scope, i: usize) -> (Netns, Netns) {
+    let cl = Netns::create(&scope.ns(&format!("cl{i}"))).expect("client ns");
+    let pod = Netns::create(&scope.ns(&format!("pod{i}"))).expect("pod ns");
+    (cl, pod)
 }
 
 /// USO end to end: a `UDP_SEGMENT` sender (48 000 bytes, gso_size 1200) in the client
@@ -1235,8 +1246,7 @@ fn uso_datagrams_forwarded_with_their_boundaries() {
     };
     let scope = Scope::new("uf");
     for (i, pod_offload) in [true, false].into_iter().enumerate() {
-        let cl = Netns::create(&scope.ns(&format!("cl{i}"))).expect("client ns");
-        let pod = Netns::create(&scope.ns(&format!("pod{i}"))).expect("pod ns");
+        let (cl, pod) = ns_pair(&scope, i);
         let cport = dual_stack_tun(&cl, CLIENT_IP, CLIENT_GW, CLIENT_IP6, "fd00:203:0:113::1");
         let pport = TunPort::create(
             &TunConfig::new(pod.name(), POD_IP, 24)
@@ -1269,7 +1279,8 @@ fn uso_datagrams_forwarded_with_their_boundaries() {
             (std::net::SocketAddr::from((pod6, 7006)), &rx6),
         ] {
             assert_eq!(send_segmented(&cl, dst, uso_data()), USO_SEND);
-            let got = recv_until_quiet(rx);
+            let mut got = Vec::new();
+            recv_until_quiet(rx, |d| got.push(d.to_vec()));
             assert_uso_payloads(&format!("{dst}, pod offload {pod_offload}"), &got);
         }
         let fw = fwd.finish();
@@ -1305,8 +1316,7 @@ fn bench_uso_through_forwarder() {
     };
     let scope = Scope::new("ub");
     for (i, client_offload) in [true, false].into_iter().enumerate() {
-        let cl = Netns::create(&scope.ns(&format!("cl{i}"))).expect("client ns");
-        let pod = Netns::create(&scope.ns(&format!("pod{i}"))).expect("pod ns");
+        let (cl, pod) = ns_pair(&scope, i);
         let cport = TunPort::create(
             &TunConfig::new(cl.name(), CLIENT_IP, 24)
                 .gateway(CLIENT_GW)
@@ -1322,7 +1332,14 @@ fn bench_uso_through_forwarder() {
             .run(|| std::net::UdpSocket::bind("0.0.0.0:7008"))
             .unwrap()
             .expect("bind receiver");
-        let counter = std::thread::spawn(move || recv_until_quiet_counting(&rx));
+        let counter = std::thread::spawn(move || {
+            let (mut n, mut bytes) = (0u64, 0u64);
+            recv_until_quiet(&rx, |d| {
+                n += 1;
+                bytes += d.len() as u64;
+            });
+            (n, bytes)
+        });
         let dst = std::net::SocketAddr::from((POD_IP, 7008));
         let secs = 2.0;
         let sent = cl
@@ -1351,27 +1368,4 @@ fn bench_uso_through_forwarder() {
         );
         assert!(datagrams > 0);
     }
-}
-
-/// (datagrams, payload bytes) `sock` receives until it has been quiet for 300 ms.
-fn recv_until_quiet_counting(sock: &std::net::UdpSocket) -> (u64, u64) {
-    sock.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let (mut n, mut bytes) = (0u64, 0u64);
-    let mut buf = vec![0u8; 65_536];
-    // The first datagram may take a moment (the sender starts after the receiver).
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while let Ok(len) = sock.recv(&mut buf).or_else(|e| {
-        if n == 0 && Instant::now() < deadline {
-            Ok(0)
-        } else {
-            Err(e)
-        }
-    }) {
-        if len > 0 {
-            n += 1;
-            bytes += len as u64;
-        }
-    }
-    (n, bytes)
 }
