@@ -148,12 +148,13 @@ impl Layout {
     /// datagram: lengths, IPv4 id and header checksum, UDP checksum (kept partial or
     /// completed as [`gso::ingress`] does with a single datagram).
     fn finish(&self, i: usize, dg: &mut [u8], keep: bool) -> Result<Ingress, UsoError> {
-        let (ip, len) = (self.ip, dg.len() as u16);
-        let l4 = len - ip as u16;
+        // Both fit 16 bits: an IPv4 datagram is at most 65 535 bytes, an IPv6 payload too.
+        let (ip, len) = (self.ip, dg.len());
+        let l4 = (len - ip) as u16;
         if self.v6 {
             dg[4..6].copy_from_slice(&l4.to_be_bytes());
         } else {
-            dg[2..4].copy_from_slice(&len.to_be_bytes());
+            dg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
             dg[4..6].copy_from_slice(&self.id.wrapping_add(i as u16).to_be_bytes());
             dg[10..12].copy_from_slice(&[0, 0]);
             let c = checksum(&dg[..ip]);
@@ -437,6 +438,25 @@ mod tests {
         }
     }
 
+    /// The largest reads: an IPv6 payload of 65 535 bytes (a datagram longer than 64 KiB
+    /// when it is one) and an IPv4 datagram of 65 535 bytes, cut or whole.
+    #[test]
+    fn largest_superpackets() {
+        for (v6, n) in [(true, 65_535 - 8), (false, 65_535 - 28)] {
+            let data = payload(n);
+            for mss in [n as u16, 1200, 65_535] {
+                let (sp, h) = superpacket(v6, 9, &data, mss, true);
+                let got = cut(&h, &sp, true, false);
+                let want = sent(v6, 9, &data, usize::from(mss));
+                assert_eq!(got.len(), want.len(), "v6 {v6} mss {mss}");
+                for ((mut d, _), w) in got.into_iter().zip(&want) {
+                    wire::partial::complete(&mut d);
+                    assert_eq!(&d, w, "v6 {v6} mss {mss}");
+                }
+            }
+        }
+    }
+
     /// A complete IPv4 superpacket with checksum 0 ("none") gives datagrams with 0 too.
     #[test]
     fn no_checksum_stays_none() {
@@ -520,20 +540,32 @@ mod tests {
     fn random_input_never_panics() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let mut q = UsoQueue::new();
-        let mut buf = vec![0u8; 2048];
-        for _ in 0..20_000 {
-            let n = rng.random_range(0..3000);
+        let mut buf = vec![0u8; 4096];
+        for k in 0..20_000 {
+            // Now and then a read as long as they come (and a buffer that may be too short).
+            let n = if k % 50 == 0 {
+                rng.random_range(65_400..=65_575)
+            } else {
+                rng.random_range(0..3000)
+            };
             let mut p: Vec<u8> = (0..n).map(|_| rng.random()).collect();
             if n > 40 && rng.random_bool(0.7) {
                 p[0] = if rng.random_bool(0.5) { 0x45 } else { 0x60 };
                 p[6] = if p[0] == 0x60 { PROTO_UDP } else { 0 };
                 p[9] = PROTO_UDP;
+                // Lengths that match the read, so that most of these get cut.
+                let (at, len) = if p[0] == 0x60 { (4, n - 40) } else { (2, n) };
+                p[at..at + 2].copy_from_slice(&(len.min(65_535) as u16).to_be_bytes());
             }
             let h = VnetHdr {
                 flags: rng.random_range(0..2),
                 gso_type: GSO_UDP_L4,
                 hdr_len: rng.random(),
-                gso_size: rng.random_range(0..1600),
+                gso_size: match k % 3 {
+                    0 => rng.random(),
+                    1 => u16::MAX,
+                    _ => rng.random_range(0..1600),
+                },
                 csum_start: if rng.random_bool(0.5) {
                     20
                 } else {
