@@ -5,13 +5,17 @@
 //! the fabric. Packets are raw IPv4 datagrams (`tun` 0.8 always sets `IFF_NO_PI`).
 //!
 //! Offloads (default on, [`TunConfig::offload`]): the device is opened with `IFF_VNET_HDR`
-//! and `TUNSETOFFLOAD` (`TUN_F_CSUM | TSO4 | TSO6 | TSO_ECN`, falling back to `TUN_F_CSUM`,
-//! then none, where the kernel refuses). Reads then return TCP superpackets of up to 64 KiB
-//! and writes may hand the kernel superpackets: one syscall per 64 KiB instead of per 1.5 KiB
-//! at MTU 1500. What happens to the `virtio_net_hdr` at each end is [`crate::gso`]'s:
-//! partial checksums stay partial from the TUN that read them to the TUN that writes them
-//! (`wire::partial`), superpackets longer than the MTU are written as TSO (or cut into
-//! segments in userspace when the device has no TSO).
+//! and `TUNSETOFFLOAD` (`TUN_F_CSUM | TSO4 | TSO6 | TSO_ECN | USO4 | USO6`, falling back to
+//! the set without USO (kernels before 6.2), then `TUN_F_CSUM`, then none, where the kernel
+//! refuses). Reads then return TCP and UDP superpackets of up to 64 KiB and writes may hand
+//! the kernel TCP superpackets: one syscall per 64 KiB instead of per 1.5 KiB at MTU 1500.
+//! What happens to the `virtio_net_hdr` at each end is [`crate::gso`]'s: partial checksums
+//! stay partial from the TUN that read them to the TUN that writes them (`wire::partial`),
+//! TCP superpackets longer than the MTU are written as TSO (or cut into segments in
+//! userspace when the device has no TSO). A UDP superpacket (USO) is cut into its datagrams
+//! at the read ([`crate::uso`]): the port returns them one by one from [`Port::recv`] /
+//! [`TunPort::recv_into`] before it reads the device again ([`TunPort::pending`]); UDP is
+//! written per datagram (no USO on write).
 //!
 //! Creation follows the measured recipe (`shared/design/tun-and-smoltcp-notes.md`): on a
 //! short-lived helper thread, remember `/proc/thread-self/ns/net`, `setns` into
@@ -45,6 +49,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::tuntx::{self, TxSide};
+use crate::uso::{self, UsoQueue};
 use crate::{gso, Port};
 
 /// Where network namespaces created by `ip netns add` (and by the lab) are bind-mounted.
@@ -226,6 +231,11 @@ pub struct TunStats {
     pub rx_partial: u64,
     /// Datagrams of at most the MTU written with a partial checksum (`NEEDS_CSUM`, no GSO).
     pub tx_partial: u64,
+    /// Reads that were UDP superpackets (USO, `GSO_UDP_L4`), each cut into its datagrams
+    /// ([`crate::uso`]; the datagrams count in `rx_packets`).
+    pub rx_uso: u64,
+    /// Datagrams those reads were cut into.
+    pub rx_uso_datagrams: u64,
 }
 
 /// A TUN device in a network namespace, as a fabric [`Port`].
@@ -244,12 +254,23 @@ pub struct TunPort {
     buf: Vec<u8>,
     /// Scratch for userspace segmentation.
     seg: Vec<u8>,
+    /// Datagrams of the last USO read not yet returned.
+    uso: UsoQueue,
     /// Read-side counters (the write side's are [`TxSide::counters`]).
     stats: TunStats,
 }
 
 /// Offload sets tried in order with `TUNSETOFFLOAD` (first the kernel accepts wins).
-const OFFLOAD_SETS: [libc::c_uint; 3] = [
+const OFFLOAD_SETS: [libc::c_uint; 4] = [
+    // + UDP superpackets of both families (uso.rs cuts them at the read). `TUN_F_USO4` 0x20
+    // and `TUN_F_USO6` 0x40 (include/uapi/linux/if_tun.h, Linux 6.2+); drivers/net/tun.c
+    // `set_offload` takes them only together and answers EINVAL where it does not know them.
+    libc::TUN_F_CSUM
+        | libc::TUN_F_TSO4
+        | libc::TUN_F_TSO6
+        | libc::TUN_F_TSO_ECN
+        | libc::TUN_F_USO4
+        | libc::TUN_F_USO6,
     // TCP superpackets of both families (gso.rs carries TCPV4 and TCPV6).
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN,
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO_ECN,
@@ -361,6 +382,7 @@ impl TunPort {
                 address: cfg.address,
                 buf: Vec::new(),
                 seg: Vec::new(),
+                uso: UsoQueue::new(),
                 stats: TunStats::default(),
             });
         }
@@ -394,7 +416,8 @@ impl TunPort {
     /// Room a read needs: a superpacket with offloads, else the MTU plus slack (so an
     /// oversize read is detectable).
     pub fn read_capacity(&self) -> usize {
-        if self.tx.offloads & (libc::TUN_F_TSO4 | libc::TUN_F_TSO6) != 0 {
+        let gso = libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_USO4 | libc::TUN_F_USO6;
+        if self.tx.offloads & gso != 0 {
             MAX_DATAGRAM
         } else {
             usize::from(self.tx.mtu).max(576) + 64
@@ -423,11 +446,62 @@ impl TunPort {
     }
 
     /// Reads one packet into `buf` (which should hold at least [`TunPort::read_capacity`]
-    /// bytes). Non-blocking. With offloads the `virtio_net_hdr` is consumed here and a
-    /// partial checksum completed ([`crate::gso::complete_ingress`]).
+    /// bytes). Non-blocking. With offloads the `virtio_net_hdr` is consumed here: a partial
+    /// checksum is kept partial or completed ([`crate::gso::ingress`]), a UDP superpacket is
+    /// cut into its datagrams ([`crate::uso`]). Datagrams still queued from the last USO
+    /// read come first, without a syscall.
     pub fn recv_into(&mut self, buf: &mut [u8]) -> RecvOutcome {
+        if let Some(r) = self.uso.pop_into(buf) {
+            return match r {
+                Ok((len, ing)) => self.accept_uso(&buf[..len], ing),
+                Err(_) => {
+                    self.stats.rx_dropped_offload += 1;
+                    RecvOutcome::Dropped
+                }
+            };
+        }
         // SAFETY: `buf` is valid for writes of its length.
         unsafe { self.recv_raw(buf.as_mut_ptr(), buf.len()) }
+    }
+
+    /// Datagrams of the last UDP superpacket read ([`crate::uso`]) not yet returned. They
+    /// are returned before the device is read again, so a loop that waits in poll(2) for
+    /// [`TunPort::raw_fd`] must drain the port (call until empty) first: the fd does not
+    /// become readable for them.
+    pub fn pending(&self) -> usize {
+        self.uso.pending()
+    }
+
+    /// Counts a datagram of a USO read and checks it like any read.
+    fn accept_uso(&mut self, pkt: &[u8], ing: gso::Ingress) -> RecvOutcome {
+        self.stats.rx_uso_datagrams += 1;
+        self.accept(pkt, ing)
+    }
+
+    /// Counts a datagram handed to the caller (`ing`: what happened to its checksum) after
+    /// checking its IP header.
+    fn accept(&mut self, pkt: &[u8], ing: gso::Ingress) -> RecvOutcome {
+        if ing == gso::Ingress::KeptPartial {
+            self.stats.rx_partial += 1;
+        }
+        match check_ipv4(pkt) {
+            Ok(len) => {
+                self.stats.rx_packets += 1;
+                self.stats.rx_bytes += len as u64;
+                if len > usize::from(self.tx.mtu) {
+                    self.stats.rx_superpackets += 1;
+                }
+                RecvOutcome::Packet(len)
+            }
+            Err(Invalid::NotIpv4) => {
+                self.stats.rx_dropped_not_ipv4 += 1;
+                RecvOutcome::Dropped
+            }
+            Err(Invalid::Malformed) => {
+                self.stats.rx_dropped_malformed += 1;
+                RecvOutcome::Dropped
+            }
+        }
     }
 
     /// [`TunPort::recv_into`] on raw memory (possibly uninitialised: only the kernel writes
@@ -472,32 +546,27 @@ impl TunPort {
         }
         // SAFETY: the kernel initialised the first `n` bytes at `ptr` (n <= cap).
         let pkt = unsafe { std::slice::from_raw_parts_mut(ptr, n) };
-        if self.tx.vnet {
-            let h = gso::VnetHdr::parse(&hdr);
-            match gso::ingress(&h, pkt, self.keep_partial) {
-                Ok(gso::Ingress::KeptPartial) => self.stats.rx_partial += 1,
-                Ok(_) => {}
+        if !self.tx.vnet {
+            return self.accept(pkt, gso::Ingress::Complete);
+        }
+        let h = gso::VnetHdr::parse(&hdr);
+        if uso::is_uso(&h) {
+            // The first datagram is cut in place, the others queued.
+            return match self.uso.take(&h, pkt, self.keep_partial) {
+                Ok((len, ing)) => {
+                    self.stats.rx_uso += 1;
+                    self.accept_uso(&pkt[..len], ing)
+                }
                 Err(_) => {
                     self.stats.rx_dropped_offload += 1;
-                    return RecvOutcome::Dropped;
+                    RecvOutcome::Dropped
                 }
-            }
+            };
         }
-        match check_ipv4(pkt) {
-            Ok(len) => {
-                self.stats.rx_packets += 1;
-                self.stats.rx_bytes += len as u64;
-                if len > usize::from(self.tx.mtu) {
-                    self.stats.rx_superpackets += 1;
-                }
-                RecvOutcome::Packet(len)
-            }
-            Err(Invalid::NotIpv4) => {
-                self.stats.rx_dropped_not_ipv4 += 1;
-                RecvOutcome::Dropped
-            }
-            Err(Invalid::Malformed) => {
-                self.stats.rx_dropped_malformed += 1;
+        match gso::ingress(&h, pkt, self.keep_partial) {
+            Ok(ing) => self.accept(pkt, ing),
+            Err(_) => {
+                self.stats.rx_dropped_offload += 1;
                 RecvOutcome::Dropped
             }
         }
@@ -519,10 +588,25 @@ impl TunPort {
 
     /// The next packet as an owned buffer, without zero-filling or copying a superpacket:
     /// it is read straight into a fresh allocation that becomes the packet; small packets
-    /// are copied out of the reused buffer.
+    /// are copied out of the reused buffer. Datagrams queued from the last USO read come
+    /// first (each in a buffer of its own size).
     pub fn recv_owned(&mut self) -> Option<Vec<u8>> {
         let cap = self.read_capacity();
         loop {
+            match self.uso.pop_vec() {
+                Some(Ok((mut v, ing))) => match self.accept_uso(&v, ing) {
+                    RecvOutcome::Packet(n) => {
+                        v.truncate(n);
+                        return Some(v);
+                    }
+                    _ => continue,
+                },
+                Some(Err(_)) => {
+                    self.stats.rx_dropped_offload += 1;
+                    continue;
+                }
+                None => {}
+            }
             if self.buf.capacity() < cap {
                 self.buf = Vec::with_capacity(cap);
             }
