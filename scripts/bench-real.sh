@@ -19,12 +19,14 @@
 # The two never run at once (2 cores): the kernel side is the reference's own bench.sh
 # (SECTIONS/RUNS/IPERF_T/WRK_D passed through; it also measures its direct-pod baselines),
 # then the lab comes up once per policy. Everything is torn down at the end (trap).
-# Bounded: about 12 minutes with the defaults (RUNS=1: about 5); every client command has a timeout.
+# Bounded: about 15 minutes with the defaults (RUNS=1: about 6); every client command has a timeout.
 #
 # Usage (root):  scripts/bench-real.sh            # build (release) if needed, then measure
 # Env:
 #   LAB_MTU=1500      MTU of the lab's TUN links (pods and clients see it; 1500 = like a veth)
 #   EXTRA_MTUS="9000 65000"  further lab MTUs measured after LAB_MTU (rows of their own; "" = none)
+#   THREADS="1 2"     datapath threads (`lab up --datapath-threads`) measured at LAB_MTU; the
+#                     first is also used for EXTRA_MTUS (rows "lab@MTU" for 1, "lab@MTUxN")
 #   RUNS=3            runs per figure (median printed); IPERF_T=3 (s); WRK_D=3s; CURL_RUNS=$RUNS
 #   SIDES=kernel,lab  which sides to run
 #   LAB_BIN=path      the lab binary (default: target-bench/release/lab, built if missing)
@@ -38,7 +40,10 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 KREF_DIR=${KREF_DIR:-$REPO/../shared/reference}
 LAB_MTU=${LAB_MTU:-1500}
 EXTRA_MTUS=${EXTRA_MTUS-9000 65000}
+THREADS=${THREADS:-1 2}
 MTU=$LAB_MTU   # the MTU of the lab run in progress
+NT=1           # datapath threads of the lab run in progress
+TAG=$MTU       # how its rows are labelled: lab@1500, lab@1500x2
 RUNS=${RUNS:-3}
 CURL_RUNS=${CURL_RUNS:-$RUNS}
 IPERF_T=${IPERF_T:-3}
@@ -116,13 +121,13 @@ lab_bin() {
 lab_start() { # scenario
   local log=$OUT_DIR/lab-up-$1.log
   wait_idle
-  (cd "$REPO" && exec "$LAB_BIN" up "lab-configs/$1.yaml" --mtu "$MTU" \
+  (cd "$REPO" && exec "$LAB_BIN" up "lab-configs/$1.yaml" --mtu "$MTU" --datapath-threads "$NT" \
       --exec 'web-w1=iperf3 -s -p 5201' --file 1g.bin=1G) >"$log" 2>&1 &
   LAB_PID=$!
   local i
   for i in $(seq 1 300); do
     if grep -q '^ready:' "$log"; then
-      say "lab up ($1, mtu $MTU, pid $LAB_PID)"
+      say "lab up ($1, mtu $MTU, $NT datapath threads, pid $LAB_PID)"
       # Warm the page cache like bench.sh does: the first read of a sparse file fills 1 GiB
       # of cache pages, which otherwise halves the first download from each pod.
       cat /run/nplab/*/html/1g.bin >/dev/null 2>&1
@@ -152,21 +157,21 @@ lab_iperf() { # path host
   for ((i = 1; i <= RUNS; i++)); do
     v=$(timeout $((IPERF_T + 15)) ip netns exec "$CL_NS" iperf3 -c "$2" -p 32201 -t "$IPERF_T" -O 1 -J --connect-timeout 3000 2>/dev/null |
         python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))' 2>/dev/null) || v=0
-    echo "lab@$MTU iperf3 $1 run$i: $v Gbit/s" >>"$OUT_DIR/lab-raw.txt"
+    echo "lab@$TAG iperf3 $1 run$i: $v Gbit/s" >>"$OUT_DIR/lab-raw.txt"
     vals+=("$v"); sleep 0.5
   done
-  rec "lab@$MTU" "$1" iperf3 "$(med "${vals[@]}")"
+  rec "lab@$TAG" "$1" iperf3 "$(med "${vals[@]}")"
 }
 
 lab_curl() { # path host
   local i v vals=()
   for ((i = 1; i <= CURL_RUNS; i++)); do
     v=$(cx curl -s --connect-timeout 3 -m 60 -o /dev/null -w '%{speed_download} %{size_download}' "http://$2:32761/1g.bin")
-    echo "lab@$MTU curl-1GiB $1 run$i: $v (B/s bytes)" >>"$OUT_DIR/lab-raw.txt"
+    echo "lab@$TAG curl-1GiB $1 run$i: $v (B/s bytes)" >>"$OUT_DIR/lab-raw.txt"
     v=$(python3 -c "import sys; s,n='${v:-0 0}'.split(); print('%.2f' % (float(s)*8/1e9) if int(float(n)) == 1<<30 else 0)")
     vals+=("$v")
   done
-  rec "lab@$MTU" "$1" curl-1GiB "$(med "${vals[@]}")"
+  rec "lab@$TAG" "$1" curl-1GiB "$(med "${vals[@]}")"
 }
 
 lab_wrk() { # path host mode scenario
@@ -182,11 +187,11 @@ lab_wrk() { # path host mode scenario
     fi
     out=$(timeout 60 ip netns exec "$CL_NS" wrk -t1 -c32 -d"$WRK_D" "${hdr[@]}" "http://$2:32761/" 2>&1)
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    echo "lab@$MTU wrk-$3 $1 run$i: ${rps:-0} req/s $(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr '\n' ' ')" >>"$OUT_DIR/lab-raw.txt"
+    echo "lab@$TAG wrk-$3 $1 run$i: ${rps:-0} req/s $(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr '\n' ' ')" >>"$OUT_DIR/lab-raw.txt"
     vals+=("${rps:-0}"); sleep 0.5
   done
   local fig=wrk-ka; [[ $3 == close ]] && fig=wrk-close
-  rec "lab@$MTU" "$1" "$fig" "$(med "${vals[@]}")"
+  rec "lab@$TAG" "$1" "$fig" "$(med "${vals[@]}")"
 }
 
 lab_path() { # scenario path host
@@ -230,16 +235,24 @@ loadavg() { # side: the 1/5/15-minute load just before a side starts (other work
 }
 : >"$OUT_DIR/lab-raw.txt"
 [[ $SIDES == *kernel* ]] && { loadavg kernel; kernel_side; }
+TAGS=()
 if [[ $SIDES == *lab* ]]; then
-  for MTU in $LAB_MTU $EXTRA_MTUS; do
+  first_nt=${THREADS%% *}
+  runs=()
+  for NT in $THREADS; do runs+=("$LAB_MTU:$NT"); done
+  for MTU in $EXTRA_MTUS; do runs+=("$MTU:$first_nt"); done
+  for r in "${runs[@]}"; do
+    MTU=${r%%:*} NT=${r##*:}
+    TAG=$MTU; ((NT > 1)) && TAG=${MTU}x$NT
+    TAGS+=("$TAG")
     wait_idle
-    loadavg "lab@$MTU"
+    loadavg "lab@$TAG"
     lab_side
   done
 fi
 cleanup
 
-python3 - "$RES" "$LAB_MTU" $EXTRA_MTUS <<'EOF'
+python3 - "$RES" "${TAGS[@]}" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 val = {(s, p, f): v for s, p, f, *r in rows for v in [r[0] if r else "n/a"]}
@@ -249,8 +262,10 @@ for mtu in sys.argv[2:]:
     lab = f"lab@{mtu}"
     if not any(k[0] == lab for k in val):
         continue
-    print(f"\nloadavg (1/5/15 min) before kernel: {load.get('kernel', 'n/a')}, before lab at MTU {mtu}: {load.get(lab, 'n/a')}")
-    print(f"| path | figure | kernel (veth MTU 1500) | lab (MTU {mtu}) | lab/kernel |")
+    m, _, nt = mtu.partition("x")
+    what = f"MTU {m}, {nt or 1} datapath thread{'s' if nt else ''}"
+    print(f"\nloadavg (1/5/15 min) before kernel: {load.get('kernel', 'n/a')}, before lab at {what}: {load.get(lab, 'n/a')}")
+    print(f"| path | figure | kernel (veth MTU 1500) | lab ({what}) | lab/kernel |")
     print("|---|---|---|---|---|")
     for p in ["np-cluster-master", "np-local-worker1"]:
         for f, u in units.items():

@@ -92,6 +92,9 @@ pub struct UpOptions {
     /// measured slower at MTU 1500 (iperf3 about the same, wrk keep-alive 30-40 % lower: the
     /// hand-over wakes the TX thread for most small datagrams).
     pub tx_thread: bool,
+    /// Queues of every TUN device (default 1; more = `IFF_MULTI_QUEUE`, one per datapath
+    /// thread: [`EdgePort::queues`] holds the others).
+    pub queues: u16,
 }
 
 impl Default for UpOptions {
@@ -103,6 +106,7 @@ impl Default for UpOptions {
             nginx: true,
             app_exe: None,
             tx_thread: false,
+            queues: 1,
         }
     }
 }
@@ -130,8 +134,10 @@ pub struct EdgePort {
     pub ipv6: Option<Ipv6Addr>,
     /// Pod (with node) or client.
     pub role: Role,
-    /// The port.
+    /// The port (the device's first queue).
     pub port: TunPort,
+    /// The device's other queues ([`UpOptions::queues`] - 1 of them).
+    pub queues: Vec<TunPort>,
 }
 
 #[derive(Debug)]
@@ -177,6 +183,15 @@ fn with_ipv6(cfg: TunConfig, v6: Option<Ipv6Link>) -> TunConfig {
         Some(l) => cfg.ipv6(l.ip, l.prefix_len, Some(l.gateway)),
         None => cfg,
     }
+}
+
+/// The device of `cfg`: its first queue and the others.
+fn create_queues(cfg: &TunConfig) -> Result<(TunPort, Vec<TunPort>)> {
+    let mut ports = TunPort::create_queues(cfg)?.into_iter();
+    let first = ports
+        .next()
+        .ok_or_else(|| Error::Invalid(format!("TUN in {}: the kernel gave no queue", cfg.netns)))?;
+    Ok((first, ports.collect()))
 }
 
 /// The real-mode processes and namespaces of one `up`; torn down by
@@ -230,14 +245,16 @@ impl Lab {
                 .gateway(c.gateway)
                 .mtu(opts.mtu)
                 .tx_thread(opts.tx_thread)
-                .port_name(c.name.clone());
-            let port = TunPort::create(&with_ipv6(cfg, c.ipv6))?;
+                .port_name(c.name.clone())
+                .queues(opts.queues);
+            let (port, queues) = create_queues(&with_ipv6(cfg, c.ipv6))?;
             ports.push(EdgePort {
                 name: c.name.clone(),
                 ip: c.ip,
                 ipv6: c.ipv6.map(|l| l.ip),
                 role: Role::Client,
                 port,
+                queues,
             });
             lab.clients.push((c.clone(), ns));
         }
@@ -256,8 +273,9 @@ impl Lab {
             .gateway(p.gateway)
             .mtu(opts.mtu)
             .tx_thread(opts.tx_thread)
-            .port_name(format!("{}/cni0/{}", p.node, p.name));
-        let port = TunPort::create(&with_ipv6(cfg, p.ipv6))?;
+            .port_name(format!("{}/cni0/{}", p.node, p.name))
+            .queues(opts.queues);
+        let (port, queues) = create_queues(&with_ipv6(cfg, p.ipv6))?;
         let mut pod = RunningPod {
             spec: p.clone(),
             ns,
@@ -280,6 +298,7 @@ impl Lab {
                 node: p.node.clone(),
             },
             port,
+            queues,
         })
     }
 

@@ -1070,3 +1070,302 @@ fn dual_stack_pod_serves_curl_over_ipv6_and_logs_the_ipv6_client() {
     drop(fw);
     lab.shutdown().unwrap();
 }
+
+/// `setsockopt(SOL_UDP, UDP_SEGMENT, gso_size)` (include/uapi/linux/udp.h; `libc` defines
+/// `UDP_SEGMENT` only for some targets).
+const SOL_UDP: libc::c_int = 17;
+const UDP_SEGMENT: libc::c_int = 103;
+/// The USO tests' send: 48 000 bytes at gso_size 1200 = 40 datagrams of 1200 bytes.
+const USO_GSO: usize = 1200;
+const USO_SEND: usize = 48_000;
+
+/// The bytes of one `UDP_SEGMENT` send; datagram `i` is `[i * USO_GSO..][..USO_GSO]` and no
+/// two datagrams are equal.
+fn uso_data() -> Vec<u8> {
+    (0..USO_SEND)
+        .map(|i| (i / USO_GSO * 31 + i * 7) as u8)
+        .collect()
+}
+
+/// A UDP socket (of `dst`'s family, in the calling thread's namespace) whose sends are cut
+/// into datagrams of [`USO_GSO`] bytes (`UDP_SEGMENT`).
+fn udp_segment_socket(dst: std::net::SocketAddr) -> std::net::UdpSocket {
+    use std::os::fd::AsRawFd;
+    let bind = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let s = std::net::UdpSocket::bind(bind).expect("bind sender");
+    let gso = USO_GSO as libc::c_int;
+    // SAFETY: a valid socket fd and a c_int option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            SOL_UDP,
+            UDP_SEGMENT,
+            (&gso as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+    s
+}
+
+/// One `sendto` of `data` with `UDP_SEGMENT` = [`USO_GSO`] from a fresh socket in `ns`: one
+/// UDP superpacket for the stack below the socket. Returns the bytes sent.
+fn send_segmented(ns: &Netns, dst: std::net::SocketAddr, data: Vec<u8>) -> usize {
+    ns.run(move || {
+        let s = udp_segment_socket(dst);
+        s.send_to(&data, dst).expect("UDP_SEGMENT send")
+    })
+    .expect("sender in its namespace")
+}
+
+/// Checks that `got` is exactly the datagrams of [`uso_data`] in order (payloads).
+fn assert_uso_payloads(what: &str, got: &[Vec<u8>]) {
+    let data = uso_data();
+    let want: Vec<&[u8]> = data.chunks(USO_GSO).collect();
+    assert_eq!(got.len(), want.len(), "{what}: datagram count");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(g == w, "{what}: datagram {i} ({} bytes) differs", g.len());
+    }
+}
+
+/// A dual-stack TUN port in `ns` (client addresses, default routes of both families).
+fn dual_stack_tun(ns: &Netns, addr: Ipv4Addr, gw: Ipv4Addr, addr6: &str, gw6: &str) -> TunPort {
+    TunPort::create(&TunConfig::new(ns.name(), addr, 24).gateway(gw).ipv6(
+        addr6.parse().unwrap(),
+        64,
+        Some(gw6.parse().unwrap()),
+    ))
+    .unwrap_or_else(|e| panic!("tun {addr} in {}: {e}", ns.name()))
+}
+
+/// USO at the read: the TUN is offered TUN_F_USO4|USO6 (this kernel has them); one
+/// `UDP_SEGMENT` send of 48 000 bytes reaches the lab as ONE read (a GSO_UDP_L4
+/// superpacket), which the port hands out as the 40 datagrams the socket sent, each a
+/// well-formed datagram (lengths, IPv4 ids, checksums valid once a kept-partial one is
+/// completed) with its 1200 bytes. IPv4 and IPv6; read through `Port::recv` (`recv_owned`).
+#[test]
+fn uso_superpacket_read_as_its_datagrams() {
+    let Some(_s) = begin(PLUMBING) else {
+        return;
+    };
+    let scope = Scope::new("u");
+    let ns = Netns::create(&scope.ns("rd")).expect("ns");
+    let mut port = dual_stack_tun(&ns, CLIENT_IP, CLIENT_GW, CLIENT_IP6, "fd00:203:0:113::1");
+    let uso = libc::TUN_F_USO4 | libc::TUN_F_USO6;
+    assert_eq!(
+        port.offloads() & uso,
+        uso,
+        "USO refused: {:#x}",
+        port.offloads()
+    );
+    let dsts: [std::net::SocketAddr; 2] = [
+        (POD_IP, 7000).into(),
+        (POD_IP6.parse::<std::net::Ipv6Addr>().unwrap(), 7000).into(),
+    ];
+    for (k, dst) in dsts.into_iter().enumerate() {
+        let before = port.stats();
+        assert_eq!(send_segmented(&ns, dst, uso_data()), USO_SEND);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while got.len() < USO_SEND / USO_GSO && Instant::now() < deadline {
+            match port.recv(Duration::ZERO) {
+                Some(d) => got.push(d),
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(port.recv(Duration::ZERO).is_none(), "{dst}: more than sent");
+        let st = port.stats();
+        eprintln!("{dst}: {} datagrams read, {st:?}", got.len());
+        let hl = if dst.is_ipv4() { 28 } else { 48 };
+        let mut payloads = Vec::new();
+        let id0 = got.first().map_or(0, |d| u16::from_be_bytes([d[4], d[5]]));
+        for (i, d) in got.iter_mut().enumerate() {
+            assert_eq!(d.len(), hl + USO_GSO, "{dst}: datagram {i}");
+            let udp_len = u16::from_be_bytes([d[hl - 4], d[hl - 3]]);
+            assert_eq!(usize::from(udp_len), 8 + USO_GSO, "{dst}: UDP length {i}");
+            if dst.is_ipv4() {
+                let id = u16::from_be_bytes([d[4], d[5]]);
+                assert_eq!(id, id0.wrapping_add(i as u16), "{dst}: IPv4 id {i}");
+            }
+            wire::partial::complete(d);
+            assert_eq!(wire::checksum::verify(d), Ok(()), "{dst}: datagram {i}");
+            payloads.push(d[hl..].to_vec());
+        }
+        assert_uso_payloads(&dst.to_string(), &payloads);
+        assert_eq!(st.rx_uso - before.rx_uso, 1, "{dst}: one USO read: {st:?}");
+        assert_eq!(st.rx_uso_datagrams - before.rx_uso_datagrams, 40, "{st:?}");
+        assert_eq!(st.rx_dropped_offload, 0, "{st:?}");
+        if k == 0 {
+            assert_eq!(
+                st.rx_partial - before.rx_partial,
+                40,
+                "IPv4 kept partial: {st:?}"
+            );
+        }
+    }
+}
+
+/// Hands `each` every datagram `sock` receives until it has been quiet for 300 ms after
+/// the first one (which may take up to 3 s to come).
+fn recv_until_quiet(sock: &std::net::UdpSocket, mut each: impl FnMut(&[u8])) {
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let first = Instant::now() + Duration::from_secs(3);
+    let mut any = false;
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                any = true;
+                each(&buf[..n]);
+            }
+            Err(_) if !any && Instant::now() < first => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// Client and pod namespaces number `i` of `scope`.
+fn ns_pair(scope: &Scope, i: usize) -> (Netns, Netns) {
+    let cl = Netns::create(&scope.ns(&format!("cl{i}"))).expect("client ns");
+    let pod = Netns::create(&scope.ns(&format!("pod{i}"))).expect("pod ns");
+    (cl, pod)
+}
+
+/// USO end to end: a `UDP_SEGMENT` sender (48 000 bytes, gso_size 1200) in the client
+/// namespace, the forwarder, a receiver socket in the pod namespace: the receiver gets
+/// exactly the 40 datagrams of 1200 bytes the sender wrote, in order, over IPv4 and IPv6,
+/// to a pod TUN with offloads (IPv4 written still partial, the pod's kernel trusting it) and
+/// without (checksums completed by the lab; the pod's kernel verifies them and would drop
+/// a wrong one). The client port's counters show the reads were USO superpackets.
+#[test]
+fn uso_datagrams_forwarded_with_their_boundaries() {
+    let Some(_s) = begin(PLUMBING) else {
+        return;
+    };
+    let scope = Scope::new("uf");
+    for (i, pod_offload) in [true, false].into_iter().enumerate() {
+        let (cl, pod) = ns_pair(&scope, i);
+        let cport = dual_stack_tun(&cl, CLIENT_IP, CLIENT_GW, CLIENT_IP6, "fd00:203:0:113::1");
+        let pport = TunPort::create(
+            &TunConfig::new(pod.name(), POD_IP, 24)
+                .gateway(POD_GW)
+                .offload(pod_offload)
+                .ipv6(
+                    POD_IP6.parse().unwrap(),
+                    64,
+                    Some("fd00:10:244:1::1".parse().unwrap()),
+                ),
+        )
+        .expect("pod tun");
+        let mut fw = Forwarder::new();
+        fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, cport);
+        fw.add_prefix(CLIENT_IP6.parse::<std::net::Ipv6Addr>().unwrap(), 64);
+        fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, pport);
+        fw.add_prefix(POD_IP6.parse::<std::net::Ipv6Addr>().unwrap(), 64);
+        let fwd = FwdThread::start(fw);
+        let rx4 = pod
+            .run(|| std::net::UdpSocket::bind("0.0.0.0:7004"))
+            .unwrap()
+            .expect("bind IPv4 receiver");
+        let rx6 = pod
+            .run(|| std::net::UdpSocket::bind("[::]:7006"))
+            .unwrap()
+            .expect("bind IPv6 receiver");
+        let pod6: std::net::Ipv6Addr = POD_IP6.parse().unwrap();
+        for (dst, rx) in [
+            (std::net::SocketAddr::from((POD_IP, 7004)), &rx4),
+            (std::net::SocketAddr::from((pod6, 7006)), &rx6),
+        ] {
+            assert_eq!(send_segmented(&cl, dst, uso_data()), USO_SEND);
+            let mut got = Vec::new();
+            recv_until_quiet(rx, |d| got.push(d.to_vec()));
+            assert_uso_payloads(&format!("{dst}, pod offload {pod_offload}"), &got);
+        }
+        let fw = fwd.finish();
+        let st: Vec<_> = fw.ports().map(|p| p.stats()).collect();
+        eprintln!("pod offload {pod_offload}: {st:?}");
+        assert!(st[0].rx_uso >= 2, "no USO reads: {:?}", st[0]);
+        assert!(st[0].rx_uso_datagrams >= 80, "{:?}", st[0]);
+        assert_eq!(st[0].rx_dropped_offload + st[1].rx_dropped_offload, 0);
+        assert!(
+            st[1].tx_packets >= 80 && st[1].tx_dropped == 0,
+            "{:?}",
+            st[1]
+        );
+        // Written per datagram: nothing the pod got was a superpacket or cut again.
+        assert_eq!(st[1].tx_superpackets + st[1].tx_segmented, 0, "{:?}", st[1]);
+        if pod_offload {
+            assert!(st[1].tx_partial >= 40, "IPv4 written partial: {:?}", st[1]);
+        } else {
+            assert_eq!(st[1].tx_partial, 0, "{:?}", st[1]);
+        }
+    }
+}
+
+/// UDP throughput through the forwarder from a `UDP_SEGMENT` sender (53 datagrams of 1200
+/// bytes per send, 2 s, unpaced) with the client TUN's offloads on (USO: one read per
+/// send) and off (the client's kernel segments: one read per datagram); prints what the
+/// receiver got. Run with --ignored --nocapture.
+#[test]
+#[ignore]
+fn bench_uso_through_forwarder() {
+    let Some(_s) = begin(PLUMBING) else {
+        return;
+    };
+    let scope = Scope::new("ub");
+    for (i, client_offload) in [true, false].into_iter().enumerate() {
+        let (cl, pod) = ns_pair(&scope, i);
+        let cport = TunPort::create(
+            &TunConfig::new(cl.name(), CLIENT_IP, 24)
+                .gateway(CLIENT_GW)
+                .offload(client_offload),
+        )
+        .expect("client tun");
+        let pport = common::tun(&pod, POD_IP, POD_GW, 1500);
+        let mut fw = Forwarder::new();
+        fw.add(Ipv4Addr::new(203, 0, 113, 0), 24, cport);
+        fw.add(Ipv4Addr::new(10, 244, 1, 0), 24, pport);
+        let fwd = FwdThread::start(fw);
+        let rx = pod
+            .run(|| std::net::UdpSocket::bind("0.0.0.0:7008"))
+            .unwrap()
+            .expect("bind receiver");
+        let counter = std::thread::spawn(move || {
+            let (mut n, mut bytes) = (0u64, 0u64);
+            recv_until_quiet(&rx, |d| {
+                n += 1;
+                bytes += d.len() as u64;
+            });
+            (n, bytes)
+        });
+        let dst = std::net::SocketAddr::from((POD_IP, 7008));
+        let secs = 2.0;
+        let sent = cl
+            .run(move || {
+                let s = udp_segment_socket(dst);
+                let data = vec![0x5a; 53 * USO_GSO];
+                let (start, mut sends) = (Instant::now(), 0u64);
+                while start.elapsed().as_secs_f64() < secs {
+                    if s.send_to(&data, dst).is_ok() {
+                        sends += 1;
+                    }
+                }
+                sends
+            })
+            .expect("sender");
+        let (datagrams, bytes) = counter.join().expect("receiver");
+        let fw = fwd.finish();
+        let st = fw.ports().next().map(|p| p.stats()).unwrap_or_default();
+        eprintln!(
+            "client offload {client_offload}: received {:.2} Gbit/s ({datagrams} of {} datagrams); \
+             client TUN reads: {} USO superpackets, {} datagrams",
+            bytes as f64 * 8.0 / secs / 1e9,
+            sent * 53,
+            st.rx_uso,
+            st.rx_packets,
+        );
+        assert!(datagrams > 0);
+    }
+}

@@ -35,6 +35,7 @@ pub mod supervise;
 pub mod timings;
 pub mod tokioloop;
 pub mod verify;
+pub mod workers;
 
 pub use cluster::{load_cluster, load_cluster_from_str, Cluster, LabError};
 pub use report::{Mode, Outcome, RequestResult, ScenarioResult};

@@ -142,6 +142,12 @@ struct UpArgs {
     /// fabric carries any size, so this is the MTU of every path (benchmarks: 9000, 65000).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(576..))]
     mtu: Option<u16>,
+    /// Datapath threads (default 1): with N > 1 every TUN device gets N queues
+    /// (IFF_MULTI_QUEUE), the kernel spreads flows over them, and thread k reads, forwards
+    /// and writes the flows of queue k (the fabric itself runs under one lock). See README
+    /// ("Datapath threads") for when it pays.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    datapath_threads: Option<u16>,
     /// Start CMD (split on spaces, no shell) in the namespace of pod POD (or every pod of
     /// deployment POD) once nginx runs, e.g. `--exec 'web-w1=iperf3 -s -p 5201'`;
     /// stopped with the lab. Repeatable.
@@ -471,6 +477,7 @@ fn up(a: UpArgs, out: &mut impl Write) -> anyhow::Result<()> {
     };
     let mut extras = lab::realrun::UpExtras {
         mtu: a.mtu,
+        threads: a.datapath_threads,
         ..Default::default()
     };
     for e in &a.exec {

@@ -44,6 +44,9 @@ pub struct RealRun {
     offsets: Vec<(String, PathBuf, u64)>,
     /// The TUN fd of every pod and client the driver polls.
     fds: Vec<(String, RawFd)>,
+    /// With [`UpOptions::queues`] > 1: the devices' queues, for [`crate::workers`] (the
+    /// world's ports are then [`vswitch::queued::QueuedPort`]s and the driver is not used).
+    queues: Option<crate::workers::Queues>,
 }
 
 /// Every datagram the fabric moves is a heap buffer of up to the TUN MTU (64 KiB with
@@ -139,24 +142,36 @@ pub fn bring_up(
     tune_allocator();
     let (lab, ports) = Lab::up(&pods, &clients, up).map_err(|e| anyhow!("{e}"))?;
     let mut fds: Vec<(String, RawFd)> = Vec::new();
+    let mut queues = (up.queues > 1).then(|| crate::workers::Queues {
+        ex: vswitch::queued::Exchange::new(),
+        ports: (0..up.queues).map(|_| Vec::new()).collect(),
+    });
     let world = prepare_world_with(cluster, false, tracing, pcap, |w| {
-        for p in ports {
+        for mut p in ports {
             fds.push((p.name.clone(), p.port.raw_fd()));
+            let port: Box<dyn vswitch::Port + Send> = match &mut queues {
+                Some(q) => {
+                    let fabric_side = q.ex.port(p.name.clone());
+                    let all = std::iter::once(p.port).chain(std::mem::take(&mut p.queues));
+                    for (k, queue) in all.enumerate() {
+                        if let Some(ports) = q.ports.get_mut(k) {
+                            ports.push(queue);
+                        }
+                    }
+                    Box::new(fabric_side)
+                }
+                None => Box::new(p.port),
+            };
             match p.role {
                 Role::Pod { node } => w
-                    .add_pod_port_ips(&p.name, (p.ip, p.ipv6), &node, Box::new(p.port))
+                    .add_pod_port_ips(&p.name, (p.ip, p.ipv6), &node, port)
                     .map_err(|e| anyhow!("attaching pod {}: {e}", p.name))?,
                 Role::Client => {
                     let c = cluster
                         .client(&p.name)
                         .with_context(|| format!("unknown client {}", p.name))?;
-                    w.add_client_port_ips(
-                        &p.name,
-                        (p.ip, p.ipv6),
-                        &attachment(&c.attach),
-                        Box::new(p.port),
-                    )
-                    .map_err(|e| anyhow!("attaching client {}: {e}", p.name))?
+                    w.add_client_port_ips(&p.name, (p.ip, p.ipv6), &attachment(&c.attach), port)
+                        .map_err(|e| anyhow!("attaching client {}: {e}", p.name))?
                 }
             }
         }
@@ -186,12 +201,16 @@ pub fn bring_up(
         supervisor,
         offsets,
         fds,
+        queues,
     })
 }
 
 impl RealRun {
     /// Drive the world for `d` of wall time.
     pub fn run_for(&mut self, d: Duration) -> anyhow::Result<()> {
+        if self.queues.is_some() {
+            bail!("scenario runs drive the world on one thread (no multi-queue devices)");
+        }
         let until = self.driver.now() + d;
         let (world, lab, sup) = (&mut self.world, &mut self.lab, &mut self.supervisor);
         self.driver
@@ -205,6 +224,9 @@ impl RealRun {
     /// Starts pod `p` of `cluster` while the lab runs (namespace, TUN port, nginx) and
     /// attaches it to the world's fabric.
     pub fn add_pod(&mut self, cluster: &Cluster, p: &cluster::Pod) -> anyhow::Result<()> {
+        if self.queues.is_some() {
+            bail!("pods cannot be added to a lab with more than one datapath thread");
+        }
         let port = self
             .lab
             .add_pod(&pod_spec(cluster, p)?)
@@ -721,6 +743,8 @@ pub struct UpExtras {
     /// MTU of every pod's and client's TUN (default 1500). The fabric (router, nodes) carries
     /// datagrams of any size, so all links of the lab effectively have this MTU.
     pub mtu: Option<u16>,
+    /// Datapath threads, each with its own queue of every TUN device (default 1).
+    pub threads: Option<u16>,
     /// (pod or deployment name, command line): started in the pod's namespace (every pod of
     /// a deployment) after nginx, stopped at teardown (and by `lab down` after a crash).
     pub exec: Vec<(String, String)>,
@@ -787,8 +811,26 @@ pub fn up(
             bail!("--exec {who}=: empty command");
         }
     }
+    if let Some(n) = extras
+        .threads
+        .filter(|&n| n > 1 && !cluster.links.is_empty())
+    {
+        // A delayed datagram is released by whichever thread runs the fabric when it is due,
+        // so two datagrams of one flow could be written by two threads out of order.
+        return Err(cluster::LabError::invalid(
+            &cluster.source.display().to_string(),
+            "links",
+            format!(
+                "impaired links need one datapath thread (--datapath-threads {n}): a delayed \
+                 datagram is released by whichever thread runs the fabric, so a flow could be \
+                 reordered"
+            ),
+        )
+        .into());
+    }
     let upo = UpOptions {
         mtu: extras.mtu.unwrap_or(1500),
+        queues: extras.threads.unwrap_or(1),
         ..UpOptions::default()
     };
     let mut rr = bring_up(cluster, false, pcap, &upo)?;
@@ -813,10 +855,14 @@ pub fn up(
     // Scripts wait for this line (the TUN links, nginx and the extra servers are up).
     writeln!(
         out,
-        "ready: lab {} up (pid {}, mtu {})",
+        "ready: lab {} up (pid {}, mtu {}{})",
         cluster.scenario,
         std::process::id(),
-        upo.mtu
+        upo.mtu,
+        match upo.queues {
+            1 => String::new(),
+            n => format!(", {n} datapath threads"),
+        }
     )?;
     out.flush()?;
     serve(cluster, &mut rr, &state)?;
@@ -846,7 +892,7 @@ pub fn up(
 /// loop time in proportion to the table (tens of thousands of TIME_WAIT entries under `wrk`
 /// with `Connection: close`).
 fn serve(cluster: &Cluster, rr: &mut RealRun, state: &StateDir) -> anyhow::Result<()> {
-    let mut last = Instant::now() - Duration::from_secs(2);
+    let last = Instant::now() - Duration::from_secs(2);
     let ctl = control::Control::start(state.root())
         .map_err(|e| {
             let path = state.root().join(control::SOCKET);
@@ -854,20 +900,25 @@ fn serve(cluster: &Cluster, rr: &mut RealRun, state: &StateDir) -> anyhow::Resul
         })
         .ok();
     write_snapshots(state, cluster, &rr.world);
-    let (world, lab, sup) = (&mut rr.world, &mut rr.lab, &mut rr.supervisor);
-    sup.set_echo(true);
-    let mut turn = |now| {
-        let next = fabric(world, lab, sup, now);
-        while let Some(req) = ctl.as_ref().and_then(control::Control::next) {
-            let text = answer(&req.query, cluster, world, sup);
-            req.answer(text);
-        }
-        if last.elapsed() >= Duration::from_secs(1) {
-            write_pod_status(state, cluster, sup);
-            last = Instant::now();
-        }
-        next
+    rr.supervisor.set_echo(true);
+    let mut st = Serving {
+        world: &mut rr.world,
+        lab: &mut rr.lab,
+        sup: &mut rr.supervisor,
+        ctl,
+        last,
+        cluster,
+        state,
     };
+    if let Some(queues) = rr.queues.take() {
+        let epoch = Instant::now() - rr.driver.now();
+        let wake = st.sup.wake_fd();
+        return crate::workers::run(queues, wake, epoch, &mut st, Serving::turn, || {
+            cleanup::stop_requested()
+        })
+        .context("the packet loop on its datapath threads");
+    }
+    let mut turn = |now| st.turn(now);
     if crate::tokioloop::wanted() {
         let epoch = Instant::now() - rr.driver.now();
         let fds: Vec<RawFd> = rr.fds.iter().map(|(_, fd)| *fd).collect();
@@ -878,6 +929,34 @@ fn serve(cluster: &Cluster, rr: &mut RealRun, state: &StateDir) -> anyhow::Resul
         .run(&mut turn, |_| cleanup::stop_requested())
         .map_err(|e| anyhow!("{e}"))?;
     Ok(())
+}
+
+/// What `lab up` runs at every turn of its packet loop (one thread or several).
+struct Serving<'a> {
+    world: &'a mut sim::World,
+    lab: &'a mut Lab,
+    sup: &'a mut Supervisor,
+    ctl: Option<control::Control>,
+    last: Instant,
+    cluster: &'a Cluster,
+    state: &'a StateDir,
+}
+
+impl Serving<'_> {
+    /// The fabric and kubelet, then the control socket's questions and (once a second) the
+    /// pods' status file. Returns the next deadline.
+    fn turn(&mut self, now: Duration) -> Option<Duration> {
+        let next = fabric(self.world, self.lab, self.sup, now);
+        while let Some(req) = self.ctl.as_ref().and_then(control::Control::next) {
+            let text = answer(&req.query, self.cluster, self.world, self.sup);
+            req.answer(text);
+        }
+        if self.last.elapsed() >= Duration::from_secs(1) {
+            write_pod_status(self.state, self.cluster, self.sup);
+            self.last = Instant::now();
+        }
+        next
+    }
 }
 
 /// The live answer to a control-socket query.

@@ -7,9 +7,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -183,16 +182,6 @@ fn pod_crash_real() {
     );
 }
 
-/// `lab up`, stopped (SIGTERM, then waited for) when dropped.
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        signal(self.0.id() as i32, libc::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
 fn signal(pid: i32, sig: libc::c_int) {
     // SAFETY: kill(2) on a pid this test started or read from the lab's process record.
     let rc = unsafe { libc::kill(pid, sig) };
@@ -245,23 +234,7 @@ fn nginx_killed_by_hand_during_lab_up_is_restarted() {
         return;
     }
     let _g = REAL.lock().unwrap_or_else(|e| e.into_inner());
-    let child = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .current_dir(repo())
-        .args(["up", "seed-cluster"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start lab up");
-    let mut up = Up(child);
-    let mut lines = BufReader::new(up.0.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    for l in lines.by_ref() {
-        let l = l.unwrap();
-        printed.push(l.clone());
-        if l.starts_with("ready: lab") {
-            break;
-        }
-    }
+    let (up, printed, lines) = common::lab_up(&["seed-cluster"]);
     let text = printed.join("\n");
     // `curl ... http://10.151.30.11:<nodePort>/` from the browser's namespace, as printed.
     let hint = printed

@@ -28,6 +28,8 @@
 //!   payload pass; the receiving kernel then trusts the sum as it does on a veth).
 //! - A device without offloads gets the superpacket cut into MTU-sized segments
 //!   ([`segment_tcp`]), as the kernel's `tcp_gso_segment` would.
+//! - UDP superpackets (USO, `GSO_UDP_L4`) are cut into their datagrams at the read
+//!   ([`crate::uso`]); UDP is never written as a superpacket.
 
 use wire::checksum::{checksum, ones_sum, pseudo_sum, pseudo_sum_v6};
 use wire::proto::PROTO_TCP;
@@ -98,8 +100,9 @@ impl VnetHdr {
 /// Why a packet read from a device was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IngressError {
-    /// A GSO type the lab did not negotiate (IPv6, UDP): never sent by a kernel that honours
-    /// `TUNSETOFFLOAD`.
+    /// A GSO type the lab did not negotiate (UFO): never sent by a kernel that honours
+    /// `TUNSETOFFLOAD`. (UDP superpackets, `GSO_UDP_L4`, are [`crate::uso`]'s: the TUN port
+    /// hands them there, never here.)
     GsoType(u8),
     /// `csum_start`/`csum_offset` outside the packet.
     CsumRange,

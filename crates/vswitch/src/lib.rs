@@ -22,6 +22,7 @@
 //! - [`pcap`]: the [`pcap::Pcap`] wrapper and its [`pcap::PcapSink`] (LINKTYPE_RAW files).
 //! - [`gso`]: the `virtio_net_hdr` of TUN devices with offloads (partial checksums completed on
 //!   read, superpackets written as TSO or cut into segments).
+//! - [`uso`]: UDP superpackets (USO) read from a TUN cut into their datagrams.
 //! - `tun` (feature `tun`): the real-mode TUN port.
 //!
 //! Not here: anything node-specific (netfilter, kube-proxy) — that is `nodestack`/`nodeport`;
@@ -36,6 +37,7 @@ pub mod mem;
 pub mod packet;
 pub mod pcap;
 pub mod prefix;
+pub mod queued;
 pub mod router;
 pub mod segment;
 pub mod tracer;
@@ -44,7 +46,10 @@ pub mod tun;
 #[cfg(feature = "tun")]
 pub mod tun6;
 #[cfg(feature = "tun")]
+mod tunmq;
+#[cfg(feature = "tun")]
 pub(crate) mod tuntx;
+pub mod uso;
 
 pub use impair::{Impair, ImpairConfig};
 pub use mem::{MemHandle, MemPort};

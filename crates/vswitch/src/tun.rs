@@ -5,13 +5,17 @@
 //! the fabric. Packets are raw IPv4 datagrams (`tun` 0.8 always sets `IFF_NO_PI`).
 //!
 //! Offloads (default on, [`TunConfig::offload`]): the device is opened with `IFF_VNET_HDR`
-//! and `TUNSETOFFLOAD` (`TUN_F_CSUM | TSO4 | TSO6 | TSO_ECN`, falling back to `TUN_F_CSUM`,
-//! then none, where the kernel refuses). Reads then return TCP superpackets of up to 64 KiB
-//! and writes may hand the kernel superpackets: one syscall per 64 KiB instead of per 1.5 KiB
-//! at MTU 1500. What happens to the `virtio_net_hdr` at each end is [`crate::gso`]'s:
-//! partial checksums stay partial from the TUN that read them to the TUN that writes them
-//! (`wire::partial`), superpackets longer than the MTU are written as TSO (or cut into
-//! segments in userspace when the device has no TSO).
+//! and `TUNSETOFFLOAD` (`TUN_F_CSUM | TSO4 | TSO6 | TSO_ECN | USO4 | USO6`, falling back to
+//! the set without USO (kernels before 6.2), then `TUN_F_CSUM`, then none, where the kernel
+//! refuses). Reads then return TCP and UDP superpackets of up to 64 KiB and writes may hand
+//! the kernel TCP superpackets: one syscall per 64 KiB instead of per 1.5 KiB at MTU 1500.
+//! What happens to the `virtio_net_hdr` at each end is [`crate::gso`]'s: partial checksums
+//! stay partial from the TUN that read them to the TUN that writes them (`wire::partial`),
+//! TCP superpackets longer than the MTU are written as TSO (or cut into segments in
+//! userspace when the device has no TSO). A UDP superpacket (USO) is cut into its datagrams
+//! at the read ([`crate::uso`]): the port returns them one by one from [`Port::recv`] /
+//! [`TunPort::recv_into`] before it reads the device again ([`TunPort::pending`]); UDP is
+//! written per datagram (no USO on write).
 //!
 //! Creation follows the measured recipe (`shared/design/tun-and-smoltcp-notes.md`): on a
 //! short-lived helper thread, remember `/proc/thread-self/ns/net`, `setns` into
@@ -45,6 +49,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::tuntx::{self, TxSide};
+use crate::uso::{self, UsoQueue};
 use crate::{gso, Port};
 
 /// Where network namespaces created by `ip netns add` (and by the lab) are bind-mounted.
@@ -106,6 +111,9 @@ pub struct TunConfig {
     /// IPv6 on this link too (default `None`: the device has no IPv6 at all). See
     /// [`crate::tun6`].
     pub ipv6: Option<crate::tun6::Ipv6Setup>,
+    /// Queues of the device (default 1). More than one creates it with `IFF_MULTI_QUEUE`
+    /// ([`crate::tunmq`]); [`TunPort::create_queues`] returns a port per queue.
+    pub queues: u16,
 }
 
 impl TunConfig {
@@ -124,6 +132,7 @@ impl TunConfig {
             tx_thread: false,
             keep_partial: true,
             ipv6: None,
+            queues: 1,
         }
     }
     /// Adds an IPv6 address (and a default route via `gateway`) to the link.
@@ -163,6 +172,11 @@ impl TunConfig {
     /// Sets the interface name inside the namespace.
     pub fn ifname(mut self, name: impl Into<String>) -> Self {
         self.ifname = name.into();
+        self
+    }
+    /// Sets the transmit queue length.
+    pub fn queues(mut self, n: u16) -> Self {
+        self.queues = n.max(1);
         self
     }
     /// Sets the transmit queue length.
@@ -217,6 +231,11 @@ pub struct TunStats {
     pub rx_partial: u64,
     /// Datagrams of at most the MTU written with a partial checksum (`NEEDS_CSUM`, no GSO).
     pub tx_partial: u64,
+    /// Reads that were UDP superpackets (USO, `GSO_UDP_L4`), each cut into its datagrams
+    /// ([`crate::uso`]; the datagrams count in `rx_packets`).
+    pub rx_uso: u64,
+    /// Datagrams those reads were cut into.
+    pub rx_uso_datagrams: u64,
 }
 
 /// A TUN device in a network namespace, as a fabric [`Port`].
@@ -235,12 +254,23 @@ pub struct TunPort {
     buf: Vec<u8>,
     /// Scratch for userspace segmentation.
     seg: Vec<u8>,
+    /// Datagrams of the last USO read not yet returned.
+    uso: UsoQueue,
     /// Read-side counters (the write side's are [`TxSide::counters`]).
     stats: TunStats,
 }
 
 /// Offload sets tried in order with `TUNSETOFFLOAD` (first the kernel accepts wins).
-const OFFLOAD_SETS: [libc::c_uint; 3] = [
+const OFFLOAD_SETS: [libc::c_uint; 4] = [
+    // + UDP superpackets of both families (uso.rs cuts them at the read). `TUN_F_USO4` 0x20
+    // and `TUN_F_USO6` 0x40 (include/uapi/linux/if_tun.h, Linux 6.2+); drivers/net/tun.c
+    // `set_offload` takes them only together and answers EINVAL where it does not know them.
+    libc::TUN_F_CSUM
+        | libc::TUN_F_TSO4
+        | libc::TUN_F_TSO6
+        | libc::TUN_F_TSO_ECN
+        | libc::TUN_F_USO4
+        | libc::TUN_F_USO6,
     // TCP superpackets of both families (gso.rs carries TCPV4 and TCPV6).
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN,
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO_ECN,
@@ -282,6 +312,21 @@ impl TunPort {
     ///
     /// Runs the namespace dance on a helper thread; the caller's thread is untouched.
     pub fn create(cfg: &TunConfig) -> Result<TunPort, TunError> {
+        let cfg = TunConfig {
+            queues: 1,
+            ..cfg.clone()
+        };
+        let mut ports = TunPort::create_queues(&cfg)?;
+        ports.pop().ok_or_else(|| TunError {
+            step: "create TUN".into(),
+            source: io::Error::other("no queue"),
+        })
+    }
+
+    /// [`TunPort::create`] for a device with `cfg.queues` queues: one port per queue, each
+    /// with its own fd (reads see the flows the kernel put on that queue; writes from any of
+    /// them reach the namespace). All share the name, address and offloads.
+    pub fn create_queues(cfg: &TunConfig) -> Result<Vec<TunPort>, TunError> {
         if cfg.ifname.is_empty() || cfg.ifname.len() > 15 {
             return Err(TunError {
                 step: format!("interface name {:?}", cfg.ifname),
@@ -295,7 +340,7 @@ impl TunPort {
             });
         }
         let cfg2 = cfg.clone();
-        let dev = std::thread::Builder::new()
+        let fds = std::thread::Builder::new()
             .name("nplab-tun-setup".into())
             .spawn(move || create_in_netns(&cfg2))
             .map_err(step_err("spawn setup thread"))?
@@ -304,37 +349,44 @@ impl TunPort {
                 step: "setup thread".into(),
                 source: io::Error::other("panicked"),
             })??;
-        // SAFETY: `into_raw_fd` hands over sole ownership of the TUN fd.
-        let dev = unsafe { File::from_raw_fd(dev.into_raw_fd()) };
-        set_nonblock(&dev).map_err(step_err("set O_NONBLOCK"))?;
-        let offloads = if cfg.offload {
-            enable_offloads(&dev).map_err(step_err("TUNSETOFFLOAD"))?
-        } else {
-            0
-        };
+        let mut offloads = None;
         let name = cfg
             .port_name
             .clone()
             .unwrap_or_else(|| format!("{}/{}", cfg.netns, cfg.ifname));
-        Ok(TunPort {
-            tx: Arc::new(TxSide {
-                dev,
-                name,
-                netns: cfg.netns.clone(),
-                mtu: cfg.mtu,
-                vnet: cfg.offload,
-                offloads,
-                counters: Default::default(),
-                dead: Default::default(),
-            }),
-            tx_thread: cfg.tx_thread,
-            keep_partial: cfg.keep_partial,
-            ifname: cfg.ifname.clone(),
-            address: cfg.address,
-            buf: Vec::new(),
-            seg: Vec::new(),
-            stats: TunStats::default(),
-        })
+        let mut ports = Vec::with_capacity(fds.len());
+        for dev in fds {
+            set_nonblock(&dev).map_err(step_err("set O_NONBLOCK"))?;
+            // The offloads are the device's: set once (through the first queue).
+            let offloads = match offloads {
+                Some(o) => o,
+                None if cfg.offload => {
+                    *offloads.insert(enable_offloads(&dev).map_err(step_err("TUNSETOFFLOAD"))?)
+                }
+                None => *offloads.insert(0),
+            };
+            ports.push(TunPort {
+                tx: Arc::new(TxSide {
+                    dev,
+                    name: name.clone(),
+                    netns: cfg.netns.clone(),
+                    mtu: cfg.mtu,
+                    vnet: cfg.offload,
+                    offloads,
+                    counters: Default::default(),
+                    dead: Default::default(),
+                }),
+                tx_thread: cfg.tx_thread,
+                keep_partial: cfg.keep_partial,
+                ifname: cfg.ifname.clone(),
+                address: cfg.address,
+                buf: Vec::new(),
+                seg: Vec::new(),
+                uso: UsoQueue::new(),
+                stats: TunStats::default(),
+            });
+        }
+        Ok(ports)
     }
 
     /// The device fd, for poll(2)/epoll (readable = at least one packet queued).
@@ -364,7 +416,8 @@ impl TunPort {
     /// Room a read needs: a superpacket with offloads, else the MTU plus slack (so an
     /// oversize read is detectable).
     pub fn read_capacity(&self) -> usize {
-        if self.tx.offloads & (libc::TUN_F_TSO4 | libc::TUN_F_TSO6) != 0 {
+        let gso = libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_USO4 | libc::TUN_F_USO6;
+        if self.tx.offloads & gso != 0 {
             MAX_DATAGRAM
         } else {
             usize::from(self.tx.mtu).max(576) + 64
@@ -393,11 +446,62 @@ impl TunPort {
     }
 
     /// Reads one packet into `buf` (which should hold at least [`TunPort::read_capacity`]
-    /// bytes). Non-blocking. With offloads the `virtio_net_hdr` is consumed here and a
-    /// partial checksum completed ([`crate::gso::complete_ingress`]).
+    /// bytes). Non-blocking. With offloads the `virtio_net_hdr` is consumed here: a partial
+    /// checksum is kept partial or completed ([`crate::gso::ingress`]), a UDP superpacket is
+    /// cut into its datagrams ([`crate::uso`]). Datagrams still queued from the last USO
+    /// read come first, without a syscall.
     pub fn recv_into(&mut self, buf: &mut [u8]) -> RecvOutcome {
+        if let Some(r) = self.uso.pop_into(buf) {
+            return match r {
+                Ok((len, ing)) => self.accept_uso(&buf[..len], ing),
+                Err(_) => {
+                    self.stats.rx_dropped_offload += 1;
+                    RecvOutcome::Dropped
+                }
+            };
+        }
         // SAFETY: `buf` is valid for writes of its length.
         unsafe { self.recv_raw(buf.as_mut_ptr(), buf.len()) }
+    }
+
+    /// Datagrams of the last UDP superpacket read ([`crate::uso`]) not yet returned. They
+    /// are returned before the device is read again, so a loop that waits in poll(2) for
+    /// [`TunPort::raw_fd`] must drain the port (call until empty) first: the fd does not
+    /// become readable for them.
+    pub fn pending(&self) -> usize {
+        self.uso.pending()
+    }
+
+    /// Counts a datagram of a USO read and checks it like any read.
+    fn accept_uso(&mut self, pkt: &[u8], ing: gso::Ingress) -> RecvOutcome {
+        self.stats.rx_uso_datagrams += 1;
+        self.accept(pkt, ing)
+    }
+
+    /// Counts a datagram handed to the caller (`ing`: what happened to its checksum) after
+    /// checking its IP header.
+    fn accept(&mut self, pkt: &[u8], ing: gso::Ingress) -> RecvOutcome {
+        if ing == gso::Ingress::KeptPartial {
+            self.stats.rx_partial += 1;
+        }
+        match check_ipv4(pkt) {
+            Ok(len) => {
+                self.stats.rx_packets += 1;
+                self.stats.rx_bytes += len as u64;
+                if len > usize::from(self.tx.mtu) {
+                    self.stats.rx_superpackets += 1;
+                }
+                RecvOutcome::Packet(len)
+            }
+            Err(Invalid::NotIpv4) => {
+                self.stats.rx_dropped_not_ipv4 += 1;
+                RecvOutcome::Dropped
+            }
+            Err(Invalid::Malformed) => {
+                self.stats.rx_dropped_malformed += 1;
+                RecvOutcome::Dropped
+            }
+        }
     }
 
     /// [`TunPort::recv_into`] on raw memory (possibly uninitialised: only the kernel writes
@@ -442,32 +546,27 @@ impl TunPort {
         }
         // SAFETY: the kernel initialised the first `n` bytes at `ptr` (n <= cap).
         let pkt = unsafe { std::slice::from_raw_parts_mut(ptr, n) };
-        if self.tx.vnet {
-            let h = gso::VnetHdr::parse(&hdr);
-            match gso::ingress(&h, pkt, self.keep_partial) {
-                Ok(gso::Ingress::KeptPartial) => self.stats.rx_partial += 1,
-                Ok(_) => {}
+        if !self.tx.vnet {
+            return self.accept(pkt, gso::Ingress::Complete);
+        }
+        let h = gso::VnetHdr::parse(&hdr);
+        if uso::is_uso(&h) {
+            // The first datagram is cut in place, the others queued.
+            return match self.uso.take(&h, pkt, self.keep_partial) {
+                Ok((len, ing)) => {
+                    self.stats.rx_uso += 1;
+                    self.accept_uso(&pkt[..len], ing)
+                }
                 Err(_) => {
                     self.stats.rx_dropped_offload += 1;
-                    return RecvOutcome::Dropped;
+                    RecvOutcome::Dropped
                 }
-            }
+            };
         }
-        match check_ipv4(pkt) {
-            Ok(len) => {
-                self.stats.rx_packets += 1;
-                self.stats.rx_bytes += len as u64;
-                if len > usize::from(self.tx.mtu) {
-                    self.stats.rx_superpackets += 1;
-                }
-                RecvOutcome::Packet(len)
-            }
-            Err(Invalid::NotIpv4) => {
-                self.stats.rx_dropped_not_ipv4 += 1;
-                RecvOutcome::Dropped
-            }
-            Err(Invalid::Malformed) => {
-                self.stats.rx_dropped_malformed += 1;
+        match gso::ingress(&h, pkt, self.keep_partial) {
+            Ok(ing) => self.accept(pkt, ing),
+            Err(_) => {
+                self.stats.rx_dropped_offload += 1;
                 RecvOutcome::Dropped
             }
         }
@@ -489,10 +588,25 @@ impl TunPort {
 
     /// The next packet as an owned buffer, without zero-filling or copying a superpacket:
     /// it is read straight into a buffer from [`crate::bufpool`] that becomes the packet;
-    /// small packets are copied out of the reused buffer into a pooled one.
+    /// small packets are copied out of the reused buffer into a pooled one. Datagrams
+    /// queued from the last USO read come first (each in a pooled buffer of its own).
     pub fn recv_owned(&mut self) -> Option<Vec<u8>> {
         let cap = self.read_capacity();
         loop {
+            match self.uso.pop_vec() {
+                Some(Ok((mut v, ing))) => match self.accept_uso(&v, ing) {
+                    RecvOutcome::Packet(n) => {
+                        v.truncate(n);
+                        return Some(v);
+                    }
+                    _ => continue,
+                },
+                Some(Err(_)) => {
+                    self.stats.rx_dropped_offload += 1;
+                    continue;
+                }
+                None => {}
+            }
             if self.buf.capacity() < cap {
                 self.buf = crate::bufpool::take(cap);
             }
@@ -661,7 +775,7 @@ fn setns_file(f: &File) -> io::Result<()> {
 }
 
 /// Runs on the helper thread.
-fn create_in_netns(cfg: &TunConfig) -> Result<tun::Device, TunError> {
+fn create_in_netns(cfg: &TunConfig) -> Result<Vec<File>, TunError> {
     let home = File::open("/proc/thread-self/ns/net").map_err(step_err("open own netns"))?;
     let target_path = format!("{NETNS_RUN_DIR}/{}", cfg.netns);
     let target = File::open(&target_path).map_err(step_err(format!("open {target_path}")))?;
@@ -674,28 +788,27 @@ fn create_in_netns(cfg: &TunConfig) -> Result<tun::Device, TunError> {
     Ok(dev)
 }
 
-fn configure_inside(cfg: &TunConfig) -> Result<tun::Device, TunError> {
+fn configure_inside(cfg: &TunConfig) -> Result<Vec<File>, TunError> {
     // Before the link exists: no IPv6 on it (no fe80::, no router solicitations).
     match std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", b"1") {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {} // kernel without IPv6
         Err(e) => return Err(step_err("disable IPv6 (conf/default/disable_ipv6)")(e)),
     }
-    let mut tc = tun::Configuration::default();
-    let vnet = cfg.offload;
-    tc.platform_config(|p| {
-        p.vnet_hdr(vnet);
-    });
-    tc.tun_name(&cfg.ifname)
-        .address(cfg.address)
-        .netmask(cfg.netmask())
-        .mtu(cfg.mtu)
-        .up();
-    let dev = tun::create(&tc).map_err(|e| TunError {
-        step: format!("create TUN {} in {}", cfg.ifname, cfg.netns),
-        source: io::Error::other(e.to_string()),
-    })?;
     let ctl = ctl_socket().map_err(step_err("control socket"))?;
+    let fds = if cfg.queues > 1 {
+        let fds = crate::tunmq::open_queues(&cfg.ifname, cfg.queues, cfg.offload).map_err(
+            step_err(format!(
+                "create TUN {} ({} queues) in {}",
+                cfg.ifname, cfg.queues, cfg.netns
+            )),
+        )?;
+        crate::tunmq::configure(&ctl, &cfg.ifname, cfg.address, cfg.netmask(), cfg.mtu)
+            .map_err(step_err(format!("configure {}", cfg.ifname)))?;
+        fds
+    } else {
+        vec![create_single(cfg)?]
+    };
     set_txqueuelen(&ctl, &cfg.ifname, cfg.txqueuelen)
         .map_err(step_err(format!("set txqueuelen {}", cfg.txqueuelen)))?;
     if let Some(gw) = cfg.gateway {
@@ -710,7 +823,27 @@ fn configure_inside(cfg: &TunConfig) -> Result<tun::Device, TunError> {
             v6.address, v6.prefix_len, cfg.ifname
         )))?;
     }
-    Ok(dev)
+    Ok(fds)
+}
+
+/// A single-queue device through the `tun` crate (address, netmask, MTU, up), as its fd.
+fn create_single(cfg: &TunConfig) -> Result<File, TunError> {
+    let mut tc = tun::Configuration::default();
+    let vnet = cfg.offload;
+    tc.platform_config(|p| {
+        p.vnet_hdr(vnet);
+    });
+    tc.tun_name(&cfg.ifname)
+        .address(cfg.address)
+        .netmask(cfg.netmask())
+        .mtu(cfg.mtu)
+        .up();
+    let dev = tun::create(&tc).map_err(|e| TunError {
+        step: format!("create TUN {} in {}", cfg.ifname, cfg.netns),
+        source: io::Error::other(e.to_string()),
+    })?;
+    // SAFETY: `into_raw_fd` hands over sole ownership of the TUN fd.
+    Ok(unsafe { File::from_raw_fd(dev.into_raw_fd()) })
 }
 
 fn ctl_socket() -> io::Result<File> {
@@ -723,7 +856,7 @@ fn ctl_socket() -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
-fn ifreq_for(ifname: &str) -> libc::ifreq {
+pub(crate) fn ifreq_for(ifname: &str) -> libc::ifreq {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(ifname.bytes().take(15)) {
@@ -745,7 +878,7 @@ fn set_txqueuelen(ctl: &File, ifname: &str, len: u32) -> io::Result<()> {
     }
 }
 
-fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
+pub(crate) fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,

@@ -198,3 +198,47 @@ pub fn lab_with_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
         .expect("write lab's stdin");
     child.wait_with_output().expect("wait for lab")
 }
+
+/// A running `lab up`, stopped (SIGTERM, then waited for) when dropped.
+pub struct LabUp(pub std::process::Child);
+
+impl Drop for LabUp {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the `lab up` this test started.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `lab up ARGS…` from the repository root and reads its standard output up to and
+/// including the `ready:` line; returns it, those lines, and the rest of the output.
+#[allow(dead_code)] // not every test binary that shares this module starts a lab
+pub fn lab_up(
+    args: &[&str],
+) -> (
+    LabUp,
+    Vec<String>,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let child = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .current_dir(configs_dir().join(".."))
+        .arg("up")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start lab up");
+    let mut up = LabUp(child);
+    let mut lines = std::io::BufReader::new(up.0.stdout.take().expect("piped stdout")).lines();
+    let mut printed = Vec::new();
+    for l in lines.by_ref() {
+        let l = l.expect("lab up's output");
+        let ready = l.starts_with("ready: lab");
+        printed.push(l);
+        if ready {
+            break;
+        }
+    }
+    (up, printed, lines)
+}
