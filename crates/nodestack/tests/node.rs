@@ -492,7 +492,7 @@ fn untraced_node_decides_like_a_traced_one() {
     untraced.tracing = false;
     let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(7), ChaCha8Rng::seed_from_u64(7));
     for n in [&mut traced, &mut untraced] {
-        n.set_services(&[svc.clone()], &[slice.clone()]);
+        n.set_services(std::slice::from_ref(&svc), std::slice::from_ref(&slice));
     }
     for (i, (iface, pkt)) in datagrams.iter().enumerate() {
         let t = Duration::from_millis(i as u64);
