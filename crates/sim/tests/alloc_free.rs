@@ -12,18 +12,18 @@
 //! Diagnosis: `NPLAB_ALLOC_BACKTRACE=20@5000 cargo test -p sim --test alloc_free -- --nocapture`
 //! prints the backtraces of 20 allocations from the 5000th measured round trip on.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::ip;
 use etherparse::PacketBuilder;
-use nodeport::{
-    Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
-    TrafficPolicy,
-};
-use sim::{Attachment, NodeDesc, World, WorldSpec};
+use nodeport::{ServiceType, TrafficPolicy};
+use sim::{Attachment, World, WorldSpec};
 use vswitch::packet::summarize;
 use vswitch::{bufpool, Port};
 
@@ -157,10 +157,6 @@ fn port(name: &str) -> (Box<dyn Port + Send>, Arc<Mutex<Side>>) {
 
 // ------------------------------------------------------------------ the world
 
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
 const CLIENT: &str = "203.0.113.11";
 const POD: &str = "10.244.1.16";
 const CLIENT_PORT: u16 = 40000;
@@ -173,46 +169,14 @@ const N: usize = 10_000;
 /// `policy`, its one endpoint the pod.
 fn world(policy: TrafficPolicy) -> (World, Arc<Mutex<Side>>, Arc<Mutex<Side>>) {
     let mut w = World::new(WorldSpec {
-        nodes: vec![
-            NodeDesc::new(
-                "master",
-                ip("10.151.30.11"),
-                "10.244.0.0/24".parse().unwrap(),
-            ),
-            NodeDesc::new(
-                "node1",
-                ip("10.151.30.12"),
-                "10.244.1.0/24".parse().unwrap(),
-            ),
-        ],
+        nodes: common::master_and_node1(),
         seed: 11,
         tracing: false,
         ..WorldSpec::default()
     })
     .unwrap();
-    let svc = Service {
-        cluster_ips: vec![ip("10.96.0.20").into()],
-        ports: vec![ServicePort::tcp(80, 80, Some(30080))],
-        external_traffic_policy: policy,
-        ..Service::new("default", "web", ServiceType::NodePort)
-    };
-    let slice = EndpointSlice {
-        address_type: Default::default(),
-        service: ServiceRef::new("default", "web"),
-        ports: vec![EndpointPort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-        }],
-        endpoints: vec![Endpoint {
-            ip: ip(POD).into(),
-            node_name: Some("node1".into()),
-            ready: true,
-            serving: true,
-            terminating: false,
-        }],
-    };
-    w.set_services(&[svc], &[slice]);
+    let svc = common::web_service(ServiceType::NodePort, policy, None);
+    w.set_services(&[svc], &[common::web_slice(&[(POD, "node1")])]);
     let (pod, pod_side) = port("node1/cni0/web");
     w.add_pod_port("web", ip(POD), "node1", pod).unwrap();
     let (client, client_side) = port("browser");

@@ -1,37 +1,21 @@
 //! World mechanics: refusals, node health servers, external ports, wall-clock driving.
 
-use std::net::Ipv4Addr;
+mod common;
+
 use std::time::Duration;
 
-use nodeport::{
-    Endpoint, EndpointPort, EndpointSlice, Protocol, Service, ServicePort, ServiceRef, ServiceType,
-    TrafficPolicy,
-};
+use common::ip;
+use nodeport::{Service, ServiceType, TrafficPolicy};
 use sim::{
-    Attachment, ClientDesc, NodeDesc, OutcomeKind, PodDesc, RequestId, RequestOpts, RequestOutcome,
-    World, WorldSpec,
+    Attachment, ClientDesc, OutcomeKind, PodDesc, RequestId, RequestOpts, RequestOutcome, World,
+    WorldSpec,
 };
 use vswitch::packet::summarize;
 use vswitch::MemPort;
 
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
 fn spec() -> WorldSpec {
     WorldSpec {
-        nodes: vec![
-            NodeDesc::new(
-                "master",
-                ip("10.151.30.11"),
-                "10.244.0.0/24".parse().unwrap(),
-            ),
-            NodeDesc::new(
-                "node1",
-                ip("10.151.30.12"),
-                "10.244.1.0/24".parse().unwrap(),
-            ),
-        ],
+        nodes: common::master_and_node1(),
         clients: vec![
             ClientDesc {
                 name: "browser".into(),
@@ -62,37 +46,7 @@ fn spec() -> WorldSpec {
     }
 }
 
-fn service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> Service {
-    Service {
-        cluster_ips: vec![ip("10.96.0.20").into()],
-        ports: vec![ServicePort::tcp(80, 80, Some(30080))],
-        external_traffic_policy: etp,
-        health_check_node_port: hc,
-        ..Service::new("default", "web", type_)
-    }
-}
-
-fn slice(eps: &[(&str, &str)]) -> EndpointSlice {
-    EndpointSlice {
-        address_type: Default::default(),
-        service: ServiceRef::new("default", "web"),
-        ports: vec![EndpointPort {
-            name: String::new(),
-            protocol: Protocol::Tcp,
-            port: 80,
-        }],
-        endpoints: eps
-            .iter()
-            .map(|(a, n)| Endpoint {
-                ip: std::net::IpAddr::V4(ip(a)),
-                node_name: Some(n.to_string()),
-                ready: true,
-                serving: true,
-                terminating: false,
-            })
-            .collect(),
-    }
-}
+use common::{web_service as service, web_slice as slice};
 
 /// A world from `s` with the `web` Service `svc` and its endpoints `eps` (pod IP, node).
 fn world(s: WorldSpec, svc: Service, eps: &[(&str, &str)]) -> World {

@@ -3,7 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use nodeport::{Endpoint, EndpointPort, EndpointSlice, IpFamily, Protocol, ServiceRef};
+use nodeport::{
+    Endpoint, EndpointPort, EndpointSlice, IpFamily, Protocol, Service, ServicePort, ServiceRef,
+    ServiceType, TrafficPolicy,
+};
 
 use sim::{AppDesc, AppKind, Attachment, ClientDesc, NodeDesc, PodDesc, World, WorldSpec};
 
@@ -65,6 +68,56 @@ pub fn nginx_slice(family: IpFamily, pods: &[PodDesc]) -> EndpointSlice {
                     IpFamily::V6 => IpAddr::V6(p.ipv6.unwrap()),
                 },
                 node_name: Some(p.node.clone()),
+                ready: true,
+                serving: true,
+                terminating: false,
+            })
+            .collect(),
+    }
+}
+
+/// master (10.151.30.11, pods on 10.244.0.0/24) and node1 (10.151.30.12, 10.244.1.0/24).
+pub fn master_and_node1() -> Vec<NodeDesc> {
+    vec![
+        NodeDesc::new(
+            "master",
+            ip("10.151.30.11"),
+            "10.244.0.0/24".parse().unwrap(),
+        ),
+        NodeDesc::new(
+            "node1",
+            ip("10.151.30.12"),
+            "10.244.1.0/24".parse().unwrap(),
+        ),
+    ]
+}
+
+/// `default/web` (ClusterIP 10.96.0.20, port 80 → 80/TCP, NodePort 30080).
+pub fn web_service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> Service {
+    Service {
+        cluster_ips: vec![ip("10.96.0.20").into()],
+        ports: vec![ServicePort::tcp(80, 80, Some(30080))],
+        external_traffic_policy: etp,
+        health_check_node_port: hc,
+        ..Service::new("default", "web", type_)
+    }
+}
+
+/// `default/web`'s EndpointSlice (port 80/TCP): endpoints `eps` (pod IP, node), ready.
+pub fn web_slice(eps: &[(&str, &str)]) -> EndpointSlice {
+    EndpointSlice {
+        address_type: Default::default(),
+        service: ServiceRef::new("default", "web"),
+        ports: vec![EndpointPort {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        }],
+        endpoints: eps
+            .iter()
+            .map(|(a, n)| Endpoint {
+                ip: IpAddr::V4(ip(a)),
+                node_name: Some(n.to_string()),
                 ready: true,
                 serving: true,
                 terminating: false,
