@@ -16,13 +16,13 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ip;
 use etherparse::PacketBuilder;
-use nodeport::{ServiceType, TrafficPolicy};
+use nodeport::{IpFamily, IpFamilyPolicy, Service, ServiceType, TrafficPolicy};
 use sim::{Attachment, World, WorldSpec};
 use vswitch::packet::summarize;
 use vswitch::{bufpool, Port};
@@ -158,51 +158,65 @@ fn port(name: &str) -> (Box<dyn Port + Send>, Arc<Mutex<Side>>) {
 // ------------------------------------------------------------------ the world
 
 const CLIENT: &str = "203.0.113.11";
+const CLIENT6: &str = "2001:db8::11";
 const POD: &str = "10.244.1.16";
+const POD6: &str = "fd00:10:244:1::16";
 const CLIENT_PORT: u16 = 40000;
 const PAYLOAD: usize = 1400;
 /// Data segments (and as many ACKs) in the measured window.
 const N: usize = 10_000;
 
-/// master + node1, the external client `browser` (may reach both) and the pod `web` on
-/// node1, both external ports; `default/web` a NodePort Service (port 30080) with
-/// `policy`, its one endpoint the pod.
+/// master + node1 (dual-stack), the external client `browser` (may reach both) and the pod
+/// `web` on node1, both external ports of both families; `default/web` a dual-stack
+/// NodePort Service (port 30080) with `policy`, its one endpoint the pod.
 fn world(policy: TrafficPolicy) -> (World, Arc<Mutex<Side>>, Arc<Mutex<Side>>) {
+    let mut nodes = common::master_and_node1();
+    for (k, n) in nodes.iter_mut().enumerate() {
+        n.ipv6 = Some(format!("fd00:10:151:30::{}", 11 + k).parse().unwrap());
+        n.pod_cidr_v6 = Some(format!("fd00:10:244:{k}::/64").parse().unwrap());
+    }
     let mut w = World::new(WorldSpec {
-        nodes: common::master_and_node1(),
+        nodes,
+        node_network_v6: Some("fd00:10:151:30::/64".parse().unwrap()),
+        router_ipv6: Some("fd00:10:151:30::1".parse().unwrap()),
+        cluster_cidr_v6: Some("fd00:10:244::/56".parse().unwrap()),
         seed: 11,
         tracing: false,
         ..WorldSpec::default()
     })
     .unwrap();
-    let svc = common::web_service(ServiceType::NodePort, policy, None);
-    w.set_services(&[svc], &[common::web_slice(&[(POD, "node1")])]);
+    let v4 = common::web_service(ServiceType::NodePort, policy, None);
+    let svc = Service {
+        cluster_ips: vec![v4.cluster_ips[0], "fd00:10:96::20".parse().unwrap()],
+        ip_families: vec![IpFamily::V4, IpFamily::V6],
+        ip_family_policy: IpFamilyPolicy::RequireDualStack,
+        ..v4
+    };
+    let slices = [
+        common::web_slice(&[(POD, "node1")]),
+        common::web_slice(&[(POD6, "node1")]),
+    ];
+    w.set_services(&[svc], &slices);
     let (pod, pod_side) = port("node1/cni0/web");
-    w.add_pod_port("web", ip(POD), "node1", pod).unwrap();
+    let ips = (ip(POD), Some(POD6.parse().unwrap()));
+    w.add_pod_port_ips("web", ips, "node1", pod).unwrap();
     let (client, client_side) = port("browser");
     let attach = Attachment::External {
         can_reach: vec!["master".into(), "node1".into()],
     };
-    w.add_client_port("browser", ip(CLIENT), &attach, client)
+    let ips = (ip(CLIENT), Some(CLIENT6.parse().unwrap()));
+    w.add_client_port_ips("browser", ips, &attach, client)
         .unwrap();
     (w, client_side, pod_side)
 }
 
 /// A TCP segment `src → dst` with `flags` ("S", "SA", "A", "PA") and `len` payload bytes.
-fn tcp(
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    seq: u32,
-    ack: u32,
-    flags: &str,
-    len: usize,
-) -> Vec<u8> {
-    let mut b = PacketBuilder::ipv4(src.ip().octets(), dst.ip().octets(), 64).tcp(
-        src.port(),
-        dst.port(),
-        seq,
-        64_000,
-    );
+fn tcp(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, flags: &str, len: usize) -> Vec<u8> {
+    let ip = match (src.ip(), dst.ip()) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64),
+        (s, d) => PacketBuilder::ipv4(wire::v4(s).octets(), wire::v4(d).octets(), 64),
+    };
+    let mut b = ip.tcp(src.port(), dst.port(), seq, 64_000);
     if flags.contains('S') {
         b = b.syn();
     }
@@ -266,8 +280,13 @@ const CYCLE: usize = 64;
 fn established(policy: TrafficPolicy, node: &str) -> Flow {
     let (mut w, client, pod) = world(policy);
     let mut now = Duration::ZERO;
-    let c = SocketAddrV4::new(ip(CLIENT), CLIENT_PORT);
-    let vip = SocketAddrV4::new(ip(node), 30080);
+    let node: IpAddr = node.parse().unwrap();
+    let client_ip: IpAddr = if node.is_ipv6() { CLIENT6 } else { CLIENT }
+        .parse()
+        .unwrap();
+    let pod_ip: IpAddr = if node.is_ipv6() { POD6 } else { POD }.parse().unwrap();
+    let c = SocketAddr::new(client_ip, CLIENT_PORT);
+    let vip = SocketAddr::new(node, 30080);
     // Handshake: learn the pod-side tuple (DNAT to the pod; Cluster: masqueraded).
     let syn = tcp(c, vip, 1000, 0, "S", 0);
     client.lock().unwrap().script.push(syn);
@@ -276,11 +295,18 @@ fn established(policy: TrafficPolicy, node: &str) -> Flow {
     let t = summarize(&syn.expect("the SYN reaches the pod"))
         .unwrap()
         .tuple;
-    let peer = SocketAddrV4::new(wire::v4(t.src), t.sport);
-    let me = SocketAddrV4::new(wire::v4(t.dst), t.dport);
-    assert_eq!(me, SocketAddrV4::new(ip(POD), 80));
+    let (peer, me) = (t.src_addr(), t.dst_addr());
+    assert_eq!(me, SocketAddr::new(pod_ip, 80));
     match policy {
-        TrafficPolicy::Cluster => assert_eq!(*peer.ip(), ip("10.151.30.11"), "masqueraded"),
+        // The master's address of the flow's family.
+        TrafficPolicy::Cluster => assert!(
+            [
+                ip("10.151.30.11").into(),
+                "fd00:10:151:30::11".parse().unwrap()
+            ]
+            .contains(&peer.ip()),
+            "masqueraded to the master: {peer}"
+        ),
         TrafficPolicy::Local => assert_eq!(peer, c, "client source kept"),
     }
     let synack = tcp(me, peer, 5000, 1001, "SA", 0);
@@ -288,7 +314,7 @@ fn established(policy: TrafficPolicy, node: &str) -> Flow {
     release(&mut w, &pod, &mut now);
     let synack = client.lock().unwrap().kept.pop();
     let s = summarize(&synack.expect("the SYN-ACK reaches the client")).unwrap();
-    assert_eq!(s.tuple.src_addr(), vip.into());
+    assert_eq!(s.tuple.src_addr(), vip);
     {
         let (mut cs, mut ps) = (client.lock().unwrap(), pod.lock().unwrap());
         let (mut cseq, pseq) = (1001u32, 5001u32);
@@ -343,13 +369,23 @@ fn measure(policy: TrafficPolicy, node: &str) -> Figures {
     }
 }
 
-const CASES: [(&str, TrafficPolicy, &str); 2] = [
+const CASES: [(&str, TrafficPolicy, &str); 4] = [
     (
         "Cluster via master (cross-node, SNAT)",
         TrafficPolicy::Cluster,
         "10.151.30.11",
     ),
     ("Local via node1", TrafficPolicy::Local, "10.151.30.12"),
+    (
+        "IPv6 Cluster via master (cross-node, SNAT)",
+        TrafficPolicy::Cluster,
+        "fd00:10:151:30::11",
+    ),
+    (
+        "IPv6 Local via node1",
+        TrafficPolicy::Local,
+        "fd00:10:151:30::12",
+    ),
 ];
 
 /// One test (not one per policy): the counter is per thread, and the figures are printed

@@ -103,10 +103,14 @@ pub fn web_service(type_: ServiceType, etp: TrafficPolicy, hc: Option<u16>) -> S
     }
 }
 
-/// `default/web`'s EndpointSlice (port 80/TCP): endpoints `eps` (pod IP, node), ready.
+/// `default/web`'s EndpointSlice (port 80/TCP): endpoints `eps` (pod IP, node), ready;
+/// its address type the family of the first address (IPv4 when none).
 pub fn web_slice(eps: &[(&str, &str)]) -> EndpointSlice {
+    let addr = |a: &str| a.parse::<IpAddr>().unwrap();
     EndpointSlice {
-        address_type: Default::default(),
+        address_type: eps
+            .first()
+            .map_or(IpFamily::V4, |e| IpFamily::of(addr(e.0))),
         service: ServiceRef::new("default", "web"),
         ports: vec![EndpointPort {
             name: String::new(),
@@ -116,7 +120,7 @@ pub fn web_slice(eps: &[(&str, &str)]) -> EndpointSlice {
         endpoints: eps
             .iter()
             .map(|(a, n)| Endpoint {
-                ip: IpAddr::V4(ip(a)),
+                ip: addr(a),
                 node_name: Some(n.to_string()),
                 ready: true,
                 serving: true,
