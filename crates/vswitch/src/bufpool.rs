@@ -12,8 +12,11 @@
 //! kept.
 //!
 //! The pool is shared by every thread (one mutex per class, held for a push or a pop): a
-//! datagram read on one thread may be written, and its buffer given back, on another.
+//! datagram read on one thread may be written, and its buffer given back, on another. In
+//! front of it each thread keeps up to 64 small buffers of its own ([`take`] and [`give`]),
+//! so a thread that reads and writes its datagrams takes no lock per datagram.
 
+use std::cell::RefCell;
 use std::sync::{Mutex, PoisonError};
 
 /// Capacity of a small buffer (and the largest request a small buffer serves).
@@ -106,8 +109,24 @@ impl BufPool {
 
 static POOL: BufPool = BufPool::new(MAX_SMALL, MAX_LARGE);
 
-/// [`BufPool::take`] on the process-wide pool.
+/// Small buffers each thread keeps in front of the shared pool: a thread that reads and
+/// writes datagrams (the real-mode loop) takes and gives back without a lock. At most
+/// `LOCAL_SMALL * SMALL` (256 KiB) per thread; beyond, buffers go to the shared pool.
+const LOCAL_SMALL: usize = 64;
+
+thread_local! {
+    static LOCAL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`BufPool::take`] on the process-wide pool (a small buffer from this thread's own
+/// free list first).
 pub fn take(capacity: usize) -> Vec<u8> {
+    if capacity <= SMALL {
+        // `try_with`: a thread tearing down its locals goes to the shared pool.
+        if let Some(b) = LOCAL.try_with(|l| l.borrow_mut().pop()).ok().flatten() {
+            return b;
+        }
+    }
     POOL.take(capacity)
 }
 
@@ -118,9 +137,30 @@ pub fn copy_of(data: &[u8]) -> Vec<u8> {
     b
 }
 
-/// [`BufPool::give`] on the process-wide pool.
+/// [`BufPool::give`] on the process-wide pool (a small buffer to this thread's own free
+/// list while it has room).
 pub fn give(buf: Vec<u8>) {
-    POOL.give(buf)
+    let mut left = Some(buf);
+    if left
+        .as_ref()
+        .is_some_and(|b| (SMALL..LARGE_MIN).contains(&b.capacity()))
+    {
+        let _ = LOCAL.try_with(|l| {
+            let mut l = l.borrow_mut();
+            if l.len() < LOCAL_SMALL {
+                if l.capacity() == 0 {
+                    l.reserve_exact(LOCAL_SMALL);
+                }
+                if let Some(mut b) = left.take() {
+                    b.clear();
+                    l.push(b);
+                }
+            }
+        });
+    }
+    if let Some(b) = left {
+        POOL.give(b);
+    }
 }
 
 /// The process-wide pool (its counters, for tests and stats).
@@ -164,6 +204,22 @@ mod tests {
         pool.give(Vec::with_capacity(LARGE_MIN));
         pool.give(Vec::with_capacity(LARGE_MIN));
         assert_eq!(pool.free(), (1, 1));
+    }
+
+    #[test]
+    fn the_thread_keeps_small_buffers_then_shares() {
+        // This test's thread is its own: its local list starts empty.
+        let bufs: Vec<Vec<u8>> = (0..LOCAL_SMALL + 3).map(|_| take(100)).collect();
+        let ptrs: Vec<*const u8> = bufs.iter().map(|b| b.as_ptr()).collect();
+        for b in bufs {
+            give(b);
+        }
+        // The first LOCAL_SMALL stay with the thread (the rest went to the shared pool).
+        assert_eq!(LOCAL.with(|l| l.borrow().len()), LOCAL_SMALL);
+        // Taken back last in, first out, without the lock.
+        let b = take(1500);
+        assert_eq!(b.as_ptr(), ptrs[LOCAL_SMALL - 1]);
+        assert!(b.is_empty() && b.capacity() >= SMALL);
     }
 
     #[test]
