@@ -196,6 +196,7 @@ fn queue() -> Option<&'static SyncSender<Job>> {
                 let mut scratch = Vec::new();
                 for (side, mut pkt) in rx {
                     side.send_mut(&mut pkt, &mut scratch);
+                    crate::bufpool::give(pkt);
                 }
             })
             .ok()
