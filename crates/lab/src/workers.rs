@@ -98,7 +98,7 @@ fn worker<S>(
     turn: &(impl Fn(&mut S, Duration) -> Option<Duration> + Sync),
     stop: &(impl Fn() -> bool + Sync),
 ) -> anyhow::Result<()> {
-    let fds: Vec<RawFd> = ports.iter().map(TunPort::raw_fd).chain(wake_fd).collect();
+    let mut fds: Vec<RawFd> = ports.iter().map(TunPort::raw_fd).chain(wake_fd).collect();
     let mut batch: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut busy = false;
@@ -110,7 +110,7 @@ fn worker<S>(
         } else {
             Duration::from_nanos(due).saturating_sub(now).min(MAX_WAIT)
         };
-        let woken = wait_readable(&fds, wait)? && wake_fd.is_some();
+        let woken = wait_readable(&mut fds, wake_fd, wait)?;
         for (slot, port) in ports.iter_mut().enumerate() {
             let start = batch.len();
             while batch.len() - start < BATCH {
@@ -140,9 +140,15 @@ fn worker<S>(
     Ok(())
 }
 
-/// poll(2) on `fds` for up to `wait`; `true` if the last fd (the wake fd, when there is
-/// one) is readable. Reads are tried on every queue after it anyway (non-blocking).
-fn wait_readable(fds: &[RawFd], wait: Duration) -> anyhow::Result<bool> {
+/// poll(2) on `fds` for up to `wait`; `true` if `wake_fd` (the last of `fds`, when there is
+/// one) is readable. Reads are tried on every queue after it anyway (non-blocking). A queue
+/// whose device is gone (POLLERR/POLLHUP/POLLNVAL: its namespace was deleted) leaves `fds`,
+/// so poll(2) does not return at once forever; its port drops what is written to it.
+fn wait_readable(
+    fds: &mut Vec<RawFd>,
+    wake_fd: Option<RawFd>,
+    wait: Duration,
+) -> anyhow::Result<bool> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -161,6 +167,16 @@ fn wait_readable(fds: &[RawFd], wait: Duration) -> anyhow::Result<bool> {
         if e.kind() != std::io::ErrorKind::Interrupted {
             return Err(anyhow!("poll(2) on TUN queues: {e}"));
         }
+        return Ok(false);
     }
-    Ok(pfds.last().is_some_and(|p| p.revents & libc::POLLIN != 0))
+    let bad = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+    let woken = pfds
+        .iter()
+        .any(|p| Some(p.fd) == wake_fd && p.revents & libc::POLLIN != 0);
+    if pfds.iter().any(|p| p.revents & bad != 0) {
+        fds.retain(|fd| {
+            Some(*fd) == wake_fd || pfds.iter().all(|p| p.fd != *fd || p.revents & bad == 0)
+        });
+    }
+    Ok(woken)
 }

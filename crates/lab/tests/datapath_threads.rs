@@ -52,6 +52,54 @@ fn datapath_cpu(pid: u32) -> Vec<(String, u64)> {
     out
 }
 
+/// The TUN device of a pod the path does not use (web-w2 on worker2) is deleted under the
+/// lab: its queues answer POLLERR from then on, and the threads must stop polling them (not
+/// spin on poll(2)) while the rest of the lab goes on serving.
+fn device_gone_is_not_a_busy_loop(pid: u32, url: &str) {
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    let ns = list
+        .split_whitespace()
+        .find(|w| w.starts_with("nplab-pod-web-w2"))
+        .unwrap_or_else(|| panic!("no web-w2 namespace in:\n{list}"));
+    let del = Command::new("ip")
+        .args(["-n", ns, "link", "del", "eth0"])
+        .status()
+        .unwrap();
+    assert!(del.success(), "ip -n {ns} link del eth0");
+    std::thread::sleep(Duration::from_millis(500));
+    let before = datapath_cpu(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let after = datapath_cpu(pid);
+    let used: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|((_, a), (_, b))| a.saturating_sub(*b))
+        .collect();
+    eprintln!("CPU ticks per datapath thread in the second after the device went: {used:?}");
+    // A thread spinning on poll(2) burns about 100 ticks a second.
+    assert!(
+        used.iter().all(|&t| t < 30),
+        "busy loop after the device went: {used:?}"
+    );
+    let o = in_client(&[
+        "curl",
+        "-sS",
+        "-m",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        url,
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "200",
+        "the lab stopped serving"
+    );
+}
+
 #[test]
 fn two_datapath_threads_forward_like_one() {
     let missing = common::real_missing(&["nginx", "curl", "ip", "iperf3"]);
@@ -157,6 +205,9 @@ fn two_datapath_threads_forward_like_one() {
             used.iter().all(|&t| t >= 5),
             "{cfg}: CPU ticks per datapath thread during iperf3 -P 16: {used:?} (one idle?)"
         );
+        if cfg == "kernel-ref-local" {
+            device_gone_is_not_a_busy_loop(up.0.id(), &url);
+        }
         drop(up);
         // The next lab starts only after this one is gone (same namespaces and lock).
         let st = common::lab_ok(repo(), &["down"]);
