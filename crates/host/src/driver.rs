@@ -106,7 +106,10 @@ impl Driver {
         Ok(fabric.poll(self.now()))
     }
 
-    fn wait(&mut self, wait: Duration) -> Result<()> {
+    /// One poll(2) on the fds for at most `wait` (rounded up to whole milliseconds); an fd
+    /// that reports POLLERR/POLLHUP/POLLNVAL (its device is gone) leaves the set for good
+    /// ([`DriverStats::dead_fds`]). Returns `true` if some fd is readable.
+    pub fn wait(&mut self, wait: Duration) -> Result<bool> {
         // Round up to whole milliseconds so we never wake just before a deadline.
         let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         // SAFETY: the caller guarantees the fds stay open while the driver runs.
@@ -132,12 +135,15 @@ impl Driver {
             .filter(|(p, _)| p.revents().is_some_and(|r| r.intersects(bad)))
             .map(|(_, &fd)| fd)
             .collect();
+        let readable = pfds
+            .iter()
+            .any(|p| p.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)));
         drop(pfds);
         if !dead.is_empty() {
             self.fds.retain(|fd| !dead.contains(fd));
             self.stats.dead_fds.extend(dead);
         }
-        Ok(())
+        Ok(readable)
     }
 
     /// Runs until `stop(now)` returns `true` (checked at least every [`MAX_IDLE`] and after

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use host::driver::Driver;
 use vswitch::queued::Exchange;
 use vswitch::tun::TunPort;
 
@@ -98,7 +99,8 @@ fn worker<S>(
     turn: &(impl Fn(&mut S, Duration) -> Option<Duration> + Sync),
     stop: &(impl Fn() -> bool + Sync),
 ) -> anyhow::Result<()> {
-    let mut fds: Vec<RawFd> = ports.iter().map(TunPort::raw_fd).chain(wake_fd).collect();
+    // Dead queues leave the poll set inside the driver; `sh.epoch` keeps the clock.
+    let mut poller = Driver::new(ports.iter().map(TunPort::raw_fd).chain(wake_fd));
     let mut batch: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut busy = false;
@@ -110,7 +112,8 @@ fn worker<S>(
         } else {
             Duration::from_nanos(due).saturating_sub(now).min(MAX_WAIT)
         };
-        let woken = wait_readable(&mut fds, wake_fd, wait)?;
+        // Readable but nothing read below: the wake fd (or a queue emptied meanwhile).
+        let woken = poller.wait(wait).map_err(|e| anyhow!("{e}"))?;
         for (slot, port) in ports.iter_mut().enumerate() {
             let start = batch.len();
             while batch.len() - start < BATCH {
@@ -138,45 +141,4 @@ fn worker<S>(
         }
     }
     Ok(())
-}
-
-/// poll(2) on `fds` for up to `wait`; `true` if `wake_fd` (the last of `fds`, when there is
-/// one) is readable. Reads are tried on every queue after it anyway (non-blocking). A queue
-/// whose device is gone (POLLERR/POLLHUP/POLLNVAL: its namespace was deleted) leaves `fds`,
-/// so poll(2) does not return at once forever; its port drops what is written to it.
-fn wait_readable(
-    fds: &mut Vec<RawFd>,
-    wake_fd: Option<RawFd>,
-    wait: Duration,
-) -> anyhow::Result<bool> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = wait.as_millis().min(1000) as libc::c_int;
-    // Sub-millisecond waits round up to 1 ms only when there is something to wait for.
-    let ms = if ms == 0 && !wait.is_zero() { 1 } else { ms };
-    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs.
-    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(anyhow!("poll(2) on TUN queues: {e}"));
-        }
-        return Ok(false);
-    }
-    let bad = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
-    let woken = pfds
-        .iter()
-        .any(|p| Some(p.fd) == wake_fd && p.revents & libc::POLLIN != 0);
-    if pfds.iter().any(|p| p.revents & bad != 0) {
-        fds.retain(|fd| {
-            Some(*fd) == wake_fd || pfds.iter().all(|p| p.fd != *fd || p.revents & bad == 0)
-        });
-    }
-    Ok(woken)
 }
