@@ -52,6 +52,42 @@ fn datapath_cpu(pid: u32) -> Vec<(String, u64)> {
     out
 }
 
+/// CPU ticks each `nplab-dp*` thread of `pid` used while `during` ran (threads in name order).
+fn ticks_during<T>(pid: u32, during: impl FnOnce() -> T) -> (Vec<u64>, T) {
+    let before = datapath_cpu(pid);
+    let r = during();
+    let after = datapath_cpu(pid);
+    assert_eq!(after.len(), 2, "datapath threads {after:?}");
+    let used = after
+        .iter()
+        .zip(&before)
+        .map(|((_, a), (_, b))| a.saturating_sub(*b))
+        .collect();
+    (used, r)
+}
+
+/// The HTTP status of `GET url` from the client namespace (curl's `%{http_code}`), with
+/// curl's stderr for the failure message.
+fn http_code(url: &str) -> (String, String) {
+    let o = in_client(&[
+        "curl",
+        "-sS",
+        "--connect-timeout",
+        "3",
+        "-m",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        url,
+    ]);
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// The TUN device of a pod the path does not use (web-w2 on worker2) is deleted under the
 /// lab: its queues answer POLLERR from then on, and the threads must stop polling them (not
 /// spin on poll(2)) while the rest of the lab goes on serving.
@@ -68,36 +104,15 @@ fn device_gone_is_not_a_busy_loop(pid: u32, url: &str) {
         .unwrap();
     assert!(del.success(), "ip -n {ns} link del eth0");
     std::thread::sleep(Duration::from_millis(500));
-    let before = datapath_cpu(pid);
-    std::thread::sleep(Duration::from_secs(1));
-    let after = datapath_cpu(pid);
-    let used: Vec<u64> = after
-        .iter()
-        .zip(&before)
-        .map(|((_, a), (_, b))| a.saturating_sub(*b))
-        .collect();
+    let (used, ()) = ticks_during(pid, || std::thread::sleep(Duration::from_secs(1)));
     eprintln!("CPU ticks per datapath thread in the second after the device went: {used:?}");
     // A thread spinning on poll(2) burns about 100 ticks a second.
     assert!(
         used.iter().all(|&t| t < 30),
         "busy loop after the device went: {used:?}"
     );
-    let o = in_client(&[
-        "curl",
-        "-sS",
-        "-m",
-        "5",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        url,
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "200",
-        "the lab stopped serving"
-    );
+    let (code, err) = http_code(url);
+    assert_eq!(code, "200", "the lab stopped serving: {err}");
 }
 
 #[test]
@@ -127,25 +142,8 @@ fn two_datapath_threads_forward_like_one() {
         // Twenty connections (twenty source ports: spread over both queues by flow hash).
         let url = format!("http://{node}:32761/");
         for i in 0..20 {
-            let o = in_client(&[
-                "curl",
-                "-sS",
-                "--connect-timeout",
-                "3",
-                "-m",
-                "5",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &url,
-            ]);
-            assert_eq!(
-                String::from_utf8_lossy(&o.stdout),
-                "200",
-                "{cfg}: request {i}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            let (code, err) = http_code(&url);
+            assert_eq!(code, "200", "{cfg}: request {i}: {err}");
         }
         std::thread::sleep(Duration::from_millis(300));
         let logs: String = std::fs::read_dir("/run/nplab")
@@ -167,20 +165,21 @@ fn two_datapath_threads_forward_like_one() {
             "{cfg}: nginx logged {first_words:?}, expected {want_client} only"
         );
         // Sixteen parallel bulk flows for 2 s (all on one queue: odds 2 in 65 536): both threads carry some.
-        let before = datapath_cpu(up.0.id());
-        let o = in_client(&[
-            "iperf3",
-            "-c",
-            node,
-            "-p",
-            "32201",
-            "-P",
-            "16",
-            "-t",
-            "2",
-            "--connect-timeout",
-            "3000",
-        ]);
+        let (used, o) = ticks_during(up.0.id(), || {
+            in_client(&[
+                "iperf3",
+                "-c",
+                node,
+                "-p",
+                "32201",
+                "-P",
+                "16",
+                "-t",
+                "2",
+                "--connect-timeout",
+                "3000",
+            ])
+        });
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(
             o.status.success(),
@@ -191,13 +190,6 @@ fn two_datapath_threads_forward_like_one() {
             out.contains("[SUM]"),
             "{cfg}: iperf3 -P 16 gave no sum:\n{out}"
         );
-        let after = datapath_cpu(up.0.id());
-        assert_eq!(after.len(), 2, "{cfg}: datapath threads {after:?}");
-        let used: Vec<u64> = after
-            .iter()
-            .zip(&before)
-            .map(|((_, a), (_, b))| a.saturating_sub(*b))
-            .collect();
         eprintln!("{cfg}: CPU ticks of each datapath thread during iperf3 -P 16: {used:?}");
         // Each thread is busy for a good part of the 2 s when it carries a flow (ticks are
         // 1/100 s); an idle one wakes 10 times a second and spends well under 1 tick.
