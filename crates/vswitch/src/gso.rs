@@ -206,18 +206,23 @@ fn tcp_layout(pkt: &[u8]) -> Option<(usize, usize, usize)> {
         .then_some((ihl, thl, total))
 }
 
-/// The TCP pseudo-header sum of `pkt` (IPv4 or IPv6, see [`tcp_layout`]) for an L4 length
-/// of `l4_len` bytes.
-fn tcp_pseudo(pkt: &[u8], l4_len: usize) -> u16 {
+/// The pseudo-header sum of `pkt` (IPv4, or IPv6 with its 40-byte header: the callers have
+/// checked the layout) for protocol `proto` and an L4 length of `l4_len` bytes.
+pub(crate) fn l4_pseudo(pkt: &[u8], proto: u8, l4_len: usize) -> u16 {
     if pkt[0] >> 4 == 6 {
         let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
         src.copy_from_slice(&pkt[8..24]);
         dst.copy_from_slice(&pkt[24..40]);
-        pseudo_sum_v6(src, dst, PROTO_TCP, l4_len as u32)
+        pseudo_sum_v6(src, dst, proto, l4_len as u32)
     } else {
         let a = |o: usize| [pkt[o], pkt[o + 1], pkt[o + 2], pkt[o + 3]];
-        pseudo_sum(a(12), a(16), PROTO_TCP, l4_len as u16)
+        pseudo_sum(a(12), a(16), proto, l4_len as u16)
     }
+}
+
+/// [`l4_pseudo`] for TCP (see [`tcp_layout`]).
+fn tcp_pseudo(pkt: &[u8], l4_len: usize) -> u16 {
+    l4_pseudo(pkt, PROTO_TCP, l4_len)
 }
 
 /// How to write `pkt` to a device with offloads whose MTU is `mtu`: `None` = as is (header

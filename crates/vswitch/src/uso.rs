@@ -31,7 +31,7 @@
 
 use std::ops::Range;
 
-use wire::checksum::{checksum, pseudo_sum, pseudo_sum_v6};
+use wire::checksum::checksum;
 use wire::proto::PROTO_UDP;
 
 use crate::gso::{self, Ingress, VnetHdr, F_NEEDS_CSUM, GSO_ECN};
@@ -165,15 +165,7 @@ impl Layout {
             // Complete as read; only a stray partial mark is cleared.
             return gso::ingress(&VnetHdr::default(), dg, false).map_err(|_| UsoError::CsumRange);
         }
-        let sum = if self.v6 {
-            let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
-            src.copy_from_slice(&dg[8..24]);
-            dst.copy_from_slice(&dg[24..40]);
-            pseudo_sum_v6(src, dst, PROTO_UDP, u32::from(l4))
-        } else {
-            let a = |o: usize| [dg[o], dg[o + 1], dg[o + 2], dg[o + 3]];
-            pseudo_sum(a(12), a(16), PROTO_UDP, l4)
-        };
+        let sum = gso::l4_pseudo(dg, PROTO_UDP, usize::from(l4));
         dg[ip + UDP_CSUM..ip + UDP_CSUM + 2].copy_from_slice(&sum.to_be_bytes());
         let h = gso::partial_hdr(ip, UDP_CSUM);
         let done = gso::ingress(&h, dg, keep && self.partial).map_err(|_| UsoError::CsumRange)?;
@@ -279,6 +271,7 @@ mod tests {
     use super::*;
     use etherparse::{IpNumber, Ipv4Header, Ipv6Header, UdpHeader};
     use rand::{Rng, SeedableRng};
+    use wire::checksum::{pseudo_sum, pseudo_sum_v6};
 
     const SRC4: [u8; 4] = [10, 244, 1, 16];
     const DST4: [u8; 4] = [203, 0, 113, 11];
