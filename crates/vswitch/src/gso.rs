@@ -243,7 +243,8 @@ pub fn egress(pkt: &[u8], mtu: u16) -> Option<(VnetHdr, usize, u16)> {
         0
     };
     let sum = tcp_pseudo(pkt, total - ihl);
-    let family = if ihl == 40 && pkt[0] >> 4 == 6 {
+    // tcp_layout accepted an IPv4 or an IPv6 (40-byte header) TCP datagram.
+    let family = if pkt[0] >> 4 == 6 {
         GSO_TCPV6
     } else {
         GSO_TCPV4
